@@ -1,0 +1,52 @@
+/**
+ * Error codes every Rateflow component uses. A code is stable; messages may improve.
+ * Exit-code mapping lives with the CLI: BAD_INPUT / BAD_CONFIG / BAD_USAGE → 2, the rest → 1.
+ */
+export const ErrorCode = {
+  BadInput: 'BAD_INPUT',
+  BadConfig: 'BAD_CONFIG',
+  BadUsage: 'BAD_USAGE',
+  NotFound: 'NOT_FOUND',
+  ServiceUnavailable: 'SERVICE_UNAVAILABLE',
+  StoreFailure: 'STORE_FAILURE',
+  Internal: 'INTERNAL',
+} as const
+export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode]
+
+/** One problem in an input document, located by a JSON path such as `$.plans[0].charges[2].tiers[1].up_to`. */
+export interface Problem {
+  readonly path: string
+  readonly message: string
+}
+
+/** Base class: every error Rateflow throws on purpose carries a `code`, and a `cause` when it wraps one. */
+export class RateflowError extends Error {
+  readonly code: ErrorCode
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options)
+    this.name = 'RateflowError'
+    this.code = code
+  }
+}
+
+/** A document (catalog, accounts, config, CSV header) failed validation; `problems` lists every one found. */
+export class ValidationError extends RateflowError {
+  readonly problems: readonly Problem[]
+  constructor(what: string, problems: readonly Problem[]) {
+    super(
+      ErrorCode.BadInput,
+      `${what}: ${problems.length} problem${problems.length === 1 ? '' : 's'}\n` +
+        problems.map((p) => `  ${p.path}: ${p.message}`).join('\n'),
+    )
+    this.name = 'ValidationError'
+    this.problems = problems
+  }
+}
+
+/** True when the error means "the user gave bad input or usage" (exit code 2). */
+export function isUserError(err: unknown): boolean {
+  return (
+    err instanceof RateflowError &&
+    (err.code === ErrorCode.BadInput || err.code === ErrorCode.BadConfig || err.code === ErrorCode.BadUsage)
+  )
+}
