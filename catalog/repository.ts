@@ -1,0 +1,65 @@
+import { createHash } from 'node:crypto'
+import { mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync, existsSync } from 'node:fs'
+import { join } from 'node:path'
+import type { AccountsDocument, Catalog } from './types.js'
+
+/**
+ * Guiding data on disk under `<data>/catalog/`: one JSON file per catalog version and one accounts file.
+ * Plain files, so every process (CLI, rater, scheduler) reads them without owning the store, and a
+ * billing engineer can read them too. Writes are atomic (write + rename).
+ */
+export class CatalogRepository {
+  private readonly dir: string
+  constructor(dataDir: string) {
+    this.dir = join(dataDir, 'catalog')
+    mkdirSync(join(this.dir, 'versions'), { recursive: true })
+  }
+
+  /** Every stored catalog version, oldest effective_from first. */
+  catalogs(): Catalog[] {
+    const dir = join(this.dir, 'versions')
+    return readdirSync(dir)
+      .filter((f) => f.endsWith('.json'))
+      .map((f) => JSON.parse(readFileSync(join(dir, f), 'utf8')) as Catalog)
+      .sort((a, b) => Date.parse(a.effective_from) - Date.parse(b.effective_from) || a.version.localeCompare(b.version))
+  }
+
+  /** Stores a validated catalog version. Same version and same content: 'unchanged'. */
+  putCatalog(catalog: Catalog): 'created' | 'unchanged' | 'replaced' {
+    const file = join(this.dir, 'versions', `${encodeURIComponent(catalog.version)}.json`)
+    const text = JSON.stringify(catalog, null, 2) + '\n'
+    let outcome: 'created' | 'unchanged' | 'replaced' = 'created'
+    if (existsSync(file)) {
+      if (readFileSync(file, 'utf8') === text) return 'unchanged'
+      outcome = 'replaced'
+    }
+    atomicWrite(file, text)
+    return outcome
+  }
+
+  accounts(): AccountsDocument {
+    const file = join(this.dir, 'accounts.json')
+    if (!existsSync(file)) return { customers: [] }
+    return JSON.parse(readFileSync(file, 'utf8')) as AccountsDocument
+  }
+
+  putAccounts(doc: AccountsDocument): void {
+    atomicWrite(join(this.dir, 'accounts.json'), JSON.stringify(doc, null, 2) + '\n')
+  }
+
+  /** Changes whenever a catalog version or the accounts change; raters reload guiding data on a change. */
+  fingerprint(): string {
+    const h = createHash('sha1')
+    const dir = join(this.dir, 'versions')
+    for (const f of readdirSync(dir).sort()) h.update(f).update(readFileSync(join(dir, f)))
+    const acc = join(this.dir, 'accounts.json')
+    if (existsSync(acc)) h.update(readFileSync(acc))
+    return h.digest('hex')
+  }
+}
+
+function atomicWrite(file: string, text: string): void {
+  const tmp = `${file}.${process.pid}.tmp`
+  writeFileSync(tmp, text)
+  renameSync(tmp, file)
+}

@@ -1,0 +1,107 @@
+import { connect, type NatsConnection } from '@nats-io/transport-node'
+import {
+  AckPolicy,
+  jetstream,
+  jetstreamManager,
+  RetentionPolicy,
+  StorageType,
+  type Consumer,
+  type JetStreamClient,
+  type JsMsg,
+} from '@nats-io/jetstream'
+import { Packr } from 'msgpackr'
+import type { UsageBatch } from '../rating-core/record.js'
+
+/** Stream and consumer names are part of the deployment: other tools may read them. */
+export const USAGE_STREAM = 'USAGE'
+export const USAGE_SUBJECT = 'usage.batches'
+export const RATER_DURABLE = 'rater'
+
+/**
+ * Plain msgpack maps (no record extension): any msgpack reader in any language can read a batch,
+ * and neither side needs shared structure definitions.
+ */
+export const batchCodec = new Packr({ useRecords: false, moreTypes: false })
+
+export function encodeBatch(batch: UsageBatch): Uint8Array {
+  return batchCodec.pack(batch)
+}
+export function decodeBatch(bytes: Uint8Array): UsageBatch {
+  return batchCodec.unpack(bytes) as UsageBatch
+}
+
+export interface QueueOptions {
+  /** How long a delivered batch may stay unacked before JetStream redelivers it. */
+  readonly ackWaitMs: number
+  /** Batches delivered but unacked at once (bounds the rater's memory). */
+  readonly maxAckPending: number
+  /** Publishes with the same message id within this window are dropped by JetStream. */
+  readonly duplicateWindowMs: number
+}
+export const DEFAULT_QUEUE: Readonly<QueueOptions> = Object.freeze({
+  ackWaitMs: 120_000,
+  maxAckPending: 256,
+  duplicateWindowMs: 120_000,
+})
+
+/** A connection to JetStream with the USAGE stream and the rater's durable pull consumer in place. */
+export interface Queue {
+  readonly nc: NatsConnection
+  readonly js: JetStreamClient
+  /** Publishes one batch with `Nats-Msg-Id = batch.id`; resolves when JetStream stored it. */
+  publish(batch: UsageBatch): Promise<{ duplicate: boolean }>
+  /** The durable pull consumer the rater reads. */
+  consumer(): Promise<Consumer>
+  /** Messages stored in the stream and not yet acked by the rater. */
+  pending(): Promise<number>
+  close(): Promise<void>
+}
+
+export async function openQueue(url: string, options: QueueOptions = DEFAULT_QUEUE): Promise<Queue> {
+  const nc = await connect({ servers: url, name: `rateflow-${process.pid}`, maxReconnectAttempts: -1 })
+  const jsm = await jetstreamManager(nc)
+  const ms = (n: number) => n * 1_000_000
+  try {
+    await jsm.streams.info(USAGE_STREAM)
+  } catch {
+    // Work-queue retention: a batch is deleted once the rater acks it, so the store's disk use is
+    // bounded by the backlog, not by history (history lives in ClickHouse).
+    await jsm.streams.add({
+      name: USAGE_STREAM,
+      subjects: ['usage.>'],
+      storage: StorageType.File,
+      retention: RetentionPolicy.Workqueue,
+      duplicate_window: ms(options.duplicateWindowMs),
+    })
+  }
+  try {
+    await jsm.consumers.info(USAGE_STREAM, RATER_DURABLE)
+  } catch {
+    await jsm.consumers.add(USAGE_STREAM, {
+      durable_name: RATER_DURABLE,
+      ack_policy: AckPolicy.Explicit,
+      ack_wait: ms(options.ackWaitMs),
+      max_ack_pending: options.maxAckPending,
+      filter_subject: USAGE_SUBJECT,
+    })
+  }
+  const js = jetstream(nc)
+  return {
+    nc,
+    js,
+    async publish(batch) {
+      const ack = await js.publish(USAGE_SUBJECT, encodeBatch(batch), { msgID: batch.id })
+      return { duplicate: ack.duplicate }
+    },
+    consumer: () => js.consumers.get(USAGE_STREAM, RATER_DURABLE),
+    async pending() {
+      const info = await jsm.consumers.info(USAGE_STREAM, RATER_DURABLE)
+      return info.num_pending + info.num_ack_pending
+    },
+    async close() {
+      await nc.drain().catch(() => nc.close())
+    },
+  }
+}
+
+export type { JsMsg }

@@ -1,0 +1,72 @@
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
+import { mkdirSync } from 'node:fs'
+import { join } from 'node:path'
+import { connect, type NatsConnection } from '@nats-io/transport-node'
+import { ErrorCode, RateflowError } from '../../common/errors.js'
+import { freePort } from '../../common/net.js'
+
+/** A nats-server with JetStream that this process started and owns. */
+export interface LocalNatsServer {
+  readonly url: string
+  stop(): Promise<void>
+}
+
+/**
+ * Starts `nats-server -js` on 127.0.0.1 with a free port and its store under `dataDir/nats`.
+ *
+ * The server runs under a small shell guard that reads our stdin: when this process ends for any reason,
+ * kill -9 included, the pipe closes, `read` returns and the guard stops the server. So no orphan keeps the
+ * store directory after a crash, and the next run can open it.
+ */
+export async function startNatsServer(dataDir: string): Promise<LocalNatsServer> {
+  if (spawnSync('nats-server', ['--version']).status !== 0) {
+    throw new RateflowError(
+      ErrorCode.ServiceUnavailable,
+      'nats-server is not installed: install it (apt-get install nats-server, or scripts/setup.sh) or set NATS_URL',
+    )
+  }
+  const storeDir = join(dataDir, 'nats')
+  mkdirSync(storeDir, { recursive: true })
+  const port = await freePort()
+  const args = ['-js', '-a', '127.0.0.1', '-p', String(port), '-sd', storeDir]
+  const guard =
+    'nats-server "$@" & child=$!; trap \'kill -TERM $child; wait $child; exit 0\' TERM INT; ' +
+    'read _ignored; kill -TERM $child; wait $child'
+  const child: ChildProcess = spawn('sh', ['-c', guard, 'sh', ...args], { stdio: ['pipe', 'ignore', 'pipe'] })
+  let stderr = ''
+  child.stderr?.on('data', (d: Buffer) => {
+    stderr = (stderr + d.toString()).slice(-4000)
+  })
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()))
+  const url = `nats://127.0.0.1:${port}`
+  const deadline = Date.now() + 15_000
+  for (;;) {
+    if (child.exitCode !== null) {
+      throw new RateflowError(ErrorCode.ServiceUnavailable, `nats-server exited at start-up: ${stderr.trim()}`)
+    }
+    try {
+      const nc: NatsConnection = await connect({ servers: url, reconnect: false, timeout: 500 })
+      await nc.close()
+      break
+    } catch (err) {
+      if (Date.now() > deadline) {
+        child.kill('SIGKILL')
+        throw new RateflowError(ErrorCode.ServiceUnavailable, `nats-server did not answer on ${url}: ${stderr.trim()}`, {
+          cause: err,
+        })
+      }
+      await new Promise((r) => setTimeout(r, 50))
+    }
+  }
+  return {
+    url,
+    async stop() {
+      if (child.exitCode === null) {
+        child.stdin?.end()
+        const timer = setTimeout(() => child.kill('SIGKILL'), 10_000)
+        await exited
+        clearTimeout(timer)
+      }
+    },
+  }
+}

@@ -1,0 +1,189 @@
+import { Readable } from 'node:stream'
+import { mkdirSync } from 'node:fs'
+import { join } from 'node:path'
+import { createClient, type ClickHouseClient } from '@clickhouse/client'
+import { ErrorCode, RateflowError } from '../common/errors.js'
+
+/**
+ * The analyst tables of CONTRACT §7 plus `flushes`, the commit log of the sink.
+ *
+ * Commit protocol (see pipeline/sink.ts): every row a flush writes carries its `flush_id`; the flush's row
+ * in `flushes` is written last and is the commit. Rows whose flush_id has no `flushes` row were written
+ * by a flush that crashed before committing; `recover()` deletes them before rating starts, and JetStream
+ * redelivers their batches because they were never acked.
+ *
+ * ReplacingMergeTree keys are a backstop against a bug, not the dedupe mechanism (the rater's index is).
+ */
+export const DDL: readonly string[] = [
+  `CREATE TABLE IF NOT EXISTS usage_events (
+    source LowCardinality(String), event_id String, event_time DateTime64(3, 'UTC'),
+    device_id String, account_id String, subscription_id String,
+    metric LowCardinality(String), quantity Decimal(38, 9), dimensions Map(String, String),
+    received_at DateTime64(3, 'UTC'), flush_id String
+  ) ENGINE = ReplacingMergeTree PARTITION BY toYYYYMM(event_time) ORDER BY (source, event_id)`,
+  `CREATE TABLE IF NOT EXISTS rated_usage (
+    event_id String, source LowCardinality(String), account_id String, subscription_id String,
+    plan_id LowCardinality(String), charge_id LowCardinality(String), group_key String,
+    metric LowCardinality(String), event_time DateTime64(3, 'UTC'), quantity Decimal(38, 9),
+    amount Decimal(38, 9), currency LowCardinality(String), catalog_version LowCardinality(String),
+    period_start DateTime64(3, 'UTC'), rated_at DateTime64(3, 'UTC'), flush_id String
+  ) ENGINE = ReplacingMergeTree PARTITION BY toYYYYMM(period_start)
+    ORDER BY (account_id, period_start, charge_id, source, event_id)`,
+  `CREATE TABLE IF NOT EXISTS rejected_usage (
+    source LowCardinality(String), raw String, reason String, origin String,
+    received_at DateTime64(3, 'UTC'), reject_key String, flush_id String
+  ) ENGINE = ReplacingMergeTree ORDER BY (source, reject_key)`,
+  `CREATE TABLE IF NOT EXISTS suspended_usage (
+    source LowCardinality(String), event_id String, event_time DateTime64(3, 'UTC'),
+    device_id String, account_id String, subscription_id String, metric LowCardinality(String),
+    quantity Decimal(38, 9), dimensions Map(String, String), raw String, origin String, reason String,
+    status Enum8('held' = 1, 'released' = 2), version UInt64, received_at DateTime64(3, 'UTC'), flush_id String
+  ) ENGINE = ReplacingMergeTree(version) ORDER BY (source, event_id)`,
+  `CREATE TABLE IF NOT EXISTS flushes (
+    flush_id String, committed_at DateTime64(3, 'UTC'), batches Array(String),
+    rated UInt64, duplicates UInt64, rejected UInt64, suspended UInt64, released UInt64
+  ) ENGINE = MergeTree ORDER BY (committed_at, flush_id)`,
+]
+
+/** Tables whose rows carry a flush_id and are rolled back by `recover()`. */
+export const FLUSHED_TABLES = ['usage_events', 'rated_usage', 'rejected_usage', 'suspended_usage'] as const
+export type FlushedTable = (typeof FLUSHED_TABLES)[number]
+
+export type QueryFormat = 'JSONEachRow' | 'CSV' | 'Pretty' | 'PrettyCompact' | 'TabSeparated' | 'TabSeparatedWithNames'
+
+/** Settings for every read: decimals and 64-bit integers as strings, so money never becomes a JS number. */
+const READ_SETTINGS = {
+  output_format_json_quote_decimals: 1,
+  output_format_json_quote_64bit_integers: 1,
+} as const
+
+export interface Store {
+  readonly mode: 'embedded' | 'server'
+  readonly client: ClickHouseClient
+  /** Creates the tables when missing. */
+  migrate(): Promise<void>
+  /** Inserts TabSeparated text (rows end in \n) into a table. */
+  insertTsv(table: string, tsv: string): Promise<void>
+  /** Rows as objects, decimals as strings. For internal reads. */
+  rows<T>(sql: string, params?: Record<string, unknown>): Promise<T[]>
+  /** Text of a query in the given format, with `readonly=1`: analysts cannot change anything. */
+  readOnlyText(sql: string, format: QueryFormat): Promise<string>
+  command(sql: string): Promise<void>
+  /** Deletes rows of flushes that never committed; returns how many flush ids were rolled back. */
+  recover(): Promise<number>
+  close(): Promise<void>
+}
+
+/**
+ * Opens the store: a ClickHouse server when `url` is given (CLICKHOUSE_URL), otherwise chDB embedded with
+ * its data under `dataDir/clickhouse`. Same DDL, same SQL either way.
+ */
+export async function openStore(opts: { dataDir: string; url?: string | undefined }): Promise<Store> {
+  let client: ClickHouseClient
+  let mode: Store['mode']
+  if (opts.url) {
+    mode = 'server'
+    client = createClient({ url: opts.url, request_timeout: 300_000 })
+  } else {
+    mode = 'embedded'
+    const path = join(opts.dataDir, 'clickhouse')
+    mkdirSync(path, { recursive: true })
+    const { createChdbConnection } = await import('chdb/connection')
+    client = createClient({ connection: createChdbConnection({ path }) } as Parameters<typeof createClient>[0])
+  }
+  const wrap = async <T>(what: string, f: () => Promise<T>): Promise<T> => {
+    try {
+      return await f()
+    } catch (err) {
+      throw new RateflowError(ErrorCode.StoreFailure, `${what}: ${(err as Error).message}`, { cause: err })
+    }
+  }
+  const store: Store = {
+    mode,
+    client,
+    async migrate() {
+      for (const ddl of DDL) await wrap('create table', () => client.command({ query: ddl }))
+    },
+    insertTsv(table, tsv) {
+      return wrap(`insert into ${table}`, async () => {
+        await client.insert({
+          table,
+          values: Readable.from([Buffer.from(tsv)], { objectMode: false }),
+          format: 'TabSeparated',
+        })
+      })
+    },
+    rows<T>(sql: string, params?: Record<string, unknown>) {
+      return wrap('query', async () => {
+        const rs = await client.query({
+          query: sql,
+          format: 'JSONEachRow',
+          ...(params ? { query_params: params } : {}),
+          clickhouse_settings: READ_SETTINGS,
+        })
+        return (await rs.json()) as T[]
+      })
+    },
+    async readOnlyText(sql, format) {
+      // exec + an explicit FORMAT clause: the client's query() knows only streamable formats, not Pretty.
+      const query = sql.trim().replace(/;+\s*$/, '') + '\nFORMAT ' + format
+      const rs = await client.exec({ query, clickhouse_settings: { ...READ_SETTINGS, readonly: '1' } })
+      const chunks: Buffer[] = []
+      for await (const c of rs.stream) chunks.push(Buffer.from(c as Uint8Array))
+      return Buffer.concat(chunks).toString('utf8')
+    },
+    command(sql) {
+      return wrap('command', async () => {
+        await client.command({ query: sql })
+      })
+    },
+    async recover() {
+      const orphans = new Set<string>()
+      for (const t of FLUSHED_TABLES) {
+        const rows = await store.rows<{ flush_id: string }>(
+          `SELECT DISTINCT flush_id FROM ${t} WHERE flush_id NOT IN (SELECT flush_id FROM flushes)`,
+        )
+        for (const r of rows) orphans.add(r.flush_id)
+      }
+      if (orphans.size === 0) return 0
+      for (const t of FLUSHED_TABLES) {
+        await store.command(
+          `DELETE FROM ${t} WHERE flush_id NOT IN (SELECT flush_id FROM flushes) SETTINGS mutations_sync = 2`,
+        )
+      }
+      return orphans.size
+    },
+    async close() {
+      await client.close()
+    },
+  }
+  return store
+}
+
+/** Escapes one value for TabSeparated input. */
+export function tsv(value: string): string {
+  // Fast path: most ids and decimals need no escaping.
+  if (!/[\t\n\\\r]/.test(value)) return value
+  return value.replace(/[\t\n\\\r]/g, (c) => (c === '\t' ? '\\t' : c === '\n' ? '\\n' : c === '\r' ? '\\r' : '\\\\'))
+}
+
+/** A Map(String,String) literal for TabSeparated input. */
+export function tsvMap(m: Record<string, string> | undefined): string {
+  if (!m) return '{}'
+  let out = '{'
+  let first = true
+  for (const k in m) {
+    const v = m[k] as string
+    out += (first ? '' : ',') + quote(k) + ':' + quote(v)
+    first = false
+  }
+  return tsv(out + '}')
+}
+function quote(s: string): string {
+  return "'" + s.replace(/[\\']/g, (c) => '\\' + c) + "'"
+}
+
+/** `2026-10-01T00:00:00.000Z` (normalised UTC ISO) → `2026-10-01 00:00:00.000`, the DateTime64 text form. */
+export function chTime(iso: string): string {
+  return iso.slice(0, 10) + ' ' + iso.slice(11, 23)
+}
