@@ -1,0 +1,138 @@
+import { describe, expect, it } from 'vitest'
+import fc from 'fast-check'
+import { SessionMerger } from './sessions.js'
+import { DEFAULT_SESSIONS, type SessionOptions } from './config.js'
+import type { WireRecord } from '../rating-core/record.js'
+
+const opts = (o: Partial<SessionOptions> = {}): SessionOptions => ({ ...DEFAULT_SESSIONS, idle_timeout_s: 60, ...o })
+
+let n = 0
+function ev(kind: string | undefined, time: string, metric: string, quantity: string, extra: Partial<WireRecord> = {}): WireRecord {
+  return {
+    event_id: `e${n++}`,
+    source: 'mqtt:t',
+    event_time: time,
+    device_id: 'fw-1',
+    metric,
+    quantity,
+    dimensions: { session_id: 's1', ...(kind !== undefined && { session_event: kind }), region: 'eu' },
+    ...extra,
+  }
+}
+
+const byMetric = (rs: WireRecord[]) => Object.fromEntries(rs.map((r) => [r.metric, r]))
+
+describe('SessionMerger', () => {
+  it('merges start / interim / stop (cumulative: the latest value wins) with duration and flags', () => {
+    const m = new SessionMerger<string>(opts())
+    expect(m.push(ev('start', '2026-10-01T12:00:00Z', 'bytes_out', '0'), 0, 'a').absorbed).toBe(true)
+    m.push(ev('interim', '2026-10-01T12:01:00Z', 'bytes_out', '100'), 1, 'b')
+    m.push(ev('interim', '2026-10-01T12:01:00Z', 'bytes_in', '7'), 2, 'c')
+    const res = m.push(ev('stop', '2026-10-01T12:02:30.5Z', 'bytes_out', '250'), 3, 'd')
+    expect(res.closed).toHaveLength(1)
+    const s = res.closed[0]!
+    expect(s.close).toBe('stop')
+    expect(s.tags).toEqual(['a', 'b', 'c', 'd'])
+    expect(s.records.map((r) => r.metric)).toEqual(['session_seconds', 'bytes_in', 'bytes_out'])
+    const r = byMetric(s.records)
+    expect(r.session_seconds!.quantity).toBe('150.5')
+    expect(r.bytes_out!.quantity).toBe('250')
+    expect(r.bytes_in!.quantity).toBe('7')
+    expect(r.bytes_out!.event_time).toBe('2026-10-01T12:00:00Z')
+    expect(r.bytes_out!.event_id).toBe('session:fw-1:s1:bytes_out')
+    expect(r.bytes_out!.device_id).toBe('fw-1')
+    expect(r.bytes_out!.dimensions).toEqual({ session_id: 's1', region: 'eu', session_close: 'stop' })
+    expect(m.open).toBe(0)
+  })
+
+  it('cumulative keeps the value of the latest event_time even when events arrive out of order', () => {
+    const m = new SessionMerger(opts())
+    m.push(ev('start', '2026-10-01T12:00:00Z', 'bytes_out', '0'), 0)
+    m.push(ev('interim', '2026-10-01T12:05:00Z', 'bytes_out', '500'), 1)
+    m.push(ev('interim', '2026-10-01T12:03:00Z', 'bytes_out', '300'), 2)
+    const s = m.expire(2 + 60_000)[0]!
+    expect(byMetric(s.records).bytes_out!.quantity).toBe('500')
+  })
+
+  it('delta adds values up, exactly, and counts a redelivered event once', () => {
+    const m = new SessionMerger<number>(opts({ interim: 'delta' }))
+    m.push(ev('start', '2026-10-01T12:00:00Z', 'txn_amount', '0.1'), 0, 1)
+    const interim = ev('interim', '2026-10-01T12:00:10Z', 'txn_amount', '0.2')
+    m.push(interim, 1, 2)
+    m.push({ ...interim }, 2, 3)
+    const s = m.push(ev('stop', '2026-10-01T12:00:20Z', 'txn_amount', '0.000000001'), 3, 4).closed[0]!
+    expect(byMetric(s.records).txn_amount!.quantity).toBe('0.300000001')
+    expect(s.tags).toEqual([1, 2, 3, 4])
+  })
+
+  it('bills a stop without start and flags it', () => {
+    const m = new SessionMerger(opts())
+    const s = m.push(ev('stop', '2026-10-01T12:00:20Z', 'bytes_out', '9'), 0).closed[0]!
+    const r = byMetric(s.records)
+    expect(r.bytes_out!.dimensions).toMatchObject({ session_flag: 'no_start', session_close: 'stop' })
+    expect(r.session_seconds!.quantity).toBe('0')
+  })
+
+  it('closes an idle session after idle_timeout_s by the caller clock, not before', () => {
+    const m = new SessionMerger(opts({ idle_timeout_s: 10 }))
+    m.push(ev('start', '2026-10-01T12:00:00Z', 'bytes_out', '1'), 1000)
+    m.push(ev('interim', '2026-10-01T12:00:05Z', 'bytes_out', '2'), 5000)
+    expect(m.nextDeadline()).toBe(15_000)
+    expect(m.expire(14_999)).toEqual([])
+    const closed = m.expire(15_000)
+    expect(closed).toHaveLength(1)
+    expect(closed[0]!.close).toBe('idle_timeout')
+    expect(byMetric(closed[0]!.records).bytes_out!.dimensions).toMatchObject({ session_close: 'idle_timeout' })
+    expect(byMetric(closed[0]!.records).bytes_out!.dimensions!.session_flag).toBeUndefined()
+    expect(m.nextDeadline()).toBeUndefined()
+  })
+
+  it('uses a reported duration metric instead of computing one', () => {
+    const m = new SessionMerger(opts())
+    m.push(ev('start', '2026-10-01T12:00:00Z', 'session_seconds', '0'), 0)
+    const s = m.push(ev('stop', '2026-10-01T12:00:10Z', 'session_seconds', '42'), 1).closed[0]!
+    expect(s.records).toHaveLength(1)
+    expect(s.records[0]!.quantity).toBe('42')
+  })
+
+  it('passes through non-session records and unmergeable values; reports an unknown kind', () => {
+    const m = new SessionMerger(opts())
+    const plain: WireRecord = { event_id: 'x', source: 's', event_time: '2026-10-01T00:00:00Z', device_id: 'd', metric: 'm', quantity: '1' }
+    expect(m.push(plain, 0)).toEqual({ absorbed: false, closed: [] })
+    expect(m.push(ev('interim', '2026-10-01T00:00:00Z', 'm', 'lots'), 0).absorbed).toBe(false)
+    expect(m.push(ev('interim', 'yesterday', 'm', '1'), 0).absorbed).toBe(false)
+    const bad = m.push(ev('pause', '2026-10-01T00:00:00Z', 'm', '1'), 0)
+    expect(bad.absorbed).toBe(false)
+    expect(bad.problem).toMatch(/session_event="pause"; expected start, interim or stop/)
+    expect(m.push(ev(undefined, '2026-10-01T00:00:00Z', 'm', '1'), 0).problem).toMatch(/\(missing\)/)
+    expect(m.open).toBe(0)
+  })
+
+  it('keeps sessions of different owners apart; drain closes the rest as shutdown', () => {
+    const m = new SessionMerger(opts({ kinds: { start: 'S', interim: 'I', stop: 'E' } }))
+    m.push(ev('S', '2026-10-01T12:00:00Z', 'bytes_out', '1'), 0)
+    m.push(ev('S', '2026-10-01T12:00:00Z', 'bytes_out', '2', { device_id: 'fw-2' }), 0)
+    expect(m.open).toBe(2)
+    const all = m.drain()
+    expect(all.map((s) => s.close)).toEqual(['shutdown', 'shutdown'])
+    expect(all.map((s) => byMetric(s.records).bytes_out!.device_id).sort()).toEqual(['fw-1', 'fw-2'])
+    expect(m.open).toBe(0)
+  })
+
+  it('delta total equals the sum of distinct events whatever the order and redeliveries (property)', () => {
+    fc.assert(
+      fc.property(fc.array(fc.integer({ min: 0, max: 1_000_000 }), { minLength: 1, maxLength: 20 }), fc.integer({ min: 0, max: 1000 }), (qs, seed) => {
+        const m = new SessionMerger(opts({ interim: 'delta' }))
+        const events = qs.map((q, i) => ev('interim', `2026-10-01T12:00:${String(i % 60).padStart(2, '0')}Z`, 'bytes_out', String(q)))
+        const fed = [...events, ...events.filter((_, i) => (i + seed) % 3 === 0)] // redeliveries
+        for (let i = fed.length - 1; i > 0; i--) {
+          const j = (seed * 31 + i * 17) % (i + 1)
+          ;[fed[i], fed[j]] = [fed[j]!, fed[i]!]
+        }
+        for (const e of fed) m.push(e, 0)
+        const s = m.drain()[0]!
+        expect(byMetric(s.records).bytes_out!.quantity).toBe(String(qs.reduce((a, b) => a + b, 0)))
+      }),
+    )
+  })
+})

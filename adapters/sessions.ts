@@ -1,0 +1,223 @@
+/**
+ * Session mediation: start / interim / stop records of one device session merge into billable records.
+ *
+ * Contract (pure: no timers, no I/O; the caller passes the clock):
+ * - A record is a session event when it has the `id_dimension` dimension. Its kind is the `kind_dimension`
+ *   dimension (values from `kinds`). Others are not absorbed and the caller sends them on unchanged.
+ * - The session key is (source, owner, session id), owner = device_id, else account_id, else subscription_id.
+ * - Metric values merge per metric: `cumulative` keeps the value of the latest event (by event_time, ties by
+ *   arrival: counters are running totals), `delta` adds them up. A repeated event_id inside a session is
+ *   counted once (QoS 1 redelivery must not double a delta).
+ * - A session closes on its stop event, or `idle_timeout_s` after its last event arrived (by the caller's
+ *   clock, not event_time, so a device with a wrong clock cannot keep sessions open), or on `drain()`.
+ * - A closed session becomes one record per metric plus one `duration_metric` record (seconds from its first to
+ *   its last event_time, unless the events report `duration_metric` themselves), all with event_time = the
+ *   session's first event_time, event_id `session:<owner>:<session id>:<metric>`, the session's dimensions
+ *   without the kind, plus `session_close` = stop | idle_timeout | shutdown and, when no start event was seen,
+ *   `session_flag` = no_start. Event ids depend only on the key, so a stop arriving after an idle close
+ *   dedupes against the first close instead of billing the session twice: session ids must be unique per owner.
+ * - Each absorbed record may carry a `tag` (MQTT: the ack of its message); a closed session returns the tags of
+ *   every record it absorbed, so the caller acknowledges inputs only once the merged records are stored.
+ */
+import BigImport from 'big.js'
+import type { SessionOptions } from './config.js'
+import type { WireRecord } from '../rating-core/record.js'
+
+// big.js ships CommonJS types with `export =`; under NodeNext the default import is the constructor.
+const Big = BigImport
+type Big = InstanceType<typeof BigImport>
+
+export type SessionClose = 'stop' | 'idle_timeout' | 'shutdown'
+
+export interface ClosedSession<T> {
+  readonly key: string
+  readonly close: SessionClose
+  /** The billable records, duration first, then metrics by name. */
+  readonly records: WireRecord[]
+  /** Tags of every absorbed record, in arrival order (duplicates included: their messages need acks too). */
+  readonly tags: T[]
+}
+
+export interface PushResult<T> {
+  /** False: not a session event (or one whose values cannot be merged); send the record on unchanged. */
+  readonly absorbed: boolean
+  /** Set when the record is a session event that cannot be merged for a reason the sender can fix. */
+  readonly problem?: string
+  /** Sessions this record closed (its own, on stop). */
+  readonly closed: ClosedSession<T>[]
+}
+
+interface MetricState {
+  value: Big
+  /** event_time (ms) of the event the value came from; cumulative keeps the latest. */
+  at: number
+}
+
+interface OpenSession<T> {
+  key: string
+  sessionId: string
+  source: string
+  owner: Pick<WireRecord, 'device_id' | 'account_id' | 'subscription_id'>
+  ownerText: string
+  started: boolean
+  firstMs: number
+  firstText: string
+  lastMs: number
+  lastSeen: number
+  metrics: Map<string, MetricState>
+  seen: Set<string>
+  tags: T[]
+  dimensions: Record<string, string>
+  raw?: string
+  origin?: string
+}
+
+export class SessionMerger<T = never> {
+  private readonly sessions = new Map<string, OpenSession<T>>()
+  private readonly idleMs: number
+
+  constructor(private readonly options: SessionOptions) {
+    this.idleMs = options.idle_timeout_s * 1000
+  }
+
+  /** Sessions currently open. */
+  get open(): number {
+    return this.sessions.size
+  }
+
+  /** Feeds one record at caller time `nowMs`. */
+  push(record: WireRecord, nowMs: number, tag?: T): PushResult<T> {
+    const o = this.options
+    const sessionId = record.dimensions?.[o.id_dimension]
+    if (sessionId === undefined) return { absorbed: false, closed: [] }
+    const kind = record.dimensions?.[o.kind_dimension]
+    const k = o.kinds
+    if (kind !== k.start && kind !== k.interim && kind !== k.stop) {
+      return {
+        absorbed: false,
+        problem: `session event ${o.id_dimension}=${sessionId} has ${o.kind_dimension}=${kind === undefined ? '(missing)' : JSON.stringify(kind)}; expected ${k.start}, ${k.interim} or ${k.stop}`,
+        closed: [],
+      }
+    }
+    const at = Date.parse(record.event_time)
+    let value: Big
+    try {
+      value = new Big(record.quantity)
+    } catch {
+      // Not mergeable; the validate stage rejects the record with its own reason.
+      return { absorbed: false, closed: [] }
+    }
+    if (Number.isNaN(at)) return { absorbed: false, closed: [] }
+
+    const ownerText = record.device_id ?? record.account_id ?? record.subscription_id ?? ''
+    const key = `${record.source}\u0000${ownerText}\u0000${sessionId}`
+    let s = this.sessions.get(key)
+    if (!s) {
+      s = {
+        key,
+        sessionId,
+        source: record.source,
+        owner: {
+          ...(record.device_id !== undefined && { device_id: record.device_id }),
+          ...(record.account_id !== undefined && { account_id: record.account_id }),
+          ...(record.subscription_id !== undefined && { subscription_id: record.subscription_id }),
+        },
+        ownerText,
+        started: false,
+        firstMs: at,
+        firstText: record.event_time,
+        lastMs: at,
+        lastSeen: nowMs,
+        metrics: new Map(),
+        seen: new Set(),
+        tags: [],
+        dimensions: {},
+      }
+      this.sessions.set(key, s)
+    }
+    if (tag !== undefined) s.tags.push(tag)
+    s.lastSeen = nowMs
+    if (!s.seen.has(record.event_id)) {
+      s.seen.add(record.event_id)
+      if (kind === k.start) s.started = true
+      if (at < s.firstMs) {
+        s.firstMs = at
+        s.firstText = record.event_time
+      }
+      if (at > s.lastMs) s.lastMs = at
+      // Later events refine dimensions (e.g. a stop naming the final cell); the kind is per event, not per session.
+      for (const [name, v] of Object.entries(record.dimensions ?? {})) if (name !== o.kind_dimension) s.dimensions[name] = v
+      const m = s.metrics.get(record.metric)
+      if (!m) s.metrics.set(record.metric, { value, at })
+      else if (o.interim === 'delta') m.value = m.value.plus(value)
+      else if (at >= m.at) {
+        m.value = value
+        m.at = at
+      }
+      if (record.raw !== undefined) s.raw = record.raw
+      if (record.origin !== undefined) s.origin = record.origin
+    }
+    if (kind === k.stop) return { absorbed: true, closed: [this.close(s, 'stop')] }
+    return { absorbed: true, closed: [] }
+  }
+
+  /** Closes sessions idle for `idle_timeout_s` at `nowMs` (inclusive). */
+  expire(nowMs: number): ClosedSession<T>[] {
+    const out: ClosedSession<T>[] = []
+    for (const s of [...this.sessions.values()]) {
+      if (nowMs - s.lastSeen >= this.idleMs) out.push(this.close(s, 'idle_timeout'))
+    }
+    return out
+  }
+
+  /** When the next idle close is due (ms, caller's clock), or undefined with no open session. */
+  nextDeadline(): number | undefined {
+    let min: number | undefined
+    for (const s of this.sessions.values()) {
+      const d = s.lastSeen + this.idleMs
+      if (min === undefined || d < min) min = d
+    }
+    return min
+  }
+
+  /** Closes every open session (`session_close=shutdown`), for sources that cannot replay them. */
+  drain(): ClosedSession<T>[] {
+    return [...this.sessions.values()].map((s) => this.close(s, 'shutdown'))
+  }
+
+  /** Forgets every open session and returns their tags (their inputs will be redelivered). */
+  discard(): T[] {
+    const tags = [...this.sessions.values()].flatMap((s) => s.tags)
+    this.sessions.clear()
+    return tags
+  }
+
+  private close(s: OpenSession<T>, close: SessionClose): ClosedSession<T> {
+    this.sessions.delete(s.key)
+    const o = this.options
+    const dimensions: Record<string, string> = { ...s.dimensions, session_close: close }
+    if (!s.started) dimensions.session_flag = 'no_start'
+    const base = (metric: string, quantity: string): WireRecord => {
+      const r: WireRecord = {
+        event_id: `session:${s.ownerText}:${s.sessionId}:${metric}`,
+        source: s.source,
+        event_time: s.firstText,
+        ...s.owner,
+        metric,
+        quantity,
+        dimensions: { ...dimensions },
+      }
+      if (s.raw !== undefined) r.raw = s.raw
+      if (s.origin !== undefined) r.origin = s.origin
+      return r
+    }
+    const records: WireRecord[] = []
+    if (!s.metrics.has(o.duration_metric)) {
+      records.push(base(o.duration_metric, new Big(s.lastMs - s.firstMs).div(1000).toFixed()))
+    }
+    for (const name of [...s.metrics.keys()].sort()) {
+      records.push(base(name, s.metrics.get(name)!.value.toFixed()))
+    }
+    return { key: s.key, close, records, tags: s.tags }
+  }
+}

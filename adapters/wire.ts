@@ -1,0 +1,70 @@
+/**
+ * Helpers every push adapter (MQTT, syslog) shares to turn input into WireRecord / WireReject:
+ * how raw bytes are kept, how a missing event_id is derived, and the one-of item type the batcher takes.
+ */
+import { createHash } from 'node:crypto'
+import type { WireRecord, WireReject } from '../rating-core/record.js'
+
+/** What an adapter hands to the batcher for one input: a record, or a reject that still travels. */
+export type WireItem = { record: WireRecord } | { reject: WireReject }
+
+/** The canonical record fields (CONTRACT §2) besides `source` and `dimensions`. */
+export const CANONICAL_FIELDS = ['event_id', 'event_time', 'device_id', 'account_id', 'subscription_id', 'metric', 'quantity'] as const
+export type CanonicalField = (typeof CANONICAL_FIELDS)[number]
+
+/** How many bytes of an oversized input are kept in its reject: enough to recognise it, not enough to hurt. */
+export const RAW_PREVIEW_BYTES = 1024
+
+const utf8 = new TextDecoder('utf-8', { fatal: true })
+// Control characters other than tab, CR and LF mean the input is binary, whatever its encoding validity.
+// eslint-disable-next-line no-control-regex
+const CONTROL = /[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]/
+
+/**
+ * The text kept in `raw`: the bytes as UTF-8 when they are text, else `base64:` + the bytes in base64, so the
+ * reject row in rejected_usage always holds the exact input (or, with `limit`, its first `limit` bytes).
+ */
+export function rawText(bytes: Uint8Array, limit?: number): string {
+  const b = limit !== undefined && bytes.length > limit ? bytes.subarray(0, limit) : bytes
+  try {
+    const s = utf8.decode(b)
+    if (!CONTROL.test(s)) return s
+  } catch {
+    // A cut in the middle of a multi-byte character is still text; retry without the last few bytes.
+    if (b !== bytes) {
+      for (let cut = 1; cut <= 3 && cut < b.length; cut++) {
+        try {
+          const s = utf8.decode(b.subarray(0, b.length - cut))
+          if (!CONTROL.test(s)) return s
+        } catch {
+          /* keep trying */
+        }
+      }
+    }
+  }
+  return `base64:${Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('base64')}`
+}
+
+/**
+ * The event_id of a record whose input has none: sha1 over source, raw input and metric (and, when one input
+ * holds several records, the record's position), so sending the same input again yields the same id and dedupes.
+ */
+export function contentEventId(source: string, raw: string, metric: string, position?: number): string {
+  const h = createHash('sha1')
+  h.update(source).update('\u0000').update(raw).update('\u0000').update(metric)
+  if (position !== undefined && position > 0) h.update('\u0000').update(String(position))
+  return `sha1:${h.digest('hex')}`
+}
+
+/** A reject with the raw input and a reason that says what is wrong and where. */
+export function reject(source: string, raw: string, reason: string, origin: string): { reject: WireReject } {
+  return { reject: { source, raw, reason: `${reason} (${origin})`, origin } }
+}
+
+/** True for a JSON number or a string: the types a quantity may arrive as before the validate stage checks it. */
+export function quantityText(v: unknown): string | undefined {
+  if (typeof v === 'string') return v
+  if (typeof v === 'number' && Number.isFinite(v)) return String(v)
+  if (typeof v === 'bigint') return v.toString()
+  return undefined
+}
