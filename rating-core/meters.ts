@@ -1,0 +1,225 @@
+/**
+ * Meters (CONTRACT §3): which records a meter reads (metric + filter), how it groups them
+ * (group_by) and how it folds one event into the running aggregate of a period.
+ *
+ * Every fold is pure (the prior aggregate is never mutated, so a caller can keep it to roll
+ * back a failed write) and order-independent for every aggregation: the aggregate after a set
+ * of events is the same whatever order they came in. Per aggregation:
+ * - sum:          Σ quantity × scale.
+ * - count:        number of events × scale (scale defaults to 1; "0.001" counts thousands).
+ * - max / min:    of quantity × scale.
+ * - latest:       quantity × scale of the event with the greatest event_time; equal times are
+ *                 broken by the greater event_id, so a replay in any order picks the same one.
+ * - unique_count: number of distinct values of `dimension` × scale; events without the
+ *                 dimension count nothing.
+ * - time_weighted_avg: a reading holds from its event_time until the next reading's event_time
+ *                 (ties ordered by event_id), the last one until period end; before the first
+ *                 reading of the period the value is 0. The average is ∫value dt / period
+ *                 length, rounded half-even to 18 decimals. A gauge that should count from the
+ *                 period start must report a reading at the period start.
+ */
+import type { Meter } from '../catalog/types.js'
+import { ErrorCode, RateflowError } from '../common/errors.js'
+import { type Dec, ONE, ZERO, add, cmp, div, fmt, mul, parseDec, sub } from './decimal.js'
+
+/** Decimal places of a time_weighted_avg (an average is a quotient; it has to stop somewhere). */
+export const TIME_WEIGHTED_AVG_DP = 18
+
+/** The aggregate fields of a meter state (JSON-serialisable; decimals as canonical strings). */
+export interface MeterAggregate {
+  /** Events folded in. */
+  n: number
+  /** The aggregated, scaled meter value Q. */
+  q: string
+  /** latest: the ordering key of the reading held. */
+  latest?: { t: number; id: string }
+  /** unique_count: distinct dimension values, sorted. */
+  uniques?: string[]
+  /** time_weighted_avg: readings sorted by (t, id): [epoch ms, event_id, scaled value]. */
+  points?: [number, string, string][]
+  /** time_weighted_avg: Σ value × milliseconds held, up to period end. */
+  integral?: string
+}
+
+export interface FoldEvent {
+  event_id: string
+  event_time: string
+  dimensions: Record<string, string>
+}
+
+interface MeterInfo {
+  /** null when the scale is 1 (skips a multiplication per event). */
+  scale: Dec | null
+  filter: [string, string][]
+  groupBy: string[]
+}
+const infoCache = new WeakMap<Meter, MeterInfo>()
+
+export function meterInfo(meter: Meter): MeterInfo {
+  let info = infoCache.get(meter)
+  if (info === undefined) {
+    const s = meter.scale === undefined ? null : parseDec(meter.scale, `meter ${meter.id}: scale`)
+    info = {
+      scale: s === null || cmp(s, ONE) === 0 ? null : s,
+      filter: Object.entries(meter.filter ?? {}),
+      groupBy: meter.group_by ?? [],
+    }
+    infoCache.set(meter, info)
+  }
+  return info
+}
+
+/** True when a record of `metric` with these dimensions feeds the meter: same metric, and every filter entry equal. */
+export function meterAccepts(meter: Meter, metric: string, dimensions: Record<string, string>): boolean {
+  if (meter.metric !== metric) return false
+  for (const [k, v] of meterInfo(meter).filter) {
+    if (dimensions[k] !== v) return false
+  }
+  return true
+}
+
+/**
+ * The group an event belongs to: '' without group_by, else the JSON array of the group_by
+ * dimension values in group_by order, a missing dimension as null (`["eu",null]`). JSON keeps
+ * the key unambiguous whatever characters values contain, and it parses back for invoice lines.
+ */
+export function groupKey(meter: Meter, dimensions: Record<string, string>): string {
+  const g = meterInfo(meter).groupBy
+  if (g.length === 0) return ''
+  return JSON.stringify(g.map((d) => dimensions[d] ?? null))
+}
+
+/** The event's quantity × the meter's scale. */
+export function scaledQuantity(meter: Meter, quantity: string): Dec {
+  const q = parseDec(quantity, 'quantity')
+  const s = meterInfo(meter).scale
+  return s === null ? q : mul(q, s)
+}
+
+export interface FoldResult {
+  agg: MeterAggregate
+  /** Q after the event, parsed. */
+  q: Dec
+  /** The event's contribution as stored with the rated event (see usage-rater). */
+  metered: Dec
+}
+
+/**
+ * Folds one event into `prior` (undefined = first event of the period). `priorQ` is prior.q
+ * already parsed (callers keep it to avoid re-parsing on the hot path). `periodStartMs` and
+ * `periodEndMs` (exclusive) are needed by time_weighted_avg only.
+ */
+export function foldMeter(
+  meter: Meter,
+  prior: MeterAggregate | undefined,
+  priorQ: Dec,
+  ev: FoldEvent,
+  scaled: Dec,
+  periodStartMs: number,
+  periodEndMs: number,
+): FoldResult {
+  const n = (prior?.n ?? 0) + 1
+  switch (meter.aggregation) {
+    case 'sum': {
+      const q = prior === undefined ? scaled : add(priorQ, scaled)
+      return { agg: { n, q: fmt(q) }, q, metered: scaled }
+    }
+    case 'count': {
+      const one = meterInfo(meter).scale ?? ONE
+      const q = prior === undefined ? one : add(priorQ, one)
+      return { agg: { n, q: fmt(q) }, q, metered: one }
+    }
+    case 'max':
+    case 'min': {
+      const better = meter.aggregation === 'max' ? cmp(scaled, priorQ) > 0 : cmp(scaled, priorQ) < 0
+      const q = prior === undefined || better ? scaled : priorQ
+      return { agg: { n, q: q === priorQ && prior !== undefined ? prior.q : fmt(q) }, q, metered: scaled }
+    }
+    case 'latest': {
+      const t = eventMillis(ev.event_time)
+      const held = prior?.latest
+      const newer = held === undefined || t > held.t || (t === held.t && ev.event_id > held.id)
+      if (!newer && prior !== undefined) return { agg: { ...prior, n }, q: priorQ, metered: scaled }
+      return { agg: { n, q: fmt(scaled), latest: { t, id: ev.event_id } }, q: scaled, metered: scaled }
+    }
+    case 'unique_count': {
+      const dim = meter.dimension
+      const value = dim === undefined ? undefined : ev.dimensions[dim]
+      const uniques = prior?.uniques ?? []
+      const one = meterInfo(meter).scale ?? ONE
+      if (value === undefined) {
+        return { agg: { n, q: prior?.q ?? '0', uniques }, q: priorQ, metered: ZERO }
+      }
+      const at = lowerBound(uniques, value)
+      if (uniques[at] === value) return { agg: { n, q: prior?.q ?? '0', uniques }, q: priorQ, metered: ZERO }
+      // Copy-on-insert keeps the fold pure; it costs O(distinct values) per new value only.
+      const next = uniques.slice()
+      next.splice(at, 0, value)
+      const q = mul({ i: BigInt(next.length), e: 0 }, one)
+      return { agg: { n, q: fmt(q), uniques: next }, q, metered: one }
+    }
+    case 'time_weighted_avg':
+      return foldTimeWeighted(prior, ev, scaled, n, periodStartMs, periodEndMs)
+  }
+}
+
+function foldTimeWeighted(
+  prior: MeterAggregate | undefined,
+  ev: FoldEvent,
+  v: Dec,
+  n: number,
+  startMs: number,
+  endMs: number,
+): FoldResult {
+  const t = eventMillis(ev.event_time)
+  if (!(endMs > startMs)) throw new RateflowError(ErrorCode.BadInput, 'time_weighted_avg: the period is empty')
+  if (t < startMs || t >= endMs) {
+    throw new RateflowError(ErrorCode.BadInput, `time_weighted_avg: event ${ev.event_id} at ${ev.event_time} is outside the period`)
+  }
+  const points = prior?.points ?? []
+  // First index whose (t, id) sorts after the new reading.
+  let lo = 0
+  let hi = points.length
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1
+    const p = points[mid]!
+    if (p[0] < t || (p[0] === t && p[1] <= ev.event_id)) lo = mid + 1
+    else hi = mid
+  }
+  const before = points[lo - 1]
+  const metered = v
+  const integral0 = prior?.integral === undefined ? ZERO : parseDec(prior.integral)
+  if (before !== undefined && before[0] === t && before[1] === ev.event_id) {
+    // The same reading again (a replay that escaped dedupe): no change.
+    return { agg: { ...prior!, n }, q: parseDec(prior!.q), metered }
+  }
+  // The previous reading held over [t, nextT); now the new one does: Δ = (v − prev) × (nextT − t).
+  const after = points[lo]
+  const nextT = after === undefined ? endMs : after[0]
+  const prevV = before === undefined ? ZERO : parseDec(before[2])
+  const integral = add(integral0, mul(sub(v, prevV), { i: BigInt(nextT - t), e: 0 }))
+  const next = points.slice()
+  next.splice(lo, 0, [t, ev.event_id, fmt(v)])
+  const q = div(integral, { i: BigInt(endMs - startMs), e: 0 }, TIME_WEIGHTED_AVG_DP, 'half_even')
+  return { agg: { n, q: fmt(q), points: next, integral: fmt(integral) }, q, metered }
+}
+
+function lowerBound(a: string[], v: string): number {
+  let lo = 0
+  let hi = a.length
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1
+    if (a[mid]! < v) lo = mid + 1
+    else hi = mid
+  }
+  return lo
+}
+
+export function eventMillis(iso: string): number {
+  const t = Date.parse(iso)
+  if (Number.isNaN(t)) throw new RateflowError(ErrorCode.BadInput, `event_time is not an ISO-8601 time: ${JSON.stringify(iso)}`)
+  return t
+}
+
+/** Q of an empty period for a meter: 0 for every aggregation. */
+export const EMPTY_Q: Dec = ZERO

@@ -1,0 +1,66 @@
+/**
+ * graduated (CONTRACT §3.2): each tier prices the part of Q in (previous up_to, up_to], plus the
+ * flat_fee of every tier reached. The first tier is always reached, so its flat_fee is charged
+ * even at Q = 0. free_units come off Q first; the total is clamped to [minimum, maximum].
+ */
+import type { GraduatedCharge } from '../../catalog/types.js'
+import { type Dec, ZERO, add, cmp, mul, parseDec, sub, toNano } from '../decimal.js'
+import { type Clamp, type PriceLine, type PriceResult, applyClamp, billable, cached, decField, line, parseClamp, result, tierRange } from './common.js'
+
+export interface ParsedTier {
+  /** Inclusive upper bound; null = unbounded. */
+  upTo: Dec | null
+  price: Dec | null
+  fee: Dec | null
+}
+interface Parsed {
+  tiers: ParsedTier[]
+  free: Dec | null
+  clamp: Clamp
+}
+
+export function parseTiers(id: string, tiers: { up_to: string | null; unit_price?: string; flat_fee?: string }[]): ParsedTier[] {
+  return tiers.map((t, k) => ({
+    upTo: t.up_to === null ? null : decField(t.up_to, id, `tiers[${k}].up_to`),
+    price: decField(t.unit_price, id, `tiers[${k}].unit_price`),
+    fee: decField(t.flat_fee, id, `tiers[${k}].flat_fee`),
+  }))
+}
+
+const cache = new WeakMap<GraduatedCharge, Parsed>()
+const parse = (c: GraduatedCharge): Parsed => ({ tiers: parseTiers(c.id, c.tiers), free: decField(c.free_units, c.id, 'free_units'), clamp: parseClamp(c) })
+
+/**
+ * Σ over reached tiers of round9(share × unit_price + flat_fee), for billable quantity `qb` ≥ 0.
+ * Shared with graduated_percentage, whose tier prices are rate/100.
+ */
+export function graduatedSum(tiers: ParsedTier[], qb: Dec, lines: PriceLine[] | null, label = 'tier'): bigint {
+  let sum = 0n
+  let prev: Dec | null = null
+  for (let k = 0; k < tiers.length; k++) {
+    const t = tiers[k]!
+    // Tier k > 0 is reached when Q is above the previous tier's (inclusive) up_to.
+    if (prev !== null && cmp(qb, prev) <= 0) break
+    const top = t.upTo === null || cmp(qb, t.upTo) < 0 ? qb : t.upTo
+    const from = prev ?? ZERO
+    const share = cmp(top, from) > 0 ? sub(top, from) : ZERO
+    let exact = t.price === null ? ZERO : mul(share, t.price)
+    if (t.fee !== null) exact = add(exact, t.fee)
+    const amt = toNano(exact)
+    sum += amt
+    lines?.push(line(`${label} ${k + 1} ${tierRange(prev, t.upTo)}`, share, amt, t.price, t.fee))
+    if (t.upTo === null) break
+    prev = t.upTo
+  }
+  return sum
+}
+
+export function evaluateGraduated(charge: GraduatedCharge, q: Dec, lines: PriceLine[] | null): bigint {
+  const p = cached(cache, charge, parse)
+  return applyClamp(graduatedSum(p.tiers, billable(q, p.free, lines), lines), p.clamp, lines)
+}
+
+export function priceGraduated(charge: GraduatedCharge, Q: string): PriceResult {
+  const lines: PriceLine[] = []
+  return result(evaluateGraduated(charge, parseDec(Q, 'quantity'), lines), lines)
+}

@@ -1,0 +1,80 @@
+/**
+ * percentage (CONTRACT §3.2), priced per event value v:
+ *   fee(v) = clamp(v × rate/100 + fixed_fee_per_event, [per_event_min, per_event_max])
+ * and the charge total Σ fee is clamped to [minimum, maximum].
+ *
+ * free_units is an allowance of VALUE, consumed by events in the order they are given (arrival
+ * order in the pipeline): an event entirely inside the allowance is free — no fixed fee and no
+ * per-event minimum, as a free transaction is not a transaction to charge for; an event that
+ * straddles the end of the allowance pays the rate on the part above it plus the fixed fee.
+ * Values ≤ 0 (refunds, zero-value pings) are not charged and consume no allowance.
+ * Because of the allowance the split of the total between events depends on their order; with
+ * no free_units and no charge clamp the total does not.
+ */
+import type { PercentageCharge } from '../../catalog/types.js'
+import { type Dec, ZERO, add, cmp, fmt, mul, parseDec, sub, toNano } from '../decimal.js'
+import { type Clamp, type PriceLine, type PriceResult, applyClamp, cached, decField, parseClamp, percentToFraction, requiredDec, result } from './common.js'
+
+interface Parsed {
+  fraction: Dec
+  fixed: Dec | null
+  min: bigint | null
+  max: bigint | null
+  free: Dec | null
+  clamp: Clamp
+}
+const cache = new WeakMap<PercentageCharge, Parsed>()
+const parse = (c: PercentageCharge): Parsed => {
+  const lo = decField(c.per_event_min, c.id, 'per_event_min')
+  const hi = decField(c.per_event_max, c.id, 'per_event_max')
+  return {
+    fraction: percentToFraction(requiredDec(c.rate, c.id, 'rate')),
+    fixed: decField(c.fixed_fee_per_event, c.id, 'fixed_fee_per_event'),
+    min: lo === null ? null : toNano(lo),
+    max: hi === null ? null : toNano(hi),
+    free: decField(c.free_units, c.id, 'free_units'),
+    clamp: parseClamp(c),
+  }
+}
+
+/**
+ * The fee of one event of value `v`, given the allowance already used by earlier events.
+ * Returns the fee in nano-units and the allowance used after this event.
+ */
+export function percentageEventFee(charge: PercentageCharge, v: Dec, freeUsed: Dec): { fee: bigint; freeUsed: Dec } {
+  const p = cached(cache, charge, parse)
+  if (v.i <= 0n) return { fee: 0n, freeUsed }
+  let billed = v
+  if (p.free !== null && cmp(freeUsed, p.free) < 0) {
+    const left = sub(p.free, freeUsed)
+    if (cmp(v, left) <= 0) return { fee: 0n, freeUsed: add(freeUsed, v) }
+    billed = sub(v, left)
+    freeUsed = p.free
+  }
+  let exact = mul(billed, p.fraction)
+  if (p.fixed !== null) exact = add(exact, p.fixed)
+  let fee = toNano(exact)
+  if (p.min !== null && fee < p.min) fee = p.min
+  if (p.max !== null && fee > p.max) fee = p.max
+  return { fee, freeUsed }
+}
+
+/** Applies the charge clamp to the sum of per-event fees. */
+export function percentageTotal(charge: PercentageCharge, sumOfFees: bigint, lines: PriceLine[] | null): bigint {
+  return applyClamp(sumOfFees, cached(cache, charge, parse).clamp, lines)
+}
+
+/** Prices a period's events, given as values in arrival order; one line per event. */
+export function pricePercentage(charge: PercentageCharge, values: string[]): PriceResult {
+  const lines: PriceLine[] = []
+  let used = ZERO
+  let sum = 0n
+  values.forEach((s, k) => {
+    const v = parseDec(s, `values[${k}]`)
+    const r = percentageEventFee(charge, v, used)
+    used = r.freeUsed
+    sum += r.fee
+    lines.push({ description: `event ${k + 1}: ${charge.rate}% of ${fmt(v)}`, quantity: fmt(v), amount: fmt({ i: r.fee, e: 9 }) })
+  })
+  return result(percentageTotal(charge, sum, lines), lines)
+}

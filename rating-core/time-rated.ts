@@ -1,0 +1,280 @@
+/**
+ * time_rated (CONTRACT §3.3): the price of one session of `seconds` starting at `start`.
+ *
+ * 1. Split: the session is cut where the local wall-clock time (IANA timezone of the account)
+ *    leaves the current schedule window or the zone's UTC offset changes. Adjacent pieces under
+ *    the same rate are merged, so a weekend that runs from Saturday into Sunday is one part.
+ *    Local time follows the zone: on a spring-forward day the missing hour is skipped, on a
+ *    fall-back day the repeated hour is passed through twice, each time by its wall-clock time.
+ * 2. Steps are session-relative: a step's `from` counts seconds since the session started, not
+ *    since the part started (a rate change at 18:00 does not restart the "first minute"). The
+ *    session is billed in blocks: at elapsed position t, the rate in force at t and that rate's
+ *    step containing t give the increment; the blocks up to the end of the part (or step, or
+ *    session) are billed — whole increments, so the last block may run past that end — and
+ *    billing resumes where the last block ended. A block that straddles a schedule boundary is
+ *    billed once, by the rate where it started; the next part starts counting after it. This
+ *    never bills a second of the session twice.
+ * 3. Each block costs increment × unit_price / per. The connect fee is the first part's rate's.
+ * 4. The sum is rounded once, by `rounding` (default: half-even to 9 decimals), then capped at
+ *    max_cost_per_event (strategy "free": the rest of the event is free).
+ * A session of 0 seconds never connected and costs nothing.
+ */
+import type { Schedule, TimeRatedCharge, TimeRatedRate } from '../catalog/types.js'
+import { ErrorCode, RateflowError } from '../common/errors.js'
+import { type Dec, type RoundingMode, ZERO, add, cmp, divInt, fmt, fmtNano, min, mul, parseDec, pow10, sub, toNano } from './decimal.js'
+import type { PriceLine, PriceResult } from './models/common.js'
+
+// ---- time zones ----------------------------------------------------------------------------
+
+const formatters = new Map<string, Intl.DateTimeFormat>()
+const offsetCache = new Map<string, number>()
+/** Offsets are cached per 15 minutes: every zone's transitions since 1970 fall on quarter hours. */
+const BUCKET_MS = 15 * 60_000
+
+function formatter(tz: string): Intl.DateTimeFormat {
+  let f = formatters.get(tz)
+  if (f === undefined) {
+    try {
+      f = new Intl.DateTimeFormat('en-US', {
+        timeZone: tz,
+        hourCycle: 'h23',
+        year: 'numeric',
+        month: 'numeric',
+        day: 'numeric',
+        hour: 'numeric',
+        minute: 'numeric',
+        second: 'numeric',
+      })
+    } catch (cause) {
+      throw new RateflowError(ErrorCode.BadInput, `unknown time zone ${JSON.stringify(tz)}`, { cause })
+    }
+    formatters.set(tz, f)
+  }
+  return f
+}
+
+/** UTC offset of `tz` at instant `ms`, in milliseconds (local = UTC + offset). */
+export function zoneOffset(tz: string, ms: number): number {
+  const bucket = Math.floor(ms / BUCKET_MS)
+  const key = `${tz}|${bucket}`
+  const hit = offsetCache.get(key)
+  if (hit !== undefined) return hit
+  const at = bucket * BUCKET_MS
+  const parts = formatter(tz).formatToParts(new Date(at))
+  const get = (type: string): number => Number(parts.find((p) => p.type === type)?.value)
+  const local = Date.UTC(get('year'), get('month') - 1, get('day'), get('hour'), get('minute'), get('second'))
+  const off = local - at
+  if (offsetCache.size > 200_000) offsetCache.clear()
+  offsetCache.set(key, off)
+  return off
+}
+
+/** The first instant in (from, to] where the offset differs from the offset at `from`, or null. */
+function nextTransition(tz: string, from: number, to: number): number | null {
+  const o = zoneOffset(tz, from)
+  // Sample daily so a session spanning two transitions still finds the first.
+  const DAY = 86_400_000
+  let lo = from
+  let hi: number | null = null
+  for (let probe = Math.min(from + DAY, to); ; probe = Math.min(probe + DAY, to)) {
+    if (zoneOffset(tz, probe) !== o) {
+      hi = probe
+      break
+    }
+    lo = probe
+    if (probe >= to) break
+  }
+  if (hi === null) return null
+  // Transitions fall on bucket boundaries: search buckets, not milliseconds.
+  let a = Math.floor(lo / BUCKET_MS)
+  let b = Math.floor(hi / BUCKET_MS)
+  while (b - a > 1) {
+    const m = Math.floor((a + b) / 2)
+    if (zoneOffset(tz, m * BUCKET_MS) === o) a = m
+    else b = m
+  }
+  return Math.max(b * BUCKET_MS, from + 1)
+}
+
+// ---- splitting -------------------------------------------------------------------------------
+
+interface ScheduleWindow {
+  rate: TimeRatedRate
+  weekdays: number[]
+  /** Minutes of the local day, [from, to). */
+  from: number
+  to: number
+}
+
+function minutes(hhmm: string): number {
+  const [h, m] = hhmm.split(':')
+  return Number(h) * 60 + Number(m)
+}
+
+const windowCache = new WeakMap<TimeRatedCharge, { schedules: Schedule[]; windows: ScheduleWindow[] }>()
+
+function windowsOf(charge: TimeRatedCharge, schedules: Schedule[]): ScheduleWindow[] {
+  const hit = windowCache.get(charge)
+  if (hit !== undefined && hit.schedules === schedules) return hit.windows
+  const windows = charge.rates.map((rate) => {
+    const s = schedules.find((x) => x.id === rate.schedule)
+    if (s === undefined) throw new RateflowError(ErrorCode.BadInput, `charge ${charge.id}: no schedule "${rate.schedule}"`)
+    return { rate, weekdays: s.weekdays, from: minutes(s.from), to: minutes(s.to) }
+  })
+  windowCache.set(charge, { schedules, windows })
+  return windows
+}
+
+export interface SessionPart {
+  rate: TimeRatedRate
+  /** Elapsed seconds since session start, [from, to). */
+  from: Dec
+  to: Dec
+}
+
+/** Splits a session at schedule boundaries (local time of `tz`); adjacent parts with one rate are merged. */
+export function splitSession(charge: TimeRatedCharge, schedules: Schedule[], startMs: number, seconds: Dec, tz: string): SessionPart[] {
+  const windows = windowsOf(charge, schedules)
+  const endMs = startMs + Number(divInt(seconds.i * 1000n, pow10(seconds.e), 'ceil'))
+  const parts: SessionPart[] = []
+  let pos: Dec = ZERO
+  while (cmp(pos, seconds) < 0) {
+    const u = startMs + Number(divInt(pos.i * 1000n, pow10(pos.e), 'floor'))
+    const off = zoneOffset(tz, u)
+    const local = u + off
+    const dayStart = Math.floor(local / 86_400_000) * 86_400_000
+    const minuteOfDay = (local - dayStart) / 60_000
+    const dow = new Date(dayStart).getUTCDay()
+    const weekday = dow === 0 ? 7 : dow
+    const w = windows.find((x) => x.weekdays.includes(weekday) && minuteOfDay >= x.from && minuteOfDay < x.to)
+    if (w === undefined) {
+      const hh = String(Math.floor(minuteOfDay / 60)).padStart(2, '0')
+      const mm = String(Math.floor(minuteOfDay % 60)).padStart(2, '0')
+      throw new RateflowError(
+        ErrorCode.BadInput,
+        `charge ${charge.id}: no rate's schedule covers weekday ${weekday} ${hh}:${mm} in ${tz} (${new Date(u).toISOString()})`,
+      )
+    }
+    let partEnd = dayStart + w.to * 60_000 - off
+    const tr = nextTransition(tz, u, Math.min(partEnd, endMs))
+    if (tr !== null && tr < partEnd) partEnd = tr
+    const endElapsed: Dec = { i: BigInt(partEnd - startMs), e: 3 }
+    const to = min(endElapsed, seconds)
+    const last = parts[parts.length - 1]
+    if (last !== undefined && last.rate === w.rate) last.to = to
+    else parts.push({ rate: w.rate, from: pos, to })
+    pos = to
+  }
+  return parts
+}
+
+// ---- pricing ---------------------------------------------------------------------------------
+
+interface ParsedStep {
+  from: Dec
+  price: Dec
+  per: Dec
+  increment: Dec
+}
+const stepCache = new WeakMap<TimeRatedRate, { steps: ParsedStep[]; connect: Dec | null }>()
+
+function parsedRate(chargeId: string, r: TimeRatedRate): { steps: ParsedStep[]; connect: Dec | null } {
+  let p = stepCache.get(r)
+  if (p === undefined) {
+    const what = `charge ${chargeId} rate ${r.schedule}`
+    p = {
+      steps: r.steps.map((s) => ({
+        from: parseDec(s.from, `${what}: from`),
+        price: parseDec(s.unit_price, `${what}: unit_price`),
+        per: parseDec(s.per, `${what}: per`),
+        increment: parseDec(s.increment, `${what}: increment`),
+      })),
+      connect: r.connect_fee === undefined ? null : parseDec(r.connect_fee, `${what}: connect_fee`),
+    }
+    stepCache.set(r, p)
+  }
+  return p
+}
+
+/** An exact fraction n/d (d > 0): unit_price / per need not terminate (1 per 60 s). */
+interface Frac {
+  n: bigint
+  d: bigint
+}
+function fracOf(num: Dec, den: Dec): Frac {
+  // (num.i / 10^num.e) / (den.i / 10^den.e)
+  return { n: num.i * pow10(den.e), d: den.i * pow10(num.e) }
+}
+function fracAdd(a: Frac, b: Frac): Frac {
+  return a.d === b.d ? { n: a.n + b.n, d: a.d } : { n: a.n * b.d + b.n * a.d, d: a.d * b.d }
+}
+function fracRound(f: Frac, dp: number, mode: RoundingMode): bigint {
+  return divInt(f.n * pow10(dp), f.d, mode)
+}
+
+export function rateTimedEvent(charge: TimeRatedCharge, schedules: Schedule[], start: string, seconds: string, timezone: string): PriceResult {
+  const startMs = Date.parse(start)
+  if (Number.isNaN(startMs)) throw new RateflowError(ErrorCode.BadInput, `start is not an ISO-8601 time: ${JSON.stringify(start)}`)
+  const dur = parseDec(seconds, 'seconds')
+  if (dur.i < 0n) throw new RateflowError(ErrorCode.BadInput, `a session cannot last ${seconds} seconds`)
+  const lines: PriceLine[] = []
+  if (dur.i === 0n) return { amount: '0', lines }
+
+  const parts = splitSession(charge, schedules, startMs, dur, timezone)
+  let exact: Frac = { n: 0n, d: 1n }
+  let linesNano = 0n
+  const first = parts[0]!
+  const connect = parsedRate(charge.id, first.rate).connect
+  if (connect !== null && connect.i !== 0n) {
+    exact = fracAdd(exact, fracOf(connect, { i: 1n, e: 0 }))
+    const a = toNano(connect)
+    linesNano += a
+    lines.push({ description: `connect fee (${first.rate.schedule})`, quantity: '1', unit_price: fmt(connect), amount: fmtNano(a) })
+  }
+
+  let t: Dec = ZERO
+  let k = 0
+  while (cmp(t, dur) < 0) {
+    while (k < parts.length - 1 && cmp(parts[k]!.to, t) <= 0) k++
+    const part = parts[k]!
+    const { steps } = parsedRate(charge.id, part.rate)
+    let s = 0
+    while (s < steps.length - 1 && cmp(steps[s + 1]!.from, t) <= 0) s++
+    const step = steps[s]!
+    const stepEnd = steps[s + 1]?.from
+    let segEnd = min(part.to, dur)
+    if (stepEnd !== undefined) segEnd = min(segEnd, stepEnd)
+    // Whole increments from t: ceil((segEnd − t) / increment).
+    const span = sub(segEnd, t)
+    const e = Math.max(span.e, step.increment.e)
+    const blocks = divInt(span.i * pow10(e - span.e), step.increment.i * pow10(e - step.increment.e), 'ceil')
+    const billed = mul({ i: blocks, e: 0 }, step.increment)
+    const cost = fracOf(mul(billed, step.price), step.per)
+    exact = fracAdd(exact, cost)
+    const a = fracRound(cost, 9, 'half_even')
+    linesNano += a
+    const perOne = cmp(step.per, { i: 1n, e: 0 }) === 0
+    const l: PriceLine = {
+      description: `${part.rate.schedule}: ${fmt(billed)} s from ${fmt(t)} s at ${fmt(step.price)} per ${fmt(step.per)} s in ${fmt(step.increment)} s increments`,
+      quantity: fmt(billed),
+      amount: fmtNano(a),
+    }
+    if (perOne) l.unit_price = fmt(step.price)
+    lines.push(l)
+    t = add(t, billed)
+  }
+
+  const r = charge.rounding
+  let total = r === undefined ? fracRound(exact, 9, 'half_even') : fracRound(exact, r.decimals, r.mode) * pow10(9 - r.decimals)
+  if (total !== linesNano) {
+    lines.push({ description: r === undefined ? 'rounding' : `rounding (${r.mode}, ${r.decimals} decimals)`, quantity: '1', amount: fmtNano(total - linesNano) })
+  }
+  if (charge.max_cost_per_event !== undefined) {
+    const cap = toNano(parseDec(charge.max_cost_per_event, `charge ${charge.id}: max_cost_per_event`))
+    if (total > cap) {
+      lines.push({ description: 'maximum cost per event', quantity: '1', amount: fmtNano(cap - total) })
+      total = cap
+    }
+  }
+  return { amount: fmtNano(total), lines }
+}

@@ -1,0 +1,243 @@
+import fc from 'fast-check'
+import { describe, expect, it } from 'vitest'
+import type { Meter, UsageCharge } from '../catalog/types.js'
+import { type MeterState, type RatingContext, type UsageEventInput, groupKey, meterAccepts, periodTotal, rateUsageEvent } from './usage-rater.js'
+
+const ctx: RatingContext = {
+  schedules: [
+    { id: 'day', weekdays: [1, 2, 3, 4, 5], from: '00:00', to: '18:00' },
+    { id: 'evening', weekdays: [1, 2, 3, 4, 5], from: '18:00', to: '24:00' },
+    { id: 'weekend', weekdays: [6, 7], from: '00:00', to: '24:00' },
+  ],
+  timezone: 'Europe/Berlin',
+  periodStart: '2026-10-01T00:00:00Z',
+  periodEnd: '2026-11-01T00:00:00Z',
+}
+
+const sumMeter: Meter = { id: 'm', metric: 'bytes_out', aggregation: 'sum' }
+const perUnit: UsageCharge = { id: 'c', kind: 'usage', meter: 'm', model: 'per_unit', unit_price: '0.05' }
+
+function ev(n: number, quantity: string, extra: Partial<UsageEventInput> = {}): UsageEventInput {
+  const t = new Date(Date.parse(ctx.periodStart) + n * 60_000).toISOString()
+  return { event_id: `e${String(n).padStart(6, '0')}`, event_time: t, quantity, dimensions: {}, ...extra }
+}
+
+/** Rates events in order; returns the amounts and the final state. */
+function rateAll(charge: UsageCharge, meter: Meter, events: UsageEventInput[]): { amounts: string[]; state: MeterState | undefined } {
+  let state: MeterState | undefined
+  const amounts: string[] = []
+  for (const e of events) {
+    const r = rateUsageEvent(charge, meter, state, e, ctx)
+    amounts.push(r.amount)
+    state = r.state
+  }
+  return { amounts, state }
+}
+
+/** Exact sum of decimal strings via scaled BigInt at 9 decimals (amounts never have more). */
+function sumNano(xs: string[]): bigint {
+  let s = 0n
+  for (const x of xs) {
+    const neg = x.startsWith('-')
+    const [i, f = ''] = (neg ? x.slice(1) : x).split('.')
+    const v = BigInt(i! + f.padEnd(9, '0'))
+    s += neg ? -v : v
+  }
+  return s
+}
+
+describe('meterAccepts / groupKey', () => {
+  const m: Meter = { id: 'g', metric: 'bytes_out', aggregation: 'sum', filter: { direction: 'out' }, group_by: ['region', 'pop'] }
+  it('matches metric and every filter entry', () => {
+    expect(meterAccepts(m, 'bytes_out', { direction: 'out', region: 'eu' })).toBe(true)
+    expect(meterAccepts(m, 'bytes_out', { direction: 'in' })).toBe(false)
+    expect(meterAccepts(m, 'bytes_out', {})).toBe(false)
+    expect(meterAccepts(m, 'bytes_in', { direction: 'out' })).toBe(false)
+  })
+  it('group key is "" without group_by and a JSON array in group_by order otherwise', () => {
+    expect(groupKey(sumMeter, { region: 'eu' })).toBe('')
+    expect(groupKey(m, { pop: 'fra', region: 'eu' })).toBe('["eu","fra"]')
+    expect(groupKey(m, { region: 'eu' })).toBe('["eu",null]')
+    expect(groupKey(m, { region: 'a","b' })).not.toBe(groupKey(m, { region: 'a', pop: 'b' }))
+  })
+})
+
+describe('rateUsageEvent: per_unit', () => {
+  it('each event pays its increment; the sum equals the period total', () => {
+    const { amounts, state } = rateAll(perUnit, sumMeter, [ev(1, '10'), ev(2, '0.5'), ev(3, '7')])
+    expect(amounts).toEqual(['0.5', '0.025', '0.35'])
+    expect(periodTotal(perUnit, state, ctx)).toMatchObject({ quantity: '17.5', amount: '0.875' })
+  })
+
+  it('applies the meter scale (bytes → GB) and reports the scaled quantity', () => {
+    const gb: Meter = { ...sumMeter, scale: '0.000000001' }
+    const r = rateUsageEvent(perUnit, gb, undefined, ev(1, '2500000000'), ctx)
+    expect(r).toMatchObject({ amount: '0.125', metered: '2.5' })
+  })
+
+  it('keeps 9 decimals and never loses a nano-unit across events (round half-even of the running total)', () => {
+    const c: UsageCharge = { ...perUnit, unit_price: '0.0000000001' } // 1e-10 per unit
+    const events = Array.from({ length: 25 }, (_, k) => ev(k, '3'))
+    const { amounts, state } = rateAll(c, sumMeter, events)
+    // Q = 75 → 7.5e-9 → half-even to 9 dp = 0.000000008
+    expect(periodTotal(c, state).amount).toBe('0.000000008')
+    expect(sumNano(amounts)).toBe(8n)
+  })
+
+  it('free_units come off first; min and max clamp the running total', () => {
+    const c: UsageCharge = { ...perUnit, unit_price: '1', free_units: '5', minimum: '2', maximum: '10' }
+    const { amounts, state } = rateAll(c, sumMeter, [ev(1, '3'), ev(2, '3'), ev(3, '4'), ev(4, '100')])
+    // Q: 3 → 0 billable → min 2; 6 → 1 → 2; 10 → 5; 110 → 105 → max 10
+    expect(amounts).toEqual(['2', '0', '3', '5'])
+    expect(periodTotal(c, state).amount).toBe('10')
+  })
+
+  it('a negative correction yields a negative amount', () => {
+    const { amounts } = rateAll(perUnit, sumMeter, [ev(1, '10'), ev(2, '-4')])
+    expect(amounts).toEqual(['0.5', '-0.2'])
+  })
+
+  it('a state that went through JSON rates the next event identically', () => {
+    const a = rateUsageEvent(perUnit, sumMeter, undefined, ev(1, '10'), ctx)
+    const revived = JSON.parse(JSON.stringify(a.state)) as MeterState
+    expect(Object.getOwnPropertySymbols(revived)).toEqual([])
+    const b1 = rateUsageEvent(perUnit, sumMeter, a.state, ev(2, '1.1'), ctx)
+    const b2 = rateUsageEvent(perUnit, sumMeter, revived, ev(2, '1.1'), ctx)
+    expect(b2).toEqual(b1)
+    expect(JSON.stringify(b2.state)).toBe(JSON.stringify(b1.state))
+  })
+
+  it('does not mutate the prior state', () => {
+    const a = rateUsageEvent(perUnit, sumMeter, undefined, ev(1, '10'), ctx)
+    const before = JSON.stringify(a.state)
+    rateUsageEvent(perUnit, sumMeter, a.state, ev(2, '5'), ctx)
+    expect(JSON.stringify(a.state)).toBe(before)
+  })
+
+  it('refuses a state built for another model', () => {
+    const a = rateUsageEvent(perUnit, sumMeter, undefined, ev(1, '10'), ctx)
+    const grad: UsageCharge = { id: 'g', kind: 'usage', meter: 'm', model: 'graduated', tiers: [{ up_to: null, unit_price: '1' }] }
+    expect(() => rateUsageEvent(grad, sumMeter, a.state, ev(2, '1'), ctx)).toThrow(/built for model per_unit/)
+  })
+
+  it('rejects a non-decimal quantity with BAD_INPUT', () => {
+    expect(() => rateUsageEvent(perUnit, sumMeter, undefined, ev(1, '1e3'), ctx)).toThrow(expect.objectContaining({ code: 'BAD_INPUT' }))
+  })
+
+  it('periodTotal without events is the model at Q = 0 (first tier flat fee, minimum)', () => {
+    const c: UsageCharge = { ...perUnit, minimum: '3' }
+    expect(periodTotal(c, undefined)).toMatchObject({ quantity: '0', amount: '3' })
+  })
+})
+
+describe('rateUsageEvent: aggregations', () => {
+  const grad: UsageCharge = {
+    id: 'g',
+    kind: 'usage',
+    meter: 'm',
+    model: 'graduated',
+    tiers: [
+      { up_to: '5', unit_price: '7' },
+      { up_to: '10', unit_price: '6.5' },
+      { up_to: null, unit_price: '6' },
+    ],
+  }
+  const meter = (aggregation: Meter['aggregation'], extra: Partial<Meter> = {}): Meter => ({ id: 'm', metric: 'x', aggregation, ...extra })
+
+  it('count counts events (times scale)', () => {
+    const { state } = rateAll(perUnit, meter('count'), [ev(1, '99'), ev(2, '1'), ev(3, '5')])
+    expect(state?.q).toBe('3')
+    const { state: s2 } = rateAll(perUnit, meter('count', { scale: '0.001' }), [ev(1, '99'), ev(2, '1')])
+    expect(s2?.q).toBe('0.002')
+  })
+
+  it('max: amounts only go up', () => {
+    const { amounts, state } = rateAll(grad, meter('max'), [ev(1, '3'), ev(2, '8'), ev(3, '2')])
+    expect(amounts).toEqual(['21', '33.5', '0'])
+    expect(state?.q).toBe('8')
+  })
+
+  it('min: a lower reading gives a negative amount', () => {
+    const { amounts } = rateAll(grad, meter('min'), [ev(1, '8'), ev(2, '3')])
+    expect(amounts).toEqual(['54.5', '-33.5'])
+  })
+
+  it('latest: greatest event_time wins, ties broken by event_id, whatever the order', () => {
+    const events = [
+      ev(5, '4', { event_id: 'b' }),
+      ev(5, '6', { event_id: 'a' }),
+      ev(1, '9', { event_id: 'z' }),
+    ]
+    const { amounts, state } = rateAll(grad, meter('latest'), events)
+    expect(state?.q).toBe('4')
+    expect(sumNano(amounts)).toBe(28_000_000_000n)
+    const rev = rateAll(grad, meter('latest'), [...events].reverse())
+    expect(JSON.stringify(rev.state)).toBe(JSON.stringify(state))
+  })
+
+  it('unique_count counts distinct dimension values; events without it count nothing', () => {
+    const m = meter('unique_count', { dimension: 'user' })
+    const events = ['u1', 'u2', 'u1', undefined, 'u3'].map((u, k) => ev(k, '1', { dimensions: u === undefined ? {} : { user: u } }))
+    const { amounts, state } = rateAll(perUnit, m, events)
+    expect(state?.q).toBe('3')
+    expect(amounts).toEqual(['0.05', '0.05', '0', '0', '0.05'])
+  })
+
+  it('time_weighted_avg: each reading holds until the next one, 0 before the first (seats over a 30-day period)', () => {
+    const c: RatingContext = { ...ctx, periodStart: '2026-11-01T00:00:00Z', periodEnd: '2026-12-01T00:00:00Z' }
+    const m = meter('time_weighted_avg')
+    const seats = { ...perUnit, unit_price: '30' }
+    let s: MeterState | undefined
+    // 10 seats from day 0, 20 seats from day 15: average 15
+    const r1 = rateUsageEvent(seats, m, s, { event_id: 'a', event_time: '2026-11-01T00:00:00Z', quantity: '10', dimensions: {} }, c)
+    s = r1.state
+    const r2 = rateUsageEvent(seats, m, s, { event_id: 'b', event_time: '2026-11-16T00:00:00Z', quantity: '20', dimensions: {} }, c)
+    expect(r2.state.q).toBe('15')
+    expect(r1.amount).toBe('300')
+    expect(r2.amount).toBe('150')
+    expect(periodTotal(seats, r2.state, c).amount).toBe('450')
+    // out of order: a late reading at day 10 of 40 seats replaces 10 seats for days 10..15
+    const r3 = rateUsageEvent(seats, m, r2.state, { event_id: 'c', event_time: '2026-11-11T00:00:00Z', quantity: '40', dimensions: {} }, c)
+    // avg = (10×10 + 40×5 + 20×15)/30 = 20
+    expect(r3.state.q).toBe('20')
+    expect(r3.amount).toBe('150')
+  })
+
+  it('time_weighted_avg refuses an event outside the period', () => {
+    const m = meter('time_weighted_avg')
+    expect(() => rateUsageEvent(perUnit, m, undefined, { event_id: 'a', event_time: '2026-09-30T23:59:59Z', quantity: '1', dimensions: {} }, ctx)).toThrow(/outside the period/)
+  })
+})
+
+describe('rateUsageEvent: per-event models', () => {
+  const txn: Meter = { id: 'm', metric: 'txn_amount', aggregation: 'sum' }
+  it('percentage: free allowance consumed in arrival order; sum of amounts = period total', () => {
+    const c: UsageCharge = { id: 'p', kind: 'usage', meter: 'm', model: 'percentage', rate: '2', fixed_fee_per_event: '0.1', free_units: '150' }
+    const { amounts, state } = rateAll(c, txn, [ev(1, '100'), ev(2, '100'), ev(3, '100')])
+    // 100 free; 50 free + 50 × 2% + 0.1 = 1.1; 100 × 2% + 0.1 = 2.1
+    expect(amounts).toEqual(['0', '1.1', '2.1'])
+    expect(periodTotal(c, state)).toMatchObject({ quantity: '300', amount: '3.2' })
+  })
+
+  it('time_rated: each session priced on its own; the state sums them', () => {
+    const c: UsageCharge = {
+      id: 't',
+      kind: 'usage',
+      meter: 'm',
+      model: 'time_rated',
+      rates: [
+        { schedule: 'day', connect_fee: '1', steps: [{ from: '0', unit_price: '1', per: '1', increment: '60' }, { from: '60', unit_price: '1', per: '1', increment: '1' }] },
+        { schedule: 'evening', steps: [{ from: '0', unit_price: '0.5', per: '60', increment: '60' }] },
+        { schedule: 'weekend', steps: [{ from: '0', unit_price: '0', per: '1', increment: '1' }] },
+      ],
+    }
+    const secs: Meter = { id: 'm', metric: 'session_seconds', aggregation: 'sum' }
+    // Thursday 2026-10-01 10:00 Berlin (08:00Z): 61 s → 1 + 60 + 1 = 62
+    const r1 = rateUsageEvent(c, secs, undefined, { event_id: 'a', event_time: '2026-10-01T08:00:00Z', quantity: '61', dimensions: {} }, ctx)
+    expect(r1.amount).toBe('62')
+    // Thursday 20:00 Berlin: 90 s → 2 increments of 60 s × 0.5/60 = 1
+    const r2 = rateUsageEvent(c, secs, r1.state, { event_id: 'b', event_time: '2026-10-01T18:00:00Z', quantity: '90', dimensions: {} }, ctx)
+    expect(r2.amount).toBe('1')
+    expect(periodTotal(c, r2.state)).toMatchObject({ quantity: '151', amount: '63' })
+  })
+})

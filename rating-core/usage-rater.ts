@@ -1,0 +1,241 @@
+/**
+ * Incremental rating of usage events (ARCHITECTURE invariant 4, CONTRACT §3.2).
+ *
+ * For every (subscription, charge, period, group) the caller keeps one MeterState. Rating an
+ * event folds it into the state and prices the new state:
+ *   1. Q(after) = meter aggregate with the event folded in (meters.ts).
+ *   2. T(after) = the charge model applied to Q(after), summed line by line in 9-decimal units
+ *      and clamped to [minimum, maximum] — exactly what periodTotal reports for the invoice.
+ *   3. amount   = T(after) − T(before), where T(before the first event) = 0.
+ * The amounts telescope: Σ amounts of a period's events = T(final state), exactly, to the
+ * nano-unit, whatever the order. A period with no events has no rated events, but its invoice
+ * still carries the model at Q = 0 (first tier's flat_fee, minimum): periodTotal(undefined).
+ *
+ * An amount is negative when T goes down: a `sum` meter fed a negative correction, `min` and
+ * `latest` meters (a lower reading), a `time_weighted_avg` reading below the one it replaces.
+ * `max`, `count`, `unique_count` and non-negative `sum` never produce negative amounts because
+ * every model is non-decreasing in Q.
+ *
+ * Per-event models:
+ * - percentage: each event pays its own fee (models/percentage.ts); the free allowance of
+ *   value is consumed in the order events are rated, so which event is free depends on order
+ *   (the total does not when there is no free allowance). The charge clamp applies to Σ fees.
+ * - time_rated: each session is priced on its own (time-rated.ts); the state only sums them.
+ *
+ * The state is immutable: rateUsageEvent returns a new one and never mutates `prior`, so a
+ * caller can keep the prior state until its write commits.
+ */
+import type { Meter, Schedule, UsageCharge } from '../catalog/types.js'
+import { ErrorCode, RateflowError } from '../common/errors.js'
+import { type Dec, ZERO, add, fmt, fmtNano, parseDec, toNano } from './decimal.js'
+import { type MeterAggregate, eventMillis, foldMeter, groupKey, meterAccepts, scaledQuantity } from './meters.js'
+import { evaluateGraduatedPercentage } from './models/graduated-percentage.js'
+import { evaluateGraduated } from './models/graduated.js'
+import type { PriceLine } from './models/common.js'
+import { evaluatePackage } from './models/package.js'
+import { percentageEventFee, percentageTotal } from './models/percentage.js'
+import { evaluatePerUnit } from './models/per-unit.js'
+import { evaluateVolume } from './models/volume.js'
+import { rateTimedEvent } from './time-rated.js'
+
+export { groupKey, meterAccepts }
+export type { PriceLine }
+
+export interface UsageEventInput {
+  event_id: string
+  /** UTC ISO-8601. */
+  event_time: string
+  /** Decimal string in the metric's own unit (before the meter's scale). */
+  quantity: string
+  dimensions: Record<string, string>
+}
+
+export interface RatingContext {
+  /** The catalog's schedules (time_rated). */
+  schedules: Schedule[]
+  /** The account's IANA timezone (time_rated). */
+  timezone: string
+  /** Inclusive period start, ISO-8601 (time_weighted_avg). */
+  periodStart: string
+  /** Exclusive period end, ISO-8601 (time_weighted_avg). */
+  periodEnd: string
+}
+
+/**
+ * The running aggregate of one (subscription, charge, period, group). Plain JSON: decimals are
+ * canonical strings, so a state that went through JSON.stringify/parse, msgpack or a KV store
+ * rates the next event identically.
+ */
+export interface MeterState extends MeterAggregate {
+  v: 1
+  /** The charge model this state was built for (a state is not portable between models). */
+  model: UsageCharge['model']
+  /** T(state): Σ of the amounts rated so far, 9 decimals at most. */
+  total: string
+  /** percentage / time_rated: Σ per-event fees before the charge clamp. */
+  fees?: string
+  /** percentage: free allowance (of value) consumed so far. */
+  free_used?: string
+}
+
+export interface RatedUsage {
+  /** T(after) − T(before), canonical decimal string with at most 9 decimals. */
+  amount: string
+  /**
+   * The event's scaled quantity (for count: the scale, for unique_count: the scale when the
+   * event brought a new value else 0 — the event's contribution to Q).
+   */
+  metered: string
+  state: MeterState
+}
+
+export interface PeriodTotal {
+  /** Q: the aggregated meter value (percentage / time_rated: Σ event values). */
+  quantity: string
+  amount: string
+  lines: PriceLine[]
+}
+
+// Parsed copies of a state's decimals, attached under a symbol so JSON, msgpack and
+// structuredClone skip them. A state rated in this thread skips re-parsing its strings
+// (a third of the per-event cost); a deserialised state simply parses them again.
+const HOT = Symbol('rateflow.meterState.parsed')
+interface Hot {
+  q: Dec
+  total: bigint
+  fees: bigint
+  freeUsed: Dec
+}
+type StateWithHot = MeterState & { [HOT]?: Hot }
+
+function hotOf(s: StateWithHot): Hot {
+  let h = s[HOT]
+  if (h === undefined) {
+    h = {
+      q: parseDec(s.q, 'state.q'),
+      total: toNano(parseDec(s.total, 'state.total')),
+      fees: s.fees === undefined ? 0n : toNano(parseDec(s.fees, 'state.fees')),
+      freeUsed: s.free_used === undefined ? ZERO : parseDec(s.free_used, 'state.free_used'),
+    }
+    Object.defineProperty(s, HOT, { value: h, enumerable: false, writable: true, configurable: true })
+  }
+  return h
+}
+
+function withHot(s: MeterState, h: Hot): MeterState {
+  Object.defineProperty(s, HOT, { value: h, enumerable: false, writable: true, configurable: true })
+  return s
+}
+
+/** The model's period total in nano-units for aggregated quantity q (not for per-event models). */
+function modelTotal(charge: UsageCharge, q: Dec, lines: PriceLine[] | null): bigint {
+  switch (charge.model) {
+    case 'per_unit':
+      return evaluatePerUnit(charge, q, lines)
+    case 'graduated':
+      return evaluateGraduated(charge, q, lines)
+    case 'volume':
+      return evaluateVolume(charge, q, lines)
+    case 'package':
+      return evaluatePackage(charge, q, lines)
+    case 'graduated_percentage':
+      return evaluateGraduatedPercentage(charge, q, lines)
+    case 'percentage':
+    case 'time_rated':
+      throw new RateflowError(ErrorCode.Internal, `model ${charge.model} is priced per event`)
+  }
+}
+
+function checkPrior(charge: UsageCharge, prior: MeterState | undefined): void {
+  if (prior !== undefined && (prior.v !== 1 || prior.model !== charge.model)) {
+    throw new RateflowError(
+      ErrorCode.Internal,
+      `meter state for charge ${charge.id} was built for model ${String(prior.model)} (v${String(prior.v)}), not ${charge.model}`,
+    )
+  }
+}
+
+/** Rates one event of `charge` (whose meter is `meter` and accepts the event) against the running state. */
+export function rateUsageEvent(
+  charge: UsageCharge,
+  meter: Meter,
+  prior: MeterState | undefined,
+  ev: UsageEventInput,
+  ctx: RatingContext,
+): RatedUsage {
+  checkPrior(charge, prior)
+  const scaled = scaledQuantity(meter, ev.quantity)
+  const hot: Hot | undefined = prior === undefined ? undefined : hotOf(prior)
+
+  if (charge.model === 'time_rated') {
+    // The session's own price; the state only keeps Σ seconds and Σ prices for the invoice.
+    const priced = rateTimedEvent(charge, ctx.schedules, ev.event_time, fmt(scaled), ctx.timezone)
+    const fee = toNano(parseDec(priced.amount))
+    const q = hot === undefined ? scaled : add(hot.q, scaled)
+    const fees = (hot?.fees ?? 0n) + fee
+    const state: MeterState = { v: 1, model: charge.model, n: (prior?.n ?? 0) + 1, q: fmt(q), total: fmtNano(fees), fees: fmtNano(fees) }
+    return { amount: fmtNano(fee), metered: fmt(scaled), state: withHot(state, { q, total: fees, fees, freeUsed: ZERO }) }
+  }
+
+  if (charge.model === 'percentage') {
+    const r = percentageEventFee(charge, scaled, hot?.freeUsed ?? ZERO)
+    const fees = (hot?.fees ?? 0n) + r.fee
+    const total = percentageTotal(charge, fees, null)
+    const q = hot === undefined ? scaled : add(hot.q, scaled)
+    const state: MeterState = {
+      v: 1,
+      model: charge.model,
+      n: (prior?.n ?? 0) + 1,
+      q: fmt(q),
+      total: fmtNano(total),
+      fees: fmtNano(fees),
+      free_used: fmt(r.freeUsed),
+    }
+    return {
+      amount: fmtNano(total - (hot?.total ?? 0n)),
+      metered: fmt(scaled),
+      state: withHot(state, { q, total, fees, freeUsed: r.freeUsed }),
+    }
+  }
+
+  const startMs = meter.aggregation === 'time_weighted_avg' ? eventMillis(ctx.periodStart) : 0
+  const endMs = meter.aggregation === 'time_weighted_avg' ? eventMillis(ctx.periodEnd) : 0
+  const folded = foldMeter(meter, prior, hot?.q ?? ZERO, ev, scaled, startMs, endMs)
+  const total = modelTotal(charge, folded.q, null)
+  const state = folded.agg as MeterState
+  state.v = 1
+  state.model = charge.model
+  state.total = fmtNano(total)
+  return {
+    amount: fmtNano(total - (hot?.total ?? 0n)),
+    metered: fmt(folded.metered),
+    state: withHot(state, { q: folded.q, total, fees: 0n, freeUsed: ZERO }),
+  }
+}
+
+/**
+ * The period's quantity, amount and invoice lines. With events, amount = state.total = Σ of the
+ * rated amounts. Without (state undefined) it is the model at zero usage: the first tier's
+ * flat_fee and the charge minimum still apply.
+ */
+export function periodTotal(charge: UsageCharge, state: MeterState | undefined, _ctx?: RatingContext): PeriodTotal {
+  checkPrior(charge, state)
+  const hot = state === undefined ? undefined : hotOf(state)
+  const lines: PriceLine[] = []
+  const q = hot?.q ?? ZERO
+  if (charge.model === 'time_rated') {
+    const fees = hot?.fees ?? 0n
+    if (state !== undefined) lines.push({ description: `${state.n} sessions`, quantity: fmt(q), amount: fmtNano(fees) })
+    return { quantity: fmt(q), amount: fmtNano(fees), lines }
+  }
+  if (charge.model === 'percentage') {
+    const fees = hot?.fees ?? 0n
+    if (state !== undefined) {
+      lines.push({ description: `${state.n} events at ${charge.rate}%`, quantity: fmt(q), amount: fmtNano(fees) })
+    }
+    const total = percentageTotal(charge, fees, lines)
+    return { quantity: fmt(q), amount: fmtNano(total), lines }
+  }
+  const total = modelTotal(charge, q, lines)
+  return { quantity: fmt(q), amount: fmtNano(total), lines }
+}
