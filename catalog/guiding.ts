@@ -80,6 +80,21 @@ export class GuidingIndex {
     return found
   }
 
+  /**
+   * The account of a subscription, and the billing period length of its plan in a catalog version
+   * (month when that version lacks the plan).
+   */
+  subscriptionOwner(id: string): { account: Account; billingPeriod(version: string): Plan['billing_period'] } | undefined {
+    const s = this.subscriptions.get(id)
+    if (!s) return undefined
+    return {
+      account: s.account,
+      billingPeriod: (version) =>
+        this.versions.find((v) => v.catalog.version === version)?.catalog.plans.find((p) => p.id === s.subscription.plan)
+          ?.billing_period ?? 'month',
+    }
+  }
+
   account(id: string): Account | undefined {
     return this.accounts.get(id)
   }

@@ -159,31 +159,3 @@ export async function openStore(opts: { dataDir: string; url?: string | undefine
   }
   return store
 }
-
-/** Escapes one value for TabSeparated input. */
-export function tsv(value: string): string {
-  // Fast path: most ids and decimals need no escaping.
-  if (!/[\t\n\\\r]/.test(value)) return value
-  return value.replace(/[\t\n\\\r]/g, (c) => (c === '\t' ? '\\t' : c === '\n' ? '\\n' : c === '\r' ? '\\r' : '\\\\'))
-}
-
-/** A Map(String,String) literal for TabSeparated input. */
-export function tsvMap(m: Record<string, string> | undefined): string {
-  if (!m) return '{}'
-  let out = '{'
-  let first = true
-  for (const k in m) {
-    const v = m[k] as string
-    out += (first ? '' : ',') + quote(k) + ':' + quote(v)
-    first = false
-  }
-  return tsv(out + '}')
-}
-function quote(s: string): string {
-  return "'" + s.replace(/[\\']/g, (c) => '\\' + c) + "'"
-}
-
-/** `2026-10-01T00:00:00.000Z` (normalised UTC ISO) → `2026-10-01 00:00:00.000`, the DateTime64 text form. */
-export function chTime(iso: string): string {
-  return iso.slice(0, 10) + ' ' + iso.slice(11, 23)
-}

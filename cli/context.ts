@@ -1,0 +1,33 @@
+import { ErrorCode, RateflowError } from '../common/errors.js'
+import { createLogger, type Logger } from '../common/logger.js'
+import { openRuntime, type Runtime } from '../pipeline/runtime.js'
+
+/** Options every command takes (CONTRACT §1). */
+export interface GlobalOptions {
+  data: string
+}
+
+export const DEFAULT_DATA_DIR = './.rateflow'
+
+/** Output sinks, injectable so commands can be exercised in-process. */
+export interface Io {
+  out(text: string): void
+  err(text: string): void
+}
+export const processIo: Io = {
+  out: (t) => process.stdout.write(t.endsWith('\n') ? t : t + '\n'),
+  err: (t) => process.stderr.write(t.endsWith('\n') ? t : t + '\n'),
+}
+
+export function runtimeFor(opts: GlobalOptions, log: Logger = createLogger('rateflow')): Runtime {
+  return openRuntime({
+    dataDir: opts.data,
+    log,
+    natsUrl: process.env.NATS_URL || undefined,
+    clickhouseUrl: process.env.CLICKHOUSE_URL || undefined,
+  })
+}
+
+export function usage(message: string): RateflowError {
+  return new RateflowError(ErrorCode.BadUsage, message)
+}

@@ -1,0 +1,209 @@
+import { readFileSync } from 'node:fs'
+import { parseArgs, type ParseArgsConfig } from 'node:util'
+import { mergeAccounts, validateAccounts } from '../catalog/accounts.js'
+import { validateCatalog, validateCatalogVersionOrder } from '../catalog/validate-catalog.js'
+import { ErrorCode, isUserError, RateflowError, ValidationError } from '../common/errors.js'
+import { createLogger } from '../common/logger.js'
+import type { QueryFormat } from '../pipeline/store.js'
+import { Rater } from '../pipeline/rater.js'
+import { DEFAULT_DATA_DIR, processIo, runtimeFor, usage, type GlobalOptions, type Io } from './context.js'
+import { ingestCsv } from './ingest.js'
+
+const HELP = `rateflow — usage mediation, rating and billing
+
+Usage: rateflow <command> [options]        (every command takes --data DIR, default ${DEFAULT_DATA_DIR})
+
+  run [--config rateflow.json]             the whole pipeline in one process (Ctrl-C drains and exits 0)
+  catalog apply FILE | catalog list        store a catalog version / list versions
+  accounts apply FILE                      upsert customers, accounts, subscriptions, device bindings
+  ingest csv FILE... [--source NAME] [--wait]
+  query SQL [--format JSONEachRow|CSV|Pretty]   read-only SQL on the store
+  demo                                     sample catalog, accounts and 100,000 events, end to end
+  bench [NAME]                             benchmarks
+
+Environment: NATS_URL (else a local nats-server), CLICKHOUSE_URL (else embedded chDB).
+Exit codes: 0 ok, 1 runtime failure, 2 bad input or usage.`
+
+type Handler = (args: string[], g: GlobalOptions, io: Io) => Promise<number>
+
+const commands: Record<string, Handler> = {
+  catalog: async (args, g, io) => {
+    const [sub, ...rest] = args
+    if (sub === 'apply') {
+      const { positionals } = parse(rest, {}, 1)
+      const catalog = validateCatalog(readJson(positionals[0]!))
+      const rt = runtimeFor(g)
+      const outcome = validateCatalogVersionOrder(rt.repo.catalogs(), catalog)
+      if (outcome === 'new') rt.repo.putCatalog(catalog)
+      io.out(JSON.stringify({ version: catalog.version, effective_from: catalog.effective_from, status: outcome === 'new' ? 'stored' : 'unchanged' }))
+      await releaseWhenIdle(g, io)
+      return 0
+    }
+    if (sub === 'list') {
+      parse(rest, {}, 0)
+      const rt = runtimeFor(g)
+      const versions = rt.repo.catalogs()
+      io.out(
+        JSON.stringify(
+          versions.map((c, i) => ({
+            version: c.version,
+            effective_from: c.effective_from,
+            effective_to: versions[i + 1]?.effective_from ?? null,
+            currency: c.currency,
+            plans: c.plans.map((p) => p.id),
+          })),
+          null,
+          2,
+        ),
+      )
+      return 0
+    }
+    throw usage('catalog: expected "apply FILE" or "list"')
+  },
+  accounts: async (args, g, io) => {
+    const [sub, ...rest] = args
+    if (sub !== 'apply') throw usage('accounts: expected "apply FILE"')
+    const { positionals } = parse(rest, {}, 1)
+    const incoming = validateAccounts(readJson(positionals[0]!))
+    const rt = runtimeFor(g)
+    let merged
+    try {
+      merged = validateAccounts(mergeAccounts(rt.repo.accounts(), incoming))
+    } catch (err) {
+      if (err instanceof ValidationError) throw new ValidationError('accounts (merged with the stored accounts)', err.problems)
+      throw err
+    }
+    rt.repo.putAccounts(merged)
+    const count = (k: 'accounts' | 'subscriptions') =>
+      k === 'accounts'
+        ? incoming.customers.reduce((s, c) => s + c.accounts.length, 0)
+        : incoming.customers.reduce((s, c) => s + c.accounts.reduce((t, a) => t + a.subscriptions.length, 0), 0)
+    const released = await releaseWhenIdle(g, io)
+    io.out(JSON.stringify({ customers: incoming.customers.length, accounts: count('accounts'), subscriptions: count('subscriptions'), released }))
+    return 0
+  },
+  ingest: async (args, g, io) => {
+    const [sub, ...rest] = args
+    if (sub !== 'csv') throw usage('ingest: expected "csv FILE..."')
+    const { values, positionals } = parse(rest, { source: { type: 'string' }, wait: { type: 'boolean' } }, -1)
+    const rt = runtimeFor(g)
+    try {
+      const counts = await ingestCsv(rt, { files: positionals, source: values.source as string | undefined, wait: Boolean(values.wait) })
+      io.out(JSON.stringify(counts))
+    } finally {
+      await rt.close()
+    }
+    return 0
+  },
+  query: async (args, g, io) => {
+    const { values, positionals } = parse(args, { format: { type: 'string' } }, 1)
+    const format = (values.format as string | undefined) ?? 'JSONEachRow'
+    const formats: Record<string, QueryFormat> = { JSONEachRow: 'JSONEachRow', CSV: 'CSVWithNames' as QueryFormat, Pretty: 'PrettyCompactMonoBlock' as QueryFormat }
+    const f = formats[format]
+    if (!f) throw usage(`query: --format must be one of ${Object.keys(formats).join(', ')}`)
+    const rt = runtimeFor(g)
+    try {
+      const store = await rt.store()
+      let text: string
+      try {
+        text = await store.readOnlyText(positionals[0]!, f)
+      } catch (err) {
+        throw new RateflowError(ErrorCode.BadInput, `query: ${(err as Error).message.trim()}`, { cause: err })
+      }
+      io.out(text)
+    } finally {
+      await rt.close()
+    }
+    return 0
+  },
+  demo: async (args, g, io) => {
+    parse(args, { events: { type: 'string' } }, 0)
+    const { runDemo } = await import('./demo.js')
+    return runDemo(g, io)
+  },
+}
+
+/**
+ * After guiding data changed: when no process owns the data directory (no `rateflow run`), release
+ * suspended usage here, so late bindings are rated with no manual step. A running owner polls the guiding
+ * data and releases by itself; then this returns 0.
+ */
+async function releaseWhenIdle(g: GlobalOptions, _io: Io): Promise<number> {
+  const rt = runtimeFor(g)
+  try {
+    const store = await rt.store()
+    return await Rater.releaseOnly({ store, repo: rt.repo, dataDir: rt.dataDir, log: rt.log })
+  } catch (err) {
+    if (err instanceof RateflowError && err.code === ErrorCode.BadUsage && /in use by rateflow process/.test(err.message)) return 0
+    throw err
+  } finally {
+    await rt.close()
+  }
+}
+
+function readJson(file: string): unknown {
+  let text: string
+  try {
+    text = readFileSync(file, 'utf8')
+  } catch (err) {
+    throw new RateflowError(ErrorCode.BadInput, `${file}: cannot read: ${(err as Error).message}`)
+  }
+  try {
+    return JSON.parse(text)
+  } catch (err) {
+    throw new RateflowError(ErrorCode.BadInput, `${file}: not valid JSON: ${(err as Error).message}`)
+  }
+}
+
+/** parseArgs with strict options; `positionals` = exact count, or -1 for any. */
+function parse(args: string[], options: NonNullable<ParseArgsConfig['options']>, positionals: number) {
+  let parsed
+  try {
+    parsed = parseArgs({ args, options, allowPositionals: true, strict: true })
+  } catch (err) {
+    throw usage((err as Error).message)
+  }
+  if (positionals >= 0 && parsed.positionals.length !== positionals) {
+    throw usage(`expected ${positionals} argument${positionals === 1 ? '' : 's'}, got ${parsed.positionals.length}`)
+  }
+  return parsed
+}
+
+/** Entry point: returns the exit code. */
+export async function main(argv: string[], io: Io = processIo): Promise<number> {
+  // --data is global: take it out wherever it stands.
+  const g: GlobalOptions = { data: process.env.RATEFLOW_DATA ?? DEFAULT_DATA_DIR }
+  const args: string[] = []
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!
+    if (a === '--data') {
+      const v = argv[++i]
+      if (!v) return fail(io, usage('--data needs a directory'))
+      g.data = v
+    } else if (a.startsWith('--data=')) g.data = a.slice(7)
+    else args.push(a)
+  }
+  const [name, ...rest] = args
+  if (!name || name === '--help' || name === '-h' || name === 'help') {
+    io.out(HELP)
+    return name ? 0 : 2
+  }
+  const handler = commands[name]
+  if (!handler) return fail(io, usage(`unknown command "${name}"; see rateflow --help`))
+  try {
+    return await handler(rest, g, io)
+  } catch (err) {
+    return fail(io, err)
+  }
+}
+
+function fail(io: Io, err: unknown): number {
+  if (isUserError(err)) {
+    io.err(`rateflow: ${(err as Error).message}`)
+    return 2
+  }
+  io.err(`rateflow: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`)
+  return 1
+}
+
+export { createLogger }

@@ -1,0 +1,455 @@
+import { EventEmitter } from 'node:events'
+import { fileURLToPath } from 'node:url'
+import { Piscina } from 'piscina'
+import type { Consumer, JsMsg } from '@nats-io/jetstream'
+import { GuidingIndex } from '../catalog/guiding.js'
+import { billingPeriod } from '../catalog/periods.js'
+import type { CatalogRepository } from '../catalog/repository.js'
+import type { Catalog } from '../catalog/types.js'
+import type { Logger } from '../common/logger.js'
+import { isoUtc } from '../common/time.js'
+import type { UsageBatch, WireRecord } from '../rating-core/record.js'
+import { chargeRef, type ResolvedCharge, type StagedBatch, type StagedCharge } from '../rating-core/stage.js'
+import { rateUsageEvent, type MeterState } from '../rating-core/usage-rater.js'
+import type { Queue } from './queue.js'
+import type { StageTask } from './rating-worker.js'
+import type { Store } from './store.js'
+import { chTime, tsv, tsvMap } from './tsv.js'
+
+/** What became of one batch's inputs. Conservation: read = rated + duplicates + rejected + suspended. */
+export interface BatchOutcome {
+  readonly batchId: string
+  readonly read: number
+  readonly rated: number
+  readonly duplicates: number
+  readonly rejected: number
+  readonly suspended: number
+}
+
+export interface RaterOptions {
+  /** Worker threads staging batches. */
+  readonly threads: number
+  /** Batches staged ahead of the one being applied (bounds memory). */
+  readonly stageAhead: number
+  /** Flush when this many rows are buffered… */
+  readonly flushRows: number
+  /** …or when nothing more is ready to apply. */
+  readonly pollMs: number
+}
+export const DEFAULT_RATER: Readonly<RaterOptions> = Object.freeze({ threads: 1, stageAhead: 16, flushRows: 100_000, pollMs: 1000 })
+
+/** What a rater works with. `queue` is absent for a release-only rater (`releaseOnly`). */
+export interface RaterDeps {
+  store: Store
+  queue?: Queue
+  repo: CatalogRepository
+  dataDir: string
+  log: Logger
+}
+
+interface Pending {
+  msg?: JsMsg
+  staged: Promise<StagedBatch>
+  release?: Map<string, HeldRow>
+}
+
+interface HeldRow {
+  source: string
+  event_id: string
+  event_time: string
+  device_id: string
+  account_id: string
+  subscription_id: string
+  metric: string
+  quantity: string
+  dimensions: Record<string, string>
+  raw: string
+  origin: string
+  reason: string
+  received_at: string
+}
+
+/**
+ * The rater: the single owner of rating state for the partitions it consumes (today: all accounts).
+ *
+ * Per batch, in delivery order:
+ *   1. a pool worker stages it (pure: validate, guide, match charges, TSV text);
+ *   2. here: dedupe on (source, event_id) against the committed index plus this flush's keys, then fold
+ *      each charge's running period total (invariant 4) — both need every earlier batch, so they run in order;
+ *   3. flush: insert rated_usage, rejected_usage, suspended_usage, then usage_events, then the `flushes`
+ *      row naming the batches — that row is the commit;
+ *   4. ack the batches' JetStream messages;
+ *   5. publish the new keys to the committed index and emit outcomes.
+ * A crash before 3 ends: nothing committed, `store.recover()` deletes the partial rows at start, JetStream
+ * redelivers. A crash between 3 and 4: the batches come again and their keys are committed → duplicates.
+ * A failed insert stops the rater (crash-only): state in memory is rebuilt from the store on restart.
+ */
+export class Rater extends EventEmitter {
+  private readonly pool: Piscina<StageTask, StagedBatch>
+  private readonly committed = new Set<string>()
+  private readonly totals = new Map<string, MeterState>()
+  private charges = new Map<string, ResolvedCharge & { schedules: NonNullable<Catalog['schedules']> }>()
+  private guiding!: GuidingIndex
+  private fingerprint = ''
+  private queueOfWork: Pending[] = []
+  private wake: (() => void) | undefined
+  private stopping = false
+  private loop: Promise<void> | undefined
+  private fetcher: Promise<void> | undefined
+  private messages: Awaited<ReturnType<Consumer['consume']>> | undefined
+  private buffered = emptyBuffer()
+  private failure: unknown
+  private releaseRequested = false
+
+  constructor(
+    private readonly deps: RaterDeps,
+    private readonly options: RaterOptions = DEFAULT_RATER,
+  ) {
+    super()
+    this.pool = new Piscina<StageTask, StagedBatch>({
+      filename: fileURLToPath(new URL('./rating-worker.js', import.meta.url)),
+      minThreads: options.threads,
+      maxThreads: options.threads,
+    })
+  }
+
+  /** Recovers the store, rebuilds state, releases suspended usage that can now be guided, starts consuming. */
+  async start(): Promise<void> {
+    const { store, log } = this.deps
+    const rolledBack = await store.recover()
+    if (rolledBack > 0) log.warn({ rolledBack }, 'deleted rows of flushes that never committed; their batches are redelivered')
+    this.reloadGuiding(true)
+    await this.loadCommittedKeys()
+    await this.rebuildTotals()
+    this.releaseRequested = true
+    this.loop = this.applyLoop().catch((err) => this.fail(err))
+    this.fetcher = this.fetchLoop().catch((err) => this.fail(err))
+  }
+
+  /**
+   * Rates suspended usage that guiding data can now own, without consuming the queue: what
+   * `accounts apply` / `catalog apply` do when no `rateflow run` owns the data directory.
+   */
+  static async releaseOnly(deps: Omit<RaterDeps, 'queue'>): Promise<number> {
+    const rater = new Rater(deps, { ...DEFAULT_RATER, threads: 1 })
+    try {
+      await deps.store.recover()
+      rater.reloadGuiding(true)
+      await rater.rebuildTotals()
+      return await rater.releaseSuspended()
+    } finally {
+      await rater.pool.destroy()
+    }
+  }
+
+  /** Stops consuming, applies and flushes what was fetched, and releases the pool. */
+  async stop(): Promise<void> {
+    this.stopping = true
+    this.messages?.stop()
+    await this.fetcher
+    this.kick()
+    await this.loop
+    await this.pool.destroy()
+    if (this.failure !== undefined) throw this.failure
+  }
+
+  /** Asks for a release of suspended usage on the next idle moment (after guiding data changed). */
+  requestRelease(): void {
+    this.releaseRequested = true
+    this.kick()
+  }
+
+  private fail(err: unknown): void {
+    if (this.failure === undefined) {
+      this.failure = err
+      this.deps.log.error({ err }, 'rater stopped')
+      this.emit('error', err)
+    }
+    this.stopping = true
+    this.messages?.stop()
+    this.kick()
+  }
+
+  private kick(): void {
+    const w = this.wake
+    this.wake = undefined
+    w?.()
+  }
+
+  private async fetchLoop(): Promise<void> {
+    if (!this.deps.queue) throw new Error('rater started without a queue')
+    const consumer = await this.deps.queue.consumer()
+    this.messages = await consumer.consume({ max_messages: this.options.stageAhead, expires: 5_000 })
+    for await (const msg of this.messages) {
+      if (this.stopping) {
+        msg.nak()
+        continue
+      }
+      this.maybeReloadGuiding()
+      const bytes = msg.data
+      this.queueOfWork.push({
+        msg,
+        staged: this.pool.run(
+          { bytes, dataDir: this.deps.dataDir, fingerprint: this.fingerprint, receivedAtMs: Date.now() },
+          { transferList: [bytes.buffer as ArrayBuffer] },
+        ),
+      })
+      this.kick()
+      while (this.queueOfWork.length >= this.options.stageAhead && !this.stopping) {
+        await new Promise((r) => setTimeout(r, 1))
+      }
+    }
+  }
+
+  private async applyLoop(): Promise<void> {
+    for (;;) {
+      if (this.failure !== undefined) return
+      const next = this.queueOfWork.shift()
+      if (next) {
+        const staged = await next.staged
+        this.apply(staged, next)
+        if (this.buffered.rows >= this.options.flushRows) await this.flush()
+        continue
+      }
+      // Nothing ready: commit what we have, so latency stays low when the input is slow.
+      if (this.buffered.msgs.length > 0 || this.buffered.outcomes.length > 0) {
+        await this.flush()
+        continue
+      }
+      if (this.maybeReloadGuiding()) this.releaseRequested = true
+      if (this.releaseRequested) {
+        this.releaseRequested = false
+        await this.releaseSuspended()
+        continue
+      }
+      if (this.stopping) return
+      await new Promise<void>((resolve) => {
+        this.wake = resolve
+        setTimeout(resolve, this.options.pollMs).unref()
+      })
+    }
+  }
+
+  private apply(staged: StagedBatch, pending: Pending): void {
+    const b = this.buffered
+    let duplicates = 0
+    let rated = 0
+    let suspended = 0
+    const rejectedHere = staged.rejectLines.length
+    for (const line of staged.rejectLines) b.rejected += line
+    for (const rec of staged.records) {
+      if (pending.release) {
+        // A release: the record is committed already (it was suspended); rate it or leave it held.
+        if (rec.suspendLine !== undefined) continue
+        const held = pending.release.get(rec.key)!
+        b.suspended += heldLine(held, 'released', staged.batchId)
+      } else {
+        if (this.committed.has(rec.key) || b.keys.has(rec.key)) {
+          duplicates++
+          continue
+        }
+        b.keys.add(rec.key)
+        b.usage += rec.usageLine
+      }
+      if (rec.suspendLine !== undefined) {
+        b.suspended += rec.suspendLine
+        suspended++
+        b.rows++
+        continue
+      }
+      for (const c of rec.charges) b.rated += this.fold(c)
+      b.rows += rec.charges.length
+      rated++
+    }
+    b.rows += rejectedHere + 1
+    if (pending.msg) b.msgs.push(pending.msg)
+    b.batches.push(staged.batchId)
+    const outcome: BatchOutcome = pending.release
+      ? { batchId: staged.batchId, read: 0, rated, duplicates: 0, rejected: 0, suspended: 0 }
+      : { batchId: staged.batchId, read: staged.read, rated, duplicates, rejected: rejectedHere, suspended }
+    b.outcomes.push(outcome)
+  }
+
+  /** Folds one event into its running total; returns its rated_usage line. */
+  private fold(c: StagedCharge): string {
+    const resolved = this.charges.get(c.chargeRef)
+    if (!resolved) throw new Error(`charge ${c.chargeRef.replaceAll('\u0000', '/')} missing from the rater's catalog snapshot`)
+    const prior = this.totals.get(c.totalsKey)
+    const r = rateUsageEvent(resolved.charge, resolved.meter, prior, { event_id: c.eventId, event_time: c.eventIso, quantity: c.quantity, dimensions: c.dimensions }, {
+      schedules: resolved.schedules,
+      timezone: c.timezone,
+      periodStart: c.periodStartIso,
+      periodEnd: c.periodEndIso,
+    })
+    this.totals.set(c.totalsKey, r.state)
+    return c.prefix + r.metered + '\t' + r.amount + c.suffix
+  }
+
+  private async flush(): Promise<void> {
+    const b = this.buffered
+    this.buffered = emptyBuffer()
+    const { store } = this.deps
+    // Order matters: usage_events (the dedupe source) after the rows derived from it; `flushes` last (commit).
+    if (b.rated) await store.insertTsv('rated_usage', b.rated)
+    if (b.rejected) await store.insertTsv('rejected_usage', b.rejected)
+    if (b.suspended) await store.insertTsv('suspended_usage', b.suspended)
+    if (b.usage) await store.insertTsv('usage_events', b.usage)
+    const sum = (k: keyof BatchOutcome) => b.outcomes.reduce((s, o) => s + (o[k] as number), 0)
+    await store.insertTsv(
+      'flushes',
+      [
+        `f-${Date.now()}-${Math.random().toString(36).slice(2, 10)}`,
+        chTime(isoUtc(Date.now())),
+        `[${b.batches.map((id) => `'${id.replace(/[\\']/g, (c) => '\\' + c)}'`).join(',')}]`,
+        sum('rated'),
+        sum('duplicates'),
+        sum('rejected'),
+        sum('suspended'),
+        b.outcomes.filter((o) => o.read === 0).reduce((s, o) => s + o.rated, 0),
+      ]
+        .map((v) => tsv(String(v)))
+        .join('\t') + '\n',
+    )
+    for (const m of b.msgs) m.ack()
+    for (const k of b.keys) this.committed.add(k)
+    for (const o of b.outcomes) this.emit('outcome', o)
+  }
+
+  private reloadGuiding(force = false): boolean {
+    const fp = this.deps.repo.fingerprint()
+    if (!force && fp === this.fingerprint) return false
+    const catalogs = this.deps.repo.catalogs()
+    this.guiding = new GuidingIndex(catalogs, this.deps.repo.accounts())
+    const charges = new Map<string, ResolvedCharge & { schedules: NonNullable<Catalog['schedules']> }>()
+    for (const cat of catalogs) {
+      for (const plan of cat.plans) {
+        for (const charge of plan.charges) {
+          if (charge.kind !== 'usage') continue
+          const meter = cat.meters.find((m) => m.id === charge.meter)
+          if (meter) charges.set(chargeRef(cat.version, plan.id, charge.id), { charge, meter, schedules: cat.schedules ?? [] })
+        }
+      }
+    }
+    this.charges = charges
+    this.fingerprint = fp
+    return true
+  }
+
+  private lastGuidingCheck = 0
+  /** Re-reads guiding data at most once a second; true when it changed. */
+  private maybeReloadGuiding(): boolean {
+    const now = Date.now()
+    if (now - this.lastGuidingCheck < 1000) return false
+    this.lastGuidingCheck = now
+    return this.reloadGuiding()
+  }
+
+  private async loadCommittedKeys(): Promise<void> {
+    // usage_events holds every accepted record (rated or suspended) of committed flushes: the dedupe index.
+    const rows = await this.deps.store.rows<{ k: string }>(`SELECT concat(toString(source), '\\0', event_id) AS k FROM usage_events`)
+    for (const r of rows) this.committed.add(r.k)
+  }
+
+  /** Rebuilds running totals by folding committed rated rows in the order they were rated. */
+  private async rebuildTotals(): Promise<void> {
+    const rows = await this.deps.store.rows<{
+      event_id: string
+      subscription_id: string
+      charge_id: string
+      plan_id: string
+      catalog_version: string
+      group_key: string
+      period_start: string
+      event_time: string
+      quantity: string
+      dims: Record<string, string>
+      timezone: string
+    }>(
+      `SELECT r.event_id, r.subscription_id, r.charge_id, r.plan_id, r.catalog_version, r.group_key,
+              r.period_start, r.event_time, toString(u.quantity) AS quantity, u.dimensions AS dims
+       FROM rated_usage AS r INNER JOIN usage_events AS u ON u.source = r.source AND u.event_id = r.event_id
+       ORDER BY r.rated_at, r.event_time, r.event_id`,
+    )
+    for (const row of rows) {
+      const resolved = this.charges.get(chargeRef(row.catalog_version, row.plan_id, row.charge_id))
+      if (!resolved) continue
+      const periodStart = new Date(row.period_start.replace(' ', 'T') + 'Z').toISOString()
+      const key = `${row.subscription_id}\u0000${row.charge_id}\u0000${periodStart}\u0000${row.group_key}`
+      const owner = this.guiding.subscriptionOwner(row.subscription_id)
+      const eventIso = new Date(row.event_time.replace(' ', 'T') + 'Z').toISOString()
+      const period = owner
+        ? billingPeriod(Date.parse(eventIso), owner.account, owner.billingPeriod(row.catalog_version))
+        : { start: Date.parse(periodStart), end: Date.parse(periodStart) }
+      const r = rateUsageEvent(
+        resolved.charge,
+        resolved.meter,
+        this.totals.get(key),
+        { event_id: row.event_id, event_time: eventIso, quantity: row.quantity, dimensions: row.dims },
+        { schedules: resolved.schedules, timezone: owner?.account.timezone ?? 'UTC', periodStart, periodEnd: isoUtc(period.end) },
+      )
+      this.totals.set(key, r.state)
+    }
+  }
+
+  /** Rates suspended usage that the current guiding data can own. Returns how many were released. */
+  async releaseSuspended(): Promise<number> {
+    const held = await this.deps.store.rows<HeldRow>(
+      `SELECT source, event_id, event_time, device_id, account_id, subscription_id, metric, toString(quantity) AS quantity,
+              dimensions, raw, origin, reason, received_at
+       FROM suspended_usage FINAL WHERE status = 'held'`,
+    )
+    if (held.length === 0) return 0
+    const records: WireRecord[] = []
+    const byKey = new Map<string, HeldRow>()
+    for (const h of held) {
+      const rec: WireRecord = {
+        event_id: h.event_id,
+        source: h.source,
+        event_time: new Date(h.event_time.replace(' ', 'T') + 'Z').toISOString(),
+        metric: h.metric,
+        quantity: h.quantity,
+        dimensions: h.dimensions,
+        raw: h.raw,
+        origin: h.origin,
+        ...(h.device_id ? { device_id: h.device_id } : {}),
+        ...(h.account_id ? { account_id: h.account_id } : {}),
+        ...(h.subscription_id ? { subscription_id: h.subscription_id } : {}),
+      }
+      records.push(rec)
+      byKey.set(rec.source + '\u0000' + rec.event_id, h)
+    }
+    const batch: UsageBatch = { id: `release-${Date.now()}`, records, rejects: [] }
+    const staged = await this.pool.run({ batch, dataDir: this.deps.dataDir, fingerprint: this.fingerprint, receivedAtMs: Date.now() })
+    // Released records that the catalog now rejects stay held: rejecting them would lose accepted usage.
+    this.apply({ ...staged, rejectLines: [] }, { staged: Promise.resolve(staged), release: byKey })
+    const released = this.buffered.outcomes.at(-1)?.rated ?? 0
+    await this.flush()
+    if (released > 0) this.deps.log.info({ released }, 'released suspended usage')
+    return released
+  }
+}
+
+function heldLine(h: HeldRow, status: 'held' | 'released', batchId: string): string {
+  const now = Date.now()
+  return (
+    [h.source, h.event_id, h.event_time, h.device_id, h.account_id, h.subscription_id, h.metric, h.quantity]
+      .map(tsv)
+      .join('\t') +
+    '\t' + tsvMap(h.dimensions) + '\t' + tsv(h.raw) + '\t' + tsv(h.origin) + '\t' + tsv(h.reason) + '\t' + status + '\t' + now +
+    '\t' + tsv(h.received_at) + '\t' + tsv(batchId) + '\n'
+  )
+}
+
+function emptyBuffer() {
+  return {
+    rated: '',
+    rejected: '',
+    suspended: '',
+    usage: '',
+    rows: 0,
+    keys: new Set<string>(),
+    msgs: [] as JsMsg[],
+    batches: [] as string[],
+    outcomes: [] as BatchOutcome[],
+  }
+}
