@@ -114,6 +114,12 @@ describe('rateUsageEvent: per_unit', () => {
     expect(JSON.stringify(a.state)).toBe(before)
   })
 
+  it('accepts a frozen prior state (read, never annotated)', () => {
+    const a = rateUsageEvent(perUnit, sumMeter, undefined, ev(1, '10'), ctx)
+    const frozen = Object.freeze(JSON.parse(JSON.stringify(a.state))) as MeterState
+    expect(rateUsageEvent(perUnit, sumMeter, frozen, ev(2, '2'), ctx).amount).toBe('0.1')
+  })
+
   it('refuses a state built for another model', () => {
     const a = rateUsageEvent(perUnit, sumMeter, undefined, ev(1, '10'), ctx)
     const grad: UsageCharge = { id: 'g', kind: 'usage', meter: 'm', model: 'graduated', tiers: [{ up_to: null, unit_price: '1' }] }

@@ -117,13 +117,17 @@ function hotOf(s: StateWithHot): Hot {
       fees: s.fees === undefined ? 0n : toNano(parseDec(s.fees, 'state.fees')),
       freeUsed: s.free_used === undefined ? ZERO : parseDec(s.free_used, 'state.free_used'),
     }
-    Object.defineProperty(s, HOT, { value: h, enumerable: false, writable: true, configurable: true })
+    // A caller's frozen state is read, not annotated.
+    if (Object.isExtensible(s)) s[HOT] = h
   }
   return h
 }
 
+// A plain symbol-keyed property: Object.defineProperty per event cost a quarter of the
+// per-event time. Symbol keys are still skipped by JSON.stringify, Object.keys and
+// structuredClone; object spread would copy one, so every new state sets its own.
 function withHot(s: MeterState, h: Hot): MeterState {
-  Object.defineProperty(s, HOT, { value: h, enumerable: false, writable: true, configurable: true })
+  ;(s as StateWithHot)[HOT] = h
   return s
 }
 
