@@ -247,3 +247,146 @@ describe('rateUsageEvent: per-event models', () => {
     expect(periodTotal(c, r2.state)).toMatchObject({ quantity: '151', amount: '63' })
   })
 })
+
+// ---- property tests ----------------------------------------------------------------------
+
+import Big from 'big.js'
+import { priceGraduated } from './models/graduated.js'
+import { priceGraduatedPercentage } from './models/graduated-percentage.js'
+import { pricePackage } from './models/package.js'
+import { pricePerUnit } from './models/per-unit.js'
+import { priceVolume } from './models/volume.js'
+
+const decArb = (maxInt: number, dp: number) =>
+  fc.tuple(fc.integer({ min: 0, max: maxInt }), fc.integer({ min: 0, max: 10 ** dp - 1 })).map(([i, f]) => (dp === 0 ? String(i) : `${i}.${String(f).padStart(dp, '0')}`))
+
+const tiersArb = (priceField: 'unit_price' | 'rate') =>
+  fc
+    .tuple(
+      fc.uniqueArray(fc.integer({ min: 1, max: 500 }), { maxLength: 4 }),
+      fc.array(fc.tuple(decArb(20, 4), fc.option(decArb(50, 2), { nil: undefined })), { minLength: 5, maxLength: 5 }),
+    )
+    .map(([ups, prices]) => {
+      const bounds: (string | null)[] = [...ups.sort((a, b) => a - b).map(String), null]
+      return bounds.map((up_to, k) => {
+        const [p, fee] = prices[k]!
+        const t: Record<string, string | null> = { up_to, [priceField]: p }
+        if (fee !== undefined) t.flat_fee = fee
+        return t
+      })
+    })
+
+const clampArb = fc.option(fc.tuple(decArb(50, 2), decArb(500, 2)), { nil: undefined }).map((c) =>
+  c === undefined ? {} : { minimum: Big(c[0]).lte(c[1]) ? c[0] : c[1], maximum: Big(c[0]).lte(c[1]) ? c[1] : c[0] },
+)
+const freeArb = fc.option(decArb(100, 3), { nil: undefined }).map((f) => (f === undefined ? {} : { free_units: f }))
+
+const chargeArb: fc.Arbitrary<UsageCharge> = fc.oneof(
+  fc.tuple(decArb(10, 6), freeArb, clampArb).map(([p, f, c]) => ({ id: 'c', kind: 'usage', meter: 'm', model: 'per_unit', unit_price: p, ...f, ...c }) as UsageCharge),
+  fc.tuple(tiersArb('unit_price'), freeArb, clampArb).map(([t, f, c]) => ({ id: 'c', kind: 'usage', meter: 'm', model: 'graduated', tiers: t, ...f, ...c }) as UsageCharge),
+  fc.tuple(tiersArb('unit_price'), freeArb, clampArb).map(([t, f, c]) => ({ id: 'c', kind: 'usage', meter: 'm', model: 'volume', tiers: t, ...f, ...c }) as UsageCharge),
+  fc.tuple(decArb(50, 2), decArb(20, 2), freeArb, clampArb).map(
+    ([size, price, f, c]) => ({ id: 'c', kind: 'usage', meter: 'm', model: 'package', package_size: Big(size).eq(0) ? '1' : size, package_price: price, ...f, ...c }) as UsageCharge,
+  ),
+  fc.tuple(tiersArb('rate'), freeArb, clampArb).map(([t, f, c]) => ({ id: 'c', kind: 'usage', meter: 'm', model: 'graduated_percentage', tiers: t, ...f, ...c }) as UsageCharge),
+  fc
+    .tuple(decArb(10, 3), fc.option(decArb(1, 2), { nil: undefined }), freeArb, clampArb)
+    .map(([rate, fixed, f, c]) => ({ id: 'c', kind: 'usage', meter: 'm', model: 'percentage', rate, ...(fixed ? { fixed_fee_per_event: fixed } : {}), ...f, ...c }) as UsageCharge),
+)
+
+const aggArb = fc.constantFrom<Meter['aggregation']>('sum', 'count', 'max', 'min', 'unique_count', 'latest', 'time_weighted_avg')
+const eventsArb = fc.array(
+  fc.record({
+    minute: fc.integer({ min: 0, max: 31 * 24 * 60 - 1 }),
+    quantity: fc.oneof(decArb(1000, 3), decArb(5, 0).map((s) => '-' + s)),
+    user: fc.constantFrom('u1', 'u2', 'u3', 'u4'),
+  }),
+  { minLength: 1, maxLength: 40 },
+)
+
+function toEvents(raw: { minute: number; quantity: string; user: string }[]): UsageEventInput[] {
+  return raw.map((r, k) => ev(r.minute, r.quantity, { event_id: `e${k}`, dimensions: { user: r.user } }))
+}
+
+function priceAt(charge: UsageCharge, q: string): string {
+  switch (charge.model) {
+    case 'per_unit':
+      return pricePerUnit(charge, q).amount
+    case 'graduated':
+      return priceGraduated(charge, q).amount
+    case 'volume':
+      return priceVolume(charge, q).amount
+    case 'package':
+      return pricePackage(charge, q).amount
+    case 'graduated_percentage':
+      return priceGraduatedPercentage(charge, q).amount
+    default:
+      throw new Error('per-event model')
+  }
+}
+
+describe('properties', () => {
+  it('Σ per-event amounts == periodTotal == the model applied to the period Q, for every model and aggregation', () => {
+    fc.assert(
+      fc.property(chargeArb, aggArb, eventsArb, (charge, aggregation, raw) => {
+        const perEvent = charge.model === 'percentage'
+        const meter: Meter = { id: 'm', metric: 'x', aggregation: perEvent ? 'sum' : aggregation, ...(aggregation === 'unique_count' && !perEvent ? { dimension: 'user' } : {}) }
+        const { amounts, state } = rateAll(charge, meter, toEvents(raw))
+        const total = periodTotal(charge, state, ctx)
+        expect(sumNano(amounts)).toBe(sumNano([total.amount]))
+        expect(total.amount).toBe(state!.total)
+        expect(sumNano(total.lines.map((l) => l.amount))).toBe(sumNano([total.amount]))
+        if (!perEvent) expect(total.amount).toBe(priceAt(charge, state!.q))
+      }),
+      { numRuns: 400 },
+    )
+  })
+
+  it('the final state and period total do not depend on event order (all aggregations)', () => {
+    fc.assert(
+      fc.property(chargeArb.filter((c) => c.model !== 'percentage'), aggArb, eventsArb, fc.integer(), (charge, aggregation, raw, seed) => {
+        const meter: Meter = { id: 'm', metric: 'x', aggregation, ...(aggregation === 'unique_count' ? { dimension: 'user' } : {}) }
+        const events = toEvents(raw)
+        const shuffled = [...events]
+        let s = seed >>> 0
+        for (let i = shuffled.length - 1; i > 0; i--) {
+          s = (Math.imul(s, 1103515245) + 12345) >>> 0
+          const j = s % (i + 1)
+          ;[shuffled[i], shuffled[j]] = [shuffled[j]!, shuffled[i]!]
+        }
+        const a = rateAll(charge, meter, events)
+        const b = rateAll(charge, meter, shuffled)
+        expect(JSON.stringify(b.state)).toBe(JSON.stringify(a.state))
+        expect(sumNano(b.amounts)).toBe(sumNano(a.amounts))
+      }),
+      { numRuns: 300 },
+    )
+  })
+
+  it('percentage without free units or clamp: total independent of order', () => {
+    fc.assert(
+      fc.property(decArb(10, 3), fc.option(decArb(1, 2), { nil: undefined }), eventsArb, (rate, fixed, raw) => {
+        const charge = { id: 'c', kind: 'usage', meter: 'm', model: 'percentage', rate, ...(fixed ? { fixed_fee_per_event: fixed } : {}) } as UsageCharge
+        const events = toEvents(raw)
+        const a = rateAll(charge, sumMeter, events)
+        const b = rateAll(charge, sumMeter, [...events].reverse())
+        expect(b.state?.total).toBe(a.state?.total)
+      }),
+    )
+  })
+
+  it('sum meter: Q equals the big.js sum of scaled quantities; per_unit total equals big.js Q × price rounded half-even to 9 dp', () => {
+    fc.assert(
+      fc.property(decArb(10, 6), eventsArb, fc.constantFrom('1', '0.001', '0.000000001', '1024'), (price, raw, scale) => {
+        const charge = { id: 'c', kind: 'usage', meter: 'm', model: 'per_unit', unit_price: price } as UsageCharge
+        const meter: Meter = { id: 'm', metric: 'x', aggregation: 'sum', scale }
+        const events = toEvents(raw)
+        const { state } = rateAll(charge, meter, events)
+        const q = events.reduce((s, e) => s.plus(Big(e.quantity).times(scale)), Big(0))
+        expect(Big(state!.q).eq(q)).toBe(true)
+        const pos = q.gt(0) ? q : Big(0)
+        expect(Big(state!.total).eq(pos.times(price).round(9, Big.roundHalfEven))).toBe(true)
+      }),
+    )
+  })
+})
