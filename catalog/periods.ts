@@ -5,6 +5,9 @@ import type { Account, Plan } from './types.js'
 export interface Period {
   readonly start: number
   readonly end: number
+  /** start and end as normalised UTC ISO strings. */
+  readonly startIso: string
+  readonly endIso: string
 }
 
 const MONTHS: Record<Plan['billing_period'], number> = { month: 1, quarter: 3, year: 12 }
@@ -16,6 +19,25 @@ const MONTHS: Record<Plan['billing_period'], number> = { month: 1, quarter: 3, y
  * Start inclusive, end exclusive.
  */
 export function billingPeriod(ms: number, account: Pick<Account, 'timezone' | 'bill_cycle_day'>, period: Plan['billing_period']): Period {
+  // Zone arithmetic goes through Intl and costs microseconds; events of one account cluster in a few
+  // periods, so the periods already computed per (zone, cycle day, length) answer almost every call.
+  const key = `${account.timezone}\u0000${account.bill_cycle_day}\u0000${period}`
+  let known = cache.get(key)
+  if (known) {
+    for (const p of known) if (p.start <= ms && ms < p.end) return p
+  } else {
+    known = []
+    cache.set(key, known)
+  }
+  const p = computePeriod(ms, account, period)
+  known.push(p)
+  if (known.length > 64) known.shift()
+  return p
+}
+
+const cache = new Map<string, Period[]>()
+
+function computePeriod(ms: number, account: Pick<Account, 'timezone' | 'bill_cycle_day'>, period: Plan['billing_period']): Period {
   const tz = account.timezone
   const day = account.bill_cycle_day
   const len = MONTHS[period]
@@ -34,7 +56,8 @@ export function billingPeriod(ms: number, account: Pick<Account, 'timezone' | 'b
       start = next
     }
   }
-  return { start, end: startOf(m + len, day, tz) }
+  const end = startOf(m + len, day, tz)
+  return { start, end, startIso: new Date(start).toISOString(), endIso: new Date(end).toISOString() }
 }
 
 function startOf(absMonth: number, day: number, tz: string): number {

@@ -379,13 +379,13 @@ export class Rater extends EventEmitter {
       const eventIso = new Date(row.event_time.replace(' ', 'T') + 'Z').toISOString()
       const period = owner
         ? billingPeriod(Date.parse(eventIso), owner.account, owner.billingPeriod(row.catalog_version))
-        : { start: Date.parse(periodStart), end: Date.parse(periodStart) }
+        : { endIso: periodStart }
       const r = rateUsageEvent(
         resolved.charge,
         resolved.meter,
         this.totals.get(key),
         { event_id: row.event_id, event_time: eventIso, quantity: row.quantity, dimensions: row.dims },
-        { schedules: resolved.schedules, timezone: owner?.account.timezone ?? 'UTC', periodStart, periodEnd: isoUtc(period.end) },
+        { schedules: resolved.schedules, timezone: owner?.account.timezone ?? 'UTC', periodStart, periodEnd: period.endIso },
       )
       this.totals.set(key, r.state)
     }
