@@ -1,0 +1,71 @@
+/**
+ * One syslog message (bytes of one UDP datagram or TCP frame) → WireItems. RFC 5424 or RFC 3164 is detected per
+ * message (`<PRI>1 ` is 5424). The body is canonical key=value, or goes through the configured mapping; fields
+ * come from the body and from RFC 5424 structured data (each SD param as `param` and `sd-id.param`; body wins).
+ * event_time defaults to the syslog timestamp.
+ */
+import type { SyslogAdapterOptions } from '../config.js'
+import { applyMapping, completeRecord, type MappingContext } from '../mapping.js'
+import { rawText, reject, type WireItem } from '../wire.js'
+import { canonicalFromKv, parseKv } from './kv.js'
+import { parseRfc3164 } from './rfc3164.js'
+import { isRfc5424, parsePri, parseRfc5424 } from './rfc5424.js'
+
+export interface DecodeContext {
+  readonly options: Pick<SyslogAdapterOptions, 'source' | 'mapping' | 'hostname_as_device_id' | 'rfc3164_time_zone'>
+  /** `syslog udp 10.0.0.1:514`, `syslog tcp 10.0.0.1:40112 #7`. */
+  readonly origin: string
+  readonly now: Date
+}
+
+export function decodeSyslog(bytes: Uint8Array, ctx: DecodeContext): WireItem[] {
+  const { source } = ctx.options
+  const raw = rawText(bytes)
+  const fail = (reason: string): WireItem[] => [reject(source, raw, reason, ctx.origin)]
+  if (raw.startsWith('base64:')) return fail('binary data, not a syslog text message')
+  let text = raw
+  while (text.endsWith('\n') || text.endsWith('\r')) text = text.slice(0, -1)
+
+  const pri = parsePri(text)
+  if ('error' in pri) return fail(pri.error)
+  let timestamp: string | undefined
+  let hostname: string | undefined
+  let body: string
+  const sd = new Map<string, string>()
+  if (isRfc5424(text, pri.rest)) {
+    const m = parseRfc5424(text)
+    if (!m.ok) return fail(m.error)
+    timestamp = m.message.timestamp
+    hostname = m.message.hostname
+    body = m.message.msg
+    for (const el of m.message.structuredData) {
+      for (const [name, value] of el.params) {
+        sd.set(`${el.id}.${name}`, value)
+        if (!sd.has(name)) sd.set(name, value)
+      }
+    }
+  } else {
+    const m = parseRfc3164(text, ctx.now, ctx.options.rfc3164_time_zone)
+    if (!m.ok) return fail(m.error)
+    timestamp = m.message.timestamp
+    hostname = m.message.hostname
+    body = m.message.msg
+  }
+
+  const kv = parseKv(body)
+  if (!kv.ok) return fail(`message body: ${kv.error}`)
+  const mctx: MappingContext = {
+    source,
+    raw,
+    origin: ctx.origin,
+    ...(timestamp !== undefined && { defaultTime: timestamp }),
+    ...(ctx.options.hostname_as_device_id && hostname !== undefined && { defaultDeviceId: hostname }),
+  }
+  if (ctx.options.mapping) {
+    const fields = kv.fields
+    return applyMapping((f) => fields.get(f) ?? sd.get(f), ctx.options.mapping, mctx)
+  }
+  const p = canonicalFromKv(kv.fields, sd)
+  if ('error' in p) return fail(`message body: ${p.error}`)
+  return [completeRecord(p, mctx)]
+}

@@ -1,0 +1,7 @@
+export { SyslogAdapter, type SyslogAdapterDeps, type SyslogStats } from './listener.js'
+export { decodeSyslog, type DecodeContext } from './decode.js'
+export { SyslogFramer, type Frame } from './framing.js'
+export { parseKv, canonicalFromKv, type KvResult } from './kv.js'
+export { parseRfc5424, parsePri, type Rfc5424Message, type SdElement, type ParseResult } from './rfc5424.js'
+export { parseRfc3164, resolve3164Time, type Rfc3164Message } from './rfc3164.js'
+export { BUILTIN_MAPPINGS, FORTIGATE } from './mappings.js'
