@@ -1,0 +1,37 @@
+import { describe, expect, it } from 'vitest'
+import type { PercentageCharge } from '../../catalog/types.js'
+import { pricePercentage } from './percentage.js'
+
+const charge = (extra: Partial<PercentageCharge> = {}): PercentageCharge => ({ id: 'p', kind: 'usage', meter: 'm', model: 'percentage', rate: '1.2', ...extra })
+
+const cases: { name: string; charge: PercentageCharge; values: string[]; expect: string }[] = [
+  // Lago docs, percentage charge model: "1.2% on transactions", "$0.10 per transaction".
+  { name: 'Lago percentage: 1.2% + $0.10 on $1,000 and $250', charge: charge({ fixed_fee_per_event: '0.1' }), values: ['1000', '250'], expect: '15.2' },
+  // Lago's Stripe template: card payments online 2.9% + $0.30.
+  { name: 'Lago Stripe template: 2.9% + 0.30 on $100 = 3.20', charge: charge({ rate: '2.9', fixed_fee_per_event: '0.30' }), values: ['100'], expect: '3.2' },
+  { name: 'per-event minimum lifts small transactions', charge: charge({ fixed_fee_per_event: '0.1', per_event_min: '0.5' }), values: ['10', '1000'], expect: '12.6' },
+  { name: 'per-event maximum caps large transactions', charge: charge({ per_event_max: '5' }), values: ['10000', '100'], expect: '6.2' },
+  { name: 'free value consumed in order: first event free, second straddles (200 free + 100 × 1.2% + 0.1), third 100 × 1.2% + 0.1', charge: charge({ fixed_fee_per_event: '0.1', free_units: '500' }), values: ['300', '300', '100'], expect: '2.6' },
+  { name: 'an entirely free event pays no fixed fee nor minimum', charge: charge({ fixed_fee_per_event: '0.1', per_event_min: '1', free_units: '500' }), values: ['300'], expect: '0' },
+  { name: 'free units larger than all value', charge: charge({ free_units: '1000000' }), values: ['300', '300'], expect: '0' },
+  { name: 'no events: 0', charge: charge(), values: [], expect: '0' },
+  { name: 'no events with a charge minimum', charge: charge({ minimum: '25' }), values: [], expect: '25' },
+  { name: 'charge maximum on the sum of fees', charge: charge({ maximum: '10' }), values: ['1000', '1000'], expect: '10' },
+  { name: 'a refund (negative value) costs nothing', charge: charge({ fixed_fee_per_event: '0.1' }), values: ['-50', '100'], expect: '1.3' },
+  { name: 'sub-cent values keep 9 decimals', charge: charge(), values: ['0.000001'], expect: '0.000000012' },
+]
+
+describe('pricePercentage', () => {
+  for (const tc of cases) {
+    it(tc.name, () => {
+      expect(pricePercentage(tc.charge, tc.values).amount).toBe(tc.expect)
+    })
+  }
+  it('one line per event, in order', () => {
+    const r = pricePercentage(charge({ fixed_fee_per_event: '0.1', free_units: '500' }), ['300', '300'])
+    expect(r.lines.map((l) => [l.quantity, l.amount])).toEqual([
+      ['300', '0'],
+      ['300', '1.3'],
+    ])
+  })
+})
