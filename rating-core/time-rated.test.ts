@@ -1,0 +1,165 @@
+import { describe, expect, it } from 'vitest'
+import type { Schedule, TimeRatedCharge } from '../catalog/types.js'
+import { parseDec } from './decimal.js'
+import { rateTimedEvent, splitSession, zoneOffset } from './time-rated.js'
+
+// CONTRACT §3 schedules.
+const schedules: Schedule[] = [
+  { id: 'day', weekdays: [1, 2, 3, 4, 5], from: '00:00', to: '18:00' },
+  { id: 'evening', weekdays: [1, 2, 3, 4, 5], from: '18:00', to: '24:00' },
+  { id: 'weekend', weekdays: [6, 7], from: '00:00', to: '24:00' },
+]
+// CONTRACT §3.3 day rate: connect 1, a 60-second first block, then per second; plus evening and weekend rates.
+const voice: TimeRatedCharge = {
+  id: 'voice',
+  kind: 'usage',
+  meter: 'calls',
+  model: 'time_rated',
+  rates: [
+    {
+      schedule: 'day',
+      connect_fee: '1',
+      steps: [
+        { from: '0', unit_price: '1', per: '1', increment: '60' },
+        { from: '60', unit_price: '1', per: '1', increment: '1' },
+      ],
+    },
+    { schedule: 'evening', connect_fee: '0.5', steps: [{ from: '0', unit_price: '0.6', per: '60', increment: '1' }] },
+    { schedule: 'weekend', steps: [{ from: '0', unit_price: '0.3', per: '60', increment: '60' }] },
+  ],
+}
+const TZ = 'Europe/Berlin'
+
+const cases: { name: string; charge?: TimeRatedCharge; start: string; seconds: string; expect: string }[] = [
+  // Thursday 2026-10-01, Berlin is UTC+2 (CEST).
+  { name: 'CONTRACT §3.3: 61 s in the day = connect 1 + 60-s block 60 + 1 s = 62', start: '2026-10-01T08:00:00Z', seconds: '61', expect: '62' },
+  { name: '1 s bills the whole first 60-s block', start: '2026-10-01T08:00:00Z', seconds: '1', expect: '61' },
+  { name: 'exactly 60 s', start: '2026-10-01T08:00:00Z', seconds: '60', expect: '61' },
+  { name: 'fractional seconds round up to a whole increment', start: '2026-10-01T08:00:00Z', seconds: '60.2', expect: '62' },
+  { name: '0 s never connected: free', start: '2026-10-01T08:00:00Z', seconds: '0', expect: '0' },
+  { name: 'evening: connect 0.5 + 90 s at 0.6/min', start: '2026-10-01T17:00:00Z', seconds: '90', expect: '1.4' },
+  {
+    // 17:59:30 local; the day part is 30 s but its first block is 60 s, billed by the day rate;
+    // billing resumes at 60 s elapsed (18:00:30 local) under the evening rate: 60 s × 0.01.
+    name: 'day → evening at 18:00: connect by day rate, the straddling block by day, the rest by evening',
+    start: '2026-10-01T15:59:30Z',
+    seconds: '120',
+    expect: '61.6',
+  },
+  {
+    // Friday 2026-10-02 23:59 local: 60 s evening (0.5 + 0.6), then Saturday: 120 s = 2 blocks × 0.3.
+    name: 'Friday evening → Saturday weekend at midnight',
+    start: '2026-10-02T21:59:00Z',
+    seconds: '180',
+    expect: '1.7',
+  },
+  {
+    // Saturday 23:00 → Sunday 01:00 local: one weekend part (not split at midnight), 7200 s = 120 blocks.
+    name: 'Saturday → Sunday stays one weekend part',
+    start: '2026-10-03T21:00:00Z',
+    seconds: '7200',
+    expect: '36',
+  },
+  { name: 'max_cost_per_event with strategy free caps the session', charge: { ...voice, max_cost_per_event: '10', max_cost_strategy: 'free' }, start: '2026-10-01T08:00:00Z', seconds: '600', expect: '10' },
+  { name: 'below the cap is unchanged', charge: { ...voice, max_cost_per_event: '100', max_cost_strategy: 'free' }, start: '2026-10-01T08:00:00Z', seconds: '61', expect: '62' },
+]
+
+describe('rateTimedEvent', () => {
+  for (const tc of cases) {
+    it(tc.name, () => {
+      expect(rateTimedEvent(tc.charge ?? voice, schedules, tc.start, tc.seconds, TZ).amount).toBe(tc.expect)
+    })
+  }
+
+  it('lines add up to the amount and name the rate of each part', () => {
+    const r = rateTimedEvent(voice, schedules, '2026-10-01T15:59:30Z', '120', TZ)
+    expect(r.lines.map((l) => l.description.split(':')[0])).toEqual(['connect fee (day)', 'day', 'evening'])
+    const nano = r.lines.reduce((s, l) => s + parseDec(l.amount).i * 10n ** BigInt(9 - parseDec(l.amount).e), 0n)
+    expect(nano).toBe(61_600_000_000n)
+  })
+
+  describe('rounding', () => {
+    const perMinute: TimeRatedCharge = { ...voice, rates: [{ schedule: 'day', steps: [{ from: '0', unit_price: '1', per: '60', increment: '1' }] }, voice.rates[1]!, voice.rates[2]!] }
+    // 7 s at 1 per 60 s = 0.11666…
+    it('up', () => expect(rateTimedEvent({ ...perMinute, rounding: { decimals: 2, mode: 'up' } }, schedules, '2026-10-01T08:00:00Z', '7', TZ).amount).toBe('0.12'))
+    it('down', () => expect(rateTimedEvent({ ...perMinute, rounding: { decimals: 2, mode: 'down' } }, schedules, '2026-10-01T08:00:00Z', '7', TZ).amount).toBe('0.11'))
+    it('half_even', () => expect(rateTimedEvent({ ...perMinute, rounding: { decimals: 2, mode: 'half_even' } }, schedules, '2026-10-01T08:00:00Z', '7', TZ).amount).toBe('0.12'))
+    it('half_even on an exact half goes to even', () => {
+      const c = { ...perMinute, rates: [{ schedule: 'day', steps: [{ from: '0', unit_price: '0.5', per: '1', increment: '1' }] }, voice.rates[1]!, voice.rates[2]!], rounding: { decimals: 0, mode: 'half_even' as const } }
+      expect(rateTimedEvent(c, schedules, '2026-10-01T08:00:00Z', '5', TZ).amount).toBe('2')
+      expect(rateTimedEvent(c, schedules, '2026-10-01T08:00:00Z', '7', TZ).amount).toBe('4')
+    })
+    it('no rounding keeps 9 decimals, half-even', () => expect(rateTimedEvent(perMinute, schedules, '2026-10-01T08:00:00Z', '7', TZ).amount).toBe('0.116666667'))
+    it('the cap applies after rounding', () => {
+      const c = { ...perMinute, rounding: { decimals: 0, mode: 'up' as const }, max_cost_per_event: '0.5', max_cost_strategy: 'free' as const }
+      expect(rateTimedEvent(c, schedules, '2026-10-01T08:00:00Z', '7', TZ).amount).toBe('0.5')
+    })
+  })
+
+  describe('DST in Europe/Berlin', () => {
+    // Sunday schedules cut at 02:30 local, inside the hour that is skipped in spring and repeated in autumn.
+    const dstSchedules: Schedule[] = [
+      { id: 'early', weekdays: [7], from: '00:00', to: '02:30' },
+      { id: 'late', weekdays: [7], from: '02:30', to: '24:00' },
+      { id: 'rest', weekdays: [1, 2, 3, 4, 5, 6], from: '00:00', to: '24:00' },
+    ]
+    const perSecond = (schedule: string, price: string) => ({ schedule, steps: [{ from: '0', unit_price: price, per: '1', increment: '1' }] })
+    const dst: TimeRatedCharge = { id: 'dst', kind: 'usage', meter: 'm', model: 'time_rated', rates: [perSecond('early', '1'), perSecond('late', '2'), perSecond('rest', '10')] }
+
+    it('offsets: CET +1 before 2026-03-29T01:00Z, CEST +2 after; back to +1 at 2026-10-25T01:00Z', () => {
+      expect(zoneOffset(TZ, Date.parse('2026-03-29T00:59:59Z'))).toBe(3_600_000)
+      expect(zoneOffset(TZ, Date.parse('2026-03-29T01:00:00Z'))).toBe(7_200_000)
+      expect(zoneOffset(TZ, Date.parse('2026-10-25T00:59:59Z'))).toBe(7_200_000)
+      expect(zoneOffset(TZ, Date.parse('2026-10-25T01:00:00Z'))).toBe(3_600_000)
+    })
+
+    it('spring forward 2026-03-29: 01:59 CET + 120 s = 60 s early (until 02:00 = 03:00 CEST) + 60 s late', () => {
+      // 00:59Z = 01:59 CET; at 01:00Z the clock jumps to 03:00 CEST, past the 02:30 cut.
+      expect(rateTimedEvent(dst, dstSchedules, '2026-03-29T00:59:00Z', '120', TZ).amount).toBe('180')
+    })
+
+    it('spring forward: a session over the gap bills real seconds, not wall-clock minutes', () => {
+      // 00:00 CET (23:00Z Sat) to 04:00 CEST = 3 real hours: 02:00 CET..02:30 never exists.
+      // early: 00:00–02:00 CET = 7200 s × 1; late: 03:00–04:00 CEST = 3600 s × 2.
+      expect(rateTimedEvent(dst, dstSchedules, '2026-03-28T23:00:00Z', '10800', TZ).amount).toBe('14400')
+    })
+
+    it('fall back 2026-10-25: the repeated 02:00–03:00 hour is priced by its wall-clock time each time', () => {
+      // 00:29Z = 02:29 CEST. 60 s early (to 02:30 CEST), 1800 s late (to 03:00 CEST = 01:00Z),
+      // then the clock reads 02:00 CET again: 1740 s early (to 02:29 CET).
+      const parts = splitSession(dst, dstSchedules, Date.parse('2026-10-25T00:29:00Z'), parseDec('3600'), TZ)
+      expect(parts.map((p) => [p.rate.schedule, p.from.i.toString(), p.to.i.toString(), p.to.e])).toEqual([
+        ['early', '0', '60000', 3],
+        ['late', '60000', '1860000', 3],
+        ['early', '1860000', '3600', 0],
+      ])
+      expect(rateTimedEvent(dst, dstSchedules, '2026-10-25T00:29:00Z', '3600', TZ).amount).toBe('5400')
+    })
+
+    it('fall back: a Saturday-night session crossing the repeated hour lasts its real seconds', () => {
+      // Sat 23:00 CEST (21:00Z) for 5 real hours: 3600 s rest, then Sunday 00:00–02:30 CEST
+      // (9000 s early), 02:30–03:00 CEST (1800 s late), 02:00–03:00 CET: 02:00–02:30 early
+      // (1800 s), 02:30–03:00 late (1800 s) → rest 3600×10 + early 10800×1 + late 3600×2.
+      expect(rateTimedEvent(dst, dstSchedules, '2026-10-24T21:00:00Z', '18000', TZ).amount).toBe(String(36000 + 10800 + 7200))
+    })
+  })
+
+  it('UTC and other zones: the same instant falls in different schedules', () => {
+    // 2026-10-01T17:30Z is 17:30 in UTC (day) and 19:30 in Berlin (evening).
+    expect(rateTimedEvent(voice, schedules, '2026-10-01T17:30:00Z', '60', 'UTC').amount).toBe('61')
+    expect(rateTimedEvent(voice, schedules, '2026-10-01T17:30:00Z', '60', TZ).amount).toBe('1.1')
+  })
+
+  it('a moment no rate covers is BAD_INPUT with the local time', () => {
+    const dayOnly: TimeRatedCharge = { ...voice, rates: [voice.rates[0]!] }
+    expect(() => rateTimedEvent(dayOnly, schedules, '2026-10-01T17:00:00Z', '60', TZ)).toThrow(/no rate's schedule covers weekday 4 19:00 in Europe\/Berlin/)
+  })
+
+  it('an unknown time zone is BAD_INPUT', () => {
+    expect(() => rateTimedEvent(voice, schedules, '2026-10-01T08:00:00Z', '60', 'Mars/Olympus')).toThrow(expect.objectContaining({ code: 'BAD_INPUT' }))
+  })
+
+  it('negative seconds are BAD_INPUT', () => {
+    expect(() => rateTimedEvent(voice, schedules, '2026-10-01T08:00:00Z', '-1', TZ)).toThrow(/cannot last/)
+  })
+})
