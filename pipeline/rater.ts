@@ -294,6 +294,7 @@ export class Rater extends EventEmitter {
     if (b.rejected) await store.insertTsv('rejected_usage', b.rejected)
     if (b.suspended) await store.insertTsv('suspended_usage', b.suspended)
     if (b.usage) await store.insertTsv('usage_events', b.usage)
+    crashPoint('before-commit')
     const sum = (k: keyof BatchOutcome) => b.outcomes.reduce((s, o) => s + (o[k] as number), 0)
     await store.insertTsv(
       'flushes',
@@ -310,8 +311,10 @@ export class Rater extends EventEmitter {
         .map((v) => tsv(String(v)))
         .join('\t') + '\n',
     )
+    crashPoint('after-commit')
     for (const m of b.msgs) m.ack()
     for (const k of b.keys) this.committed.add(k)
+    this.deps.log.info({ batches: b.batches.length, rows: b.rows }, 'flush committed')
     for (const o of b.outcomes) this.emit('outcome', o)
   }
 
@@ -427,6 +430,16 @@ export class Rater extends EventEmitter {
     if (released > 0) this.deps.log.info({ released }, 'released suspended usage')
     return released
   }
+}
+
+/**
+ * Crash testing: RATEFLOW_CRASH_AT=<point>:<n> kills this process with SIGKILL the n-th time it reaches
+ * <point> — a real kill -9 at the exact step, to prove recovery. Unset in production: one env lookup.
+ */
+const crashSpec = process.env.RATEFLOW_CRASH_AT?.split(':')
+let crashCount = 0
+function crashPoint(point: string): void {
+  if (crashSpec && crashSpec[0] === point && ++crashCount === Number(crashSpec[1] ?? 1)) process.kill(process.pid, 'SIGKILL')
 }
 
 function heldLine(h: HeldRow, status: 'held' | 'released', batchId: string): string {

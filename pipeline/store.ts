@@ -7,9 +7,9 @@ import { ErrorCode, RateflowError } from '../common/errors.js'
 /**
  * The analyst tables of CONTRACT §7 plus `flushes`, the commit log of the sink.
  *
- * Commit protocol (see pipeline/sink.ts): every row a flush writes carries its `flush_id`; the flush's row
- * in `flushes` is written last and is the commit. Rows whose flush_id has no `flushes` row were written
- * by a flush that crashed before committing; `recover()` deletes them before rating starts, and JetStream
+ * Commit protocol (see pipeline/rater.ts): every row carries the `batch_id` it came from; a flush's row in
+ * `flushes`, naming its batches, is written last and is the commit. Rows whose batch_id no `flushes` row
+ * names were written by a flush that crashed before committing; `recover()` deletes them before rating starts, and JetStream
  * redelivers their batches because they were never acked.
  *
  * ReplacingMergeTree keys are a backstop against a bug, not the dedupe mechanism (the rater's index is).
@@ -19,25 +19,25 @@ export const DDL: readonly string[] = [
     source LowCardinality(String), event_id String, event_time DateTime64(3, 'UTC'),
     device_id String, account_id String, subscription_id String,
     metric LowCardinality(String), quantity Decimal(38, 9), dimensions Map(String, String),
-    received_at DateTime64(3, 'UTC'), flush_id String
+    received_at DateTime64(3, 'UTC'), batch_id String
   ) ENGINE = ReplacingMergeTree PARTITION BY toYYYYMM(event_time) ORDER BY (source, event_id)`,
   `CREATE TABLE IF NOT EXISTS rated_usage (
     event_id String, source LowCardinality(String), account_id String, subscription_id String,
     plan_id LowCardinality(String), charge_id LowCardinality(String), group_key String,
     metric LowCardinality(String), event_time DateTime64(3, 'UTC'), quantity Decimal(38, 9),
     amount Decimal(38, 9), currency LowCardinality(String), catalog_version LowCardinality(String),
-    period_start DateTime64(3, 'UTC'), rated_at DateTime64(3, 'UTC'), flush_id String
+    period_start DateTime64(3, 'UTC'), rated_at DateTime64(3, 'UTC'), batch_id String
   ) ENGINE = ReplacingMergeTree PARTITION BY toYYYYMM(period_start)
     ORDER BY (account_id, period_start, charge_id, source, event_id)`,
   `CREATE TABLE IF NOT EXISTS rejected_usage (
     source LowCardinality(String), raw String, reason String, origin String,
-    received_at DateTime64(3, 'UTC'), reject_key String, flush_id String
+    received_at DateTime64(3, 'UTC'), reject_key String, batch_id String
   ) ENGINE = ReplacingMergeTree ORDER BY (source, reject_key)`,
   `CREATE TABLE IF NOT EXISTS suspended_usage (
     source LowCardinality(String), event_id String, event_time DateTime64(3, 'UTC'),
     device_id String, account_id String, subscription_id String, metric LowCardinality(String),
     quantity Decimal(38, 9), dimensions Map(String, String), raw String, origin String, reason String,
-    status Enum8('held' = 1, 'released' = 2), version UInt64, received_at DateTime64(3, 'UTC'), flush_id String
+    status Enum8('held' = 1, 'released' = 2), version UInt64, received_at DateTime64(3, 'UTC'), batch_id String
   ) ENGINE = ReplacingMergeTree(version) ORDER BY (source, event_id)`,
   `CREATE TABLE IF NOT EXISTS flushes (
     flush_id String, committed_at DateTime64(3, 'UTC'), batches Array(String),
@@ -45,9 +45,11 @@ export const DDL: readonly string[] = [
   ) ENGINE = MergeTree ORDER BY (committed_at, flush_id)`,
 ]
 
-/** Tables whose rows carry a flush_id and are rolled back by `recover()`. */
+/** Tables whose rows carry a batch_id and are rolled back by `recover()`. */
 export const FLUSHED_TABLES = ['usage_events', 'rated_usage', 'rejected_usage', 'suspended_usage'] as const
 export type FlushedTable = (typeof FLUSHED_TABLES)[number]
+
+const COMMITTED_BATCHES = 'SELECT arrayJoin(batches) FROM flushes'
 
 export type QueryFormat = 'JSONEachRow' | 'CSV' | 'Pretty' | 'PrettyCompact' | 'TabSeparated' | 'TabSeparatedWithNames'
 
@@ -69,7 +71,7 @@ export interface Store {
   /** Text of a query in the given format, with `readonly=1`: analysts cannot change anything. */
   readOnlyText(sql: string, format: QueryFormat): Promise<string>
   command(sql: string): Promise<void>
-  /** Deletes rows of flushes that never committed; returns how many flush ids were rolled back. */
+  /** Deletes rows of flushes that never committed; returns how many batch ids were rolled back. */
   recover(): Promise<number>
   close(): Promise<void>
 }
@@ -140,15 +142,15 @@ export async function openStore(opts: { dataDir: string; url?: string | undefine
     async recover() {
       const orphans = new Set<string>()
       for (const t of FLUSHED_TABLES) {
-        const rows = await store.rows<{ flush_id: string }>(
-          `SELECT DISTINCT flush_id FROM ${t} WHERE flush_id NOT IN (SELECT flush_id FROM flushes)`,
+        const rows = await store.rows<{ batch_id: string }>(
+          `SELECT DISTINCT batch_id FROM ${t} WHERE batch_id NOT IN (${COMMITTED_BATCHES})`,
         )
-        for (const r of rows) orphans.add(r.flush_id)
+        for (const r of rows) orphans.add(r.batch_id)
       }
       if (orphans.size === 0) return 0
       for (const t of FLUSHED_TABLES) {
         await store.command(
-          `DELETE FROM ${t} WHERE flush_id NOT IN (SELECT flush_id FROM flushes) SETTINGS mutations_sync = 2`,
+          `DELETE FROM ${t} WHERE batch_id NOT IN (${COMMITTED_BATCHES}) SETTINGS mutations_sync = 2`,
         )
       }
       return orphans.size

@@ -1,0 +1,218 @@
+import { writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { sampleAccounts, sampleCatalog, sampleCsvLines } from '../bench/sample-data.js'
+import { json, query, rateflow, tempDir, writeJson } from './helpers/cli.js'
+
+/**
+ * CSV → JetStream → rating pool → ClickHouse on the real services: the CLI starts a real nats-server with
+ * JetStream and embedded ClickHouse (chDB) under a temporary --data directory.
+ */
+const EVENTS = 3000
+const size = { customers: 6, devicesPerAccount: 3 }
+const tmp = tempDir()
+const data = tmp.dir
+const d = ['--data', data]
+const csv = join(data, 'usage.csv')
+const lines = [...sampleCsvLines({ events: EVENTS, size, withFaults: true, seed: 11 })]
+type Counts = { read: number; rated: number; duplicates: number; rejected: number; suspended: number }
+const reconcile = (c: Counts) => c.rated + c.duplicates + c.rejected + c.suspended
+
+const RATED_DUMP = `SELECT source, event_id, account_id, subscription_id, plan_id, charge_id, group_key, event_time,
+  toString(quantity) AS quantity, toString(amount) AS amount, currency, catalog_version, period_start
+  FROM rated_usage ORDER BY source, event_id, charge_id`
+
+beforeAll(async () => {
+  writeFileSync(csv, lines.join('\n') + '\n')
+  await json(['catalog', 'apply', writeJson(join(data, 'catalog.json'), sampleCatalog()), ...d])
+  await json(['accounts', 'apply', writeJson(join(data, 'accounts.json'), sampleAccounts(size)), ...d])
+})
+afterAll(() => tmp.cleanup())
+
+describe('ingest csv --wait on real services', () => {
+  let first: Counts
+  let dumpAfterFirst: unknown[]
+
+  it('rates every good row, and the counts reconcile: read = rated + duplicates + rejected + suspended', async () => {
+    first = await json<Counts>(['ingest', 'csv', csv, '--source', 'csv:t', '--wait', ...d])
+    expect(first).toEqual({ read: EVENTS + 6, rated: EVENTS, duplicates: 0, rejected: 4, suspended: 2 })
+    expect(reconcile(first)).toBe(first.read)
+    const [row] = await query<{ n: string; u: string }>(data, 'SELECT count() AS n, uniqExact(source, event_id, charge_id) AS u FROM rated_usage')
+    expect(Number(row!.n)).toBe(EVENTS) // one usage charge per metric in the sample plan
+    expect(Number(row!.u)).toBe(EVENTS)
+    const [ev] = await query<{ n: string }>(data, 'SELECT count() AS n FROM usage_events')
+    expect(Number(ev!.n)).toBe(EVENTS + 2) // accepted = rated + suspended
+    dumpAfterFirst = await query(data, RATED_DUMP)
+  })
+
+  it('prices per_unit exactly: per group and period, Σ amounts = round9(Σ quantity × unit price)', async () => {
+    // Independent expectation from the CSV itself, with literal period bounds (Berlin and New York Octobers).
+    const periods: Record<string, Array<[string, number, number]>> = {
+      'Europe/Berlin': [['2026-09-30 22:00:00.000', Date.parse('2026-09-30T22:00:00Z'), Date.parse('2026-10-31T23:00:00Z')], ['2026-10-31 23:00:00.000', Date.parse('2026-10-31T23:00:00Z'), Date.parse('2026-11-30T23:00:00Z')]],
+      'America/New_York': [['2026-09-01 04:00:00.000', Date.parse('2026-09-01T04:00:00Z'), Date.parse('2026-10-01T04:00:00Z')], ['2026-10-01 04:00:00.000', Date.parse('2026-10-01T04:00:00Z'), Date.parse('2026-11-01T04:00:00Z')]],
+    }
+    const expected = new Map<string, bigint>() // key → Σ bytes (egress) or Σ calls (api)
+    for (const l of lines.slice(1)) {
+      const [id, time, device, , , metric, qty, region] = l.split(',')
+      if (!id!.startsWith('e-')) continue
+      const c = Number(device!.split('-')[1])
+      const tz = c % 2 ? 'Europe/Berlin' : 'America/New_York'
+      const ms = Date.parse(time!)
+      const p = periods[tz]!.find(([, s, e]) => s <= ms && ms < e)![0]
+      const key = `s-${String(c).padStart(3, '0')}|${metric === 'bytes_out' ? 'egress' : 'api'}|${p}|${metric === 'bytes_out' ? JSON.stringify([region]) : ''}` // group_key: JSON array of group_by values
+      expected.set(key, (expected.get(key) ?? 0n) + BigInt(qty!))
+    }
+    const rows = await query<{ k: string; amount: string }>(
+      data,
+      `SELECT concat(subscription_id, '|', charge_id, '|', toString(period_start), '|', group_key) AS k, toString(sum(amount)) AS amount
+       FROM rated_usage GROUP BY k`,
+    )
+    expect(rows.length).toBe(expected.size)
+    for (const r of rows) {
+      const q = expected.get(r.k)!
+      // egress: bytes × 1e-9 GB × 0.08 = bytes × 8 / 10^11; api: calls × 4 / 10^4. Half-even to 1e-9.
+      const [num, den] = r.k.includes('|egress|') ? [q * 8n, 100n] : [q * 4n * 100000n, 1n]
+      expect(r.amount).toBe(fmt9(roundHalfEven(num, den)))
+    }
+  })
+
+  it('ingesting the same file twice leaves rated_usage unchanged and counts the duplicates', async () => {
+    const second = await json<Counts>(['ingest', 'csv', csv, '--source', 'csv:t', '--wait', ...d])
+    expect(second).toEqual({ read: EVENTS + 6, rated: 0, duplicates: EVENTS + 2, rejected: 4, suspended: 0 })
+    expect(await query(data, RATED_DUMP)).toEqual(dumpAfterFirst)
+  })
+
+  it('gives every reject a reason a person can act on, with the raw row, file and line', async () => {
+    const rows = await query<{ raw: string; reason: string; source: string }>(
+      data,
+      'SELECT raw, reason, source FROM rejected_usage FINAL ORDER BY reason',
+    )
+    const n = EVENTS
+    const byLine = (line: number) => rows.find((r) => r.reason.startsWith(`usage.csv:${line}:`))
+    const first = EVENTS + 2 // header is line 1, events lines 2..EVENTS+1
+    expect(byLine(first)).toMatchObject({ raw: `f-${n},yesterday,fw-001-1,,,bytes_out,100,eu`, source: 'csv:t' })
+    expect(byLine(first)!.reason).toMatch(/event_time "yesterday" is not an ISO-8601 time with offset/)
+    expect(byLine(first + 1)!.reason).toMatch(/quantity "12kB" is not a non-negative decimal/)
+    expect(byLine(first + 1)!.raw).toBe(`f-${n + 1},2026-10-02T10:00:00Z,fw-001-1,,,bytes_out,12kB,eu`)
+    expect(byLine(first + 2)!.reason).toMatch(/no owner id: device_id, account_id and subscription_id are all empty/)
+    expect(byLine(first + 3)!.reason).toMatch(/has 7 columns, the header has 8/)
+    expect(rows.length).toBe(4) // re-ingesting did not double them
+  })
+
+  it('holds rows of an unbound device in suspended_usage, and rates them once accounts apply binds it', async () => {
+    const held = await query<{ event_id: string; reason: string }>(
+      data,
+      "SELECT event_id, reason FROM suspended_usage FINAL WHERE status = 'held' ORDER BY event_id",
+    )
+    expect(held.map((h) => h.event_id)).toEqual([`f-${EVENTS + 4}`, `f-${EVENTS + 5}`])
+    expect(held[0]!.reason).toMatch(/device "fw-unbound-1" has no binding at 2026-10-03T10:00:00.000Z/)
+    const binding = {
+      customers: [
+        {
+          id: 'c-late',
+          name: 'Late Corp',
+          accounts: [
+            {
+              id: 'a-late',
+              currency: 'USD',
+              timezone: 'UTC',
+              bill_cycle_day: 1,
+              subscriptions: [
+                {
+                  id: 's-late',
+                  plan: 'sase-pro',
+                  start: '2026-10-01T00:00:00Z',
+                  status: 'active',
+                  devices: [{ device_id: 'fw-unbound-1', from: '2026-10-01T00:00:00Z', to: null }],
+                },
+              ],
+            },
+          ],
+        },
+      ],
+    }
+    const out = await json<{ released: number }>(['accounts', 'apply', writeJson(join(data, 'late.json'), binding), ...d])
+    expect(out.released).toBe(2)
+    const rated = await query<{ event_id: string; account_id: string; charge_id: string; amount: string }>(
+      data,
+      "SELECT event_id, account_id, charge_id, toString(amount) AS amount FROM rated_usage WHERE account_id = 'a-late' ORDER BY event_id",
+    )
+    expect(rated).toEqual([
+      { event_id: `f-${EVENTS + 4}`, account_id: 'a-late', charge_id: 'egress', amount: '0.0004' }, // 5e6 B = 0.005 GB × 0.08
+      { event_id: `f-${EVENTS + 5}`, account_id: 'a-late', charge_id: 'api', amount: '0.0028' }, // 7 × 0.0004
+    ])
+    const still = await query(data, "SELECT * FROM suspended_usage FINAL WHERE status = 'held'")
+    expect(still).toEqual([])
+    // A third ingest of the file: the released rows are duplicates now, nothing is suspended again.
+    const third = await json<Counts>(['ingest', 'csv', csv, '--source', 'csv:t', '--wait', ...d])
+    expect(third).toMatchObject({ rated: 0, duplicates: EVENTS + 2, suspended: 0 })
+  })
+})
+
+describe('bad files and documents exit 2 and name every problem', () => {
+  it('a CSV header with unknown and missing columns', async () => {
+    const f = join(data, 'bad-header.csv')
+    writeFileSync(f, 'event_id,when,device,metric,qty\n1,2,3,4,5\n')
+    const r = await rateflow(['ingest', 'csv', f, '--wait', ...d])
+    expect(r.code).toBe(2)
+    expect(r.stderr).toMatch(/bad-header.csv:1 column 2: unknown column "when"/)
+    expect(r.stderr).toMatch(/bad-header.csv:1 column 3: unknown column "device"/)
+    expect(r.stderr).toMatch(/required column "event_time" is missing/)
+    expect(r.stderr).toMatch(/required column "quantity" is missing/)
+  })
+
+  it('a missing file', async () => {
+    const r = await rateflow(['ingest', 'csv', join(data, 'nope.csv'), ...d])
+    expect(r.code).toBe(2)
+    expect(r.stderr).toMatch(/no such file: .*nope.csv/)
+  })
+
+  it('a catalog with several errors lists each with its JSON path', async () => {
+    const bad = sampleCatalog() as unknown as Record<string, any>
+    bad.currency = 'usd'
+    bad.plans[0].charges[1].unit_price = 0.08
+    bad.plans[0].charges[2].meter = 'nope'
+    bad.meters[0].colour = 'red'
+    const r = await rateflow(['catalog', 'apply', writeJson(join(data, 'bad-catalog.json'), bad), ...d])
+    expect(r.code).toBe(2)
+    expect(r.stderr).toMatch(/\$\.currency/)
+    expect(r.stderr).toMatch(/\$\.plans\[0\]\.charges\[1\]\.unit_price/)
+    expect(r.stderr).toMatch(/\$\.plans\[0\]\.charges\[2\]\.meter/)
+    expect(r.stderr).toMatch(/\$\.meters\[0\]\.colour/)
+  })
+
+  it('an accounts file with several errors lists each with its JSON path, and stores nothing', async () => {
+    const bad = sampleAccounts({ customers: 2, devicesPerAccount: 1 }) as unknown as Record<string, any>
+    bad.customers[0].accounts[0].timezone = 'Mars/Olympus'
+    bad.customers[0].accounts[0].bill_cycle_day = 31
+    bad.customers[1].accounts[0].subscriptions[0].devices[0].from = '2026-10-01'
+    bad.customers[1].accounts[0].subscriptions[0].sttaus = 'active'
+    const r = await rateflow(['accounts', 'apply', writeJson(join(data, 'bad-accounts.json'), bad), ...d])
+    expect(r.code).toBe(2)
+    expect(r.stderr).toMatch(/\$\.customers\[0\]\.accounts\[0\]\.timezone: unknown IANA time zone "Mars\/Olympus"/)
+    expect(r.stderr).toMatch(/\$\.customers\[0\]\.accounts\[0\]\.bill_cycle_day/)
+    expect(r.stderr).toMatch(/\$\.customers\[1\]\.accounts\[0\]\.subscriptions\[0\]\.devices\[0\]\.from: "2026-10-01" is not an ISO-8601 time with offset/)
+    expect(r.stderr).toMatch(/\$\.customers\[1\]\.accounts\[0\]\.subscriptions\[0\]\.sttaus: unknown field/)
+  })
+
+  it('analysts cannot change the store through query', async () => {
+    const r = await rateflow(['query', 'DROP TABLE rated_usage', ...d])
+    expect(r.code).toBe(2)
+    expect(r.stderr).toMatch(/readonly/i)
+    const [row] = await query<{ n: string }>(data, 'SELECT count() AS n FROM rated_usage')
+    expect(Number(row!.n)).toBeGreaterThan(0)
+  })
+})
+
+function roundHalfEven(num: bigint, den: bigint): bigint {
+  const q = num / den
+  const r = num % den
+  if (r * 2n > den || (r * 2n === den && q % 2n === 1n)) return q + 1n
+  return q
+}
+function fmt9(v: bigint): string {
+  const s = v.toString().padStart(10, '0')
+  const int = s.slice(0, -9).replace(/^0+(?=\d)/, '')
+  const frac = s.slice(-9).replace(/0+$/, '')
+  return frac ? `${int}.${frac}` : int
+}

@@ -1,0 +1,55 @@
+import { spawn, type ChildProcess } from 'node:child_process'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join, resolve } from 'node:path'
+
+export const BIN = resolve(import.meta.dirname, '../../bin/rateflow.js')
+
+export interface CliResult {
+  code: number | null
+  signal: NodeJS.Signals | null
+  stdout: string
+  stderr: string
+}
+
+/** Runs the real `rateflow` binary (built dist) as a child process. */
+export function rateflow(args: string[], env: Record<string, string> = {}): Promise<CliResult> & { child: ChildProcess } {
+  const child = spawn(process.execPath, [BIN, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
+  let stdout = ''
+  let stderr = ''
+  child.stdout!.on('data', (d: Buffer) => (stdout += d))
+  child.stderr!.on('data', (d: Buffer) => (stderr += d))
+  const p = new Promise<CliResult>((resolve) =>
+    child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr })),
+  ) as Promise<CliResult> & { child: ChildProcess }
+  p.child = child
+  return p
+}
+
+/** A fresh data directory, removed by the returned cleanup. */
+export function tempDir(prefix = 'rateflow-test-'): { dir: string; cleanup(): void } {
+  const dir = mkdtempSync(join(tmpdir(), prefix))
+  return { dir, cleanup: () => rmSync(dir, { recursive: true, force: true }) }
+}
+
+export function writeJson(path: string, value: unknown): string {
+  writeFileSync(path, JSON.stringify(value, null, 2))
+  return path
+}
+
+/** `rateflow query SQL --format JSONEachRow` → rows. Throws with stderr when the query fails. */
+export async function query<T = Record<string, unknown>>(data: string, sql: string): Promise<T[]> {
+  const r = await rateflow(['query', sql, '--data', data])
+  if (r.code !== 0) throw new Error(`query failed (${r.code}): ${r.stderr}`)
+  return r.stdout
+    .split('\n')
+    .filter((l) => l.trim() !== '')
+    .map((l) => JSON.parse(l) as T)
+}
+
+/** Runs a command and parses its JSON stdout; throws with stderr on a non-zero exit. */
+export async function json<T>(args: string[], env: Record<string, string> = {}): Promise<T> {
+  const r = await rateflow(args, env)
+  if (r.code !== 0) throw new Error(`rateflow ${args.join(' ')} exited ${r.code}: ${r.stderr}`)
+  return JSON.parse(r.stdout) as T
+}
