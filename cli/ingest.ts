@@ -40,7 +40,7 @@ export async function ingestCsv(rt: Runtime, opts: IngestOptions): Promise<Inges
   let published = 0
   let done = false
   if (opts.wait) {
-    rater = new Rater({ store: await rt.store(), queue, repo: rt.repo, dataDir: rt.dataDir, log: rt.log })
+    rater = new Rater({ store: await rt.store(), queue, ownsQueue: rt.ownsQueue, repo: rt.repo, dataDir: rt.dataDir, log: rt.log })
     rater.on('outcome', (o: BatchOutcome) => {
       if (!mine.delete(o.batchId)) return
       counts.read += o.read

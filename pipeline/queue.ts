@@ -52,6 +52,13 @@ export interface Queue {
   publish(batch: UsageBatch): Promise<{ duplicate: boolean }>
   /** The durable pull consumer the rater reads. */
   consumer(): Promise<Consumer>
+  /**
+   * Recreates the durable consumer so every unacked batch is delivered again now, in stream order. Only
+   * for a rater that owns the queue (its own local nats-server): a killed rater's in-flight batches would
+   * otherwise come back after ack_wait, behind newer ones, and per-event amounts (increments of a running
+   * total) depend on the order events are folded in.
+   */
+  resetConsumer(): Promise<void>
   /** Messages stored in the stream and not yet acked by the rater. */
   pending(): Promise<number>
   close(): Promise<void>
@@ -74,16 +81,18 @@ export async function openQueue(url: string, options: QueueOptions = DEFAULT_QUE
       duplicate_window: ms(options.duplicateWindowMs),
     })
   }
-  try {
-    await jsm.consumers.info(USAGE_STREAM, RATER_DURABLE)
-  } catch {
-    await jsm.consumers.add(USAGE_STREAM, {
+  const addConsumer = () =>
+    jsm.consumers.add(USAGE_STREAM, {
       durable_name: RATER_DURABLE,
       ack_policy: AckPolicy.Explicit,
       ack_wait: ms(options.ackWaitMs),
       max_ack_pending: options.maxAckPending,
       filter_subject: USAGE_SUBJECT,
     })
+  try {
+    await jsm.consumers.info(USAGE_STREAM, RATER_DURABLE)
+  } catch {
+    await addConsumer()
   }
   const js = jetstream(nc)
   return {
@@ -94,6 +103,11 @@ export async function openQueue(url: string, options: QueueOptions = DEFAULT_QUE
       return { duplicate: ack.duplicate }
     },
     consumer: () => js.consumers.get(USAGE_STREAM, RATER_DURABLE),
+    async resetConsumer() {
+      // Work-queue retention keeps unacked messages when the consumer goes; the new one starts at the first.
+      await jsm.consumers.delete(USAGE_STREAM, RATER_DURABLE).catch(() => undefined)
+      await addConsumer()
+    },
     async pending() {
       const info = await jsm.consumers.info(USAGE_STREAM, RATER_DURABLE)
       return info.num_pending + info.num_ack_pending

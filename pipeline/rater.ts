@@ -42,6 +42,8 @@ export const DEFAULT_RATER: Readonly<RaterOptions> = Object.freeze({ threads: 1,
 export interface RaterDeps {
   store: Store
   queue?: Queue
+  /** This rater is the queue's only consumer (local nats-server): redeliver its backlog at once on start. */
+  ownsQueue?: boolean
   repo: CatalogRepository
   dataDir: string
   log: Logger
@@ -122,6 +124,7 @@ export class Rater extends EventEmitter {
     await this.loadCommittedKeys()
     await this.rebuildTotals()
     this.releaseRequested = true
+    if (this.deps.ownsQueue) await this.deps.queue?.resetConsumer()
     this.loop = this.applyLoop().catch((err) => this.fail(err))
     this.fetcher = this.fetchLoop().catch((err) => this.fail(err))
   }

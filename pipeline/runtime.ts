@@ -15,6 +15,8 @@ export interface Runtime {
   /** Opened on first use: the embedded store may be owned by one process only. */
   store(): Promise<Store>
   queue(): Promise<Queue>
+  /** True when this process runs its own nats-server (no NATS_URL): no other rater shares the queue. */
+  readonly ownsQueue: boolean
   close(): Promise<void>
 }
 
@@ -39,6 +41,7 @@ export function openRuntime(opts: RuntimeOptions): Runtime {
     dataDir,
     repo,
     log: opts.log,
+    ownsQueue: !opts.natsUrl,
     store() {
       store ??= (async () => {
         if (!opts.clickhouseUrl) lock = acquireLock(dataDir)
