@@ -454,12 +454,12 @@ function checkMqtt(c: Checker, v: unknown, path: string, presets: MappingPresets
   }
   const sessions = o.sessions === undefined ? undefined : checkSessions(c, o.sessions, `${path}.sessions`)
   const clientId = c.str(o, 'client_id', path, { pattern: /^[\x21-\x7e]{1,128}$/, hint: 'must be 1–128 printable ASCII characters' })
-  if (!url || !source) return undefined
-  return Object.freeze({
-    url,
+  // Every field is checked before giving up on the entry, so one run reports all its problems.
+  const result = {
+    url: url ?? '',
     topics: Object.freeze(topics),
-    source,
-    client_id: clientId ?? defaultClientId(source, hostname),
+    source: source ?? '',
+    client_id: clientId ?? defaultClientId(source ?? '', hostname),
     ...(sharedGroup !== undefined && { shared_group: sharedGroup }),
     qos: c.oneOf(o, 'qos', path, [0, 1] as const, DEFAULT_MQTT.qos),
     protocol_version: c.oneOf(o, 'protocol_version', path, [4, 5] as const, DEFAULT_MQTT.protocol_version),
@@ -478,7 +478,9 @@ function checkMqtt(c: Checker, v: unknown, path: string, presets: MappingPresets
     max_message_bytes: c.int(o, 'max_message_bytes', path, 16, 268_435_455, DEFAULT_MQTT.max_message_bytes),
     ...(sessions !== undefined && { sessions }),
     batching: checkBatching(c, o.batching, `${path}.batching`),
-  })
+  }
+  if (!url || !source) return undefined
+  return Object.freeze(result)
 }
 
 /** Undefined when `t` is a valid MQTT topic filter; otherwise what is wrong with it. */
@@ -512,9 +514,8 @@ function checkSyslog(c: Checker, v: unknown, path: string, presets: MappingPrese
   if (o.udp_port === undefined && o.tcp_port === undefined) c.add(path, 'needs udp_port, tcp_port or both')
   const mapping = o.mapping === undefined ? undefined : checkMapping(c, o.mapping, `${path}.mapping`, presets, false)
   const sessions = o.sessions === undefined ? undefined : checkSessions(c, o.sessions, `${path}.sessions`)
-  if (!source) return undefined
-  return Object.freeze({
-    source,
+  const result = {
+    source: source ?? '',
     host: c.str(o, 'host', path) ?? DEFAULT_SYSLOG.host,
     ...(udp !== undefined && { udp_port: udp }),
     ...(tcp !== undefined && { tcp_port: tcp }),
@@ -524,7 +525,9 @@ function checkSyslog(c: Checker, v: unknown, path: string, presets: MappingPrese
     rfc3164_time_zone: c.str(o, 'rfc3164_time_zone', path, { pattern: OFFSET, hint: 'must be "Z" or an offset like "+02:00"' }) ?? DEFAULT_SYSLOG.rfc3164_time_zone,
     ...(sessions !== undefined && { sessions }),
     batching: checkBatching(c, o.batching, `${path}.batching`),
-  })
+  }
+  if (!source) return undefined
+  return Object.freeze(result)
 }
 
 export interface ValidateAdapterOptions {
@@ -561,24 +564,27 @@ export function validateAdapterConfig(doc: unknown, opts: ValidateAdapterOptions
     }
     // Paths of valid entries, by position in `out`, so later cross-entry messages name the user's index.
     const mqttPaths: string[] = []
-    const syslogPaths: string[] = []
     list('mqtt').forEach((m, i) => {
       const r = checkMqtt(c, m, `${path}.mqtt[${i}]`, presets, hostname)
       if (r) out.mqtt.push(r), mqttPaths.push(`${path}.mqtt[${i}]`)
     })
     list('syslog').forEach((s, i) => {
       const r = checkSyslog(c, s, `${path}.syslog[${i}]`, presets)
-      if (r) out.syslog.push(r), syslogPaths.push(`${path}.syslog[${i}]`)
+      if (r) out.syslog.push(r)
     })
     out.csv = list('csv')
+    // Sources are compared over every entry, valid or not, so a duplicate is reported in the same run.
     const sources = new Map<string, string>()
-    const note = (source: string, p: string): void => {
-      const first = sources.get(source)
-      if (first) c.add(`${p}.source`, `${JSON.stringify(source)} is already used by ${first}`)
-      else sources.set(source, p)
+    for (const key of ['mqtt', 'syslog'] as const) {
+      const entries = Array.isArray(o[key]) ? (o[key] as unknown[]) : []
+      entries.forEach((e, i) => {
+        const source = c.isObj(e) && typeof e.source === 'string' ? e.source : undefined
+        if (source === undefined) return
+        const first = sources.get(source)
+        if (first) c.add(`${path}.${key}[${i}].source`, `${JSON.stringify(source)} is already used by ${first}`)
+        else sources.set(source, `${path}.${key}[${i}]`)
+      })
     }
-    out.mqtt.forEach((m, i) => note(m.source, mqttPaths[i]!))
-    out.syslog.forEach((s, i) => note(s.source, syslogPaths[i]!))
     const clientIds = new Map<string, string>()
     out.mqtt.forEach((m, i) => {
       const key = `${m.url}\u0000${m.client_id}`

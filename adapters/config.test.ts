@@ -1,0 +1,83 @@
+import { describe, expect, it } from 'vitest'
+import { ValidationError } from '../common/errors.js'
+import { DEFAULT_ADAPTER_BATCHING, DEFAULT_SESSIONS, topicFilterProblem, validateAdapterConfig } from './config.js'
+import { BUILTIN_MAPPINGS, FORTIGATE } from './syslog/mappings.js'
+
+const problems = (doc: unknown) => {
+  try {
+    validateAdapterConfig(doc, { presets: BUILTIN_MAPPINGS, hostname: 'h1' })
+  } catch (err) {
+    expect(err).toBeInstanceOf(ValidationError)
+    return (err as ValidationError).problems.map((p) => `${p.path}: ${p.message}`)
+  }
+  throw new Error('expected a ValidationError')
+}
+
+describe('validateAdapterConfig', () => {
+  it('accepts the CONTRACT §8 example and fills frozen defaults', () => {
+    const cfg = validateAdapterConfig({
+      mqtt: [{ url: 'mqtt://127.0.0.1:1883', topics: ['devices/+/usage'], source: 'mqtt:plant' }],
+      syslog: [{ udp_port: 5514, tcp_port: 5514, host: '127.0.0.1', source: 'syslog:edge' }],
+      csv: [{ watch: './inbox', source: 'csv:drop' }],
+    }, { presets: BUILTIN_MAPPINGS, hostname: 'h1' })
+    expect(cfg.mqtt[0]).toMatchObject({ qos: 1, protocol_version: 5, client_id: 'rateflow_mqtt_plant_h1', device_id_level: 'auto', format: 'json', batching: DEFAULT_ADAPTER_BATCHING })
+    expect(cfg.syslog[0]).toMatchObject({ max_message_bytes: 65_536, rfc3164_time_zone: '+00:00', hostname_as_device_id: false })
+    expect(cfg.csv).toEqual([{ watch: './inbox', source: 'csv:drop' }])
+    expect(Object.isFrozen(cfg.mqtt[0])).toBe(true)
+  })
+
+  it('resolves a built-in mapping and session defaults', () => {
+    const cfg = validateAdapterConfig({ syslog: [{ tcp_port: 0, source: 'syslog:fw', mapping: 'fortigate', sessions: { interim: 'delta' } }] }, { presets: BUILTIN_MAPPINGS })
+    expect(cfg.syslog[0]!.mapping).toBe(FORTIGATE)
+    expect(cfg.syslog[0]!.sessions).toEqual({ ...DEFAULT_SESSIONS, interim: 'delta' })
+  })
+
+  it('reports every problem with its JSON path', () => {
+    expect(problems({
+      mqtt: [
+        { url: 'http://x', topics: [], source: 'mqtt:a', qos: 2, tls: { cert: 'c.pem' }, colour: 1 },
+        { url: 'mqtt://b', topics: ['a/#/b', '$share/g'], source: 'mqtt:a', mapping: { metrics: [] }, batching: { max_records: 0 } },
+      ],
+      syslog: [{ source: 'syslog:x', mapping: 'paloalto', sessions: { interim: 'sum', idle_timeout_s: -1, kinds: { start: 'a', interim: 'a' } } }],
+      kafka: [],
+    }).sort()).toEqual([
+      '$.adapters.kafka: unknown key (allowed: mqtt, syslog, csv)',
+      '$.adapters.mqtt[0].colour: unknown key (allowed: url, topics, source, client_id, shared_group, qos, protocol_version, username, password, password_env, tls, session_expiry_s, receive_maximum, keepalive_s, connect_timeout_s, reconnect_period_ms, device_id_level, format, mapping, max_message_bytes, sessions, batching)',
+      '$.adapters.mqtt[0].url: must be a URL like "mqtt://127.0.0.1:1883" or "mqtts://broker:8883"',
+      '$.adapters.mqtt[0].topics: must be a non-empty array of topic filters, got an array',
+      '$.adapters.mqtt[0].tls: cert and key must be given together',
+      '$.adapters.mqtt[1].topics[0]: "#" must be a whole level and the last one',
+      '$.adapters.mqtt[1].topics[1]: a shared subscription must look like "$share/<group>/<filter>"',
+      '$.adapters.mqtt[1].mapping.metrics: must be a non-empty array of {"metric", "quantity"}, got an array',
+      '$.adapters.mqtt[1].mapping.event_time: is required for MQTT (a message has no timestamp of its own)',
+      '$.adapters.mqtt[1].batching.max_records: must be an integer from 1 to 1000000 (inclusive), got number 0',
+      '$.adapters.syslog[0]: needs udp_port, tcp_port or both',
+      '$.adapters.syslog[0].mapping: unknown mapping "paloalto" (built-in: fortigate; or give an object)',
+      '$.adapters.syslog[0].sessions.kinds: start, interim and stop must be three different values',
+      '$.adapters.syslog[0].sessions.interim: must be one of "cumulative", "delta", got "sum"',
+      '$.adapters.syslog[0].sessions.idle_timeout_s: must be an integer from 1 to 604800 (inclusive), got number -1',
+      '$.adapters.mqtt[0].qos: must be one of 0, 1, got number 2',
+      '$.adapters.mqtt[1].source: "mqtt:a" is already used by $.adapters.mqtt[0]',
+    ].sort())
+  })
+
+  it('rejects a non-object document and non-array sections', () => {
+    expect(problems([])).toEqual(['$.adapters: must be an object, got an array'])
+    expect(problems({ mqtt: {} })).toEqual(['$.adapters.mqtt: must be an array, got an object'])
+  })
+
+  it('refuses two instances with the same client id on one broker', () => {
+    const m = { url: 'mqtt://b', topics: ['t'] }
+    expect(problems({ mqtt: [{ ...m, source: 'mqtt:a', client_id: 'x' }, { ...m, source: 'mqtt:b', client_id: 'x' }] })).toEqual([
+      '$.adapters.mqtt[1].client_id: "x" is also used by $.adapters.mqtt[0] on the same broker; the broker would disconnect one of them in a loop',
+    ])
+  })
+})
+
+describe('topicFilterProblem', () => {
+  it('accepts valid filters and explains invalid ones', () => {
+    for (const ok of ['a/b', 'a/+/c', '#', 'a/#', '$share/g/a/+']) expect(topicFilterProblem(ok)).toBeUndefined()
+    expect(topicFilterProblem('a/b+')).toBe('"+" must be a whole level')
+    expect(topicFilterProblem(3)).toMatch(/non-empty topic filter/)
+  })
+})

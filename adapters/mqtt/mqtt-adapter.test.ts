@@ -1,0 +1,227 @@
+import { execFile, spawn, type ChildProcess } from 'node:child_process'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import net from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { promisify } from 'node:util'
+import { pack } from 'msgpackr'
+import pino from 'pino'
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
+import { MqttAdapter, buildClientOptions, subscriptionFilters } from './mqtt-adapter.js'
+import { DEFAULT_ADAPTER_BATCHING, DEFAULT_MQTT, DEFAULT_SESSIONS, type MqttAdapterOptions } from '../config.js'
+import type { UsageBatch, WireRecord } from '../../rating-core/record.js'
+
+const run = promisify(execFile)
+let broker: ChildProcess
+let port = 0
+let dir = ''
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer()
+    s.once('error', reject)
+    s.listen(0, '127.0.0.1', () => {
+      const p = (s.address() as net.AddressInfo).port
+      s.close(() => resolve(p))
+    })
+  })
+}
+
+async function waitFor(cond: () => boolean, what: string, ms = 10_000): Promise<void> {
+  const end = Date.now() + ms
+  while (!cond()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`)
+    await new Promise((r) => setTimeout(r, 20))
+  }
+}
+
+beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'rateflow-mqtt-'))
+  port = await freePort()
+  writeFileSync(join(dir, 'mosquitto.conf'), `listener ${port} 127.0.0.1\nallow_anonymous true\npersistence false\n`)
+  broker = spawn('mosquitto', ['-c', join(dir, 'mosquitto.conf')], { stdio: 'ignore' })
+  const end = Date.now() + 10_000
+  for (;;) {
+    const ok = await new Promise<boolean>((resolve) => {
+      const c = net.connect(port, '127.0.0.1', () => { c.destroy(); resolve(true) })
+      c.on('error', () => resolve(false))
+    })
+    if (ok) break
+    if (Date.now() > end) throw new Error('mosquitto did not start')
+    await new Promise((r) => setTimeout(r, 50))
+  }
+})
+
+afterAll(() => {
+  broker?.kill('SIGTERM')
+  rmSync(dir, { recursive: true, force: true })
+})
+
+const adapters: MqttAdapter[] = []
+afterEach(async () => {
+  for (const a of adapters.splice(0)) await a.stop().catch(() => undefined)
+})
+
+let ids = 0
+function setup(o: Partial<MqttAdapterOptions> = {}, sink?: (b: UsageBatch) => Promise<void>) {
+  const batches: UsageBatch[] = []
+  const options: MqttAdapterOptions = {
+    ...DEFAULT_MQTT,
+    url: `mqtt://127.0.0.1:${port}`,
+    topics: ['devices/+/usage'],
+    source: 'mqtt:plant',
+    client_id: `rateflow-test-${process.pid}-${ids++}`,
+    reconnect_period_ms: 200,
+    connect_timeout_s: 5,
+    batching: { ...DEFAULT_ADAPTER_BATCHING, max_delay_ms: 20 },
+    ...o,
+  }
+  const adapter = new MqttAdapter(options, { sink: sink ?? (async (b) => { batches.push(b) }), logger: pino({ level: 'silent' }) })
+  const records = (): WireRecord[] => batches.flatMap((b) => b.records)
+  return { adapter, batches, records, options }
+}
+
+/** Publishes each line as one QoS 1 message with a single mosquitto_pub. */
+async function publish(topic: string, lines: string[]): Promise<void> {
+  await new Promise<void>((resolve, reject) => {
+    const p = spawn('mosquitto_pub', ['-h', '127.0.0.1', '-p', String(port), '-q', '1', '-t', topic, '-l'], { stdio: ['pipe', 'ignore', 'pipe'] })
+    let err = ''
+    p.stderr.on('data', (d: Buffer) => (err += d.toString()))
+    p.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`mosquitto_pub exited ${code}: ${err}`))))
+    p.stdin.end(lines.map((l) => `${l}\n`).join(''))
+  })
+}
+
+const rec = (id: string, extra: Record<string, unknown> = {}) => JSON.stringify({ event_id: id, event_time: '2026-10-01T12:00:00Z', metric: 'bytes_out', quantity: '10', ...extra })
+
+describe('MqttAdapter on a real mosquitto', () => {
+  it('receives JSON records and arrays, device_id from the topic, msgpack from a file, rejects bad payloads', async () => {
+    const t = setup()
+    adapters.push(t.adapter)
+    await t.adapter.start()
+    await publish('devices/fw-1/usage', [rec('e1'), `[${rec('e2')},${rec('e3', { device_id: 'other' })}]`, '{not json', rec('e4', { quantity: { n: 1 } })])
+    const file = join(dir, 'payload.msgpack')
+    writeFileSync(file, pack({ event_id: 'e5', event_time: '2026-10-01T12:00:00Z', metric: 'api_calls', quantity: '3' }))
+    const m = setup({ format: 'msgpack', topics: ['bin/+/usage'], source: 'mqtt:bin' })
+    adapters.push(m.adapter)
+    await m.adapter.start()
+    await run('mosquitto_pub', ['-h', '127.0.0.1', '-p', String(port), '-q', '1', '-t', 'bin/fw-5/usage', '-f', file])
+    await waitFor(() => t.records().length === 3 && t.batches.flatMap((b) => b.rejects).length === 2 && m.records().length === 1, 'records and rejects')
+    expect(t.records().map((r) => [r.event_id, r.device_id, r.origin])).toEqual([
+      ['e1', 'fw-1', 'mqtt devices/fw-1/usage'],
+      ['e2', 'fw-1', 'mqtt devices/fw-1/usage [0]'],
+      ['e3', 'other', 'mqtt devices/fw-1/usage [1]'],
+    ])
+    const rejects = t.batches.flatMap((b) => b.rejects)
+    expect(rejects[0]).toMatchObject({ source: 'mqtt:plant', raw: '{not json', reason: expect.stringMatching(/^invalid JSON: .*\(mqtt devices\/fw-1\/usage\)$/) })
+    expect(rejects[1]!.reason).toBe('quantity must be a decimal string or number, got an object (mqtt devices/fw-1/usage)')
+    expect(m.records()[0]).toMatchObject({ event_id: 'e5', device_id: 'fw-5', metric: 'api_calls', quantity: '3', source: 'mqtt:bin' })
+    await waitFor(() => t.adapter.stats.acked === 4, 'acks of all four messages')
+  })
+
+  it('a batch the sink rejects is redelivered by the broker after the adapter reconnects', async () => {
+    let calls = 0
+    const stored: UsageBatch[] = []
+    const t = setup({ batching: { ...DEFAULT_ADAPTER_BATCHING, max_delay_ms: 300 } }, async (b) => {
+      if (calls++ === 0) throw new Error('jetstream unavailable')
+      stored.push(b)
+    })
+    adapters.push(t.adapter)
+    await t.adapter.start()
+    await publish('devices/fw-2/usage', [rec('r1'), rec('r2'), rec('r3')])
+    await waitFor(() => stored.flatMap((b) => b.records).length >= 3, 'redelivered records')
+    expect(t.adapter.stats.failedBatches).toBe(1)
+    expect(t.adapter.stats.connects).toBeGreaterThanOrEqual(2)
+    expect([...new Set(stored.flatMap((b) => b.records).map((r) => r.event_id))].sort()).toEqual(['r1', 'r2', 'r3'])
+  })
+
+  it('a crash before storage loses nothing: a new instance with the same client id gets every message, then they are acked', async () => {
+    const clientId = `rateflow-crash-${process.pid}`
+    const stuck = setup({ client_id: clientId }, () => new Promise<void>(() => undefined))
+    await stuck.adapter.start()
+    await publish('devices/fw-3/usage', [rec('c1'), rec('c2'), rec('c3')])
+    await waitFor(() => stuck.adapter.stats.messages === 3, 'the stuck instance to receive three messages')
+    expect(stuck.adapter.stats.acked).toBe(0)
+    await stuck.adapter.abort()
+    await publish('devices/fw-3/usage', [rec('c4')]) // while nobody is connected: queued in the session
+
+    const next = setup({ client_id: clientId })
+    await next.adapter.start()
+    await waitFor(() => next.records().length >= 4, 'four records after the restart')
+    expect(next.records().map((r) => r.event_id).sort()).toEqual(['c1', 'c2', 'c3', 'c4'])
+    await waitFor(() => next.adapter.stats.acked === 4, 'four acks')
+    await next.adapter.stop()
+
+    // Everything was acked after storage: a third instance on the same session gets nothing old.
+    const third = setup({ client_id: clientId })
+    adapters.push(third.adapter)
+    await third.adapter.start()
+    await new Promise((r) => setTimeout(r, 700))
+    expect(third.records()).toEqual([])
+    await publish('devices/fw-3/usage', [rec('c5')])
+    await waitFor(() => third.records().length === 1, 'the new message')
+    expect(third.records()[0]!.event_id).toBe('c5')
+  })
+
+  it('shared subscriptions split a topic between instances', async () => {
+    const a = setup({ shared_group: 'raters', topics: ['shared/+/usage'] })
+    const b = setup({ shared_group: 'raters', topics: ['shared/+/usage'] })
+    adapters.push(a.adapter, b.adapter)
+    await a.adapter.start()
+    await b.adapter.start()
+    await publish('shared/fw-9/usage', Array.from({ length: 20 }, (_, i) => rec(`s${i}`)))
+    await waitFor(() => a.records().length + b.records().length === 20, 'twenty records in total')
+    const all = [...a.records(), ...b.records()].map((r) => r.event_id)
+    expect(new Set(all).size).toBe(20)
+    expect(a.records().length).toBeGreaterThan(0)
+    expect(b.records().length).toBeGreaterThan(0)
+  })
+
+  it('sessions: the start message stays unacked until the merged session is stored', async () => {
+    const clientId = `rateflow-sess-${process.pid}`
+    const t = setup({ client_id: clientId, sessions: { ...DEFAULT_SESSIONS, interim: 'cumulative' } })
+    adapters.push(t.adapter)
+    await t.adapter.start()
+    const ev = (id: string, kind: string, q: string, time: string) =>
+      JSON.stringify({ event_id: id, event_time: time, metric: 'bytes_out', quantity: q, dimensions: { session_id: 'S9', session_event: kind } })
+    await publish('devices/fw-4/usage', [ev('a', 'start', '0', '2026-10-01T12:00:00Z'), rec('plain'), ev('b', 'interim', '40', '2026-10-01T12:00:30Z')])
+    await waitFor(() => t.adapter.stats.acked === 1 && t.adapter.stats.messages === 3, 'the plain message acked')
+    await new Promise((r) => setTimeout(r, 200))
+    expect(t.adapter.stats.acked).toBe(1)
+    await publish('devices/fw-4/usage', [ev('c', 'stop', '90', '2026-10-01T12:01:00Z')])
+    await waitFor(() => t.adapter.stats.acked === 4, 'all four acked')
+    expect(t.records().filter((r) => r.dimensions?.session_id === 'S9').map((r) => [r.metric, r.quantity, r.device_id])).toEqual([
+      ['session_seconds', '60', 'fw-4'],
+      ['bytes_out', '90', 'fw-4'],
+    ])
+  })
+
+  it('start() fails with a clear error when the broker is unreachable', async () => {
+    const dead = await freePort()
+    const t = setup({ url: `mqtt://127.0.0.1:${dead}`, connect_timeout_s: 1 })
+    await expect(t.adapter.start()).rejects.toThrow(/no connection to mqtt:\/\/127\.0\.0\.1:\d+ within 1s/)
+  })
+})
+
+describe('buildClientOptions', () => {
+  const o: MqttAdapterOptions = {
+    ...DEFAULT_MQTT, url: 'mqtts://b:8883', topics: ['t/+'], source: 'mqtt:x', client_id: 'cid', batching: DEFAULT_ADAPTER_BATCHING,
+  }
+  it('sets a persistent session, credentials and TLS files', () => {
+    const ca = join(dir, 'ca.pem')
+    writeFileSync(ca, 'CA')
+    const opts = buildClientOptions({ ...o, username: 'u', password_env: 'MQTT_PW', tls: { ca, reject_unauthorized: false } }, { MQTT_PW: 'secret' })
+    expect(opts).toMatchObject({
+      clientId: 'cid', clean: false, protocolVersion: 5, username: 'u', password: 'secret', rejectUnauthorized: false,
+      properties: { sessionExpiryInterval: 86_400, receiveMaximum: 1000 },
+    })
+    expect(opts.ca!.toString()).toBe('CA')
+  })
+  it('fails on a missing TLS file or password variable', () => {
+    expect(() => buildClientOptions({ ...o, tls: { cert: '/nope/c.pem', key: '/nope/k.pem', reject_unauthorized: true } })).toThrow(/cannot read tls.cert \/nope\/c.pem/)
+    expect(() => buildClientOptions({ ...o, password_env: 'NOPE_X' }, {})).toThrow(/environment variable NOPE_X/)
+  })
+  it('prefixes $share/<group>/ when shared_group is set', () => {
+    expect(subscriptionFilters({ topics: ['a/+', 'b/#'], shared_group: 'g' })).toEqual(['$share/g/a/+', '$share/g/b/#'])
+  })
+})

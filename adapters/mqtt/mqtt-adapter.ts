@@ -1,0 +1,342 @@
+/**
+ * The MQTT adapter (CONTRACT §8 `adapters.mqtt[]`): subscribes with QoS 1 and acknowledges each message to the
+ * broker only once every record made from it is stored in JetStream, so a crash loses nothing.
+ *
+ * How acks are held with mqtt.js v5 (checked against its source, build/lib/handlers/publish.js and client.js):
+ * - mqtt.js processes incoming packets one at a time; a QoS 1 PUBACK is sent when `handleMessage(packet, cb)`
+ *   calls back without an error. `customHandleAcks` runs in the same serial pipeline, so delaying either until
+ *   the batch is stored would admit one message per batch (≈ 1 / max_delay_ms messages per second).
+ * - Instead `handleMessage` calls back as soon as the message is in the batcher (later only when the batcher
+ *   asks us to wait, which pauses the pipeline and so the socket: backpressure), passing an error value so
+ *   mqtt.js does NOT send the PUBACK; the PUBACK is sent by us when the batch is stored (`sendPuback`, through
+ *   the client's internal `_sendPacket`, the same call mqtt.js's own handlers use).
+ * - The broker keeps unacked messages in the session: fixed `client_id`, `clean: false` and (MQTT 5) a
+ *   `session_expiry_s`, so after a crash or reconnect it redelivers them. `receive_maximum` bounds how many
+ *   it sends before we ack (and so the size of a batch under QoS 1; brokers may cap it lower, e.g. mosquitto's
+ *   `max_inflight_messages`).
+ * - A PUBACK is only valid on the connection that received the message: acks of an older connection are
+ *   dropped (the broker redelivers those messages; they dedupe downstream by (source, event_id)).
+ * - When a batch fails to store, the connection is dropped on purpose: the broker redelivers every unacked
+ *   message, including those of the failed batch, to the reconnected client.
+ * With sessions configured, the acks of absorbed start/interim messages are held until the merged records are
+ * stored, so an open session survives a crash by redelivery; size `receive_maximum` for the open sessions.
+ */
+import { readFileSync } from 'node:fs'
+import mqtt from 'mqtt'
+import type { IClientOptions, IPublishPacket, MqttClient } from 'mqtt'
+import type { Logger } from 'pino'
+import type { BatchSink, StoredCallback } from '../batcher.js'
+import { BatchFeed } from '../batch-feed.js'
+import type { MqttAdapterOptions } from '../config.js'
+import { SessionMerger } from '../sessions.js'
+import { reject, type WireItem } from '../wire.js'
+import { ErrorCode, RateflowError } from '../../common/errors.js'
+import { decodePayload } from './payload.js'
+import type { WireRecord } from '../../rating-core/record.js'
+
+export interface MqttAdapterDeps {
+  /** Stores a batch (JetStream publish); resolves once stored. */
+  readonly sink: BatchSink
+  readonly logger: Logger
+  /** Clock for session idle timeouts; Date.now by default. */
+  readonly now?: () => number
+}
+
+export interface MqttStats {
+  messages: number
+  records: number
+  rejects: number
+  /** PUBACKs sent after storage. */
+  acked: number
+  /** Acks not sent because their connection is gone (the broker redelivers those messages). */
+  acksDropped: number
+  connects: number
+  failedBatches: number
+  sessionsOpen: number
+}
+
+/** Passed to mqtt.js's handleMessage callback to keep it from sending the PUBACK itself. */
+const HOLD_ACK = Object.freeze(new Error('rateflow: PUBACK held until the batch is stored'))
+
+/** Fires once every part registered with `hold` is released and the latch is sealed. */
+class AckLatch {
+  private pending = 0
+  private sealed = false
+  private fired = false
+  constructor(private readonly fire: () => void) {}
+  hold(): StoredCallback {
+    this.pending++
+    let released = false
+    return () => {
+      if (released) return
+      released = true
+      this.pending--
+      this.check()
+    }
+  }
+  seal(): void {
+    this.sealed = true
+    this.check()
+  }
+  private check(): void {
+    if (this.sealed && this.pending === 0 && !this.fired) {
+      this.fired = true
+      this.fire()
+    }
+  }
+}
+
+/** The mqtt.js client options for these adapter options: TLS files are read here, so a bad path fails start(). */
+export function buildClientOptions(o: MqttAdapterOptions, env: NodeJS.ProcessEnv = process.env): IClientOptions {
+  const opts: IClientOptions = {
+    clientId: o.client_id,
+    clean: false,
+    protocolVersion: o.protocol_version,
+    keepalive: o.keepalive_s,
+    reconnectPeriod: o.reconnect_period_ms,
+    connectTimeout: o.connect_timeout_s * 1000,
+    resubscribe: true,
+  }
+  if (o.protocol_version === 5) {
+    opts.properties = { sessionExpiryInterval: o.session_expiry_s, receiveMaximum: o.receive_maximum }
+  }
+  if (o.username !== undefined) opts.username = o.username
+  if (o.password !== undefined) opts.password = o.password
+  if (o.password_env !== undefined) {
+    const p = env[o.password_env]
+    if (p === undefined) throw new RateflowError(ErrorCode.BadConfig, `mqtt ${o.source}: environment variable ${o.password_env} (password_env) is not set`)
+    opts.password = p
+  }
+  if (o.tls) {
+    const read = (what: string, path: string): Buffer => {
+      try {
+        return readFileSync(path)
+      } catch (err) {
+        throw new RateflowError(ErrorCode.BadConfig, `mqtt ${o.source}: cannot read tls.${what} ${path}: ${(err as Error).message}`, { cause: err })
+      }
+    }
+    if (o.tls.ca !== undefined) opts.ca = read('ca', o.tls.ca)
+    if (o.tls.cert !== undefined) opts.cert = read('cert', o.tls.cert)
+    if (o.tls.key !== undefined) opts.key = read('key', o.tls.key)
+    opts.rejectUnauthorized = o.tls.reject_unauthorized
+  }
+  return opts
+}
+
+/** The filters to subscribe: `$share/<group>/` prefixed when `shared_group` is set. */
+export function subscriptionFilters(o: Pick<MqttAdapterOptions, 'topics' | 'shared_group'>): string[] {
+  return o.topics.map((t) => (o.shared_group !== undefined ? `$share/${o.shared_group}/${t}` : t))
+}
+
+export class MqttAdapter {
+  private client: MqttClient | undefined
+  private readonly feed: BatchFeed
+  private readonly merger: SessionMerger<StoredCallback> | undefined
+  private readonly now: () => number
+  /** Incremented on every CONNACK; an ack is only sent on the connection its message came from. */
+  private generation = 0
+  private stopping = false
+  private readonly inProgress = new Set<Promise<void>>()
+  private sessionTimer: NodeJS.Timeout | undefined
+  private readonly counts = { messages: 0, records: 0, rejects: 0, acked: 0, acksDropped: 0, connects: 0 }
+
+  constructor(
+    private readonly options: MqttAdapterOptions,
+    private readonly deps: MqttAdapterDeps,
+  ) {
+    this.now = deps.now ?? Date.now
+    this.feed = new BatchFeed(deps.sink, options.batching, options.source, deps.logger, () => this.dropConnection())
+    if (options.sessions) this.merger = new SessionMerger<StoredCallback>(options.sessions)
+  }
+
+  get stats(): MqttStats {
+    return { ...this.counts, failedBatches: this.feed.failedBatches, sessionsOpen: this.merger?.open ?? 0 }
+  }
+
+  /** Connects and subscribes; rejects when the broker is unreachable for connect_timeout_s or refuses a filter. */
+  async start(): Promise<void> {
+    const o = this.options
+    const log = this.deps.logger.child({ source: o.source })
+    const client = mqtt.connect(o.url, { ...buildClientOptions(o), manualConnect: true })
+    this.client = client
+    // See the file comment: we take over the PUBACK of QoS 1 messages.
+    client.handleMessage = (packet, callback) => this.onMessage(packet, callback)
+    client.on('connect', (connack) => {
+      this.generation++
+      this.counts.connects++
+      if (this.counts.connects > 1 && !connack.sessionPresent) {
+        log.warn('MQTT broker did not keep our session: messages published while disconnected may be lost (check session_expiry_s and broker persistence)')
+      }
+      log.info({ session_present: connack.sessionPresent, client_id: o.client_id }, 'MQTT connected')
+    })
+    client.on('error', (err) => log.error({ err }, 'MQTT client error'))
+    client.on('offline', () => log.warn('MQTT connection lost; reconnecting'))
+
+    const connected = new Promise<void>((resolve, rejectP) => {
+      const timer = setTimeout(() => {
+        rejectP(new RateflowError(ErrorCode.ServiceUnavailable, `mqtt ${o.source}: no connection to ${o.url} within ${o.connect_timeout_s}s`))
+      }, o.connect_timeout_s * 1000)
+      client.once('connect', () => {
+        clearTimeout(timer)
+        resolve()
+      })
+    })
+    client.connect()
+    try {
+      await connected
+      const grants = await client.subscribeAsync(subscriptionFilters(o), { qos: o.qos })
+      const refused = grants.filter((g) => (g.qos as number) >= 0x80)
+      if (refused.length > 0) {
+        throw new RateflowError(ErrorCode.BadConfig, `mqtt ${o.source}: the broker refused ${refused.map((g) => g.topic).join(', ')} (not authorised, or shared subscriptions unsupported)`)
+      }
+    } catch (err) {
+      await client.endAsync(true).catch(() => undefined)
+      this.client = undefined
+      throw err instanceof RateflowError ? err : new RateflowError(ErrorCode.ServiceUnavailable, `mqtt ${o.source}: ${(err as Error).message}`, { cause: err })
+    }
+    if (this.merger) {
+      const every = Math.max(100, Math.min(1000, (o.sessions!.idle_timeout_s * 1000) / 4))
+      this.sessionTimer = setInterval(() => this.expireSessions(), every)
+      this.sessionTimer.unref()
+    }
+    log.info({ filters: subscriptionFilters(o) }, 'MQTT adapter subscribed')
+  }
+
+  /**
+   * Drains: 1. stop taking messages (new ones stay unacked and go to the next run) 2. wait for those being added
+   * 3. flush and wait until stored, which sends their PUBACKs 4. disconnect, keeping the broker session. Open
+   * sessions are not emitted: their messages are unacked and come back on the next start.
+   */
+  async stop(): Promise<void> {
+    this.stopping = true
+    if (this.sessionTimer) clearInterval(this.sessionTimer)
+    while (this.inProgress.size > 0) await Promise.all([...this.inProgress])
+    let failure: unknown
+    try {
+      await this.feed.flush()
+    } catch (err) {
+      failure = err
+    }
+    const client = this.client
+    this.client = undefined
+    if (client) await client.endAsync(false).catch(() => undefined)
+    if (this.merger && this.merger.open > 0) {
+      this.deps.logger.info({ source: this.options.source, open_sessions: this.merger.open }, 'MQTT adapter stopped with open sessions; the broker redelivers their messages on the next start')
+    }
+    if (failure !== undefined) {
+      throw new RateflowError(ErrorCode.StoreFailure, `mqtt ${this.options.source}: the last batch was not stored (its messages stay unacked)`, { cause: failure })
+    }
+  }
+
+  /** Drops the connection without flushing or acking, like a crash; the broker keeps the unacked messages. */
+  async abort(): Promise<void> {
+    this.stopping = true
+    if (this.sessionTimer) clearInterval(this.sessionTimer)
+    const client = this.client
+    this.client = undefined
+    this.generation++
+    if (client) await client.endAsync(true).catch(() => undefined)
+  }
+
+  private dropConnection(): void {
+    const client = this.client
+    if (!client || this.stopping) return
+    // Acks of this connection are void from now on; the broker redelivers all its unacked messages.
+    this.generation++
+    this.deps.logger.warn({ source: this.options.source }, 'MQTT: reconnecting so the broker redelivers the messages of the failed batch')
+    client.stream?.destroy()
+  }
+
+  private sendPuback(messageId: number, generation: number): void {
+    const client = this.client
+    if (!client || generation !== this.generation || !client.connected) {
+      this.counts.acksDropped++
+      return
+    }
+    const internal = client as unknown as { _sendPacket(packet: object, cb?: (err?: Error) => void): void }
+    internal._sendPacket({ cmd: 'puback', messageId, reasonCode: 0 }, (err) => {
+      if (err) this.deps.logger.warn({ err, messageId }, 'MQTT PUBACK not sent; the broker will redeliver')
+    })
+    this.counts.acked++
+  }
+
+  private onMessage(packet: IPublishPacket, callback: (err?: Error) => void): void {
+    const qos1 = packet.qos > 0 && packet.messageId !== undefined
+    const hold = qos1 ? HOLD_ACK : undefined
+    if (this.stopping) {
+      callback(hold)
+      return
+    }
+    this.counts.messages++
+    const generation = this.generation
+    const messageId = packet.messageId
+    const latch = qos1 ? new AckLatch(() => this.sendPuback(messageId!, generation)) : undefined
+    const payload = Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload)
+    const items = decodePayload(payload, { options: this.options, topic: packet.topic })
+    const adds = this.expand(items, latch)
+    latch?.seal()
+    const p = this.addSeq(adds, 0)
+    if (!p) {
+      callback(hold)
+      return
+    }
+    const tracked = p.then(
+      () => callback(hold),
+      (err: unknown) => {
+        this.deps.logger.error({ err, source: this.options.source, topic: packet.topic }, 'MQTT: could not buffer a message; it stays unacked')
+        callback(hold)
+      },
+    ).finally(() => this.inProgress.delete(tracked))
+    this.inProgress.add(tracked)
+  }
+
+  /** Items → batcher adds, through the session merger; registers every part of the message's ack. */
+  private expand(items: WireItem[], latch: AckLatch | undefined): Array<{ item: WireItem; onStored?: StoredCallback }> {
+    const out: Array<{ item: WireItem; onStored?: StoredCallback }> = []
+    for (const item of items) {
+      if ('record' in item && this.merger) {
+        const tag = latch ? latch.hold() : (): void => undefined
+        const res = this.merger.push(item.record, this.now(), tag)
+        if (!res.absorbed) {
+          // The merger did not keep the tag; release it and hold the part for the batcher instead.
+          tag()
+          const r = item.record
+          const next = res.problem !== undefined ? reject(this.options.source, r.raw ?? '', res.problem, r.origin ?? 'mqtt') : item
+          out.push({ item: next, ...(latch && { onStored: latch.hold() }) })
+        }
+        for (const s of res.closed) out.push(...this.sessionAdds(s.records, s.tags))
+        continue
+      }
+      out.push({ item, ...(latch && { onStored: latch.hold() }) })
+    }
+    return out
+  }
+
+  /** A closed session's records; its inputs' acks are released once all of them are stored. */
+  private sessionAdds(records: readonly WireRecord[], tags: StoredCallback[]): Array<{ item: WireItem; onStored: StoredCallback }> {
+    const latch = new AckLatch(() => {
+      for (const t of tags) t()
+    })
+    const adds = records.map((record) => ({ item: { record } as WireItem, onStored: latch.hold() }))
+    latch.seal()
+    return adds
+  }
+
+  private expireSessions(): void {
+    if (!this.merger || this.stopping) return
+    const adds = this.merger.expire(this.now()).flatMap((s) => this.sessionAdds(s.records, s.tags))
+    const p = this.addSeq(adds, 0)
+    if (p) p.catch(() => undefined)
+  }
+
+  private addSeq(adds: Array<{ item: WireItem; onStored?: StoredCallback }>, from: number): Promise<void> | undefined {
+    for (let i = from; i < adds.length; i++) {
+      const { item, onStored } = adds[i]!
+      if ('record' in item) this.counts.records++
+      else this.counts.rejects++
+      const p = this.feed.add(item, onStored)
+      if (p) return p.then(() => this.addSeq(adds, i + 1))
+    }
+    return undefined
+  }
+}

@@ -1,0 +1,110 @@
+import { pack } from 'msgpackr'
+import { describe, expect, it } from 'vitest'
+import { decodePayload, topicDeviceId, topicMatches, type PayloadContext } from './payload.js'
+import { DEFAULT_MQTT, type MqttAdapterOptions } from '../config.js'
+import type { WireRecord, WireReject } from '../../rating-core/record.js'
+
+const ctx = (o: Partial<MqttAdapterOptions> = {}, topic = 'devices/fw-1/usage'): PayloadContext => ({
+  options: { ...DEFAULT_MQTT, source: 'mqtt:plant', topics: ['devices/+/usage'], ...o },
+  topic,
+})
+type Items = ReturnType<typeof decodePayload>
+const recs = (items: Items): WireRecord[] => items.flatMap((i) => ('record' in i ? [i.record] : []))
+const rejs = (items: Items): WireReject[] => items.flatMap((i) => ('reject' in i ? [i.reject] : []))
+const json = (v: unknown) => Buffer.from(JSON.stringify(v))
+const base = { event_id: 'e1', event_time: '2026-10-01T12:00:00Z', metric: 'bytes_out', quantity: '1200' }
+
+describe('topics', () => {
+  it('matches filters with + and #, also behind $share', () => {
+    expect(topicMatches('devices/+/usage', 'devices/a/usage')).toBe(true)
+    expect(topicMatches('devices/+/usage', 'devices/a/b/usage')).toBe(false)
+    expect(topicMatches('devices/#', 'devices')).toBe(true)
+    expect(topicMatches('$share/g/devices/+/usage', 'devices/a/usage')).toBe(true)
+  })
+  it('takes device_id from the single + level, or a fixed level, or not at all', () => {
+    expect(topicDeviceId('devices/fw-1/usage', ['other/#', '$share/g/devices/+/usage'], 'auto')).toBe('fw-1')
+    expect(topicDeviceId('site/s1/fw-2/usage', ['site/+/+/usage'], 'auto')).toBeUndefined()
+    expect(topicDeviceId('site/s1/fw-2/usage', ['site/+/+/usage'], 2)).toBe('fw-2')
+    expect(topicDeviceId('devices/fw-1/usage', ['devices/+/usage'], 'off')).toBeUndefined()
+  })
+})
+
+describe('decodePayload', () => {
+  it('a JSON record; the topic supplies device_id when the payload names no owner', () => {
+    const payload = json({ ...base, dimensions: { region: 'eu', port: 8 } })
+    expect(recs(decodePayload(payload, ctx()))).toEqual([{
+      ...base, source: 'mqtt:plant', device_id: 'fw-1', dimensions: { region: 'eu', port: '8' }, raw: payload.toString(), origin: 'mqtt devices/fw-1/usage',
+    }])
+    const acc = recs(decodePayload(json({ ...base, account_id: 'a-1' }), ctx()))[0]!
+    expect([acc.account_id, acc.device_id]).toEqual(['a-1', undefined])
+    expect(recs(decodePayload(json({ ...base, device_id: 'x' }), ctx()))[0]!.device_id).toBe('x')
+  })
+  it('an array: good elements pass, bad ones are rejects with their index; content hashes are stable', () => {
+    const payload = json([{ ...base, event_id: undefined }, { metric: 'm' }, { ...base, event_id: undefined }, 5])
+    const items = decodePayload(payload, ctx())
+    const rs = recs(items)
+    expect(rs).toHaveLength(2)
+    expect(rs[0]!.event_id).toMatch(/^sha1:/)
+    expect(rs[0]!.event_id).not.toBe(rs[1]!.event_id) // equal elements at different positions
+    expect(recs(decodePayload(payload, ctx())).map((r) => r.event_id)).toEqual(rs.map((r) => r.event_id))
+    expect(rs[0]!.raw).toBe(JSON.stringify({ ...base, event_id: undefined }))
+    expect(rejs(items).map((r) => [r.reason, r.raw])).toEqual([
+      ['missing quantity (mqtt devices/fw-1/usage [1])', '{"metric":"m"}'],
+      ['expected a record object, got number (mqtt devices/fw-1/usage [3])', '5'],
+    ])
+  })
+  it('passes a bad quantity string on; rejects wrong types and missing fields', () => {
+    expect(recs(decodePayload(json({ ...base, quantity: 'twelve' }), ctx()))[0]!.quantity).toBe('twelve')
+    expect(recs(decodePayload(json({ ...base, quantity: 12.5 }), ctx()))[0]!.quantity).toBe('12.5')
+    const cases: Array<[unknown, string]> = [
+      [{ ...base, quantity: true }, 'quantity must be a decimal string or number, got boolean'],
+      [{ ...base, metric: 7 }, 'metric must be a string, got number'],
+      [{ ...base, dimensions: { a: { b: 1 } } }, 'dimensions.a must be a string, got an object'],
+      [{ ...base, dimensions: [1] }, 'dimensions must be an object, got an array'],
+      [{ ...base, colour: 'red' }, 'unknown field "colour" (a vendor shape needs a mapping)'],
+      [{ ...base, source: 'mqtt:other' }, 'source "mqtt:other" differs from the adapter\'s "mqtt:plant"; leave it out'],
+      [{ event_id: 'x', quantity: '1', event_time: 't' }, 'missing metric'],
+      [{ event_id: 'x', metric: 'm', quantity: '1' }, 'no event_time, and the input carries no timestamp of its own'],
+      [[], 'payload holds an empty array: no records'],
+      [null, 'expected a record object, got null'],
+    ]
+    for (const [v, reason] of cases) {
+      const r = rejs(decodePayload(json(v), ctx()))
+      expect(r.map((x) => x.reason)).toEqual([`${reason} (mqtt devices/fw-1/usage)`])
+    }
+    expect(rejs(decodePayload(json(base), ctx({ device_id_level: 'off' })))[0]!.reason).toMatch(/^no owner/)
+  })
+  it('rejects invalid JSON, binary garbage and oversized messages with their raw bytes', () => {
+    const bad = Buffer.from('{"event_id": "e1", ')
+    expect(rejs(decodePayload(bad, ctx()))[0]).toMatchObject({ raw: '{"event_id": "e1", ', reason: expect.stringMatching(/^invalid JSON: .* \(mqtt devices\/fw-1\/usage\)$/) })
+    const bin = Buffer.from([0x00, 0xff, 0x10, 0x80])
+    expect(rejs(decodePayload(bin, ctx()))[0]).toMatchObject({ raw: `base64:${bin.toString('base64')}`, reason: 'payload is binary, not UTF-8 JSON (mqtt devices/fw-1/usage)' })
+    const big = Buffer.from('x'.repeat(5000))
+    const r = rejs(decodePayload(big, ctx({ max_message_bytes: 4096 })))[0]!
+    expect(r.reason).toMatch(/^message of 5000 bytes exceeds max_message_bytes 4096; raw keeps its first 1024 bytes/)
+    expect(r.raw).toHaveLength(1024)
+  })
+  it('msgpack payloads, and invalid msgpack', () => {
+    expect(recs(decodePayload(pack([base, { ...base, event_id: 'e2' }]), ctx({ format: 'msgpack' }))).map((r) => r.event_id)).toEqual(['e1', 'e2'])
+    const garbage = Buffer.from([0xde, 0xad, 0xbe, 0xef])
+    const r = rejs(decodePayload(garbage, ctx({ format: 'msgpack' })))[0]!
+    expect(r.raw).toBe(`base64:${garbage.toString('base64')}`)
+    expect(r.reason).toBe('invalid msgpack: Unexpected end of MessagePack data (mqtt devices/fw-1/usage)')
+    expect(rejs(decodePayload(Buffer.from([0x01, 0x02]), ctx({ format: 'msgpack' })))[0]!.reason).toMatch(/^invalid msgpack: Data read, but end of buffer not reached/)
+  })
+  it('a vendor JSON mapping with records_path', () => {
+    const mapping = {
+      event_id: 'id', event_time: 'ts', time_format: 'unix_s' as const, time_zone: 'Z', device_id: 'dev',
+      metrics: [{ metric: 'bytes_out', quantity: 'stats.tx' }, { metric: 'bytes_in', quantity: 'stats.rx' }],
+      dimensions: { region: 'meta.region' }, records_path: 'items',
+    }
+    const payload = json({ items: [{ id: 7, ts: 1790856000, stats: { tx: 10, rx: '20' }, meta: { region: 'eu' } }, { id: 8, ts: 'soon', stats: { tx: 1 } }] })
+    const items = decodePayload(payload, ctx({ mapping }))
+    expect(recs(items).map((r) => [r.event_id, r.metric, r.quantity, r.event_time, r.device_id, r.dimensions])).toEqual([
+      ['7:bytes_out', 'bytes_out', '10', '2026-10-01T12:00:00.000Z', 'fw-1', { region: 'eu' }],
+      ['7:bytes_in', 'bytes_in', '20', '2026-10-01T12:00:00.000Z', 'fw-1', { region: 'eu' }],
+    ])
+    expect(rejs(items)[0]!.reason).toBe('time field ts must be a unix_s number, got "soon" (mqtt devices/fw-1/usage [1])')
+    expect(rejs(decodePayload(json({ items: 3 }), ctx({ mapping })))[0]!.reason).toMatch(/records_path items is not an array/)
+  })
+})

@@ -1,0 +1,178 @@
+/**
+ * One MQTT message → WireItems. Payloads are JSON (default) or msgpack; the decoded value is a canonical record
+ * (CONTRACT §2) or an array of them, or, with a mapping, a vendor object (or array, or `records_path` array).
+ * The topic supplies device_id when the record names no owner (`device_id_level`).
+ *
+ * Contract: every message yields at least one item; an undecodable payload is one reject; in an array, each bad
+ * element is its own reject (origin `mqtt <topic> [i]`) and the good ones go on.
+ */
+import { unpack } from 'msgpackr'
+import type { DeviceIdLevel, MqttAdapterOptions } from '../config.js'
+import { applyMapping, completeRecord, getPath, type MappingContext, type PartialRecord } from '../mapping.js'
+import { RAW_PREVIEW_BYTES, quantityText, rawText, reject, type WireItem } from '../wire.js'
+
+export interface PayloadContext {
+  readonly options: Pick<MqttAdapterOptions, 'source' | 'format' | 'mapping' | 'max_message_bytes' | 'device_id_level' | 'topics'>
+  readonly topic: string
+}
+
+/** The filter without a `$share/<group>/` prefix. */
+function plainFilter(filter: string): string {
+  const m = /^\$share\/[^/]+\/(.+)$/.exec(filter)
+  return m ? m[1]! : filter
+}
+
+/** MQTT topic matching: `+` one level, `#` the rest (including none). */
+export function topicMatches(filter: string, topic: string): boolean {
+  const f = plainFilter(filter).split('/')
+  const t = topic.split('/')
+  for (let i = 0; i < f.length; i++) {
+    if (f[i] === '#') return true
+    if (i >= t.length) return false
+    if (f[i] !== '+' && f[i] !== t[i]) return false
+  }
+  return f.length === t.length
+}
+
+/**
+ * The device id a topic carries: level `n` (0-based) of the topic; `auto`: the level of the single `+` of the
+ * first matching filter (`devices/+/usage` → `devices/fw-1/usage` gives fw-1); `off`: none.
+ */
+export function topicDeviceId(topic: string, filters: readonly string[], level: DeviceIdLevel): string | undefined {
+  if (level === 'off') return undefined
+  const parts = topic.split('/')
+  if (typeof level === 'number') return parts[level] || undefined
+  for (const filter of filters) {
+    if (!topicMatches(filter, topic)) continue
+    const f = plainFilter(filter).split('/')
+    const plus = f.flatMap((x, i) => (x === '+' ? [i] : []))
+    if (plus.length === 1) return parts[plus[0]!] || undefined
+  }
+  return undefined
+}
+
+const RECORD_KEYS = new Set(['event_id', 'source', 'event_time', 'device_id', 'account_id', 'subscription_id', 'metric', 'quantity', 'dimensions'])
+
+function typeName(v: unknown): string {
+  if (v === null) return 'null'
+  if (Array.isArray(v)) return 'an array'
+  if (v instanceof Uint8Array) return 'binary'
+  return typeof v === 'object' ? 'an object' : `${typeof v}`
+}
+
+/** A canonical record object → PartialRecord, or what is wrong with it. */
+function canonicalFromObject(v: unknown, source: string): PartialRecord | { error: string } {
+  if (typeof v !== 'object' || v === null || Array.isArray(v) || v instanceof Uint8Array) {
+    return { error: `expected a record object, got ${typeName(v)}` }
+  }
+  const o = v as Record<string, unknown>
+  for (const k of Object.keys(o)) if (!RECORD_KEYS.has(k)) return { error: `unknown field ${JSON.stringify(k)} (a vendor shape needs a mapping)` }
+  if (o.source !== undefined && o.source !== source) {
+    return { error: `source ${JSON.stringify(o.source)} differs from the adapter's ${JSON.stringify(source)}; leave it out` }
+  }
+  const str = (k: string): string | undefined | { error: string } => {
+    const x = o[k]
+    if (x === undefined || x === null) return undefined
+    if (typeof x === 'string') return x
+    if (k === 'event_id' && typeof x === 'number' && Number.isSafeInteger(x)) return String(x)
+    return { error: `${k} must be a string, got ${typeName(x)}` }
+  }
+  const p: Partial<PartialRecord> = {}
+  for (const k of ['event_id', 'event_time', 'device_id', 'account_id', 'subscription_id', 'metric'] as const) {
+    const s = str(k)
+    if (typeof s === 'object') return s
+    if (s !== undefined && s !== '') p[k] = s
+  }
+  if (p.metric === undefined) return { error: 'missing metric' }
+  if (o.quantity === undefined || o.quantity === null) return { error: 'missing quantity' }
+  const q = quantityText(o.quantity)
+  if (q === undefined) return { error: `quantity must be a decimal string or number, got ${typeName(o.quantity)}` }
+  p.quantity = q
+  if (o.dimensions !== undefined && o.dimensions !== null) {
+    const d = o.dimensions
+    if (typeof d !== 'object' || Array.isArray(d) || d instanceof Uint8Array) return { error: `dimensions must be an object, got ${typeName(d)}` }
+    const dims: Record<string, string> = {}
+    for (const [k, x] of Object.entries(d as Record<string, unknown>)) {
+      if (typeof x === 'string') dims[k] = x
+      else if (typeof x === 'number' || typeof x === 'boolean') dims[k] = String(x)
+      else return { error: `dimensions.${k} must be a string, got ${typeName(x)}` }
+    }
+    if (Object.keys(dims).length > 0) p.dimensions = dims
+  }
+  return p as PartialRecord
+}
+
+function decodeValue(payload: Buffer, format: 'json' | 'msgpack'): { value: unknown } | { error: string } {
+  if (format === 'msgpack') {
+    try {
+      return { value: unpack(payload) as unknown }
+    } catch (err) {
+      return { error: `invalid msgpack: ${(err as Error).message}` }
+    }
+  }
+  const text = rawText(payload)
+  if (text.startsWith('base64:')) return { error: 'payload is binary, not UTF-8 JSON' }
+  try {
+    return { value: JSON.parse(text) as unknown }
+  } catch (err) {
+    return { error: `invalid JSON: ${(err as Error).message}` }
+  }
+}
+
+export function decodePayload(payload: Buffer, ctx: PayloadContext): WireItem[] {
+  const { source, format, mapping, max_message_bytes } = ctx.options
+  const origin = `mqtt ${ctx.topic}`
+  if (payload.length > max_message_bytes) {
+    return [reject(source, rawText(payload, RAW_PREVIEW_BYTES), `message of ${payload.length} bytes exceeds max_message_bytes ${max_message_bytes}; raw keeps its first ${RAW_PREVIEW_BYTES} bytes`, origin)]
+  }
+  const raw = rawText(payload)
+  const decoded = decodeValue(payload, format)
+  if ('error' in decoded) return [reject(source, raw, decoded.error, origin)]
+  let value = decoded.value
+  const device = topicDeviceId(ctx.topic, ctx.options.topics, ctx.options.device_id_level)
+  if (mapping?.records_path !== undefined) {
+    value = getPath(value, mapping.records_path)
+    if (!Array.isArray(value)) return [reject(source, raw, `records_path ${mapping.records_path} is not an array in the payload`, origin)]
+  }
+  const many = Array.isArray(value)
+  const elements: unknown[] = many ? (value as unknown[]) : [value]
+  if (elements.length === 0) return [reject(source, raw, 'payload holds an empty array: no records', origin)]
+  const out: WireItem[] = []
+  elements.forEach((el, i) => {
+    // In an array, each element keeps its own JSON as raw, so a reject row shows the bad element.
+    const elRaw = many ? safeJson(el) : raw
+    const elOrigin = many ? `${origin} [${i}]` : origin
+    // Content hashes cover the whole payload and the element's position, so re-publishing a message yields the
+    // same ids while equal elements of one message stay distinct; each item then keeps its element as raw.
+    const mctx: MappingContext = {
+      source,
+      raw,
+      origin: elOrigin,
+      ...(many && { position: i }),
+      ...(device !== undefined && { defaultDeviceId: device }),
+    }
+    let items: WireItem[]
+    if (mapping) {
+      items = typeof el !== 'object' || el === null || Array.isArray(el)
+        ? [reject(source, elRaw, `expected an object to map, got ${typeName(el)}`, elOrigin)]
+        : applyMapping((f) => getPath(el, f), mapping, mctx)
+    } else {
+      const p = canonicalFromObject(el, source)
+      items = 'error' in p ? [reject(source, elRaw, p.error, elOrigin)] : [completeRecord(p, mctx)]
+    }
+    for (const item of items) {
+      if ('record' in item) item.record.raw = elRaw
+      else item.reject.raw = elRaw
+    }
+    out.push(...items)
+  })
+  return out
+}
+
+function safeJson(v: unknown): string {
+  try {
+    return JSON.stringify(v, (_k, x: unknown) => (typeof x === 'bigint' ? x.toString() : x instanceof Uint8Array ? `base64:${Buffer.from(x).toString('base64')}` : x)) ?? String(v)
+  } catch {
+    return String(v)
+  }
+}
