@@ -9,7 +9,7 @@ import type { Catalog } from '../catalog/types.js'
 import type { Logger } from '../common/logger.js'
 import { isoUtc } from '../common/time.js'
 import type { UsageBatch, WireRecord } from '../rating-core/record.js'
-import { chargeRef, type ResolvedCharge, type StagedBatch, type StagedCharge } from '../rating-core/stage.js'
+import { chargeRef, rejectLine, type ResolvedCharge, type StagedBatch, type StagedCharge } from '../rating-core/stage.js'
 import { rateUsageEvent, type MeterState } from '../rating-core/usage-rater.js'
 import type { Queue } from './queue.js'
 import type { StageTask } from './rating-worker.js'
@@ -238,29 +238,52 @@ export class Rater extends EventEmitter {
     let duplicates = 0
     let rated = 0
     let suspended = 0
+    let rejected = 0
     const rejectedHere = staged.rejectLines.length
     for (const line of staged.rejectLines) b.rejected += line
     for (const rec of staged.records) {
       if (pending.release) {
         // A release: the record is committed already (it was suspended); rate it or leave it held.
         if (rec.suspendLine !== undefined) continue
-        const held = pending.release.get(rec.key)!
-        b.suspended += heldLine(held, 'released', staged.batchId)
-      } else {
-        if (this.committed.has(rec.key) || b.keys.has(rec.key)) {
-          duplicates++
-          continue
-        }
-        b.keys.add(rec.key)
-        b.usage += rec.usageLine
+      } else if (this.committed.has(rec.key) || b.keys.has(rec.key)) {
+        duplicates++
+        continue
       }
       if (rec.suspendLine !== undefined) {
+        b.keys.add(rec.key)
+        b.usage += rec.usageLine
         b.suspended += rec.suspendLine
         suspended++
         b.rows++
         continue
       }
-      for (const c of rec.charges) b.rated += this.fold(c)
+      // Fold every charge first: a model that cannot price the event (e.g. a time_rated moment no schedule
+      // covers) makes it a reject, and no running total moves for it.
+      const saved: Array<[string, MeterState | undefined]> = []
+      let lines = ''
+      try {
+        for (const c of rec.charges) {
+          saved.push([c.totalsKey, this.totals.get(c.totalsKey)])
+          lines += this.fold(c)
+        }
+      } catch (err) {
+        for (const [k, v] of saved.reverse()) {
+          if (v === undefined) this.totals.delete(k)
+          else this.totals.set(k, v)
+        }
+        if (!pending.release) {
+          b.rejected += rejectLine({ ...rec.reject, reason: `cannot be priced: ${(err as Error).message}` }, rec.receivedAt, staged.batchId)
+          rejected++
+        }
+        continue
+      }
+      if (!pending.release) {
+        b.keys.add(rec.key)
+        b.usage += rec.usageLine
+      } else {
+        b.suspended += heldLine(pending.release.get(rec.key)!, 'released', staged.batchId)
+      }
+      b.rated += lines
       b.rows += rec.charges.length
       rated++
     }
@@ -269,7 +292,7 @@ export class Rater extends EventEmitter {
     b.batches.push(staged.batchId)
     const outcome: BatchOutcome = pending.release
       ? { batchId: staged.batchId, read: 0, rated, duplicates: 0, rejected: 0, suspended: 0 }
-      : { batchId: staged.batchId, read: staged.read, rated, duplicates, rejected: rejectedHere, suspended }
+      : { batchId: staged.batchId, read: staged.read, rated, duplicates, rejected: rejectedHere + rejected, suspended }
     b.outcomes.push(outcome)
   }
 

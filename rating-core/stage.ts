@@ -35,6 +35,9 @@ export interface StagedRecord {
   /** Set when the record waits for guiding data: suspended_usage line (ends in \n). */
   readonly suspendLine?: string
   readonly charges: StagedCharge[]
+  /** The input as received, for a reject the owner decides (a model that cannot price the event). */
+  readonly reject: WireReject
+  readonly receivedAt: string
 }
 
 /** One usage charge a record feeds; the owner folds it into the running total to get the amount. */
@@ -95,7 +98,7 @@ export function stageBatch(batch: UsageBatch, guiding: GuidingIndex, receivedAtM
       const suspendLine =
         common + '\t' + tsv(r.raw ?? JSON.stringify(canonical(r))) + '\t' + tsv(r.origin ?? '') + '\t' + tsv(g.reason) +
         '\theld\t' + receivedAtMs + '\t' + receivedAt + '\t' + batchId + '\n'
-      records.push({ key, ms: v.ms, usageLine, suspendLine, charges: [] })
+      records.push({ key, ms: v.ms, usageLine, suspendLine, charges: [], reject: asReject(r, ''), receivedAt })
       continue
     }
     const { account, subscription, plan, catalog } = g.owner
@@ -132,7 +135,7 @@ export function stageBatch(batch: UsageBatch, guiding: GuidingIndex, receivedAtM
       rejectLines.push(rejectLine(asReject(r, reason), receivedAt, batchId))
       continue
     }
-    records.push({ key, ms: v.ms, usageLine, charges })
+    records.push({ key, ms: v.ms, usageLine, charges, reject: asReject(r, ''), receivedAt })
   }
   return { batchId: batch.id, read: batch.records.length + batch.rejects.length, rejectLines, records }
 }
@@ -157,7 +160,8 @@ function asReject(r: WireRecord, reason: string): WireReject {
   }
 }
 
-function rejectLine(j: WireReject, receivedAt: string, batchId: string): string {
+/** A rejected_usage line (ends in \n). */
+export function rejectLine(j: WireReject, receivedAt: string, batchId: string): string {
   const origin = j.origin ?? ''
   // The same bad input at the same place is one row (ReplacingMergeTree key), however often it is sent.
   const rejectKey = createHash('sha1').update(origin).update('\u0000').update(j.raw).digest('hex')
