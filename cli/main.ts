@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs'
 import { parseArgs, type ParseArgsConfig } from 'node:util'
 import { mergeAccounts, validateAccounts } from '../catalog/accounts.js'
 import { validateCatalog, validateCatalogVersionOrder } from '../catalog/validate-catalog.js'
+import { priceCharge, rateEvent } from '../rating-core/pricing.js'
 import { ErrorCode, isUserError, RateflowError, ValidationError } from '../common/errors.js'
 import { createLogger } from '../common/logger.js'
 import type { QueryFormat } from '../pipeline/store.js'
@@ -18,6 +19,8 @@ Usage: rateflow <command> [options]        (every command takes --data DIR, defa
   accounts apply FILE                      upsert customers, accounts, subscriptions, device bindings
   ingest csv FILE... [--source NAME] [--wait]
   query SQL [--format JSONEachRow|CSV|Pretty]   read-only SQL on the store
+  price --catalog FILE --plan P --charge C (--quantity Q | --events q1,q2,…)
+  rate --catalog FILE --plan P --charge C --start TIME --quantity Q [--timezone TZ]
   demo                                     sample catalog, accounts and 100,000 events, end to end
   bench [NAME]                             benchmarks
 
@@ -116,6 +119,36 @@ const commands: Record<string, Handler> = {
     }
     return 0
   },
+  price: async (args, _g, io) => {
+    const { values } = parse(
+      args,
+      { catalog: { type: 'string' }, plan: { type: 'string' }, charge: { type: 'string' }, quantity: { type: 'string' }, events: { type: 'string' } },
+      0,
+    )
+    const { catalog, plan, charge } = required(values, ['catalog', 'plan', 'charge'], 'price')
+    if ((values.quantity === undefined) === (values.events === undefined)) throw usage('price: give exactly one of --quantity Q or --events q1,q2,…')
+    const input = values.quantity !== undefined ? { quantity: String(values.quantity) } : { events: String(values.events).split(',').map((v) => v.trim()) }
+    io.out(JSON.stringify(priceCharge(validateCatalog(readJson(catalog)), plan, charge, input)))
+    return 0
+  },
+  rate: async (args, _g, io) => {
+    const { values } = parse(
+      args,
+      {
+        catalog: { type: 'string' },
+        plan: { type: 'string' },
+        charge: { type: 'string' },
+        start: { type: 'string' },
+        quantity: { type: 'string' },
+        timezone: { type: 'string' },
+      },
+      0,
+    )
+    const v = required(values, ['catalog', 'plan', 'charge', 'start', 'quantity'], 'rate')
+    const tz = (values.timezone as string | undefined) ?? 'UTC'
+    io.out(JSON.stringify(rateEvent(validateCatalog(readJson(v.catalog)), v.plan, v.charge, v.start, v.quantity, tz)))
+    return 0
+  },
   demo: async (args, g, io) => {
     parse(args, { events: { type: 'string' } }, 0)
     const { runDemo } = await import('./demo.js')
@@ -139,6 +172,12 @@ async function releaseWhenIdle(g: GlobalOptions, _io: Io): Promise<number> {
   } finally {
     await rt.close()
   }
+}
+
+function required<K extends string>(values: Record<string, unknown>, keys: K[], cmd: string): Record<K, string> {
+  const missing = keys.filter((k) => typeof values[k] !== 'string' || values[k] === '')
+  if (missing.length) throw usage(`${cmd}: missing ${missing.map((k) => `--${k}`).join(', ')}`)
+  return values as Record<K, string>
 }
 
 function readJson(file: string): unknown {
