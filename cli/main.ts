@@ -9,6 +9,7 @@ import type { QueryFormat } from '../pipeline/store.js'
 import { Rater } from '../pipeline/rater.js'
 import { DEFAULT_DATA_DIR, processIo, runtimeFor, usage, type GlobalOptions, type Io } from './context.js'
 import { ingestCsv } from './ingest.js'
+import { runCommand } from './run.js'
 
 const HELP = `rateflow — usage mediation, rating and billing
 
@@ -30,6 +31,7 @@ Exit codes: 0 ok, 1 runtime failure, 2 bad input or usage.`
 type Handler = (args: string[], g: GlobalOptions, io: Io) => Promise<number>
 
 const commands: Record<string, Handler> = {
+  run: runCommand,
   catalog: async (args, g, io) => {
     const [sub, ...rest] = args
     if (sub === 'apply') {
@@ -148,6 +150,11 @@ const commands: Record<string, Handler> = {
     const tz = (values.timezone as string | undefined) ?? 'UTC'
     io.out(JSON.stringify(rateEvent(validateCatalog(readJson(v.catalog)), v.plan, v.charge, v.start, v.quantity, tz)))
     return 0
+  },
+  bench: async (args, _g, io) => {
+    const { positionals } = parse(args, {}, -1)
+    const { runBench } = await import('../bench/e2e.js')
+    return runBench(positionals[0], io.out)
   },
   demo: async (args, g, io) => {
     parse(args, { events: { type: 'string' } }, 0)

@@ -1,0 +1,155 @@
+import { existsSync, mkdirSync, readdirSync, renameSync, statSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { ValidationError, type Problem } from '../common/errors.js'
+import type { Logger } from '../common/logger.js'
+import { DEFAULT_BATCHING, MicroBatcher, type BatchSink } from './batcher.js'
+import { fileFingerprint, ingestCsvFile, newRunId } from './csv.js'
+
+export interface CsvInboxOptions {
+  readonly watch: string
+  readonly source: string
+  readonly columns?: Readonly<Record<string, string>>
+}
+
+export interface CsvInboxStats {
+  files: number
+  failedFiles: number
+  rows: number
+  batches: number
+}
+
+/** Checks the `csv` entries of rateflow.json's adapters section; returns the problems found (path-located). */
+export function checkCsvInboxEntries(entries: readonly unknown[], path = '$.adapters.csv'): { options: CsvInboxOptions[]; problems: Problem[] } {
+  const problems: Problem[] = []
+  const options: CsvInboxOptions[] = []
+  entries.forEach((e, i) => {
+    const p = `${path}[${i}]`
+    if (typeof e !== 'object' || e === null || Array.isArray(e)) {
+      problems.push({ path: p, message: 'must be an object' })
+      return
+    }
+    const o = e as Record<string, unknown>
+    let ok = true
+    for (const k of Object.keys(o)) {
+      if (!['watch', 'source', 'columns'].includes(k)) {
+        problems.push({ path: `${p}.${k}`, message: 'unknown key' })
+        ok = false
+      }
+    }
+    for (const k of ['watch', 'source'] as const) {
+      if (o[k] === undefined) problems.push({ path: `${p}.${k}`, message: 'is required' }), (ok = false)
+      else if (typeof o[k] !== 'string' || o[k] === '') problems.push({ path: `${p}.${k}`, message: 'must be a non-empty string' }), (ok = false)
+    }
+    if (o.columns !== undefined) {
+      if (typeof o.columns !== 'object' || o.columns === null || Array.isArray(o.columns)) {
+        problems.push({ path: `${p}.columns`, message: 'must be an object of column name → canonical field' })
+        ok = false
+      } else {
+        for (const [k, v] of Object.entries(o.columns as Record<string, unknown>)) {
+          if (typeof v !== 'string') problems.push({ path: `${p}.columns.${k}`, message: 'must be a string' }), (ok = false)
+        }
+      }
+    }
+    if (ok) options.push({ watch: o.watch as string, source: o.source as string, ...(o.columns ? { columns: o.columns as Record<string, string> } : {}) })
+  })
+  return { options, problems }
+}
+
+/**
+ * Watches a folder for `*.csv` / `*.csv.gz` files (polling every 500 ms). Each file is published in
+ * micro-batches and, once every batch is stored, moved to `done/`; a file with a bad header goes to
+ * `failed/` with `<name>.error.txt` beside it.
+ */
+export class CsvInbox {
+  private timer: NodeJS.Timeout | undefined
+  private running: Promise<void> | undefined
+  private stopped = false
+  private readonly counts: CsvInboxStats = { files: 0, failedFiles: 0, rows: 0, batches: 0 }
+
+  constructor(
+    private readonly options: CsvInboxOptions,
+    private readonly deps: { sink: BatchSink; logger: Logger; pollMs?: number },
+  ) {}
+
+  get stats(): CsvInboxStats {
+    return { ...this.counts }
+  }
+
+  async start(): Promise<void> {
+    mkdirSync(this.options.watch, { recursive: true })
+    this.schedule(0)
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true
+    if (this.timer) clearTimeout(this.timer)
+    this.timer = undefined
+    await this.running
+  }
+
+  private schedule(ms: number): void {
+    if (this.stopped) return
+    this.timer = setTimeout(() => {
+      this.timer = undefined
+      this.running = this.scan()
+        .catch((err) => this.deps.logger.error({ err, source: this.options.source }, 'CSV inbox scan failed'))
+        .finally(() => {
+          this.running = undefined
+          this.schedule(this.deps.pollMs ?? 500)
+        })
+    }, ms)
+  }
+
+  private async scan(): Promise<void> {
+    const dir = this.options.watch
+    if (!existsSync(dir)) return
+    const names = readdirSync(dir)
+      .filter((n) => /\.csv(\.gz)?$/.test(n))
+      .filter((n) => statSync(join(dir, n)).isFile())
+      .sort()
+    for (const name of names) {
+      if (this.stopped) return
+      await this.ingest(name)
+    }
+  }
+
+  private async ingest(name: string): Promise<void> {
+    const { watch, source, columns } = this.options
+    const path = join(watch, name)
+    const fp = fileFingerprint(path)
+    const runId = newRunId()
+    const batcher = new MicroBatcher(
+      async (batch) => {
+        this.counts.batches++
+        await this.deps.sink(batch)
+      },
+      { ...DEFAULT_BATCHING, batchId: (seq) => `${source}:${fp}:${runId}:${seq}` },
+    )
+    try {
+      const r = await ingestCsvFile(path, { source, ...(columns ? { columns } : {}) }, batcher)
+      await batcher.flush()
+      this.counts.rows += r.read
+      this.counts.files++
+      moveTo(watch, 'done', name)
+    } catch (err) {
+      if (err instanceof ValidationError) {
+        this.counts.failedFiles++
+        const target = moveTo(watch, 'failed', name)
+        writeFileSync(`${target}.error.txt`, err.message + '\n')
+        this.deps.logger.warn({ source, file: name }, 'CSV inbox: invalid file moved to failed/')
+        return
+      }
+      // Publishing failed: leave the file where it is; the next scan retries it.
+      throw err
+    }
+  }
+}
+
+function moveTo(watch: string, sub: string, name: string): string {
+  const dir = join(watch, sub)
+  mkdirSync(dir, { recursive: true })
+  let target = join(dir, name)
+  if (existsSync(target)) target = join(dir, `${Date.now()}-${name}`)
+  renameSync(join(watch, name), target)
+  return target
+}

@@ -1,0 +1,223 @@
+import { existsSync, readFileSync } from 'node:fs'
+import { createServer, type Server } from 'node:http'
+import os from 'node:os'
+import type { AddressInfo } from 'node:net'
+import { parseArgs } from 'node:util'
+import { validateAdapterConfig, type AdaptersConfig } from '../adapters/config.js'
+import { CsvInbox, checkCsvInboxEntries, type CsvInboxOptions } from '../adapters/csv-inbox.js'
+import { MqttAdapter } from '../adapters/mqtt/index.js'
+import { BUILTIN_MAPPINGS, SyslogAdapter } from '../adapters/syslog/index.js'
+import { ErrorCode, RateflowError, ValidationError, type Problem } from '../common/errors.js'
+import type { UsageBatch } from '../rating-core/record.js'
+import { Rater, type BatchOutcome } from '../pipeline/rater.js'
+import { runtimeFor, usage, type GlobalOptions, type Io } from './context.js'
+
+export interface RunConfig {
+  adapters: AdaptersConfig
+  csv: CsvInboxOptions[]
+  http: { port: number; host: string }
+}
+
+const DEFAULT_HTTP = { port: 8080, host: '127.0.0.1' }
+
+/** Validates a parsed rateflow.json; throws one ValidationError listing every problem with its JSON path. */
+export function validateRunConfig(doc: unknown): RunConfig {
+  const problems: Problem[] = []
+  let adapters: AdaptersConfig = { mqtt: [], syslog: [], csv: [] }
+  let csv: CsvInboxOptions[] = []
+  const http = { ...DEFAULT_HTTP }
+  if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) {
+    throw new ValidationError('invalid config', [{ path: '$', message: 'must be a JSON object' }])
+  }
+  const o = doc as Record<string, unknown>
+  for (const k of Object.keys(o)) if (k !== 'adapters' && k !== 'http') problems.push({ path: `$.${k}`, message: 'unknown key' })
+  if (o.adapters !== undefined) {
+    try {
+      adapters = validateAdapterConfig(o.adapters, { presets: BUILTIN_MAPPINGS, hostname: os.hostname(), path: '$.adapters' })
+    } catch (err) {
+      if (!(err instanceof ValidationError)) throw err
+      problems.push(...err.problems)
+    }
+    const rawCsv = (o.adapters as Record<string, unknown> | null)?.csv
+    if (Array.isArray(rawCsv)) {
+      const r = checkCsvInboxEntries(rawCsv, '$.adapters.csv')
+      problems.push(...r.problems)
+      csv = r.options
+      const seen = new Map<string, string>()
+      const others = new Set([...adapters.mqtt.map((m) => m.source), ...adapters.syslog.map((s) => s.source)])
+      rawCsv.forEach((e, i) => {
+        const s = (e as Record<string, unknown> | null)?.source
+        if (typeof s !== 'string') return
+        if (others.has(s) || seen.has(s)) problems.push({ path: `$.adapters.csv[${i}].source`, message: `${JSON.stringify(s)} is already used by another adapter` })
+        else seen.set(s, `$.adapters.csv[${i}]`)
+      })
+    }
+  }
+  if (o.http !== undefined) {
+    const h = o.http
+    if (typeof h !== 'object' || h === null || Array.isArray(h)) problems.push({ path: '$.http', message: 'must be an object' })
+    else {
+      const hh = h as Record<string, unknown>
+      for (const k of Object.keys(hh)) if (k !== 'port' && k !== 'host') problems.push({ path: `$.http.${k}`, message: 'unknown key' })
+      if (hh.port !== undefined) {
+        if (typeof hh.port !== 'number' || !Number.isInteger(hh.port) || hh.port < 0 || hh.port > 65535) {
+          problems.push({ path: '$.http.port', message: 'must be an integer port 0..65535 (0 = any free port)' })
+        } else http.port = hh.port
+      }
+      if (hh.host !== undefined) {
+        if (typeof hh.host !== 'string' || hh.host === '') problems.push({ path: '$.http.host', message: 'must be a non-empty string' })
+        else http.host = hh.host
+      }
+    }
+  }
+  if (problems.length > 0) throw new ValidationError('invalid config', problems)
+  return { adapters, csv, http }
+}
+
+function loadConfig(file: string | undefined): RunConfig {
+  let path = file
+  if (path === undefined) {
+    if (!existsSync('rateflow.json')) return validateRunConfig({})
+    path = 'rateflow.json'
+  }
+  let text: string
+  try {
+    text = readFileSync(path, 'utf8')
+  } catch (err) {
+    throw new RateflowError(ErrorCode.BadInput, `${path}: cannot read: ${(err as Error).message}`)
+  }
+  let doc: unknown
+  try {
+    doc = JSON.parse(text)
+  } catch (err) {
+    throw new RateflowError(ErrorCode.BadInput, `${path}: not valid JSON: ${(err as Error).message}`)
+  }
+  try {
+    return validateRunConfig(doc)
+  } catch (err) {
+    if (err instanceof ValidationError) throw new ValidationError(`${path}`, err.problems)
+    throw err
+  }
+}
+
+interface Running {
+  kind: 'mqtt' | 'syslog' | 'csv'
+  source: string
+  start(): Promise<void>
+  stop(): Promise<void>
+  readonly stats: unknown
+}
+
+/** `rateflow run [--config rateflow.json]` (CONTRACT §1, §8). */
+export async function runCommand(args: string[], g: GlobalOptions, io: Io): Promise<number> {
+  let values
+  try {
+    ;({ values } = parseArgs({ args, options: { config: { type: 'string' } }, allowPositionals: false, strict: true }))
+  } catch (err) {
+    throw usage(`run: ${(err as Error).message}`)
+  }
+  const config = loadConfig(values.config)
+  const rt = runtimeFor(g)
+  const log = rt.log
+  const counts = { batches: 0, read: 0, rated: 0, duplicates: 0, rejected: 0, suspended: 0 }
+  const adapters: Running[] = []
+  let rater: Rater | undefined
+  let server: Server | undefined
+  let exitCode = 0
+  let stopRequested: ((code: number) => void) | undefined
+  const stopSignal = new Promise<number>((resolve) => (stopRequested = resolve))
+  const onSignal = (sig: NodeJS.Signals) => {
+    log.info({ signal: sig }, 'draining')
+    stopRequested?.(0)
+  }
+  process.on('SIGINT', onSignal)
+  process.on('SIGTERM', onSignal)
+  try {
+    const queue = await rt.queue()
+    rater = new Rater({ store: await rt.store(), queue, ownsQueue: rt.ownsQueue, repo: rt.repo, dataDir: rt.dataDir, log })
+    rater.on('outcome', (o: BatchOutcome) => {
+      counts.batches++
+      counts.read += o.read
+      counts.rated += o.rated
+      counts.duplicates += o.duplicates
+      counts.rejected += o.rejected
+      counts.suspended += o.suspended
+    })
+    rater.on('error', (err: unknown) => {
+      io.err(`rateflow: rater failed: ${err instanceof Error ? err.message : String(err)}`)
+      stopRequested?.(1)
+    })
+    await rater.start()
+
+    const sink = (b: UsageBatch) => queue.publish(b).then(() => undefined)
+    for (const m of config.adapters.mqtt) {
+      const a = new MqttAdapter(m, { sink, logger: log })
+      adapters.push({ kind: 'mqtt', source: m.source, start: () => a.start(), stop: () => a.stop(), get stats() { return a.stats } })
+    }
+    const syslogs: Array<{ source: string; a: SyslogAdapter }> = []
+    for (const s of config.adapters.syslog) {
+      const a = new SyslogAdapter(s, { sink, logger: log })
+      syslogs.push({ source: s.source, a })
+      adapters.push({ kind: 'syslog', source: s.source, start: () => a.start(), stop: () => a.stop(), get stats() { return a.stats } })
+    }
+    for (const c of config.csv) {
+      const a = new CsvInbox(c, { sink, logger: log })
+      adapters.push({ kind: 'csv', source: c.source, start: () => a.start(), stop: () => a.stop(), get stats() { return a.stats } })
+    }
+    for (const a of adapters) await a.start()
+
+    server = createServer((req, res) => {
+      const url = new URL(req.url ?? '/', 'http://localhost')
+      const send = (status: number, body: unknown) => {
+        res.writeHead(status, { 'content-type': 'application/json' })
+        res.end(JSON.stringify(body))
+      }
+      if (req.method !== 'GET') return send(405, { error: 'method not allowed' })
+      if (url.pathname === '/health') return send(200, { status: 'ok' })
+      if (url.pathname === '/v1/stats') {
+        return send(200, {
+          adapters: adapters.map((a) => ({ kind: a.kind, source: a.source, stats: a.stats })),
+          outcomes: { ...counts },
+        })
+      }
+      return send(404, { error: 'not found' })
+    })
+    const srv = server
+    await new Promise<void>((resolve, reject) => {
+      srv.once('error', reject)
+      srv.listen(config.http.port, config.http.host, () => {
+        srv.off('error', reject)
+        resolve()
+      })
+    })
+    const port = (server.address() as AddressInfo).port
+    const host = config.http.host.includes(':') ? `[${config.http.host}]` : config.http.host
+    io.out(
+      JSON.stringify({
+        status: 'running',
+        http: `http://${host}:${port}`,
+        syslog: syslogs.map(({ source, a }) => ({ source, udp: a.ports.udp ?? null, tcp: a.ports.tcp ?? null })),
+      }),
+    )
+    exitCode = await stopSignal
+  } finally {
+    // Drain: adapters stop (their batchers flush), then the HTTP API, then the rater, then the services.
+    for (const a of adapters.reverse()) {
+      try {
+        await a.stop()
+      } catch (err) {
+        io.err(`rateflow: stopping ${a.kind} adapter ${a.source}: ${(err as Error).message}`)
+        exitCode = 1
+      }
+    }
+    if (server) await new Promise<void>((resolve) => server!.close(() => resolve()))
+    try {
+      await rater?.stop()
+    } finally {
+      await rt.close()
+      process.off('SIGINT', onSignal)
+      process.off('SIGTERM', onSignal)
+    }
+  }
+  return exitCode
+}
