@@ -189,7 +189,9 @@ export class Rater extends EventEmitter {
         continue
       }
       this.maybeReloadGuiding()
-      const bytes = msg.data
+      // A copy: msg.data is a view into a read buffer NATS shares with other messages, so transferring
+      // its buffer would detach theirs ("Cannot perform Construct on a detached ArrayBuffer").
+      const bytes = new Uint8Array(msg.data)
       this.queueOfWork.push({
         msg,
         staged: this.pool.run(

@@ -26,7 +26,7 @@ const tmp = tempDir('rateflow-run-')
 
 beforeAll(async () => {
   mqttPort = await freePort()
-  // Persistence on: the kill -9 test relies on the broker keeping the unacked QoS 1 messages of the session.
+  // The broker keeps running across the kill -9, so its in-memory persistent session holds the unacked QoS 1 messages.
   writeFileSync(join(tmp.dir, 'mosquitto.conf'), `listener ${mqttPort} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_inflight_messages 100\nmax_queued_messages 100000\n`)
   broker = spawn('mosquitto', ['-c', join(tmp.dir, 'mosquitto.conf')], { stdio: 'ignore' })
   const end = Date.now() + 5000
@@ -155,6 +155,7 @@ describe('rateflow run', () => {
     })
     second.child.kill('SIGINT')
     const res2 = await second.done
+    if (res2.code !== 0) console.error(res2.stderr)
     expect(res2.code).toBe(0)
     const rows = await query<{ n: string; ids: string }>(data, "SELECT count() AS n, uniqExact(event_id) AS ids FROM rated_usage WHERE source = 'mqtt:plant'")
     expect(Number(rows[0]!.ids)).toBe(N)
