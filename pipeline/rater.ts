@@ -181,28 +181,31 @@ export class Rater extends EventEmitter {
 
   private async fetchLoop(): Promise<void> {
     if (!this.deps.queue) throw new Error('rater started without a queue')
-    const consumer = await this.deps.queue.consumer()
-    this.messages = await consumer.consume({ max_messages: this.options.stageAhead, expires: 5_000 })
-    for await (const msg of this.messages) {
-      if (this.stopping) {
-        msg.nak()
-        continue
+    // consume() can end by itself (heartbeats missed on a loaded machine, a consumer recreated): pull again
+    // until told to stop, or `ingest --wait` would wait for batches nobody fetches.
+    while (!this.stopping) {
+      const consumer = await this.deps.queue.consumer()
+      this.messages = await consumer.consume({ max_messages: this.options.stageAhead, expires: 5_000 })
+      for await (const msg of this.messages) {
+        if (this.stopping) {
+          msg.nak()
+          continue
+        }
+        this.maybeReloadGuiding()
+        const bytes = msg.data
+        this.queueOfWork.push({
+          msg,
+          staged: this.pool.run(
+            { bytes, dataDir: this.deps.dataDir, fingerprint: this.fingerprint, receivedAtMs: Date.now() },
+            { transferList: [bytes.buffer as ArrayBuffer] },
+          ),
+        })
+        this.kick()
+        while (this.queueOfWork.length >= this.options.stageAhead && !this.stopping) {
+          await new Promise((r) => setTimeout(r, 1))
+        }
       }
-      this.maybeReloadGuiding()
-      // A copy: msg.data is a view into a read buffer NATS shares with other messages, so transferring
-      // its buffer would detach theirs ("Cannot perform Construct on a detached ArrayBuffer").
-      const bytes = new Uint8Array(msg.data)
-      this.queueOfWork.push({
-        msg,
-        staged: this.pool.run(
-          { bytes, dataDir: this.deps.dataDir, fingerprint: this.fingerprint, receivedAtMs: Date.now() },
-          { transferList: [bytes.buffer as ArrayBuffer] },
-        ),
-      })
-      this.kick()
-      while (this.queueOfWork.length >= this.options.stageAhead && !this.stopping) {
-        await new Promise((r) => setTimeout(r, 1))
-      }
+      if (!this.stopping) this.deps.log.warn('JetStream consume ended; pulling again')
     }
   }
 

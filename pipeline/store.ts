@@ -68,8 +68,14 @@ export interface Store {
   insertTsv(table: string, tsv: string): Promise<void>
   /** Rows as objects, decimals as strings. For internal reads. */
   rows<T>(sql: string, params?: Record<string, unknown>): Promise<T[]>
-  /** Text of a query in the given format, with `readonly=1`: analysts cannot change anything. */
+  /**
+   * Text of a query in the given format, with `readonly=1`: analysts cannot change anything.
+   * Embedded (chDB) the setting stays on the session, so the process can write nothing afterwards: use it
+   * only in a process that serves analysts' reads (the `query` command), never in a writer.
+   */
   readOnlyText(sql: string, format: QueryFormat): Promise<string>
+  /** Text of an internal query in the given format (no readonly session setting). */
+  text(sql: string, format: QueryFormat): Promise<string>
   command(sql: string): Promise<void>
   /** Deletes rows of flushes that never committed; returns how many batch ids were rolled back. */
   recover(): Promise<number>
@@ -100,6 +106,14 @@ export async function openStore(opts: { dataDir: string; url?: string | undefine
       throw new RateflowError(ErrorCode.StoreFailure, `${what}: ${(err as Error).message}`, { cause: err })
     }
   }
+  const execText = async (sql: string, format: QueryFormat, settings: Record<string, string | number>) => {
+    // exec + an explicit FORMAT clause: the client's query() knows only streamable formats, not Pretty.
+    const query = sql.trim().replace(/;+\s*$/, '') + '\nFORMAT ' + format
+    const rs = await client.exec({ query, clickhouse_settings: settings })
+    const chunks: Buffer[] = []
+    for await (const c of rs.stream) chunks.push(Buffer.from(c as Uint8Array))
+    return Buffer.concat(chunks).toString('utf8')
+  }
   const store: Store = {
     mode,
     client,
@@ -126,14 +140,8 @@ export async function openStore(opts: { dataDir: string; url?: string | undefine
         return (await rs.json()) as T[]
       })
     },
-    async readOnlyText(sql, format) {
-      // exec + an explicit FORMAT clause: the client's query() knows only streamable formats, not Pretty.
-      const query = sql.trim().replace(/;+\s*$/, '') + '\nFORMAT ' + format
-      const rs = await client.exec({ query, clickhouse_settings: { ...READ_SETTINGS, readonly: '1' } })
-      const chunks: Buffer[] = []
-      for await (const c of rs.stream) chunks.push(Buffer.from(c as Uint8Array))
-      return Buffer.concat(chunks).toString('utf8')
-    },
+    readOnlyText: (sql, format) => execText(sql, format, { ...READ_SETTINGS, readonly: '1' }),
+    text: (sql, format) => wrap('query', () => execText(sql, format, READ_SETTINGS)),
     command(sql) {
       return wrap('command', async () => {
         await client.command({ query: sql })
