@@ -37,6 +37,7 @@ export async function ingestCsv(rt: Runtime, opts: IngestOptions): Promise<Inges
   const counts: IngestCounts = { read: 0, rated: 0, duplicates: 0, rejected: 0, suspended: 0 }
   let rater: Rater | undefined
   let settle: (() => void) | undefined
+  let raterFailure: unknown
   let published = 0
   let done = false
   if (opts.wait) {
@@ -50,7 +51,10 @@ export async function ingestCsv(rt: Runtime, opts: IngestOptions): Promise<Inges
       counts.suspended += o.suspended
       if (done && mine.size === 0) settle?.()
     })
-    rater.on('error', () => settle?.())
+    rater.on('error', (err: unknown) => {
+      raterFailure = err
+      settle?.()
+    })
     await rater.start()
   }
   let read = 0
@@ -72,7 +76,8 @@ export async function ingestCsv(rt: Runtime, opts: IngestOptions): Promise<Inges
     }
     if (!rater) return { read, batches: published }
     done = true
-    if (mine.size > 0) await new Promise<void>((resolve) => (settle = resolve))
+    if (mine.size > 0 && raterFailure === undefined) await new Promise<void>((resolve) => (settle = resolve))
+    if (raterFailure !== undefined) throw raterFailure
   } finally {
     await rater?.stop()
   }

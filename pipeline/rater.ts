@@ -192,7 +192,9 @@ export class Rater extends EventEmitter {
           continue
         }
         this.maybeReloadGuiding()
-        const bytes = msg.data
+        // A copy: NATS reads several messages into one shared buffer, and transferring that buffer
+        // would detach the other messages' bytes.
+        const bytes = new Uint8Array(msg.data)
         this.queueOfWork.push({
           msg,
           staged: this.pool.run(
