@@ -1,3 +1,5 @@
+import { ErrorCode, RateflowError } from './errors.js'
+
 /**
  * Time helpers. Times travel as ISO-8601 strings with an offset; inside, as epoch milliseconds (a count of
  * ms is exact in a JS number up to year 285,616, unlike money).
@@ -51,19 +53,24 @@ export function isValidTimeZone(tz: string): boolean {
   }
 }
 
+/** The zone's formatter; an unknown zone is bad input (RateflowError BAD_INPUT). */
 function formatter(tz: string): Intl.DateTimeFormat {
   let f = formatters.get(tz)
   if (!f) {
-    f = new Intl.DateTimeFormat('en-US', {
-      timeZone: tz,
-      hourCycle: 'h23',
-      year: 'numeric',
-      month: 'numeric',
-      day: 'numeric',
-      hour: 'numeric',
-      minute: 'numeric',
-      second: 'numeric',
-    })
+    try {
+      f = new Intl.DateTimeFormat('en-US', {
+        timeZone: tz,
+        hourCycle: 'h23',
+        year: 'numeric',
+        month: 'numeric',
+        day: 'numeric',
+        hour: 'numeric',
+        minute: 'numeric',
+        second: 'numeric',
+      })
+    } catch (cause) {
+      throw new RateflowError(ErrorCode.BadInput, `unknown time zone ${JSON.stringify(tz)}`, { cause })
+    }
     formatters.set(tz, f)
   }
   return f
@@ -85,11 +92,22 @@ export function zonedParts(ms: number, tz: string): ZonedParts {
   return { year: get('year'), month: get('month'), day: get('day'), hour: get('hour'), minute: get('minute'), second: get('second') }
 }
 
-/** The zone's offset from UTC at an instant, in ms (Berlin in summer: +7,200,000). */
+const offsetCache = new Map<string, number>()
+/** Offsets are cached per 15 minutes: every zone's transitions since 1970 fall on quarter hours. */
+const BUCKET_MS = 15 * 60_000
+
+/** The zone's offset from UTC at an instant, in ms (local = UTC + offset; Berlin in summer: +7,200,000). */
 export function zoneOffsetMs(ms: number, tz: string): number {
-  const p = zonedParts(ms, tz)
-  const asUtc = Date.UTC(p.year, p.month - 1, p.day, p.hour, p.minute, p.second)
-  return asUtc - (ms - (ms % 1000 + 1000) % 1000)
+  const bucket = Math.floor(ms / BUCKET_MS)
+  const key = `${tz}|${bucket}`
+  const hit = offsetCache.get(key)
+  if (hit !== undefined) return hit
+  const at = bucket * BUCKET_MS
+  const p = zonedParts(at, tz)
+  const off = Date.UTC(p.year, p.month - 1, p.day, p.hour, p.minute, p.second) - at
+  if (offsetCache.size > 200_000) offsetCache.clear()
+  offsetCache.set(key, off)
+  return off
 }
 
 /**

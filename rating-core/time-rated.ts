@@ -21,52 +21,18 @@
  */
 import type { Schedule, TimeRatedCharge, TimeRatedRate } from '../catalog/types.js'
 import { ErrorCode, RateflowError } from '../common/errors.js'
+import { zoneOffsetMs } from '../common/time.js'
 import { type Dec, type RoundingMode, ZERO, add, cmp, divInt, fmt, fmtNano, min, mul, parseDec, pow10, sub, toNano } from './decimal.js'
 import type { PriceLine, PriceResult } from './models/common.js'
 
 // ---- time zones ----------------------------------------------------------------------------
 
-const formatters = new Map<string, Intl.DateTimeFormat>()
-const offsetCache = new Map<string, number>()
-/** Offsets are cached per 15 minutes: every zone's transitions since 1970 fall on quarter hours. */
+/** Quarter-hour buckets: every zone's transitions since 1970 fall on them (see common/time.ts). */
 const BUCKET_MS = 15 * 60_000
-
-function formatter(tz: string): Intl.DateTimeFormat {
-  let f = formatters.get(tz)
-  if (f === undefined) {
-    try {
-      f = new Intl.DateTimeFormat('en-US', {
-        timeZone: tz,
-        hourCycle: 'h23',
-        year: 'numeric',
-        month: 'numeric',
-        day: 'numeric',
-        hour: 'numeric',
-        minute: 'numeric',
-        second: 'numeric',
-      })
-    } catch (cause) {
-      throw new RateflowError(ErrorCode.BadInput, `unknown time zone ${JSON.stringify(tz)}`, { cause })
-    }
-    formatters.set(tz, f)
-  }
-  return f
-}
 
 /** UTC offset of `tz` at instant `ms`, in milliseconds (local = UTC + offset). */
 export function zoneOffset(tz: string, ms: number): number {
-  const bucket = Math.floor(ms / BUCKET_MS)
-  const key = `${tz}|${bucket}`
-  const hit = offsetCache.get(key)
-  if (hit !== undefined) return hit
-  const at = bucket * BUCKET_MS
-  const parts = formatter(tz).formatToParts(new Date(at))
-  const get = (type: string): number => Number(parts.find((p) => p.type === type)?.value)
-  const local = Date.UTC(get('year'), get('month') - 1, get('day'), get('hour'), get('minute'), get('second'))
-  const off = local - at
-  if (offsetCache.size > 200_000) offsetCache.clear()
-  offsetCache.set(key, off)
-  return off
+  return zoneOffsetMs(ms, tz)
 }
 
 /** The first instant in (from, to] where the offset differs from the offset at `from`, or null. */
