@@ -8,7 +8,7 @@
  * a time is valid is the pipeline's validate stage's job, so such values pass through as they came.
  */
 import type { RecordMapping } from './config.js'
-import type { WireRecord } from '../rating-core/record.js'
+import type { CanonicalRecord, WireRecord } from '../rating-core/record.js'
 import { contentEventId, quantityText, reject, type WireItem } from './wire.js'
 
 export interface MappingContext {
@@ -24,17 +24,9 @@ export interface MappingContext {
   readonly position?: number
 }
 
-/** A record's fields before owner/id/time defaults are applied. */
-export interface PartialRecord {
-  event_id?: string
-  event_time?: string
-  device_id?: string
-  account_id?: string
-  subscription_id?: string
-  metric: string
-  quantity: string
-  dimensions?: Record<string, string>
-}
+/** A record's fields before owner/id/time defaults are applied: the canonical record, id and time optional, no source. */
+export type PartialRecord = Omit<CanonicalRecord, 'event_id' | 'event_time' | 'source'> &
+  Partial<Pick<CanonicalRecord, 'event_id' | 'event_time'>>
 
 /**
  * Applies defaults (owner, time, content-hash event_id) and the presence checks every record needs.

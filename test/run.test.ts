@@ -1,48 +1,26 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process'
 import { writeFileSync } from 'node:fs'
-import net from 'node:net'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { CSV_HEADER, sampleAccounts, sampleCatalog } from '../bench/sample-data.js'
 import { json, query, rateflow, tempDir, writeJson, type CliResult } from './helpers/cli.js'
+import { startMosquitto, type TestBroker } from './helpers/mosquitto.js'
 
 const run = promisify(execFile)
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer()
-    s.once('error', reject)
-    s.listen(0, '127.0.0.1', () => {
-      const p = (s.address() as net.AddressInfo).port
-      s.close(() => resolve(p))
-    })
-  })
-}
-
-let broker: ChildProcess
+let broker: TestBroker
 let mqttPort = 0
 const tmp = tempDir('rateflow-run-')
 
 beforeAll(async () => {
-  mqttPort = await freePort()
   // The broker keeps running across the kill -9, so its in-memory persistent session holds the unacked QoS 1 messages.
-  writeFileSync(join(tmp.dir, 'mosquitto.conf'), `listener ${mqttPort} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_inflight_messages 100\nmax_queued_messages 100000\n`)
-  broker = spawn('mosquitto', ['-c', join(tmp.dir, 'mosquitto.conf')], { stdio: 'ignore' })
-  const end = Date.now() + 5000
-  for (;;) {
-    const ok = await new Promise<boolean>((resolve) => {
-      const c = net.connect(mqttPort, '127.0.0.1', () => { c.destroy(); resolve(true) })
-      c.on('error', () => resolve(false))
-    })
-    if (ok) break
-    if (Date.now() > end) throw new Error('mosquitto did not start')
-    await new Promise((r) => setTimeout(r, 50))
-  }
+  broker = await startMosquitto(tmp.dir, ['max_inflight_messages 100', 'max_queued_messages 100000'], 5000)
+  mqttPort = broker.port
 })
 
 afterAll(() => {
-  broker?.kill('SIGTERM')
+  broker?.stop()
   tmp.cleanup()
 })
 

@@ -1,6 +1,5 @@
-import { execFile, spawn, type ChildProcess } from 'node:child_process'
+import { execFile, spawn } from 'node:child_process'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
-import net from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
@@ -10,22 +9,13 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { MqttAdapter, buildClientOptions, subscriptionFilters } from './mqtt-adapter.js'
 import { DEFAULT_ADAPTER_BATCHING, DEFAULT_MQTT, DEFAULT_SESSIONS, type MqttAdapterOptions } from '../config.js'
 import type { UsageBatch, WireRecord } from '../../rating-core/record.js'
+import { freePort } from '../../common/net.js'
+import { startMosquitto, type TestBroker } from '../../test/helpers/mosquitto.js'
 
 const run = promisify(execFile)
-let broker: ChildProcess
+let broker: TestBroker
 let port = 0
 let dir = ''
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer()
-    s.once('error', reject)
-    s.listen(0, '127.0.0.1', () => {
-      const p = (s.address() as net.AddressInfo).port
-      s.close(() => resolve(p))
-    })
-  })
-}
 
 async function waitFor(cond: () => boolean, what: string, ms = 10_000): Promise<void> {
   const end = Date.now() + ms
@@ -37,23 +27,12 @@ async function waitFor(cond: () => boolean, what: string, ms = 10_000): Promise<
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'rateflow-mqtt-'))
-  port = await freePort()
-  writeFileSync(join(dir, 'mosquitto.conf'), `listener ${port} 127.0.0.1\nallow_anonymous true\npersistence false\n`)
-  broker = spawn('mosquitto', ['-c', join(dir, 'mosquitto.conf')], { stdio: 'ignore' })
-  const end = Date.now() + 10_000
-  for (;;) {
-    const ok = await new Promise<boolean>((resolve) => {
-      const c = net.connect(port, '127.0.0.1', () => { c.destroy(); resolve(true) })
-      c.on('error', () => resolve(false))
-    })
-    if (ok) break
-    if (Date.now() > end) throw new Error('mosquitto did not start')
-    await new Promise((r) => setTimeout(r, 50))
-  }
+  broker = await startMosquitto(dir)
+  port = broker.port
 })
 
 afterAll(() => {
-  broker?.kill('SIGTERM')
+  broker?.stop()
   rmSync(dir, { recursive: true, force: true })
 })
 
