@@ -4,7 +4,6 @@ import { mergeAccounts, validateAccounts } from '../catalog/accounts.js'
 import { validateCatalog, validateCatalogVersionOrder } from '../catalog/validate-catalog.js'
 import { priceCharge, rateEvent } from '../rating-core/pricing.js'
 import { ErrorCode, isUserError, RateflowError, ValidationError } from '../common/errors.js'
-import { createLogger } from '../common/logger.js'
 import type { QueryFormat } from '../pipeline/store.js'
 import { Rater } from '../pipeline/rater.js'
 import { DEFAULT_DATA_DIR, processIo, runtimeFor, usage, type GlobalOptions, type Io } from './context.js'
@@ -41,7 +40,7 @@ const commands: Record<string, Handler> = {
       const outcome = validateCatalogVersionOrder(rt.repo.catalogs(), catalog)
       if (outcome === 'new') rt.repo.putCatalog(catalog)
       io.out(JSON.stringify({ version: catalog.version, effective_from: catalog.effective_from, status: outcome === 'new' ? 'stored' : 'unchanged' }))
-      await releaseWhenIdle(g, io)
+      await releaseWhenIdle(g)
       return 0
     }
     if (sub === 'list') {
@@ -83,7 +82,7 @@ const commands: Record<string, Handler> = {
       k === 'accounts'
         ? incoming.customers.reduce((s, c) => s + c.accounts.length, 0)
         : incoming.customers.reduce((s, c) => s + c.accounts.reduce((t, a) => t + a.subscriptions.length, 0), 0)
-    const released = await releaseWhenIdle(g, io)
+    const released = await releaseWhenIdle(g)
     io.out(JSON.stringify({ customers: incoming.customers.length, accounts: count('accounts'), subscriptions: count('subscriptions'), released }))
     return 0
   },
@@ -168,7 +167,7 @@ const commands: Record<string, Handler> = {
  * suspended usage here, so late bindings are rated with no manual step. A running owner polls the guiding
  * data and releases by itself; then this returns 0.
  */
-async function releaseWhenIdle(g: GlobalOptions, _io: Io): Promise<number> {
+async function releaseWhenIdle(g: GlobalOptions): Promise<number> {
   const rt = runtimeFor(g)
   try {
     const store = await rt.store()
@@ -252,4 +251,3 @@ function fail(io: Io, err: unknown): number {
   return 1
 }
 
-export { createLogger }

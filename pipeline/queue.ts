@@ -59,8 +59,6 @@ export interface Queue {
    * total) depend on the order events are folded in.
    */
   resetConsumer(): Promise<void>
-  /** Messages stored in the stream and not yet acked by the rater. */
-  pending(): Promise<number>
   close(): Promise<void>
 }
 
@@ -107,10 +105,6 @@ export async function openQueue(url: string, options: QueueOptions = DEFAULT_QUE
       // Work-queue retention keeps unacked messages when the consumer goes; the new one starts at the first.
       await jsm.consumers.delete(USAGE_STREAM, RATER_DURABLE).catch(() => undefined)
       await addConsumer()
-    },
-    async pending() {
-      const info = await jsm.consumers.info(USAGE_STREAM, RATER_DURABLE)
-      return info.num_pending + info.num_ack_pending
     },
     async close() {
       await nc.drain().catch(() => nc.close())

@@ -103,12 +103,13 @@ export function stageBatch(batch: UsageBatch, guiding: GuidingIndex, receivedAtM
     }
     const { account, subscription, plan, catalog } = g.owner
     const charges: StagedCharge[] = []
+    // One period for every charge of the record: it depends on the account and the plan only.
+    const period = billingPeriod(v.ms, account, plan.billing_period)
+    const periodStartIso = period.startIso
     for (const c of plan.charges) {
       if (c.kind !== 'usage') continue
       const meter = catalog.meters.find((m) => m.id === c.meter)
       if (!meter || !meterAccepts(meter, r.metric, dims)) continue
-      const period = billingPeriod(v.ms, account, plan.billing_period)
-      const periodStartIso = period.startIso
       const group = groupKey(meter, dims)
       charges.push({
         totalsKey: `${subscription.id}\u0000${c.id}\u0000${periodStartIso}\u0000${group}`,
