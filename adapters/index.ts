@@ -1,0 +1,8 @@
+/** adapters: sources that normalise input to canonical records and publish micro-batches. */
+export { DEFAULT_BATCHING, MicroBatcher, type BatchSink, type MicroBatcherOptions, type StoredCallback } from './batcher.js'
+export { CSV_COLUMNS, fileFingerprint, ingestCsvFile, mapHeader, newRunId, type CsvFileOptions, type CsvFileResult } from './csv.js'
+export { checkCsvInboxEntries, CsvInbox, type CsvInboxOptions, type CsvInboxStats } from './csv-inbox.js'
+export { validateAdapterConfig, type AdaptersConfig, type MqttAdapterOptions, type SyslogAdapterOptions } from './config.js'
+export { SessionMerger } from './sessions.js'
+export { MqttAdapter } from './mqtt/index.js'
+export { SyslogAdapter, BUILTIN_MAPPINGS } from './syslog/index.js'

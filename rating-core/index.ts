@@ -1,0 +1,17 @@
+/** rating-core: pure rating functions, no I/O. What other folders may use. */
+export type { CanonicalRecord, UsageBatch, WireRecord, WireReject } from './record.js'
+export { validateRecord, type ValidRecord } from './validate.js'
+export { chargeRef, rejectLine, stageBatch, type ResolvedCharge, type StagedBatch, type StagedCharge, type StagedRecord } from './stage.js'
+export { groupKey, meterAccepts } from './meters.js'
+export {
+  periodTotal,
+  rateUsageEvent,
+  type MeterState,
+  type PeriodTotal,
+  type RatedUsage,
+  type RatingContext,
+  type UsageEventInput,
+} from './usage-rater.js'
+export { rateTimedEvent, splitSession } from './time-rated.js'
+export { findCharge, minimumCommitment, priceCharge, rateEvent, type PriceInput, type QuotedPrice } from './pricing.js'
+export type { PriceLine, PriceResult } from './models/common.js'
