@@ -1,0 +1,101 @@
+import { describe, expect, it } from 'vitest'
+import { sampleCatalog } from '../bench/sample-data.js'
+import { stageBatch } from '../rating-core/stage.js'
+import { GuidingIndex } from './guiding.js'
+import type { AccountsDocument, Subscription } from './types.js'
+
+const sub = (id: string, devices: Subscription['devices'] = [], extra: Partial<Subscription> = {}): Subscription => ({
+  id,
+  plan: 'sase-pro',
+  start: '2026-10-01T00:00:00Z',
+  status: 'active',
+  devices,
+  ...extra,
+})
+const accounts: AccountsDocument = {
+  customers: [
+    {
+      id: 'c-1',
+      name: 'One',
+      accounts: [
+        {
+          id: 'a-1',
+          currency: 'USD',
+          timezone: 'UTC',
+          bill_cycle_day: 1,
+          subscriptions: [
+            // fw-1 moves from s-1 to s-2 on Oct 15 (from inclusive, to exclusive).
+            sub('s-1', [{ device_id: 'fw-1', from: '2026-10-01T00:00:00Z', to: '2026-10-15T00:00:00Z' }]),
+            sub('s-2', [{ device_id: 'fw-1', from: '2026-10-15T00:00:00Z', to: null }]),
+          ],
+        },
+        { id: 'a-2', currency: 'USD', timezone: 'UTC', bill_cycle_day: 1, subscriptions: [sub('s-3', [{ device_id: 'fw-3', from: '2026-10-01T00:00:00Z', to: null }])] },
+        { id: 'a-3', currency: 'USD', timezone: 'UTC', bill_cycle_day: 1, subscriptions: [sub('s-4', [], { status: 'dormant' })] },
+      ],
+    },
+  ],
+}
+const index = new GuidingIndex([sampleCatalog()], accounts)
+const at = (iso: string) => Date.parse(iso)
+
+describe('GuidingIndex.guide', () => {
+  it('follows device bindings effective at event time: from inclusive, to exclusive', () => {
+    const before = index.guide({ device_id: 'fw-1', metric: 'bytes_out' }, at('2026-10-14T23:59:59.999Z'))
+    const after = index.guide({ device_id: 'fw-1', metric: 'bytes_out' }, at('2026-10-15T00:00:00Z'))
+    expect(before.kind === 'owner' && before.owner.subscription.id).toBe('s-1')
+    expect(after.kind === 'owner' && after.owner.subscription.id).toBe('s-2')
+  })
+
+  it('rejects an event whose device belongs to another account than the one it names', () => {
+    expect(index.guide({ device_id: 'fw-3', account_id: 'a-1', metric: 'bytes_out' }, at('2026-10-20T00:00:00Z'))).toEqual({
+      kind: 'reject',
+      reason: 'event names account "a-1" but its device belongs to account "a-2"',
+    })
+  })
+
+  it('rejects a subscription_id that contradicts the device binding', () => {
+    const g = index.guide({ device_id: 'fw-3', subscription_id: 's-1', metric: 'bytes_out' }, at('2026-10-05T00:00:00Z'))
+    expect(g).toEqual({ kind: 'reject', reason: 'device "fw-3" is bound to subscription "s-3", not "s-1"' })
+  })
+
+  it('rejects an account-only event when several subscriptions meter the metric', () => {
+    const g = index.guide({ account_id: 'a-1', metric: 'bytes_out' }, at('2026-10-20T00:00:00Z'))
+    expect(g.kind).toBe('reject')
+    expect(g.kind === 'reject' && g.reason).toMatch(/account "a-1" has 2 subscriptions metering "bytes_out" .*\(s-1, s-2\): send subscription_id/)
+  })
+
+  it('suspends what guiding data may own later: unbound device, unknown account or subscription, dormant, before start, no catalog', () => {
+    const reason = (ids: Parameters<GuidingIndex['guide']>[0], iso = '2026-10-20T00:00:00Z') => {
+      const g = index.guide(ids, at(iso))
+      return g.kind === 'suspend' ? g.reason : `not suspended: ${JSON.stringify(g)}`
+    }
+    expect(reason({ device_id: 'fw-9', metric: 'bytes_out' })).toBe('device "fw-9" has no binding at 2026-10-20T00:00:00.000Z')
+    expect(reason({ account_id: 'a-9', metric: 'bytes_out' })).toBe('account "a-9" is not known (yet)')
+    expect(reason({ subscription_id: 's-9', metric: 'bytes_out' })).toBe('subscription "s-9" is not known (yet)')
+    expect(reason({ subscription_id: 's-4', metric: 'bytes_out' })).toMatch(/subscription "s-4" is dormant/)
+    expect(reason({ subscription_id: 's-3', metric: 'bytes_out' }, '2026-09-30T00:00:00Z')).toBe(
+      'subscription "s-3" is not in force at 2026-09-30T00:00:00.000Z',
+    )
+    const noCatalog = new GuidingIndex([], accounts).guide({ device_id: 'fw-3', metric: 'bytes_out' }, at('2026-10-20T00:00:00Z'))
+    expect(noCatalog).toEqual({ kind: 'suspend', reason: 'no catalog version is in force at 2026-10-20T00:00:00.000Z' })
+  })
+})
+
+describe('stageBatch reject reasons that come from the catalog', () => {
+  it('rejects an owned event whose metric no usage charge of its plan prices, naming plan and version', () => {
+    const staged = stageBatch(
+      {
+        id: 'b1',
+        records: [{ event_id: 'x1', source: 'csv:t', event_time: '2026-10-20T00:00:00Z', device_id: 'fw-3', metric: 'cpu_temp', quantity: '71', raw: 'x1,...', origin: 'f.csv:2' }],
+        rejects: [],
+      },
+      index,
+      at('2026-10-21T00:00:00Z'),
+    )
+    expect(staged.records).toEqual([])
+    expect(staged.rejectLines).toHaveLength(1)
+    expect(staged.rejectLines[0]).toContain(
+      'f.csv:2: metric "cpu_temp" is not priced by any usage charge of plan "sase-pro" in catalog version "2026-11-a"',
+    )
+  })
+})
