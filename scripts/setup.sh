@@ -18,9 +18,8 @@ if [ ${#need[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 
-if [ -f package-lock.json ]; then
-  npm ci --no-fund --no-audit --loglevel=error
-else
-  npm install --no-fund --no-audit --loglevel=error
-fi
+# npm install, not npm ci: the registry reachable here holds only the linux-x64 builds of chDB's and
+# msgpackr-extract's platform packages, so the lock file cannot list the other platforms' optional
+# packages and npm ci refuses it. npm install still installs the versions package-lock.json pins.
+npm install --no-fund --no-audit --loglevel=error
 npm run --silent build
