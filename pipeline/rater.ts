@@ -185,7 +185,10 @@ export class Rater extends EventEmitter {
     // until told to stop, or `ingest --wait` would wait for batches nobody fetches.
     while (!this.stopping) {
       const consumer = await this.deps.queue.consumer()
+      if (this.stopping) return
       this.messages = await consumer.consume({ max_messages: this.options.stageAhead, expires: 5_000 })
+      // stop() may have run while consume() was being set up: it stopped no iterator then, so stop this one.
+      if (this.stopping) this.messages.stop()
       for await (const msg of this.messages) {
         if (this.stopping) {
           msg.nak()

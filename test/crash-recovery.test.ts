@@ -1,7 +1,7 @@
 import { join } from 'node:path'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { sampleAccounts, sampleCatalog, writeSampleCsv } from '../bench/sample-data.js'
-import { json, query, rateflow, tempDir, writeJson } from './helpers/cli.js'
+import { json, query, rateflow, tempDir, writeJson, killStrayChildren } from './helpers/cli.js'
 
 /**
  * kill -9 of `ingest csv --wait` in the middle of a large file, then the same command again: rated_usage
@@ -33,6 +33,10 @@ beforeAll(async () => {
   clean = await query(join(work.dir, 'clean'), DUMP)
   expect(clean.length).toBe(EVENTS)
 }, 180_000)
+// A test that timed out must not leave a process holding its data directory for the tests after it.
+afterEach(() => {
+  killStrayChildren()
+})
 afterAll(() => work.cleanup())
 
 /** Re-runs the same command after the crash and checks the result equals the clean run. */

@@ -1,8 +1,8 @@
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { sampleAccounts, sampleCatalog, sampleCsvLines } from '../bench/sample-data.js'
-import { json, query, rateflow, tempDir, writeJson } from './helpers/cli.js'
+import { json, query, rateflow, tempDir, writeJson, killStrayChildren } from './helpers/cli.js'
 
 /**
  * CSV → JetStream → rating pool → ClickHouse on the real services: the CLI starts a real nats-server with
@@ -26,6 +26,10 @@ beforeAll(async () => {
   writeFileSync(csv, lines.join('\n') + '\n')
   await json(['catalog', 'apply', writeJson(join(data, 'catalog.json'), sampleCatalog()), ...d])
   await json(['accounts', 'apply', writeJson(join(data, 'accounts.json'), sampleAccounts(size)), ...d])
+})
+// A test that timed out must not leave a process holding its data directory for the tests after it.
+afterEach(() => {
+  killStrayChildren()
 })
 afterAll(() => tmp.cleanup())
 

@@ -2,9 +2,9 @@ import { execFile, spawn, type ChildProcess } from 'node:child_process'
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { CSV_HEADER, sampleAccounts, sampleCatalog } from '../bench/sample-data.js'
-import { json, query, rateflow, tempDir, writeJson, type CliResult } from './helpers/cli.js'
+import { json, query, rateflow, tempDir, writeJson, type CliResult, killStrayChildren } from './helpers/cli.js'
 import { startMosquitto, type TestBroker } from './helpers/mosquitto.js'
 
 const run = promisify(execFile)
@@ -19,6 +19,10 @@ beforeAll(async () => {
   mqttPort = broker.port
 })
 
+// A test that timed out must not leave a process holding its data directory for the tests after it.
+afterEach(() => {
+  killStrayChildren()
+})
 afterAll(() => {
   broker?.stop()
   tmp.cleanup()

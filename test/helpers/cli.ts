@@ -12,6 +12,19 @@ export interface CliResult {
   stderr: string
 }
 
+const running = new Set<ChildProcess>()
+
+/**
+ * Kills (SIGKILL) every `rateflow` child still running; returns how many. Registered after each test so
+ * a test that times out leaves no process holding its data directory for the tests that follow.
+ */
+export function killStrayChildren(): number {
+  const n = running.size
+  for (const c of running) c.kill('SIGKILL')
+  running.clear()
+  return n
+}
+
 /** Runs the real `rateflow` binary (built dist) as a child process. */
 export function rateflow(args: string[], env: Record<string, string> = {}): Promise<CliResult> & { child: ChildProcess } {
   const child = spawn(process.execPath, [BIN, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
@@ -19,8 +32,12 @@ export function rateflow(args: string[], env: Record<string, string> = {}): Prom
   let stderr = ''
   child.stdout!.on('data', (d: Buffer) => (stdout += d))
   child.stderr!.on('data', (d: Buffer) => (stderr += d))
+  running.add(child)
   const p = new Promise<CliResult>((resolve) =>
-    child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr })),
+    child.on('close', (code, signal) => {
+      running.delete(child)
+      resolve({ code, signal, stdout, stderr })
+    }),
   ) as Promise<CliResult> & { child: ChildProcess }
   p.child = child
   return p

@@ -1,0 +1,43 @@
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { afterAll, beforeAll, expect, it } from 'vitest'
+import { sampleAccounts, sampleCatalog } from '../bench/sample-data.js'
+import { validateAccounts, validateCatalog } from '../catalog/index.js'
+import { createLogger } from '../common/logger.js'
+import type { Runtime } from './runtime.js'
+// The built modules: the pool's worker file is resolved next to rater.js, and only dist has it compiled.
+const { Rater } = (await import('../dist/pipeline/rater.js' as string)) as typeof import('./rater.js')
+const { openRuntime } = (await import('../dist/pipeline/runtime.js' as string)) as typeof import('./runtime.js')
+
+// Real nats-server (JetStream) and embedded ClickHouse, started here; the pool runs the built worker (dist).
+const dir = mkdtempSync(join(tmpdir(), 'rateflow-rater-'))
+let rt: Runtime
+
+beforeAll(async () => {
+  rt = openRuntime({ dataDir: dir, log: createLogger('test') })
+  rt.repo.putCatalog(validateCatalog(sampleCatalog()))
+  rt.repo.putAccounts(validateAccounts(sampleAccounts({ customers: 1, devicesPerAccount: 1 })))
+})
+
+afterAll(async () => {
+  await rt?.close()
+  rmSync(dir, { recursive: true, force: true })
+})
+
+// `ingest csv --wait` on a file whose header is bad stops the rater right after starting it. stop() used to
+// miss the consume() still being set up, and the process then waited forever on an iterator nobody stopped.
+it('stop() right after start() returns, however far the consumer got', async () => {
+  const store = await rt.store()
+  const queue = await rt.queue()
+  for (const delayMs of [0, 0, 0, 1, 2, 5, 10, 20]) {
+    const rater = new Rater({ store, queue, ownsQueue: true, repo: rt.repo, dataDir: dir, log: rt.log })
+    await rater.start()
+    if (delayMs) await new Promise((r) => setTimeout(r, delayMs))
+    const stopped = await Promise.race([
+      rater.stop().then(() => 'stopped'),
+      new Promise((r) => setTimeout(() => r('hung'), 10_000)),
+    ])
+    expect(stopped, `stop() after ${delayMs} ms`).toBe('stopped')
+  }
+})
