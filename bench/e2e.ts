@@ -1,4 +1,4 @@
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { jetstreamManager, AckPolicy, RetentionPolicy, StorageType } from '@nats-io/jetstream'
@@ -9,6 +9,7 @@ import { createLogger } from '../common/logger.js'
 import { openRuntime } from '../pipeline/runtime.js'
 import { encodeBatch } from '../pipeline/queue.js'
 import type { UsageBatch, WireRecord } from '../rating-core/record.js'
+import { saveResult } from './results.js'
 import { sampleAccounts, sampleCatalog, sampleCsvLines, writeSampleCsv } from './sample-data.js'
 
 /** One scenario's figures. */
@@ -114,13 +115,8 @@ export async function benchE2e(events = 300_000): Promise<E2eResult> {
   }
 }
 
-/** `rateflow bench [NAME]`: runs, prints a table, writes bench/out/<name>-<time>.json. */
-export async function runBench(name: string | undefined, out: (s: string) => void): Promise<number> {
-  const which = name ?? 'e2e'
-  if (which !== 'e2e') {
-    out(`unknown benchmark "${which}" (available: e2e)`)
-    return 2
-  }
+/** `rateflow bench e2e`: runs, prints a table, writes bench/out/e2e-<time>.json. BENCH_EVENTS sets the size. */
+export async function run(out: (s: string) => void): Promise<number> {
   const events = Number(process.env.BENCH_EVENTS ?? 300_000)
   const res = await benchE2e(events)
   out(
@@ -133,7 +129,6 @@ export async function runBench(name: string | undefined, out: (s: string) => voi
       `  counts                     ${JSON.stringify(res.counts)}`,
     ].join('\n'),
   )
-  mkdirSync('bench/out', { recursive: true })
-  writeFileSync(join('bench/out', `e2e-${Date.now()}.json`), JSON.stringify(res, null, 2))
+  saveResult('e2e', res)
   return 0
 }

@@ -2,7 +2,7 @@ import { existsSync, statSync } from 'node:fs'
 import { MicroBatcher, DEFAULT_BATCHING } from '../adapters/batcher.js'
 import { fileFingerprint, ingestCsvFile, newRunId } from '../adapters/csv.js'
 import type { Runtime } from '../pipeline/runtime.js'
-import { Rater, type BatchOutcome } from '../pipeline/rater.js'
+import { Rater, raterOptionsFromEnv, type BatchOutcome } from '../pipeline/rater.js'
 import { usage } from './context.js'
 
 /** The counts `ingest csv --wait` prints (CONTRACT §1). read = rated + duplicates + rejected + suspended. */
@@ -41,7 +41,7 @@ export async function ingestCsv(rt: Runtime, opts: IngestOptions): Promise<Inges
   let published = 0
   let done = false
   if (opts.wait) {
-    rater = new Rater({ store: await rt.store(), queue, ownsQueue: rt.ownsQueue, repo: rt.repo, dataDir: rt.dataDir, log: rt.log })
+    rater = new Rater({ store: await rt.store(), queue, ownsQueue: rt.ownsQueue, repo: rt.repo, dataDir: rt.dataDir, log: rt.log }, raterOptionsFromEnv())
     rater.on('outcome', (o: BatchOutcome) => {
       if (!mine.delete(o.batchId)) return
       counts.read += o.read

@@ -152,7 +152,7 @@ const commands: Record<string, Handler> = {
   },
   bench: async (args, _g, io) => {
     const { positionals } = parse(args, {}, -1)
-    const { runBench } = await import('../bench/e2e.js')
+    const { runBench } = await import('../bench/index.js')
     return runBench(positionals[0], io.out)
   },
   demo: async (args, g, io) => {

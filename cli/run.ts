@@ -9,7 +9,7 @@ import { MqttAdapter } from '../adapters/mqtt/index.js'
 import { BUILTIN_MAPPINGS, SyslogAdapter } from '../adapters/syslog/index.js'
 import { ErrorCode, RateflowError, ValidationError, type Problem } from '../common/errors.js'
 import type { UsageBatch } from '../rating-core/record.js'
-import { Rater, type BatchOutcome } from '../pipeline/rater.js'
+import { Rater, raterOptionsFromEnv, type BatchOutcome } from '../pipeline/rater.js'
 import { runtimeFor, usage, type GlobalOptions, type Io } from './context.js'
 
 export interface RunConfig {
@@ -134,7 +134,7 @@ export async function runCommand(args: string[], g: GlobalOptions, io: Io): Prom
   process.on('SIGTERM', onSignal)
   try {
     const queue = await rt.queue()
-    rater = new Rater({ store: await rt.store(), queue, ownsQueue: rt.ownsQueue, repo: rt.repo, dataDir: rt.dataDir, log })
+    rater = new Rater({ store: await rt.store(), queue, ownsQueue: rt.ownsQueue, repo: rt.repo, dataDir: rt.dataDir, log }, raterOptionsFromEnv())
     rater.on('outcome', (o: BatchOutcome) => {
       counts.batches++
       counts.read += o.read

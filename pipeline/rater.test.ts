@@ -7,7 +7,7 @@ import { validateAccounts, validateCatalog } from '../catalog/index.js'
 import { createLogger } from '../common/logger.js'
 import type { Runtime } from './runtime.js'
 // The built modules: the pool's worker file is resolved next to rater.js, and only dist has it compiled.
-const { Rater } = (await import('../dist/pipeline/rater.js' as string)) as typeof import('./rater.js')
+const { Rater, raterOptionsFromEnv } = (await import('../dist/pipeline/rater.js' as string)) as typeof import('./rater.js')
 const { openRuntime } = (await import('../dist/pipeline/runtime.js' as string)) as typeof import('./runtime.js')
 
 // Real nats-server (JetStream) and embedded ClickHouse, started here; the pool runs the built worker (dist).
@@ -40,4 +40,12 @@ it('stop() right after start() returns, however far the consumer got', async () 
     ])
     expect(stopped, `stop() after ${delayMs} ms`).toBe('stopped')
   }
+})
+
+it('rater options come from RATEFLOW_THREADS and RATEFLOW_FLUSH_ROWS; bad values are named, all at once', () => {
+  expect(raterOptionsFromEnv({})).toMatchObject({ threads: 1, flushRows: 100_000 })
+  expect(raterOptionsFromEnv({ RATEFLOW_THREADS: '2', RATEFLOW_FLUSH_ROWS: '5000' })).toMatchObject({ threads: 2, flushRows: 5000 })
+  expect(() => raterOptionsFromEnv({ RATEFLOW_THREADS: '0', RATEFLOW_FLUSH_ROWS: '1.5' })).toThrow(
+    /RATEFLOW_THREADS: "0" is not a whole number from 1 to 64\n.*RATEFLOW_FLUSH_ROWS: "1.5" is not a whole number/s,
+  )
 })

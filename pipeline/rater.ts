@@ -7,6 +7,7 @@ import { billingPeriod } from '../catalog/periods.js'
 import type { CatalogRepository } from '../catalog/repository.js'
 import type { Catalog } from '../catalog/types.js'
 import type { Logger } from '../common/logger.js'
+import { ValidationError, type Problem } from '../common/errors.js'
 import { isoUtc } from '../common/time.js'
 import type { UsageBatch, WireRecord } from '../rating-core/record.js'
 import { chargeRef, rejectLine, type ResolvedCharge, type StagedBatch, type StagedCharge } from '../rating-core/stage.js'
@@ -37,6 +38,28 @@ export interface RaterOptions {
   readonly pollMs: number
 }
 export const DEFAULT_RATER: Readonly<RaterOptions> = Object.freeze({ threads: 1, stageAhead: 16, flushRows: 100_000, pollMs: 1000 })
+
+/**
+ * Rater options from the environment, over the defaults: RATEFLOW_THREADS (1–64 pool threads) and
+ * RATEFLOW_FLUSH_ROWS (rows buffered before a flush, ≥ 1). Bad values throw a ValidationError naming each.
+ */
+export function raterOptionsFromEnv(env: Readonly<Record<string, string | undefined>> = process.env): RaterOptions {
+  const problems: Problem[] = []
+  const int = (name: string, min: number, max: number, fallback: number): number => {
+    const text = env[name]
+    if (text === undefined || text === '') return fallback
+    const n = Number(text)
+    if (!Number.isInteger(n) || n < min || n > max) problems.push({ path: name, message: `"${text}" is not a whole number from ${min} to ${max}` })
+    return n
+  }
+  const options: RaterOptions = {
+    ...DEFAULT_RATER,
+    threads: int('RATEFLOW_THREADS', 1, 64, DEFAULT_RATER.threads),
+    flushRows: int('RATEFLOW_FLUSH_ROWS', 1, 10_000_000, DEFAULT_RATER.flushRows),
+  }
+  if (problems.length) throw new ValidationError('environment', problems)
+  return options
+}
 
 /** What a rater works with. `queue` is absent for a release-only rater (`releaseOnly`). */
 export interface RaterDeps {

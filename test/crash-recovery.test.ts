@@ -11,6 +11,9 @@ const EVENTS = 60_000
 const size = { customers: 8, devicesPerAccount: 4 }
 const work = tempDir()
 const csv = join(work.dir, 'big.csv')
+// Flushes of at most 5,000 rows: the file takes at least 12 flushes however fast the machine stages, so
+// the n-th flush named by RATEFLOW_CRASH_AT is always reached.
+const SMALL_FLUSHES = { RATEFLOW_FLUSH_ROWS: '5000' }
 type Counts = { read: number; rated: number; duplicates: number; rejected: number; suspended: number }
 
 const DUMP = `SELECT source, event_id, account_id, subscription_id, plan_id, charge_id, group_key, event_time,
@@ -56,7 +59,7 @@ describe('kill -9 in the middle of a large file, then the same command again', (
   it('after a flush has committed (random point in the stream)', async () => {
     const data = join(work.dir, 'killed')
     await prepare(data)
-    const run = rateflow(['ingest', 'csv', csv, '--source', 'csv:big', '--wait', '--data', data], { RATEFLOW_LOG: 'info' })
+    const run = rateflow(['ingest', 'csv', csv, '--source', 'csv:big', '--wait', '--data', data], { RATEFLOW_LOG: 'info', ...SMALL_FLUSHES })
     // Kill as soon as the first flush committed: part of the file is rated, part is in JetStream, part unread.
     await new Promise<void>((resolve) => {
       run.child.stderr!.on('data', (d: Buffer) => {
@@ -73,7 +76,7 @@ describe('kill -9 in the middle of a large file, then the same command again', (
   it('between the inserts and the commit row (partial rows must be rolled back)', async () => {
     const data = join(work.dir, 'torn')
     await prepare(data)
-    const r = await rateflow(['ingest', 'csv', csv, '--source', 'csv:big', '--wait', '--data', data], { RATEFLOW_CRASH_AT: 'before-commit:2' })
+    const r = await rateflow(['ingest', 'csv', csv, '--source', 'csv:big', '--wait', '--data', data], { RATEFLOW_CRASH_AT: 'before-commit:2', ...SMALL_FLUSHES })
     expect(r.signal).toBe('SIGKILL')
     await rerunAndCompare(data)
   })
@@ -81,7 +84,7 @@ describe('kill -9 in the middle of a large file, then the same command again', (
   it('after the commit row, before the JetStream ack (redelivered batches are duplicates)', async () => {
     const data = join(work.dir, 'unacked')
     await prepare(data)
-    const r = await rateflow(['ingest', 'csv', csv, '--source', 'csv:big', '--wait', '--data', data], { RATEFLOW_CRASH_AT: 'after-commit:1' })
+    const r = await rateflow(['ingest', 'csv', csv, '--source', 'csv:big', '--wait', '--data', data], { RATEFLOW_CRASH_AT: 'after-commit:1', ...SMALL_FLUSHES })
     expect(r.signal).toBe('SIGKILL')
     const again = await rerunAndCompare(data)
     expect(again.duplicates).toBeGreaterThan(0)
