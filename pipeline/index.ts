@@ -4,3 +4,4 @@ export { DEFAULT_RATER, Rater, raterOptionsFromEnv, type BatchOutcome, type Rate
 export { DEFAULT_QUEUE, decodeBatch, encodeBatch, openQueue, RATER_DURABLE, USAGE_STREAM, USAGE_SUBJECT, type Queue, type QueueOptions } from './queue.js'
 export { DDL, FLUSHED_TABLES, openStore, type QueryFormat, type Store } from './store.js'
 export { startNatsServer, type LocalNatsServer } from './services/nats-server.js'
+export { startMosquitto, type LocalMosquitto } from './services/mosquitto.js'

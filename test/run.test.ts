@@ -5,11 +5,11 @@ import { promisify } from 'node:util'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { CSV_HEADER, sampleAccounts, sampleCatalog } from '../bench/sample-data.js'
 import { json, query, rateflow, tempDir, writeJson, type CliResult, killStrayChildren } from './helpers/cli.js'
-import { startMosquitto, type TestBroker } from './helpers/mosquitto.js'
+import { startMosquitto, type LocalMosquitto } from '../pipeline/services/mosquitto.js'
 
 const run = promisify(execFile)
 
-let broker: TestBroker
+let broker: LocalMosquitto
 let mqttPort = 0
 const tmp = tempDir('rateflow-run-')
 
@@ -23,8 +23,8 @@ beforeAll(async () => {
 afterEach(() => {
   killStrayChildren()
 })
-afterAll(() => {
-  broker?.stop()
+afterAll(async () => {
+  await broker?.stop()
   tmp.cleanup()
 })
 

@@ -10,10 +10,10 @@ import { MqttAdapter, buildClientOptions, subscriptionFilters } from './mqtt-ada
 import { DEFAULT_ADAPTER_BATCHING, DEFAULT_MQTT, DEFAULT_SESSIONS, type MqttAdapterOptions } from '../config.js'
 import type { UsageBatch, WireRecord } from '../../rating-core/record.js'
 import { freePort } from '../../common/net.js'
-import { startMosquitto, type TestBroker } from '../../test/helpers/mosquitto.js'
+import { startMosquitto, type LocalMosquitto } from '../../pipeline/services/mosquitto.js'
 
 const run = promisify(execFile)
-let broker: TestBroker
+let broker: LocalMosquitto
 let port = 0
 let dir = ''
 
@@ -31,8 +31,8 @@ beforeAll(async () => {
   port = broker.port
 })
 
-afterAll(() => {
-  broker?.stop()
+afterAll(async () => {
+  await broker?.stop()
   rmSync(dir, { recursive: true, force: true })
 })
 
