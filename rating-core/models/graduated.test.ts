@@ -13,6 +13,20 @@ const stripe = charge([
   { up_to: null, unit_price: '6' },
 ])
 
+// OpenMeter's two graduated tier tables (see the cases below for the source).
+const openmeterCalc = charge([
+  { up_to: '5', flat_fee: '100' },
+  { up_to: '10', flat_fee: '50' },
+  { up_to: '15', unit_price: '10' },
+  { up_to: null, unit_price: '5' },
+])
+const openmeterLines = charge([
+  { up_to: '5', unit_price: '0', flat_fee: '100' },
+  { up_to: '10', flat_fee: '50' },
+  { up_to: '15', unit_price: '5' },
+  { up_to: null, unit_price: '1' },
+])
+
 const cases: { name: string; charge: GraduatedCharge; usage: string; expect: string }[] = [
   { name: 'Stripe graduated: 1 font', charge: stripe, usage: '1', expect: '7' },
   { name: 'Stripe graduated: 5 fonts (edge of tier 1)', charge: stripe, usage: '5', expect: '35' },
@@ -53,6 +67,26 @@ const cases: { name: string; charge: GraduatedCharge; usage: string; expect: str
     usage: '15000',
     expect: '107',
   },
+  // OpenMeter, openmeter/billing/rating/service/rate/tieredgraduated_test.go (repo openmeterio/openmeter at 4066f16),
+  // TestTieredPriceCalculator: tiers up to 5 flat 100, up to 10 flat 50, up to 15 at 10/unit, then 5/unit.
+  // OpenMeter's up_to is inclusive and a tier's flat price is charged once the tier is reached, the first
+  // tier's even at 0 ("totals, no usage") — the bounds and fees of CONTRACT §3.2, so the totals carry over.
+  { name: 'OpenMeter graduated totals: no usage bills the first tier flat fee', charge: openmeterCalc, usage: '0', expect: '100' },
+  { name: 'OpenMeter graduated totals: 3 in tier 1', charge: openmeterCalc, usage: '3', expect: '100' },
+  { name: 'OpenMeter graduated totals: 5, top of tier 1', charge: openmeterCalc, usage: '5', expect: '100' },
+  { name: 'OpenMeter graduated totals: 5.001 reaches tier 2 = 100 + 50', charge: openmeterCalc, usage: '5.001', expect: '150' },
+  { name: 'OpenMeter graduated totals: 7 in tier 2', charge: openmeterCalc, usage: '7', expect: '150' },
+  { name: 'OpenMeter graduated totals: 12 = 100 + 50 + 2×10', charge: openmeterCalc, usage: '12', expect: '170' },
+  { name: 'OpenMeter graduated totals: 22 = 100 + 50 + 5×10 + 7×5', charge: openmeterCalc, usage: '22', expect: '235' },
+  // Same file, TestTieredGraduatedCalculation: tiers up to 5 flat 100 (unit 0), up to 10 flat 50, up to 15 at
+  // 5/unit, then 1/unit. "single period multiple tier usage" at 22: 100 + 50 + 5×5 + 7×1. Its mid-period split
+  // lines bill the increment T(22) − T(12) = 182 − 160 = 22 ("mid period, multiple tier usage": 3×5 + 7×1) and
+  // T(8) − T(7) = 0 ("mid price, flat only => no lines") — the increments rated events carry here.
+  { name: 'OpenMeter graduated: 22 = 100 + 50 + 5×5 + 7×1', charge: openmeterLines, usage: '22', expect: '182' },
+  { name: 'OpenMeter graduated: 12 = 100 + 50 + 2×5 (T before the 10 units of the split line)', charge: openmeterLines, usage: '12', expect: '160' },
+  { name: 'OpenMeter graduated: 7 and 8 both cost 150 (flat-only tier: no increment)', charge: openmeterLines, usage: '8', expect: '150' },
+  { name: 'OpenMeter graduated: maximum spend 170 at 22 (160 billed + 10 after the cap)', charge: charge(openmeterLines.tiers, { maximum: '170' }), usage: '22', expect: '170' },
+  { name: 'OpenMeter graduated: minimum spend 1000 with no usage (100 flat + 900 minimum)', charge: charge(openmeterLines.tiers, { minimum: '1000' }), usage: '0', expect: '1000' },
   { name: 'Q = 0 charges the first tier flat fee', charge: charge([{ up_to: '10', unit_price: '1', flat_fee: '20' }, { up_to: null, unit_price: '0.5', flat_fee: '5' }]), usage: '0', expect: '20' },
   { name: 'exactly at tier edge: next tier flat fee not reached', charge: charge([{ up_to: '10', unit_price: '1', flat_fee: '20' }, { up_to: null, unit_price: '0.5', flat_fee: '5' }]), usage: '10', expect: '30' },
   { name: 'just above the edge reaches tier 2 and its flat fee', charge: charge([{ up_to: '10', unit_price: '1', flat_fee: '20' }, { up_to: null, unit_price: '0.5', flat_fee: '5' }]), usage: '10.001', expect: '35.0005' },

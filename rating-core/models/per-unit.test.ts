@@ -7,6 +7,15 @@ const charge = (extra: Partial<PerUnitCharge> = {}): PerUnitCharge => ({ id: 'p'
 const cases: { name: string; charge: PerUnitCharge; usage: string; expect: string }[] = [
   // Zuplo monetization docs, per-unit: $0.001 per API call, 100,000 calls = $100.
   { name: 'Zuplo per-unit: 100,000 × 0.001 = 100', charge: charge({ unit_price: '0.001' }), usage: '100000', expect: '100' },
+  // OpenMeter, openmeter/billing/rating/service/rate/unit_test.go (repo openmeterio/openmeter at 4066f16), unit price.
+  // Mid-period split lines bill increments: with 10/unit and maximum 100, 7 units were billed 70 and the next 5
+  // bill T(12) − T(7) = 100 − 70 = 30 ("max spend set and hit").
+  { name: 'OpenMeter unit: 10 × 100 = 1000', charge: charge({ unit_price: '100' }), usage: '10', expect: '1000' },
+  { name: 'OpenMeter unit: no usage', charge: charge({ unit_price: '10' }), usage: '0', expect: '0' },
+  { name: 'OpenMeter unit: minimum spend 100 with no usage', charge: charge({ unit_price: '10', minimum: '100' }), usage: '0', expect: '100' },
+  { name: 'OpenMeter unit: maximum 100 not hit at 10 × 10', charge: charge({ unit_price: '10', maximum: '100' }), usage: '10', expect: '100' },
+  { name: 'OpenMeter unit: 7 × 10 before the split line', charge: charge({ unit_price: '10', maximum: '100' }), usage: '7', expect: '70' },
+  { name: 'OpenMeter unit: maximum 100 hit at 7 + 5 units (120)', charge: charge({ unit_price: '10', maximum: '100' }), usage: '12', expect: '100' },
   { name: 'Q = 0', charge: charge(), usage: '0', expect: '0' },
   { name: 'decimal Q', charge: charge(), usage: '12.345', expect: '0.61725' },
   { name: 'rounds half-even at 9 decimals (…5 → even, down)', charge: charge({ unit_price: '0.0000000001' }), usage: '5', expect: '0' },
