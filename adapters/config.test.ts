@@ -42,7 +42,7 @@ describe('validateAdapterConfig', () => {
       kafka: [],
     }).sort()).toEqual([
       '$.adapters.kafka: unknown key (allowed: mqtt, syslog, csv)',
-      '$.adapters.mqtt[0].colour: unknown key (allowed: url, topics, source, client_id, shared_group, qos, protocol_version, username, password, password_env, tls, session_expiry_s, receive_maximum, keepalive_s, connect_timeout_s, reconnect_period_ms, device_id_level, format, mapping, max_message_bytes, sessions, batching)',
+      '$.adapters.mqtt[0].colour: unknown key (allowed: url, topics, source, client_id, shared_group, qos, protocol_version, username, password, password_env, password_file, tls, session_expiry_s, receive_maximum, keepalive_s, connect_timeout_s, reconnect_period_ms, device_id_level, format, mapping, max_message_bytes, sessions, batching)',
       '$.adapters.mqtt[0].url: must be a URL like "mqtt://127.0.0.1:1883" or "mqtts://broker:8883"',
       '$.adapters.mqtt[0].topics: must be a non-empty array of topic filters, got an array',
       '$.adapters.mqtt[0].tls: cert and key must be given together',
@@ -59,6 +59,25 @@ describe('validateAdapterConfig', () => {
       '$.adapters.mqtt[0].qos: must be one of 0, 1, got number 2',
       '$.adapters.mqtt[1].source: "mqtt:a" is already used by $.adapters.mqtt[0]',
     ].sort())
+  })
+
+  it('credentials: one password source, a username for MQTT 3.1.1, tls only with a TLS URL', () => {
+    const m = { topics: ['t'] }
+    expect(problems({
+      mqtt: [
+        { ...m, url: 'mqtts://b:8883', source: 'mqtt:a', username: 'u', password: 'p', password_env: 'PW', password_file: '/run/secrets/pw' },
+        { ...m, url: 'mqtt://b:1883', source: 'mqtt:b', protocol_version: 4, password_file: '/run/secrets/pw', tls: { ca: 'ca.pem' } },
+        { ...m, url: 'mqtt://b:1883', source: 'mqtt:c', username: 'u', password_env: 'not a name' },
+      ],
+    })).toEqual([
+      '$.adapters.mqtt[0].password_env: give one of password, password_env, password_file (found password and password_env and password_file)',
+      '$.adapters.mqtt[1].tls: needs an mqtts:// URL; with mqtt:// the connection would be plain TCP and tls ignored',
+      '$.adapters.mqtt[1].username: is required with a password on MQTT 3.1.1 (protocol_version 4)',
+      '$.adapters.mqtt[2].password_env: must be an environment variable name',
+    ])
+    // Without `resources`, nothing is read from the machine: a document can be checked anywhere.
+    const cfg = validateAdapterConfig({ mqtt: [{ ...m, url: 'ssl://b:8883', source: 'mqtt:a', username: 'u', password_file: '/nope', tls: { ca: '/nope/ca.pem' } }] })
+    expect(cfg.mqtt[0]).toMatchObject({ username: 'u', password_file: '/nope', tls: { ca: '/nope/ca.pem', reject_unauthorized: true } })
   })
 
   it('rejects a non-object document and non-array sections', () => {

@@ -5,6 +5,8 @@
  * JSON field names are snake_case like the rest of the config file; the validated objects keep those names so a
  * message about `$.adapters.mqtt[0].max_message_bytes` points at exactly what the user typed.
  */
+import { X509Certificate, createPrivateKey } from 'node:crypto'
+import { readFileSync } from 'node:fs'
 import { ValidationError, type Problem } from '../common/errors.js'
 
 /** How a merged session's interim updates carry their metric values. */
@@ -83,11 +85,18 @@ export interface RecordMapping {
   readonly records_path?: string
 }
 
+/**
+ * TLS of an `mqtts://` connection. Paths are PEM files, relative to the working directory of `rateflow run`; they
+ * are read at start, so a renewed certificate takes effect on the next start.
+ */
 export interface TlsOptions {
-  /** PEM file paths. */
+  /** CA certificate(s) that signed the broker's certificate. Absent: Node's built-in public CAs. */
   readonly ca?: string
+  /** Client certificate, for brokers that require one (`require_certificate true` in mosquitto); with `key`. */
   readonly cert?: string
+  /** Private key of `cert` (unencrypted PEM). */
   readonly key?: string
+  /** False accepts any broker certificate: for a lab only, it gives up the protection TLS is for. */
   readonly reject_unauthorized: boolean
 }
 
@@ -107,9 +116,13 @@ export interface MqttAdapterOptions {
   readonly qos: 0 | 1
   readonly protocol_version: 4 | 5
   readonly username?: string
+  /** The password written in rateflow.json. Prefer `password_env` or `password_file`: a config file is often committed. */
   readonly password?: string
   /** Environment variable holding the password (keeps secrets out of the file). */
   readonly password_env?: string
+  /** File holding the password (one trailing newline ignored), e.g. a mounted secret; read at start. */
+  readonly password_file?: string
+  /** Only with an `mqtts://` (or `ssl://`, `wss://`) URL. */
   readonly tls?: TlsOptions
   /** MQTT 5: how long the broker keeps the session after a disconnect. */
   readonly session_expiry_s: number
@@ -392,12 +405,86 @@ function checkMapping(c: Checker, v: unknown, path: string, presets: MappingPres
 }
 
 const MQTT_KEYS = ['url', 'topics', 'source', 'client_id', 'shared_group', 'qos', 'protocol_version', 'username', 'password',
-  'password_env', 'tls', 'session_expiry_s', 'receive_maximum', 'keepalive_s', 'connect_timeout_s', 'reconnect_period_ms',
+  'password_env', 'password_file', 'tls', 'session_expiry_s', 'receive_maximum', 'keepalive_s', 'connect_timeout_s', 'reconnect_period_ms',
   'device_id_level', 'format', 'mapping', 'max_message_bytes', 'sessions', 'batching'] as const
 
 /** A default client id stable across restarts of this instance (needed for the broker to keep its session). */
 export function defaultClientId(source: string, host: string): string {
   return `rateflow_${source}_${host}`.replace(/[^A-Za-z0-9_-]/g, '_').slice(0, 64)
+}
+
+/**
+ * The password in `path`: the file's text without one trailing newline (so `echo secret > file` works). Throws a
+ * plain Error naming the file when it cannot be read or is empty.
+ */
+export function readPasswordFile(path: string): string {
+  let text: string
+  try {
+    text = readFileSync(path, 'utf8')
+  } catch (err) {
+    throw new Error(`cannot read ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, { cause: err })
+  }
+  const password = text.replace(/\r?\n$/, '')
+  if (password.length === 0) throw new Error(`${path} is empty`)
+  return password
+}
+
+/** Where a config entry's secrets and TLS files come from at start; see ValidateAdapterOptions.resources. */
+export interface ResourceCheck {
+  /** The environment `password_env` is looked up in (process.env at `rateflow run`). */
+  readonly env: Readonly<Record<string, string | undefined>>
+  /** Clock for certificate expiry; Date.now by default. */
+  readonly now?: () => number
+}
+
+/**
+ * Checks what an MQTT entry takes from the machine at start, so `rateflow run` names every missing secret or bad
+ * PEM file by its JSON path before connecting anywhere: password_env set, password_file readable and not empty,
+ * TLS files readable and parseable, the client key matching its certificate, the certificate not expired.
+ */
+function checkMqttResources(c: Checker, m: MqttAdapterOptions, path: string, r: ResourceCheck): void {
+  if (m.password_env !== undefined && !r.env[m.password_env]) {
+    c.add(`${path}.password_env`, `environment variable ${m.password_env} is not set (or empty)`)
+  }
+  if (m.password_file !== undefined) {
+    try {
+      readPasswordFile(m.password_file)
+    } catch (err) {
+      c.add(`${path}.password_file`, (err as Error).message)
+    }
+  }
+  const t = m.tls
+  if (!t) return
+  const read = (what: 'ca' | 'cert' | 'key', file: string | undefined): string | undefined => {
+    if (file === undefined) return undefined
+    try {
+      const pem = readFileSync(file, 'utf8')
+      if (!pem.includes('-----BEGIN ')) {
+        c.add(`${path}.tls.${what}`, `${file} is not a PEM file (no "-----BEGIN" line; convert DER with openssl x509 -inform der)`)
+        return undefined
+      }
+      return pem
+    } catch (err) {
+      c.add(`${path}.tls.${what}`, `cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`)
+      return undefined
+    }
+  }
+  const parse = <T>(what: 'ca' | 'cert' | 'key', file: string, fn: () => T): T | undefined => {
+    try {
+      return fn()
+    } catch (err) {
+      c.add(`${path}.tls.${what}`, `${file} does not parse: ${(err as Error).message}`)
+      return undefined
+    }
+  }
+  const caPem = read('ca', t.ca)
+  if (caPem !== undefined) parse('ca', t.ca!, () => new X509Certificate(caPem))
+  const certPem = read('cert', t.cert)
+  const keyPem = read('key', t.key)
+  const cert = certPem === undefined ? undefined : parse('cert', t.cert!, () => new X509Certificate(certPem))
+  const key = keyPem === undefined ? undefined : parse('key', t.key!, () => createPrivateKey(keyPem))
+  if (cert && key && !cert.checkPrivateKey(key)) c.add(`${path}.tls.key`, `${t.key} is not the private key of ${t.cert}`)
+  if (cert && Date.parse(cert.validTo) < (r.now ?? Date.now)()) c.add(`${path}.tls.cert`, `${t.cert} expired on ${cert.validTo}`)
 }
 
 function checkMqtt(c: Checker, v: unknown, path: string, presets: MappingPresets, hostname: string): MqttAdapterOptions | undefined {
@@ -443,10 +530,15 @@ function checkMqtt(c: Checker, v: unknown, path: string, presets: MappingPresets
       })
     }
   }
+  if (tls !== undefined && url !== undefined && !/^(mqtts|ssl|wss):/.test(url)) {
+    c.add(`${path}.tls`, `needs an mqtts:// URL; with ${url.slice(0, url.indexOf(':'))}:// the connection would be plain TCP and tls ignored`)
+  }
   const username = c.str(o, 'username', path)
   const password = c.str(o, 'password', path)
   const passwordEnv = c.str(o, 'password_env', path, { pattern: /^[A-Za-z_][A-Za-z0-9_]*$/, hint: 'must be an environment variable name' })
-  if (password !== undefined && passwordEnv !== undefined) c.add(`${path}.password_env`, 'give password or password_env, not both')
+  const passwordFile = c.str(o, 'password_file', path)
+  const passwordKeys = (['password', 'password_env', 'password_file'] as const).filter((k) => o[k] !== undefined)
+  if (passwordKeys.length > 1) c.add(`${path}.${passwordKeys[1]!}`, `give one of password, password_env, password_file (found ${passwordKeys.join(' and ')})`)
   const format = c.oneOf(o, 'format', path, ['json', 'msgpack'] as const, DEFAULT_MQTT.format)
   const mapping = o.mapping === undefined ? undefined : checkMapping(c, o.mapping, `${path}.mapping`, presets, true)
   if (mapping && mapping.event_time === undefined) {
@@ -466,6 +558,7 @@ function checkMqtt(c: Checker, v: unknown, path: string, presets: MappingPresets
     ...(username !== undefined && { username }),
     ...(password !== undefined && { password }),
     ...(passwordEnv !== undefined && { password_env: passwordEnv }),
+    ...(passwordFile !== undefined && { password_file: passwordFile }),
     ...(tls !== undefined && { tls }),
     session_expiry_s: c.int(o, 'session_expiry_s', path, 0, 4_294_967_295, DEFAULT_MQTT.session_expiry_s),
     receive_maximum: c.int(o, 'receive_maximum', path, 1, 65_535, DEFAULT_MQTT.receive_maximum),
@@ -478,6 +571,9 @@ function checkMqtt(c: Checker, v: unknown, path: string, presets: MappingPresets
     max_message_bytes: c.int(o, 'max_message_bytes', path, 16, 268_435_455, DEFAULT_MQTT.max_message_bytes),
     ...(sessions !== undefined && { sessions }),
     batching: checkBatching(c, o.batching, `${path}.batching`),
+  }
+  if (result.protocol_version === 4 && passwordKeys.length > 0 && username === undefined) {
+    c.add(`${path}.username`, 'is required with a password on MQTT 3.1.1 (protocol_version 4)')
   }
   if (!url || !source) return undefined
   return Object.freeze(result)
@@ -537,6 +633,11 @@ export interface ValidateAdapterOptions {
   readonly hostname?: string
   /** JSON path of `doc`, for messages; `$.adapters` when validating rateflow.json's section. */
   readonly path?: string
+  /**
+   * When given, also checks what the MQTT adapters will take from this machine at start (password_env set,
+   * password_file and TLS files readable and valid), each problem at its JSON path. Absent: the document alone.
+   */
+  readonly resources?: ResourceCheck
 }
 
 /**
@@ -567,6 +668,7 @@ export function validateAdapterConfig(doc: unknown, opts: ValidateAdapterOptions
     list('mqtt').forEach((m, i) => {
       const r = checkMqtt(c, m, `${path}.mqtt[${i}]`, presets, hostname)
       if (r) out.mqtt.push(r), mqttPaths.push(`${path}.mqtt[${i}]`)
+      if (r && opts.resources) checkMqttResources(c, r, `${path}.mqtt[${i}]`, opts.resources)
     })
     list('syslog').forEach((s, i) => {
       const r = checkSyslog(c, s, `${path}.syslog[${i}]`, presets)

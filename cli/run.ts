@@ -3,7 +3,7 @@ import { createServer, type Server } from 'node:http'
 import os from 'node:os'
 import type { AddressInfo } from 'node:net'
 import { parseArgs } from 'node:util'
-import { validateAdapterConfig, type AdaptersConfig } from '../adapters/config.js'
+import { validateAdapterConfig, type AdaptersConfig, type ResourceCheck } from '../adapters/config.js'
 import { CsvInbox, checkCsvInboxEntries, type CsvInboxOptions } from '../adapters/csv-inbox.js'
 import { MqttAdapter } from '../adapters/mqtt/index.js'
 import { BUILTIN_MAPPINGS, SyslogAdapter } from '../adapters/syslog/index.js'
@@ -20,8 +20,11 @@ export interface RunConfig {
 
 const DEFAULT_HTTP = { port: 8080, host: '127.0.0.1' }
 
-/** Validates a parsed rateflow.json; throws one ValidationError listing every problem with its JSON path. */
-export function validateRunConfig(doc: unknown): RunConfig {
+/**
+ * Validates a parsed rateflow.json; throws one ValidationError listing every problem with its JSON path. With
+ * `resources`, also checks the secrets and TLS files the adapters will read at start (see validateAdapterConfig).
+ */
+export function validateRunConfig(doc: unknown, opts: { resources?: ResourceCheck } = {}): RunConfig {
   const problems: Problem[] = []
   let adapters: AdaptersConfig = { mqtt: [], syslog: [], csv: [] }
   let csv: CsvInboxOptions[] = []
@@ -33,7 +36,12 @@ export function validateRunConfig(doc: unknown): RunConfig {
   for (const k of Object.keys(o)) if (k !== 'adapters' && k !== 'http') problems.push({ path: `$.${k}`, message: 'unknown key' })
   if (o.adapters !== undefined) {
     try {
-      adapters = validateAdapterConfig(o.adapters, { presets: BUILTIN_MAPPINGS, hostname: os.hostname(), path: '$.adapters' })
+      adapters = validateAdapterConfig(o.adapters, {
+        presets: BUILTIN_MAPPINGS,
+        hostname: os.hostname(),
+        path: '$.adapters',
+        ...(opts.resources && { resources: opts.resources }),
+      })
     } catch (err) {
       if (!(err instanceof ValidationError)) throw err
       problems.push(...err.problems)
@@ -93,7 +101,8 @@ function loadConfig(file: string | undefined): RunConfig {
     throw new RateflowError(ErrorCode.BadInput, `${path}: not valid JSON: ${(err as Error).message}`)
   }
   try {
-    return validateRunConfig(doc)
+    // Secrets and TLS files are checked here, before any service starts, so one run names every missing one.
+    return validateRunConfig(doc, { resources: { env: process.env } })
   } catch (err) {
     if (err instanceof ValidationError) throw new ValidationError(`${path}`, err.problems)
     throw err

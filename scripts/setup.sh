@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what Rateflow needs on a fresh Debian machine with Node.js 20+: the services it starts
-# (nats-server; mosquitto and its clients for the MQTT adapter; util-linux `logger` for syslog tests),
-# the npm packages, and the compiled JavaScript. Safe to run again: it installs only what is missing.
+# (nats-server; mosquitto and its clients for the MQTT adapter; util-linux `logger` for syslog tests;
+# openssl for the MQTT TLS tests), the npm packages, and the compiled JavaScript. Safe to run again: it
+# installs only what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,6 +11,7 @@ command -v nats-server >/dev/null 2>&1 || need+=(nats-server)
 { command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ]; } || need+=(mosquitto)
 command -v mosquitto_pub >/dev/null 2>&1 || need+=(mosquitto-clients)
 command -v logger >/dev/null 2>&1 || need+=(bsdutils)
+command -v openssl >/dev/null 2>&1 || need+=(openssl)   # the MQTT TLS tests make their certificates with it
 if [ ${#need[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" -ne 0 ] && sudo="sudo"

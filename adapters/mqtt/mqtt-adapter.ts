@@ -27,7 +27,7 @@ import type { IClientOptions, IPublishPacket, MqttClient } from 'mqtt'
 import type { Logger } from 'pino'
 import type { BatchSink, StoredCallback } from '../batcher.js'
 import { BatchFeed } from '../batch-feed.js'
-import type { MqttAdapterOptions } from '../config.js'
+import { readPasswordFile, type MqttAdapterOptions } from '../config.js'
 import { SessionMerger } from '../sessions.js'
 import { reject, type WireItem } from '../wire.js'
 import { ErrorCode, RateflowError } from '../../common/errors.js'
@@ -86,7 +86,11 @@ class AckLatch {
   }
 }
 
-/** The mqtt.js client options for these adapter options: TLS files are read here, so a bad path fails start(). */
+/**
+ * The mqtt.js client options for these adapter options. The password (password_env / password_file) and the TLS
+ * files are read here, at start, so a missing one fails start() with its option named, and a rotated secret is
+ * picked up by a restart.
+ */
 export function buildClientOptions(o: MqttAdapterOptions, env: NodeJS.ProcessEnv = process.env): IClientOptions {
   const opts: IClientOptions = {
     clientId: o.client_id,
@@ -96,6 +100,10 @@ export function buildClientOptions(o: MqttAdapterOptions, env: NodeJS.ProcessEnv
     reconnectPeriod: o.reconnect_period_ms,
     connectTimeout: o.connect_timeout_s * 1000,
     resubscribe: true,
+    // mqtt.js stops reconnecting for good after a refused CONNACK. Once running, keep trying instead: a broker
+    // whose credentials are being rotated, or that refuses during its own restart, must not stop usage for good.
+    // start() still fails at once on a refusal (see describeConnectError).
+    reconnectOnConnackError: true,
   }
   if (o.protocol_version === 5) {
     opts.properties = { sessionExpiryInterval: o.session_expiry_s, receiveMaximum: o.receive_maximum }
@@ -106,6 +114,13 @@ export function buildClientOptions(o: MqttAdapterOptions, env: NodeJS.ProcessEnv
     const p = env[o.password_env]
     if (p === undefined) throw new RateflowError(ErrorCode.BadConfig, `mqtt ${o.source}: environment variable ${o.password_env} (password_env) is not set`)
     opts.password = p
+  }
+  if (o.password_file !== undefined) {
+    try {
+      opts.password = readPasswordFile(o.password_file)
+    } catch (err) {
+      throw new RateflowError(ErrorCode.BadConfig, `mqtt ${o.source}: password_file: ${(err as Error).message}`, { cause: err })
+    }
   }
   if (o.tls) {
     const read = (what: string, path: string): Buffer => {
@@ -121,6 +136,93 @@ export function buildClientOptions(o: MqttAdapterOptions, env: NodeJS.ProcessEnv
     opts.rejectUnauthorized = o.tls.reject_unauthorized
   }
   return opts
+}
+
+/** CONNACK reason codes (3.1.1 and 5) that a retry with the same options cannot turn into a connection. */
+const FATAL_REFUSALS: Readonly<Record<number, 'protocol' | 'client_id' | 'credentials' | 'not_authorized' | 'banned'>> = Object.freeze({
+  1: 'protocol',
+  2: 'client_id',
+  4: 'credentials',
+  5: 'not_authorized',
+  0x84: 'protocol',
+  0x85: 'client_id',
+  0x86: 'credentials',
+  0x87: 'not_authorized',
+  0x8a: 'banned',
+  0x8c: 'credentials',
+})
+
+/** What to check for a refused CONNACK; "not authorized" is also how mosquitto answers a wrong password. */
+function refusalHint(kind: (typeof FATAL_REFUSALS)[number], o: Pick<MqttAdapterOptions, 'username' | 'password' | 'password_env' | 'password_file'>): string {
+  const from = o.password_env !== undefined ? ` in ${o.password_env} (password_env)` : o.password_file !== undefined ? ` in ${o.password_file} (password_file)` : ''
+  const anonymous = o.username === undefined && o.password === undefined && o.password_env === undefined && o.password_file === undefined
+  switch (kind) {
+    case 'protocol':
+      return 'the broker does not speak this protocol_version; try 4'
+    case 'client_id':
+      return 'check client_id'
+    case 'banned':
+      return 'the broker banned this client'
+    case 'credentials':
+      return `check username and the password${from}`
+    case 'not_authorized':
+      return anonymous
+        ? 'the broker refuses anonymous clients: set username and password_env or password_file'
+        : `check username and the password${from}, and that the broker lets this user connect`
+  }
+}
+
+/** Node's certificate verification failures (tls.TLSSocket authorizationError codes) and what to check for each. */
+const TLS_VERIFY_HINT = 'check tls.ca: it must be the CA (chain) that signed the broker\'s certificate'
+const TLS_CERT_CODES: Readonly<Record<string, string>> = Object.freeze({
+  UNABLE_TO_GET_ISSUER_CERT: TLS_VERIFY_HINT,
+  UNABLE_TO_GET_ISSUER_CERT_LOCALLY: TLS_VERIFY_HINT,
+  UNABLE_TO_VERIFY_LEAF_SIGNATURE: TLS_VERIFY_HINT,
+  SELF_SIGNED_CERT_IN_CHAIN: TLS_VERIFY_HINT,
+  DEPTH_ZERO_SELF_SIGNED_CERT: TLS_VERIFY_HINT,
+  CERT_SIGNATURE_FAILURE: TLS_VERIFY_HINT,
+  CERT_UNTRUSTED: TLS_VERIFY_HINT,
+  CERT_REJECTED: TLS_VERIFY_HINT,
+  CERT_HAS_EXPIRED: 'the broker\'s certificate has expired',
+  CERT_NOT_YET_VALID: 'the broker\'s certificate is not valid yet (check both clocks)',
+  ERR_TLS_CERT_ALTNAME_INVALID: 'the broker\'s certificate does not name the host of url',
+})
+
+/**
+ * Why a connection attempt failed, as a sentence naming the broker, the cause and the option to check. `fatal` is
+ * true when retrying with the same options cannot succeed (the broker refused the credentials or client id, TLS
+ * could not verify a peer, the port does not speak TLS): start() then fails at once instead of waiting out
+ * connect_timeout_s. Other errors (connection refused, reset) are transient and only remembered.
+ */
+export function describeConnectError(
+  err: Error & { code?: unknown },
+  o: Pick<MqttAdapterOptions, 'source' | 'url' | 'username' | 'password' | 'password_env' | 'password_file'>,
+): { fatal: boolean; message: string } {
+  const code = err.code
+  const tlsUrl = /^(mqtts|ssl|wss):/.test(o.url)
+  if (typeof code === 'number' && FATAL_REFUSALS[code] !== undefined) {
+    const reason = err.message.replace(/^Connection refused: /, '')
+    return { fatal: true, message: `mqtt ${o.source}: ${o.url} refused the connection: ${reason} (reason code ${code}; ${refusalHint(FATAL_REFUSALS[code]!, o)})` }
+  }
+  if (typeof code === 'string' && (TLS_CERT_CODES[code] !== undefined || code.startsWith('ERR_SSL_'))) {
+    const hint = TLS_CERT_CODES[code] ??
+      (code === 'ERR_SSL_WRONG_VERSION_NUMBER' ? 'is this port a TLS listener? mqtt:// is plain, mqtts:// is TLS'
+        : code.includes('ALERT') ? 'the broker refused our TLS handshake: check tls.cert and tls.key if it requires a client certificate'
+          : 'check the tls options')
+    return { fatal: true, message: `mqtt ${o.source}: TLS with ${o.url} failed: ${opensslReason(err.message)} (${code}; ${hint})` }
+  }
+  if (err.message === 'TLS not authorized') {
+    return { fatal: true, message: `mqtt ${o.source}: TLS with ${o.url} failed: the broker's certificate is not trusted (${TLS_VERIFY_HINT})` }
+  }
+  // mosquitto resets a plain listener's connection on a TLS ClientHello; a broker restarting does too, so not fatal.
+  if (tlsUrl && code === 'ECONNRESET') return { fatal: false, message: `${err.message}; with mqtts:// this often means the port is not a TLS listener` }
+  return { fatal: false, message: err.message }
+}
+
+/** OpenSSL's `<hex>:error:<code>:SSL routines:<function>:<reason>:<file>:<line>:…` → `<reason>`; other text unchanged. */
+function opensslReason(message: string): string {
+  const m = /:error:[0-9A-F]+:[^:]*:[^:]*:([^:]+):/.exec(message)
+  return (m ? m[1]! : message).trim()
 }
 
 /** The filters to subscribe: `$share/<group>/` prefixed when `shared_group` is set. */
@@ -153,7 +255,11 @@ export class MqttAdapter {
     return { ...this.counts, failedBatches: this.feed.failedBatches, sessionsOpen: this.merger?.open ?? 0 }
   }
 
-  /** Connects and subscribes; rejects when the broker is unreachable for connect_timeout_s or refuses a filter. */
+  /**
+   * Connects and subscribes. Rejects at once, naming the broker and the cause, when the broker refuses the
+   * credentials or TLS fails verification (describeConnectError); rejects after connect_timeout_s, with the last
+   * error seen, when the broker stays unreachable; rejects when it refuses a topic filter.
+   */
   async start(): Promise<void> {
     const o = this.options
     const log = this.deps.logger.child({ source: o.source })
@@ -173,13 +279,31 @@ export class MqttAdapter {
     client.on('offline', () => log.warn('MQTT connection lost; reconnecting'))
 
     const connected = new Promise<void>((resolve, rejectP) => {
+      let last: string | undefined
       const timer = setTimeout(() => {
-        rejectP(new RateflowError(ErrorCode.ServiceUnavailable, `mqtt ${o.source}: no connection to ${o.url} within ${o.connect_timeout_s}s`))
+        done()
+        rejectP(new RateflowError(ErrorCode.ServiceUnavailable, `mqtt ${o.source}: no connection to ${o.url} within ${o.connect_timeout_s}s${last !== undefined ? ` (last error: ${last})` : ''}`))
       }, o.connect_timeout_s * 1000)
-      client.once('connect', () => {
-        clearTimeout(timer)
+      const onError = (err: Error): void => {
+        const d = describeConnectError(err, o)
+        if (!d.fatal) {
+          last = d.message
+          return
+        }
+        done()
+        rejectP(new RateflowError(ErrorCode.BadConfig, d.message, { cause: err }))
+      }
+      const onConnect = (): void => {
+        done()
         resolve()
-      })
+      }
+      const done = (): void => {
+        clearTimeout(timer)
+        client.off('error', onError)
+        client.off('connect', onConnect)
+      }
+      client.on('error', onError)
+      client.once('connect', onConnect)
     })
     client.connect()
     try {
