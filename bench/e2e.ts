@@ -32,7 +32,7 @@ export interface E2eResult {
  */
 export async function benchE2e(events = 300_000): Promise<E2eResult> {
   const dir = mkdtempSync(join(tmpdir(), 'rateflow-bench-'))
-  const log = createLogger('bench', 'error')
+  const log = createLogger('bench', process.env.RATEFLOW_LOG ?? 'error')
   const rt = openRuntime({ dataDir: join(dir, 'data'), log, natsUrl: process.env.NATS_URL, clickhouseUrl: process.env.CLICKHOUSE_URL })
   try {
     const size = { customers: 50, devicesPerAccount: 10 }

@@ -120,6 +120,8 @@ export class Rater extends EventEmitter {
   private wake: (() => void) | undefined
   private stopping = false
   private loop: Promise<void> | undefined
+  /** The flush being committed (resolved when none); flushes chain on it to commit in order. */
+  private committing: Promise<void> = Promise.resolve()
   private fetcher: Promise<void> | undefined
   private messages: Awaited<ReturnType<Consumer['consume']>> | undefined
   private buffered = emptyBuffer()
@@ -175,6 +177,7 @@ export class Rater extends EventEmitter {
     await this.fetcher
     this.kick()
     await this.loop
+    await this.committing
     await this.pool.destroy()
     if (this.failure !== undefined) throw this.failure
   }
@@ -344,10 +347,37 @@ export class Rater extends EventEmitter {
     return c.prefix + r.metered + '\t' + r.amount + c.suffix
   }
 
+  /**
+   * Hands the buffer to the store and returns once the flush BEFORE it has committed: staging and applying
+   * go on while this one is written. At most one flush is in flight and flushes commit in order.
+   *
+   * Steps and guarantee:
+   * 1. The buffer's dedupe keys join `committed` now, so a duplicate applied while the flush is in flight
+   *    counts as a duplicate. If the commit fails the rater fails; a restart reloads keys from the store.
+   * 2. commit(): data rows, then the `flushes` row (the commit), then the JetStream acks. A crash before the
+   *    `flushes` row leaves rows that `recover()` deletes; a crash after it redelivers batches whose events
+   *    are then duplicates.
+   * 3. After a failed commit no later flush commits: its rows were folded on totals the failed one moved.
+   */
   private async flush(): Promise<void> {
     const b = this.buffered
     this.buffered = emptyBuffer()
+    for (const k of b.keys) this.committed.add(k)
+    const previous = this.committing
+    this.committing = previous.then(async () => {
+      if (this.failure !== undefined) return
+      try {
+        await this.commit(b)
+      } catch (err) {
+        this.fail(err)
+      }
+    })
+    await previous
+  }
+
+  private async commit(b: ReturnType<typeof emptyBuffer>): Promise<void> {
     const { store } = this.deps
+    const started = performance.now()
     // Order matters: usage_events (the dedupe source) after the rows derived from it; `flushes` last (commit).
     if (b.rated) await store.insertTsv('rated_usage', b.rated)
     if (b.rejected) await store.insertTsv('rejected_usage', b.rejected)
@@ -372,8 +402,7 @@ export class Rater extends EventEmitter {
     )
     crashPoint('after-commit')
     for (const m of b.msgs) m.ack()
-    for (const k of b.keys) this.committed.add(k)
-    this.deps.log.info({ batches: b.batches.length, rows: b.rows }, 'flush committed')
+    this.deps.log.info({ batches: b.batches.length, rows: b.rows, ms: Math.round(performance.now() - started) }, 'flush committed')
     for (const o of b.outcomes) this.emit('outcome', o)
   }
 
@@ -455,6 +484,8 @@ export class Rater extends EventEmitter {
 
   /** Rates suspended usage that the current guiding data can own. Returns how many were released. */
   async releaseSuspended(): Promise<number> {
+    // Rows of a flush still in flight are not readable yet: wait, or they would stay held until the next release.
+    await this.committing
     const held = await this.deps.store.rows<HeldRow>(
       `SELECT source, event_id, event_time, device_id, account_id, subscription_id, metric, toString(quantity) AS quantity,
               dimensions, raw, origin, reason, received_at
@@ -486,6 +517,8 @@ export class Rater extends EventEmitter {
     this.apply({ ...staged, rejectLines: [] }, { staged: Promise.resolve(staged), release: byKey })
     const released = this.buffered.outcomes.at(-1)?.rated ?? 0
     await this.flush()
+    await this.committing
+    if (this.failure !== undefined) throw this.failure
     if (released > 0) this.deps.log.info({ released }, 'released suspended usage')
     return released
   }
