@@ -128,7 +128,10 @@ const commands: Record<string, Handler> = {
     )
     const { catalog, plan, charge } = required(values, ['catalog', 'plan', 'charge'], 'price')
     if ((values.quantity === undefined) === (values.events === undefined)) throw usage('price: give exactly one of --quantity Q or --events q1,q2,…')
-    const input = values.quantity !== undefined ? { quantity: String(values.quantity) } : { events: String(values.events).split(',').map((v) => v.trim()) }
+    const input =
+      values.quantity !== undefined
+        ? { quantity: nonNegative(String(values.quantity), '--quantity') }
+        : { events: String(values.events).split(',').map((v, k) => nonNegative(v.trim(), `--events value ${k + 1}`)) }
     io.out(JSON.stringify(priceCharge(validateCatalog(readJson(catalog)), plan, charge, input)))
     return 0
   },
@@ -147,7 +150,7 @@ const commands: Record<string, Handler> = {
     )
     const v = required(values, ['catalog', 'plan', 'charge', 'start', 'quantity'], 'rate')
     const tz = (values.timezone as string | undefined) ?? 'UTC'
-    io.out(JSON.stringify(rateEvent(validateCatalog(readJson(v.catalog)), v.plan, v.charge, v.start, v.quantity, tz)))
+    io.out(JSON.stringify(rateEvent(validateCatalog(readJson(v.catalog)), v.plan, v.charge, v.start, nonNegative(v.quantity, '--quantity'), tz)))
     return 0
   },
   bench: async (args, _g, io) => {
@@ -184,6 +187,16 @@ function required<K extends string>(values: Record<string, unknown>, keys: K[], 
   const missing = keys.filter((k) => typeof values[k] !== 'string' || values[k] === '')
   if (missing.length) throw usage(`${cmd}: missing ${missing.map((k) => `--${k}`).join(', ')}`)
   return values as Record<K, string>
+}
+
+/**
+ * Returns `value` unless it is negative, which is a usage error naming the flag. The pipeline accepts
+ * only non-negative quantities (CONTRACT §2, README), so a quote for a negative one would price usage
+ * that cannot exist; the models would silently bill it as 0.
+ */
+function nonNegative(value: string, flag: string): string {
+  if (value.startsWith('-')) throw usage(`${flag} "${value}" is negative: usage quantities are 0 or more`)
+  return value
 }
 
 function readJson(file: string): unknown {
