@@ -78,6 +78,67 @@ describe('rateTimedEvent', () => {
     expect(nano).toBe(61_600_000_000n)
   })
 
+  describe('published examples', () => {
+    // CGRateS RT_20CNT (cgrates/cgrates docs/readthedocs/tariffPlanManagement.rst, "6.3 Calculate Cost"):
+    // ConnectFee 0.4; 0.2 per 60 s in 60 s increments from 0 s, 0.1 per 60 s in 30 s increments from 60 s;
+    // rounding *up to 4 decimals. A GroupIntervalStart counts from the start of the call, as `from` does here.
+    const cgratesSchedules: Schedule[] = [{ id: 'any', weekdays: [1, 2, 3, 4, 5, 6, 7], from: '00:00', to: '24:00' }]
+    const rt20cnt: TimeRatedCharge = {
+      id: 'rt20cnt',
+      kind: 'usage',
+      meter: 'calls',
+      model: 'time_rated',
+      rates: [
+        {
+          schedule: 'any',
+          connect_fee: '0.4',
+          steps: [
+            { from: '0', unit_price: '0.2', per: '60', increment: '60' },
+            { from: '60', unit_price: '0.1', per: '60', increment: '30' },
+          ],
+        },
+      ],
+      rounding: { decimals: 4, mode: 'up' },
+    }
+    it('CGRateS: 1m25s bills Usage 90 s, Cost 0.25 + ConnectFee 0.4 = 0.65', () => {
+      const r = rateTimedEvent(rt20cnt, cgratesSchedules, '2014-08-04T13:00:00Z', '85', 'UTC')
+      expect(r.amount).toBe('0.65')
+      expect(r.lines.map((l) => [l.quantity, l.amount])).toEqual([
+        ['1', '0.4'],
+        ['60', '0.2'],
+        ['30', '0.05'],
+      ])
+    })
+    it('CGRateS: a 1-second call costs the connect fee and the first 60 s block, 0.6 (general_tests TestBalanceTimings: balance 10 → 9.4)', () => {
+      expect(rateTimedEvent(rt20cnt, cgratesSchedules, '2024-08-04T15:00:07Z', '1', 'UTC').amount).toBe('0.6')
+    })
+
+    // MagnusBilling wiki, "Call Price Calculation" (github.com/magnussolution/magnusbilling/wiki/EN--price_calculation):
+    // purchase price 0.05 per minute, initial block 30 s, increment 6 s. MagnusBilling rounds the whole duration
+    // up to the increment, here the seconds after the first block are; equal because 30 is a multiple of 6.
+    const magnus: TimeRatedCharge = {
+      id: 'magnus',
+      kind: 'usage',
+      meter: 'calls',
+      model: 'time_rated',
+      rates: [
+        {
+          schedule: 'any',
+          steps: [
+            { from: '0', unit_price: '0.05', per: '60', increment: '30' },
+            { from: '30', unit_price: '0.05', per: '60', increment: '6' },
+          ],
+        },
+      ],
+    }
+    it('MagnusBilling: 45 s → 48 s billed → (0.05 / 60) × 48 = 0.04', () => {
+      expect(rateTimedEvent(magnus, cgratesSchedules, '2026-10-01T08:00:00Z', '45', 'UTC').amount).toBe('0.04')
+    })
+    it('MagnusBilling: a call shorter than the initial block bills the block: (0.05 / 60) × 30 = 0.025', () => {
+      expect(rateTimedEvent(magnus, cgratesSchedules, '2026-10-01T08:00:00Z', '10', 'UTC').amount).toBe('0.025')
+    })
+  })
+
   describe('rounding', () => {
     const perMinute: TimeRatedCharge = { ...voice, rates: [{ schedule: 'day', steps: [{ from: '0', unit_price: '1', per: '60', increment: '1' }] }, voice.rates[1]!, voice.rates[2]!] }
     // 7 s at 1 per 60 s = 0.11666…
