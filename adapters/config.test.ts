@@ -80,6 +80,17 @@ describe('validateAdapterConfig', () => {
     expect(cfg.mqtt[0]).toMatchObject({ username: 'u', password_file: '/nope', tls: { ca: '/nope/ca.pem', reject_unauthorized: true } })
   })
 
+  it('sessions.max_open_sessions: a frozen default, bounds checked at its path', () => {
+    const cfg = validateAdapterConfig({ syslog: [{ tcp_port: 0, source: 'syslog:s', sessions: {} }, { tcp_port: 0, source: 'syslog:t', sessions: { max_open_sessions: 5 } }] })
+    expect(DEFAULT_SESSIONS.max_open_sessions).toBe(100_000)
+    expect(Object.isFrozen(DEFAULT_SESSIONS)).toBe(true)
+    expect(cfg.syslog.map((s) => s.sessions!.max_open_sessions)).toEqual([100_000, 5])
+    expect(problems({ mqtt: [{ url: 'mqtt://b', topics: ['t'], source: 'mqtt:a', sessions: { max_open_sessions: 0 } }], syslog: [{ tcp_port: 0, source: 'syslog:s', sessions: { max_open_sessions: '10' } }] })).toEqual([
+      '$.adapters.mqtt[0].sessions.max_open_sessions: must be an integer from 1 to 10000000 (inclusive), got number 0',
+      '$.adapters.syslog[0].sessions.max_open_sessions: must be an integer from 1 to 10000000 (inclusive), got "10"',
+    ])
+  })
+
   it('rejects a non-object document and non-array sections', () => {
     expect(problems([])).toEqual(['$.adapters: must be an object, got an array'])
     expect(problems({ mqtt: {} })).toEqual(['$.adapters.mqtt: must be an array, got an object'])

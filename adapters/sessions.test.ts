@@ -119,6 +119,63 @@ describe('SessionMerger', () => {
     expect(m.open).toBe(0)
   })
 
+  it('max_open_sessions: opening one too many closes the least recently active session early, billed and flagged', () => {
+    const m = new SessionMerger<string>(opts({ max_open_sessions: 3 }))
+    const sid = (id: string) => ({ dimensions: { session_id: id, session_event: 'start', region: 'eu' } })
+    m.push(ev('start', '2026-10-01T12:00:00Z', 'bytes_out', '10', sid('A')), 0, 'a1')
+    m.push(ev('start', '2026-10-01T12:00:01Z', 'bytes_out', '20', sid('B')), 1, 'b1')
+    m.push(ev('start', '2026-10-01T12:00:02Z', 'bytes_out', '30', sid('C')), 2, 'c1')
+    // A is active again, so B is now the one without an event for longest.
+    m.push(ev('interim', '2026-10-01T12:00:05Z', 'bytes_out', '15', { dimensions: { session_id: 'A', session_event: 'interim' } }), 3, 'a2')
+    const res = m.push(ev('start', '2026-10-01T12:00:06Z', 'bytes_out', '40', sid('D')), 4, 'd1')
+    expect(res.absorbed).toBe(true)
+    expect(res.closed).toHaveLength(1)
+    const b = res.closed[0]!
+    expect(b.close).toBe('max_open_sessions')
+    expect(b.tags).toEqual(['b1'])
+    expect(byMetric(b.records).bytes_out!).toMatchObject({ event_id: 'session:fw-1:B:bytes_out', quantity: '20' })
+    expect(byMetric(b.records).bytes_out!.dimensions).toEqual({ session_id: 'B', region: 'eu', session_close: 'max_open_sessions' })
+    expect(m.open).toBe(3)
+    expect(m.evicted).toBe(1)
+    // Events of open sessions and a stop of an unknown session (closed at once) do not evict.
+    expect(m.push(ev('interim', '2026-10-01T12:00:07Z', 'bytes_out', '35', { dimensions: { session_id: 'C', session_event: 'interim' } }), 5).closed).toEqual([])
+    const stop = m.push(ev('stop', '2026-10-01T12:00:08Z', 'bytes_out', '9', { dimensions: { session_id: 'Z', session_event: 'stop' } }), 6)
+    expect(stop.closed.map((s) => [s.close, s.key.endsWith('Z')])).toEqual([['stop', true]])
+    expect(m.evicted).toBe(1)
+    expect(m.drain().map((s) => s.key.split('\u0000')[2]).sort()).toEqual(['A', 'C', 'D'])
+  })
+
+  it('a flood of starts without stops never holds more than max_open_sessions, and bills every session once', () => {
+    const max = 100
+    const m = new SessionMerger(opts({ max_open_sessions: max }))
+    const billed = new Map<string, number>()
+    const count = (closed: { key: string }[]) => closed.forEach((s) => billed.set(s.key, (billed.get(s.key) ?? 0) + 1))
+    for (let i = 0; i < 10_000; i++) {
+      count(m.push(ev('start', '2026-10-01T12:00:00Z', 'bytes_out', '1', { dimensions: { session_id: `f${i}`, session_event: 'start' } }), i).closed)
+      expect(m.open).toBeLessThanOrEqual(max)
+    }
+    expect(m.evicted).toBe(10_000 - max)
+    count(m.drain())
+    expect(billed.size).toBe(10_000)
+    expect([...billed.values()].every((n) => n === 1)).toBe(true)
+  })
+
+  it('idle closes follow the last event, not the opening order', () => {
+    const m = new SessionMerger(opts({ idle_timeout_s: 10 }))
+    const e = (id: string, kind: string) => ev(kind, '2026-10-01T12:00:00Z', 'bytes_out', '1', { dimensions: { session_id: id, session_event: kind } })
+    m.push(e('A', 'start'), 0)
+    m.push(e('B', 'start'), 1000)
+    m.push(e('A', 'interim'), 2000)
+    expect(m.nextDeadline()).toBe(11_000)
+    expect(m.expire(11_000).map((s) => s.key.split('\u0000')[2])).toEqual(['B'])
+    expect(m.expire(12_000).map((s) => s.key.split('\u0000')[2])).toEqual(['A'])
+    // A caller clock stepping back does not make a fresh session look older than it is.
+    m.push(e('C', 'start'), 20_000)
+    m.push(e('D', 'start'), 15_000)
+    expect(m.expire(29_999)).toEqual([])
+    expect(m.expire(30_000).map((s) => s.key.split('\u0000')[2])).toEqual(['C', 'D'])
+  })
+
   it('delta total equals the sum of distinct events whatever the order and redeliveries (property)', () => {
     fc.assert(
       fc.property(fc.array(fc.integer({ min: 0, max: 1_000_000 }), { minLength: 1, maxLength: 20 }), fc.integer({ min: 0, max: 1000 }), (qs, seed) => {

@@ -10,10 +10,16 @@
  *   counted once (QoS 1 redelivery must not double a delta).
  * - A session closes on its stop event, or `idle_timeout_s` after its last event arrived (by the caller's
  *   clock, not event_time, so a device with a wrong clock cannot keep sessions open), or on `drain()`.
+ * - At most `max_open_sessions` are open: a record that would open one more first closes the least recently
+ *   active session (`session_close=max_open_sessions`; counted in `evicted`). Closing early, not refusing the new
+ *   session nor dropping the old one, keeps every absorbed event billed while a flood of starts without stops
+ *   cannot grow memory without bound; the victim is the session most likely dead (no event for longest). Should it
+ *   send more events, they open a new session with the same event ids, which dedupe against the early close, as
+ *   after an idle close: size the limit above the fleet's real concurrent sessions and it only meets floods.
  * - A closed session becomes one record per metric plus one `duration_metric` record (seconds from its first to
  *   its last event_time, unless the events report `duration_metric` themselves), all with event_time = the
  *   session's first event_time, event_id `session:<owner>:<session id>:<metric>`, the session's dimensions
- *   without the kind, plus `session_close` = stop | idle_timeout | shutdown and, when no start event was seen,
+ *   without the kind, plus `session_close` = stop | idle_timeout | max_open_sessions | shutdown and, when no start event was seen,
  *   `session_flag` = no_start. Event ids depend only on the key, so a stop arriving after an idle close
  *   dedupes against the first close instead of billing the session twice: session ids must be unique per owner.
  * - Each absorbed record may carry a `tag` (MQTT: the ack of its message); a closed session returns the tags of
@@ -27,7 +33,8 @@ import type { WireRecord } from '../rating-core/record.js'
 const Big = BigImport
 type Big = InstanceType<typeof BigImport>
 
-export type SessionClose = 'stop' | 'idle_timeout' | 'shutdown'
+/** Why a session closed; written as its records' `session_close` dimension. */
+export type SessionClose = 'stop' | 'idle_timeout' | 'max_open_sessions' | 'shutdown'
 
 export interface ClosedSession<T> {
   readonly key: string
@@ -43,7 +50,7 @@ export interface PushResult<T> {
   readonly absorbed: boolean
   /** Set when the record is a session event that cannot be merged for a reason the sender can fix. */
   readonly problem?: string
-  /** Sessions this record closed (its own, on stop). */
+  /** Sessions this record closed: the least recently active one when it opened one too many, its own on stop. */
   readonly closed: ClosedSession<T>[]
 }
 
@@ -72,9 +79,18 @@ interface OpenSession<T> {
   origin?: string
 }
 
+/** Merges session events into billable records; see the file comment for the contract. */
 export class SessionMerger<T = never> {
+  /**
+   * Open sessions, least recently active first: a session is moved to the end on each event, so the idle sweep
+   * stops at the first one not due and the session to close at `max_open_sessions` is the first, both without a
+   * scan of the whole table (it may hold 100,000 sessions and is swept every second).
+   */
   private readonly sessions = new Map<string, OpenSession<T>>()
   private readonly idleMs: number
+  /** The latest caller time seen: arrival times never go backwards, so the order above is also by lastSeen. */
+  private clock = -Infinity
+  private evictions = 0
 
   constructor(private readonly options: SessionOptions) {
     this.idleMs = options.idle_timeout_s * 1000
@@ -83,6 +99,11 @@ export class SessionMerger<T = never> {
   /** Sessions currently open. */
   get open(): number {
     return this.sessions.size
+  }
+
+  /** Sessions closed early because `max_open_sessions` were open, since construction. */
+  get evicted(): number {
+    return this.evictions
   }
 
   /** Feeds one record at caller time `nowMs`. */
@@ -111,8 +132,20 @@ export class SessionMerger<T = never> {
 
     const ownerText = record.device_id ?? record.account_id ?? record.subscription_id ?? ''
     const key = `${record.source}\u0000${ownerText}\u0000${sessionId}`
+    this.clock = Math.max(this.clock, nowMs)
+    const closed: ClosedSession<T>[] = []
     let s = this.sessions.get(key)
-    if (!s) {
+    if (s) {
+      // Move to the end: the most recently active.
+      this.sessions.delete(key)
+      this.sessions.set(key, s)
+    } else {
+      // A stop for an unknown session closes at once, so it does not count against the limit.
+      if (kind !== k.stop && this.sessions.size >= o.max_open_sessions) {
+        const oldest = this.sessions.values().next().value!
+        this.evictions++
+        closed.push(this.close(oldest, 'max_open_sessions'))
+      }
       s = {
         key,
         sessionId,
@@ -127,7 +160,7 @@ export class SessionMerger<T = never> {
         firstMs: at,
         firstText: record.event_time,
         lastMs: at,
-        lastSeen: nowMs,
+        lastSeen: this.clock,
         metrics: new Map(),
         seen: new Set(),
         tags: [],
@@ -136,7 +169,7 @@ export class SessionMerger<T = never> {
       this.sessions.set(key, s)
     }
     if (tag !== undefined) s.tags.push(tag)
-    s.lastSeen = nowMs
+    s.lastSeen = this.clock
     if (!s.seen.has(record.event_id)) {
       s.seen.add(record.event_id)
       if (kind === k.start) s.started = true
@@ -157,27 +190,24 @@ export class SessionMerger<T = never> {
       if (record.raw !== undefined) s.raw = record.raw
       if (record.origin !== undefined) s.origin = record.origin
     }
-    if (kind === k.stop) return { absorbed: true, closed: [this.close(s, 'stop')] }
-    return { absorbed: true, closed: [] }
+    if (kind === k.stop) closed.push(this.close(s, 'stop'))
+    return { absorbed: true, closed }
   }
 
-  /** Closes sessions idle for `idle_timeout_s` at `nowMs` (inclusive). */
+  /** Closes sessions idle for `idle_timeout_s` at `nowMs` (inclusive), least recently active first. */
   expire(nowMs: number): ClosedSession<T>[] {
     const out: ClosedSession<T>[] = []
-    for (const s of [...this.sessions.values()]) {
-      if (nowMs - s.lastSeen >= this.idleMs) out.push(this.close(s, 'idle_timeout'))
+    for (const s of this.sessions.values()) {
+      if (nowMs - s.lastSeen < this.idleMs) break // the rest arrived later
+      out.push(this.close(s, 'idle_timeout')) // deleting the current entry keeps a Map iterator valid
     }
     return out
   }
 
   /** When the next idle close is due (ms, caller's clock), or undefined with no open session. */
   nextDeadline(): number | undefined {
-    let min: number | undefined
-    for (const s of this.sessions.values()) {
-      const d = s.lastSeen + this.idleMs
-      if (min === undefined || d < min) min = d
-    }
-    return min
+    const first = this.sessions.values().next()
+    return first.done ? undefined : first.value.lastSeen + this.idleMs
   }
 
   /** Closes every open session (`session_close=shutdown`), for sources that cannot replay them. */

@@ -175,6 +175,25 @@ describe('MqttAdapter on a real mosquitto', () => {
     ])
   })
 
+  it('sessions: max_open_sessions closes the oldest session early; its held ack is sent once its records are stored', async () => {
+    const t = setup({ sessions: { ...DEFAULT_SESSIONS, max_open_sessions: 1 } })
+    adapters.push(t.adapter)
+    await t.adapter.start()
+    const ev = (id: string, session: string) =>
+      JSON.stringify({ event_id: id, event_time: '2026-10-01T12:00:00Z', metric: 'bytes_out', quantity: '5', dimensions: { session_id: session, session_event: 'start' } })
+    await publish('devices/fw-6/usage', [ev('x1', 'X')])
+    await waitFor(() => t.adapter.stats.messages === 1, 'the first start')
+    await new Promise((r) => setTimeout(r, 100))
+    expect(t.adapter.stats.acked).toBe(0)
+    await publish('devices/fw-6/usage', [ev('y1', 'Y')])
+    await waitFor(() => t.adapter.stats.acked === 1, 'the ack of the closed session X')
+    expect(t.records().map((r) => [r.dimensions?.session_id, r.metric, r.dimensions?.session_close])).toEqual([
+      ['X', 'session_seconds', 'max_open_sessions'],
+      ['X', 'bytes_out', 'max_open_sessions'],
+    ])
+    expect(t.adapter.stats).toMatchObject({ sessionsOpen: 1, sessionsEvicted: 1 })
+  })
+
   it('start() fails with a clear error when the broker is unreachable', async () => {
     const dead = await freePort()
     const t = setup({ url: `mqtt://127.0.0.1:${dead}`, connect_timeout_s: 1 })

@@ -53,6 +53,8 @@ export interface MqttStats {
   connects: number
   failedBatches: number
   sessionsOpen: number
+  /** Sessions closed early because `sessions.max_open_sessions` were open (billed, `session_close=max_open_sessions`). */
+  sessionsEvicted: number
 }
 
 /** Passed to mqtt.js's handleMessage callback to keep it from sending the PUBACK itself. */
@@ -252,7 +254,7 @@ export class MqttAdapter {
   }
 
   get stats(): MqttStats {
-    return { ...this.counts, failedBatches: this.feed.failedBatches, sessionsOpen: this.merger?.open ?? 0 }
+    return { ...this.counts, failedBatches: this.feed.failedBatches, sessionsOpen: this.merger?.open ?? 0, sessionsEvicted: this.merger?.evicted ?? 0 }
   }
 
   /**

@@ -129,6 +129,25 @@ describe('SyslogAdapter with util-linux logger', () => {
   })
 })
 
+describe('SyslogAdapter open-session limit', () => {
+  it('max_open_sessions: a third session closes the least recently active one early, billed, flagged and counted', async () => {
+    const t = setup({ sessions: { ...DEFAULT_SESSIONS, max_open_sessions: 2 } })
+    await t.adapter.start()
+    const port = t.adapter.ports.tcp!
+    for (const [i, [id, q]] of ([['A', '10'], ['B', '20'], ['C', '30']] as const).entries()) {
+      await logger_(port, ['--tcp', '--rfc5424'], `event_id=${id}1 device_id=fw-1 metric=bytes_out quantity=${q} dim.session_id=${id} dim.session_event=start event_time=2026-10-01T12:00:00Z`)
+      // logger returns once sent; wait until the adapter has it, so the arrival order is the sending order.
+      await waitFor(() => t.adapter.stats.messages === i + 1, `session ${id} received`)
+    }
+    await waitFor(() => t.records().length === 2, 'the records of the closed session')
+    expect(t.records().map((r) => [r.dimensions?.session_id, r.metric, r.quantity, r.dimensions?.session_close])).toEqual([
+      ['A', 'session_seconds', '0', 'max_open_sessions'],
+      ['A', 'bytes_out', '10', 'max_open_sessions'],
+    ])
+    expect(t.adapter.stats).toMatchObject({ sessionsOpen: 2, sessionsEvicted: 1 })
+  })
+})
+
 describe('SyslogAdapter bad input', () => {
   it('rejects malformed UDP datagrams with raw and reason, and keeps running', async () => {
     const t = setup({ max_message_bytes: 200 })

@@ -43,6 +43,8 @@ export interface SyslogStats {
   failedBatches: number
   lostItems: number
   sessionsOpen: number
+  /** Sessions closed early because `sessions.max_open_sessions` were open (billed, `session_close=max_open_sessions`). */
+  sessionsEvicted: number
 }
 
 export class SyslogAdapter {
@@ -72,6 +74,7 @@ export class SyslogAdapter {
       failedBatches: this.feed.failedBatches,
       lostItems: this.feed.lostItems,
       sessionsOpen: this.merger?.open ?? 0,
+      sessionsEvicted: this.merger?.evicted ?? 0,
     }
   }
 
