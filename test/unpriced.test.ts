@@ -1,0 +1,105 @@
+import { writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { afterAll, afterEach, expect, it } from 'vitest'
+import { json, killStrayChildren, query, tempDir, writeJson } from './helpers/cli.js'
+
+/**
+ * The last reject reason of the data path: a record that validates and has an owner, but that its charge
+ * cannot price (here a time_rated session starting at a moment no rate's schedule covers). It goes to
+ * rejected_usage with the raw row, its file and line and the model's reason; no running total moves for it,
+ * and the rest of the file is rated. Real CLI, nats-server and embedded ClickHouse.
+ */
+const tmp = tempDir('rateflow-unpriced-')
+const d = ['--data', tmp.dir]
+afterEach(() => {
+  killStrayChildren()
+})
+afterAll(() => tmp.cleanup())
+
+const catalog = {
+  version: 'v1',
+  effective_from: '2026-01-01T00:00:00Z',
+  currency: 'USD',
+  meters: [{ id: 'session_s', metric: 'session_seconds', aggregation: 'sum' }],
+  // Weekdays 08:00–18:00 only: nights and weekends have no rate.
+  schedules: [{ id: 'office', weekdays: [1, 2, 3, 4, 5], from: '08:00', to: '18:00' }],
+  plans: [
+    {
+      id: 'remote-access',
+      billing_period: 'month',
+      charges: [
+        {
+          id: 'support',
+          kind: 'usage',
+          meter: 'session_s',
+          model: 'time_rated',
+          rates: [{ schedule: 'office', connect_fee: '0.5', steps: [{ from: '0', unit_price: '0.01', per: '60', increment: '60' }] }],
+          rounding: { decimals: 2, mode: 'up' },
+        },
+      ],
+    },
+  ],
+}
+const accounts = {
+  customers: [
+    {
+      id: 'c-1',
+      name: 'Acme',
+      accounts: [
+        {
+          id: 'a-1',
+          currency: 'USD',
+          timezone: 'UTC',
+          bill_cycle_day: 1,
+          tax: { jurisdiction: 'US', rate: '0' },
+          parent_account: null,
+          subscriptions: [
+            {
+              id: 's-1',
+              plan: 'remote-access',
+              start: '2026-10-01T00:00:00Z',
+              status: 'active',
+              quantity: '1',
+              devices: [{ device_id: 'gw-1', from: '2026-10-01T00:00:00Z', to: null }],
+            },
+          ],
+        },
+      ],
+    },
+  ],
+}
+
+it('a session no schedule covers is rejected as "cannot be priced", with raw row and line; the others are rated', async () => {
+  await json(['catalog', 'apply', writeJson(join(tmp.dir, 'catalog.json'), catalog), ...d])
+  await json(['accounts', 'apply', writeJson(join(tmp.dir, 'accounts.json'), accounts), ...d])
+  const csv = join(tmp.dir, 'sessions.csv')
+  writeFileSync(
+    csv,
+    [
+      'event_id,event_time,device_id,account_id,subscription_id,metric,quantity',
+      'e1,2026-11-04T10:00:00Z,gw-1,,,session_seconds,300', // Wednesday 10:00: 0.5 + 5 min × 0.01 = 0.55
+      'e2,2026-11-08T10:00:00Z,gw-1,,,session_seconds,120', // Sunday: no schedule covers it
+      'e3,2026-11-05T17:59:00Z,gw-1,,,session_seconds,60', // Thursday 17:59–18:00: 0.5 + 1 min × 0.01 = 0.51
+    ].join('\n') + '\n',
+  )
+  const counts = await json(['ingest', 'csv', csv, '--source', 'csv:s', '--wait', ...d])
+  expect(counts).toEqual({ read: 3, rated: 2, duplicates: 0, rejected: 1, suspended: 0 })
+
+  const rejected = await query<{ raw: string; reason: string }>(tmp.dir, 'SELECT raw, reason FROM rejected_usage')
+  expect(rejected).toHaveLength(1)
+  expect(rejected[0]!.raw).toBe('e2,2026-11-08T10:00:00Z,gw-1,,,session_seconds,120')
+  expect(rejected[0]!.reason).toMatch(/sessions\.csv:3/)
+  expect(rejected[0]!.reason).toMatch(/cannot be priced: charge support: no rate's schedule covers weekday 7 10:00 in UTC/)
+
+  const rated = await query<{ event_id: string; amount: string }>(
+    tmp.dir,
+    'SELECT event_id, toString(amount) AS amount FROM rated_usage ORDER BY event_id',
+  )
+  expect(rated).toEqual([
+    { event_id: 'e1', amount: '0.55' },
+    { event_id: 'e3', amount: '0.51' },
+  ])
+  // The rejected event is not in usage_events: a corrected resend with the same event_id is not a duplicate.
+  const events = await query<{ event_id: string }>(tmp.dir, 'SELECT event_id FROM usage_events ORDER BY event_id')
+  expect(events.map((e) => e.event_id)).toEqual(['e1', 'e3'])
+})
