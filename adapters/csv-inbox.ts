@@ -3,7 +3,7 @@ import { join } from 'node:path'
 import { ValidationError, type Problem } from '../common/errors.js'
 import type { Logger } from '../common/logger.js'
 import { DEFAULT_BATCHING, MicroBatcher, type BatchSink } from './batcher.js'
-import { fileFingerprint, ingestCsvFile, newRunId } from './csv.js'
+import { CSV_COLUMNS, fileFingerprint, ingestCsvFile, newRunId } from './csv.js'
 
 export interface CsvInboxOptions {
   readonly watch: string
@@ -47,6 +47,11 @@ export function checkCsvInboxEntries(entries: readonly unknown[], path = '$.adap
       } else {
         for (const [k, v] of Object.entries(o.columns as Record<string, unknown>)) {
           if (typeof v !== 'string') problems.push({ path: `${p}.columns.${k}`, message: 'must be a string' }), (ok = false)
+          // Checked here too, not only per file: a typo would otherwise send every dropped file to failed/.
+          else if (!(CSV_COLUMNS as readonly string[]).includes(v) && !/^dim\.\S+$/.test(v)) {
+            problems.push({ path: `${p}.columns.${k}`, message: `must be one of ${CSV_COLUMNS.join(', ')} or dim.<name>, got ${JSON.stringify(v)}` })
+            ok = false
+          }
         }
       }
     }
