@@ -1,11 +1,12 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process'
-import { writeFileSync } from 'node:fs'
+import { mkdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { CSV_HEADER, sampleAccounts, sampleCatalog } from '../bench/sample-data.js'
 import { json, query, rateflow, tempDir, writeJson, type CliResult, killStrayChildren } from './helpers/cli.js'
 import { startMosquitto, type LocalMosquitto } from '../pipeline/services/mosquitto.js'
+import { makeTestPki } from './helpers/certs.js'
 
 const run = promisify(execFile)
 
@@ -31,14 +32,14 @@ afterAll(async () => {
 interface Ready { status: string; http: string; syslog: Array<{ source: string; udp: number | null; tcp: number | null }> }
 interface Stats { adapters: Array<{ kind: string; source: string; stats: Record<string, number> }>; outcomes: Record<string, number> }
 
-async function setup(name: string): Promise<{ data: string; config: string; inbox: string }> {
+async function setup(name: string, mqtt?: Record<string, unknown>): Promise<{ data: string; config: string; inbox: string }> {
   const data = join(tmp.dir, name)
   const inbox = join(tmp.dir, `${name}-inbox`)
   await json(['catalog', 'apply', writeJson(join(tmp.dir, `${name}-catalog.json`), sampleCatalog()), '--data', data])
   await json(['accounts', 'apply', writeJson(join(tmp.dir, `${name}-accounts.json`), sampleAccounts({ customers: 2, devicesPerAccount: 2 })), '--data', data])
   const config = writeJson(join(tmp.dir, `${name}-rateflow.json`), {
     adapters: {
-      mqtt: [{ url: `mqtt://127.0.0.1:${mqttPort}`, topics: ['devices/+/usage'], source: 'mqtt:plant', client_id: `rateflow-${name}` }],
+      mqtt: [mqtt ?? { url: `mqtt://127.0.0.1:${mqttPort}`, topics: ['devices/+/usage'], source: 'mqtt:plant', client_id: `rateflow-${name}` }],
       syslog: [{ udp_port: 0, tcp_port: 0, host: '127.0.0.1', source: 'syslog:edge' }],
       csv: [{ watch: inbox, source: 'csv:drop' }],
     },
@@ -47,8 +48,8 @@ async function setup(name: string): Promise<{ data: string; config: string; inbo
   return { data, config, inbox }
 }
 
-function start(config: string, data: string): { done: Promise<CliResult>; child: ChildProcess; ready: Promise<Ready> } {
-  const p = rateflow(['run', '--config', config, '--data', data])
+function start(config: string, data: string, env: Record<string, string> = {}): { done: Promise<CliResult>; child: ChildProcess; ready: Promise<Ready> } {
+  const p = rateflow(['run', '--config', config, '--data', data], env)
   const ready = new Promise<Ready>((resolve, reject) => {
     let buf = ''
     p.child.stdout!.on('data', (d: Buffer) => {
@@ -74,9 +75,9 @@ async function until(what: string, fn: () => Promise<boolean>, ms = 60_000): Pro
   }
 }
 
-function mqttLines(ids: string[]): Promise<void> {
+function mqttLines(ids: string[], port = mqttPort): Promise<void> {
   return new Promise((resolve, reject) => {
-    const p = spawn('mosquitto_pub', ['-h', '127.0.0.1', '-p', String(mqttPort), '-q', '1', '-t', 'devices/fw-001-1/usage', '-l'], { stdio: ['pipe', 'ignore', 'pipe'] })
+    const p = spawn('mosquitto_pub', ['-h', '127.0.0.1', '-p', String(port), '-q', '1', '-t', 'devices/fw-001-1/usage', '-l'], { stdio: ['pipe', 'ignore', 'pipe'] })
     let err = ''
     p.stderr!.on('data', (d) => (err += d))
     p.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`mosquitto_pub exited ${code}: ${err}`))))
@@ -143,6 +144,52 @@ describe('rateflow run', () => {
     expect(Number(rows[0]!.ids)).toBe(N)
     expect(Number(rows[0]!.n)).toBe(N)
   }, 240_000)
+})
+
+describe('rateflow run with a secured MQTT broker', () => {
+  it('connects over TLS with username and password_env, and rates what the broker delivers', async () => {
+    const dir = join(tmp.dir, 'secure-broker')
+    mkdirSync(dir)
+    const pki = await makeTestPki(dir)
+    const secure = await startMosquitto(dir, [], 10_000, [{ users: { rateflow: 'e2e-secret' }, tls: { ca: pki.ca, ...pki.server } }])
+    try {
+      const { data, config } = await setup('secure', {
+        url: `mqtts://127.0.0.1:${secure.listenerPorts[0]!}`, topics: ['devices/+/usage'], source: 'mqtt:plant', client_id: 'rateflow-secure',
+        username: 'rateflow', password_env: 'RATEFLOW_E2E_MQTT_PASSWORD', tls: { ca: pki.ca },
+      })
+      const r = start(config, data, { RATEFLOW_E2E_MQTT_PASSWORD: 'e2e-secret' })
+      const ready = await r.ready
+      // Published on the broker's anonymous listener; the broker routes it to the TLS + password subscriber.
+      await mqttLines(Array.from({ length: 20 }, (_, i) => `tls${i + 1}`), secure.port)
+      await until('20 rated', async () => (await stats(ready.http)).outcomes.rated! >= 20)
+      r.child.kill('SIGINT')
+      const res = await r.done
+      expect(res.code).toBe(0)
+      const rows = await query<{ n: string }>(data, "SELECT count() AS n FROM rated_usage WHERE source = 'mqtt:plant' AND startsWith(event_id, 'tls')")
+      expect(Number(rows[0]!.n)).toBe(20)
+    } finally {
+      await secure.stop()
+    }
+  }, 180_000)
+
+  it('exits 2 before starting anything when a secret or TLS file is missing, naming each by its JSON path', async () => {
+    const dir = join(tmp.dir, 'missing-secrets')
+    mkdirSync(dir)
+    const config = writeJson(join(dir, 'rateflow.json'), {
+      adapters: {
+        mqtt: [
+          { url: 'mqtts://127.0.0.1:8883', topics: ['a/+'], source: 'mqtt:a', username: 'u', password_env: 'RATEFLOW_E2E_UNSET_PASSWORD', tls: { ca: join(dir, 'ca.pem') } },
+          { url: 'mqtt://127.0.0.1:1883', topics: ['b/+'], source: 'mqtt:b', username: 'u', password_file: join(dir, 'password.txt') },
+        ],
+      },
+    })
+    const res = await rateflow(['run', '--config', config, '--data', join(dir, 'data')])
+    expect(res.code).toBe(2)
+    expect(res.stderr).toContain('$.adapters.mqtt[0].password_env: environment variable RATEFLOW_E2E_UNSET_PASSWORD is not set (or empty)')
+    expect(res.stderr).toContain(`$.adapters.mqtt[0].tls.ca: cannot read ${join(dir, 'ca.pem')}: ENOENT`)
+    expect(res.stderr).toContain(`$.adapters.mqtt[1].password_file: cannot read ${join(dir, 'password.txt')}: ENOENT`)
+    expect(res.stderr).toMatch(/3 problems/)
+  }, 60_000)
 })
 
 /** True once the broker has nothing left to deliver: no message arrived in the last 2 s and every message is acked. */
