@@ -10,7 +10,7 @@ import type { Logger } from '../common/logger.js'
 import { ValidationError, type Problem } from '../common/errors.js'
 import { isoUtc } from '../common/time.js'
 import type { UsageBatch, WireRecord } from '../rating-core/record.js'
-import { chargeRef, rejectLine, type ResolvedCharge, type StagedBatch, type StagedCharge } from '../rating-core/stage.js'
+import { chargeRef, rejectLine, totalsKey, type ResolvedCharge, type StagedBatch, type StagedCharge } from '../rating-core/stage.js'
 import { rateUsageEvent, type MeterState } from '../rating-core/usage-rater.js'
 import type { Queue } from './queue.js'
 import type { StageTask } from './rating-worker.js'
@@ -465,7 +465,7 @@ export class Rater extends EventEmitter {
       const resolved = this.charges.get(chargeRef(row.catalog_version, row.plan_id, row.charge_id))
       if (!resolved) continue
       const periodStart = new Date(row.period_start.replace(' ', 'T') + 'Z').toISOString()
-      const key = `${row.subscription_id}\u0000${row.charge_id}\u0000${periodStart}\u0000${row.group_key}`
+      const key = totalsKey(row.subscription_id, row.charge_id, periodStart, row.group_key, row.catalog_version)
       const owner = this.guiding.subscriptionOwner(row.subscription_id)
       const eventIso = new Date(row.event_time.replace(' ', 'T') + 'Z').toISOString()
       const period = owner

@@ -42,7 +42,7 @@ export interface StagedRecord {
 
 /** One usage charge a record feeds; the owner folds it into the running total to get the amount. */
 export interface StagedCharge {
-  /** (subscription, charge, period_start, group): the running total this event increments. */
+  /** (subscription, charge, period_start, group, catalog version): the running total this event increments. */
   readonly totalsKey: string
   /** Looks up the charge and meter in the owner's catalog table: `version\0plan\0charge`. */
   readonly chargeRef: string
@@ -63,6 +63,16 @@ const NORMALISED_UTC = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/
 
 export function chargeRef(version: string, plan: string, charge: string): string {
   return `${version}\u0000${plan}\u0000${charge}`
+}
+
+/**
+ * The running total an event of `charge` increments: one per subscription, charge, billing period, group and
+ * catalog version. A version that takes effect mid-period starts its own total, so each event is priced by the
+ * version in force at its event_time and its amount does not depend on whether events of the other version
+ * arrived first (one total across versions priced old usage again at the new price, by arrival order).
+ */
+export function totalsKey(subscription: string, charge: string, periodStartIso: string, group: string, version: string): string {
+  return `${subscription}\u0000${charge}\u0000${periodStartIso}\u0000${group}\u0000${version}`
 }
 
 /**
@@ -112,7 +122,7 @@ export function stageBatch(batch: UsageBatch, guiding: GuidingIndex, receivedAtM
       if (!meter || !meterAccepts(meter, r.metric, dims)) continue
       const group = groupKey(meter, dims)
       charges.push({
-        totalsKey: `${subscription.id}\u0000${c.id}\u0000${periodStartIso}\u0000${group}`,
+        totalsKey: totalsKey(subscription.id, c.id, periodStartIso, group, catalog.version),
         chargeRef: chargeRef(catalog.version, plan.id, c.id),
         quantity: r.quantity,
         dimensions: dims,

@@ -1,8 +1,8 @@
 /**
  * Incremental rating of usage events (ARCHITECTURE invariant 4, CONTRACT §3.2).
  *
- * For every (subscription, charge, period, group) the caller keeps one MeterState. Rating an
- * event folds it into the state and prices the new state:
+ * For every (subscription, charge, period, group, catalog version) the caller keeps one MeterState
+ * (stage.ts totalsKey). Rating an event folds it into the state and prices the new state:
  *   1. Q(after) = meter aggregate with the event folded in (meters.ts).
  *   2. T(after) = the charge model applied to Q(after), summed line by line in 9-decimal units
  *      and clamped to [minimum, maximum] — exactly what periodTotal reports for the invoice.
