@@ -2,10 +2,10 @@ import { createHash, randomBytes } from 'node:crypto'
 import { createReadStream, statSync } from 'node:fs'
 import { basename, resolve } from 'node:path'
 import { createGunzip } from 'node:zlib'
-import { parse } from 'fast-csv'
 import { ValidationError, type Problem } from '../common/errors.js'
 import type { WireRecord } from '../rating-core/record.js'
 import type { MicroBatcher } from './batcher.js'
+import { CsvRowParser, type CsvItem } from './csv-parser.js'
 
 /** The CSV columns of CONTRACT §5, plus `dim.<name>` columns for dimensions. */
 export const CSV_COLUMNS = ['event_id', 'event_time', 'device_id', 'account_id', 'subscription_id', 'metric', 'quantity'] as const
@@ -67,10 +67,10 @@ export function mapHeader(header: readonly string[], file: string, columns: Read
 
 /**
  * Streams one CSV file (gzip when it ends in `.gz`) into the batcher: a 1 GB file never sits in memory,
- * because reading waits whenever the batcher asks for backpressure. A row with the wrong number of
- * columns becomes a reject naming file and line; field checks (time, quantity, owner) happen in the
- * rater's validate stage, which keeps the raw row and origin for rejected_usage.
- * A bad header throws ValidationError before anything is published.
+ * because reading waits whenever the batcher asks for backpressure, and the row parser bounds a row's size
+ * (adapters/csv-parser.ts). A row with the wrong number of columns or broken quoting becomes a reject naming
+ * file and line; field checks (time, quantity, owner) happen in the rater's validate stage, which keeps the
+ * raw row and origin for rejected_usage. A bad header throws ValidationError before anything is published.
  */
 export async function ingestCsvFile(
   path: string,
@@ -78,74 +78,95 @@ export async function ingestCsvFile(
   batcher: MicroBatcher,
 ): Promise<CsvFileResult> {
   const name = basename(path)
-  let input: NodeJS.ReadableStream = createReadStream(path, { highWaterMark: 1 << 20 })
+  let input: NodeJS.ReadableStream = createReadStream(path, { highWaterMark: 1 << 16 })
   if (path.endsWith('.gz')) input = input.pipe(createGunzip())
-  const parser = input.pipe(parse({ headers: false, ignoreEmpty: true, trim: false }))
-  let fields: string[] | undefined
-  let idx: Partial<Record<CsvColumn, number>> = {}
-  let dims: Array<[number, string]> = []
-  let line = 0
-  let read = 0
+  // Decoded here rather than per chunk: the stream's decoder keeps a UTF-8 character split across chunks whole.
+  input.setEncoding('utf8')
+  const parser = new CsvRowParser()
   const source = options.source
-  for await (const row of parser as AsyncIterable<string[]>) {
-    line++
-    if (!fields) {
-      fields = mapHeader(row, name, options.columns)
-      idx = {}
-      dims = []
-      fields.forEach((f, i) => {
-        if (f.startsWith('dim.')) dims.push([i, f.slice(4)])
-        else idx[f as CsvColumn] = i
-      })
-      continue
-    }
-    read++
-    const origin = `${name}:${line}`
-    const raw = toCsvLine(row)
-    let wait: Promise<void> | undefined
-    if (row.length !== fields.length) {
-      wait = batcher.add({ reject: { source, raw, origin, reason: `has ${row.length} columns, the header has ${fields.length}` } })
-    } else {
-      const get = (c: CsvColumn) => (idx[c] === undefined ? undefined : row[idx[c]!] || undefined)
-      const rec: WireRecord = {
-        // No event id in the file: a content hash of the row, so the same row sent twice is one event.
-        event_id: get('event_id') ?? createHash('sha1').update(source).update('\u0000').update(raw).digest('hex'),
-        source,
-        event_time: get('event_time') ?? '',
-        metric: get('metric') ?? '',
-        quantity: get('quantity') ?? '',
-        raw,
-        origin,
+  let shape: RowShape | undefined
+  let read = 0
+  const take = async (items: CsvItem[]): Promise<void> => {
+    for (const item of items) {
+      if (!shape) {
+        if (!item.ok) throw new ValidationError(`CSV header of ${name}`, [{ path: `${name}:${item.line}`, message: item.error }])
+        shape = rowShape(mapHeader(item.fields, name, options.columns))
+        continue
       }
-      const device = get('device_id'), account = get('account_id'), sub = get('subscription_id')
-      if (device !== undefined) rec.device_id = device
-      if (account !== undefined) rec.account_id = account
-      if (sub !== undefined) rec.subscription_id = sub
-      if (dims.length) {
-        const d: Record<string, string> = {}
-        for (const [i, k] of dims) if (row[i]) d[k] = row[i]!
-        rec.dimensions = d
-      }
-      wait = batcher.add({ record: rec })
+      read++
+      const origin = `${name}:${item.line}`
+      let wait: Promise<void> | undefined
+      if (!item.ok) wait = batcher.add({ reject: { source, raw: item.raw, origin, reason: item.error } })
+      else if (item.fields.length !== shape.width) {
+        wait = batcher.add({ reject: { source, raw: item.raw, origin, reason: `has ${item.fields.length} columns, the header has ${shape.width}` } })
+      } else wait = batcher.add({ record: toRecord(item.fields, item.raw, origin, source, shape) })
+      if (wait) await wait
     }
-    if (wait) await wait
   }
-  if (!fields) throw new ValidationError(`CSV file ${name}`, [{ path: `${name}:1`, message: 'the file is empty: a header row is required' }])
+  for await (const chunk of input as AsyncIterable<string>) await take(parser.push(chunk))
+  await take(parser.end())
+  if (!shape) throw new ValidationError(`CSV file ${name}`, [{ path: `${name}:1`, message: 'the file is empty: a header row is required' }])
   return { read }
+}
+
+/** Where each canonical field sits in a row (-1: no such column), from the mapped header. */
+interface RowShape {
+  readonly width: number
+  readonly eventId: number
+  readonly eventTime: number
+  readonly device: number
+  readonly account: number
+  readonly subscription: number
+  readonly metric: number
+  readonly quantity: number
+  readonly dims: ReadonlyArray<readonly [number, string]>
+}
+
+function rowShape(fields: readonly string[]): RowShape {
+  const at = (c: CsvColumn) => fields.indexOf(c)
+  const dims: Array<[number, string]> = []
+  fields.forEach((f, i) => {
+    if (f.startsWith('dim.')) dims.push([i, f.slice(4)])
+  })
+  return {
+    width: fields.length,
+    eventId: at('event_id'),
+    eventTime: at('event_time'),
+    device: at('device_id'),
+    account: at('account_id'),
+    subscription: at('subscription_id'),
+    metric: at('metric'),
+    quantity: at('quantity'),
+    dims,
+  }
+}
+
+/** One row as a WireRecord; an empty cell is an absent field. */
+function toRecord(row: readonly string[], raw: string, origin: string, source: string, s: RowShape): WireRecord {
+  const cell = (i: number): string | undefined => (i < 0 ? undefined : row[i] || undefined)
+  const rec: WireRecord = {
+    // No event id in the file: a content hash of the row, so the same row sent twice is one event.
+    event_id: cell(s.eventId) ?? createHash('sha1').update(source).update('\u0000').update(raw).digest('hex'),
+    source,
+    event_time: cell(s.eventTime) ?? '',
+    metric: cell(s.metric) ?? '',
+    quantity: cell(s.quantity) ?? '',
+    raw,
+    origin,
+  }
+  const device = cell(s.device), account = cell(s.account), sub = cell(s.subscription)
+  if (device !== undefined) rec.device_id = device
+  if (account !== undefined) rec.account_id = account
+  if (sub !== undefined) rec.subscription_id = sub
+  if (s.dims.length) {
+    const d: Record<string, string> = {}
+    for (const [i, k] of s.dims) if (row[i]) d[k] = row[i]!
+    rec.dimensions = d
+  }
+  return rec
 }
 
 /** A new run id: every ingest run publishes its own batch ids. */
 export function newRunId(): string {
   return randomBytes(6).toString('hex')
-}
-
-/** Re-serialises a parsed row as one CSV line (quoted where needed): the raw text kept for a reject. */
-function toCsvLine(row: readonly string[]): string {
-  let out = ''
-  for (let i = 0; i < row.length; i++) {
-    const v = row[i]!
-    if (i) out += ','
-    out += /[",\r\n]/.test(v) ? '"' + v.replace(/"/g, '""') + '"' : v
-  }
-  return out
 }

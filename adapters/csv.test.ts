@@ -1,0 +1,71 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { gzipSync } from 'node:zlib'
+import { afterAll, describe, expect, it } from 'vitest'
+import { MicroBatcher } from './batcher.js'
+import { ingestCsvFile } from './csv.js'
+import { ValidationError } from '../common/errors.js'
+import type { UsageBatch } from '../rating-core/record.js'
+
+const dir = mkdtempSync(join(tmpdir(), 'rateflow-csv-'))
+afterAll(() => rmSync(dir, { recursive: true, force: true }))
+
+async function ingest(name: string, content: string | Buffer, maxRecords = 1000) {
+  const file = join(dir, name)
+  writeFileSync(file, content)
+  const batches: UsageBatch[] = []
+  const batcher = new MicroBatcher(async (b) => void batches.push(b), { maxRecords, maxDelayMs: 10, maxInFlight: 2, batchId: (n) => `t:${n}` })
+  const r = await ingestCsvFile(file, { source: 'csv:t' }, batcher)
+  await batcher.flush()
+  return { read: r.read, records: batches.flatMap((b) => b.records), rejects: batches.flatMap((b) => b.rejects), batches }
+}
+
+const HEADER = 'event_id,event_time,device_id,account_id,subscription_id,metric,quantity,dim.region'
+
+describe('ingestCsvFile', () => {
+  it('maps rows to records: empty cells are absent fields, dimensions from dim.* columns, origin is file:line', async () => {
+    const r = await ingest('a.csv', `${HEADER}\r\ne1,2026-10-01T00:00:00Z,fw-1,,,bytes_out,10,eu\r\n\r\ne2,2026-10-01T00:00:01Z,,a-1,,api_calls,3,\r\n`)
+    expect(r.read).toBe(2)
+    expect(r.records).toEqual([
+      { event_id: 'e1', source: 'csv:t', event_time: '2026-10-01T00:00:00Z', metric: 'bytes_out', quantity: '10', raw: 'e1,2026-10-01T00:00:00Z,fw-1,,,bytes_out,10,eu', origin: 'a.csv:2', device_id: 'fw-1', dimensions: { region: 'eu' } },
+      { event_id: 'e2', source: 'csv:t', event_time: '2026-10-01T00:00:01Z', metric: 'api_calls', quantity: '3', raw: 'e2,2026-10-01T00:00:01Z,,a-1,,api_calls,3,', origin: 'a.csv:4', account_id: 'a-1', dimensions: {} },
+    ])
+  })
+
+  it('quoted cells; a row with broken quoting or the wrong column count is a reject with its raw text, and the rows after it go on', async () => {
+    const r = await ingest(
+      'b.csv',
+      [HEADER, 'e1,2026-10-01T00:00:00Z,fw-1,,,bytes_out,"1,5",eu', 'e2,2026-10-01T00:00:00Z,fw-1,,,bytes_out,"7"x,eu', 'e3,2026-10-01T00:00:00Z,fw-1', 'e4,2026-10-01T00:00:00Z,fw-1,,,bytes_out,4,"multi', 'line"', ''].join('\n'),
+    )
+    expect(r.read).toBe(4)
+    expect(r.records.map((x) => [x.event_id, x.quantity, x.raw, x.origin])).toEqual([
+      ['e1', '1,5', 'e1,2026-10-01T00:00:00Z,fw-1,,,bytes_out,"1,5",eu', 'b.csv:2'],
+      ['e4', '4', 'e4,2026-10-01T00:00:00Z,fw-1,,,bytes_out,4,"multi\nline"', 'b.csv:5'],
+    ])
+    expect(r.rejects).toEqual([
+      { source: 'csv:t', raw: 'e2,2026-10-01T00:00:00Z,fw-1,,,bytes_out,"7"x,eu', origin: 'b.csv:3', reason: expect.stringMatching(/column 7: text after the closing quote/) },
+      { source: 'csv:t', raw: 'e3,2026-10-01T00:00:00Z,fw-1', origin: 'b.csv:4', reason: 'has 3 columns, the header has 8' },
+    ])
+  })
+
+  it('no event_id column: the id is a content hash of the row, the same for the same row', async () => {
+    const r = await ingest('c.csv', 'event_time,device_id,metric,quantity\n2026-10-01T00:00:00Z,fw-1,bytes_out,1\n2026-10-01T00:00:00Z,fw-1,bytes_out,1\n')
+    expect(r.records).toHaveLength(2)
+    expect(r.records[0]!.event_id).toMatch(/^[0-9a-f]{40}$/)
+    expect(r.records[1]!.event_id).toBe(r.records[0]!.event_id)
+  })
+
+  it('reads .csv.gz, keeps multi-byte characters split across read chunks whole, and waits on backpressure', async () => {
+    const rows = Array.from({ length: 5000 }, (_, i) => `e${i},2026-10-01T00:00:00Z,fw-ü€-${i},,,bytes_out,${i},région`)
+    const r = await ingest('d.csv.gz', gzipSync(Buffer.from([HEADER, ...rows].join('\n') + '\n')), 100)
+    expect(r.read).toBe(5000)
+    expect(r.records.map((x) => x.raw)).toEqual(rows)
+    expect(r.batches.length).toBeGreaterThanOrEqual(50)
+  })
+
+  it('a bad header fails the file before anything is published; so does an empty file', async () => {
+    await expect(ingest('e.csv', 'when,device\n1,2\n')).rejects.toThrow(ValidationError)
+    await expect(ingest('f.csv', '\n\n')).rejects.toThrow(/the file is empty/)
+  })
+})

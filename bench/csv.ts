@@ -1,0 +1,126 @@
+import { createReadStream, statSync } from 'node:fs'
+import { join } from 'node:path'
+import { parse } from 'fast-csv'
+import { DEFAULT_BATCHING, MicroBatcher } from '../adapters/batcher.js'
+import { fileFingerprint, ingestCsvFile, newRunId } from '../adapters/csv.js'
+import { CsvRowParser } from '../adapters/csv-parser.js'
+import { adapterTable, envInt, openHarness, type StoredCounts } from './adapter-harness.js'
+import { perSecond, saveResult } from './results.js'
+import { writeSampleCsv } from './sample-data.js'
+
+/** The issue's goal for CSV on the 2-core reference machine. */
+export const CSV_GOAL_ROWS_PER_S = 300_000
+
+/** One run's figures. */
+export interface CsvBenchResult {
+  rows: number
+  file_bytes: number
+  rateflow_rows_per_s: number
+  raw_parse_rows_per_s: number
+  fast_csv_parse_rows_per_s: number
+  raw_jetstream_rows_per_s: number
+  ratio_to_parse: number
+  ratio_to_jetstream: number
+  goal_rows_per_s: number
+  goal_met: boolean
+  stream: StoredCounts
+}
+
+/** fast-csv over the file with the options the adapter used with it, counting rows: no mapping, no publish. */
+async function fastCsvParse(file: string): Promise<number> {
+  let rows = 0
+  const parser = createReadStream(file, { highWaterMark: 1 << 20 }).pipe(parse({ headers: false, ignoreEmpty: true, trim: false }))
+  for await (const _row of parser as AsyncIterable<string[]>) rows++
+  return rows - 1
+}
+
+/** The adapter's own row parser over the file, counting rows: reading and parsing only, no mapping, no publish. */
+async function rowParse(file: string): Promise<number> {
+  let rows = 0
+  const parser = new CsvRowParser()
+  const input = createReadStream(file, { highWaterMark: 1 << 16, encoding: 'utf8' })
+  for await (const chunk of input as AsyncIterable<string>) rows += parser.push(chunk).length
+  return rows + parser.end().length - 1
+}
+
+/**
+ * CSV file → adapters/csv → micro-batches → JetStream (USAGE), rows/s from opening the file to the last batch
+ * stored, as `rateflow ingest csv` without --wait does it. Raw rates of the same path in the same run: reading and
+ * parsing the same file with nothing else (with the adapter's row parser, and with fast-csv, the general-purpose
+ * parser it replaced), and JetStream storing the very same batch bytes with nothing else.
+ */
+export async function benchCsv(rows: number): Promise<CsvBenchResult> {
+  const h = await openHarness('csv')
+  try {
+    const file = join(h.dir, 'usage.csv')
+    await writeSampleCsv(file, { events: rows, size: { customers: 50, devicesPerAccount: 10 }, seed: 3 })
+    const fileBytes = statSync(file).size
+
+    // 1. Raw: reading and parsing alone, with the adapter's parser and with fast-csv (also warms the page cache).
+    let t = performance.now()
+    let parsed = await fastCsvParse(file)
+    const fastCsvMs = performance.now() - t
+    if (parsed !== rows) throw new Error(`bench csv: fast-csv read ${parsed} rows, expected ${rows}`)
+    t = performance.now()
+    parsed = await rowParse(file)
+    const parseMs = performance.now() - t
+    if (parsed !== rows) throw new Error(`bench csv: the row parser read ${parsed} rows, expected ${rows}`)
+
+    // 2. Rateflow: the adapter with the same batching as `rateflow ingest csv`.
+    const source = 'csv:bench'
+    const fp = fileFingerprint(file)
+    const run = newRunId()
+    const batcher = new MicroBatcher(h.sink, { ...DEFAULT_BATCHING, batchId: (seq) => `${source}:${fp}:${run}:${seq}` })
+    t = performance.now()
+    const r = await ingestCsvFile(file, { source }, batcher)
+    await batcher.flush()
+    const rateflowMs = performance.now() - t
+    if (r.read !== rows) throw new Error(`bench csv: the adapter read ${r.read} rows, expected ${rows}`)
+
+    // 3. Check the stream holds every row, then raw: JetStream storing the same bytes.
+    const bytes: Uint8Array[] = []
+    const stream = await h.recount(bytes)
+    if (stream.records !== rows || stream.rejects !== 0) throw new Error(`bench csv: the stream holds ${JSON.stringify(stream)}, expected ${rows} records`)
+    const jsMs = await h.rawPublish(bytes, DEFAULT_BATCHING.maxInFlight)
+
+    const rate = perSecond(rows, rateflowMs)
+    const parseRate = perSecond(rows, parseMs)
+    const jsRate = perSecond(rows, jsMs)
+    return {
+      rows,
+      file_bytes: fileBytes,
+      rateflow_rows_per_s: rate,
+      raw_parse_rows_per_s: parseRate,
+      fast_csv_parse_rows_per_s: perSecond(rows, fastCsvMs),
+      raw_jetstream_rows_per_s: jsRate,
+      ratio_to_parse: +(rate / parseRate).toFixed(2),
+      ratio_to_jetstream: +(rate / jsRate).toFixed(2),
+      goal_rows_per_s: CSV_GOAL_ROWS_PER_S,
+      goal_met: rate >= CSV_GOAL_ROWS_PER_S,
+      stream,
+    }
+  } finally {
+    await h.close()
+  }
+}
+
+/** `rateflow bench csv`: BENCH_RECORDS rows (default 1,000,000); prints the table, writes bench/out/csv-<time>.json. */
+export async function run(out: (s: string) => void): Promise<number> {
+  const rows = envInt('BENCH_RECORDS', 1_000_000)
+  const res = await benchCsv(rows)
+  out(
+    adapterTable(
+      `benchmark csv: ${rows.toLocaleString('en')} rows (${(res.file_bytes / 1e6).toFixed(0)} MB), CSV file → adapter → JetStream`,
+      { label: 'Rateflow: ingestCsvFile → batches → JetStream', perSecond: res.rateflow_rows_per_s, unit: 'rows/s' },
+      [
+        { label: 'raw: read + parse the same file only', perSecond: res.raw_parse_rows_per_s, unit: 'rows/s' },
+        { label: 'raw: read + parse with fast-csv instead', perSecond: res.fast_csv_parse_rows_per_s, unit: 'rows/s' },
+        { label: 'raw: JetStream publish of the same batches', perSecond: res.raw_jetstream_rows_per_s, unit: 'rows/s' },
+      ],
+      CSV_GOAL_ROWS_PER_S,
+      [`stream holds ${res.stream.batches} batches, ${res.stream.records} records, ${res.stream.rejects} rejects`],
+    ),
+  )
+  saveResult('csv', res)
+  return 0
+}
