@@ -190,9 +190,9 @@ function required<K extends string>(values: Record<string, unknown>, keys: K[], 
 }
 
 /**
- * Returns `value` unless it is negative, which is a usage error naming the flag. The pipeline accepts
- * only non-negative quantities (CONTRACT §2, README), so a quote for a negative one would price usage
- * that cannot exist; the models would silently bill it as 0.
+ * Returns `value` unless it is negative, which is a usage error naming the flag. The pipeline rejects
+ * negative quantities (README, "Quantities"), so a quote for one would price usage that cannot exist;
+ * the models would silently bill it as 0.
  */
 function nonNegative(value: string, flag: string): string {
   if (value.startsWith('-')) throw usage(`${flag} "${value}" is negative: usage quantities are 0 or more`)
