@@ -7,6 +7,7 @@ export type BenchRun = (out: (s: string) => void) => Promise<number>
 /** Scenario name → loader (loaded on demand: a scenario may start services the others do not need). */
 export const BENCHMARKS: Readonly<Record<string, () => Promise<{ run: BenchRun }>>> = Object.freeze({
   e2e: () => import('./e2e.js'),
+  rating: () => import('./rating.js'),
   csv: () => import('./csv.js'),
 })
 
