@@ -5,10 +5,7 @@ import { validateCatalog, validateCatalogVersionOrder } from '../catalog/validat
 import { priceCharge, rateEvent } from '../rating-core/pricing.js'
 import { ErrorCode, isUserError, RateflowError, ValidationError } from '../common/errors.js'
 import type { QueryFormat } from '../pipeline/store.js'
-import { Rater } from '../pipeline/rater.js'
 import { DEFAULT_DATA_DIR, processIo, runtimeFor, usage, type GlobalOptions, type Io } from './context.js'
-import { ingestCsv } from './ingest.js'
-import { runCommand } from './run.js'
 
 const HELP = `rateflow — usage mediation, rating and billing
 
@@ -30,13 +27,13 @@ Exit codes: 0 ok, 1 runtime failure, 2 bad input or usage.`
 type Handler = (args: string[], g: GlobalOptions, io: Io) => Promise<number>
 
 const commands: Record<string, Handler> = {
-  run: runCommand,
+  run: async (args, g, io) => (await import('./run.js')).runCommand(args, g, io),
   catalog: async (args, g, io) => {
     const [sub, ...rest] = args
     if (sub === 'apply') {
       const { positionals } = parse(rest, {}, 1)
       const catalog = validateCatalog(readJson(positionals[0]!))
-      const rt = runtimeFor(g)
+      const rt = await runtimeFor(g)
       const outcome = validateCatalogVersionOrder(rt.repo.catalogs(), catalog)
       if (outcome === 'new') rt.repo.putCatalog(catalog)
       io.out(JSON.stringify({ version: catalog.version, effective_from: catalog.effective_from, status: outcome === 'new' ? 'stored' : 'unchanged' }))
@@ -45,7 +42,7 @@ const commands: Record<string, Handler> = {
     }
     if (sub === 'list') {
       parse(rest, {}, 0)
-      const rt = runtimeFor(g)
+      const rt = await runtimeFor(g)
       const versions = rt.repo.catalogs()
       io.out(
         JSON.stringify(
@@ -69,7 +66,7 @@ const commands: Record<string, Handler> = {
     if (sub !== 'apply') throw usage('accounts: expected "apply FILE"')
     const { positionals } = parse(rest, {}, 1)
     const incoming = validateAccounts(readJson(positionals[0]!))
-    const rt = runtimeFor(g)
+    const rt = await runtimeFor(g)
     let merged
     try {
       merged = validateAccounts(mergeAccounts(rt.repo.accounts(), incoming))
@@ -90,8 +87,9 @@ const commands: Record<string, Handler> = {
     const [sub, ...rest] = args
     if (sub !== 'csv') throw usage('ingest: expected "csv FILE..."')
     const { values, positionals } = parse(rest, { source: { type: 'string' }, wait: { type: 'boolean' } }, -1)
-    const rt = runtimeFor(g)
+    const rt = await runtimeFor(g)
     try {
+      const { ingestCsv } = await import('./ingest.js')
       const counts = await ingestCsv(rt, { files: positionals, source: values.source as string | undefined, wait: Boolean(values.wait) })
       io.out(JSON.stringify(counts))
     } finally {
@@ -105,7 +103,7 @@ const commands: Record<string, Handler> = {
     const formats: Record<string, QueryFormat> = { JSONEachRow: 'JSONEachRow', CSV: 'CSVWithNames' as QueryFormat, Pretty: 'PrettyCompactMonoBlock' as QueryFormat }
     const f = formats[format]
     if (!f) throw usage(`query: --format must be one of ${Object.keys(formats).join(', ')}`)
-    const rt = runtimeFor(g)
+    const rt = await runtimeFor(g)
     try {
       const store = await rt.store()
       let text: string
@@ -171,9 +169,10 @@ const commands: Record<string, Handler> = {
  * data and releases by itself; then this returns 0.
  */
 async function releaseWhenIdle(g: GlobalOptions): Promise<number> {
-  const rt = runtimeFor(g)
+  const rt = await runtimeFor(g)
   try {
     const store = await rt.store()
+    const { Rater } = await import('../pipeline/rater.js')
     return await Rater.releaseOnly({ store, repo: rt.repo, dataDir: rt.dataDir, log: rt.log })
   } catch (err) {
     if (err instanceof RateflowError && err.code === ErrorCode.BadUsage && /in use by rateflow process/.test(err.message)) return 0

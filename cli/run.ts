@@ -126,7 +126,7 @@ export async function runCommand(args: string[], g: GlobalOptions, io: Io): Prom
     throw usage(`run: ${(err as Error).message}`)
   }
   const config = loadConfig(values.config)
-  const rt = runtimeFor(g)
+  const rt = await runtimeFor(g)
   const log = rt.log
   const counts = { batches: 0, read: 0, rated: 0, duplicates: 0, rejected: 0, suspended: 0 }
   const adapters: Running[] = []
