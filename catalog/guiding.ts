@@ -24,8 +24,17 @@ export type GuideResult =
 interface Binding {
   from: number // inclusive
   to: number // exclusive; Infinity when open
+  sub: SubscriptionEntry
+}
+
+/** A subscription with its account, its effective range in ms and the owner results already built for it. */
+interface SubscriptionEntry {
   subscription: Subscription
   account: Account
+  start: number // inclusive
+  end: number // exclusive; Infinity when open
+  /** One `owner` result per catalog version: guiding returns the same object for every event it owns. */
+  owners: Map<Catalog, GuideResult>
 }
 
 /** The ids an event may carry to name its owner (CONTRACT §2: at least one). */
@@ -39,30 +48,37 @@ export interface OwnerIds {
 /**
  * An immutable lookup over one snapshot of catalogs and accounts. Guiding is effective-dated: a device
  * binding, a subscription and a catalog version count only at the event's time.
+ *
+ * Guiding runs once per event on the rating hot path, so everything that does not depend on the event is
+ * worked out here once: binding and subscription ranges as epoch ms, plans by id per catalog, and the
+ * `owner` result of each (subscription, catalog version), which `guide` hands out again and again (callers
+ * may key caches on it; it is never mutated).
  */
 export class GuidingIndex {
-  private readonly versions: Array<{ from: number; catalog: Catalog }>
+  private readonly versions: Array<{ from: number; catalog: Catalog; plans: Map<string, Plan> }>
   private readonly bindings = new Map<string, Binding[]>()
-  private readonly subscriptions = new Map<string, { subscription: Subscription; account: Account }>()
+  private readonly subscriptions = new Map<string, SubscriptionEntry>()
   private readonly accounts = new Map<string, Account>()
 
   constructor(catalogs: readonly Catalog[], doc: AccountsDocument) {
     this.versions = catalogs
-      .map((catalog) => ({ from: parseIsoTime(catalog.effective_from) ?? 0, catalog }))
+      .map((catalog) => ({ from: parseIsoTime(catalog.effective_from) ?? 0, catalog, plans: new Map(catalog.plans.map((p) => [p.id, p])) }))
       .sort((a, b) => a.from - b.from)
     for (const customer of doc.customers) {
       for (const account of customer.accounts) {
         this.accounts.set(account.id, account)
         for (const subscription of account.subscriptions) {
-          this.subscriptions.set(subscription.id, { subscription, account })
+          const sub: SubscriptionEntry = {
+            subscription,
+            account,
+            start: parseIsoTime(subscription.start) ?? Infinity,
+            end: subscription.end ? (parseIsoTime(subscription.end) ?? Infinity) : Infinity,
+            owners: new Map(),
+          }
+          this.subscriptions.set(subscription.id, sub)
           for (const d of subscription.devices ?? []) {
             const list = this.bindings.get(d.device_id) ?? []
-            list.push({
-              from: parseIsoTime(d.from) ?? 0,
-              to: d.to ? (parseIsoTime(d.to) ?? Infinity) : Infinity,
-              subscription,
-              account,
-            })
+            list.push({ from: parseIsoTime(d.from) ?? 0, to: d.to ? (parseIsoTime(d.to) ?? Infinity) : Infinity, sub })
             this.bindings.set(d.device_id, list)
           }
         }
@@ -72,9 +88,13 @@ export class GuidingIndex {
 
   /** The catalog version in force at `ms`: the latest with effective_from <= ms. */
   catalogAt(ms: number): Catalog | undefined {
-    let found: Catalog | undefined
+    return this.versionAt(ms)?.catalog
+  }
+
+  private versionAt(ms: number): { catalog: Catalog; plans: Map<string, Plan> } | undefined {
+    let found: { catalog: Catalog; plans: Map<string, Plan> } | undefined
     for (const v of this.versions) {
-      if (v.from <= ms) found = v.catalog
+      if (v.from <= ms) found = v
       else break
     }
     return found
@@ -90,8 +110,7 @@ export class GuidingIndex {
     return {
       account: s.account,
       billingPeriod: (version) =>
-        this.versions.find((v) => v.catalog.version === version)?.catalog.plans.find((p) => p.id === s.subscription.plan)
-          ?.billing_period ?? 'month',
+        this.versions.find((v) => v.catalog.version === version)?.plans.get(s.subscription.plan)?.billing_period ?? 'month',
     }
   }
 
@@ -99,41 +118,40 @@ export class GuidingIndex {
     return this.accounts.get(id)
   }
 
-  /** Guides an event at time `ms`. Precedence: subscription_id, then device_id, then account_id. */
+  /**
+   * Guides an event at time `ms`. Precedence: subscription_id, then device_id, then account_id.
+   * (Only reasons print the time: formatting it for every event cost more than the lookups.)
+   */
   guide(ids: OwnerIds, ms: number): GuideResult {
-    const at = isoUtc(ms)
-    let subscription: Subscription
-    let account: Account
+    let sub: SubscriptionEntry | undefined
     if (ids.subscription_id) {
-      const s = this.subscriptions.get(ids.subscription_id)
-      if (!s) return { kind: 'suspend', reason: `subscription "${ids.subscription_id}" is not known (yet)` }
-      ;({ subscription, account } = s)
+      sub = this.subscriptions.get(ids.subscription_id)
+      if (!sub) return { kind: 'suspend', reason: `subscription "${ids.subscription_id}" is not known (yet)` }
     } else if (ids.device_id) {
-      const b = this.bindings.get(ids.device_id)?.find((x) => x.from <= ms && ms < x.to)
-      if (!b) return { kind: 'suspend', reason: `device "${ids.device_id}" has no binding at ${at}` }
-      ;({ subscription, account } = b)
+      sub = this.boundAt(ids.device_id, ms)?.sub
+      if (!sub) return { kind: 'suspend', reason: `device "${ids.device_id}" has no binding at ${isoUtc(ms)}` }
     } else if (ids.account_id) {
       const a = this.accounts.get(ids.account_id)
       if (!a) return { kind: 'suspend', reason: `account "${ids.account_id}" is not known (yet)` }
       const catalog = this.catalogAt(ms)
-      if (!catalog) return { kind: 'suspend', reason: `no catalog version is in force at ${at}` }
+      if (!catalog) return { kind: 'suspend', reason: `no catalog version is in force at ${isoUtc(ms)}` }
       const candidates = a.subscriptions.filter((s) => inForce(s, ms) && meters(catalog, planOf(catalog, s.plan), ids.metric))
       if (candidates.length === 0) {
-        return { kind: 'suspend', reason: `account "${a.id}" has no subscription at ${at} whose plan meters "${ids.metric}"` }
+        return { kind: 'suspend', reason: `account "${a.id}" has no subscription at ${isoUtc(ms)} whose plan meters "${ids.metric}"` }
       }
       if (candidates.length > 1) {
         return {
           kind: 'reject',
-          reason: `account "${a.id}" has ${candidates.length} subscriptions metering "${ids.metric}" at ${at} (${candidates
+          reason: `account "${a.id}" has ${candidates.length} subscriptions metering "${ids.metric}" at ${isoUtc(ms)} (${candidates
             .map((s) => s.id)
             .join(', ')}): send subscription_id`,
         }
       }
-      subscription = candidates[0]!
-      account = a
+      sub = this.subscriptions.get(candidates[0]!.id)!
     } else {
       return { kind: 'reject', reason: 'no owner id: device_id, account_id and subscription_id are all empty' }
     }
+    const { subscription, account } = sub
     if (ids.account_id && ids.account_id !== account.id) {
       return {
         kind: 'reject',
@@ -141,22 +159,35 @@ export class GuidingIndex {
       }
     }
     if (ids.subscription_id && ids.device_id) {
-      const b = this.bindings.get(ids.device_id)?.find((x) => x.from <= ms && ms < x.to)
-      if (b && b.subscription.id !== subscription.id) {
-        return { kind: 'reject', reason: `device "${ids.device_id}" is bound to subscription "${b.subscription.id}", not "${subscription.id}"` }
+      const b = this.boundAt(ids.device_id, ms)
+      if (b && b.sub.subscription.id !== subscription.id) {
+        return { kind: 'reject', reason: `device "${ids.device_id}" is bound to subscription "${b.sub.subscription.id}", not "${subscription.id}"` }
       }
     }
-    if (!inForce(subscription, ms)) {
-      return { kind: 'suspend', reason: `subscription "${subscription.id}" is not in force at ${at}` }
+    if (!(sub.start <= ms && ms < sub.end)) {
+      return { kind: 'suspend', reason: `subscription "${subscription.id}" is not in force at ${isoUtc(ms)}` }
     }
     if (subscription.status === 'dormant') {
       return { kind: 'suspend', reason: `subscription "${subscription.id}" is dormant until a delivered fulfilment activates it` }
     }
-    const catalog = this.catalogAt(ms)
-    if (!catalog) return { kind: 'suspend', reason: `no catalog version is in force at ${at}` }
-    const plan = planOf(catalog, subscription.plan)
+    const version = this.versionAt(ms)
+    if (!version) return { kind: 'suspend', reason: `no catalog version is in force at ${isoUtc(ms)}` }
+    const { catalog } = version
+    const known = sub.owners.get(catalog)
+    if (known) return known
+    const plan = version.plans.get(subscription.plan)
     if (!plan) return { kind: 'suspend', reason: `plan "${subscription.plan}" is not in catalog version "${catalog.version}"` }
-    return { kind: 'owner', owner: { account, subscription, plan, catalog } }
+    const owned: GuideResult = { kind: 'owner', owner: { account, subscription, plan, catalog } }
+    sub.owners.set(catalog, owned)
+    return owned
+  }
+
+  /** The binding of a device in force at `ms` (from inclusive, to exclusive). */
+  private boundAt(deviceId: string, ms: number): Binding | undefined {
+    const list = this.bindings.get(deviceId)
+    if (list === undefined) return undefined
+    for (const b of list) if (b.from <= ms && ms < b.to) return b
+    return undefined
   }
 }
 
