@@ -18,6 +18,7 @@ import { validateAccounts } from '../catalog/accounts.js'
 import { GuidingIndex } from '../catalog/guiding.js'
 import type { Account, AccountsDocument, Catalog, Meter, Schedule, Subscription, TimeRatedCharge, UsageCharge } from '../catalog/types.js'
 import { validateCatalog } from '../catalog/validate-catalog.js'
+import { decodeBatch, encodeBatch } from '../pipeline/queue.js'
 import type { UsageBatch, WireRecord } from '../rating-core/record.js'
 import { chargeRef, stageBatch, type ResolvedCharge } from '../rating-core/stage.js'
 import { rateUsageEvent, type MeterState } from '../rating-core/usage-rater.js'
@@ -97,7 +98,8 @@ export interface Scenario {
   accounts: AccountsDocument
   guiding: GuidingIndex
   charges: Map<string, ResolvedCharge & { schedules: Schedule[] }>
-  batches: UsageBatch[]
+  /** The batches as JetStream carries them (msgpack); each round decodes them afresh, outside the timed part. */
+  encoded: Uint8Array[]
   events: number
 }
 
@@ -214,11 +216,11 @@ export function ratingScenario(model: BenchModel, events: number): Scenario {
     else if (i % 1000 === 500) records[i] = { ...records[i]!, quantity: '12kB' }
     else if (i % 2000 === 1234) records[i] = { ...records[i]!, device_id: 'fw-unbound-1' }
   }
-  const batches: UsageBatch[] = []
+  const encoded: Uint8Array[] = []
   for (let i = 0; i < records.length; i += BATCH) {
-    batches.push({ id: `${SOURCE}:bench:${i / BATCH}`, records: records.slice(i, i + BATCH), rejects: [] })
+    encoded.push(encodeBatch({ id: `${SOURCE}:bench:${i / BATCH}`, records: records.slice(i, i + BATCH), rejects: [] }))
   }
-  return { model, catalog, accounts, guiding, charges, batches, events: records.length }
+  return { model, catalog, accounts, guiding, charges, encoded, events: records.length }
 }
 
 /** Records as the CSV adapter makes them from the sample file (bytes_out with a region, api_calls without). */
@@ -281,16 +283,30 @@ function callRecords(events: number, size: SampleSize): WireRecord[] {
 /** Amounts per dedupe key (comma-joined when an event feeds several charges), for the equality check. */
 export type Amounts = Map<string, string>
 
+/** One run over a scenario's batches: fed one batch at a time, it keeps its dedupe index, totals and counts. */
+export interface RatingRun {
+  batch(b: UsageBatch): void
+  readonly counts: Counts
+}
+
 /**
  * Rateflow, one thread: stageBatch (the worker's part), then the rater's apply (dedupe, running-total fold,
- * rated_usage line). Fresh dedupe index and totals: every round rates the same inputs from scratch.
+ * rated_usage line). A new run starts with an empty dedupe index and no totals.
  */
-export function runRateflow(s: Scenario, amounts: Amounts | null): { counts: Counts; sink: number } {
-  const seen = new Set<string>()
-  const totals = new Map<string, MeterState>()
-  const counts: Counts = { read: 0, rated: 0, duplicates: 0, rejected: 0, suspended: 0 }
-  let sink = 0
-  for (const batch of s.batches) {
+export class RateflowRun implements RatingRun {
+  readonly counts: Counts = { read: 0, rated: 0, duplicates: 0, rejected: 0, suspended: 0 }
+  private readonly seen = new Set<string>()
+  private readonly totals = new Map<string, MeterState>()
+  /** Lengths of the text produced, so no step can be skipped as unused. */
+  sink = 0
+
+  constructor(
+    private readonly s: Scenario,
+    private readonly amounts: Amounts | null = null,
+  ) {}
+
+  batch(batch: UsageBatch): void {
+    const { s, seen, totals, counts, amounts } = this
     const staged = stageBatch(batch, s.guiding, RECEIVED_AT_MS)
     counts.read += staged.read
     counts.rejected += staged.rejectLines.length
@@ -325,9 +341,8 @@ export function runRateflow(s: Scenario, amounts: Amounts | null): { counts: Cou
       if (amounts !== null) amounts.set(rec.key, joined)
       counts.rated++
     }
-    sink += rated.length + usage.length
+    this.sink += rated.length + usage.length
   }
-  return { counts, sink }
 }
 
 // ---- the reference ---------------------------------------------------------------------------
@@ -394,63 +409,64 @@ class Reference {
     }
   }
 
-  run(s: Scenario, amounts: Amounts | null): Counts {
+  /** A run with an empty dedupe index and no totals. */
+  start(amounts: Amounts | null = null): RatingRun {
     const seen = new Set<string>()
     const totals = new Map<string, RefTotal>()
     const counts: Counts = { read: 0, rated: 0, duplicates: 0, rejected: 0, suspended: 0 }
-    for (const batch of s.batches) {
-      for (const r of batch.records) {
-        counts.read++
-        const ms = refValidate(r)
-        if (ms === undefined) {
-          counts.rejected++
-          continue
-        }
-        const key = r.source + '\u0000' + r.event_id
-        if (seen.has(key)) {
-          counts.duplicates++
-          continue
-        }
-        const binding = this.bindings.get(r.device_id ?? '')?.find((b) => b.from <= ms && ms < b.to)
-        const sub = binding?.subscription
-        const inForce = sub !== undefined && Date.parse(sub.start) <= ms && (!sub.end || ms < Date.parse(sub.end))
-        if (binding === undefined || !inForce || sub!.status !== 'active' || ms < Date.parse(this.catalog.effective_from)) {
-          seen.add(key)
-          counts.suspended++
-          continue
-        }
-        const dims = r.dimensions ?? {}
-        const month = this.localMonth(ms, binding.account)
-        let joined = ''
-        let priced = 0
-        for (const c of this.charges) {
-          if (c.meter.metric !== r.metric) continue
-          const group = (c.meter.group_by ?? []).map((g) => dims[g] ?? '').join('\u0001')
-          const totalsKey = `${binding.subscription.id}\u0000${c.charge.id}\u0000${month}\u0000${group}`
-          const quantity = new Big(r.quantity).times(c.scale)
-          let amount: Big
-          if (c.charge.model === 'time_rated') {
-            amount = this.session(c.charge, ms, r.quantity, binding.account.timezone)
-          } else {
-            const prior = totals.get(totalsKey) ?? { q: new Big(0), t: new Big(0) }
-            const q = prior.q.plus(quantity)
-            const t = refModel(c.charge, q)
-            totals.set(totalsKey, { q, t })
-            amount = t.minus(prior.t)
-          }
-          joined += (joined === '' ? '' : ',') + amount.toString()
-          priced++
-        }
-        if (priced === 0) {
-          counts.rejected++
-          continue
-        }
-        seen.add(key)
-        if (amounts !== null) amounts.set(key, joined)
-        counts.rated++
+    return { counts, batch: (batch) => this.batch(batch, seen, totals, counts, amounts) }
+  }
+
+  private batch(batch: UsageBatch, seen: Set<string>, totals: Map<string, RefTotal>, counts: Counts, amounts: Amounts | null): void {
+    for (const r of batch.records) {
+      counts.read++
+      const ms = refValidate(r)
+      if (ms === undefined) {
+        counts.rejected++
+        continue
       }
+      const key = r.source + '\u0000' + r.event_id
+      if (seen.has(key)) {
+        counts.duplicates++
+        continue
+      }
+      const binding = this.bindings.get(r.device_id ?? '')?.find((b) => b.from <= ms && ms < b.to)
+      const sub = binding?.subscription
+      const inForce = sub !== undefined && Date.parse(sub.start) <= ms && (!sub.end || ms < Date.parse(sub.end))
+      if (binding === undefined || !inForce || sub!.status !== 'active' || ms < Date.parse(this.catalog.effective_from)) {
+        seen.add(key)
+        counts.suspended++
+        continue
+      }
+      const dims = r.dimensions ?? {}
+      const month = this.localMonth(ms, binding.account)
+      let joined = ''
+      let priced = 0
+      for (const c of this.charges) {
+        if (c.meter.metric !== r.metric) continue
+        const group = (c.meter.group_by ?? []).map((g) => dims[g] ?? '').join('\u0001')
+        const totalsKey = `${binding.subscription.id}\u0000${c.charge.id}\u0000${month}\u0000${group}`
+        let amount: Big
+        if (c.charge.model === 'time_rated') {
+          amount = this.session(c.charge, ms, r.quantity, binding.account.timezone)
+        } else {
+          const prior = totals.get(totalsKey) ?? { q: new Big(0), t: new Big(0) }
+          const q = prior.q.plus(new Big(r.quantity).times(c.scale))
+          const t = refModel(c.charge, q)
+          totals.set(totalsKey, { q, t })
+          amount = t.minus(prior.t)
+        }
+        joined += (joined === '' ? '' : ',') + amount.toString()
+        priced++
+      }
+      if (priced === 0) {
+        counts.rejected++
+        continue
+      }
+      seen.add(key)
+      if (amounts !== null) amounts.set(key, joined)
+      counts.rated++
     }
-    return counts
   }
 
   /** `year-month` of the period holding `ms`: local month of the account, shifted when before the cycle day. */
@@ -606,8 +622,14 @@ function refModel(charge: UsageCharge, q: Big): Big {
 function check(s: Scenario, ref: Reference): void {
   const mine: Amounts = new Map()
   const theirs: Amounts = new Map()
-  const a = runRateflow(s, mine).counts
-  const b = ref.run(s, theirs)
+  const x = new RateflowRun(s, mine)
+  const y = ref.start(theirs)
+  for (const bytes of s.encoded) {
+    x.batch(decodeBatch(bytes))
+    y.batch(decodeBatch(bytes))
+  }
+  const a = x.counts
+  const b = y.counts
   const problems: string[] = []
   if (JSON.stringify(a) !== JSON.stringify(b)) problems.push(`counts: rateflow ${JSON.stringify(a)}, reference ${JSON.stringify(b)}`)
   if (mine.size !== theirs.size) problems.push(`rated keys: rateflow ${mine.size}, reference ${theirs.size}`)
@@ -636,13 +658,15 @@ export function benchModel(model: BenchModel, events: number, rounds: number): M
   const s = ratingScenario(model, events)
   const ref = new Reference(s.catalog, s.accounts)
   check(s, ref)
-  runRateflow(s, null)
+  timed(s, new RateflowRun(s))
   let counts: Counts | undefined
   const mine: Timing[] = []
   const theirs: Timing[] = []
   for (let k = 0; k < rounds; k++) {
-    mine.push(timed(s.events, () => (counts = runRateflow(s, null).counts)))
-    theirs.push(timed(s.events, () => ref.run(s, null)))
+    const run = new RateflowRun(s)
+    mine.push(timed(s, run))
+    counts = run.counts
+    theirs.push(timed(s, ref.start()))
   }
   const best = Math.max(...mine.map((x) => x.cpu))
   const refBest = Math.max(...theirs.map((x) => x.cpu))
@@ -671,13 +695,24 @@ interface Timing {
   wall: number
 }
 
-function timed(events: number, f: () => unknown): Timing {
-  const c0 = process.cpuUsage()
-  const t0 = performance.now()
-  f()
-  const wall = performance.now() - t0
-  const c = process.cpuUsage(c0)
-  return { cpu: perSecond(events, (c.user + c.system) / 1000), wall: perSecond(events, wall) }
+/**
+ * Feeds every batch to `run`, timing only the run: each batch is decoded from its msgpack bytes just before, as a
+ * pool worker receives it, so records are as fresh in the caches as in production and decoding is not counted.
+ */
+function timed(s: Scenario, run: RatingRun): Timing {
+  let cpuUs = 0
+  let wallMs = 0
+  for (const bytes of s.encoded) {
+    const batch = decodeBatch(bytes)
+    const c0 = process.cpuUsage()
+    const t0 = performance.now()
+    run.batch(batch)
+    wallMs += performance.now() - t0
+    const c = process.cpuUsage(c0)
+    cpuUs += c.user + c.system
+  }
+  if (run.counts.read !== s.events) throw new Error(`bench rating: read ${run.counts.read} of ${s.events} events`)
+  return { cpu: perSecond(s.events, cpuUs / 1000), wall: perSecond(s.events, wallMs) }
 }
 
 const KEY_SHAPES = [
