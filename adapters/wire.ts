@@ -19,6 +19,7 @@ const utf8 = new TextDecoder('utf-8', { fatal: true })
 // Control characters other than tab, CR and LF mean the input is binary, whatever its encoding validity.
 // eslint-disable-next-line no-control-regex
 const CONTROL = /[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]/
+const NOT_PLAIN_TEXT = /[^\x20-\x7e\t\r\n]/
 
 /**
  * The text kept in `raw`: the bytes as UTF-8 when they are text, else `base64:` + the bytes in base64, so the
@@ -26,6 +27,12 @@ const CONTROL = /[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]/
  */
 export function rawText(bytes: Uint8Array, limit?: number): string {
   const b = limit !== undefined && bytes.length > limit ? bytes.subarray(0, limit) : bytes
+  // Fast path for the common case, printable ASCII plus tab, CR and LF: such bytes are valid UTF-8 and no CONTROL
+  // character, so their latin1 reading is the result the checks below give; latin1 decoding plus one regex test
+  // costs about half of the fatal UTF-8 decoder plus the CONTROL test.
+  const buf = Buffer.isBuffer(b) ? b : Buffer.from(b.buffer, b.byteOffset, b.byteLength)
+  const latin1 = buf.toString('latin1')
+  if (!NOT_PLAIN_TEXT.test(latin1)) return latin1
   try {
     const s = utf8.decode(b)
     if (!CONTROL.test(s)) return s

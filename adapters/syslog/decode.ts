@@ -7,7 +7,7 @@
 import type { SyslogAdapterOptions } from '../config.js'
 import { applyMapping, completeRecord, type MappingContext } from '../mapping.js'
 import { rawText, reject, type WireItem } from '../wire.js'
-import { canonicalFromKv, parseKv } from './kv.js'
+import { canonicalFromBodyText, canonicalFromKv, parseKv } from './kv.js'
 import { parseRfc3164 } from './rfc3164.js'
 import { isRfc5424, parsePri, parseRfc5424 } from './rfc5424.js'
 
@@ -52,15 +52,14 @@ export function decodeSyslog(bytes: Uint8Array, ctx: DecodeContext): WireItem[] 
     body = m.message.msg
   }
 
+  if (!ctx.options.mapping && sd.size === 0) {
+    // The common message: skip the Map of parseKv (measured: a third of the decode time at 100k lines/s).
+    const p = canonicalFromBodyText(body)
+    if (p !== undefined) return [completeRecord(p, mappingContext(ctx, raw, timestamp, hostname))]
+  }
   const kv = parseKv(body)
   if (!kv.ok) return fail(`message body: ${kv.error}`)
-  const mctx: MappingContext = {
-    source,
-    raw,
-    origin: ctx.origin,
-    ...(timestamp !== undefined && { defaultTime: timestamp }),
-    ...(ctx.options.hostname_as_device_id && hostname !== undefined && { defaultDeviceId: hostname }),
-  }
+  const mctx = mappingContext(ctx, raw, timestamp, hostname)
   if (ctx.options.mapping) {
     const fields = kv.fields
     return applyMapping((f) => fields.get(f) ?? sd.get(f), ctx.options.mapping, mctx)
@@ -68,4 +67,14 @@ export function decodeSyslog(bytes: Uint8Array, ctx: DecodeContext): WireItem[] 
   const p = canonicalFromKv(kv.fields, sd)
   if ('error' in p) return fail(`message body: ${p.error}`)
   return [completeRecord(p, mctx)]
+}
+
+function mappingContext(ctx: DecodeContext, raw: string, timestamp: string | undefined, hostname: string | undefined): MappingContext {
+  return {
+    source: ctx.options.source,
+    raw,
+    origin: ctx.origin,
+    ...(timestamp !== undefined && { defaultTime: timestamp }),
+    ...(ctx.options.hostname_as_device_id && hostname !== undefined && { defaultDeviceId: hostname }),
+  }
 }

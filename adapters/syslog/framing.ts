@@ -22,6 +22,10 @@ const NUL = 0x00
 /** More digits than this cannot be a count under any allowed max (16 MiB has 8). */
 const MAX_COUNT_DIGITS = 10
 
+/**
+ * Frames are views into the pushed chunks, not copies (one copy per message was measurable at 100k lines/s): the
+ * caller must not modify a chunk after pushing it, which holds for socket data, a fresh buffer per read.
+ */
 export class SyslogFramer {
   private buf: Buffer = Buffer.alloc(0)
   /** Skipping the rest of an over-long line up to the next LF. */
@@ -73,7 +77,7 @@ export class SyslogFramer {
             continue
           }
           if (b.length - (j + 1) < count) break // wait for the rest of the frame
-          out.push({ ok: true, bytes: Buffer.from(b.subarray(j + 1, j + 1 + count)) })
+          out.push({ ok: true, bytes: b.subarray(j + 1, j + 1 + count) })
           i = j + 1 + count
           continue
         }
@@ -90,7 +94,7 @@ export class SyslogFramer {
         continue
       }
       if (nl < 0) break // wait for the newline
-      out.push({ ok: true, bytes: Buffer.from(b.subarray(i, b[nl - 1] === CR ? nl - 1 : nl)) })
+      out.push({ ok: true, bytes: b.subarray(i, b[nl - 1] === CR ? nl - 1 : nl) })
       i = nl + 1
     }
     this.buf = i >= b.length ? Buffer.alloc(0) : Buffer.from(b.subarray(i))

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest'
-import { canonicalFromKv, parseKv } from './kv.js'
+import fc from 'fast-check'
+import { canonicalFromBodyText, canonicalFromKv, parseKv } from './kv.js'
 
 describe('parseKv', () => {
   it('reads bare and double-quoted values with escapes', () => {
@@ -32,5 +33,25 @@ describe('canonicalFromKv', () => {
     expect(canonicalFromKv(m({ metric: 'a', quantity: '1', colour: 'red' }), m({}))).toMatchObject({ error: expect.stringMatching(/^unknown key colour/) })
     expect(canonicalFromKv(m({ quantity: '1' }), m({}))).toEqual({ error: 'missing metric=' })
     expect(canonicalFromKv(m({ metric: 'a' }), m({}))).toEqual({ error: 'missing quantity=' })
+  })
+})
+
+describe('canonicalFromBodyText (the fast path of decodeSyslog)', () => {
+  it('gives what parseKv + canonicalFromKv give, or undefined so the caller takes that general path', () => {
+    const key = fc.constantFrom('event_id', 'event_time', 'device_id', 'account_id', 'subscription_id', 'metric', 'quantity', 'dim.region', 'dim.x', 'dim.', 'dim.__proto__', 'colour', 'a b', '', 'Metric')
+    const value = fc.oneof(fc.stringMatching(/^[a-z0-9.:=-]{0,5}$/), fc.constantFrom('"q v"', '"a\\"b"', 'ü', '', '"'))
+    const sep = fc.constantFrom(' ', '  ', '\t', '\u00a0')
+    const body = fc.array(fc.tuple(key, value, sep), { maxLength: 8 }).map((ps) => ps.map(([k, v, s]) => `${k}=${v}${s}`).join(''))
+    const bodies = fc.oneof(body, fc.constant('event_id=e1 device_id=fw-1 metric=bytes_out quantity=12 dim.region=eu'))
+    fc.assert(
+      fc.property(bodies, (b) => {
+        const kv = parseKv(b)
+        const general = kv.ok ? canonicalFromKv(kv.fields, new Map()) : { error: kv.error }
+        const fast = canonicalFromBodyText(b)
+        if (fast !== undefined) expect(fast).toEqual(general)
+        if (/^[ -~]*$/.test(b) && !b.includes('"') && !('error' in general) && !/dim\.__proto__/.test(b)) expect(fast).toBeDefined()
+      }),
+      { numRuns: 3000 },
+    )
   })
 })

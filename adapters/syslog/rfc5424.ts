@@ -26,11 +26,17 @@ const TIMESTAMP = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|[+-]\d{2}:
 
 /** Reads `<PRI>` at the start; shared with RFC 3164. Returns the value and where the header continues. */
 export function parsePri(text: string): { pri: number; rest: number } | { error: string } {
-  const m = /^<(\d{1,3})>/.exec(text)
-  if (!m) return { error: `not a syslog message: expected "<PRI>" at the start, got ${JSON.stringify(text.slice(0, 12))}` }
-  const pri = Number(m[1])
+  // `<` 1–3 digits `>`, read by char code: this runs once per message.
+  let pri = 0
+  let i = 1
+  if (text.charCodeAt(0) === 0x3c) {
+    for (let c = text.charCodeAt(i); i <= 3 && c >= 0x30 && c <= 0x39; c = text.charCodeAt(++i)) pri = pri * 10 + (c - 0x30)
+  }
+  if (i === 1 || text.charCodeAt(i) !== 0x3e) {
+    return { error: `not a syslog message: expected "<PRI>" at the start, got ${JSON.stringify(text.slice(0, 12))}` }
+  }
   if (pri > 191) return { error: `PRI ${pri} is out of range (0–191)` }
-  return { pri, rest: m[0].length }
+  return { pri, rest: i + 1 }
 }
 
 /** True when the header after `<PRI>` is an RFC 5424 one (version 1). */
@@ -43,37 +49,44 @@ export function parseRfc5424(text: string): ParseResult<Rfc5424Message> {
   if ('error' in p) return { ok: false, error: p.error }
   if (!isRfc5424(text, p.rest)) return { ok: false, error: 'not RFC 5424: expected version "1" after <PRI>' }
   let i = p.rest + 2
-  const fields: string[] = []
-  for (let f = 0; f < 5; f++) {
+  // Five space-terminated header fields, read without an intermediate array (this runs once per message).
+  const field = (f: number): string | { error: string } => {
     const sp = text.indexOf(' ', i)
-    if (sp < 0) return { ok: false, error: `RFC 5424 header ends early: no space after ${["TIMESTAMP", "HOSTNAME", "APP-NAME", "PROCID", "MSGID"][f]} (STRUCTURED-DATA must follow)` }
-    fields.push(text.slice(i, sp))
+    if (sp < 0) return { error: `RFC 5424 header ends early: no space after ${HEADER_FIELDS[f]} (STRUCTURED-DATA must follow)` }
+    const v = text.slice(i, sp)
     i = sp + 1
+    return v
   }
-  const [ts, host, app, proc, msgid] = fields as [string, string, string, string, string]
+  const ts = field(0)
+  if (typeof ts !== 'string') return { ok: false, error: ts.error }
+  const host = field(1)
+  if (typeof host !== 'string') return { ok: false, error: host.error }
+  const app = field(2)
+  if (typeof app !== 'string') return { ok: false, error: app.error }
+  const proc = field(3)
+  if (typeof proc !== 'string') return { ok: false, error: proc.error }
+  const msgid = field(4)
+  if (typeof msgid !== 'string') return { ok: false, error: msgid.error }
   if (ts !== '-' && !TIMESTAMP.test(ts)) return { ok: false, error: `bad RFC 5424 TIMESTAMP ${JSON.stringify(ts)}` }
-  const sd = parseStructuredData(text, i)
+  const sd = text.charCodeAt(i) === 0x2d /* - */ ? { elements: NO_SD, end: i + 1 } : parseStructuredData(text, i)
   if ('error' in sd) return { ok: false, error: sd.error }
   i = sd.end
   let msg = ''
   if (i < text.length) {
     if (text[i] !== ' ') return { ok: false, error: `expected a space after STRUCTURED-DATA at column ${i + 1}` }
-    msg = text.slice(i + 1)
-    if (msg.startsWith('\uFEFF')) msg = msg.slice(1)
+    msg = text.charCodeAt(i + 1) === 0xfeff ? text.slice(i + 2) : text.slice(i + 1)
   }
-  const nil = (v: string): string | undefined => (v === '-' ? undefined : v)
-  const message: Rfc5424Message = {
-    pri: p.pri,
-    structuredData: sd.elements,
-    msg,
-    ...(nil(ts) !== undefined && { timestamp: ts }),
-    ...(nil(host) !== undefined && { hostname: host }),
-    ...(nil(app) !== undefined && { appName: app }),
-    ...(nil(proc) !== undefined && { procId: proc }),
-    ...(nil(msgid) !== undefined && { msgId: msgid }),
-  }
+  const message: { -readonly [K in keyof Rfc5424Message]: Rfc5424Message[K] } = { pri: p.pri, structuredData: sd.elements, msg }
+  if (ts !== '-') message.timestamp = ts
+  if (host !== '-') message.hostname = host
+  if (app !== '-') message.appName = app
+  if (proc !== '-') message.procId = proc
+  if (msgid !== '-') message.msgId = msgid
   return { ok: true, message }
 }
+
+const HEADER_FIELDS = ['TIMESTAMP', 'HOSTNAME', 'APP-NAME', 'PROCID', 'MSGID'] as const
+const NO_SD: readonly SdElement[] = Object.freeze([])
 
 /** STRUCTURED-DATA = "-" / 1*SD-ELEMENT; PARAM-VALUE escapes `"`, `\` and `]` with a backslash. */
 function parseStructuredData(text: string, start: number): { elements: SdElement[]; end: number } | { error: string } {
