@@ -14,6 +14,7 @@ import { chargeRef, rejectLine, totalsKey, type ResolvedCharge, type StagedBatch
 import { rateUsageEvent, type MeterState } from '../rating-core/usage-rater.js'
 import type { Queue } from './queue.js'
 import type { StageTask } from './rating-worker.js'
+import { decodeStaged, type StagedWire } from './staged-wire.js'
 import type { Store } from './store.js'
 import { chTime, tsv, tsvMap } from './tsv.js'
 
@@ -110,7 +111,7 @@ interface HeldRow {
  * A failed insert stops the rater (crash-only): state in memory is rebuilt from the store on restart.
  */
 export class Rater extends EventEmitter {
-  private readonly pool: Piscina<StageTask, StagedBatch>
+  private readonly pool: Piscina<StageTask, StagedWire>
   private readonly committed = new Set<string>()
   private readonly totals = new Map<string, MeterState>()
   private charges = new Map<string, ResolvedCharge & { schedules: NonNullable<Catalog['schedules']> }>()
@@ -133,7 +134,7 @@ export class Rater extends EventEmitter {
     private readonly options: RaterOptions = DEFAULT_RATER,
   ) {
     super()
-    this.pool = new Piscina<StageTask, StagedBatch>({
+    this.pool = new Piscina<StageTask, StagedWire>({
       filename: fileURLToPath(new URL('./rating-worker.js', import.meta.url)),
       minThreads: options.threads,
       maxThreads: options.threads,
@@ -199,6 +200,11 @@ export class Rater extends EventEmitter {
     this.kick()
   }
 
+  /** Stages a batch on the pool; the worker's compact answer is rebuilt here (see staged-wire.ts). */
+  private async stage(task: StageTask, transferList: ArrayBuffer[] = []): Promise<StagedBatch> {
+    return decodeStaged(await this.pool.run(task, { transferList }))
+  }
+
   private kick(): void {
     const w = this.wake
     this.wake = undefined
@@ -226,9 +232,9 @@ export class Rater extends EventEmitter {
         const bytes = new Uint8Array(msg.data)
         this.queueOfWork.push({
           msg,
-          staged: this.pool.run(
+          staged: this.stage(
             { bytes, dataDir: this.deps.dataDir, fingerprint: this.fingerprint, receivedAtMs: Date.now() },
-            { transferList: [bytes.buffer as ArrayBuffer] },
+            [bytes.buffer as ArrayBuffer],
           ),
         })
         this.kick()
@@ -512,7 +518,7 @@ export class Rater extends EventEmitter {
       byKey.set(rec.source + '\u0000' + rec.event_id, h)
     }
     const batch: UsageBatch = { id: `release-${Date.now()}`, records, rejects: [] }
-    const staged = await this.pool.run({ batch, dataDir: this.deps.dataDir, fingerprint: this.fingerprint, receivedAtMs: Date.now() })
+    const staged = await this.stage({ batch, dataDir: this.deps.dataDir, fingerprint: this.fingerprint, receivedAtMs: Date.now() })
     // Released records that the catalog now rejects stay held: rejecting them would lose accepted usage.
     this.apply({ ...staged, rejectLines: [] }, { staged: Promise.resolve(staged), release: byKey })
     const released = this.buffered.outcomes.at(-1)?.rated ?? 0

@@ -1,8 +1,9 @@
 import { GuidingIndex } from '../catalog/guiding.js'
 import { CatalogRepository } from '../catalog/repository.js'
 import type { UsageBatch } from '../rating-core/record.js'
-import { stageBatch, type StagedBatch } from '../rating-core/stage.js'
+import { stageBatch } from '../rating-core/stage.js'
 import { decodeBatch } from './queue.js'
+import { encodeStaged, type StagedWire } from './staged-wire.js'
 
 /** Message from the rater to a pool worker. `bytes` is moved (transferred), not copied. */
 export interface StageTask {
@@ -17,12 +18,12 @@ export interface StageTask {
 
 let snapshot: { dir: string; fingerprint: string; index: GuidingIndex } | undefined
 
-/** Piscina entry: decode → stage (validate, guide, match charges, TSV). Returns the StagedBatch. */
-export default function stage(task: StageTask): StagedBatch {
+/** Piscina entry: decode → stage (validate, guide, match charges, TSV). Returns the StagedBatch, encoded for the trip back. */
+export default function stage(task: StageTask): StagedWire {
   if (!snapshot || snapshot.dir !== task.dataDir || snapshot.fingerprint !== task.fingerprint) {
     const repo = new CatalogRepository(task.dataDir)
     snapshot = { dir: task.dataDir, fingerprint: task.fingerprint, index: new GuidingIndex(repo.catalogs(), repo.accounts()) }
   }
   const batch = task.batch ?? decodeBatch(task.bytes!)
-  return stageBatch(batch, snapshot.index, task.receivedAtMs)
+  return encodeStaged(stageBatch(batch, snapshot.index, task.receivedAtMs))
 }
