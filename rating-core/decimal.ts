@@ -38,16 +38,51 @@ export const ONE: Dec = { i: 1n, e: 0 }
 
 /** Parses a plain decimal string; throws RateflowError(BAD_INPUT) naming `what` otherwise. */
 export function parseDec(s: string, what = 'decimal'): Dec {
-  if (typeof s !== 'string' || s.length > MAX_LENGTH || !DECIMAL_RE.test(s)) {
-    throw new RateflowError(ErrorCode.BadInput, `${what}: not a plain decimal string: ${JSON.stringify(s)}`)
+  if (typeof s !== 'string' || s.length > MAX_LENGTH) throw notDecimal(s, what)
+  // One scan instead of DECIMAL_RE plus slicing: every event's quantity comes through here.
+  // The digits are also summed into an integer, exact while there are at most 15 of them (< 2^53),
+  // which BigInt takes without parsing text again; longer inputs go through BigInt(text).
+  const n = s.length
+  const neg = n > 0 && s.charCodeAt(0) === 45 /* - */
+  let k = neg ? 1 : 0
+  let dot = -1
+  let small = 0
+  for (; k < n; k++) {
+    const c = s.charCodeAt(k)
+    if (c >= 48 && c <= 57) small = small * 10 + (c - 48)
+    else if (c === 46 /* . */ && dot < 0) dot = k
+    else throw notDecimal(s, what)
   }
-  const dot = s.indexOf('.')
-  if (dot < 0) return { i: BigInt(s), e: 0 }
-  const e = s.length - dot - 1
+  const first = neg ? 1 : 0
+  const digits = n - first - (dot < 0 ? 0 : 1)
+  if (dot < 0 ? digits < 1 : dot === first || dot === n - 1) throw notDecimal(s, what)
+  const e = dot < 0 ? 0 : n - dot - 1
   if (e > MAX_FRACTION) {
     throw new RateflowError(ErrorCode.BadInput, `${what}: more than ${MAX_FRACTION} fractional digits: ${s}`)
   }
-  return { i: BigInt(s.slice(0, dot) + s.slice(dot + 1)), e }
+  if (digits <= 15) return { i: BigInt(neg ? -small : small), e }
+  return { i: BigInt(dot < 0 ? s : s.slice(0, dot) + s.slice(dot + 1)), e }
+}
+
+function notDecimal(s: unknown, what: string): RateflowError {
+  return new RateflowError(ErrorCode.BadInput, `${what}: not a plain decimal string: ${JSON.stringify(s)}`)
+}
+
+/** True when `s` (a plain decimal string) is already in fmt's canonical form: no leading or trailing zeros, no "-0". */
+export function isCanonical(s: string): boolean {
+  const n = s.length
+  const first = s.charCodeAt(0) === 45 /* - */ ? 1 : 0
+  if (n - first > 1 && s.charCodeAt(first) === 48 /* 0 */ && s.charCodeAt(first + 1) !== 46 /* . */) return false
+  const dot = s.indexOf('.')
+  if (dot >= 0 && s.charCodeAt(n - 1) === 48) return false
+  if (first === 1) {
+    for (let k = 1; k < n; k++) {
+      const c = s.charCodeAt(k)
+      if (c !== 48 && c !== 46) return true
+    }
+    return false
+  }
+  return true
 }
 
 /** True when `s` is a plain decimal string parseDec accepts. */

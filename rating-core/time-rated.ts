@@ -22,7 +22,7 @@
 import type { Schedule, TimeRatedCharge, TimeRatedRate } from '../catalog/types.js'
 import { ErrorCode, RateflowError } from '../common/errors.js'
 import { zoneOffsetMs } from '../common/time.js'
-import { type Dec, type RoundingMode, ZERO, add, cmp, divInt, fmt, fmtNano, min, mul, parseDec, pow10, sub, toNano } from './decimal.js'
+import { type Dec, type RoundingMode, ONE, ZERO, add, cmp, divInt, fmt, fmtNano, min, mul, parseDec, pow10, sub, toNano } from './decimal.js'
 import type { PriceLine, PriceResult } from './models/common.js'
 
 // ---- time zones ----------------------------------------------------------------------------
@@ -30,9 +30,25 @@ import type { PriceLine, PriceResult } from './models/common.js'
 /** Quarter-hour buckets: every zone's transitions since 1970 fall on them (see common/time.ts). */
 const BUCKET_MS = 15 * 60_000
 
-/** UTC offset of `tz` at instant `ms`, in milliseconds (local = UTC + offset). */
+// Offsets by zone, then by quarter-hour bucket as a number: a session asks for a few of them, and the
+// shared cache's string key (zone + bucket) cost more to build and hash than the lookup it saved.
+const offsetsByZone = new Map<string, Map<number, number>>()
+
+/** UTC offset of `tz` at instant `ms`, in milliseconds (local = UTC + offset). An unknown zone is bad input. */
 export function zoneOffset(tz: string, ms: number): number {
-  return zoneOffsetMs(ms, tz)
+  const bucket = Math.floor(ms / BUCKET_MS)
+  let byBucket = offsetsByZone.get(tz)
+  let o = byBucket?.get(bucket)
+  if (o !== undefined) return o
+  o = zoneOffsetMs(ms, tz) // the same for every instant of a bucket; throws for an unknown zone, caching nothing
+  if (byBucket === undefined) {
+    if (offsetsByZone.size >= 1000) offsetsByZone.clear()
+    byBucket = new Map()
+    offsetsByZone.set(tz, byBucket)
+  }
+  if (byBucket.size >= 200_000) byBucket.clear()
+  byBucket.set(bucket, o)
+  return o
 }
 
 /** The first instant in (from, to] where the offset differs from the offset at `from`, or null. */
@@ -110,9 +126,15 @@ export function splitSession(charge: TimeRatedCharge, schedules: Schedule[], sta
     const local = u + off
     const dayStart = Math.floor(local / 86_400_000) * 86_400_000
     const minuteOfDay = (local - dayStart) / 60_000
-    const dow = new Date(dayStart).getUTCDay()
-    const weekday = dow === 0 ? 7 : dow
-    const w = windows.find((x) => x.weekdays.includes(weekday) && minuteOfDay >= x.from && minuteOfDay < x.to)
+    // Day 0 (1970-01-01) was a Thursday; ISO weekdays run 1 = Monday … 7 = Sunday.
+    const weekday = ((((dayStart / 86_400_000 + 3) % 7) + 7) % 7) + 1
+    let w: ScheduleWindow | undefined
+    for (const x of windows) {
+      if (minuteOfDay >= x.from && minuteOfDay < x.to && x.weekdays.includes(weekday)) {
+        w = x
+        break
+      }
+    }
     if (w === undefined) {
       const hh = String(Math.floor(minuteOfDay / 60)).padStart(2, '0')
       const mm = String(Math.floor(minuteOfDay % 60)).padStart(2, '0')
@@ -184,7 +206,27 @@ export function rateTimedEvent(charge: TimeRatedCharge, schedules: Schedule[], s
   const dur = parseDec(seconds, 'seconds')
   if (dur.i < 0n) throw new RateflowError(ErrorCode.BadInput, `a session cannot last ${seconds} seconds`)
   const lines: PriceLine[] = []
-  if (dur.i === 0n) return { amount: '0', lines }
+  const total = timedEventNano(charge, schedules, startMs, dur, timezone, lines)
+  return { amount: fmtNano(total), lines }
+}
+
+const caps = new WeakMap<TimeRatedCharge, bigint | null>()
+
+/**
+ * The price of a session of `dur` seconds from `startMs`, in nano-units (9 decimals), as rateTimedEvent
+ * prices it; appends the lines when given an array. Rating passes null: describing each block cost more
+ * than pricing it.
+ */
+export function timedEventNano(
+  charge: TimeRatedCharge,
+  schedules: Schedule[],
+  startMs: number,
+  dur: Dec,
+  timezone: string,
+  lines: PriceLine[] | null,
+): bigint {
+  if (dur.i < 0n) throw new RateflowError(ErrorCode.BadInput, `a session cannot last ${fmt(dur)} seconds`)
+  if (dur.i === 0n) return 0n
 
   const parts = splitSession(charge, schedules, startMs, dur, timezone)
   let exact: Frac = { n: 0n, d: 1n }
@@ -192,10 +234,12 @@ export function rateTimedEvent(charge: TimeRatedCharge, schedules: Schedule[], s
   const first = parts[0]!
   const connect = parsedRate(charge.id, first.rate).connect
   if (connect !== null && connect.i !== 0n) {
-    exact = fracAdd(exact, fracOf(connect, { i: 1n, e: 0 }))
-    const a = toNano(connect)
-    linesNano += a
-    lines.push({ description: `connect fee (${first.rate.schedule})`, quantity: '1', unit_price: fmt(connect), amount: fmtNano(a) })
+    exact = fracAdd(exact, fracOf(connect, ONE))
+    if (lines !== null) {
+      const a = toNano(connect)
+      linesNano += a
+      lines.push({ description: `connect fee (${first.rate.schedule})`, quantity: '1', unit_price: fmt(connect), amount: fmtNano(a) })
+    }
   }
 
   let t: Dec = ZERO
@@ -217,30 +261,33 @@ export function rateTimedEvent(charge: TimeRatedCharge, schedules: Schedule[], s
     const billed = mul({ i: blocks, e: 0 }, step.increment)
     const cost = fracOf(mul(billed, step.price), step.per)
     exact = fracAdd(exact, cost)
-    const a = fracRound(cost, 9, 'half_even')
-    linesNano += a
-    const perOne = cmp(step.per, { i: 1n, e: 0 }) === 0
-    const l: PriceLine = {
-      description: `${part.rate.schedule}: ${fmt(billed)} s from ${fmt(t)} s at ${fmt(step.price)} per ${fmt(step.per)} s in ${fmt(step.increment)} s increments`,
-      quantity: fmt(billed),
-      amount: fmtNano(a),
+    if (lines !== null) {
+      const a = fracRound(cost, 9, 'half_even')
+      linesNano += a
+      const l: PriceLine = {
+        description: `${part.rate.schedule}: ${fmt(billed)} s from ${fmt(t)} s at ${fmt(step.price)} per ${fmt(step.per)} s in ${fmt(step.increment)} s increments`,
+        quantity: fmt(billed),
+        amount: fmtNano(a),
+      }
+      if (cmp(step.per, ONE) === 0) l.unit_price = fmt(step.price)
+      lines.push(l)
     }
-    if (perOne) l.unit_price = fmt(step.price)
-    lines.push(l)
     t = add(t, billed)
   }
 
   const r = charge.rounding
   let total = r === undefined ? fracRound(exact, 9, 'half_even') : fracRound(exact, r.decimals, r.mode) * pow10(9 - r.decimals)
-  if (total !== linesNano) {
+  if (lines !== null && total !== linesNano) {
     lines.push({ description: r === undefined ? 'rounding' : `rounding (${r.mode}, ${r.decimals} decimals)`, quantity: '1', amount: fmtNano(total - linesNano) })
   }
-  if (charge.max_cost_per_event !== undefined) {
-    const cap = toNano(parseDec(charge.max_cost_per_event, `charge ${charge.id}: max_cost_per_event`))
-    if (total > cap) {
-      lines.push({ description: 'maximum cost per event', quantity: '1', amount: fmtNano(cap - total) })
-      total = cap
-    }
+  let cap = caps.get(charge)
+  if (cap === undefined) {
+    cap = charge.max_cost_per_event === undefined ? null : toNano(parseDec(charge.max_cost_per_event, `charge ${charge.id}: max_cost_per_event`))
+    caps.set(charge, cap)
   }
-  return { amount: fmtNano(total), lines }
+  if (cap !== null && total > cap) {
+    lines?.push({ description: 'maximum cost per event', quantity: '1', amount: fmtNano(cap - total) })
+    total = cap
+  }
+  return total
 }

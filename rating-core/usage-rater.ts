@@ -25,10 +25,10 @@
  * The state is immutable: rateUsageEvent returns a new one and never mutates `prior`, so a
  * caller can keep the prior state until its write commits.
  */
-import type { Meter, Schedule, UsageCharge } from '../catalog/types.js'
+import type { Meter, Schedule, TimeRatedCharge, UsageCharge } from '../catalog/types.js'
 import { ErrorCode, RateflowError } from '../common/errors.js'
-import { type Dec, ZERO, add, fmt, fmtNano, parseDec, toNano } from './decimal.js'
-import { type MeterAggregate, eventMillis, foldMeter, groupKey, meterAccepts, scaledQuantity } from './meters.js'
+import { type Dec, ZERO, add, fmt, fmtNano, isCanonical, parseDec, toNano } from './decimal.js'
+import { type MeterAggregate, eventMillis, foldMeter, groupKey, meterAccepts, meterInfo, scaledQuantity } from './meters.js'
 import { evaluateGraduatedPercentage } from './models/graduated-percentage.js'
 import { evaluateGraduated } from './models/graduated.js'
 import type { PriceLine } from './models/common.js'
@@ -36,7 +36,7 @@ import { evaluatePackage } from './models/package.js'
 import { percentageEventFee, percentageTotal } from './models/percentage.js'
 import { evaluatePerUnit } from './models/per-unit.js'
 import { evaluateVolume } from './models/volume.js'
-import { rateTimedEvent } from './time-rated.js'
+import { rateTimedEvent, timedEventNano } from './time-rated.js'
 
 export { groupKey, meterAccepts }
 export type { PriceLine }
@@ -159,6 +159,22 @@ function checkPrior(charge: UsageCharge, prior: MeterState | undefined): void {
   }
 }
 
+/** A time_rated session's price in nano-units; the session lasts the event's scaled quantity in seconds. */
+function sessionFee(charge: TimeRatedCharge, meter: Meter, scaled: Dec, ev: UsageEventInput, ctx: RatingContext): bigint {
+  if (meterInfo(meter).scale !== null) {
+    // A scaled duration goes through its text, as `rateflow rate` would be given it (same limits, same price).
+    return toNano(parseDec(rateTimedEvent(charge, ctx.schedules, ev.event_time, fmt(scaled), ctx.timezone).amount))
+  }
+  const startMs = Date.parse(ev.event_time)
+  if (Number.isNaN(startMs)) throw new RateflowError(ErrorCode.BadInput, `start is not an ISO-8601 time: ${JSON.stringify(ev.event_time)}`)
+  return timedEventNano(charge, ctx.schedules, startMs, scaled, ctx.timezone, null)
+}
+
+/** fmt(scaled) for the rated row; without a scale that is the quantity itself whenever it is already canonical. */
+function meteredText(meter: Meter, scaled: Dec, quantity: string): string {
+  return meterInfo(meter).scale === null && isCanonical(quantity) ? quantity : fmt(scaled)
+}
+
 /** Rates one event of `charge` (whose meter is `meter` and accepts the event) against the running state. */
 export function rateUsageEvent(
   charge: UsageCharge,
@@ -173,12 +189,12 @@ export function rateUsageEvent(
 
   if (charge.model === 'time_rated') {
     // The session's own price; the state only keeps Σ seconds and Σ prices for the invoice.
-    const priced = rateTimedEvent(charge, ctx.schedules, ev.event_time, fmt(scaled), ctx.timezone)
-    const fee = toNano(parseDec(priced.amount))
+    const fee = sessionFee(charge, meter, scaled, ev, ctx)
     const q = hot === undefined ? scaled : add(hot.q, scaled)
     const fees = (hot?.fees ?? 0n) + fee
-    const state: MeterState = { v: 1, model: charge.model, n: (prior?.n ?? 0) + 1, q: fmt(q), total: fmtNano(fees), fees: fmtNano(fees) }
-    return { amount: fmtNano(fee), metered: fmt(scaled), state: withHot(state, { q, total: fees, fees, freeUsed: ZERO }) }
+    const feesText = fmtNano(fees)
+    const state: MeterState = { v: 1, model: charge.model, n: (prior?.n ?? 0) + 1, q: fmt(q), total: feesText, fees: feesText }
+    return { amount: fmtNano(fee), metered: meteredText(meter, scaled, ev.quantity), state: withHot(state, { q, total: fees, fees, freeUsed: ZERO }) }
   }
 
   if (charge.model === 'percentage') {
@@ -199,6 +215,18 @@ export function rateUsageEvent(
       amount: fmtNano(total - (hot?.total ?? 0n)),
       metered: fmt(scaled),
       state: withHot(state, { q, total, fees, freeUsed: r.freeUsed }),
+    }
+  }
+
+  if (meter.aggregation === 'sum') {
+    // The common case, folded here: foldMeter's intermediate objects cost more than the addition.
+    const q = hot === undefined ? scaled : add(hot.q, scaled)
+    const total = modelTotal(charge, q, null)
+    const state: MeterState = { n: (prior?.n ?? 0) + 1, q: fmt(q), v: 1, model: charge.model, total: fmtNano(total) }
+    return {
+      amount: fmtNano(total - (hot?.total ?? 0n)),
+      metered: meteredText(meter, scaled, ev.quantity),
+      state: withHot(state, { q, total, fees: 0n, freeUsed: ZERO }),
     }
   }
 
