@@ -8,6 +8,7 @@ export type BenchRun = (out: (s: string) => void) => Promise<number>
 export const BENCHMARKS: Readonly<Record<string, () => Promise<{ run: BenchRun }>>> = Object.freeze({
   e2e: () => import('./e2e.js'),
   rating: () => import('./rating.js'),
+  mqtt: () => import('./mqtt.js'),
   syslog: () => import('./syslog.js'),
   csv: () => import('./csv.js'),
 })

@@ -10,7 +10,6 @@ import { fork, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
 import net from 'node:net'
 import { fileURLToPath } from 'node:url'
-import mqtt from 'mqtt'
 import { deviceId } from './sample-data.js'
 
 /** What one generator process sends. */
@@ -105,40 +104,175 @@ export function syslogLine(runId: string, n: number): string {
   return `<134>1 ${t} ${dev} fwlog - usage - event_id=${runId}-${n} device_id=${dev} metric=bytes_out quantity=${1000 + (n % 50_000)} dim.region=${REGIONS[n % 3]}`
 }
 
+/** MQTT's variable-length "remaining length" field. */
+function varint(n: number): number[] {
+  const out: number[] = []
+  do {
+    let b = n % 128
+    n = Math.floor(n / 128)
+    if (n > 0) b |= 0x80
+    out.push(b)
+  } while (n > 0)
+  return out
+}
+
+/** A UTF-8 string with its 2-byte length, as MQTT writes them. */
+function mqttString(s: string): Buffer {
+  const b = Buffer.from(s)
+  return Buffer.concat([Buffer.from([b.length >> 8, b.length & 0xff]), b])
+}
+
+/** An MQTT 3.1.1 QoS 1 PUBLISH packet. */
+function publishPacket(topic: string, messageId: number, payload: Buffer): Buffer {
+  const body = Buffer.concat([mqttString(topic), Buffer.from([messageId >> 8, messageId & 0xff]), payload])
+  return Buffer.concat([Buffer.from([0x32, ...varint(body.length)]), body])
+}
+
+/** Splits an MQTT byte stream into packets: `onPacket(first byte, body)` for each complete one. */
+class MqttPacketReader {
+  private pending = Buffer.alloc(0)
+  constructor(private readonly onPacket: (header: number, body: Buffer) => void) {}
+  push(chunk: Buffer): void {
+    const b = this.pending.length ? Buffer.concat([this.pending, chunk]) : chunk
+    let i = 0
+    for (;;) {
+      if (b.length - i < 2) break
+      let len = 0
+      let mul = 1
+      let j = i + 1
+      for (; j < b.length; j++) {
+        len += (b[j]! & 0x7f) * mul
+        mul *= 128
+        if ((b[j]! & 0x80) === 0) break
+      }
+      if (j >= b.length || b.length - (j + 1) < len) break
+      this.onPacket(b[i]!, b.subarray(j + 1, j + 1 + len))
+      i = j + 1 + len
+    }
+    this.pending = i >= b.length ? Buffer.alloc(0) : Buffer.from(b.subarray(i))
+  }
+}
+
+/** MQTT 3.1.1 CONNECT with a clean session, keepalive off. */
+function connectPacket(clientId: string): Buffer {
+  const body = Buffer.concat([mqttString('MQTT'), Buffer.from([4, 0x02, 0, 0]), mqttString(clientId)])
+  return Buffer.concat([Buffer.from([0x10, ...varint(body.length)]), body])
+}
+
+/**
+ * A lean QoS 1 subscriber for the broker's own ceiling: MQTT 3.1.1 over a plain socket, counting PUBLISH packets
+ * and acknowledging all those of one read with one write. Resolves `done` with performance.now() at the
+ * `expect`-th message. It does no more than any subscriber must, so its rate is what the broker can deliver here.
+ */
+export async function leanSubscriber(url: string, filter: string, expect: number): Promise<{ done: Promise<number>; close(): void }> {
+  const u = new URL(url)
+  const socket = net.connect(Number(u.port), u.hostname)
+  socket.setNoDelay(true)
+  await once(socket, 'connect')
+  let count = 0
+  let resolveDone!: (t: number) => void
+  const done = new Promise<number>((r) => (resolveDone = r))
+  let connected!: () => void
+  let subscribed!: () => void
+  let failed!: (err: Error) => void
+  const connack = new Promise<void>((resolve, reject) => ((connected = resolve), (failed = reject)))
+  const suback = new Promise<void>((resolve) => (subscribed = resolve))
+  let acks: number[] = []
+  const reader = new MqttPacketReader((header, body) => {
+    const type = header >> 4
+    if (type === 3) {
+      // PUBLISH: topic, then (QoS > 0) the message id; acknowledge QoS 1.
+      if (((header >> 1) & 3) === 1) {
+        const at = 2 + body.readUInt16BE(0)
+        acks.push(0x40, 0x02, body[at]!, body[at + 1]!)
+      }
+      if (++count === expect) resolveDone(performance.now())
+    } else if (type === 2) {
+      if (body[1] !== 0) failed(new Error(`broker refused the connection (CONNACK return code ${body[1]})`))
+      else connected()
+    } else if (type === 9) subscribed()
+  })
+  socket.on('data', (chunk: Buffer) => {
+    reader.push(chunk)
+    if (acks.length) {
+      socket.write(Buffer.from(acks))
+      acks = []
+    }
+  })
+  socket.on('error', (err) => failed(err))
+  socket.write(connectPacket(`rateflow-bench-lean-${process.pid}`))
+  await connack
+  const sub = Buffer.concat([Buffer.from([0, 1]), mqttString(filter), Buffer.from([1])])
+  socket.write(Buffer.concat([Buffer.from([0x82, ...varint(sub.length)]), sub]))
+  await suback
+  return { done, close: () => void socket.end(Buffer.from([0xe0, 0x00])) }
+}
+
+/**
+ * A lean QoS 1 publisher: MQTT 3.1.1 over a plain socket, every PUBLISH packet encoded before the clock starts,
+ * at most `window` unacknowledged, done when the broker has PUBACKed every message. A general client (mqtt.js)
+ * spends several times the CPU per message, which on two cores would be taken from the broker and the adapter
+ * being measured.
+ */
 async function mqttLoad(spec: Extract<LoadSpec, { kind: 'mqtt' }>, send: (m: LoadMessage) => void, go: Promise<void>): Promise<void> {
-  const topics: string[] = []
-  const payloads: Buffer[] = []
+  if (spec.window >= 65_535) throw new Error('window must be below 65,535 (MQTT message ids are 16-bit)')
+  const packets: Buffer[] = []
   let n = 0
   for (let m = 0; m < spec.messages; m++) {
-    topics.push(`devices/${deviceOf(m)}/usage`)
-    if (spec.recordsPerMessage === 1) payloads.push(Buffer.from(recordJson(spec.runId, n++)))
+    let payload: string
+    if (spec.recordsPerMessage === 1) payload = recordJson(spec.runId, n++)
     else {
       const recs: string[] = []
       for (let i = 0; i < spec.recordsPerMessage; i++) recs.push(recordJson(spec.runId, n++))
-      payloads.push(Buffer.from(`[${recs.join(',')}]`))
+      payload = `[${recs.join(',')}]`
     }
+    packets.push(publishPacket(`devices/${deviceOf(m)}/usage`, 1 + (m % 65_535), Buffer.from(payload)))
   }
-  const client = await mqtt.connectAsync(spec.url, { clientId: `rateflow-bench-pub-${process.pid}`, clean: true, protocolVersion: 4, reconnectPeriod: 0 })
+  const url = new URL(spec.url)
+  const socket = net.connect(Number(url.port), url.hostname)
+  socket.setNoDelay(true)
+  await once(socket, 'connect')
+  socket.write(connectPacket(`rateflow-bench-pub-${process.pid}`))
+
+  // Incoming packets: CONNACK once, then PUBACKs.
+  let acked = 0
+  let connected!: () => void
+  let failed!: (err: Error) => void
+  let allAcked!: () => void
+  let ackWaiter: (() => void) | undefined
+  const connack = new Promise<void>((resolve, reject) => ((connected = resolve), (failed = reject)))
+  const finished = new Promise<void>((resolve) => (allAcked = resolve))
+  const reader = new MqttPacketReader((header, body) => {
+    const type = header >> 4
+    if (type === 2) {
+      if (body[1] !== 0) failed(new Error(`broker refused the connection (CONNACK return code ${body[1]})`))
+      else connected()
+    } else if (type === 4 && ++acked === spec.messages) allAcked()
+  })
+  socket.on('data', (chunk: Buffer) => {
+    reader.push(chunk)
+    const w = ackWaiter
+    ackWaiter = undefined
+    w?.()
+  })
+  socket.on('error', (err) => failed(err))
+  await connack
   send({ type: 'ready' })
   await go
   const t0 = performance.now()
-  await new Promise<void>((resolve, reject) => {
-    let next = 0
-    let acked = 0
-    const pump = (): void => {
-      while (next < spec.messages && next - acked < spec.window) {
-        const i = next++
-        client.publish(topics[i]!, payloads[i]!, { qos: 1 }, (err) => {
-          if (err) return reject(err)
-          if (++acked === spec.messages) resolve()
-          else pump()
-        })
-      }
-    }
-    pump()
-  })
+  let next = 0
+  while (next < spec.messages) {
+    // Write everything the window allows as one buffer, then wait for acks (or for the socket to drain).
+    const upTo = Math.min(spec.messages, acked + spec.window)
+    if (upTo > next) {
+      const ok = socket.write(Buffer.concat(packets.slice(next, upTo)))
+      next = upTo
+      if (!ok) await once(socket, 'drain')
+    } else await new Promise<void>((resolve) => (ackWaiter = resolve))
+  }
+  await finished
   const ms = performance.now() - t0
-  await client.endAsync()
+  socket.end(Buffer.from([0xe0, 0x00])) // DISCONNECT
   send({ type: 'done', sent: spec.messages, ms })
 }
 

@@ -57,6 +57,8 @@ export interface MqttStats {
   sessionsEvicted: number
 }
 
+const NO_LOG = (): void => undefined
+
 /** Passed to mqtt.js's handleMessage callback to keep it from sending the PUBACK itself. */
 const HOLD_ACK = Object.freeze(new Error('rateflow: PUBACK held until the batch is stored'))
 
@@ -265,7 +267,8 @@ export class MqttAdapter {
   async start(): Promise<void> {
     const o = this.options
     const log = this.deps.logger.child({ source: o.source })
-    const client = mqtt.connect(o.url, { ...buildClientOptions(o), manualConnect: true })
+    // log: mqtt.js's debug logging costs a call per packet even when off (measured ~3% at 30k messages/s).
+    const client = mqtt.connect(o.url, { ...buildClientOptions(o), manualConnect: true, log: NO_LOG })
     this.client = client
     // See the file comment: we take over the PUBACK of QoS 1 messages.
     client.handleMessage = (packet, callback) => this.onMessage(packet, callback)
@@ -396,12 +399,21 @@ export class MqttAdapter {
     this.counts.messages++
     const generation = this.generation
     const messageId = packet.messageId
-    const latch = qos1 ? new AckLatch(() => this.sendPuback(messageId!, generation)) : undefined
     const payload = Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload)
     const items = decodePayload(payload, { options: this.options, topic: packet.topic })
-    const adds = this.expand(items, latch)
-    latch?.seal()
-    const p = this.addSeq(adds, 0)
+    let p: Promise<void> | undefined
+    if (items.length === 1 && this.merger === undefined) {
+      // The common message, one record and no sessions: its ack is that one item's, no latch needed.
+      const item = items[0]!
+      if ('record' in item) this.counts.records++
+      else this.counts.rejects++
+      p = this.feed.add(item, qos1 ? () => this.sendPuback(messageId!, generation) : undefined)
+    } else {
+      const latch = qos1 ? new AckLatch(() => this.sendPuback(messageId!, generation)) : undefined
+      const adds = this.expand(items, latch)
+      latch?.seal()
+      p = this.addSeq(adds, 0)
+    }
     if (!p) {
       callback(hold)
       return

@@ -27,6 +27,15 @@ describe('topics', () => {
     expect(topicDeviceId('site/s1/fw-2/usage', ['site/+/+/usage'], 2)).toBe('fw-2')
     expect(topicDeviceId('devices/fw-1/usage', ['devices/+/usage'], 'off')).toBeUndefined()
   })
+  it('auto: answers stay right when they come from the per-topic cache, per filter list', () => {
+    const a = ['devices/+/usage']
+    const b = ['devices/fw-1/+']
+    for (let i = 0; i < 3; i++) {
+      expect(topicDeviceId('devices/fw-1/usage', a, 'auto')).toBe('fw-1')
+      expect(topicDeviceId('devices/fw-1/usage', b, 'auto')).toBe('usage')
+      expect(topicDeviceId('other/fw-1/usage', a, 'auto')).toBeUndefined()
+    }
+  })
 })
 
 describe('decodePayload', () => {
