@@ -35,6 +35,9 @@ interface SubscriptionEntry {
   end: number // exclusive; Infinity when open
   /** One `owner` result per catalog version: guiding returns the same object for every event it owns. */
   owners: Map<Catalog, GuideResult>
+  /** The catalog of the last owner result handed out, and that result (checked before the map: one version is the rule). */
+  lastCatalog: Catalog | undefined
+  lastOwned: GuideResult | undefined
 }
 
 /** The ids an event may carry to name its owner (CONTRACT §2: at least one). */
@@ -74,6 +77,8 @@ export class GuidingIndex {
             start: parseIsoTime(subscription.start) ?? Infinity,
             end: subscription.end ? (parseIsoTime(subscription.end) ?? Infinity) : Infinity,
             owners: new Map(),
+            lastCatalog: undefined,
+            lastOwned: undefined,
           }
           this.subscriptions.set(subscription.id, sub)
           for (const d of subscription.devices ?? []) {
@@ -173,12 +178,16 @@ export class GuidingIndex {
     const version = this.versionAt(ms)
     if (!version) return { kind: 'suspend', reason: `no catalog version is in force at ${isoUtc(ms)}` }
     const { catalog } = version
-    const known = sub.owners.get(catalog)
-    if (known) return known
-    const plan = version.plans.get(subscription.plan)
-    if (!plan) return { kind: 'suspend', reason: `plan "${subscription.plan}" is not in catalog version "${catalog.version}"` }
-    const owned: GuideResult = { kind: 'owner', owner: { account, subscription, plan, catalog } }
-    sub.owners.set(catalog, owned)
+    if (sub.lastCatalog === catalog) return sub.lastOwned!
+    let owned = sub.owners.get(catalog)
+    if (!owned) {
+      const plan = version.plans.get(subscription.plan)
+      if (!plan) return { kind: 'suspend', reason: `plan "${subscription.plan}" is not in catalog version "${catalog.version}"` }
+      owned = { kind: 'owner', owner: { account, subscription, plan, catalog } }
+      sub.owners.set(catalog, owned)
+    }
+    sub.lastCatalog = catalog
+    sub.lastOwned = owned
     return owned
   }
 

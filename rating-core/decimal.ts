@@ -92,16 +92,36 @@ export function isDec(s: unknown): s is string {
 
 /** Canonical string: no trailing fractional zeros, no "-0". 1.50 → "1.5", 2.000 → "2". */
 export function fmt(d: Dec): string {
-  const { i, e } = d
+  return fmtScaled(d.i, d.e)
+}
+
+/** `'0.'` followed by k zeros, for values below one (no repeat + concat per call). */
+const BELOW_ONE: string[] = []
+for (let k = 0; k <= 48; k++) BELOW_ONE.push('0.' + '0'.repeat(k))
+
+/**
+ * fmt of i × 10^-e. Every rated event prints three or four of these, so it allocates only the digits and
+ * the pieces of the result: no padded copy, no Dec.
+ */
+function fmtScaled(i: bigint, e: number): string {
   if (e === 0) return i.toString()
   const neg = i < 0n
-  let s = (neg ? -i : i).toString()
-  if (s.length <= e) s = '0'.repeat(e - s.length + 1) + s
+  const s = (neg ? -i : i).toString()
+  const point = s.length - e // digits before the decimal point; ≤ 0 when the value is below one
   let end = s.length
-  const point = s.length - e
-  while (end > point && s.charCodeAt(end - 1) === 48 /* '0' */) end--
-  const out = end === point ? s.slice(0, point) : s.slice(0, point) + '.' + s.slice(point, end)
-  return neg && out !== '0' ? '-' + out : out
+  const keep = point > 0 ? point : 0
+  while (end > keep && s.charCodeAt(end - 1) === 48 /* '0' */) end--
+  let out: string
+  if (point <= 0) {
+    if (end === 0) return '0'
+    const digits = end === s.length ? s : s.slice(0, end)
+    out = -point < BELOW_ONE.length ? BELOW_ONE[-point]! + digits : '0.' + '0'.repeat(-point) + digits
+  } else if (end === point) {
+    out = point === s.length ? s : s.slice(0, point)
+  } else {
+    out = s.slice(0, point) + '.' + s.slice(point, end)
+  }
+  return neg ? '-' + out : out
 }
 
 /** Fixed number of fractional digits (pads, never rounds: round first). */
@@ -237,7 +257,7 @@ export function fromNano(n: bigint): Dec {
 
 /** Canonical string of a nano amount: "1.5", "0.000000001", "-3". */
 export function fmtNano(n: bigint): string {
-  return fmt({ i: n, e: AMOUNT_DP })
+  return fmtScaled(n, AMOUNT_DP)
 }
 
 /** Parses an optional decimal field (undefined stays undefined). */

@@ -92,8 +92,11 @@ export function stageBatch(batch: UsageBatch, guiding: GuidingIndex, receivedAtM
   const batchId = tsv(batch.id)
   // The columns every row of this batch ends with (received_at, batch_id).
   const tail = '\t' + receivedAt + '\t' + batchId + '\n'
-  let lastSource = ''
-  let sourceT = ''
+  // Per source (one per batch in practice): its column text, with the separators around it.
+  let lastSource: string | undefined
+  let sourceNul = ''
+  let sourceTab = ''
+  let tabSourceTab = ''
   for (const j of batch.rejects) rejectLines.push(rejectLine(j, receivedAt, batchId))
   for (const r of batch.records) {
     const v = validateRecord(r)
@@ -101,21 +104,27 @@ export function stageBatch(batch: UsageBatch, guiding: GuidingIndex, receivedAtM
       rejectLines.push(rejectLine(asReject(r, v), receivedAt, batchId))
       continue
     }
-    // Most sources already send normalised UTC; formatting a Date costs more than this check.
-    const iso = NORMALISED_UTC.test(r.event_time) ? r.event_time : isoUtc(v.ms)
-    const time = chTime(iso)
-    const dims = r.dimensions ?? {}
-    const key = r.source + '\u0000' + r.event_id
     if (r.source !== lastSource) {
       lastSource = r.source
-      sourceT = tsv(r.source)
+      const sourceT = tsv(r.source)
+      sourceNul = r.source + '\u0000'
+      sourceTab = sourceT + '\t'
+      tabSourceTab = '\t' + sourceTab
     }
+    // Most sources already send normalised UTC; formatting a Date costs more than this check.
+    const iso = NORMALISED_UTC.test(r.event_time) ? r.event_time : isoUtc(v.ms)
+    // Rows are built from as few pieces as possible: each `+` of a long string is one more object to
+    // allocate and, when the staged batch outlives a minor collection, to copy.
+    const timeTab = chTime(iso) + '\t'
+    const dims = r.dimensions ?? {}
+    const key = sourceNul + r.event_id
     const eventT = tsv(r.event_id)
-    const metricT = tsvCached(r.metric)
-    const common =
-      sourceT + '\t' + eventT + '\t' + time + '\t' + (r.device_id ? tsv(r.device_id) : '') + '\t' +
-      (r.account_id ? tsv(r.account_id) : '') + '\t' + (r.subscription_id ? tsv(r.subscription_id) : '') + '\t' + metricT + '\t' +
-      r.quantity + '\t' + dimsTsv(dims)
+    const device = r.device_id ? tsv(r.device_id) : ''
+    const ownerCols =
+      r.account_id || r.subscription_id
+        ? device + '\t' + (r.account_id ? tsv(r.account_id) : '') + '\t' + (r.subscription_id ? tsv(r.subscription_id) : '') + '\t'
+        : device + '\t\t\t'
+    const common = sourceTab + eventT + '\t' + timeTab + ownerCols + metricTab(r.metric) + r.quantity + tabDims(dims)
     const usageLine = common + tail
     const g = guiding.guide(r, v.ms)
     if (g.kind === 'reject') {
@@ -136,16 +145,15 @@ export function stageBatch(batch: UsageBatch, guiding: GuidingIndex, receivedAtM
       period = billingPeriod(v.ms, g.owner.account, g.owner.plan.billing_period)
       o.period = period
     }
-    const charges: StagedCharge[] = []
+    let charges: StagedCharge[] | undefined
     const routes = o.byMetric.get(r.metric)
     if (routes !== undefined) {
-      const head = eventT + '\t' + sourceT + '\t'
-      const rest = '\t' + metricT + '\t' + time + '\t'
+      const head = eventT + tabSourceTab
       for (const route of routes) {
         if (!accepts(route.filter, dims)) continue
         const group = groupOf(route, dims)
         route.enter(period)
-        charges.push({
+        const c: StagedCharge = {
           totalsKey: route.totalsKey(group.key, period),
           chargeRef: route.chargeRef,
           quantity: r.quantity,
@@ -155,12 +163,15 @@ export function stageBatch(batch: UsageBatch, guiding: GuidingIndex, receivedAtM
           timezone: g.owner.account.timezone,
           periodStartIso: period.startIso,
           periodEndIso: period.endIso,
-          prefix: head + route.ids + group.tsv + rest,
+          prefix: head + group.columns + timeTab,
           suffix: route.suffixHead + tail,
-        })
+        }
+        // Sized to what it holds: an empty array grows to 16 slots on its first push.
+        if (charges === undefined) charges = [c]
+        else charges.push(c)
       }
     }
-    if (charges.length === 0) {
+    if (charges === undefined) {
       const { plan, catalog } = g.owner
       const reason =
         `metric "${r.metric}"${Object.keys(dims).length ? ` with dimensions ${JSON.stringify(dims)}` : ''} is not priced by ` +
@@ -182,16 +193,18 @@ interface OwnerRoutes {
   period: Period | undefined
 }
 
-/** A group's totals-key part and its rated_usage column. */
+/** A group's totals-key part, and the rated_usage columns account_id … metric with their tabs. */
 interface Group {
   readonly key: string
-  readonly tsv: string
+  readonly columns: string
 }
 
-const routesOf = new WeakMap<Owner, OwnerRoutes>()
+// Kept on the owner object itself under a non-enumerable symbol (set once per owner): a WeakMap lookup per
+// event was one more hash probe into memory no other step touches. Invisible to JSON, structuredClone, keys.
+const ROUTES = Symbol('rateflow.stage.routes')
 
 function ownerRoutes(owner: Owner): OwnerRoutes {
-  let o = routesOf.get(owner)
+  let o = (owner as Owner & { [ROUTES]?: OwnerRoutes })[ROUTES]
   if (o === undefined) {
     o = { byMetric: new Map(), period: undefined }
     for (const c of owner.plan.charges) {
@@ -202,7 +215,7 @@ function ownerRoutes(owner: Owner): OwnerRoutes {
       list.push(new ChargeRoute(owner, c, meter))
       o.byMetric.set(meter.metric, list)
     }
-    routesOf.set(owner, o)
+    Object.defineProperty(owner, ROUTES, { value: o })
   }
   return o
 }
@@ -219,6 +232,8 @@ class ChargeRoute {
   /** Groups seen, by the single group_by value (bounded: a group_by on an id column could grow without end). */
   readonly groups = new Map<string, Group>()
   missingGroup: Group | undefined
+  /** The only group of a meter without group_by. */
+  readonly noGroup: Group
   /** The period the keys and suffix below belong to (the route's latest). */
   private periodStart = NaN
   private keys = new Map<string, string>()
@@ -236,6 +251,12 @@ class ChargeRoute {
     const { account, subscription, plan, catalog } = owner
     this.chargeRef = chargeRef(catalog.version, plan.id, charge.id)
     this.ids = tsv(account.id) + '\t' + tsv(subscription.id) + '\t' + tsv(plan.id) + '\t' + tsv(charge.id) + '\t'
+    this.noGroup = this.group('')
+  }
+
+  /** The group with key `key` (groupKey's text). */
+  group(key: string): Group {
+    return { key, columns: this.ids + tsv(key) + '\t' + tsv(this.meter.metric) + '\t' }
   }
 
   /** Points the keys and suffix at `period`. */
@@ -259,21 +280,15 @@ class ChargeRoute {
   }
 }
 
-const NO_GROUP: Group = { key: '', tsv: '' }
-
 /** The group of an event under a route's meter: groupKey's text, kept per value of a single group_by dimension. */
 function groupOf(route: ChargeRoute, dims: Record<string, string>): Group {
   const by = route.groupBy
-  if (by.length === 0) return NO_GROUP
-  if (by.length > 1) {
-    const key = groupKey(route.meter, dims)
-    return { key, tsv: tsv(key) }
-  }
+  if (by.length === 0) return route.noGroup
+  if (by.length > 1) return route.group(groupKey(route.meter, dims))
   const value = dims[by[0]!]
   let g = value === undefined ? route.missingGroup : route.groups.get(value)
   if (g === undefined) {
-    const key = groupKey(route.meter, dims)
-    g = { key, tsv: tsv(key) }
+    g = route.group(groupKey(route.meter, dims))
     if (value === undefined) route.missingGroup = g
     else {
       if (route.groups.size >= MAX_CACHED) route.groups.clear()
@@ -288,30 +303,30 @@ function accepts(filter: ReadonlyArray<readonly [string, string]>, dims: Record<
   return true
 }
 
-const tsvOf = new Map<string, string>()
+const metricTabs = new Map<string, string>()
 
-/** tsv() of a value that repeats across events (metrics), remembered. */
-function tsvCached(s: string): string {
-  let t = tsvOf.get(s)
+/** The metric column and its tab, remembered per metric (a handful of values). */
+function metricTab(metric: string): string {
+  let t = metricTabs.get(metric)
   if (t === undefined) {
-    t = tsv(s)
-    if (tsvOf.size >= MAX_CACHED) tsvOf.clear()
-    tsvOf.set(s, t)
+    t = tsv(metric) + '\t'
+    if (metricTabs.size >= MAX_CACHED) metricTabs.clear()
+    metricTabs.set(metric, t)
   }
   return t
 }
 
 const dimsOf = new Map<string, Map<string, string>>()
 
-/** tsvMap() of an event's dimensions; the common shapes (none, or one dimension) are remembered per value. */
-function dimsTsv(dims: Record<string, string>): string {
+/** A tab and tsvMap() of an event's dimensions; the common shapes (none, or one dimension) are remembered per value. */
+function tabDims(dims: Record<string, string>): string {
   let only: string | undefined
   let n = 0
   for (const k in dims) {
-    if (++n > 1) return tsvMap(dims)
+    if (++n > 1) return '\t' + tsvMap(dims)
     only = k
   }
-  if (only === undefined) return '{}'
+  if (only === undefined) return '\t{}'
   let byValue = dimsOf.get(only)
   if (byValue === undefined) {
     if (dimsOf.size >= MAX_CACHED) dimsOf.clear()
@@ -321,7 +336,7 @@ function dimsTsv(dims: Record<string, string>): string {
   const value = dims[only]!
   let t = byValue.get(value)
   if (t === undefined) {
-    t = tsvMap(dims)
+    t = '\t' + tsvMap(dims)
     if (byValue.size >= MAX_CACHED) byValue.clear()
     byValue.set(value, t)
   }
@@ -340,10 +355,11 @@ function canonical(r: WireRecord): Omit<WireRecord, 'raw' | 'origin'> {
 }
 
 function asReject(r: WireRecord, reason: string): WireReject {
-  const j: WireReject = { source: typeof r.source === 'string' ? r.source : '', raw: r.raw ?? JSON.stringify(canonical(r)), reason }
-  // Assigned, not spread: a spread of a conditional object allocated twice per staged record.
-  if (r.origin !== undefined) j.origin = r.origin
-  return j
+  const source = typeof r.source === 'string' ? r.source : ''
+  const raw = r.raw ?? JSON.stringify(canonical(r))
+  // Two literals rather than a spread of a conditional object (two allocations) or an added property (a
+  // property store grown per staged record); `origin` is absent, not undefined, when the record has none.
+  return r.origin !== undefined ? { source, raw, reason, origin: r.origin } : { source, raw, reason }
 }
 
 /** A rejected_usage line (ends in \n). */
