@@ -35,6 +35,20 @@ const parse = (c: GraduatedCharge): Parsed => ({ tiers: parseTiers(c.id, c.tiers
  * Shared with graduated_percentage, whose tier prices are rate/100.
  */
 export function graduatedSum(tiers: ParsedTier[], qb: Dec, lines: PriceLine[] | null, label = 'tier'): bigint {
+  const full = lines === null ? fullTiers(tiers) : null
+  if (full !== null) {
+    // Rating re-prices the period total on every event; the tiers below Q always price the same, so their
+    // rounded lines are summed once (full[k]) and only the tier holding Q is priced here. Same sum as the loop.
+    let k = 0
+    while (k < tiers.length - 1 && cmp(qb, tiers[k]!.upTo!) > 0) k++
+    const t = tiers[k]!
+    const from = k === 0 ? ZERO : tiers[k - 1]!.upTo!
+    const top = t.upTo === null || cmp(qb, t.upTo) < 0 ? qb : t.upTo
+    const share = cmp(top, from) > 0 ? sub(top, from) : ZERO
+    let exact = t.price === null ? ZERO : mul(share, t.price)
+    if (t.fee !== null) exact = add(exact, t.fee)
+    return full[k]! + toNano(exact)
+  }
   let sum = 0n
   let prev: Dec | null = null
   for (let k = 0; k < tiers.length; k++) {
@@ -53,6 +67,35 @@ export function graduatedSum(tiers: ParsedTier[], qb: Dec, lines: PriceLine[] | 
     prev = t.upTo
   }
   return sum
+}
+
+const fullSums = new WeakMap<ParsedTier[], bigint[] | null>()
+
+/**
+ * full[k] = Σ of the rounded lines of tiers 0 … k−1 when each is used up to its up_to; null unless the tiers
+ * ascend strictly with only the last unbounded (what catalog validation enforces), which the shortcut needs.
+ */
+function fullTiers(tiers: ParsedTier[]): bigint[] | null {
+  let full = fullSums.get(tiers)
+  if (full === undefined) {
+    full = [0n]
+    let prev: Dec = ZERO
+    for (let k = 0; k < tiers.length; k++) {
+      const t = tiers[k]!
+      const last = k === tiers.length - 1
+      if ((t.upTo === null) !== last || (t.upTo !== null && (cmp(t.upTo, prev) <= 0 || t.upTo.i < 0n))) {
+        full = null
+        break
+      }
+      if (last) break
+      let exact = t.price === null ? ZERO : mul(sub(t.upTo!, prev), t.price)
+      if (t.fee !== null) exact = add(exact, t.fee)
+      full.push(full[k]! + toNano(exact))
+      prev = t.upTo!
+    }
+    fullSums.set(tiers, full)
+  }
+  return full
 }
 
 export function evaluateGraduated(charge: GraduatedCharge, q: Dec, lines: PriceLine[] | null): bigint {
