@@ -1,5 +1,5 @@
-import { mkdtempSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { availableParallelism, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { jetstreamManager, AckPolicy, RetentionPolicy, StorageType } from '@nats-io/jetstream'
 import { validateAccounts } from '../catalog/accounts.js'
@@ -16,7 +16,14 @@ import { sampleAccounts, sampleCatalog, sampleCsvLines, writeSampleCsv } from '.
 export interface E2eResult {
   events: number
   e2e_events_per_s: number
-  store_raw_rows_per_s: number
+  /** CPU time of this process (main thread, pool, chDB) per event during the e2e run; nats-server excluded. */
+  cpu_us_per_event: number
+  /** Cores the whole machine kept busy during the e2e run (of `os.availableParallelism()`); null off Linux. */
+  machine_busy_cores: number | null
+  /** rated_usage rows alone, inserted directly. */
+  store_raw_rated_rows_per_s: number
+  /** Every row an event writes (rated_usage + usage_events), inserted directly: the store's ceiling in events/s. */
+  store_raw_events_per_s: number
   jetstream_publish_events_per_s: number
   jetstream_consume_events_per_s: number
   ratio_e2e_to_store: number
@@ -43,21 +50,34 @@ export async function benchE2e(events = 300_000): Promise<E2eResult> {
     const store = await rt.store()
     const queue = await rt.queue()
 
-    // 1. End to end.
+    // 1. End to end, with the CPU it took: this process's threads (main, pool, chDB) and the whole machine's.
+    const machine0 = machineJiffies()
+    const cpu0 = process.cpuUsage()
     let t = performance.now()
     const counts = (await ingestCsv(rt, { files: [csv], source: 'csv:bench', wait: true })) as IngestCounts
     const e2eS = (performance.now() - t) / 1000
+    const cpu = process.cpuUsage(cpu0)
+    const machine1 = machineJiffies()
     if (counts.rated !== events) throw new Error(`bench: expected ${events} rated, got ${JSON.stringify(counts)}`)
 
-    // 2. Store ceiling: the same rows, straight in.
-    await store.command('CREATE TABLE IF NOT EXISTS bench_rated AS rated_usage')
-    const tsvText = await store.text('SELECT * FROM rated_usage', 'TabSeparated')
-    const lines = tsvText.split('\n').filter(Boolean)
-    const chunks: string[] = []
-    for (let i = 0; i < lines.length; i += 100_000) chunks.push(lines.slice(i, i + 100_000).join('\n') + '\n')
+    // 2. Store ceiling: every row the run stored (rated_usage and usage_events), straight in, in inserts as
+    // large as the rater's flushes, one table after the other as a flush writes them.
+    const chunksOf = async (table: string): Promise<string[]> => {
+      await store.command(`CREATE TABLE IF NOT EXISTS bench_${table} AS ${table}`)
+      const rows = (await store.text(`SELECT * FROM ${table}`, 'TabSeparated')).split('\n').filter(Boolean)
+      const chunks: string[] = []
+      for (let i = 0; i < rows.length; i += 100_000) chunks.push(rows.slice(i, i + 100_000).join('\n') + '\n')
+      return chunks
+    }
+    const ratedChunks = await chunksOf('rated_usage')
+    const usageChunks = await chunksOf('usage_events')
+    const ratedRows = counts.rated
     t = performance.now()
-    for (const c of chunks) await store.insertTsv('bench_rated', c)
-    const storeS = (performance.now() - t) / 1000
+    for (const c of ratedChunks) await store.insertTsv('bench_rated_usage', c)
+    const ratedS = (performance.now() - t) / 1000
+    t = performance.now()
+    for (const c of usageChunks) await store.insertTsv('bench_usage_events', c)
+    const storeS = ratedS + (performance.now() - t) / 1000
 
     // 3. JetStream ceiling: the same events as batches of 1,000 on a stream of their own.
     const jsm = await jetstreamManager(queue.nc)
@@ -102,16 +122,31 @@ export async function benchE2e(events = 300_000): Promise<E2eResult> {
     return {
       events,
       e2e_events_per_s: r(events / e2eS),
-      store_raw_rows_per_s: r(lines.length / storeS),
+      cpu_us_per_event: +((cpu.user + cpu.system) / events).toFixed(1),
+      machine_busy_cores: machine0 && machine1 ? +((machine1.busy - machine0.busy) / (machine1.total - machine0.total) * machine1.cores).toFixed(2) : null,
+      store_raw_rated_rows_per_s: r(ratedRows / ratedS),
+      store_raw_events_per_s: r(events / storeS),
       jetstream_publish_events_per_s: r(events / pubS),
       jetstream_consume_events_per_s: r(events / subS),
-      ratio_e2e_to_store: +(events / e2eS / (lines.length / storeS)).toFixed(2),
+      ratio_e2e_to_store: +(storeS / e2eS).toFixed(2),
       ratio_e2e_to_jetstream: +(events / e2eS / (events / Math.max(pubS, subS))).toFixed(2),
       counts,
     }
   } finally {
     await rt.close()
     rmSync(dir, { recursive: true, force: true })
+  }
+}
+
+/** Busy and total jiffies of all CPUs since boot, from /proc/stat; undefined where there is none. */
+function machineJiffies(): { busy: number; total: number; cores: number } | undefined {
+  try {
+    const cpu = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number)
+    const idle = (cpu[3] ?? 0) + (cpu[4] ?? 0) // idle + iowait
+    const total = cpu.slice(0, 8).reduce((a, b) => a + b, 0)
+    return { busy: total - idle, total, cores: availableParallelism() }
+  } catch {
+    return undefined
   }
 }
 
@@ -123,7 +158,9 @@ export async function run(out: (s: string) => void): Promise<number> {
     [
       `benchmark e2e: ${events} events, CSV → JetStream → pool → ClickHouse (${process.env.CLICKHOUSE_URL ? 'server' : 'chDB embedded'})`,
       `  end to end                 ${res.e2e_events_per_s.toLocaleString('en')} events/s`,
-      `  store raw insert           ${res.store_raw_rows_per_s.toLocaleString('en')} rows/s     ratio e2e/store     ${res.ratio_e2e_to_store}`,
+      `  CPU                        ${res.cpu_us_per_event} µs per event in this process; machine busy ${res.machine_busy_cores ?? '?'} cores of ${availableParallelism()}`,
+      `  store raw, rated rows      ${res.store_raw_rated_rows_per_s.toLocaleString('en')} rows/s`,
+      `  store raw, all rows        ${res.store_raw_events_per_s.toLocaleString('en')} events/s  ratio e2e/store     ${res.ratio_e2e_to_store}`,
       `  JetStream publish          ${res.jetstream_publish_events_per_s.toLocaleString('en')} events/s`,
       `  JetStream consume          ${res.jetstream_consume_events_per_s.toLocaleString('en')} events/s   ratio e2e/jetstream ${res.ratio_e2e_to_jetstream}`,
       `  counts                     ${JSON.stringify(res.counts)}`,
