@@ -85,22 +85,20 @@ function canonicalFromObject(v: unknown, source: string): PartialRecord | { erro
     return { error: `expected a record object, got ${typeName(v)}` }
   }
   const o = v as Record<string, unknown>
-  for (const k of Object.keys(o)) if (!RECORD_KEYS.has(k)) return { error: `unknown field ${JSON.stringify(k)} (a vendor shape needs a mapping)` }
+  // for…in rather than Object.keys/entries: no arrays per record (this runs for every MQTT record).
+  for (const k in o) if (!RECORD_KEYS.has(k)) return { error: `unknown field ${JSON.stringify(k)} (a vendor shape needs a mapping)` }
   if (o.source !== undefined && o.source !== source) {
     return { error: `source ${JSON.stringify(o.source)} differs from the adapter's ${JSON.stringify(source)}; leave it out` }
   }
-  const str = (k: string): string | undefined | { error: string } => {
-    const x = o[k]
-    if (x === undefined || x === null) return undefined
-    if (typeof x === 'string') return x
-    if (k === 'event_id' && typeof x === 'number' && Number.isSafeInteger(x)) return String(x)
-    return { error: `${k} must be a string, got ${typeName(x)}` }
-  }
   const p: Partial<PartialRecord> = {}
-  for (const k of ['event_id', 'event_time', 'device_id', 'account_id', 'subscription_id', 'metric'] as const) {
-    const s = str(k)
-    if (typeof s === 'object') return s
-    if (s !== undefined && s !== '') p[k] = s
+  for (const k of STRING_FIELDS) {
+    const x = o[k]
+    if (x === undefined || x === null) continue
+    let s: string
+    if (typeof x === 'string') s = x
+    else if (k === 'event_id' && typeof x === 'number' && Number.isSafeInteger(x)) s = String(x)
+    else return { error: `${k} must be a string, got ${typeName(x)}` }
+    if (s !== '') p[k] = s
   }
   if (p.metric === undefined) return { error: 'missing metric' }
   if (o.quantity === undefined || o.quantity === null) return { error: 'missing quantity' }
@@ -110,16 +108,20 @@ function canonicalFromObject(v: unknown, source: string): PartialRecord | { erro
   if (o.dimensions !== undefined && o.dimensions !== null) {
     const d = o.dimensions
     if (typeof d !== 'object' || Array.isArray(d) || d instanceof Uint8Array) return { error: `dimensions must be an object, got ${typeName(d)}` }
-    const dims: Record<string, string> = {}
-    for (const [k, x] of Object.entries(d as Record<string, unknown>)) {
-      if (typeof x === 'string') dims[k] = x
-      else if (typeof x === 'number' || typeof x === 'boolean') dims[k] = String(x)
+    let dims: Record<string, string> | undefined
+    const src = d as Record<string, unknown>
+    for (const k in src) {
+      const x = src[k]
+      if (typeof x === 'string') (dims ??= {})[k] = x
+      else if (typeof x === 'number' || typeof x === 'boolean') (dims ??= {})[k] = String(x)
       else return { error: `dimensions.${k} must be a string, got ${typeName(x)}` }
     }
-    if (Object.keys(dims).length > 0) p.dimensions = dims
+    if (dims !== undefined) p.dimensions = dims
   }
   return p as PartialRecord
 }
+
+const STRING_FIELDS = ['event_id', 'event_time', 'device_id', 'account_id', 'subscription_id', 'metric'] as const
 
 /** `text` is rawText(payload), which the caller has anyway (decoding it twice was measurable). */
 function decodeValue(payload: Buffer, text: string, format: 'json' | 'msgpack'): { value: unknown } | { error: string } {
@@ -154,6 +156,13 @@ export function decodePayload(payload: Buffer, ctx: PayloadContext): WireItem[] 
     if (!Array.isArray(value)) return [reject(source, raw, `records_path ${mapping.records_path} is not an array in the payload`, origin)]
   }
   const many = Array.isArray(value)
+  if (!many && !mapping) {
+    // One canonical record, the common message: no per-element bookkeeping.
+    const p = canonicalFromObject(value, source)
+    if ('error' in p) return [reject(source, raw, p.error, origin)]
+    const mctx: MappingContext = device === undefined ? { source, raw, origin } : { source, raw, origin, defaultDeviceId: device }
+    return [completeRecord(p, mctx)]
+  }
   const elements: unknown[] = many ? (value as unknown[]) : [value]
   if (elements.length === 0) return [reject(source, raw, 'payload holds an empty array: no records', origin)]
   const out: WireItem[] = []
