@@ -17,8 +17,10 @@ export type LoadSpec =
   | {
       readonly kind: 'mqtt'
       readonly url: string
-      /** Messages to publish, each on `devices/<device>/usage`. */
+      /** Messages to publish, each on `<topicRoot>/<device>/usage`. */
       readonly messages: number
+      /** First topic level, so the subscribers of one benchmark run each get only their own load. */
+      readonly topicRoot: string
       /** Canonical records per message: 1 is a plain record object, more is an array (CONTRACT §8). */
       readonly recordsPerMessage: number
       /** QoS 1 publishes awaiting their PUBACK at once. */
@@ -153,18 +155,22 @@ class MqttPacketReader {
   }
 }
 
-/** MQTT 3.1.1 CONNECT with a clean session, keepalive off. */
-function connectPacket(clientId: string): Buffer {
-  const body = Buffer.concat([mqttString('MQTT'), Buffer.from([4, 0x02, 0, 0]), mqttString(clientId)])
+/** CONNECT with a clean session, keepalive off: MQTT 3.1.1, or MQTT 5 announcing a receive maximum. */
+function connectPacket(clientId: string, receiveMaximum?: number): Buffer {
+  const head = receiveMaximum === undefined
+    ? Buffer.from([4, 0x02, 0, 0])
+    : Buffer.from([5, 0x02, 0, 0, 3, 0x21, receiveMaximum >> 8, receiveMaximum & 0xff])
+  const body = Buffer.concat([mqttString('MQTT'), head, mqttString(clientId)])
   return Buffer.concat([Buffer.from([0x10, ...varint(body.length)]), body])
 }
 
 /**
- * A lean QoS 1 subscriber for the broker's own ceiling: MQTT 3.1.1 over a plain socket, counting PUBLISH packets
- * and acknowledging all those of one read with one write. Resolves `done` with performance.now() at the
- * `expect`-th message. It does no more than any subscriber must, so its rate is what the broker can deliver here.
+ * A lean QoS 1 subscriber for the broker's own ceiling: MQTT 5 over a plain socket with the given receive maximum
+ * (as the adapter's), counting PUBLISH packets and acknowledging all those of one read with one write. Resolves
+ * `done` with performance.now() at the `expect`-th message. It does no more than any subscriber must, so its rate
+ * is what the broker can deliver here.
  */
-export async function leanSubscriber(url: string, filter: string, expect: number): Promise<{ done: Promise<number>; close(): void }> {
+export async function leanSubscriber(url: string, filter: string, receiveMaximum: number, expect: number): Promise<{ done: Promise<number>; close(): void }> {
   const u = new URL(url)
   const socket = net.connect(Number(u.port), u.hostname)
   socket.setNoDelay(true)
@@ -181,7 +187,7 @@ export async function leanSubscriber(url: string, filter: string, expect: number
   const reader = new MqttPacketReader((header, body) => {
     const type = header >> 4
     if (type === 3) {
-      // PUBLISH: topic, then (QoS > 0) the message id; acknowledge QoS 1.
+      // PUBLISH: topic, then (QoS > 0) the message id; acknowledge QoS 1 (MQTT 5 allows the 2-byte form on success).
       if (((header >> 1) & 3) === 1) {
         const at = 2 + body.readUInt16BE(0)
         acks.push(0x40, 0x02, body[at]!, body[at + 1]!)
@@ -200,9 +206,10 @@ export async function leanSubscriber(url: string, filter: string, expect: number
     }
   })
   socket.on('error', (err) => failed(err))
-  socket.write(connectPacket(`rateflow-bench-lean-${process.pid}`))
+  socket.write(connectPacket(`rateflow-bench-lean-${process.pid}`, receiveMaximum))
   await connack
-  const sub = Buffer.concat([Buffer.from([0, 1]), mqttString(filter), Buffer.from([1])])
+  // SUBSCRIBE: packet id 1, no properties, the filter at QoS 1.
+  const sub = Buffer.concat([Buffer.from([0, 1, 0]), mqttString(filter), Buffer.from([1])])
   socket.write(Buffer.concat([Buffer.from([0x82, ...varint(sub.length)]), sub]))
   await suback
   return { done, close: () => void socket.end(Buffer.from([0xe0, 0x00])) }
@@ -226,7 +233,7 @@ async function mqttLoad(spec: Extract<LoadSpec, { kind: 'mqtt' }>, send: (m: Loa
       for (let i = 0; i < spec.recordsPerMessage; i++) recs.push(recordJson(spec.runId, n++))
       payload = `[${recs.join(',')}]`
     }
-    packets.push(publishPacket(`devices/${deviceOf(m)}/usage`, 1 + (m % 65_535), Buffer.from(payload)))
+    packets.push(publishPacket(`${spec.topicRoot}/${deviceOf(m)}/usage`, 1 + (m % 65_535), Buffer.from(payload)))
   }
   const url = new URL(spec.url)
   const socket = net.connect(Number(url.port), url.hostname)

@@ -4,14 +4,14 @@ import pino from 'pino'
 import { validateAdapterConfig } from '../adapters/config.js'
 import { MqttAdapter } from '../adapters/mqtt/mqtt-adapter.js'
 import { startMosquitto } from '../pipeline/services/mosquitto.js'
-import { adapterTable, envInt, openHarness, type StoredCounts } from './adapter-harness.js'
-import { leanSubscriber, startLoad } from './load.js'
+import { adapterTable, envInt, median, openHarness, type StoredCounts } from './adapter-harness.js'
+import { leanSubscriber, startLoad, type LoadSpec } from './load.js'
 import { perSecond, saveResult } from './results.js'
 
 /** The issue's goal for MQTT on the 2-core reference machine. */
 export const MQTT_GOAL_RECORDS_PER_S = 50_000
 
-/** One run's figures. */
+/** One run's figures; rates are medians over the rounds, `rounds` has each round's. */
 export interface MqttBenchResult {
   messages: number
   records_per_message: number
@@ -19,14 +19,13 @@ export interface MqttBenchResult {
   rateflow_records_per_s: number
   /** A bare mqtt.js subscriber. */
   raw_records_per_s: number
-  /** A lean socket-level subscriber: what the broker itself can deliver here. */
+  /** A lean socket-level subscriber: what the broker itself delivers here. */
   broker_records_per_s: number
   ratio: number
   ratio_to_broker: number
   goal_records_per_s: number
   goal_met: boolean
-  /** How fast the publisher got its PUBACKs from the broker in each run. */
-  publisher_messages_per_s: { broker: number; raw: number; rateflow: number }
+  rounds: Array<{ rateflow: number; raw: number; broker: number }>
   stream: StoredCounts
 }
 
@@ -34,7 +33,7 @@ export interface MqttBenchResult {
  * A bare mqtt.js subscriber (QoS 1, mqtt.js acking each message at once, as any plain client does): the raw rate
  * of broker → client without Rateflow. Resolves `done` with performance.now() at the `expect`-th message.
  */
-async function bareSubscriber(url: string, receiveMaximum: number, expect: number): Promise<{ done: Promise<number>; close(): Promise<void> }> {
+async function bareSubscriber(url: string, filter: string, receiveMaximum: number, expect: number): Promise<{ done: Promise<number>; close(): Promise<void> }> {
   let count = 0
   let resolveDone!: (t: number) => void
   const done = new Promise<number>((r) => (resolveDone = r))
@@ -42,14 +41,28 @@ async function bareSubscriber(url: string, receiveMaximum: number, expect: numbe
     clientId: `rateflow-bench-bare-${process.pid}`,
     clean: true,
     protocolVersion: 5,
-    properties: { receiveMaximum: receiveMaximum },
+    properties: { receiveMaximum },
     reconnectPeriod: 0,
   })
   client.on('message', () => {
     if (++count === expect) resolveDone(performance.now())
   })
-  await client.subscribeAsync('devices/+/usage', { qos: 1 })
+  await client.subscribeAsync(filter, { qos: 1 })
   return { done, close: () => client.endAsync() }
+}
+
+/** Runs one publisher process to completion while `received` waits for the receiving side; returns its rate. */
+async function timed(spec: LoadSpec, records: number, received: () => Promise<number>): Promise<number> {
+  const load = await startLoad(spec)
+  try {
+    const t0 = performance.now()
+    const sent = load.go()
+    const t1 = await received()
+    await sent
+    return perSecond(records, t1 - t0)
+  } finally {
+    load.kill()
+  }
 }
 
 /**
@@ -57,57 +70,44 @@ async function bareSubscriber(url: string, receiveMaximum: number, expect: numbe
  * after the batch is stored) → JetStream; records/s from the go signal to the batch that completes the count stored.
  * In the same run, the same publisher against two bare subscribers with the same QoS: a plain mqtt.js client (what
  * any Node subscriber gets), and a lean socket-level one that only counts and acks (what the broker can deliver).
+ * Each round runs the three one after the other, each on a topic root of its own; rates are the rounds' medians.
  */
-export async function benchMqtt(messages: number, recordsPerMessage: number, receiveMaximum: number): Promise<MqttBenchResult> {
+export async function benchMqtt(messages: number, recordsPerMessage: number, receiveMaximum: number, roundCount: number): Promise<MqttBenchResult> {
   const h = await openHarness('mqtt')
-  // The broker must queue what the subscriber has not taken yet: mosquitto's default (1,000 per client) would drop
-  // QoS 1 messages beyond it whenever the publisher runs ahead. max_inflight_messages applies to MQTT 3.1.1
-  // clients; MQTT 5 clients (both subscribers here) set their own receive maximum.
-  const broker = await startMosquitto(h.dir, [`max_queued_messages ${Math.max(messages, 100_000)}`, `max_inflight_messages ${receiveMaximum}`])
+  // The broker must queue what a subscriber has not taken yet: mosquitto's default (1,000 per client) would drop
+  // QoS 1 messages beyond it whenever the publisher runs ahead. Every subscriber here speaks MQTT 5 and sets its
+  // receive maximum (mosquitto's max_inflight_messages is for MQTT 3.1.1 clients).
+  const broker = await startMosquitto(h.dir, [`max_queued_messages ${Math.max(messages, 100_000)}`])
   const records = messages * recordsPerMessage
+  const spec = (topicRoot: string): LoadSpec => ({ kind: 'mqtt', url: broker.url, topicRoot, messages, recordsPerMessage, window: 1000, runId: randomBytes(4).toString('hex') })
+  // The adapter as `rateflow run` configures it (receive_maximum as for the bare subscriber), up for every round.
+  const config = validateAdapterConfig({
+    mqtt: [{ url: broker.url, topics: ['devices/+/usage'], source: 'mqtt:bench', client_id: `rateflow-bench-${process.pid}`, receive_maximum: receiveMaximum }],
+  })
+  const adapter = new MqttAdapter(config.mqtt[0]!, { sink: h.sink, logger: pino({ level: 'warn' }) })
   try {
-    const spec = { kind: 'mqtt' as const, url: broker.url, messages, recordsPerMessage, window: 1000 }
-    // 1. Raw, the broker's ceiling: a lean subscriber that only counts and acks.
-    const lean = await leanSubscriber(broker.url, 'devices/+/usage', messages)
-    const leanLoad = await startLoad({ ...spec, runId: randomBytes(4).toString('hex') })
-    const leanStart = performance.now()
-    const leanPub = leanLoad.go()
-    const leanEnd = await lean.done
-    const leanPublisher = await leanPub
-    leanLoad.kill()
-    lean.close()
-
-    // 2. Raw, a plain client: a bare mqtt.js subscriber.
-    const bare = await bareSubscriber(broker.url, receiveMaximum, messages)
-    const rawLoad = await startLoad({ ...spec, runId: randomBytes(4).toString('hex') })
-    const rawStart = performance.now()
-    const rawPub = rawLoad.go()
-    const rawEnd = await bare.done
-    const rawPublisher = await rawPub
-    rawLoad.kill()
-    await bare.close()
-
-    // 3. Rateflow: the adapter as `rateflow run` configures it (receive_maximum set as for the bare subscriber).
-    const config = validateAdapterConfig({
-      mqtt: [{ url: broker.url, topics: ['devices/+/usage'], source: 'mqtt:bench', client_id: `rateflow-bench-${process.pid}`, receive_maximum: receiveMaximum }],
-    })
-    const adapter = new MqttAdapter(config.mqtt[0]!, { sink: h.sink, logger: pino({ level: 'warn' }) })
     await adapter.start()
-    const load = await startLoad({ ...spec, runId: randomBytes(4).toString('hex') })
-    const t0 = performance.now()
-    const pub = load.go()
-    const t1 = await h.storedAt(records)
-    const publisher = await pub
-    load.kill()
+    const rounds: MqttBenchResult['rounds'] = []
+    for (let r = 1; r <= roundCount; r++) {
+      const lean = await leanSubscriber(broker.url, 'lean/+/usage', receiveMaximum, messages)
+      const brokerRate = await timed(spec('lean'), records, () => lean.done)
+      lean.close()
+      const bare = await bareSubscriber(broker.url, 'bare/+/usage', receiveMaximum, messages)
+      const rawRate = await timed(spec('bare'), records, () => bare.done)
+      await bare.close()
+      const rateflow = await timed(spec('devices'), records, () => h.storedAt(records * r))
+      rounds.push({ rateflow, raw: rawRate, broker: brokerRate })
+    }
     await adapter.stop()
     const stats = adapter.stats
-    if (stats.acked !== messages) throw new Error(`bench mqtt: ${stats.acked} of ${messages} messages acked after storage`)
-
+    if (stats.acked !== messages * roundCount) throw new Error(`bench mqtt: ${stats.acked} of ${messages * roundCount} messages acked after storage`)
     const stream = await h.recount()
-    if (stream.records !== records || stream.rejects !== 0) throw new Error(`bench mqtt: the stream holds ${JSON.stringify(stream)}, expected ${records} records`)
-    const rate = perSecond(records, t1 - t0)
-    const rawRate = perSecond(records, rawEnd - rawStart)
-    const brokerRate = perSecond(records, leanEnd - leanStart)
+    if (stream.records !== records * roundCount || stream.rejects !== 0) {
+      throw new Error(`bench mqtt: the stream holds ${JSON.stringify(stream)}, expected ${records * roundCount} records`)
+    }
+    const rate = median(rounds.map((x) => x.rateflow))
+    const rawRate = median(rounds.map((x) => x.raw))
+    const brokerRate = median(rounds.map((x) => x.broker))
     return {
       messages,
       records_per_message: recordsPerMessage,
@@ -119,32 +119,30 @@ export async function benchMqtt(messages: number, recordsPerMessage: number, rec
       ratio_to_broker: +(rate / brokerRate).toFixed(2),
       goal_records_per_s: MQTT_GOAL_RECORDS_PER_S,
       goal_met: rate >= MQTT_GOAL_RECORDS_PER_S,
-      publisher_messages_per_s: {
-        broker: perSecond(leanPublisher.sent, leanPublisher.ms),
-        raw: perSecond(rawPublisher.sent, rawPublisher.ms),
-        rateflow: perSecond(publisher.sent, publisher.ms),
-      },
+      rounds,
       stream,
     }
   } finally {
+    await adapter.abort().catch(() => undefined)
     await broker.stop()
     await h.close()
   }
 }
 
 /**
- * `rateflow bench mqtt`: BENCH_RECORDS messages (default 200,000) of BENCH_MQTT_RECORDS_PER_MESSAGE records
- * (default 1), subscribers' receive maximum BENCH_MQTT_RECEIVE_MAXIMUM (default 1000, the adapter's default);
- * prints the table, writes bench/out/mqtt-<time>.json.
+ * `rateflow bench mqtt`: BENCH_RECORDS messages per round (default 200,000) of BENCH_MQTT_RECORDS_PER_MESSAGE records
+ * (default 1), subscribers' receive maximum BENCH_MQTT_RECEIVE_MAXIMUM (default 1000, the adapter's default),
+ * BENCH_ROUNDS rounds (default 3); prints the table, writes bench/out/mqtt-<time>.json.
  */
 export async function run(out: (s: string) => void): Promise<number> {
   const messages = envInt('BENCH_RECORDS', 200_000)
   const perMessage = envInt('BENCH_MQTT_RECORDS_PER_MESSAGE', 1)
   const receiveMaximum = envInt('BENCH_MQTT_RECEIVE_MAXIMUM', 1000)
-  const res = await benchMqtt(messages, perMessage, receiveMaximum)
+  const rounds = envInt('BENCH_ROUNDS', 3)
+  const res = await benchMqtt(messages, perMessage, receiveMaximum, rounds)
   out(
     adapterTable(
-      `benchmark mqtt: ${messages.toLocaleString('en')} QoS 1 messages × ${perMessage} JSON record${perMessage === 1 ? '' : 's'}, mosquitto → adapter → JetStream (receive maximum ${receiveMaximum})`,
+      `benchmark mqtt: ${messages.toLocaleString('en')} QoS 1 messages × ${perMessage} JSON record${perMessage === 1 ? '' : 's'}, mosquitto → adapter → JetStream (receive maximum ${receiveMaximum}; median of ${rounds} rounds)`,
       { label: 'Rateflow: MqttAdapter → batches → JetStream', perSecond: res.rateflow_records_per_s, unit: 'records/s' },
       [
         { label: 'raw: bare mqtt.js subscriber, QoS 1', perSecond: res.raw_records_per_s, unit: 'records/s' },
@@ -152,7 +150,7 @@ export async function run(out: (s: string) => void): Promise<number> {
       ],
       MQTT_GOAL_RECORDS_PER_S,
       [
-        `publisher got its PUBACKs at ${res.publisher_messages_per_s.raw.toLocaleString('en')} (mqtt.js run), ${res.publisher_messages_per_s.broker.toLocaleString('en')} (lean run) and ${res.publisher_messages_per_s.rateflow.toLocaleString('en')} (Rateflow run) messages/s`,
+        `rounds (Rateflow / mqtt.js / lean): ${res.rounds.map((x) => `${x.rateflow.toLocaleString('en')} / ${x.raw.toLocaleString('en')} / ${x.broker.toLocaleString('en')}`).join('; ')}`,
         `stream holds ${res.stream.batches} batches, ${res.stream.records} records, ${res.stream.rejects} rejects; every message PUBACKed after storage`,
       ],
     ),
