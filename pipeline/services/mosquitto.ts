@@ -16,7 +16,7 @@ export interface LocalMosquitto {
   readonly url: string
   /** Ports of the extra `listeners` given to startMosquitto, in their order. */
   readonly listenerPorts: readonly number[]
-  /** Sends SIGTERM; resolves once the broker has exited. */
+  /** Stops the broker (SIGTERM); resolves once it has exited. */
   stop(): Promise<void>
 }
 
@@ -74,7 +74,12 @@ export async function startMosquitto(
   }
   writeFileSync(conf, [...lines, ''].join('\n'))
   // stderr is kept (its tail) so a broker that refuses its config says why; it must be read or mosquitto blocks.
-  const broker = spawn('mosquitto', ['-c', conf], { stdio: ['ignore', 'ignore', 'pipe'] })
+  // The broker runs under a small shell guard, as nats-server does (services/nats-server.ts): when this process ends
+  // for any reason, kill -9 of a benchmark included, our end of its stdin closes, `read` returns and the guard stops
+  // the broker, so none is left behind. The guard exits with the broker's own status.
+  // (A background job's stdin is /dev/null unless redirected, hence the copy of stdin on fd 3.)
+  const guard = 'exec 3<&0; mosquitto "$@" & child=$!; (read _ignored <&3; kill -TERM $child 2>/dev/null) & wait $child'
+  const broker = spawn('sh', ['-c', guard, 'sh', '-c', conf], { stdio: ['pipe', 'ignore', 'pipe'] })
   let stderr = ''
   broker.stderr!.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-2000)))
   const exited = broker.exitCode === null ? once(broker, 'exit').then(() => undefined, () => undefined) : Promise.resolve()
@@ -92,8 +97,15 @@ export async function startMosquitto(
       })
       if (ok) break
       if (spawnError !== undefined || broker.exitCode !== null || Date.now() > end) {
+        broker.stdin?.end()
         broker.kill('SIGKILL')
-        const why = spawnError ? `: ${spawnError.message} (is mosquitto installed?)` : broker.exitCode !== null ? `: it exited with code ${broker.exitCode}` : ` within ${timeoutMs} ms`
+        const why = spawnError
+          ? `: ${spawnError.message}`
+          : broker.exitCode === 127
+            ? ': the mosquitto command was not found (install mosquitto, e.g. scripts/setup.sh)'
+            : broker.exitCode !== null
+              ? `: it exited with code ${broker.exitCode}`
+              : ` within ${timeoutMs} ms`
         const said = stderr.trim() === '' ? '' : `; it said: ${stderr.trim()}`
         throw new RateflowError(ErrorCode.ServiceUnavailable, `mosquitto did not start on 127.0.0.1:${p}${why}${said}`, spawnError && { cause: spawnError })
       }
@@ -105,8 +117,13 @@ export async function startMosquitto(
     url: `mqtt://127.0.0.1:${port}`,
     listenerPorts,
     async stop() {
-      if (broker.exitCode === null && broker.signalCode === null) broker.kill('SIGTERM')
-      await exited
+      if (broker.exitCode === null && broker.signalCode === null) {
+        // Closing stdin makes the guard stop the broker (SIGTERM to the guard would leave the broker running).
+        broker.stdin?.end()
+        const timer = setTimeout(() => broker.kill('SIGKILL'), 10_000)
+        await exited
+        clearTimeout(timer)
+      }
     },
   }
 }
