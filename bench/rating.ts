@@ -39,6 +39,7 @@ Big.PE = 80
 
 /** The three models with a throughput goal, in events/s per thread. */
 export const RATING_GOALS = Object.freeze({ per_unit: 1_000_000, graduated: 1_000_000, time_rated: 300_000 })
+/** A usage model the benchmark measures. */
 export type BenchModel = keyof typeof RATING_GOALS
 
 /**
@@ -72,6 +73,7 @@ export interface KeyBytes {
   bytes_per_key: number
 }
 
+/** What one run writes to bench/out/rating-<time>.json. */
 export interface RatingResult {
   date: string
   node: string
