@@ -38,6 +38,8 @@ export interface JetStreamHarness {
    * and returns the milliseconds taken: JetStream's raw rate for the same bytes, without any adapter.
    */
   rawPublish(batches: readonly Uint8Array[], inFlight: number): Promise<number>
+  /** A stream of its own (BENCH, file storage like USAGE) for a raw path to publish to; remove() deletes it. */
+  benchStream(): Promise<{ publish(bytes: Uint8Array): Promise<unknown>; remove(): Promise<void> }>
   close(): Promise<void>
 }
 
@@ -62,6 +64,14 @@ export async function openHarness(name: string): Promise<JetStreamHarness> {
       }
     }
     const server = nats
+    const benchStream = async () => {
+      const jsm = await jetstreamManager(queue.nc)
+      await jsm.streams.add({ name: 'BENCH', subjects: ['bench.>'], storage: StorageType.File, retention: RetentionPolicy.Limits })
+      return {
+        publish: (bytes: Uint8Array) => queue.js.publish('bench.raw', bytes),
+        remove: () => jsm.streams.delete('BENCH').then(() => undefined),
+      }
+    }
     return {
       dir,
       queue,
@@ -85,19 +95,19 @@ export async function openHarness(name: string): Promise<JetStreamHarness> {
         return out
       },
       async rawPublish(batches, inFlight) {
-        const jsm = await jetstreamManager(queue.nc)
-        await jsm.streams.add({ name: 'BENCH', subjects: ['bench.>'], storage: StorageType.File, retention: RetentionPolicy.Limits })
+        const stream = await benchStream()
         const t = performance.now()
         const pending: Promise<unknown>[] = []
         for (const b of batches) {
-          pending.push(queue.js.publish('bench.raw', b))
+          pending.push(stream.publish(b))
           if (pending.length >= inFlight) await pending.shift()
         }
         await Promise.all(pending)
         const ms = performance.now() - t
-        await jsm.streams.delete('BENCH')
+        await stream.remove()
         return ms
       },
+      benchStream,
       async close() {
         await queue.close()
         await server.stop()
