@@ -10,6 +10,7 @@ import { fork, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
 import net from 'node:net'
 import { fileURLToPath } from 'node:url'
+import { perSecond } from './results.js'
 import { deviceId } from './sample-data.js'
 
 /** What one generator process sends. */
@@ -325,4 +326,21 @@ if (process.send && process.argv[1] === fileURLToPath(import.meta.url)) {
       process.exitCode = 1
     },
   )
+}
+
+/**
+ * Runs one load process to completion while `received` waits for the receiving side, and returns the rate:
+ * `count` over the time from the go signal to the moment `received` resolved (its resolution time, ms).
+ */
+export async function timedLoad(spec: LoadSpec, count: number, received: () => Promise<number>): Promise<number> {
+  const load = await startLoad(spec)
+  try {
+    const t0 = performance.now()
+    const sent = load.go()
+    const t1 = await received()
+    await sent
+    return perSecond(count, t1 - t0)
+  } finally {
+    load.kill()
+  }
 }

@@ -5,8 +5,8 @@ import { validateAdapterConfig } from '../adapters/config.js'
 import { MqttAdapter } from '../adapters/mqtt/mqtt-adapter.js'
 import { startMosquitto } from '../pipeline/services/mosquitto.js'
 import { adapterTable, envInt, median, openHarness, type StoredCounts } from './adapter-harness.js'
-import { leanSubscriber, startLoad, type LoadSpec } from './load.js'
-import { perSecond, saveResult } from './results.js'
+import { leanSubscriber, timedLoad, type LoadSpec } from './load.js'
+import { saveResult } from './results.js'
 
 /** The issue's goal for MQTT on the 2-core reference machine. */
 export const MQTT_GOAL_RECORDS_PER_S = 50_000
@@ -51,20 +51,6 @@ async function bareSubscriber(url: string, filter: string, receiveMaximum: numbe
   return { done, close: () => client.endAsync() }
 }
 
-/** Runs one publisher process to completion while `received` waits for the receiving side; returns its rate. */
-async function timed(spec: LoadSpec, records: number, received: () => Promise<number>): Promise<number> {
-  const load = await startLoad(spec)
-  try {
-    const t0 = performance.now()
-    const sent = load.go()
-    const t1 = await received()
-    await sent
-    return perSecond(records, t1 - t0)
-  } finally {
-    load.kill()
-  }
-}
-
 /**
  * Canonical JSON records published with QoS 1 by a separate process → mosquitto → MqttAdapter (QoS 1, PUBACK only
  * after the batch is stored) → JetStream; records/s from the go signal to the batch that completes the count stored.
@@ -90,12 +76,12 @@ export async function benchMqtt(messages: number, recordsPerMessage: number, rec
     const rounds: MqttBenchResult['rounds'] = []
     for (let r = 1; r <= roundCount; r++) {
       const lean = await leanSubscriber(broker.url, 'lean/+/usage', receiveMaximum, messages)
-      const brokerRate = await timed(spec('lean'), records, () => lean.done)
+      const brokerRate = await timedLoad(spec('lean'), records, () => lean.done)
       lean.close()
       const bare = await bareSubscriber(broker.url, 'bare/+/usage', receiveMaximum, messages)
-      const rawRate = await timed(spec('bare'), records, () => bare.done)
+      const rawRate = await timedLoad(spec('bare'), records, () => bare.done)
       await bare.close()
-      const rateflow = await timed(spec('devices'), records, () => h.storedAt(records * r))
+      const rateflow = await timedLoad(spec('devices'), records, () => h.storedAt(records * r))
       rounds.push({ rateflow, raw: rawRate, broker: brokerRate })
     }
     await adapter.stop()

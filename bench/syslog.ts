@@ -6,8 +6,8 @@ import { validateAdapterConfig } from '../adapters/config.js'
 import { BUILTIN_MAPPINGS } from '../adapters/syslog/mappings.js'
 import { SyslogAdapter } from '../adapters/syslog/listener.js'
 import { adapterTable, envInt, median, openHarness, type StoredCounts } from './adapter-harness.js'
-import { startLoad, type LoadSpec } from './load.js'
-import { perSecond, saveResult } from './results.js'
+import { timedLoad, type LoadSpec } from './load.js'
+import { saveResult } from './results.js'
 
 /** The issue's goal for syslog over TCP on the 2-core reference machine. */
 export const SYSLOG_GOAL_LINES_PER_S = 100_000
@@ -123,18 +123,18 @@ export async function benchSyslog(lines: number, framing: 'lf' | 'octet', roundC
     for (let r = 1; r <= roundCount; r++) {
       // 1. Raw: the bare counter, and (newline framing) the bare forwarder into JetStream.
       const bare = await bareCounter(framing, lines)
-      const raw = await timed({ kind: 'syslog-tcp', port: bare.port, lines, framing, runId: randomBytes(4).toString('hex') }, lines, () => bare.done)
+      const raw = await timedLoad({ kind: 'syslog-tcp', port: bare.port, lines, framing, runId: randomBytes(4).toString('hex') }, lines, () => bare.done)
       bare.close()
       let forwarded: number | undefined
       if (framing === 'lf') {
         const stream = await h.benchStream()
         const fwd = await bareForwarder(stream.publish, lines)
-        forwarded = await timed({ kind: 'syslog-tcp', port: fwd.port, lines, framing, runId: randomBytes(4).toString('hex') }, lines, () => fwd.done)
+        forwarded = await timedLoad({ kind: 'syslog-tcp', port: fwd.port, lines, framing, runId: randomBytes(4).toString('hex') }, lines, () => fwd.done)
         fwd.close()
         await stream.remove()
       }
       // 2. Rateflow.
-      const rateflow = await timed({ kind: 'syslog-tcp', port: adapter.ports.tcp!, lines, framing, runId: randomBytes(4).toString('hex') }, lines, () => h.storedAt(lines * r))
+      const rateflow = await timedLoad({ kind: 'syslog-tcp', port: adapter.ports.tcp!, lines, framing, runId: randomBytes(4).toString('hex') }, lines, () => h.storedAt(lines * r))
       rounds.push({ rateflow, raw, ...(forwarded !== undefined && { jetstream: forwarded }) })
     }
     await adapter.stop()
@@ -160,20 +160,6 @@ export async function benchSyslog(lines: number, framing: 'lf' | 'octet', roundC
   } finally {
     await adapter.stop().catch(() => undefined)
     await h.close()
-  }
-}
-
-/** Runs one generator process to completion while `received` waits for the receiving side; returns its rate. */
-async function timed(spec: LoadSpec, lines: number, received: () => Promise<number>): Promise<number> {
-  const load = await startLoad(spec)
-  try {
-    const t0 = performance.now()
-    const sent = load.go()
-    const t1 = await received()
-    await sent
-    return perSecond(lines, t1 - t0)
-  } finally {
-    load.kill()
   }
 }
 

@@ -96,6 +96,27 @@ export function canonicalFromKv(body: ReadonlyMap<string, string>, sd: ReadonlyM
   return p
 }
 
+/** The record of the canonical fields found; empty or absent optional fields are left out. */
+function partial(
+  metric: string,
+  quantity: string,
+  eventId: string | undefined,
+  eventTime: string | undefined,
+  device: string | undefined,
+  account: string | undefined,
+  subscription: string | undefined,
+  dims: Record<string, string> | undefined,
+): PartialRecord {
+  const p: PartialRecord = { metric, quantity }
+  if (eventId) p.event_id = eventId
+  if (eventTime) p.event_time = eventTime
+  if (device) p.device_id = device
+  if (account) p.account_id = account
+  if (subscription) p.subscription_id = subscription
+  if (dims) p.dimensions = dims
+  return p
+}
+
 function unknownKey(k: string): { error: string } {
   return { error: `unknown key ${k} (canonical keys: ${[...CANONICAL].join(', ')}, dim.<name>; other shapes need a mapping)` }
 }
@@ -126,14 +147,7 @@ function canonicalFromBody(body: ReadonlyMap<string, string>): PartialRecord | {
   }
   if (metric === undefined || metric === '') return { error: 'missing metric=' }
   if (quantity === undefined || quantity === '') return { error: 'missing quantity=' }
-  const p: PartialRecord = { metric, quantity }
-  if (eventId) p.event_id = eventId
-  if (eventTime) p.event_time = eventTime
-  if (device) p.device_id = device
-  if (account) p.account_id = account
-  if (subscription) p.subscription_id = subscription
-  if (dims) p.dimensions = dims
-  return p
+  return partial(metric, quantity, eventId, eventTime, device, account, subscription, dims)
 }
 
 // Bits of the canonical keys seen by canonicalFromBodyText, to spot a duplicate without a Map.
@@ -207,12 +221,5 @@ export function canonicalFromBodyText(text: string): PartialRecord | undefined {
     i = end
   }
   if (!metric || !quantity) return undefined
-  const p: PartialRecord = { metric, quantity }
-  if (eventId) p.event_id = eventId
-  if (eventTime) p.event_time = eventTime
-  if (device) p.device_id = device
-  if (account) p.account_id = account
-  if (subscription) p.subscription_id = subscription
-  if (dims) p.dimensions = dims
-  return p
+  return partial(metric, quantity, eventId, eventTime, device, account, subscription, dims)
 }
