@@ -100,15 +100,17 @@ interface HeldRow {
  *
  * Per batch, in delivery order:
  *   1. a pool worker stages it (pure: validate, guide, match charges, TSV text);
- *   2. here: dedupe on (source, event_id) against the committed index plus this flush's keys, then fold
- *      each charge's running period total (invariant 4) — both need every earlier batch, so they run in order;
+ *   2. here: dedupe on (source, event_id) against the index of accepted keys (committed, in flight or in the
+ *      buffer; an accepted key joins it at once), then fold each charge's running period total (invariant 4)
+ *      — both need every earlier batch, so they run in order;
  *   3. flush: insert rated_usage, rejected_usage, suspended_usage, then usage_events, then the `flushes`
  *      row naming the batches — that row is the commit;
  *   4. ack the batches' JetStream messages;
- *   5. publish the new keys to the committed index and emit outcomes.
+ *   5. emit outcomes.
  * A crash before 3 ends: nothing committed, `store.recover()` deletes the partial rows at start, JetStream
  * redelivers. A crash between 3 and 4: the batches come again and their keys are committed → duplicates.
- * A failed insert stops the rater (crash-only): state in memory is rebuilt from the store on restart.
+ * A failed insert stops the rater (crash-only): state in memory (the key index, the totals) is rebuilt from the
+ * store on restart, so keys and totals may run ahead of the commits while it runs.
  */
 export class Rater extends EventEmitter {
   private readonly pool: Piscina<StageTask, StagedWire>
@@ -287,12 +289,12 @@ export class Rater extends EventEmitter {
       if (pending.release) {
         // A release: the record is committed already (it was suspended); rate it or leave it held.
         if (rec.suspendLine !== undefined) continue
-      } else if (this.committed.has(rec.key) || b.keys.has(rec.key)) {
+      } else if (this.committed.has(rec.key)) {
         duplicates++
         continue
       }
       if (rec.suspendLine !== undefined) {
-        b.keys.add(rec.key)
+        this.committed.add(rec.key)
         b.usage += rec.usageLine
         b.suspended += rec.suspendLine
         suspended++
@@ -301,26 +303,16 @@ export class Rater extends EventEmitter {
       }
       // Fold every charge first: a model that cannot price the event (e.g. a time_rated moment no schedule
       // covers) makes it a reject, and no running total moves for it.
-      const saved: Array<[string, MeterState | undefined]> = []
-      let lines = ''
-      try {
-        for (const c of rec.charges) {
-          saved.push([c.totalsKey, this.totals.get(c.totalsKey)])
-          lines += this.fold(c)
-        }
-      } catch (err) {
-        for (const [k, v] of saved.reverse()) {
-          if (v === undefined) this.totals.delete(k)
-          else this.totals.set(k, v)
-        }
+      const lines = this.foldAll(rec.charges)
+      if (typeof lines !== 'string') {
         if (!pending.release) {
-          b.rejected += rejectLine({ ...rec.reject, reason: `cannot be priced: ${(err as Error).message}` }, rec.receivedAt, staged.batchId)
+          b.rejected += rejectLine({ ...rec.reject, reason: `cannot be priced: ${lines.message}` }, rec.receivedAt, staged.batchId)
           rejected++
         }
         continue
       }
       if (!pending.release) {
-        b.keys.add(rec.key)
+        this.committed.add(rec.key)
         b.usage += rec.usageLine
       } else {
         b.suspended += heldLine(pending.release.get(rec.key)!, 'released', staged.batchId)
@@ -338,11 +330,42 @@ export class Rater extends EventEmitter {
     b.outcomes.push(outcome)
   }
 
-  /** Folds one event into its running total; returns its rated_usage line. */
-  private fold(c: StagedCharge): string {
+  /**
+   * Folds an event into the running totals of all its charges and returns its rated_usage lines; if a charge
+   * cannot price it, puts back every total it moved and returns the error (the event becomes a reject).
+   */
+  private foldAll(charges: readonly StagedCharge[]): string | Error {
+    if (charges.length === 1) {
+      // Most events feed one charge: no undo list to allocate.
+      const c = charges[0]!
+      try {
+        return this.fold(c, this.totals.get(c.totalsKey))
+      } catch (err) {
+        return err as Error
+      }
+    }
+    const saved: Array<[string, MeterState | undefined]> = []
+    let lines = ''
+    try {
+      for (const c of charges) {
+        const prior = this.totals.get(c.totalsKey)
+        saved.push([c.totalsKey, prior])
+        lines += this.fold(c, prior)
+      }
+      return lines
+    } catch (err) {
+      for (const [k, v] of saved.reverse()) {
+        if (v === undefined) this.totals.delete(k)
+        else this.totals.set(k, v)
+      }
+      return err as Error
+    }
+  }
+
+  /** Folds one event into its running total (`prior`, undefined for the first event); returns its rated_usage line. */
+  private fold(c: StagedCharge, prior: MeterState | undefined): string {
     const resolved = this.charges.get(c.chargeRef)
     if (!resolved) throw new Error(`charge ${c.chargeRef.replaceAll('\u0000', '/')} missing from the rater's catalog snapshot`)
-    const prior = this.totals.get(c.totalsKey)
     const r = rateUsageEvent(resolved.charge, resolved.meter, prior, { event_id: c.eventId, event_time: c.eventIso, quantity: c.quantity, dimensions: c.dimensions }, {
       schedules: resolved.schedules,
       timezone: c.timezone,
@@ -358,8 +381,9 @@ export class Rater extends EventEmitter {
    * go on while this one is written. At most one flush is in flight and flushes commit in order.
    *
    * Steps and guarantee:
-   * 1. The buffer's dedupe keys join `committed` now, so a duplicate applied while the flush is in flight
-   *    counts as a duplicate. If the commit fails the rater fails; a restart reloads keys from the store.
+   * 1. The buffer's dedupe keys joined `committed` when they were applied, so a duplicate applied while the
+   *    flush is in flight counts as a duplicate. If the commit fails the rater fails; a restart reloads keys
+   *    from the store.
    * 2. commit(): data rows, then the `flushes` row (the commit), then the JetStream acks. A crash before the
    *    `flushes` row leaves rows that `recover()` deletes; a crash after it redelivers batches whose events
    *    are then duplicates.
@@ -368,7 +392,6 @@ export class Rater extends EventEmitter {
   private async flush(): Promise<void> {
     const b = this.buffered
     this.buffered = emptyBuffer()
-    for (const k of b.keys) this.committed.add(k)
     const previous = this.committing
     this.committing = previous.then(async () => {
       if (this.failure !== undefined) return
@@ -558,7 +581,6 @@ function emptyBuffer() {
     suspended: '',
     usage: '',
     rows: 0,
-    keys: new Set<string>(),
     msgs: [] as JsMsg[],
     batches: [] as string[],
     outcomes: [] as BatchOutcome[],
