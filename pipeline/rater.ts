@@ -125,6 +125,8 @@ export class Rater extends EventEmitter {
   private loop: Promise<void> | undefined
   /** The flush being committed (resolved when none); flushes chain on it to commit in order. */
   private committing: Promise<void> = Promise.resolve()
+  /** Flushes handed off and not yet committed (or failed). */
+  private inFlight = 0
   private fetcher: Promise<void> | undefined
   private messages: Awaited<ReturnType<Consumer['consume']>> | undefined
   private buffered = emptyBuffer()
@@ -258,18 +260,24 @@ export class Rater extends EventEmitter {
         if (this.buffered.rows >= this.options.flushRows) await this.flush()
         continue
       }
-      // Nothing ready: commit what we have, so latency stays low when the input is slow.
       if (this.buffered.msgs.length > 0 || this.buffered.outcomes.length > 0) {
-        await this.flush()
-        continue
+        // Nothing ready: commit what we have, so latency stays low when the input is slow. While a commit is
+        // in flight, wait for it instead (woken when it ends or work arrives): a hand-off now would block on it
+        // anyway, and the short gaps between pulls made many small flushes, which cost more per row (measured:
+        // 30,000-row flushes 36–44k events/s end to end against 52k at 100,000).
+        if (this.inFlight === 0) {
+          await this.flush()
+          continue
+        }
+      } else {
+        if (this.maybeReloadGuiding()) this.releaseRequested = true
+        if (this.releaseRequested) {
+          this.releaseRequested = false
+          await this.releaseSuspended()
+          continue
+        }
+        if (this.stopping) return
       }
-      if (this.maybeReloadGuiding()) this.releaseRequested = true
-      if (this.releaseRequested) {
-        this.releaseRequested = false
-        await this.releaseSuspended()
-        continue
-      }
-      if (this.stopping) return
       await new Promise<void>((resolve) => {
         this.wake = resolve
         setTimeout(resolve, this.options.pollMs).unref()
@@ -393,12 +401,15 @@ export class Rater extends EventEmitter {
     const b = this.buffered
     this.buffered = emptyBuffer()
     const previous = this.committing
+    this.inFlight++
     this.committing = previous.then(async () => {
-      if (this.failure !== undefined) return
       try {
-        await this.commit(b)
+        if (this.failure === undefined) await this.commit(b)
       } catch (err) {
         this.fail(err)
+      } finally {
+        this.inFlight--
+        this.kick()
       }
     })
     await previous
