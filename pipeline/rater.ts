@@ -114,7 +114,8 @@ interface HeldRow {
  */
 export class Rater extends EventEmitter {
   private readonly pool: Piscina<StageTask, StagedWire>
-  private readonly committed = new Set<string>()
+  /** Dedupe index: keys of every accepted record (committed, in a flush in flight, or buffered). */
+  private readonly accepted = new Set<string>()
   private readonly totals = new Map<string, MeterState>()
   private charges = new Map<string, ResolvedCharge & { schedules: NonNullable<Catalog['schedules']> }>()
   private guiding!: GuidingIndex
@@ -297,12 +298,12 @@ export class Rater extends EventEmitter {
       if (pending.release) {
         // A release: the record is committed already (it was suspended); rate it or leave it held.
         if (rec.suspendLine !== undefined) continue
-      } else if (this.committed.has(rec.key)) {
+      } else if (this.accepted.has(rec.key)) {
         duplicates++
         continue
       }
       if (rec.suspendLine !== undefined) {
-        this.committed.add(rec.key)
+        this.accepted.add(rec.key)
         b.usage += rec.usageLine
         b.suspended += rec.suspendLine
         suspended++
@@ -320,7 +321,7 @@ export class Rater extends EventEmitter {
         continue
       }
       if (!pending.release) {
-        this.committed.add(rec.key)
+        this.accepted.add(rec.key)
         b.usage += rec.usageLine
       } else {
         b.suspended += heldLine(pending.release.get(rec.key)!, 'released', staged.batchId)
@@ -389,7 +390,7 @@ export class Rater extends EventEmitter {
    * go on while this one is written. At most one flush is in flight and flushes commit in order.
    *
    * Steps and guarantee:
-   * 1. The buffer's dedupe keys joined `committed` when they were applied, so a duplicate applied while the
+   * 1. The buffer's dedupe keys joined `accepted` when they were applied, so a duplicate applied while the
    *    flush is in flight counts as a duplicate. If the commit fails the rater fails; a restart reloads keys
    *    from the store.
    * 2. commit(): data rows, then the `flushes` row (the commit), then the JetStream acks. A crash before the
@@ -478,7 +479,7 @@ export class Rater extends EventEmitter {
   private async loadCommittedKeys(): Promise<void> {
     // usage_events holds every accepted record (rated or suspended) of committed flushes: the dedupe index.
     const rows = await this.deps.store.rows<{ k: string }>(`SELECT concat(toString(source), '\\0', event_id) AS k FROM usage_events`)
-    for (const r of rows) this.committed.add(r.k)
+    for (const r of rows) this.accepted.add(r.k)
   }
 
   /** Rebuilds running totals by folding committed rated rows in the order they were rated. */
