@@ -66,7 +66,7 @@ export interface Store {
   migrate(): Promise<void>
   /**
    * Inserts TabSeparated text (rows end in \n) into a table, as one INSERT. Embedded, the text goes through
-   * a file that chDB parses in parallel: measured here ≈ 1.5× the rows/s of passing the same bytes inline.
+   * a file that chDB parses in parallel: measured here 1.5–2× the rows/s of passing the same bytes inline.
    */
   insertTsv(table: string, tsv: string): Promise<void>
   /** Rows as objects, decimals as strings. For internal reads. */
@@ -95,7 +95,7 @@ export async function openStore(opts: { dataDir: string; url?: string | undefine
   /** Embedded only: the folder of insert files. */
   let spool: string | undefined
   let spoolSeq = 0
-  /** Table → its column list as a file() structure, read after migrate(). */
+  /** Table → its column list as a file() structure, read from system.columns on the first insert. */
   const structures = new Map<string, string>()
   if (opts.url) {
     mode = 'server'
