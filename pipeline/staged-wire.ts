@@ -21,8 +21,8 @@ export function encodeStaged(b: StagedBatch): StagedWire {
   const parts: string[] = [b.batchId, b.rejectLines.join(''), b.records[0]?.receivedAt ?? '']
   let charges = 0
   for (const r of b.records) charges += r.charges.length
-  // [read, records, rejectLines, then per record: charges, hasSuspend, hasOrigin, ms (2 ints)] + one length per string.
-  const structure = 3 + b.records.length * 5
+  // [read, records, rejectLines, then per record: charges, hasSuspend, hasOrigin] + one length per string.
+  const structure = 3 + b.records.length * 3
   const strings = 3 + b.records.length * STRINGS_PER_RECORD + charges * STRINGS_PER_CHARGE
   const ints = new Int32Array(structure + strings)
   ints[0] = b.read
@@ -36,9 +36,6 @@ export function encodeStaged(b: StagedBatch): StagedWire {
     ints[s++] = r.charges.length
     ints[s++] = r.suspendLine === undefined ? 0 : 1
     ints[s++] = r.reject.origin === undefined ? 0 : 1
-    // ms is an epoch in milliseconds: two 32-bit halves.
-    ints[s++] = Math.floor(r.ms / 0x1_0000_0000)
-    ints[s++] = r.ms % 0x1_0000_0000 | 0
     parts.push(r.key, r.usageLine, r.suspendLine ?? '', r.reject.source, r.reject.raw, r.reject.reason, r.reject.origin ?? '')
     for (const c of r.charges) {
       parts.push(
@@ -60,7 +57,7 @@ export function decodeStaged(w: StagedWire): StagedBatch {
   const n = ints[1]!
   const nRejects = ints[2]!
   let s = 3
-  let len = 3 + n * 5
+  let len = 3 + n * 3
   let pos = 0
   const next = (): string => {
     const l = ints[len++]!
@@ -76,7 +73,6 @@ export function decodeStaged(w: StagedWire): StagedBatch {
     const nCharges = ints[s++]!
     const hasSuspend = ints[s++] === 1
     const hasOrigin = ints[s++] === 1
-    const ms = ints[s++]! * 0x1_0000_0000 + (ints[s++]! >>> 0)
     const key = next()
     const usageLine = next()
     const suspendLine = next()
@@ -106,7 +102,6 @@ export function decodeStaged(w: StagedWire): StagedBatch {
     }
     records[i] = {
       key,
-      ms,
       usageLine,
       suspendLine: hasSuspend ? suspendLine : undefined,
       charges,

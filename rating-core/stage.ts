@@ -29,7 +29,6 @@ export interface StagedBatch {
 export interface StagedRecord {
   /** Dedupe key: source + NUL + event_id. */
   readonly key: string
-  readonly ms: number
   /** usage_events line (ends in \n). */
   readonly usageLine: string
   /** Set when the record waits for guiding data: suspended_usage line (ends in \n). */
@@ -135,7 +134,7 @@ export function stageBatch(batch: UsageBatch, guiding: GuidingIndex, receivedAtM
       const suspendLine =
         common + '\t' + tsv(r.raw ?? JSON.stringify(canonical(r))) + '\t' + tsv(r.origin ?? '') + '\t' + tsv(g.reason) +
         '\theld\t' + receivedAtMs + '\t' + receivedAt + '\t' + batchId + '\n'
-      records.push({ key, ms: v.ms, usageLine, suspendLine, charges: [], reject: asReject(r, ''), receivedAt })
+      records.push({ key, usageLine, suspendLine, charges: [], reject: asReject(r, ''), receivedAt })
       continue
     }
     const o = ownerRoutes(g.owner)
@@ -179,7 +178,7 @@ export function stageBatch(batch: UsageBatch, guiding: GuidingIndex, receivedAtM
       rejectLines.push(rejectLine(asReject(r, reason), receivedAt, batchId))
       continue
     }
-    records.push({ key, ms: v.ms, usageLine, charges, reject: asReject(r, ''), receivedAt })
+    records.push({ key, usageLine, charges, reject: asReject(r, ''), receivedAt })
   }
   return { batchId: batch.id, read: batch.records.length + batch.rejects.length, rejectLines, records }
 }
