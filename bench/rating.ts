@@ -62,6 +62,12 @@ export interface ModelFigures {
   reference_median_events_per_s: number
   rateflow_wall_events_per_s: number
   reference_wall_events_per_s: number
+  /** The floor (FloorRun): the least per-event work, on the same batches, best of the same rounds. */
+  floor_events_per_s: number
+  /** rateflow / floor, best against best: the share of the bare minimum's speed Rateflow reaches. */
+  ratio_to_floor: number
+  /** floor_events_per_s >= goal_events_per_s: false means no implementation can meet the goal on this machine. */
+  goal_within_floor: boolean
   counts: Counts
 }
 
@@ -348,6 +354,66 @@ export class RateflowRun implements RatingRun {
       counts.rated++
     }
     this.sink += rated.length + usage.length
+  }
+}
+
+// ---- the floor -------------------------------------------------------------------------------
+
+/**
+ * The least work any implementation must do per event, and nothing else: the dedupe key made and inserted
+ * into a Set (one probe), the device looked up in a Map, the quantity's digits read into a BigInt, multiplied
+ * by a price and added to the owner's total, the amount printed, and one row of text appended to the batch's
+ * output. No validation, no effective dating, no period, no group, no escaping, no catalog lookup: a lower bound
+ * of the per-event cost on this machine, measured in the same run, so a goal above it cannot be met by any
+ * layout of the work in one thread. Its amounts are not billing amounts and are not compared.
+ */
+export class FloorRun implements RatingRun {
+  readonly counts: Counts = { read: 0, rated: 0, duplicates: 0, rejected: 0, suspended: 0 }
+  private readonly seen = new Set<string>()
+  /** Lengths of the text produced, so no step can be skipped as unused. */
+  sink = 0
+
+  constructor(private readonly owners: Map<string, { subscription: string; total: bigint }>) {}
+
+  /** The owners of a scenario's devices, each with a zero total. */
+  static owners(s: Scenario): Map<string, { subscription: string; total: bigint }> {
+    const owners = new Map<string, { subscription: string; total: bigint }>()
+    for (const customer of s.accounts.customers) {
+      for (const account of customer.accounts) {
+        for (const sub of account.subscriptions) for (const d of sub.devices ?? []) owners.set(d.device_id, { subscription: sub.id, total: 0n })
+      }
+    }
+    return owners
+  }
+
+  batch(batch: UsageBatch): void {
+    const { seen, owners, counts } = this
+    let out = ''
+    for (const r of batch.records) {
+      counts.read++
+      const n = seen.size
+      seen.add(r.source + '\u0000' + r.event_id)
+      if (seen.size === n) {
+        counts.duplicates++
+        continue
+      }
+      const owner = owners.get(r.device_id ?? '')
+      if (owner === undefined) {
+        counts.suspended++
+        continue
+      }
+      const q = r.quantity
+      let digits = 0
+      for (let k = 0; k < q.length; k++) {
+        const d = q.charCodeAt(k) - 48
+        if (d >= 0 && d <= 9) digits = digits * 10 + d
+      }
+      const amount = BigInt(digits) * 80_000_000n
+      owner.total += amount
+      out += r.event_id + '\t' + owner.subscription + '\t' + r.event_time + '\t' + q + '\t' + amount.toString() + '\n'
+      counts.rated++
+    }
+    this.sink += out.length
   }
 }
 
@@ -665,17 +731,21 @@ export function benchModel(model: BenchModel, events: number, rounds: number): M
   const ref = new Reference(s.catalog, s.accounts)
   check(s, ref)
   timed(s, new RateflowRun(s))
+  timed(s, new FloorRun(FloorRun.owners(s)))
   let counts: Counts | undefined
   const mine: Timing[] = []
   const theirs: Timing[] = []
+  const floors: Timing[] = []
   for (let k = 0; k < rounds; k++) {
     const run = new RateflowRun(s)
     mine.push(timed(s, run))
     counts = run.counts
     theirs.push(timed(s, ref.start()))
+    floors.push(timed(s, new FloorRun(FloorRun.owners(s))))
   }
   const best = Math.max(...mine.map((x) => x.cpu))
   const refBest = Math.max(...theirs.map((x) => x.cpu))
+  const floorBest = Math.max(...floors.map((x) => x.cpu))
   const goal = RATING_GOALS[model]
   return {
     model,
@@ -690,6 +760,9 @@ export function benchModel(model: BenchModel, events: number, rounds: number): M
     reference_median_events_per_s: median(theirs.map((x) => x.cpu)),
     rateflow_wall_events_per_s: Math.max(...mine.map((x) => x.wall)),
     reference_wall_events_per_s: Math.max(...theirs.map((x) => x.wall)),
+    floor_events_per_s: floorBest,
+    ratio_to_floor: ratio(best, floorBest),
+    goal_within_floor: floorBest >= goal,
     counts: counts!,
   }
 }
@@ -786,19 +859,24 @@ export async function run(out: (s: string) => void): Promise<number> {
   for (const m of models) if (!(m in RATING_GOALS)) throw new Error(`BENCH_MODELS: unknown model "${m}"`)
   out(`benchmark rating: validate → dedupe → guide → rate in one thread, ${events.toLocaleString('en')} events per model, best of ${rounds} rounds`)
   out(`events per CPU-second of this process (wall-clock rates below the table)`)
-  out(`  model        Rateflow events/s   reference events/s   ratio   goal events/s   goal`)
+  out(`  model        Rateflow events/s   reference events/s   ratio   floor events/s   of floor   goal events/s   goal`)
   const figures: ModelFigures[] = []
   for (const m of models) {
     const f = benchModel(m, events, rounds)
     figures.push(f)
     out(
       `  ${m.padEnd(12)} ${f.rateflow_events_per_s.toLocaleString('en').padStart(17)}   ${f.reference_events_per_s.toLocaleString('en').padStart(18)}   ` +
-        `${String(f.ratio).padStart(5)}   ${f.goal_events_per_s.toLocaleString('en').padStart(13)}   ${f.met ? 'met' : 'not met'}`,
+        `${String(f.ratio).padStart(5)}   ${f.floor_events_per_s.toLocaleString('en').padStart(14)}   ${String(f.ratio_to_floor).padStart(8)}   ` +
+        `${f.goal_events_per_s.toLocaleString('en').padStart(13)}   ${f.met ? 'met' : f.goal_within_floor ? 'not met' : 'not met (above the floor)'}`,
     )
   }
   const fmt = (n: number) => n.toLocaleString('en')
   out(`  medians (CPU): ${figures.map((f) => `${f.model} ${fmt(f.rateflow_median_events_per_s)} vs ${fmt(f.reference_median_events_per_s)}`).join('; ')}`)
   out(`  best wall-clock: ${figures.map((f) => `${f.model} ${fmt(f.rateflow_wall_events_per_s)} vs ${fmt(f.reference_wall_events_per_s)}`).join('; ')}`)
+  out(
+    `  floor: the least work any implementation does per event (dedupe-key Set insert, device Map lookup, BigInt multiply-add, ` +
+      `amount text, one row of text; no validation, dating, period, group or escaping), on the same batches`,
+  )
   out(`  outcomes per round: ${figures.map((f) => `${f.model} ${JSON.stringify(f.counts)}`).join('; ')}`)
   const dedupe = keyBytes(keys)
   for (const d of dedupe) {
