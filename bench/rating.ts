@@ -5,7 +5,7 @@
  *
  * Rateflow's path is the production code composed in one thread: `stageBatch` (what a pool worker runs: validate,
  * guide through the GuidingIndex, match the plan's usage charges, TSV text) and then what the rater's `apply` does
- * (dedupe against a Set of `source\0event_id` keys, fold each charge's running total with `rateUsageEvent`, build
+ * (dedupe against a Set of `source\0event_id` keys, fold each charge's running total with `foldUsageEvent`, build
  * the rated_usage line). The reference does the same work the obvious way, in this file: regular expressions and
  * Date.parse to validate, a Set to dedupe, a Map from device to its bindings scanned linearly, Intl for the local
  * month, big.js arithmetic that recomputes the model on the running total per event, and a block-by-block walk
@@ -25,7 +25,7 @@ import { validateCatalog } from '../catalog/validate-catalog.js'
 import { decodeBatch, encodeBatch } from '../pipeline/queue.js'
 import type { UsageBatch, WireRecord } from '../rating-core/record.js'
 import { chargeRef, stageBatch, type ResolvedCharge } from '../rating-core/stage.js'
-import { rateUsageEvent, type MeterState } from '../rating-core/usage-rater.js'
+import { foldUsageEvent, type RunningTotal } from '../rating-core/usage-rater.js'
 import { perSecond, ratio, saveResult } from './results.js'
 import { CSV_HEADER, deviceId, prng, sampleAccounts, sampleCsvLines, type SampleSize } from './sample-data.js'
 
@@ -308,7 +308,7 @@ export interface RatingRun {
 export class RateflowRun implements RatingRun {
   readonly counts: Counts = { read: 0, rated: 0, duplicates: 0, rejected: 0, suspended: 0 }
   private readonly seen = new Set<string>()
-  private readonly totals = new Map<string, MeterState>()
+  private readonly totals = new Map<string, RunningTotal>()
   /** Lengths of the text produced, so no step can be skipped as unused. */
   sink = 0
 
@@ -339,14 +339,14 @@ export class RateflowRun implements RatingRun {
       let joined = ''
       for (const c of rec.charges) {
         const resolved = s.charges.get(c.chargeRef)!
-        const r = rateUsageEvent(
+        const r = foldUsageEvent(
           resolved.charge,
           resolved.meter,
           totals.get(c.totalsKey),
           { event_id: c.eventId, event_time: c.eventIso, quantity: c.quantity, dimensions: c.dimensions },
           { schedules: resolved.schedules, timezone: c.timezone, periodStart: c.periodStartIso, periodEnd: c.periodEndIso },
         )
-        totals.set(c.totalsKey, r.state)
+        totals.set(c.totalsKey, r.next)
         rated += c.prefix + r.metered + '\t' + r.amount + c.suffix
         if (amounts !== null) joined += (joined === '' ? '' : ',') + r.amount
       }

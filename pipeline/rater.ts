@@ -11,7 +11,7 @@ import { ValidationError, type Problem } from '../common/errors.js'
 import { isoUtc } from '../common/time.js'
 import type { UsageBatch, WireRecord } from '../rating-core/record.js'
 import { chargeRef, rejectLine, totalsKey, type ResolvedCharge, type StagedBatch, type StagedCharge } from '../rating-core/stage.js'
-import { rateUsageEvent, type MeterState } from '../rating-core/usage-rater.js'
+import { foldUsageEvent, type RunningTotal } from '../rating-core/usage-rater.js'
 import type { Queue } from './queue.js'
 import type { StageTask } from './rating-worker.js'
 import { decodeStaged, type StagedWire } from './staged-wire.js'
@@ -116,7 +116,7 @@ export class Rater extends EventEmitter {
   private readonly pool: Piscina<StageTask, StagedWire>
   /** Dedupe index: keys of every accepted record (committed, in a flush in flight, or buffered). */
   private readonly accepted = new Set<string>()
-  private readonly totals = new Map<string, MeterState>()
+  private readonly totals = new Map<string, RunningTotal>()
   private charges = new Map<string, ResolvedCharge & { schedules: NonNullable<Catalog['schedules']> }>()
   private guiding!: GuidingIndex
   private fingerprint = ''
@@ -353,7 +353,7 @@ export class Rater extends EventEmitter {
         return err as Error
       }
     }
-    const saved: Array<[string, MeterState | undefined]> = []
+    const saved: Array<[string, RunningTotal | undefined]> = []
     let lines = ''
     try {
       for (const c of charges) {
@@ -372,16 +372,16 @@ export class Rater extends EventEmitter {
   }
 
   /** Folds one event into its running total (`prior`, undefined for the first event); returns its rated_usage line. */
-  private fold(c: StagedCharge, prior: MeterState | undefined): string {
+  private fold(c: StagedCharge, prior: RunningTotal | undefined): string {
     const resolved = this.charges.get(c.chargeRef)
     if (!resolved) throw new Error(`charge ${c.chargeRef.replaceAll('\u0000', '/')} missing from the rater's catalog snapshot`)
-    const r = rateUsageEvent(resolved.charge, resolved.meter, prior, { event_id: c.eventId, event_time: c.eventIso, quantity: c.quantity, dimensions: c.dimensions }, {
+    const r = foldUsageEvent(resolved.charge, resolved.meter, prior, { event_id: c.eventId, event_time: c.eventIso, quantity: c.quantity, dimensions: c.dimensions }, {
       schedules: resolved.schedules,
       timezone: c.timezone,
       periodStart: c.periodStartIso,
       periodEnd: c.periodEndIso,
     })
-    this.totals.set(c.totalsKey, r.state)
+    this.totals.set(c.totalsKey, r.next)
     return c.prefix + r.metered + '\t' + r.amount + c.suffix
   }
 
@@ -512,14 +512,14 @@ export class Rater extends EventEmitter {
       const period = owner
         ? billingPeriod(Date.parse(eventIso), owner.account, owner.billingPeriod(row.catalog_version))
         : { endIso: periodStart }
-      const r = rateUsageEvent(
+      const r = foldUsageEvent(
         resolved.charge,
         resolved.meter,
         this.totals.get(key),
         { event_id: row.event_id, event_time: eventIso, quantity: row.quantity, dimensions: row.dims },
         { schedules: resolved.schedules, timezone: owner?.account.timezone ?? 'UTC', periodStart, periodEnd: period.endIso },
       )
-      this.totals.set(key, r.state)
+      this.totals.set(key, r.next)
     }
   }
 

@@ -4,9 +4,14 @@ export { validateRecord, type ValidRecord } from './validate.js'
 export { chargeRef, rejectLine, stageBatch, totalsKey, type ResolvedCharge, type StagedBatch, type StagedCharge, type StagedRecord } from './stage.js'
 export { groupKey, meterAccepts } from './meters.js'
 export {
+  foldUsageEvent,
+  meterStateOf,
   periodTotal,
   rateUsageEvent,
+  runningTotalOf,
+  type FoldedUsage,
   type MeterState,
+  type RunningTotal,
   type PeriodTotal,
   type RatedUsage,
   type RatingContext,

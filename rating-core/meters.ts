@@ -21,6 +21,7 @@
 import type { Meter } from '../catalog/types.js'
 import { ErrorCode, RateflowError } from '../common/errors.js'
 import { type Dec, ONE, ZERO, add, cmp, div, fmt, mul, parseDec, sub } from './decimal.js'
+import { utcMillis } from './validate.js'
 
 /** Decimal places of a time_weighted_avg (an average is a quotient; it has to stop somewhere). */
 export const TIME_WEIGHTED_AVG_DP = 18
@@ -215,8 +216,9 @@ function lowerBound(a: string[], v: string): number {
   return lo
 }
 
+/** Epoch ms of an ISO-8601 event time; the normalised UTC form every staged event has is read digit by digit. */
 export function eventMillis(iso: string): number {
-  const t = Date.parse(iso)
+  const t = utcMillis(iso) ?? Date.parse(iso)
   if (Number.isNaN(t)) throw new RateflowError(ErrorCode.BadInput, `event_time is not an ISO-8601 time: ${JSON.stringify(iso)}`)
   return t
 }

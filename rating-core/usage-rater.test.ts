@@ -1,7 +1,19 @@
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
 import type { Meter, UsageCharge } from '../catalog/types.js'
-import { type MeterState, type RatingContext, type UsageEventInput, groupKey, meterAccepts, periodTotal, rateUsageEvent } from './usage-rater.js'
+import {
+  type MeterState,
+  type RatingContext,
+  type RunningTotal,
+  type UsageEventInput,
+  foldUsageEvent,
+  groupKey,
+  meterAccepts,
+  meterStateOf,
+  periodTotal,
+  rateUsageEvent,
+  runningTotalOf,
+} from './usage-rater.js'
 
 const ctx: RatingContext = {
   schedules: [
@@ -340,6 +352,35 @@ describe('properties', () => {
       }),
       { numRuns: 400 },
     )
+  })
+
+  it('foldUsageEvent on a running total rates as rateUsageEvent on its state, through a JSON round trip of the state midway', () => {
+    fc.assert(
+      fc.property(chargeArb, aggArb, eventsArb, fc.nat(), (charge, aggregation, raw, cut) => {
+        const perEvent = charge.model === 'percentage'
+        const meter: Meter = { id: 'm', metric: 'x', aggregation: perEvent ? 'sum' : aggregation, ...(aggregation === 'unique_count' && !perEvent ? { dimension: 'user' } : {}) }
+        const events = toEvents(raw)
+        let state: MeterState | undefined
+        let running: RunningTotal | undefined
+        events.forEach((e, k) => {
+          // Midway, the running total restarts from a state that went through JSON (as after a restart).
+          if (k === cut % events.length && running !== undefined) running = runningTotalOf(JSON.parse(JSON.stringify(meterStateOf(running))) as MeterState)
+          const a = rateUsageEvent(charge, meter, state, e, ctx)
+          const b = foldUsageEvent(charge, meter, running, e, ctx)
+          expect([b.amount, b.metered]).toEqual([a.amount, a.metered])
+          expect(JSON.stringify(meterStateOf(b.next))).toBe(JSON.stringify(a.state))
+          state = a.state
+          running = b.next
+        })
+      }),
+      { numRuns: 300 },
+    )
+  })
+
+  it('a running total built for one model is refused by another', () => {
+    const first = foldUsageEvent(perUnit, sumMeter, undefined, ev(1, '2'), ctx)
+    const grad: UsageCharge = { id: 'c', kind: 'usage', meter: 'm', model: 'graduated', tiers: [{ up_to: null, unit_price: '1' }] }
+    expect(() => foldUsageEvent(grad, sumMeter, first.next, ev(2, '1'), ctx)).toThrow(/built for model per_unit/)
   })
 
   it('the final state and period total do not depend on event order (all aggregations)', () => {

@@ -23,7 +23,9 @@
  * - time_rated: each session is priced on its own (time-rated.ts); the state only sums them.
  *
  * The state is immutable: rateUsageEvent returns a new one and never mutates `prior`, so a
- * caller can keep the prior state until its write commits.
+ * caller can keep the prior state until its write commits. A rater that keeps totals in memory
+ * uses foldUsageEvent on a RunningTotal (the same fold, no state strings printed per event) and
+ * turns a total into a MeterState with meterStateOf when it needs the JSON form.
  */
 import type { Meter, Schedule, TimeRatedCharge, UsageCharge } from '../catalog/types.js'
 import { ErrorCode, RateflowError } from '../common/errors.js'
@@ -96,38 +98,81 @@ export interface PeriodTotal {
   lines: PriceLine[]
 }
 
-// Parsed copies of a state's decimals, attached under a symbol so JSON, msgpack and
-// structuredClone skip them. A state rated in this thread skips re-parsing its strings
-// (a third of the per-event cost); a deserialised state simply parses them again.
-const HOT = Symbol('rateflow.meterState.parsed')
-interface Hot {
-  q: Dec
-  total: bigint
-  fees: bigint
-  freeUsed: Dec
+/**
+ * A running total as a rater keeps it in memory between events: the state's decimals parsed, nothing
+ * printed. Folding an event into one (foldUsageEvent) prints only the event's amount and metered value;
+ * printing q and total per event, as a MeterState needs them, cost two decimal-to-text conversions per
+ * event that nothing read until an invoice or a test asked. Immutable, like MeterState: a fold returns a
+ * new one, so a caller can put the prior back when a later charge of the same event fails.
+ */
+export interface RunningTotal {
+  readonly model: UsageCharge['model']
+  /** Events folded in. */
+  readonly n: number
+  /** Q, the aggregated scaled meter value. */
+  readonly q: Dec
+  /** T in nano-units (9 decimals). */
+  readonly total: bigint
+  /** percentage / time_rated: Σ per-event fees in nano-units before the charge clamp; else 0. */
+  readonly fees: bigint
+  /** percentage: free allowance (of value) consumed so far; else 0. */
+  readonly freeUsed: Dec
+  /** Aggregations other than sum (count, max, min, latest, unique_count, time_weighted_avg): the aggregate as foldMeter keeps it. */
+  readonly agg: MeterAggregate | undefined
 }
-type StateWithHot = MeterState & { [HOT]?: Hot }
 
-function hotOf(s: StateWithHot): Hot {
-  let h = s[HOT]
+/** The result of folding one event into a running total. */
+export interface FoldedUsage {
+  /** T(after) − T(before), canonical decimal string with at most 9 decimals. */
+  readonly amount: string
+  /** As RatedUsage.metered. */
+  readonly metered: string
+  readonly next: RunningTotal
+}
+
+// A MeterState rated in this thread carries its RunningTotal under a symbol, so the next event does not
+// parse its strings again (a third of the per-event cost); a deserialised state is parsed once.
+const HOT = Symbol('rateflow.meterState.parsed')
+type StateWithHot = MeterState & { [HOT]?: RunningTotal }
+
+/** The running total of a MeterState (parsed once, then kept with a state that can take it). */
+export function runningTotalOf(s: MeterState): RunningTotal {
+  const st = s as StateWithHot
+  let h = st[HOT]
   if (h === undefined) {
+    const { v: _v, model, total, fees, free_used, ...agg } = s
     h = {
+      model,
+      n: s.n,
       q: parseDec(s.q, 'state.q'),
-      total: toNano(parseDec(s.total, 'state.total')),
-      fees: s.fees === undefined ? 0n : toNano(parseDec(s.fees, 'state.fees')),
-      freeUsed: s.free_used === undefined ? ZERO : parseDec(s.free_used, 'state.free_used'),
+      total: toNano(parseDec(total, 'state.total')),
+      fees: fees === undefined ? 0n : toNano(parseDec(fees, 'state.fees')),
+      freeUsed: free_used === undefined ? ZERO : parseDec(free_used, 'state.free_used'),
+      // For a sum meter the fold ignores it.
+      agg,
     }
     // A caller's frozen state is read, not annotated.
-    if (Object.isExtensible(s)) s[HOT] = h
+    if (Object.isExtensible(s)) st[HOT] = h
   }
   return h
 }
 
-// A plain symbol-keyed property: Object.defineProperty per event cost a quarter of the
-// per-event time. Symbol keys are still skipped by JSON.stringify, Object.keys and
-// structuredClone; object spread would copy one, so every new state sets its own.
-function withHot(s: MeterState, h: Hot): MeterState {
-  ;(s as StateWithHot)[HOT] = h
+/** The plain JSON state of a running total (decimals as canonical strings), carrying it for the next event. */
+export function meterStateOf(t: RunningTotal): MeterState {
+  let s: MeterState
+  if (t.model === 'time_rated') {
+    const fees = fmtNano(t.fees)
+    s = { v: 1, model: t.model, n: t.n, q: fmt(t.q), total: fees, fees }
+  } else if (t.model === 'percentage') {
+    s = { v: 1, model: t.model, n: t.n, q: fmt(t.q), total: fmtNano(t.total), fees: fmtNano(t.fees), free_used: fmt(t.freeUsed) }
+  } else if (t.agg === undefined) {
+    s = { n: t.n, q: fmt(t.q), v: 1, model: t.model, total: fmtNano(t.total) }
+  } else {
+    s = { ...t.agg, v: 1, model: t.model, total: fmtNano(t.total) }
+  }
+  // A plain symbol-keyed property: Object.defineProperty per event cost a quarter of the per-event time.
+  // Symbol keys are skipped by JSON.stringify, Object.keys and structuredClone.
+  ;(s as StateWithHot)[HOT] = t
   return s
 }
 
@@ -165,9 +210,7 @@ function sessionFee(charge: TimeRatedCharge, meter: Meter, scaled: Dec, ev: Usag
     // A scaled duration goes through its text, as `rateflow rate` would be given it (same limits, same price).
     return toNano(parseDec(rateTimedEvent(charge, ctx.schedules, ev.event_time, fmt(scaled), ctx.timezone).amount))
   }
-  const startMs = Date.parse(ev.event_time)
-  if (Number.isNaN(startMs)) throw new RateflowError(ErrorCode.BadInput, `start is not an ISO-8601 time: ${JSON.stringify(ev.event_time)}`)
-  return timedEventNano(charge, ctx.schedules, startMs, scaled, ctx.timezone, null)
+  return timedEventNano(charge, ctx.schedules, eventMillis(ev.event_time), scaled, ctx.timezone, null)
 }
 
 /** fmt(scaled) for the rated row; without a scale that is the quantity itself whenever it is already canonical. */
@@ -184,65 +227,59 @@ export function rateUsageEvent(
   ctx: RatingContext,
 ): RatedUsage {
   checkPrior(charge, prior)
+  const r = foldUsageEvent(charge, meter, prior === undefined ? undefined : runningTotalOf(prior), ev, ctx)
+  return { amount: r.amount, metered: r.metered, state: meterStateOf(r.next) }
+}
+
+/**
+ * rateUsageEvent on a RunningTotal (undefined for the period's first event): the same amount and metered value,
+ * and the next total, with no state strings printed. What the rater runs per event.
+ */
+export function foldUsageEvent(
+  charge: UsageCharge,
+  meter: Meter,
+  prior: RunningTotal | undefined,
+  ev: UsageEventInput,
+  ctx: RatingContext,
+): FoldedUsage {
+  if (prior !== undefined && prior.model !== charge.model) {
+    throw new RateflowError(ErrorCode.Internal, `running total for charge ${charge.id} was built for model ${prior.model}, not ${charge.model}`)
+  }
   const scaled = scaledQuantity(meter, ev.quantity)
-  const hot: Hot | undefined = prior === undefined ? undefined : hotOf(prior)
+  const n = (prior?.n ?? 0) + 1
 
   if (charge.model === 'time_rated') {
-    // The session's own price; the state only keeps Σ seconds and Σ prices for the invoice.
+    // The session's own price; the total only keeps Σ seconds and Σ prices for the invoice.
     const fee = sessionFee(charge, meter, scaled, ev, ctx)
-    const q = hot === undefined ? scaled : add(hot.q, scaled)
-    const fees = (hot?.fees ?? 0n) + fee
-    const feesText = fmtNano(fees)
-    const state: MeterState = { v: 1, model: charge.model, n: (prior?.n ?? 0) + 1, q: fmt(q), total: feesText, fees: feesText }
-    return { amount: fmtNano(fee), metered: meteredText(meter, scaled, ev.quantity), state: withHot(state, { q, total: fees, fees, freeUsed: ZERO }) }
+    const q = prior === undefined ? scaled : add(prior.q, scaled)
+    const fees = (prior?.fees ?? 0n) + fee
+    const next: RunningTotal = { model: charge.model, n, q, total: fees, fees, freeUsed: ZERO, agg: undefined }
+    return { amount: fmtNano(fee), metered: meteredText(meter, scaled, ev.quantity), next }
   }
 
   if (charge.model === 'percentage') {
-    const r = percentageEventFee(charge, scaled, hot?.freeUsed ?? ZERO)
-    const fees = (hot?.fees ?? 0n) + r.fee
+    const r = percentageEventFee(charge, scaled, prior?.freeUsed ?? ZERO)
+    const fees = (prior?.fees ?? 0n) + r.fee
     const total = percentageTotal(charge, fees, null)
-    const q = hot === undefined ? scaled : add(hot.q, scaled)
-    const state: MeterState = {
-      v: 1,
-      model: charge.model,
-      n: (prior?.n ?? 0) + 1,
-      q: fmt(q),
-      total: fmtNano(total),
-      fees: fmtNano(fees),
-      free_used: fmt(r.freeUsed),
-    }
-    return {
-      amount: fmtNano(total - (hot?.total ?? 0n)),
-      metered: fmt(scaled),
-      state: withHot(state, { q, total, fees, freeUsed: r.freeUsed }),
-    }
+    const q = prior === undefined ? scaled : add(prior.q, scaled)
+    const next: RunningTotal = { model: charge.model, n, q, total, fees, freeUsed: r.freeUsed, agg: undefined }
+    return { amount: fmtNano(total - (prior?.total ?? 0n)), metered: fmt(scaled), next }
   }
 
   if (meter.aggregation === 'sum') {
     // The common case, folded here: foldMeter's intermediate objects cost more than the addition.
-    const q = hot === undefined ? scaled : add(hot.q, scaled)
+    const q = prior === undefined ? scaled : add(prior.q, scaled)
     const total = modelTotal(charge, q, null)
-    const state: MeterState = { n: (prior?.n ?? 0) + 1, q: fmt(q), v: 1, model: charge.model, total: fmtNano(total) }
-    return {
-      amount: fmtNano(total - (hot?.total ?? 0n)),
-      metered: meteredText(meter, scaled, ev.quantity),
-      state: withHot(state, { q, total, fees: 0n, freeUsed: ZERO }),
-    }
+    const next: RunningTotal = { model: charge.model, n, q, total, fees: 0n, freeUsed: ZERO, agg: undefined }
+    return { amount: fmtNano(total - (prior?.total ?? 0n)), metered: meteredText(meter, scaled, ev.quantity), next }
   }
 
   const startMs = meter.aggregation === 'time_weighted_avg' ? eventMillis(ctx.periodStart) : 0
   const endMs = meter.aggregation === 'time_weighted_avg' ? eventMillis(ctx.periodEnd) : 0
-  const folded = foldMeter(meter, prior, hot?.q ?? ZERO, ev, scaled, startMs, endMs)
+  const folded = foldMeter(meter, prior?.agg, prior?.q ?? ZERO, ev, scaled, startMs, endMs)
   const total = modelTotal(charge, folded.q, null)
-  const state = folded.agg as MeterState
-  state.v = 1
-  state.model = charge.model
-  state.total = fmtNano(total)
-  return {
-    amount: fmtNano(total - (hot?.total ?? 0n)),
-    metered: fmt(folded.metered),
-    state: withHot(state, { q: folded.q, total, fees: 0n, freeUsed: ZERO }),
-  }
+  const next: RunningTotal = { model: charge.model, n, q: folded.q, total, fees: 0n, freeUsed: ZERO, agg: folded.agg }
+  return { amount: fmtNano(total - (prior?.total ?? 0n)), metered: fmt(folded.metered), next }
 }
 
 /**
@@ -252,7 +289,7 @@ export function rateUsageEvent(
  */
 export function periodTotal(charge: UsageCharge, state: MeterState | undefined, _ctx?: RatingContext): PeriodTotal {
   checkPrior(charge, state)
-  const hot = state === undefined ? undefined : hotOf(state)
+  const hot = state === undefined ? undefined : runningTotalOf(state)
   const lines: PriceLine[] = []
   const q = hot?.q ?? ZERO
   if (charge.model === 'time_rated') {
