@@ -1,7 +1,8 @@
+import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
 import type { Schedule, TimeRatedCharge } from '../catalog/types.js'
-import { parseDec } from './decimal.js'
-import { rateTimedEvent, splitSession, zoneOffset } from './time-rated.js'
+import { parseDec, toNano } from './decimal.js'
+import { rateTimedEvent, splitSession, timedEventNano, zoneOffset } from './time-rated.js'
 
 // CONTRACT §3 schedules.
 const schedules: Schedule[] = [
@@ -67,6 +68,9 @@ const cases: { name: string; charge?: TimeRatedCharge; start: string; seconds: s
 describe('rateTimedEvent', () => {
   for (const tc of cases) {
     it(tc.name, () => {
+      // The rating path (no lines: whole-millisecond arithmetic when the charge allows it) prices it the same.
+      const charge = tc.charge ?? voice
+      expect(timedEventNano(charge, schedules, Date.parse(tc.start), parseDec(tc.seconds), TZ, null)).toBe(toNano(parseDec(tc.expect)))
       expect(rateTimedEvent(tc.charge ?? voice, schedules, tc.start, tc.seconds, TZ).amount).toBe(tc.expect)
     })
   }
@@ -222,5 +226,58 @@ describe('rateTimedEvent', () => {
 
   it('negative seconds are BAD_INPUT', () => {
     expect(() => rateTimedEvent(voice, schedules, '2026-10-01T08:00:00Z', '-1', TZ)).toThrow(/cannot last/)
+  })
+})
+
+describe('the rating path (whole milliseconds) against the priced lines (exact decimals)', () => {
+  const dec = (maxInt: number, dp: number) =>
+    fc.tuple(fc.integer({ min: 0, max: maxInt }), fc.integer({ min: 0, max: 10 ** dp - 1 })).map(([i, f]) => (dp === 0 ? String(i) : `${i}.${String(f).padStart(dp, '0')}`))
+  const positive = (maxInt: number, dp: number) => dec(maxInt, dp).filter((x) => Number(x) > 0)
+  const stepsArb = fc
+    .array(fc.record({ from: dec(600, 0), unit_price: dec(3, 4), per: positive(120, 0), increment: fc.oneof(positive(90, 0), positive(2, 3), positive(1, 4)) }), {
+      minLength: 1,
+      maxLength: 3,
+    })
+    .map((steps) => {
+      const sorted = [...new Map(steps.map((st) => [Number(st.from), st])).values()].sort((a, b) => Number(a.from) - Number(b.from))
+      sorted[0] = { ...sorted[0]!, from: '0' }
+      return sorted
+    })
+  const chargeArb = fc.record({
+    day: stepsArb,
+    evening: stepsArb,
+    weekend: stepsArb,
+    connect: fc.option(dec(2, 3), { nil: undefined }),
+    rounding: fc.option(fc.record({ decimals: fc.integer({ min: 0, max: 9 }), mode: fc.constantFrom('up' as const, 'down' as const, 'half_even' as const) }), { nil: undefined }),
+    cap: fc.option(dec(50, 2), { nil: undefined }),
+  })
+  it('prices every session the same: zones with DST and half-hour offsets, durations with 0–4 decimals, sub-millisecond steps', () => {
+    fc.assert(
+      fc.property(
+        chargeArb,
+        fc.integer({ min: Date.parse('2026-01-01T00:00:00Z') / 1000, max: Date.parse('2027-01-01T00:00:00Z') / 1000 }),
+        fc.oneof(dec(200, 0), dec(4000, 1), dec(90_000, 0), dec(100, 3), dec(100, 4)),
+        fc.constantFrom('Europe/Berlin', 'America/New_York', 'Asia/Kolkata', 'Australia/Lord_Howe', 'UTC'),
+        (c, startS, seconds, tz) => {
+          const charge: TimeRatedCharge = {
+            id: 'p',
+            kind: 'usage',
+            meter: 'calls',
+            model: 'time_rated',
+            rates: [
+              { schedule: 'day', ...(c.connect ? { connect_fee: c.connect } : {}), steps: c.day },
+              { schedule: 'evening', steps: c.evening },
+              { schedule: 'weekend', steps: c.weekend },
+            ],
+            ...(c.rounding ? { rounding: c.rounding } : {}),
+            ...(c.cap ? { max_cost_per_event: c.cap, max_cost_strategy: 'free' as const } : {}),
+          }
+          const start = new Date(startS * 1000).toISOString()
+          const priced = rateTimedEvent(charge, schedules, start, seconds, tz)
+          expect(timedEventNano(charge, schedules, startS * 1000, parseDec(seconds), tz, null)).toBe(toNano(parseDec(priced.amount)))
+        },
+      ),
+      { numRuns: 500 },
+    )
   })
 })

@@ -114,14 +114,39 @@ export interface SessionPart {
   to: Dec
 }
 
-/** Splits a session at schedule boundaries (local time of `tz`); adjacent parts with one rate are merged. */
+/** A part of a session in whole milliseconds since its start, [fromMs, toMs). */
+interface PartMs {
+  rate: TimeRatedRate
+  fromMs: number
+  toMs: number
+}
+
+/**
+ * Splits a session at schedule boundaries (local time of `tz`); adjacent parts with one rate are merged.
+ * Boundaries are instants of the clock, so every part but the last starts and ends on a whole millisecond
+ * since the session started; the last ends at the session's end, `seconds`, kept exact.
+ */
 export function splitSession(charge: TimeRatedCharge, schedules: Schedule[], startMs: number, seconds: Dec, tz: string): SessionPart[] {
+  const parts = splitSessionMs(charge, schedules, startMs, Number(divInt(seconds.i * 1000n, pow10(seconds.e), 'ceil')), tz)
+  return parts.map((p, k) => ({
+    rate: p.rate,
+    from: { i: BigInt(p.fromMs), e: 3 },
+    to: k === parts.length - 1 ? seconds : { i: BigInt(p.toMs), e: 3 },
+  }))
+}
+
+/**
+ * splitSession of a session of `durMs` milliseconds (a session of sub-millisecond length is given its
+ * ceiling: a part boundary is a whole millisecond, so the parts are the same). Positions are integers of
+ * milliseconds: time, not money, and exact as JS numbers far beyond any session's length.
+ */
+function splitSessionMs(charge: TimeRatedCharge, schedules: Schedule[], startMs: number, durMs: number, tz: string): PartMs[] {
   const windows = windowsOf(charge, schedules)
-  const endMs = startMs + Number(divInt(seconds.i * 1000n, pow10(seconds.e), 'ceil'))
-  const parts: SessionPart[] = []
-  let pos: Dec = ZERO
-  while (cmp(pos, seconds) < 0) {
-    const u = startMs + Number(divInt(pos.i * 1000n, pow10(pos.e), 'floor'))
+  const endMs = startMs + durMs
+  const parts: PartMs[] = []
+  let pos = 0
+  while (pos < durMs) {
+    const u = startMs + pos
     const off = zoneOffset(tz, u)
     const local = u + off
     const dayStart = Math.floor(local / 86_400_000) * 86_400_000
@@ -146,11 +171,10 @@ export function splitSession(charge: TimeRatedCharge, schedules: Schedule[], sta
     let partEnd = dayStart + w.to * 60_000 - off
     const tr = nextTransition(tz, u, Math.min(partEnd, endMs))
     if (tr !== null && tr < partEnd) partEnd = tr
-    const endElapsed: Dec = { i: BigInt(partEnd - startMs), e: 3 }
-    const to = min(endElapsed, seconds)
+    const to = Math.min(partEnd - startMs, durMs)
     const last = parts[parts.length - 1]
-    if (last !== undefined && last.rate === w.rate) last.to = to
-    else parts.push({ rate: w.rate, from: pos, to })
+    if (last !== undefined && last.rate === w.rate) last.toMs = to
+    else parts.push({ rate: w.rate, fromMs: pos, toMs: to })
     pos = to
   }
   return parts
@@ -227,6 +251,13 @@ export function timedEventNano(
 ): bigint {
   if (dur.i < 0n) throw new RateflowError(ErrorCode.BadInput, `a session cannot last ${fmt(dur)} seconds`)
   if (dur.i === 0n) return 0n
+  if (lines === null) {
+    const plan = msPlanOf(charge)
+    if (plan !== null && (dur.e <= 3 || dur.i % pow10(dur.e - 3) === 0n)) {
+      const durMs = dur.e <= 3 ? dur.i * pow10(3 - dur.e) : dur.i / pow10(dur.e - 3)
+      if (durMs <= MAX_SESSION_MS) return capped(charge, msSessionNano(charge, plan, splitSessionMs(charge, schedules, startMs, Number(durMs), timezone), Number(durMs)))
+    }
+  }
 
   const parts = splitSession(charge, schedules, startMs, dur, timezone)
   let exact: Frac = { n: 0n, d: 1n }
@@ -280,14 +311,127 @@ export function timedEventNano(
   if (lines !== null && total !== linesNano) {
     lines.push({ description: r === undefined ? 'rounding' : `rounding (${r.mode}, ${r.decimals} decimals)`, quantity: '1', amount: fmtNano(total - linesNano) })
   }
-  let cap = caps.get(charge)
-  if (cap === undefined) {
-    cap = charge.max_cost_per_event === undefined ? null : toNano(parseDec(charge.max_cost_per_event, `charge ${charge.id}: max_cost_per_event`))
-    caps.set(charge, cap)
-  }
+  const cap = capOf(charge)
   if (cap !== null && total > cap) {
     lines?.push({ description: 'maximum cost per event', quantity: '1', amount: fmtNano(cap - total) })
     total = cap
   }
   return total
+}
+
+/** max_cost_per_event in nano-units, or null. */
+function capOf(charge: TimeRatedCharge): bigint | null {
+  let cap = caps.get(charge)
+  if (cap === undefined) {
+    cap = charge.max_cost_per_event === undefined ? null : toNano(parseDec(charge.max_cost_per_event, `charge ${charge.id}: max_cost_per_event`))
+    caps.set(charge, cap)
+  }
+  return cap
+}
+
+/** A rounded session price, capped at max_cost_per_event (strategy "free"). */
+function capped(charge: TimeRatedCharge, total: bigint): bigint {
+  const cap = capOf(charge)
+  return cap !== null && total > cap ? cap : total
+}
+
+// ---- the same price in whole milliseconds ----------------------------------------------------------
+
+/** Sessions up to ~285 years: block arithmetic in JS integers stays below 2^53. */
+const MAX_SESSION_MS = 2n ** 52n / 1000n
+
+/** A step in milliseconds, with its price per billed millisecond as a numerator over the charge's denominator. */
+interface MsStep {
+  fromMs: number
+  incMs: number
+  /** cost of one billed millisecond = perMs / MsPlan.den, exactly. */
+  perMs: bigint
+}
+
+/**
+ * A time_rated charge whose step starts and increments are whole milliseconds, for rating: every price is a
+ * numerator over one common denominator, so a session's exact price is Σ (milliseconds billed per step ×
+ * numerator) + connect, one division at the end. It is the sum timedEventNano's fractions make, term for term.
+ */
+interface MsPlan {
+  den: bigint
+  rates: Map<TimeRatedRate, { steps: MsStep[]; connect: bigint }>
+}
+
+const msPlans = new WeakMap<TimeRatedCharge, MsPlan | null>()
+
+function gcd(a: bigint, b: bigint): bigint {
+  while (b !== 0n) [a, b] = [b, a % b]
+  return a
+}
+
+/** The charge's MsPlan, or null when a step's from or increment has sub-millisecond digits. */
+function msPlanOf(charge: TimeRatedCharge): MsPlan | null {
+  const hit = msPlans.get(charge)
+  if (hit !== undefined) return hit
+  const wholeMs = (d: Dec) => d.e <= 3 || d.i % pow10(d.e - 3) === 0n
+  const ms = (d: Dec) => Number(d.e <= 3 ? d.i * pow10(3 - d.e) : d.i / pow10(d.e - 3))
+  let plan: MsPlan | null = null
+  const parsed = charge.rates.map((r) => ({ r, p: parsedRate(charge.id, r) }))
+  if (parsed.every(({ p }) => p.steps.every((st) => wholeMs(st.from) && wholeMs(st.increment)))) {
+    // A billed millisecond of a step costs price / (per × 1000) = price.i × 10^per.e / (per.i × 1000 × 10^price.e).
+    const perMsFrac = (st: ParsedStep): Frac => ({ n: st.price.i * pow10(st.per.e), d: st.per.i * 1000n * pow10(st.price.e) })
+    let den = 1n
+    const lcm = (d: bigint) => {
+      den = (den / gcd(den, d)) * d
+    }
+    for (const { p } of parsed) {
+      for (const st of p.steps) lcm(perMsFrac(st).d)
+      if (p.connect !== null) lcm(pow10(p.connect.e))
+    }
+    const rates = new Map<TimeRatedRate, { steps: MsStep[]; connect: bigint }>()
+    for (const { r, p } of parsed) {
+      rates.set(r, {
+        steps: p.steps.map((st) => {
+          const f = perMsFrac(st)
+          return { fromMs: ms(st.from), incMs: ms(st.increment), perMs: f.n * (den / f.d) }
+        }),
+        connect: p.connect === null ? 0n : p.connect.i * (den / pow10(p.connect.e)),
+      })
+    }
+    plan = { den, rates }
+  }
+  msPlans.set(charge, plan)
+  return plan
+}
+
+/** timedEventNano's rounded, uncapped price of a session split into whole-millisecond parts. */
+function msSessionNano(charge: TimeRatedCharge, plan: MsPlan, parts: PartMs[], durMs: number): bigint {
+  let num = plan.rates.get(parts[0]!.rate)!.connect
+  // Milliseconds billed by the last step seen, summed while the step does not change (a BigInt op per step, not per part).
+  let step: MsStep | undefined
+  let billedMs = 0
+  let t = 0
+  let k = 0
+  while (t < durMs) {
+    while (k < parts.length - 1 && parts[k]!.toMs <= t) k++
+    const part = parts[k]!
+    const steps = plan.rates.get(part.rate)!.steps
+    let s = 0
+    while (s < steps.length - 1 && steps[s + 1]!.fromMs <= t) s++
+    const st = steps[s]!
+    const stepEnd = s + 1 < steps.length ? steps[s + 1]!.fromMs : Infinity
+    const segEnd = Math.min(part.toMs, durMs, stepEnd)
+    // Whole increments from t: ceil((segEnd − t) / increment), in integers (the checks undo a quotient's rounding).
+    const span = segEnd - t
+    let blocks = Math.ceil(span / st.incMs)
+    if ((blocks - 1) * st.incMs >= span) blocks--
+    else if (blocks * st.incMs < span) blocks++
+    const billed = blocks * st.incMs
+    if (st !== step) {
+      if (step !== undefined) num += BigInt(billedMs) * step.perMs
+      step = st
+      billedMs = 0
+    }
+    billedMs += billed
+    t += billed
+  }
+  if (step !== undefined) num += BigInt(billedMs) * step.perMs
+  const r = charge.rounding
+  return r === undefined ? divInt(num * pow10(9), plan.den, 'half_even') : divInt(num * pow10(r.decimals), plan.den, r.mode) * pow10(9 - r.decimals)
 }
