@@ -24,8 +24,8 @@ import type { Account, AccountsDocument, Catalog, Meter, Schedule, Subscription,
 import { validateCatalog } from '../catalog/validate-catalog.js'
 import { decodeBatch, encodeBatch } from '../pipeline/queue.js'
 import type { UsageBatch, WireRecord } from '../rating-core/record.js'
-import { chargeRef, stageBatch, type ResolvedCharge } from '../rating-core/stage.js'
-import { foldUsageEvent, type RunningTotal } from '../rating-core/usage-rater.js'
+import { chargeTable, RunningTotals, type ResolvedCharge } from '../rating-core/running-totals.js'
+import { stageBatch } from '../rating-core/stage.js'
 import { perSecond, ratio, saveResult } from './results.js'
 import { CSV_HEADER, deviceId, prng, sampleAccounts, sampleCsvLines, type SampleSize } from './sample-data.js'
 
@@ -109,7 +109,7 @@ export interface Scenario {
   catalog: Catalog
   accounts: AccountsDocument
   guiding: GuidingIndex
-  charges: Map<string, ResolvedCharge & { schedules: Schedule[] }>
+  charges: Map<string, ResolvedCharge>
   /** The batches as JetStream carries them (msgpack); each round decodes them afresh, outside the timed part. */
   encoded: Uint8Array[]
   events: number
@@ -213,14 +213,7 @@ export function ratingScenario(model: BenchModel, events: number): Scenario {
   const catalog = ratingCatalog(model)
   const accounts = validateAccounts(sampleAccounts(size))
   const guiding = new GuidingIndex([catalog], accounts)
-  const charges = new Map<string, ResolvedCharge & { schedules: Schedule[] }>()
-  for (const plan of catalog.plans) {
-    for (const charge of plan.charges) {
-      if (charge.kind !== 'usage') continue
-      const meter = catalog.meters.find((m) => m.id === charge.meter)
-      if (meter) charges.set(chargeRef(catalog.version, plan.id, charge.id), { charge, meter, schedules: catalog.schedules ?? [] })
-    }
-  }
+  const charges = chargeTable([catalog])
   const records = model === 'time_rated' ? callRecords(events, size) : sampleRecords(events, size)
   const rnd = prng(11)
   for (let i = 0; i < records.length; i++) {
@@ -308,14 +301,16 @@ export interface RatingRun {
 export class RateflowRun implements RatingRun {
   readonly counts: Counts = { read: 0, rated: 0, duplicates: 0, rejected: 0, suspended: 0 }
   private readonly seen = new Set<string>()
-  private readonly totals = new Map<string, RunningTotal>()
+  private readonly totals: RunningTotals
   /** Lengths of the text produced, so no step can be skipped as unused. */
   sink = 0
 
   constructor(
     private readonly s: Scenario,
     private readonly amounts: Amounts | null = null,
-  ) {}
+  ) {
+    this.totals = new RunningTotals(s.charges)
+  }
 
   batch(batch: UsageBatch): void {
     const { s, seen, totals, counts, amounts } = this
@@ -325,36 +320,38 @@ export class RateflowRun implements RatingRun {
     let rated = ''
     let usage = ''
     for (const rec of staged.records) {
-      if (seen.has(rec.key)) {
+      const before = seen.size
+      seen.add(rec.key)
+      if (seen.size === before) {
         counts.duplicates++
         continue
       }
-      seen.add(rec.key)
       usage += rec.usageLine
       if (rec.suspendLine !== undefined) {
         usage += rec.suspendLine
         counts.suspended++
         continue
       }
-      let joined = ''
-      for (const c of rec.charges) {
-        const resolved = s.charges.get(c.chargeRef)!
-        const r = foldUsageEvent(
-          resolved.charge,
-          resolved.meter,
-          totals.get(c.totalsKey),
-          { event_id: c.eventId, event_time: c.eventIso, quantity: c.quantity, dimensions: c.dimensions },
-          { schedules: resolved.schedules, timezone: c.timezone, periodStart: c.periodStartIso, periodEnd: c.periodEndIso },
-        )
-        totals.set(c.totalsKey, r.next)
-        rated += c.prefix + r.metered + '\t' + r.amount + c.suffix
-        if (amounts !== null) joined += (joined === '' ? '' : ',') + r.amount
-      }
-      if (amounts !== null) amounts.set(rec.key, joined)
+      const lines = totals.foldEvent(rec.charges)
+      if (typeof lines !== 'string') throw lines
+      rated += lines
+      if (amounts !== null) amounts.set(rec.key, ratedAmounts(lines))
       counts.rated++
     }
     this.sink += rated.length + usage.length
   }
+}
+
+/** The amount column of each rated_usage line (sixth from the end: currency, catalog_version, period_start, received_at and batch_id follow it), comma-joined. */
+function ratedAmounts(lines: string): string {
+  return lines
+    .split('\n')
+    .filter((l) => l !== '')
+    .map((l) => {
+      const cols = l.split('\t')
+      return cols[cols.length - 6]!
+    })
+    .join(',')
 }
 
 // ---- the floor -------------------------------------------------------------------------------

@@ -10,8 +10,8 @@ import type { Logger } from '../common/logger.js'
 import { ValidationError, type Problem } from '../common/errors.js'
 import { isoUtc } from '../common/time.js'
 import type { UsageBatch, WireRecord } from '../rating-core/record.js'
-import { chargeRef, rejectLine, totalsKey, type ResolvedCharge, type StagedBatch, type StagedCharge } from '../rating-core/stage.js'
-import { foldUsageEvent, type RunningTotal } from '../rating-core/usage-rater.js'
+import { chargeRef, rejectLine, totalsKey, type StagedBatch } from '../rating-core/stage.js'
+import { chargeTable, RunningTotals, type ResolvedCharge } from '../rating-core/running-totals.js'
 import type { Queue } from './queue.js'
 import type { StageTask } from './rating-worker.js'
 import { decodeStaged, type StagedWire } from './staged-wire.js'
@@ -116,8 +116,8 @@ export class Rater extends EventEmitter {
   private readonly pool: Piscina<StageTask, StagedWire>
   /** Dedupe index: keys of every accepted record (committed, in a flush in flight, or buffered). */
   private readonly accepted = new Set<string>()
-  private readonly totals = new Map<string, RunningTotal>()
-  private charges = new Map<string, ResolvedCharge & { schedules: NonNullable<Catalog['schedules']> }>()
+  private charges = new Map<string, ResolvedCharge>()
+  private readonly totals = new RunningTotals(this.charges)
   private guiding!: GuidingIndex
   private fingerprint = ''
   private queueOfWork: Pending[] = []
@@ -298,12 +298,16 @@ export class Rater extends EventEmitter {
       if (pending.release) {
         // A release: the record is committed already (it was suspended); rate it or leave it held.
         if (rec.suspendLine !== undefined) continue
-      } else if (this.accepted.has(rec.key)) {
-        duplicates++
-        continue
+      } else {
+        // One probe: the key joins the index here, and leaves it again if the event turns out a reject.
+        const before = this.accepted.size
+        this.accepted.add(rec.key)
+        if (this.accepted.size === before) {
+          duplicates++
+          continue
+        }
       }
       if (rec.suspendLine !== undefined) {
-        this.accepted.add(rec.key)
         b.usage += rec.usageLine
         b.suspended += rec.suspendLine
         suspended++
@@ -312,16 +316,16 @@ export class Rater extends EventEmitter {
       }
       // Fold every charge first: a model that cannot price the event (e.g. a time_rated moment no schedule
       // covers) makes it a reject, and no running total moves for it.
-      const lines = this.foldAll(rec.charges)
+      const lines = this.totals.foldEvent(rec.charges)
       if (typeof lines !== 'string') {
         if (!pending.release) {
+          this.accepted.delete(rec.key)
           b.rejected += rejectLine({ ...rec.reject, reason: `cannot be priced: ${lines.message}` }, rec.receivedAt, staged.batchId)
           rejected++
         }
         continue
       }
       if (!pending.release) {
-        this.accepted.add(rec.key)
         b.usage += rec.usageLine
       } else {
         b.suspended += heldLine(pending.release.get(rec.key)!, 'released', staged.batchId)
@@ -337,52 +341,6 @@ export class Rater extends EventEmitter {
       ? { batchId: staged.batchId, read: 0, rated, duplicates: 0, rejected: 0, suspended: 0 }
       : { batchId: staged.batchId, read: staged.read, rated, duplicates, rejected: rejectedHere + rejected, suspended }
     b.outcomes.push(outcome)
-  }
-
-  /**
-   * Folds an event into the running totals of all its charges and returns its rated_usage lines; if a charge
-   * cannot price it, puts back every total it moved and returns the error (the event becomes a reject).
-   */
-  private foldAll(charges: readonly StagedCharge[]): string | Error {
-    if (charges.length === 1) {
-      // Most events feed one charge: no undo list to allocate.
-      const c = charges[0]!
-      try {
-        return this.fold(c, this.totals.get(c.totalsKey))
-      } catch (err) {
-        return err as Error
-      }
-    }
-    const saved: Array<[string, RunningTotal | undefined]> = []
-    let lines = ''
-    try {
-      for (const c of charges) {
-        const prior = this.totals.get(c.totalsKey)
-        saved.push([c.totalsKey, prior])
-        lines += this.fold(c, prior)
-      }
-      return lines
-    } catch (err) {
-      for (const [k, v] of saved.reverse()) {
-        if (v === undefined) this.totals.delete(k)
-        else this.totals.set(k, v)
-      }
-      return err as Error
-    }
-  }
-
-  /** Folds one event into its running total (`prior`, undefined for the first event); returns its rated_usage line. */
-  private fold(c: StagedCharge, prior: RunningTotal | undefined): string {
-    const resolved = this.charges.get(c.chargeRef)
-    if (!resolved) throw new Error(`charge ${c.chargeRef.replaceAll('\u0000', '/')} missing from the rater's catalog snapshot`)
-    const r = foldUsageEvent(resolved.charge, resolved.meter, prior, { event_id: c.eventId, event_time: c.eventIso, quantity: c.quantity, dimensions: c.dimensions }, {
-      schedules: resolved.schedules,
-      timezone: c.timezone,
-      periodStart: c.periodStartIso,
-      periodEnd: c.periodEndIso,
-    })
-    this.totals.set(c.totalsKey, r.next)
-    return c.prefix + r.metered + '\t' + r.amount + c.suffix
   }
 
   /**
@@ -452,17 +410,8 @@ export class Rater extends EventEmitter {
     if (!force && fp === this.fingerprint) return false
     const catalogs = this.deps.repo.catalogs()
     this.guiding = new GuidingIndex(catalogs, this.deps.repo.accounts())
-    const charges = new Map<string, ResolvedCharge & { schedules: NonNullable<Catalog['schedules']> }>()
-    for (const cat of catalogs) {
-      for (const plan of cat.plans) {
-        for (const charge of plan.charges) {
-          if (charge.kind !== 'usage') continue
-          const meter = cat.meters.find((m) => m.id === charge.meter)
-          if (meter) charges.set(chargeRef(cat.version, plan.id, charge.id), { charge, meter, schedules: cat.schedules ?? [] })
-        }
-      }
-    }
-    this.charges = charges
+    this.charges = chargeTable(catalogs)
+    this.totals.setCharges(this.charges)
     this.fingerprint = fp
     return true
   }
@@ -512,14 +461,12 @@ export class Rater extends EventEmitter {
       const period = owner
         ? billingPeriod(Date.parse(eventIso), owner.account, owner.billingPeriod(row.catalog_version))
         : { endIso: periodStart }
-      const r = foldUsageEvent(
-        resolved.charge,
-        resolved.meter,
-        this.totals.get(key),
+      this.totals.fold(
+        key,
+        resolved,
         { event_id: row.event_id, event_time: eventIso, quantity: row.quantity, dimensions: row.dims },
         { schedules: resolved.schedules, timezone: owner?.account.timezone ?? 'UTC', periodStart, periodEnd: period.endIso },
       )
-      this.totals.set(key, r.next)
     }
   }
 

@@ -342,12 +342,6 @@ function tabDims(dims: Record<string, string>): string {
   return t
 }
 
-/** Meter and charge a StagedCharge refers to, as the owner resolves them. */
-export interface ResolvedCharge {
-  readonly charge: UsageCharge
-  readonly meter: Meter
-}
-
 function canonical(r: WireRecord): Omit<WireRecord, 'raw' | 'origin'> {
   const { raw: _raw, origin: _origin, ...rest } = r
   return rest

@@ -1,0 +1,88 @@
+import { describe, expect, it } from 'vitest'
+import type { Catalog } from '../catalog/types.js'
+import { chargeTable, RunningTotals } from './running-totals.js'
+import { chargeRef, type StagedCharge } from './stage.js'
+
+const catalog: Catalog = {
+  version: 'v1',
+  effective_from: '2026-01-01T00:00:00Z',
+  currency: 'USD',
+  meters: [
+    { id: 'gb', metric: 'bytes_out', aggregation: 'sum', scale: '0.000000001' },
+    { id: 'secs', metric: 'bytes_out', aggregation: 'sum' },
+  ],
+  // Weekdays only: a Saturday session has no rate.
+  schedules: [{ id: 'weekdays', weekdays: [1, 2, 3, 4, 5], from: '00:00', to: '24:00' }],
+  plans: [
+    {
+      id: 'p',
+      billing_period: 'month',
+      charges: [
+        { id: 'base', kind: 'recurring', amount: '10', billing: 'in_advance' },
+        { id: 'egress', kind: 'usage', meter: 'gb', model: 'per_unit', unit_price: '0.5' },
+        { id: 'calls', kind: 'usage', meter: 'secs', model: 'time_rated', rates: [{ schedule: 'weekdays', steps: [{ from: '0', unit_price: '1', per: '60', increment: '1' }] }] },
+        { id: 'orphan', kind: 'usage', meter: 'missing', model: 'per_unit', unit_price: '1' },
+      ],
+    },
+  ],
+} as Catalog
+
+function staged(charge: string, eventIso: string, quantity: string): StagedCharge {
+  return {
+    totalsKey: `s1\u0000${charge}\u00002026-10-01T00:00:00.000Z\u0000\u0000v1`,
+    chargeRef: chargeRef('v1', 'p', charge),
+    quantity,
+    dimensions: {},
+    eventIso,
+    eventId: `e-${eventIso}`,
+    timezone: 'UTC',
+    periodStartIso: '2026-10-01T00:00:00.000Z',
+    periodEndIso: '2026-11-01T00:00:00.000Z',
+    prefix: `${charge}\t`,
+    suffix: '\n',
+  }
+}
+
+const THURSDAY = '2026-10-01T12:00:00.000Z'
+const SATURDAY = '2026-10-03T12:00:00.000Z'
+
+describe('chargeTable', () => {
+  it('holds the usage charges whose meter exists, by chargeRef', () => {
+    expect([...chargeTable([catalog]).keys()].map((k) => k.split('\u0000').join('/'))).toEqual(['v1/p/egress', 'v1/p/calls'])
+  })
+})
+
+describe('RunningTotals.foldEvent', () => {
+  it('returns each charge line with metered quantity and amount, the increment of its running total', () => {
+    const totals = new RunningTotals(chargeTable([catalog]))
+    expect(totals.foldEvent([staged('egress', THURSDAY, '3000000000')])).toBe('egress\t3\t1.5\n')
+    expect(totals.foldEvent([staged('egress', THURSDAY, '1000000000')])).toBe('egress\t1\t0.5\n')
+    const t = totals.get(staged('egress', THURSDAY, '0').totalsKey)!
+    expect([t.n, t.total]).toEqual([2, 2_000_000_000n])
+  })
+
+  it('an event one of whose charges cannot price it moves no total: the error comes back and the next event rates as if it never came', () => {
+    const totals = new RunningTotals(chargeTable([catalog]))
+    totals.foldEvent([staged('egress', THURSDAY, '2000000000')])
+    const key = staged('egress', THURSDAY, '0').totalsKey
+    const before = totals.get(key)
+    const r = totals.foldEvent([staged('egress', SATURDAY, '5000000000'), staged('calls', SATURDAY, '30')])
+    expect(r).toBeInstanceOf(Error)
+    expect((r as Error).message).toMatch(/no rate's schedule covers weekday 6/)
+    expect(totals.get(key)).toBe(before)
+    expect(totals.foldEvent([staged('egress', THURSDAY, '1000000000'), staged('calls', THURSDAY, '30')])).toBe('egress\t1\t0.5\ncalls\t30\t0.5\n')
+  })
+
+  it('a charge missing from the table is an error naming it', () => {
+    const totals = new RunningTotals(new Map())
+    expect((totals.foldEvent([staged('egress', THURSDAY, '1')]) as Error).message).toBe("charge v1/p/egress missing from the rater's catalog snapshot")
+  })
+
+  it('keeps its totals when the charge table is swapped for a reloaded one', () => {
+    const totals = new RunningTotals(chargeTable([catalog]))
+    totals.foldEvent([staged('egress', THURSDAY, '2000000000')])
+    totals.setCharges(chargeTable([catalog]))
+    expect(totals.foldEvent([staged('egress', THURSDAY, '2000000000')])).toBe('egress\t2\t1\n')
+    expect(totals.size).toBe(1)
+  })
+})

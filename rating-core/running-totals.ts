@@ -1,0 +1,117 @@
+import type { Catalog, Meter, Schedule, UsageCharge } from '../catalog/types.js'
+import { chargeRef, type StagedCharge } from './stage.js'
+import { foldUsageEvent, type FoldedUsage, type RatingContext, type RunningTotal, type UsageEventInput } from './usage-rater.js'
+
+/** A usage charge as the partition owner prices it: the charge, its meter and its catalog's schedules. */
+export interface ResolvedCharge {
+  readonly charge: UsageCharge
+  readonly meter: Meter
+  readonly schedules: Schedule[]
+}
+
+/** Every usage charge of these catalog versions by its chargeRef (`version\0plan\0charge`); charges whose meter is missing are left out. */
+export function chargeTable(catalogs: readonly Catalog[]): Map<string, ResolvedCharge> {
+  const table = new Map<string, ResolvedCharge>()
+  for (const cat of catalogs) {
+    for (const plan of cat.plans) {
+      for (const charge of plan.charges) {
+        if (charge.kind !== 'usage') continue
+        const meter = cat.meters.find((m) => m.id === charge.meter)
+        if (meter) table.set(chargeRef(cat.version, plan.id, charge.id), { charge, meter, schedules: cat.schedules ?? [] })
+      }
+    }
+  }
+  return table
+}
+
+/** One running total's slot: the Map is probed once per charge, and the slot is written in place. */
+interface Cell {
+  t: RunningTotal | undefined
+}
+
+/**
+ * The running period totals of one partition owner, by totals key (stage.ts totalsKey), and the fold of a
+ * staged event into them (invariant 4: each amount is the increment of its total). In memory only: the owner
+ * rebuilds them from stored rated rows when it starts (fold), so they may run ahead of what is committed.
+ */
+export class RunningTotals {
+  private readonly cells = new Map<string, Cell>()
+
+  /** `charges` resolves a StagedCharge's chargeRef; it is read per event, so a new table can be swapped in. */
+  constructor(private charges: ReadonlyMap<string, ResolvedCharge>) {}
+
+  /** Uses another charge table from now on (guiding data reloaded); totals are kept. */
+  setCharges(charges: ReadonlyMap<string, ResolvedCharge>): void {
+    this.charges = charges
+  }
+
+  /** Running totals held. */
+  get size(): number {
+    return this.cells.size
+  }
+
+  /** The total under `key`, or undefined before its first event. */
+  get(key: string): RunningTotal | undefined {
+    return this.cells.get(key)?.t
+  }
+
+  /**
+   * Folds one staged event into the totals of all its charges and returns its rated_usage lines. If a charge
+   * cannot price it (e.g. a time_rated moment no schedule covers), every total it moved is put back and the
+   * error is returned: the event becomes a reject and no total moved for it.
+   */
+  foldEvent(charges: readonly StagedCharge[]): string | Error {
+    if (charges.length === 1) {
+      // Most events feed one charge: no undo list to allocate.
+      try {
+        return this.foldCharge(charges[0]!, this.cell(charges[0]!.totalsKey))
+      } catch (err) {
+        return err as Error
+      }
+    }
+    const saved: Array<[Cell, RunningTotal | undefined]> = []
+    let lines = ''
+    try {
+      for (const c of charges) {
+        const cell = this.cell(c.totalsKey)
+        saved.push([cell, cell.t])
+        lines += this.foldCharge(c, cell)
+      }
+      return lines
+    } catch (err) {
+      for (const [cell, t] of saved.reverse()) cell.t = t
+      return err as Error
+    }
+  }
+
+  /** Folds an event of `resolved` into the total under `key` (a rebuild from stored rows); throws when it cannot be priced. */
+  fold(key: string, resolved: ResolvedCharge, ev: UsageEventInput, ctx: RatingContext): FoldedUsage {
+    const cell = this.cell(key)
+    const r = foldUsageEvent(resolved.charge, resolved.meter, cell.t, ev, ctx)
+    cell.t = r.next
+    return r
+  }
+
+  private cell(key: string): Cell {
+    let cell = this.cells.get(key)
+    if (cell === undefined) {
+      cell = { t: undefined }
+      this.cells.set(key, cell)
+    }
+    return cell
+  }
+
+  /** Folds one charge of an event into its cell; returns its rated_usage line. */
+  private foldCharge(c: StagedCharge, cell: Cell): string {
+    const resolved = this.charges.get(c.chargeRef)
+    if (!resolved) throw new Error(`charge ${c.chargeRef.replaceAll('\u0000', '/')} missing from the rater's catalog snapshot`)
+    const r = foldUsageEvent(resolved.charge, resolved.meter, cell.t, { event_id: c.eventId, event_time: c.eventIso, quantity: c.quantity, dimensions: c.dimensions }, {
+      schedules: resolved.schedules,
+      timezone: c.timezone,
+      periodStart: c.periodStartIso,
+      periodEnd: c.periodEndIso,
+    })
+    cell.t = r.next
+    return c.prefix + r.metered + '\t' + r.amount + c.suffix
+  }
+}
