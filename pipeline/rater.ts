@@ -12,6 +12,7 @@ import { isoUtc } from '../common/time.js'
 import type { UsageBatch, WireRecord } from '../rating-core/record.js'
 import { chargeRef, rejectLine, totalsKey, type StagedBatch } from '../rating-core/stage.js'
 import { chargeTable, RunningTotals, type ResolvedCharge } from '../rating-core/running-totals.js'
+import { detached } from '../common/strings.js'
 import type { Queue } from './queue.js'
 import type { StageTask } from './rating-worker.js'
 import { decodeStaged, type StagedWire } from './staged-wire.js'
@@ -288,28 +289,35 @@ export class Rater extends EventEmitter {
 
   private apply(staged: StagedBatch, pending: Pending): void {
     const b = this.buffered
+    // This batch's rows, one string per table, flattened into the buffer at the end: the buffer then holds a
+    // few hundred flat strings per flush, not a rope of every row that keeps every batch's wire text alive.
+    let ratedRows = ''
+    let rejectedRows = ''
+    let suspendedRows = ''
+    let usage = ''
     let duplicates = 0
     let rated = 0
     let suspended = 0
     let rejected = 0
     const rejectedHere = staged.rejectLines.length
-    for (const line of staged.rejectLines) b.rejected += line
+    for (const line of staged.rejectLines) rejectedRows += line
     for (const rec of staged.records) {
       if (pending.release) {
         // A release: the record is committed already (it was suspended); rate it or leave it held.
         if (rec.suspendLine !== undefined) continue
       } else {
         // One probe: the key joins the index here, and leaves it again if the event turns out a reject.
+        // Detached: the index keeps its keys for good, and a slice would keep the batch's whole wire text.
         const before = this.accepted.size
-        this.accepted.add(rec.key)
+        this.accepted.add(detached(rec.key))
         if (this.accepted.size === before) {
           duplicates++
           continue
         }
       }
       if (rec.suspendLine !== undefined) {
-        b.usage += rec.usageLine
-        b.suspended += rec.suspendLine
+        usage += rec.usageLine
+        suspendedRows += rec.suspendLine
         suspended++
         b.rows++
         continue
@@ -320,20 +328,24 @@ export class Rater extends EventEmitter {
       if (typeof lines !== 'string') {
         if (!pending.release) {
           this.accepted.delete(rec.key)
-          b.rejected += rejectLine({ ...rec.reject, reason: `cannot be priced: ${lines.message}` }, rec.receivedAt, staged.batchId)
+          rejectedRows += rejectLine({ ...rec.reject, reason: `cannot be priced: ${lines.message}` }, rec.receivedAt, staged.batchId)
           rejected++
         }
         continue
       }
       if (!pending.release) {
-        b.usage += rec.usageLine
+        usage += rec.usageLine
       } else {
-        b.suspended += heldLine(pending.release.get(rec.key)!, 'released', staged.batchId)
+        suspendedRows += heldLine(pending.release.get(rec.key)!, 'released', staged.batchId)
       }
-      b.rated += lines
+      ratedRows += lines
       b.rows += rec.charges.length
       rated++
     }
+    if (ratedRows !== '') b.rated.push(detached(ratedRows))
+    if (rejectedRows !== '') b.rejected.push(detached(rejectedRows))
+    if (suspendedRows !== '') b.suspended.push(detached(suspendedRows))
+    if (usage !== '') b.usage.push(detached(usage))
     b.rows += rejectedHere + 1
     if (pending.msg) b.msgs.push(pending.msg)
     b.batches.push(staged.batchId)
@@ -378,10 +390,10 @@ export class Rater extends EventEmitter {
     const { store } = this.deps
     const started = performance.now()
     // Order matters: usage_events (the dedupe source) after the rows derived from it; `flushes` last (commit).
-    if (b.rated) await store.insertTsv('rated_usage', b.rated)
-    if (b.rejected) await store.insertTsv('rejected_usage', b.rejected)
-    if (b.suspended) await store.insertTsv('suspended_usage', b.suspended)
-    if (b.usage) await store.insertTsv('usage_events', b.usage)
+    if (b.rated.length) await store.insertTsv('rated_usage', b.rated)
+    if (b.rejected.length) await store.insertTsv('rejected_usage', b.rejected)
+    if (b.suspended.length) await store.insertTsv('suspended_usage', b.suspended)
+    if (b.usage.length) await store.insertTsv('usage_events', b.usage)
     crashPoint('before-commit')
     const sum = (k: keyof BatchOutcome) => b.outcomes.reduce((s, o) => s + (o[k] as number), 0)
     await store.insertTsv(
@@ -535,10 +547,11 @@ function heldLine(h: HeldRow, status: 'held' | 'released', batchId: string): str
 
 function emptyBuffer() {
   return {
-    rated: '',
-    rejected: '',
-    suspended: '',
-    usage: '',
+    // Rows per table, one flat string per batch applied (each ends in \n).
+    rated: [] as string[],
+    rejected: [] as string[],
+    suspended: [] as string[],
+    usage: [] as string[],
     rows: 0,
     msgs: [] as JsMsg[],
     batches: [] as string[],

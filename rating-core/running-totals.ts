@@ -1,4 +1,5 @@
 import type { Catalog, Meter, Schedule, UsageCharge } from '../catalog/types.js'
+import { detached } from '../common/strings.js'
 import { chargeRef, type StagedCharge } from './stage.js'
 import { foldUsageEvent, type FoldedUsage, type RatingContext, type RunningTotal, type UsageEventInput } from './usage-rater.js'
 
@@ -96,7 +97,8 @@ export class RunningTotals {
     let cell = this.cells.get(key)
     if (cell === undefined) {
       cell = { t: undefined }
-      this.cells.set(key, cell)
+      // Kept for good: a key sliced out of a batch's wire text would keep all of that text alive.
+      this.cells.set(detached(key), cell)
     }
     return cell
   }
