@@ -1,4 +1,4 @@
-import type { StagedBatch, StagedCharge, StagedRecord } from '../rating-core/stage.js'
+import { NO_DIMENSIONS, type StagedBatch, type StagedCharge, type StagedRecord } from '../rating-core/stage.js'
 
 /**
  * A StagedBatch as it crosses from a pool worker to the rater: every string of the batch in one string, and
@@ -39,7 +39,7 @@ export function encodeStaged(b: StagedBatch): StagedWire {
     parts.push(r.key, r.usageLine, r.suspendLine ?? '', r.reject.source, r.reject.raw, r.reject.reason, r.reject.origin ?? '')
     for (const c of r.charges) {
       parts.push(
-        c.totalsKey, c.chargeRef, c.quantity, JSON.stringify(c.dimensions), c.eventIso, c.eventId,
+        c.totalsKey, c.chargeRef, c.quantity, c.dimensions === NO_DIMENSIONS ? '{}' : JSON.stringify(c.dimensions), c.eventIso, c.eventId,
         c.timezone, c.periodStartIso, c.periodEndIso, c.prefix, c.suffix,
       )
     }
@@ -90,7 +90,7 @@ export function decodeStaged(w: StagedWire): StagedBatch {
         totalsKey,
         chargeRef,
         quantity,
-        dimensions: dims === '{}' ? {} : (JSON.parse(dims) as Record<string, string>),
+        dimensions: dims === '{}' ? NO_DIMENSIONS : (JSON.parse(dims) as Record<string, string>),
         eventIso: next(),
         eventId: next(),
         timezone: next(),
