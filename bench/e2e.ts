@@ -28,8 +28,17 @@ export interface E2eResult {
   jetstream_consume_events_per_s: number
   ratio_e2e_to_store: number
   ratio_e2e_to_jetstream: number
+  /** Machine CPU (every process, nats-server included) per event during the e2e run, µs; null off Linux. */
+  machine_cpu_us_per_event: number | null
+  /** Machine CPU per event while the store's raw ceiling was measured (both tables' rows inserted directly), µs. */
+  store_machine_cpu_us_per_event: number | null
+  /** Machine CPU per event the goal of 150,000 events/s allows on this machine's cores, µs. */
+  goal_machine_cpu_us_per_event: number
   counts: IngestCounts
 }
+
+/** The issue's goal for this machine, end to end. */
+export const E2E_GOAL_EVENTS_PER_S = 150_000
 
 /**
  * CSV → JetStream → pool → ClickHouse, events/s from the first row read to the last commit (services
@@ -72,12 +81,14 @@ export async function benchE2e(events = 300_000): Promise<E2eResult> {
     const ratedChunks = await chunksOf('rated_usage')
     const usageChunks = await chunksOf('usage_events')
     const ratedRows = counts.rated
+    const storeMachine0 = machineJiffies()
     t = performance.now()
     for (const c of ratedChunks) await store.insertTsv('bench_rated_usage', c)
     const ratedS = (performance.now() - t) / 1000
     t = performance.now()
     for (const c of usageChunks) await store.insertTsv('bench_usage_events', c)
     const storeS = ratedS + (performance.now() - t) / 1000
+    const storeMachine1 = machineJiffies()
 
     // 3. JetStream ceiling: the same events as batches of 1,000 on a stream of their own.
     const jsm = await jetstreamManager(queue.nc)
@@ -119,17 +130,23 @@ export async function benchE2e(events = 300_000): Promise<E2eResult> {
     await jsm.streams.delete('BENCH')
 
     const r = (n: number) => Math.round(n)
+    const busy = (a: Jiffies | undefined, b: Jiffies | undefined) => (a && b ? ((b.busy - a.busy) / (b.total - a.total)) * b.cores : null)
+    const e2eBusy = busy(machine0, machine1)
+    const storeBusy = busy(storeMachine0, storeMachine1)
     return {
       events,
       e2e_events_per_s: r(events / e2eS),
       cpu_us_per_event: +((cpu.user + cpu.system) / events).toFixed(1),
-      machine_busy_cores: machine0 && machine1 ? +((machine1.busy - machine0.busy) / (machine1.total - machine0.total) * machine1.cores).toFixed(2) : null,
+      machine_busy_cores: e2eBusy === null ? null : +e2eBusy.toFixed(2),
       store_raw_rated_rows_per_s: r(ratedRows / ratedS),
       store_raw_events_per_s: r(events / storeS),
       jetstream_publish_events_per_s: r(events / pubS),
       jetstream_consume_events_per_s: r(events / subS),
       ratio_e2e_to_store: +(storeS / e2eS).toFixed(2),
       ratio_e2e_to_jetstream: +(events / e2eS / (events / Math.max(pubS, subS))).toFixed(2),
+      machine_cpu_us_per_event: e2eBusy === null ? null : +((e2eBusy * e2eS * 1e6) / events).toFixed(1),
+      store_machine_cpu_us_per_event: storeBusy === null ? null : +((storeBusy * storeS * 1e6) / events).toFixed(1),
+      goal_machine_cpu_us_per_event: +((availableParallelism() * 1e6) / E2E_GOAL_EVENTS_PER_S).toFixed(1),
       counts,
     }
   } finally {
@@ -138,8 +155,14 @@ export async function benchE2e(events = 300_000): Promise<E2eResult> {
   }
 }
 
+interface Jiffies {
+  busy: number
+  total: number
+  cores: number
+}
+
 /** Busy and total jiffies of all CPUs since boot, from /proc/stat; undefined where there is none. */
-function machineJiffies(): { busy: number; total: number; cores: number } | undefined {
+function machineJiffies(): Jiffies | undefined {
   try {
     const cpu = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number)
     const idle = (cpu[3] ?? 0) + (cpu[4] ?? 0) // idle + iowait
@@ -163,6 +186,8 @@ export async function run(out: (s: string) => void): Promise<number> {
       `  store raw, all rows        ${res.store_raw_events_per_s.toLocaleString('en')} events/s  ratio e2e/store     ${res.ratio_e2e_to_store}`,
       `  JetStream publish          ${res.jetstream_publish_events_per_s.toLocaleString('en')} events/s`,
       `  JetStream consume          ${res.jetstream_consume_events_per_s.toLocaleString('en')} events/s   ratio e2e/jetstream ${res.ratio_e2e_to_jetstream}`,
+      `  machine CPU per event      e2e ${res.machine_cpu_us_per_event ?? '?'} µs; storing alone (raw ceiling) ${res.store_machine_cpu_us_per_event ?? '?'} µs; ` +
+        `${E2E_GOAL_EVENTS_PER_S.toLocaleString('en')} events/s on ${availableParallelism()} cores allows ${res.goal_machine_cpu_us_per_event} µs`,
       `  counts                     ${JSON.stringify(res.counts)}`,
     ].join('\n'),
   )
