@@ -13,51 +13,90 @@ export interface StagedWire {
   readonly ints: Int32Array
 }
 
-const STRINGS_PER_RECORD = 7 // key, usageLine, suspendLine, reject.source, reject.raw, reject.reason, reject.origin
-const STRINGS_PER_CHARGE = 11
+// Strings of their own, in the text: per record key, usageLine, suspendLine, reject.raw, reject.reason,
+// reject.origin; per charge quantity, dimensions, eventIso, eventId, prefix. The rest repeat across a batch and
+// go once, in its table of shared strings.
+// Per record: charges, hasSuspend, hasOrigin, reject.source (shared); per charge: totalsKey, chargeRef, timezone,
+// periodStartIso, periodEndIso, suffix (all shared).
+const INTS_PER_RECORD = 4
+const INTS_PER_CHARGE = 6
+const HEADER = 4 // read, records, reject lines, shared strings
 
-/** Encodes a staged batch for the trip to the rater; `decodeStaged(encodeStaged(b))` deep-equals `b`. */
+/**
+ * Encodes a staged batch for the trip to the rater; `decodeStaged(encodeStaged(b))` deep-equals `b`.
+ *
+ * Strings that repeat across the batch's events (totals keys, charge refs, time zones, periods, row suffixes,
+ * sources) are sent once and referred to by index: fewer bytes to join and copy, and on the rater's thread one
+ * string per distinct value instead of a slice per event, whose hash is then computed once per batch by the
+ * lookups that use it.
+ */
 export function encodeStaged(b: StagedBatch): StagedWire {
-  const parts: string[] = [b.batchId, b.rejectLines.join(''), b.records[0]?.receivedAt ?? '']
+  const shared: string[] = []
+  const index = new Map<string, number>()
+  const ref = (v: string): number => {
+    let i = index.get(v)
+    if (i === undefined) {
+      i = shared.length
+      shared.push(v)
+      index.set(v, i)
+    }
+    return i
+  }
+  const receivedAt = b.records[0]?.receivedAt ?? ''
   let charges = 0
   for (const r of b.records) charges += r.charges.length
-  // [read, records, rejectLines, then per record: charges, hasSuspend, hasOrigin] + one length per string.
-  const structure = 3 + b.records.length * 3
-  const strings = 3 + b.records.length * STRINGS_PER_RECORD + charges * STRINGS_PER_CHARGE
-  const ints = new Int32Array(structure + strings)
-  ints[0] = b.read
-  ints[1] = b.records.length
-  ints[2] = b.rejectLines.length
-  let s = 3
-  const receivedAt = parts[2]
+  const structure = new Int32Array(b.records.length * INTS_PER_RECORD + charges * INTS_PER_CHARGE)
+  const own: string[] = []
+  let s = 0
   for (const r of b.records) {
     // stageBatch stamps one received_at per batch; the wire carries it once.
     if (r.receivedAt !== receivedAt) throw new Error(`staged batch ${b.batchId}: records received at different times`)
-    ints[s++] = r.charges.length
-    ints[s++] = r.suspendLine === undefined ? 0 : 1
-    ints[s++] = r.reject.origin === undefined ? 0 : 1
-    parts.push(r.key, r.usageLine, r.suspendLine ?? '', r.reject.source, r.reject.raw, r.reject.reason, r.reject.origin ?? '')
+    structure[s++] = r.charges.length
+    structure[s++] = r.suspendLine === undefined ? 0 : 1
+    structure[s++] = r.reject.origin === undefined ? 0 : 1
+    structure[s++] = ref(r.reject.source)
+    own.push(r.key, r.usageLine, r.suspendLine ?? '', r.reject.raw, r.reject.reason, r.reject.origin ?? '')
     for (const c of r.charges) {
-      parts.push(
-        c.totalsKey, c.chargeRef, c.quantity, c.dimensions === NO_DIMENSIONS ? '{}' : JSON.stringify(c.dimensions), c.eventIso, c.eventId,
-        c.timezone, c.periodStartIso, c.periodEndIso, c.prefix, c.suffix,
-      )
+      structure[s++] = ref(c.totalsKey)
+      structure[s++] = ref(c.chargeRef)
+      structure[s++] = ref(c.timezone)
+      structure[s++] = ref(c.periodStartIso)
+      structure[s++] = ref(c.periodEndIso)
+      structure[s++] = ref(c.suffix)
+      own.push(c.quantity, c.dimensions === NO_DIMENSIONS ? '{}' : JSON.stringify(c.dimensions), c.eventIso, c.eventId, c.prefix)
     }
   }
-  for (let i = 0; i < parts.length; i++) ints[structure + i] = parts[i]!.length
+  const parts = [b.batchId, b.rejectLines.join(''), receivedAt].concat(shared, own)
+  const ints = new Int32Array(HEADER + structure.length + parts.length)
+  ints[0] = b.read
+  ints[1] = b.records.length
+  ints[2] = b.rejectLines.length
+  ints[3] = shared.length
+  ints.set(structure, HEADER)
+  const lengths = HEADER + structure.length
+  for (let i = 0; i < parts.length; i++) ints[lengths + i] = parts[i]!.length
   return { text: parts.join(''), ints }
 }
 
 /**
- * Rebuilds the staged batch. Strings are slices of `text`; objects are built with one shape each.
+ * Rebuilds the staged batch. Strings are slices of `text` (a shared one is sliced once and referred to by every
+ * event that uses it); objects are built with one shape each.
  */
 export function decodeStaged(w: StagedWire): StagedBatch {
   const { text, ints } = w
   const read = ints[0]!
   const n = ints[1]!
   const nRejects = ints[2]!
-  let s = 3
-  let len = 3 + n * 3
+  const nShared = ints[3]!
+  // The structure runs to where the lengths begin: the strings' count is known from the counts above.
+  let structureLength = n * INTS_PER_RECORD
+  let s = HEADER
+  for (let i = 0; i < n; i++) {
+    const nCharges = ints[s]!
+    structureLength += nCharges * INTS_PER_CHARGE
+    s += INTS_PER_RECORD + nCharges * INTS_PER_CHARGE
+  }
+  let len = HEADER + structureLength
   let pos = 0
   const next = (): string => {
     const l = ints[len++]!
@@ -68,22 +107,29 @@ export function decodeStaged(w: StagedWire): StagedBatch {
   const batchId = next()
   const rejectText = next()
   const receivedAt = next()
+  const shared: string[] = new Array(nShared)
+  for (let i = 0; i < nShared; i++) shared[i] = next()
   const records: StagedRecord[] = new Array(n)
+  s = HEADER
   for (let i = 0; i < n; i++) {
     const nCharges = ints[s++]!
     const hasSuspend = ints[s++] === 1
     const hasOrigin = ints[s++] === 1
+    const source = shared[ints[s++]!]!
     const key = next()
     const usageLine = next()
     const suspendLine = next()
-    const source = next()
     const raw = next()
     const reason = next()
     const origin = next()
     const charges: StagedCharge[] = new Array(nCharges)
     for (let c = 0; c < nCharges; c++) {
-      const totalsKey = next()
-      const chargeRef = next()
+      const totalsKey = shared[ints[s++]!]!
+      const chargeRef = shared[ints[s++]!]!
+      const timezone = shared[ints[s++]!]!
+      const periodStartIso = shared[ints[s++]!]!
+      const periodEndIso = shared[ints[s++]!]!
+      const suffix = shared[ints[s++]!]!
       const quantity = next()
       const dims = next()
       charges[c] = {
@@ -93,11 +139,11 @@ export function decodeStaged(w: StagedWire): StagedBatch {
         dimensions: dims === '{}' ? NO_DIMENSIONS : (JSON.parse(dims) as Record<string, string>),
         eventIso: next(),
         eventId: next(),
-        timezone: next(),
-        periodStartIso: next(),
-        periodEndIso: next(),
+        timezone,
+        periodStartIso,
+        periodEndIso,
         prefix: next(),
-        suffix: next(),
+        suffix,
       }
     }
     records[i] = {

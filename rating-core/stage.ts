@@ -171,7 +171,7 @@ export function stageBatch(batch: UsageBatch, guiding: GuidingIndex, receivedAtM
           periodStartIso: period.startIso,
           periodEndIso: period.endIso,
           prefix: head + group.columns + timeTab,
-          suffix: route.suffixHead + tail,
+          suffix: route.suffix(tail),
         }
         // Sized to what it holds: an empty array grows to 16 slots on its first push.
         if (charges === undefined) charges = [c]
@@ -269,10 +269,22 @@ class ChargeRoute {
     return { key, columns: this.ids + tsv(key) + '\t' + tsv(this.meter.metric) + '\t' }
   }
 
+  /** The rated_usage columns after `amount`: suffixHead and a batch's tail, one string per route, period and batch. */
+  suffix(tail: string): string {
+    if (tail !== this.suffixTail) {
+      this.suffixTail = tail
+      this.suffixText = this.suffixHead + tail
+    }
+    return this.suffixText
+  }
+  private suffixTail = ''
+  private suffixText = ''
+
   /** Points the keys and suffix at `period`. */
   enter(period: Period): void {
     if (period.start === this.periodStart) return
     this.periodStart = period.start
+    this.suffixTail = ''
     this.keys = new Map()
     const { catalog } = this.owner
     this.suffixHead = '\t' + catalog.currency + '\t' + tsv(catalog.version) + '\t' + chTime(period.startIso)
