@@ -2,7 +2,7 @@ import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
 import type { Meter } from '../catalog/types.js'
 import { type Dec, ZERO, fmt, parseDec } from './decimal.js'
-import { type MeterAggregate, foldMeter, groupKey, meterAccepts, scaledQuantity } from './meters.js'
+import { type MeterAggregate, foldMeter, groupKey, meterAccepts, meterInfo, scaledQuantity } from './meters.js'
 
 const START = Date.parse('2026-11-01T00:00:00Z')
 const END = Date.parse('2026-12-01T00:00:00Z')
@@ -18,7 +18,7 @@ function foldAll(meter: Meter, events: E[]): MeterAggregate | undefined {
   let agg: MeterAggregate | undefined
   let q: Dec = ZERO
   for (const e of events) {
-    const r = foldMeter(meter, agg, q, { event_id: e.id, event_time: e.t, dimensions: e.dims ?? {} }, scaledQuantity(meter, e.q), START, END)
+    const r = foldMeter(meter, agg, q, { event_id: e.id, event_time: e.t, dimensions: e.dims ?? {} }, scaledQuantity(meterInfo(meter).scale, e.q), START, END)
     agg = r.agg
     q = r.q
     expect(fmt(q)).toBe(agg.q)
@@ -93,6 +93,6 @@ describe('meterAccepts / groupKey / scaledQuantity', () => {
     expect(groupKey(meter, {})).toBe('[null]')
   })
   it('scale', () => {
-    expect(fmt(scaledQuantity(meter, '1234'))).toBe('1.234')
+    expect(fmt(scaledQuantity(meterInfo(meter).scale, '1234'))).toBe('1.234')
   })
 })

@@ -90,11 +90,10 @@ export function groupKey(meter: Meter, dimensions: Record<string, string>): stri
   return JSON.stringify(g.map((d) => dimensions[d] ?? null))
 }
 
-/** The event's quantity × the meter's scale. */
-export function scaledQuantity(meter: Meter, quantity: string): Dec {
+/** The event's quantity × the meter's scale (meterInfo(meter).scale; null for 1). */
+export function scaledQuantity(scale: Dec | null, quantity: string): Dec {
   const q = parseDec(quantity, 'quantity')
-  const s = meterInfo(meter).scale
-  return s === null ? q : mul(q, s)
+  return scale === null ? q : mul(q, scale)
 }
 
 export interface FoldResult {

@@ -255,7 +255,10 @@ export function timedEventNano(
     const plan = msPlanOf(charge)
     if (plan !== null && (dur.e <= 3 || dur.i % pow10(dur.e - 3) === 0n)) {
       const durMs = dur.e <= 3 ? dur.i * pow10(3 - dur.e) : dur.i / pow10(dur.e - 3)
-      if (durMs <= MAX_SESSION_MS) return capped(charge, msSessionNano(charge, plan, splitSessionMs(charge, schedules, startMs, Number(durMs), timezone), Number(durMs)))
+      if (durMs <= MAX_SESSION_MS) {
+        const total = msSessionNano(charge, plan, splitSessionMs(charge, schedules, startMs, Number(durMs), timezone), Number(durMs))
+        return plan.cap !== null && total > plan.cap ? plan.cap : total
+      }
     }
   }
 
@@ -329,12 +332,6 @@ function capOf(charge: TimeRatedCharge): bigint | null {
   return cap
 }
 
-/** A rounded session price, capped at max_cost_per_event (strategy "free"). */
-function capped(charge: TimeRatedCharge, total: bigint): bigint {
-  const cap = capOf(charge)
-  return cap !== null && total > cap ? cap : total
-}
-
 // ---- the same price in whole milliseconds ----------------------------------------------------------
 
 /** Sessions up to ~285 years: block arithmetic in JS integers stays below 2^53. */
@@ -356,6 +353,8 @@ interface MsStep {
 interface MsPlan {
   den: bigint
   rates: Map<TimeRatedRate, { steps: MsStep[]; connect: bigint }>
+  /** max_cost_per_event in nano-units (strategy "free"), or null. */
+  cap: bigint | null
 }
 
 const msPlans = new WeakMap<TimeRatedCharge, MsPlan | null>()
@@ -394,7 +393,7 @@ function msPlanOf(charge: TimeRatedCharge): MsPlan | null {
         connect: p.connect === null ? 0n : p.connect.i * (den / pow10(p.connect.e)),
       })
     }
-    plan = { den, rates }
+    plan = { den, rates, cap: capOf(charge) }
   }
   msPlans.set(charge, plan)
   return plan

@@ -205,8 +205,8 @@ function checkPrior(charge: UsageCharge, prior: MeterState | undefined): void {
 }
 
 /** A time_rated session's price in nano-units; the session lasts the event's scaled quantity in seconds. */
-function sessionFee(charge: TimeRatedCharge, meter: Meter, scaled: Dec, ev: UsageEventInput, ctx: RatingContext): bigint {
-  if (meterInfo(meter).scale !== null) {
+function sessionFee(charge: TimeRatedCharge, scale: Dec | null, scaled: Dec, ev: UsageEventInput, ctx: RatingContext): bigint {
+  if (scale !== null) {
     // A scaled duration goes through its text, as `rateflow rate` would be given it (same limits, same price).
     return toNano(parseDec(rateTimedEvent(charge, ctx.schedules, ev.event_time, fmt(scaled), ctx.timezone).amount))
   }
@@ -214,8 +214,8 @@ function sessionFee(charge: TimeRatedCharge, meter: Meter, scaled: Dec, ev: Usag
 }
 
 /** fmt(scaled) for the rated row; without a scale that is the quantity itself whenever it is already canonical. */
-function meteredText(meter: Meter, scaled: Dec, quantity: string): string {
-  return meterInfo(meter).scale === null && isCanonical(quantity) ? quantity : fmt(scaled)
+function meteredText(scale: Dec | null, scaled: Dec, quantity: string): string {
+  return scale === null && isCanonical(quantity) ? quantity : fmt(scaled)
 }
 
 /** Rates one event of `charge` (whose meter is `meter` and accepts the event) against the running state. */
@@ -245,16 +245,18 @@ export function foldUsageEvent(
   if (prior !== undefined && prior.model !== charge.model) {
     throw new RateflowError(ErrorCode.Internal, `running total for charge ${charge.id} was built for model ${prior.model}, not ${charge.model}`)
   }
-  const scaled = scaledQuantity(meter, ev.quantity)
+  // The meter's parsed scale, looked up once per event (a WeakMap probe each time it was asked for).
+  const scale = meterInfo(meter).scale
+  const scaled = scaledQuantity(scale, ev.quantity)
   const n = (prior?.n ?? 0) + 1
 
   if (charge.model === 'time_rated') {
     // The session's own price; the total only keeps Σ seconds and Σ prices for the invoice.
-    const fee = sessionFee(charge, meter, scaled, ev, ctx)
+    const fee = sessionFee(charge, scale, scaled, ev, ctx)
     const q = prior === undefined ? scaled : add(prior.q, scaled)
     const fees = (prior?.fees ?? 0n) + fee
     const next: RunningTotal = { model: charge.model, n, q, total: fees, fees, freeUsed: ZERO, agg: undefined }
-    return { amount: fmtNano(fee), metered: meteredText(meter, scaled, ev.quantity), next }
+    return { amount: fmtNano(fee), metered: meteredText(scale, scaled, ev.quantity), next }
   }
 
   if (charge.model === 'percentage') {
@@ -271,7 +273,7 @@ export function foldUsageEvent(
     const q = prior === undefined ? scaled : add(prior.q, scaled)
     const total = modelTotal(charge, q, null)
     const next: RunningTotal = { model: charge.model, n, q, total, fees: 0n, freeUsed: ZERO, agg: undefined }
-    return { amount: fmtNano(total - (prior?.total ?? 0n)), metered: meteredText(meter, scaled, ev.quantity), next }
+    return { amount: fmtNano(total - (prior?.total ?? 0n)), metered: meteredText(scale, scaled, ev.quantity), next }
   }
 
   const startMs = meter.aggregation === 'time_weighted_avg' ? eventMillis(ctx.periodStart) : 0
