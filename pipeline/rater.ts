@@ -328,7 +328,11 @@ export class Rater extends EventEmitter {
       if (typeof lines !== 'string') {
         if (!pending.release) {
           this.accepted.delete(rec.key)
-          rejectedRows += rejectLine({ ...rec.reject, reason: `cannot be priced: ${lines.message}` }, rec.receivedAt, staged.batchId)
+          rejectedRows += rejectLine(
+            { source: rec.source, raw: rec.raw, reason: `cannot be priced: ${lines.message}`, ...(rec.origin !== undefined ? { origin: rec.origin } : {}) },
+            rec.receivedAt,
+            staged.batchId,
+          )
           rejected++
         }
         continue

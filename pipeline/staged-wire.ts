@@ -13,10 +13,9 @@ export interface StagedWire {
   readonly ints: Int32Array
 }
 
-// Strings of their own, in the text: per record key, usageLine, suspendLine, reject.raw, reject.reason,
-// reject.origin; per charge quantity, dimensions, eventIso, eventId, prefix. The rest repeat across a batch and
+// Strings of their own, in the text: per record key, usageLine, suspendLine, raw, origin; per charge quantity, dimensions, eventIso, eventId, prefix. The rest repeat across a batch and
 // go once, in its table of shared strings.
-// Per record: charges, hasSuspend, hasOrigin, reject.source (shared); per charge: totalsKey, chargeRef, timezone,
+// Per record: charges, hasSuspend, hasOrigin, source (shared); per charge: totalsKey, chargeRef, timezone,
 // periodStartIso, periodEndIso, suffix (all shared).
 const INTS_PER_RECORD = 4
 const INTS_PER_CHARGE = 6
@@ -53,9 +52,9 @@ export function encodeStaged(b: StagedBatch): StagedWire {
     if (r.receivedAt !== receivedAt) throw new Error(`staged batch ${b.batchId}: records received at different times`)
     structure[s++] = r.charges.length
     structure[s++] = r.suspendLine === undefined ? 0 : 1
-    structure[s++] = r.reject.origin === undefined ? 0 : 1
-    structure[s++] = ref(r.reject.source)
-    own.push(r.key, r.usageLine, r.suspendLine ?? '', r.reject.raw, r.reject.reason, r.reject.origin ?? '')
+    structure[s++] = r.origin === undefined ? 0 : 1
+    structure[s++] = ref(r.source)
+    own.push(r.key, r.usageLine, r.suspendLine ?? '', r.raw, r.origin ?? '')
     for (const c of r.charges) {
       structure[s++] = ref(c.totalsKey)
       structure[s++] = ref(c.chargeRef)
@@ -120,7 +119,6 @@ export function decodeStaged(w: StagedWire): StagedBatch {
     const usageLine = next()
     const suspendLine = next()
     const raw = next()
-    const reason = next()
     const origin = next()
     const charges: StagedCharge[] = new Array(nCharges)
     for (let c = 0; c < nCharges; c++) {
@@ -151,7 +149,9 @@ export function decodeStaged(w: StagedWire): StagedBatch {
       usageLine,
       suspendLine: hasSuspend ? suspendLine : undefined,
       charges,
-      reject: hasOrigin ? { source, raw, reason, origin } : { source, raw, reason },
+      source,
+      raw,
+      origin: hasOrigin ? origin : undefined,
       receivedAt,
     }
   }

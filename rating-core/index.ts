@@ -1,6 +1,6 @@
 /** rating-core: pure rating functions, no I/O. What other folders may use. */
 export type { CanonicalRecord, UsageBatch, WireRecord, WireReject } from './record.js'
-export { validateRecord, type ValidRecord } from './validate.js'
+export { validateRecord } from './validate.js'
 export { chargeRef, rejectLine, stageBatch, totalsKey, type StagedBatch, type StagedCharge, type StagedRecord } from './stage.js'
 export { chargeTable, RunningTotals, type ResolvedCharge } from './running-totals.js'
 export { groupKey, meterAccepts } from './meters.js'

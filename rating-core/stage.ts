@@ -34,8 +34,10 @@ export interface StagedRecord {
   /** Set when the record waits for guiding data: suspended_usage line (ends in \n). */
   readonly suspendLine?: string
   readonly charges: StagedCharge[]
-  /** The input as received, for a reject the owner decides (a model that cannot price the event). */
-  readonly reject: WireReject
+  /** The input as received, for a reject the owner decides (a model that cannot price the event): source, raw bytes (or the record's JSON), origin. */
+  readonly source: string
+  readonly raw: string
+  readonly origin: string | undefined
   readonly receivedAt: string
 }
 
@@ -106,9 +108,9 @@ export function stageBatch(batch: UsageBatch, guiding: GuidingIndex, receivedAtM
   let tabSourceTab = ''
   for (const j of batch.rejects) rejectLines.push(rejectLine(j, receivedAt, batchId))
   for (const r of batch.records) {
-    const v = validateRecord(r)
-    if (typeof v === 'string') {
-      rejectLines.push(rejectLine(asReject(r, v), receivedAt, batchId))
+    const ms = validateRecord(r)
+    if (typeof ms === 'string') {
+      rejectLines.push(rejectLine(asReject(r, ms), receivedAt, batchId))
       continue
     }
     if (r.source !== lastSource) {
@@ -119,7 +121,7 @@ export function stageBatch(batch: UsageBatch, guiding: GuidingIndex, receivedAtM
       tabSourceTab = '\t' + sourceTab
     }
     // Most sources already send normalised UTC; formatting a Date costs more than this check.
-    const iso = NORMALISED_UTC.test(r.event_time) ? r.event_time : isoUtc(v.ms)
+    const iso = NORMALISED_UTC.test(r.event_time) ? r.event_time : isoUtc(ms)
     // Rows are built from as few pieces as possible: each `+` of a long string is one more object to
     // allocate and, when the staged batch outlives a minor collection, to copy.
     const timeTab = chTime(iso) + '\t'
@@ -133,7 +135,7 @@ export function stageBatch(batch: UsageBatch, guiding: GuidingIndex, receivedAtM
         : device + '\t\t\t'
     const common = sourceTab + eventT + '\t' + timeTab + ownerCols + metricTab(r.metric) + r.quantity + tabDims(dims)
     const usageLine = common + tail
-    const g = guiding.guide(r, v.ms)
+    const g = guiding.guide(r, ms)
     if (g.kind === 'reject') {
       rejectLines.push(rejectLine(asReject(r, g.reason), receivedAt, batchId))
       continue
@@ -142,14 +144,14 @@ export function stageBatch(batch: UsageBatch, guiding: GuidingIndex, receivedAtM
       const suspendLine =
         common + '\t' + tsv(r.raw ?? JSON.stringify(canonical(r))) + '\t' + tsv(r.origin ?? '') + '\t' + tsv(g.reason) +
         '\theld\t' + receivedAtMs + '\t' + receivedAt + '\t' + batchId + '\n'
-      records.push({ key, usageLine, suspendLine, charges: [], reject: asReject(r, ''), receivedAt })
+      records.push({ key, usageLine, suspendLine, charges: [], source: r.source, raw: rawOf(r), origin: r.origin, receivedAt })
       continue
     }
     const o = ownerRoutes(g.owner)
     // One period for every charge of the record: it depends on the account and the plan only.
     let period = o.period
-    if (period === undefined || !(period.start <= v.ms && v.ms < period.end)) {
-      period = billingPeriod(v.ms, g.owner.account, g.owner.plan.billing_period)
+    if (period === undefined || !(period.start <= ms && ms < period.end)) {
+      period = billingPeriod(ms, g.owner.account, g.owner.plan.billing_period)
       o.period = period
     }
     let charges: StagedCharge[] | undefined
@@ -186,7 +188,7 @@ export function stageBatch(batch: UsageBatch, guiding: GuidingIndex, receivedAtM
       rejectLines.push(rejectLine(asReject(r, reason), receivedAt, batchId))
       continue
     }
-    records.push({ key, usageLine, charges, reject: asReject(r, ''), receivedAt })
+    records.push({ key, usageLine, charges, source: r.source, raw: rawOf(r), origin: r.origin, receivedAt })
   }
   return { batchId: batch.id, read: batch.records.length + batch.rejects.length, rejectLines, records }
 }
@@ -370,9 +372,14 @@ function canonical(r: WireRecord): Omit<WireRecord, 'raw' | 'origin'> {
   return rest
 }
 
+/** The raw input of a record, or its canonical JSON when the adapter kept none. */
+function rawOf(r: WireRecord): string {
+  return r.raw ?? JSON.stringify(canonical(r))
+}
+
 function asReject(r: WireRecord, reason: string): WireReject {
   const source = typeof r.source === 'string' ? r.source : ''
-  const raw = r.raw ?? JSON.stringify(canonical(r))
+  const raw = rawOf(r)
   // Two literals rather than a spread of a conditional object (two allocations) or an added property (a
   // property store grown per staged record); `origin` is absent, not undefined, when the record has none.
   return r.origin !== undefined ? { source, raw, reason, origin: r.origin } : { source, raw, reason }

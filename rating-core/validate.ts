@@ -5,16 +5,12 @@ import type { WireRecord } from './record.js'
 const QUANTITY = /^\d{1,29}(\.\d{1,9})?$/
 const MAX_ID = 256
 
-/** A record that passed validation: its time as epoch ms. */
-export interface ValidRecord {
-  readonly ms: number
-}
-
 /**
  * Validates one record (CONTRACT §2). Returns a reason a person can act on, naming the field and the
- * value, or the event time in epoch ms when the record is valid. Pure; never throws.
+ * value, or the event time in epoch ms (a number) when the record is valid: no result object per record.
+ * Pure; never throws.
  */
-export function validateRecord(r: WireRecord): ValidRecord | string {
+export function validateRecord(r: WireRecord): number | string {
   if (typeof r !== 'object' || r === null) return 'record is not an object'
   if (typeof r.source !== 'string' || r.source === '') return 'source is empty'
   if (typeof r.event_id !== 'string' || r.event_id === '') return 'event_id is empty'
@@ -41,7 +37,7 @@ export function validateRecord(r: WireRecord): ValidRecord | string {
       if (typeof r.dimensions[k] !== 'string') return `dimension "${clip(k)}" must be a string`
     }
   }
-  return { ms }
+  return ms
 }
 
 const DAYS = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31]
