@@ -25,6 +25,8 @@ import { validateCatalog } from '../catalog/validate-catalog.js'
 import { decodeBatch, encodeBatch } from '../pipeline/queue.js'
 import type { UsageBatch, WireRecord } from '../rating-core/record.js'
 import { chargeTable, RunningTotals, type ResolvedCharge } from '../rating-core/running-totals.js'
+import { detached } from '../common/strings.js'
+import { DedupeIndex } from '../rating-core/dedupe-index.js'
 import { stageBatch } from '../rating-core/stage.js'
 import { perSecond, ratio, saveResult } from './results.js'
 import { CSV_HEADER, deviceId, prng, sampleAccounts, sampleCsvLines, type SampleSize } from './sample-data.js'
@@ -71,12 +73,13 @@ export interface ModelFigures {
   counts: Counts
 }
 
-/** Bytes of heap one remembered dedupe key costs, as the rater keeps them (a Set of flat strings). */
+/** Bytes of heap one remembered dedupe key costs, as the rater keeps them (DedupeIndex), and in one Set of joined keys. */
 export interface KeyBytes {
   shape: string
   example: string
   keys: number
   bytes_per_key: number
+  joined_set_bytes_per_key: number
 }
 
 /** What one run writes to bench/out/rating-<time>.json. */
@@ -300,7 +303,7 @@ export interface RatingRun {
  */
 export class RateflowRun implements RatingRun {
   readonly counts: Counts = { read: 0, rated: 0, duplicates: 0, rejected: 0, suspended: 0 }
-  private readonly seen = new Set<string>()
+  private readonly seen = new DedupeIndex()
   private readonly totals: RunningTotals
   /** Lengths of the text produced, so no step can be skipped as unused. */
   sink = 0
@@ -320,9 +323,7 @@ export class RateflowRun implements RatingRun {
     let rated = ''
     let usage = ''
     for (const rec of staged.records) {
-      const before = seen.size
-      seen.add(rec.key)
-      if (seen.size === before) {
+      if (!seen.add(rec.source, rec.eventId)) {
         counts.duplicates++
         continue
       }
@@ -335,7 +336,7 @@ export class RateflowRun implements RatingRun {
       const lines = totals.foldEvent(rec.charges)
       if (typeof lines !== 'string') throw lines
       rated += lines
-      if (amounts !== null) amounts.set(rec.key, ratedAmounts(lines))
+      if (amounts !== null) amounts.set(rec.source + '\u0000' + rec.eventId, ratedAmounts(lines))
       counts.rated++
     }
     this.sink += rated.length + usage.length
@@ -792,8 +793,8 @@ function timed(s: Scenario, run: RatingRun): Timing {
 }
 
 const KEY_SHAPES = [
-  { shape: 'CSV row id', make: (i: number) => `csv:oct-export\u0000e-${i}` },
-  { shape: 'UUID', make: (i: number) => `mqtt:plant-7\u0000${uuidLike(i)}` },
+  { shape: 'CSV row id', source: 'csv:oct-export', id: (i: number) => `e-${i}` },
+  { shape: 'UUID', source: 'mqtt:plant-7', id: (i: number) => uuidLike(i) },
 ] as const
 
 function uuidLike(i: number): string {
@@ -803,29 +804,61 @@ function uuidLike(i: number): string {
 }
 
 /**
- * Heap bytes per key in a Set of `keys` dedupe keys, for each key shape. Needs `--expose-gc`: heapUsed is read
- * after full collections, before and after the Set is built. Keys are flat strings, as the rater holds them
- * (they arrive structured-cloned from a worker, or parsed from the store), so they are made by JSON.parse
- * rather than by concatenation (which would leave rope strings behind).
+ * Heap bytes per remembered key, for each key shape: in the rater's DedupeIndex (one Set of event ids per source),
+ * and, for comparison, in one Set of `source\0event_id` strings detached the same way. Needs `--expose-gc`:
+ * heapUsed is read after full collections, before and after the structure is built. The keys arrive as the
+ * rater gets them: slices of a batch's text (1,000 keys per text), dropped once the batch is applied.
  */
 export function measureKeyBytes(keys: number): KeyBytes[] {
   const gc = (globalThis as { gc?: () => void }).gc
   if (gc === undefined) throw new Error('measureKeyBytes needs node --expose-gc')
-  return KEY_SHAPES.map(({ shape, make }) => ({ shape, example: make(12345).replace('\u0000', '\\0'), keys, bytes_per_key: heapPerKey(make, keys, gc) }))
+  return KEY_SHAPES.map(({ shape, source, id }) => ({
+    shape,
+    example: `${source}\\0${id(12345)}`,
+    keys,
+    bytes_per_key: heapPerKey(keys, gc, () => {
+      const index = new DedupeIndex()
+      forEachSliced(keys, id, (k) => index.add(source, k))
+      if (index.size !== keys || !index.has(source, id(keys - 1))) throw new Error('dedupe index lost a key')
+      return index
+    }),
+    joined_set_bytes_per_key: heapPerKey(keys, gc, () => {
+      const set = new Set<string>()
+      forEachSliced(keys, (i) => `${source}\u0000${id(i)}`, (k) => set.add(detached(k)))
+      if (set.size !== keys) throw new Error('dedupe set lost a key')
+      return set
+    }),
+  }))
 }
 
-function heapPerKey(make: (i: number) => string, keys: number, gc: () => void): number {
+/** Calls `use` with key(i) for i < keys, each a slice of a text holding 1,000 keys, as a batch's wire text holds them. */
+function forEachSliced(keys: number, key: (i: number) => string, use: (k: string) => void): void {
+  for (let first = 0; first < keys; first += 1000) {
+    const parts: string[] = []
+    for (let i = first; i < Math.min(first + 1000, keys); i++) parts.push(key(i))
+    const text = parts.join('')
+    let at = 0
+    for (const p of parts) {
+      use(text.slice(at, at + p.length))
+      at += p.length
+    }
+  }
+}
+
+/** What heapPerKey measures, held where no optimisation can consider it dead before the heap is read. */
+let measured: unknown
+
+/** Heap growth per key while what `build` returns is alive. */
+function heapPerKey(keys: number, gc: () => void, build: () => unknown): number {
   gc()
   gc()
   const before = process.memoryUsage().heapUsed
-  const set = new Set<string>()
-  for (let i = 0; i < keys; i++) set.add(JSON.parse(JSON.stringify(make(i))) as string)
+  measured = build()
   gc()
   gc()
   const after = process.memoryUsage().heapUsed
-  if (set.size !== keys || !set.has(make(keys - 1))) throw new Error('dedupe set lost a key')
-  // Released before the next shape is measured, or it would be counted against that one.
-  set.clear()
+  // Released before the next structure is measured, or it would be counted against that one.
+  measured = undefined
   return Math.round((after - before) / keys)
 }
 
@@ -877,7 +910,10 @@ export async function run(out: (s: string) => void): Promise<number> {
   out(`  outcomes per round: ${figures.map((f) => `${f.model} ${JSON.stringify(f.counts)}`).join('; ')}`)
   const dedupe = keyBytes(keys)
   for (const d of dedupe) {
-    out(`  dedupe key (${d.shape}, e.g. "${d.example}"): ${d.bytes_per_key} bytes per remembered key (Set of ${d.keys.toLocaleString('en')})`)
+    out(
+      `  dedupe key (${d.shape}, e.g. "${d.example}"): ${d.bytes_per_key} bytes per remembered key in the DedupeIndex ` +
+        `(${d.joined_set_bytes_per_key} in one Set of joined keys), ${d.keys.toLocaleString('en')} keys`,
+    )
   }
   const result: RatingResult = { date: new Date().toISOString(), node: process.version, models: figures, dedupe }
   out(`  written to ${saveResult('rating', result)}`)

@@ -13,6 +13,7 @@ import type { UsageBatch, WireRecord } from '../rating-core/record.js'
 import { chargeRef, rejectLine, totalsKey, type StagedBatch } from '../rating-core/stage.js'
 import { chargeTable, RunningTotals, type ResolvedCharge } from '../rating-core/running-totals.js'
 import { detached } from '../common/strings.js'
+import { DedupeIndex } from '../rating-core/dedupe-index.js'
 import type { Queue } from './queue.js'
 import type { StageTask } from './rating-worker.js'
 import { decodeStaged, type StagedWire } from './staged-wire.js'
@@ -116,7 +117,7 @@ interface HeldRow {
 export class Rater extends EventEmitter {
   private readonly pool: Piscina<StageTask, StagedWire>
   /** Dedupe index: keys of every accepted record (committed, in a flush in flight, or buffered). */
-  private readonly accepted = new Set<string>()
+  private readonly accepted = new DedupeIndex()
   private charges = new Map<string, ResolvedCharge>()
   private readonly totals = new RunningTotals(this.charges)
   private guiding!: GuidingIndex
@@ -307,10 +308,7 @@ export class Rater extends EventEmitter {
         if (rec.suspendLine !== undefined) continue
       } else {
         // One probe: the key joins the index here, and leaves it again if the event turns out a reject.
-        // Detached: the index keeps its keys for good, and a slice would keep the batch's whole wire text.
-        const before = this.accepted.size
-        this.accepted.add(detached(rec.key))
-        if (this.accepted.size === before) {
+        if (!this.accepted.add(rec.source, rec.eventId)) {
           duplicates++
           continue
         }
@@ -327,7 +325,7 @@ export class Rater extends EventEmitter {
       const lines = this.totals.foldEvent(rec.charges)
       if (typeof lines !== 'string') {
         if (!pending.release) {
-          this.accepted.delete(rec.key)
+          this.accepted.delete(rec.source, rec.eventId)
           rejectedRows += rejectLine(
             { source: rec.source, raw: rec.raw, reason: `cannot be priced: ${lines.message}`, ...(rec.origin !== undefined ? { origin: rec.origin } : {}) },
             rec.receivedAt,
@@ -340,7 +338,7 @@ export class Rater extends EventEmitter {
       if (!pending.release) {
         usage += rec.usageLine
       } else {
-        suspendedRows += heldLine(pending.release.get(rec.key)!, 'released', staged.batchId)
+        suspendedRows += heldLine(pending.release.get(rec.source + '\u0000' + rec.eventId)!, 'released', staged.batchId)
       }
       ratedRows += lines
       b.rows += rec.charges.length
@@ -443,8 +441,8 @@ export class Rater extends EventEmitter {
 
   private async loadCommittedKeys(): Promise<void> {
     // usage_events holds every accepted record (rated or suspended) of committed flushes: the dedupe index.
-    const rows = await this.deps.store.rows<{ k: string }>(`SELECT concat(toString(source), '\\0', event_id) AS k FROM usage_events`)
-    for (const r of rows) this.accepted.add(r.k)
+    const rows = await this.deps.store.rows<{ source: string; event_id: string }>(`SELECT toString(source) AS source, event_id FROM usage_events`)
+    for (const r of rows) this.accepted.add(r.source, r.event_id)
   }
 
   /** Rebuilds running totals by folding committed rated rows in the order they were rated. */

@@ -43,14 +43,14 @@ describe('staged batches cross to the rater unchanged', () => {
     })
     const record = fc.record<StagedRecord>(
       {
-        key: text, usageLine: text, suspendLine: text,
+        eventId: text, usageLine: text, suspendLine: text,
         charges: fc.array(charge, { maxLength: 3 }),
         source: text,
         raw: text,
         origin: fc.option(text, { nil: undefined }),
         receivedAt: fc.constant('2026-11-22 10:00:00.000'),
       },
-      { requiredKeys: ['key', 'usageLine', 'charges', 'source', 'raw', 'origin', 'receivedAt'] },
+      { requiredKeys: ['eventId', 'usageLine', 'charges', 'source', 'raw', 'origin', 'receivedAt'] },
     )
     const line = text.map((t) => t.replace(/\n/g, '\\n') + '\n')
     const batch = fc.record<StagedBatch>({ batchId: text, read: fc.nat(), rejectLines: fc.array(line, { maxLength: 4 }), records: fc.array(record, { maxLength: 5 }) })

@@ -13,7 +13,7 @@ export interface StagedWire {
   readonly ints: Int32Array
 }
 
-// Strings of their own, in the text: per record key, usageLine, suspendLine, raw, origin; per charge quantity, dimensions, eventIso, eventId, prefix. The rest repeat across a batch and
+// Strings of their own, in the text: per record eventId, usageLine, suspendLine, raw, origin; per charge quantity, dimensions, eventIso, eventId, prefix. The rest repeat across a batch and
 // go once, in its table of shared strings.
 // Per record: charges, hasSuspend, hasOrigin, source (shared); per charge: totalsKey, chargeRef, timezone,
 // periodStartIso, periodEndIso, suffix (all shared).
@@ -54,7 +54,7 @@ export function encodeStaged(b: StagedBatch): StagedWire {
     structure[s++] = r.suspendLine === undefined ? 0 : 1
     structure[s++] = r.origin === undefined ? 0 : 1
     structure[s++] = ref(r.source)
-    own.push(r.key, r.usageLine, r.suspendLine ?? '', r.raw, r.origin ?? '')
+    own.push(r.eventId, r.usageLine, r.suspendLine ?? '', r.raw, r.origin ?? '')
     for (const c of r.charges) {
       structure[s++] = ref(c.totalsKey)
       structure[s++] = ref(c.chargeRef)
@@ -115,7 +115,7 @@ export function decodeStaged(w: StagedWire): StagedBatch {
     const hasSuspend = ints[s++] === 1
     const hasOrigin = ints[s++] === 1
     const source = shared[ints[s++]!]!
-    const key = next()
+    const eventId = next()
     const usageLine = next()
     const suspendLine = next()
     const raw = next()
@@ -145,7 +145,7 @@ export function decodeStaged(w: StagedWire): StagedBatch {
       }
     }
     records[i] = {
-      key,
+      eventId,
       usageLine,
       suspendLine: hasSuspend ? suspendLine : undefined,
       charges,

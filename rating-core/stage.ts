@@ -27,8 +27,8 @@ export interface StagedBatch {
 }
 
 export interface StagedRecord {
-  /** Dedupe key: source + NUL + event_id. */
-  readonly key: string
+  /** With `source`, the dedupe key (CONTRACT §2). */
+  readonly eventId: string
   /** usage_events line (ends in \n). */
   readonly usageLine: string
   /** Set when the record waits for guiding data: suspended_usage line (ends in \n). */
@@ -103,7 +103,6 @@ export function stageBatch(batch: UsageBatch, guiding: GuidingIndex, receivedAtM
   const tail = '\t' + receivedAt + '\t' + batchId + '\n'
   // Per source (one per batch in practice): its column text, with the separators around it.
   let lastSource: string | undefined
-  let sourceNul = ''
   let sourceTab = ''
   let tabSourceTab = ''
   for (const j of batch.rejects) rejectLines.push(rejectLine(j, receivedAt, batchId))
@@ -116,7 +115,6 @@ export function stageBatch(batch: UsageBatch, guiding: GuidingIndex, receivedAtM
     if (r.source !== lastSource) {
       lastSource = r.source
       const sourceT = tsv(r.source)
-      sourceNul = r.source + '\u0000'
       sourceTab = sourceT + '\t'
       tabSourceTab = '\t' + sourceTab
     }
@@ -126,7 +124,6 @@ export function stageBatch(batch: UsageBatch, guiding: GuidingIndex, receivedAtM
     // allocate and, when the staged batch outlives a minor collection, to copy.
     const timeTab = chTime(iso) + '\t'
     const dims = r.dimensions ?? {}
-    const key = sourceNul + r.event_id
     const eventT = tsv(r.event_id)
     const device = r.device_id ? tsv(r.device_id) : ''
     const ownerCols =
@@ -144,7 +141,7 @@ export function stageBatch(batch: UsageBatch, guiding: GuidingIndex, receivedAtM
       const suspendLine =
         common + '\t' + tsv(r.raw ?? JSON.stringify(canonical(r))) + '\t' + tsv(r.origin ?? '') + '\t' + tsv(g.reason) +
         '\theld\t' + receivedAtMs + '\t' + receivedAt + '\t' + batchId + '\n'
-      records.push({ key, usageLine, suspendLine, charges: [], source: r.source, raw: rawOf(r), origin: r.origin, receivedAt })
+      records.push({ eventId: r.event_id, usageLine, suspendLine, charges: [], source: r.source, raw: rawOf(r), origin: r.origin, receivedAt })
       continue
     }
     const o = ownerRoutes(g.owner)
@@ -188,7 +185,7 @@ export function stageBatch(batch: UsageBatch, guiding: GuidingIndex, receivedAtM
       rejectLines.push(rejectLine(asReject(r, reason), receivedAt, batchId))
       continue
     }
-    records.push({ key, usageLine, charges, source: r.source, raw: rawOf(r), origin: r.origin, receivedAt })
+    records.push({ eventId: r.event_id, usageLine, charges, source: r.source, raw: rawOf(r), origin: r.origin, receivedAt })
   }
   return { batchId: batch.id, read: batch.records.length + batch.rejects.length, rejectLines, records }
 }
