@@ -27,6 +27,13 @@ function heldPerKey(keep: (s: string) => string): number {
 }
 
 describe('detached', () => {
+  it('keeps no larger string alive for short keys either: below 13 characters it returns the slice, which is a copy', () => {
+    // The 12 characters after "csv:bench": "\0e-" and nine digits.
+    const twelve = (s: string) => detached(s.slice(9))
+    expect(twelve('csv:bench\u0000e-000000001')).toHaveLength(12)
+    expect(heldPerKey(twelve)).toBeLessThan(250)
+  })
+
   it('is equal to its input', () => {
     for (const s of ['', 'a', 'csv:bench\u0000e-000000001', 'x'.repeat(1000), 'ünïcødé \u{1F600}']) expect(detached(s)).toBe(s)
   })
