@@ -51,9 +51,8 @@ export function zoneOffset(tz: string, ms: number): number {
   return o
 }
 
-/** The first instant in (from, to] where the offset differs from the offset at `from`, or null. */
-function nextTransition(tz: string, from: number, to: number): number | null {
-  const o = zoneOffset(tz, from)
+/** The first instant in (from, to] where the offset differs from `o`, the offset at `from`, or null. */
+function nextTransition(tz: string, from: number, to: number, o: number): number | null {
   // Sample daily so a session spanning two transitions still finds the first.
   const DAY = 86_400_000
   let lo = from
@@ -169,7 +168,7 @@ function splitSessionMs(charge: TimeRatedCharge, schedules: Schedule[], startMs:
       )
     }
     let partEnd = dayStart + w.to * 60_000 - off
-    const tr = nextTransition(tz, u, Math.min(partEnd, endMs))
+    const tr = nextTransition(tz, u, Math.min(partEnd, endMs), off)
     if (tr !== null && tr < partEnd) partEnd = tr
     const to = Math.min(partEnd - startMs, durMs)
     const last = parts[parts.length - 1]
