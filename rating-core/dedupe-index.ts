@@ -32,6 +32,7 @@ export class DedupeIndex {
     return true
   }
 
+  /** True when the key is held. */
   has(source: string, eventId: string): boolean {
     return this.bySource.get(source)?.has(eventId) ?? false
   }

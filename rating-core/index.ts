@@ -3,6 +3,8 @@ export type { CanonicalRecord, UsageBatch, WireRecord, WireReject } from './reco
 export { validateRecord } from './validate.js'
 export { chargeRef, rejectLine, stageBatch, totalsKey, type StagedBatch, type StagedCharge, type StagedRecord } from './stage.js'
 export { chargeTable, RunningTotals, type ResolvedCharge } from './running-totals.js'
+export { DedupeIndex } from './dedupe-index.js'
+export { NO_DIMENSIONS } from './stage.js'
 export { groupKey, meterAccepts } from './meters.js'
 export {
   foldUsageEvent,
