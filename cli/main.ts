@@ -4,8 +4,8 @@ import { mergeAccounts, validateAccounts } from '../catalog/accounts.js'
 import { validateCatalog, validateCatalogVersionOrder } from '../catalog/validate-catalog.js'
 import { priceCharge, rateEvent } from '../rating-core/pricing.js'
 import { ErrorCode, isUserError, RateflowError, ValidationError } from '../common/errors.js'
-import type { QueryFormat } from '../pipeline/store.js'
 import { DEFAULT_DATA_DIR, processIo, runtimeFor, usage, type GlobalOptions, type Io } from './context.js'
+import { queryFormat, queryRun, readOnlyQuery, runningRun } from './query.js'
 
 const HELP = `rateflow — usage mediation, rating and billing
 
@@ -100,19 +100,16 @@ const commands: Record<string, Handler> = {
   query: async (args, g, io) => {
     const { values, positionals } = parse(args, { format: { type: 'string' } }, 1)
     const format = (values.format as string | undefined) ?? 'JSONEachRow'
-    const formats: Record<string, QueryFormat> = { JSONEachRow: 'JSONEachRow', CSV: 'CSVWithNames' as QueryFormat, Pretty: 'PrettyCompactMonoBlock' as QueryFormat }
-    const f = formats[format]
-    if (!f) throw usage(`query: --format must be one of ${Object.keys(formats).join(', ')}`)
+    const f = queryFormat(format)
+    // While `rateflow run` owns an embedded store, it answers: no other process can open the directory.
+    const run = process.env.CLICKHOUSE_URL ? undefined : runningRun(g.data)
+    if (run !== undefined) {
+      io.out(await queryRun(run, positionals[0]!, format))
+      return 0
+    }
     const rt = await runtimeFor(g)
     try {
-      const store = await rt.store()
-      let text: string
-      try {
-        text = await store.readOnlyText(positionals[0]!, f)
-      } catch (err) {
-        throw new RateflowError(ErrorCode.BadInput, `query: ${(err as Error).message.trim()}`, { cause: err })
-      }
-      io.out(text)
+      io.out(await readOnlyQuery(await rt.store(), positionals[0]!, f))
     } finally {
       await rt.close()
     }

@@ -11,6 +11,7 @@ import { ErrorCode, RateflowError, ValidationError, type Problem } from '../comm
 import type { UsageBatch } from '../rating-core/record.js'
 import { Rater, raterOptionsFromEnv, type BatchOutcome } from '../pipeline/rater.js'
 import { runtimeFor, usage, type GlobalOptions, type Io } from './context.js'
+import { announceRun, queryFormat, readOnlyQuery } from './query.js'
 
 export interface RunConfig {
   adapters: AdaptersConfig
@@ -132,6 +133,7 @@ export async function runCommand(args: string[], g: GlobalOptions, io: Io): Prom
   const adapters: Running[] = []
   let rater: Rater | undefined
   let server: Server | undefined
+  let withdraw: (() => void) | undefined
   let exitCode = 0
   let stopRequested: ((code: number) => void) | undefined
   const stopSignal = new Promise<number>((resolve) => (stopRequested = resolve))
@@ -175,6 +177,7 @@ export async function runCommand(args: string[], g: GlobalOptions, io: Io): Prom
     }
     for (const a of adapters) await a.start()
 
+    const store = await rt.store()
     server = createServer((req, res) => {
       const url = new URL(req.url ?? '/', 'http://localhost')
       const send = (status: number, body: unknown) => {
@@ -183,6 +186,26 @@ export async function runCommand(args: string[], g: GlobalOptions, io: Io): Prom
       }
       if (req.method !== 'GET') return send(405, { error: 'method not allowed' })
       if (url.pathname === '/health') return send(200, { status: 'ok' })
+      if (url.pathname === '/v1/query') {
+        // `rateflow query` on this data directory comes here: read-only SQL, the CLI's formats, errors as 400.
+        const sql = url.searchParams.get('sql')
+        const name = url.searchParams.get('format') ?? 'JSONEachRow'
+        if (!sql) return send(400, { error: 'query: give the SQL as ?sql=' })
+        let format
+        try {
+          format = queryFormat(name)
+        } catch (err) {
+          return send(400, { error: (err as Error).message })
+        }
+        readOnlyQuery(store, sql, format).then(
+          (text) => {
+            res.writeHead(200, { 'content-type': name === 'JSONEachRow' ? 'application/x-ndjson' : 'text/plain; charset=utf-8' })
+            res.end(text)
+          },
+          (err: unknown) => send(err instanceof RateflowError && err.code === ErrorCode.BadInput ? 400 : 500, { error: (err as Error).message }),
+        )
+        return
+      }
       if (url.pathname === '/v1/stats') {
         return send(200, {
           adapters: adapters.map((a) => ({ kind: a.kind, source: a.source, stats: a.stats })),
@@ -201,6 +224,9 @@ export async function runCommand(args: string[], g: GlobalOptions, io: Io): Prom
     })
     const port = (server.address() as AddressInfo).port
     const host = config.http.host.includes(':') ? `[${config.http.host}]` : config.http.host
+    // Reachable for `rateflow query` on this data directory while this process owns it.
+    const queryHost = config.http.host === '0.0.0.0' ? '127.0.0.1' : config.http.host === '::' ? '[::1]' : host
+    withdraw = announceRun(rt.dataDir, { pid: process.pid, http: `http://${queryHost}:${port}` })
     io.out(
       JSON.stringify({
         status: 'running',
@@ -219,6 +245,7 @@ export async function runCommand(args: string[], g: GlobalOptions, io: Io): Prom
         exitCode = 1
       }
     }
+    withdraw?.()
     if (server) await new Promise<void>((resolve) => server!.close(() => resolve()))
     try {
       await rater?.stop()

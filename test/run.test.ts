@@ -104,6 +104,22 @@ describe('rateflow run', () => {
     const s = await stats(ready.http)
     expect(s.outcomes).toMatchObject({ read: 55, rated: 55, rejected: 0, suspended: 0, duplicates: 0 })
     expect(s.adapters.map((a) => a.source).sort()).toEqual(['csv:drop', 'mqtt:plant', 'syslog:edge'])
+
+    // Analysts query while the pipeline runs: the running process answers for the data directory it owns.
+    expect(await query<{ n: string }>(data, 'SELECT count() AS n FROM rated_usage')).toEqual([{ n: '55' }])
+    const csv = await rateflow(['query', "SELECT source, count() AS n FROM rated_usage WHERE source = 'csv:drop' GROUP BY source", '--format', 'CSV', '--data', data])
+    expect([csv.code, csv.stdout.trim()]).toEqual([0, '"source","n"\n"csv:drop",3'])
+    // Still read-only, and a bad statement is bad input (exit 2) with the store's reason.
+    const drop = await rateflow(['query', 'DROP TABLE rated_usage', '--data', data])
+    expect(drop.code).toBe(2)
+    expect(drop.stderr).toMatch(/readonly/i)
+    const bad = await rateflow(['query', 'SELECT nope FROM rated_usage', '--data', data])
+    expect(bad.code).toBe(2)
+    expect(bad.stderr).toMatch(/nope/)
+    const format = await rateflow(['query', 'SELECT 1', '--format', 'XML', '--data', data])
+    expect([format.code, format.stderr]).toEqual([2, expect.stringMatching(/--format must be one of JSONEachRow, CSV, Pretty/)])
+    expect(await query<{ n: string }>(data, 'SELECT count() AS n FROM rated_usage')).toEqual([{ n: '55' }])
+
     r.child.kill('SIGINT')
     const res = await r.done
     expect(res.stderr).toBe('')

@@ -1,0 +1,89 @@
+import { readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { ErrorCode, RateflowError } from '../common/errors.js'
+import type { QueryFormat, Store } from '../pipeline/store.js'
+import { usage } from './context.js'
+
+/** `rateflow query --format` names (CONTRACT §1) and the ClickHouse formats they print. */
+export const QUERY_FORMATS: Readonly<Record<string, QueryFormat>> = Object.freeze({
+  JSONEachRow: 'JSONEachRow',
+  CSV: 'CSVWithNames' as QueryFormat,
+  Pretty: 'PrettyCompactMonoBlock' as QueryFormat,
+})
+
+/** The ClickHouse format of a `--format` name; a usage error (exit 2) naming the choices otherwise. */
+export function queryFormat(name: string | undefined): QueryFormat {
+  const f = QUERY_FORMATS[name ?? 'JSONEachRow']
+  if (!f) throw usage(`query: --format must be one of ${Object.keys(QUERY_FORMATS).join(', ')}`)
+  return f
+}
+
+/**
+ * Runs an analyst's SQL read-only (the store refuses writes, DDL and settings changes) and returns the text.
+ * Any error the store gives is bad input (exit 2), with the store's message.
+ */
+export async function readOnlyQuery(store: Store, sql: string, format: QueryFormat): Promise<string> {
+  try {
+    return await store.readOnlyText(sql, format)
+  } catch (err) {
+    throw new RateflowError(ErrorCode.BadInput, `query: ${(err as Error).message.trim()}`, { cause: err })
+  }
+}
+
+/** Where `rateflow run` tells other commands on its data directory how to reach its HTTP API. */
+const RUN_FILE = 'run.json'
+
+/** What `rateflow run` writes to `<data>/run.json` while it runs. */
+export interface RunInfo {
+  pid: number
+  http: string
+}
+
+/** Announces a running `rateflow run` in its data directory; returns the function that withdraws it. */
+export function announceRun(dataDir: string, info: RunInfo): () => void {
+  const file = join(dataDir, RUN_FILE)
+  writeFileSync(file, JSON.stringify(info) + '\n')
+  return () => rmSync(file, { force: true })
+}
+
+/**
+ * The `rateflow run` that owns `dataDir`, when one does: its run.json names a live process that also holds the
+ * directory's lock (`owner.pid`). Otherwise undefined (no run, or a stale file left by a killed one).
+ */
+export function runningRun(dataDir: string): RunInfo | undefined {
+  try {
+    const info = JSON.parse(readFileSync(join(dataDir, RUN_FILE), 'utf8')) as RunInfo
+    const owner = Number(readFileSync(join(dataDir, 'owner.pid'), 'utf8').trim())
+    if (owner !== info.pid || typeof info.http !== 'string') return undefined
+    process.kill(info.pid, 0)
+    return info
+  } catch {
+    return undefined
+  }
+}
+
+/**
+ * Asks the running `rateflow run` to answer the query (its HTTP API, `GET /v1/query`), for a data directory that
+ * process owns: chDB binds a directory to one process, so another process cannot open it while it runs.
+ */
+export async function queryRun(run: RunInfo, sql: string, format: string): Promise<string> {
+  const url = new URL('/v1/query', run.http)
+  url.searchParams.set('sql', sql)
+  url.searchParams.set('format', format)
+  let res: Response
+  try {
+    res = await fetch(url)
+  } catch (err) {
+    throw new RateflowError(ErrorCode.Internal, `query: the rateflow run (pid ${run.pid}) at ${run.http} did not answer: ${(err as Error).message}`)
+  }
+  const body = await res.text()
+  if (res.status === 200) return body
+  const message = (() => {
+    try {
+      return (JSON.parse(body) as { error?: string }).error ?? body
+    } catch {
+      return body
+    }
+  })()
+  throw new RateflowError(res.status === 400 ? ErrorCode.BadInput : ErrorCode.Internal, message)
+}
