@@ -13,13 +13,13 @@ export interface StagedWire {
   readonly ints: Int32Array
 }
 
-// Strings of their own, in the text: per record eventId, usageLine, suspendLine, raw, origin; per charge quantity, dimensions, eventIso, eventId, prefix. The rest repeat across a batch and
-// go once, in its table of shared strings.
-// Per record: charges, hasSuspend, hasOrigin, source (shared); per charge: totalsKey, chargeRef, timezone,
-// periodStartIso, periodEndIso, suffix (all shared).
+// Strings of their own, in the text: per record eventId, usageLine, suspendLine, raw, origin; per charge
+// quantity, dimensions, eventIso, eventId, prefix. The rest repeat across a batch and go once, in its table of
+// shared strings. The ints: per record charges, hasSuspend, hasOrigin, source (shared); per charge totalsKey,
+// chargeRef, timezone, periodStartIso, periodEndIso, suffix (all shared).
 const INTS_PER_RECORD = 4
 const INTS_PER_CHARGE = 6
-const HEADER = 4 // read, records, reject lines, shared strings
+const HEADER = 5 // read, records, reject lines, shared strings, ints of the records and charges
 
 /**
  * Encodes a staged batch for the trip to the rater; `decodeStaged(encodeStaged(b))` deep-equals `b`.
@@ -71,6 +71,7 @@ export function encodeStaged(b: StagedBatch): StagedWire {
   ints[1] = b.records.length
   ints[2] = b.rejectLines.length
   ints[3] = shared.length
+  ints[4] = structure.length
   ints.set(structure, HEADER)
   const lengths = HEADER + structure.length
   for (let i = 0; i < parts.length; i++) ints[lengths + i] = parts[i]!.length
@@ -87,15 +88,8 @@ export function decodeStaged(w: StagedWire): StagedBatch {
   const n = ints[1]!
   const nRejects = ints[2]!
   const nShared = ints[3]!
-  // The structure runs to where the lengths begin: the strings' count is known from the counts above.
-  let structureLength = n * INTS_PER_RECORD
-  let s = HEADER
-  for (let i = 0; i < n; i++) {
-    const nCharges = ints[s]!
-    structureLength += nCharges * INTS_PER_CHARGE
-    s += INTS_PER_RECORD + nCharges * INTS_PER_CHARGE
-  }
-  let len = HEADER + structureLength
+  // The string lengths follow the records' and charges' ints.
+  let len = HEADER + ints[4]!
   let pos = 0
   const next = (): string => {
     const l = ints[len++]!
@@ -109,7 +103,7 @@ export function decodeStaged(w: StagedWire): StagedBatch {
   const shared: string[] = new Array(nShared)
   for (let i = 0; i < nShared; i++) shared[i] = next()
   const records: StagedRecord[] = new Array(n)
-  s = HEADER
+  let s = HEADER
   for (let i = 0; i < n; i++) {
     const nCharges = ints[s++]!
     const hasSuspend = ints[s++] === 1
