@@ -5,12 +5,11 @@ import type { Consumer, JsMsg } from '@nats-io/jetstream'
 import { GuidingIndex } from '../catalog/guiding.js'
 import { billingPeriod } from '../catalog/periods.js'
 import type { CatalogRepository } from '../catalog/repository.js'
-import type { Catalog } from '../catalog/types.js'
 import type { Logger } from '../common/logger.js'
 import { ValidationError, type Problem } from '../common/errors.js'
 import { isoUtc } from '../common/time.js'
 import type { UsageBatch, WireRecord } from '../rating-core/record.js'
-import { chargeRef, rejectLine, totalsKey, type StagedBatch } from '../rating-core/stage.js'
+import { chargeRef, rejectLine, stagedReject, totalsKey, type StagedBatch } from '../rating-core/stage.js'
 import { chargeTable, RunningTotals, type ResolvedCharge } from '../rating-core/running-totals.js'
 import { detached } from '../common/strings.js'
 import { DedupeIndex } from '../rating-core/dedupe-index.js'
@@ -326,11 +325,7 @@ export class Rater extends EventEmitter {
       if (typeof lines !== 'string') {
         if (!pending.release) {
           this.accepted.delete(rec.source, rec.eventId)
-          rejectedRows += rejectLine(
-            { source: rec.source, raw: rec.raw, reason: `cannot be priced: ${lines.message}`, ...(rec.origin !== undefined ? { origin: rec.origin } : {}) },
-            rec.receivedAt,
-            staged.batchId,
-          )
+          rejectedRows += rejectLine(stagedReject(rec, `cannot be priced: ${lines.message}`), rec.receivedAt, staged.batchId)
           rejected++
         }
         continue
@@ -338,7 +333,7 @@ export class Rater extends EventEmitter {
       if (!pending.release) {
         usage += rec.usageLine
       } else {
-        suspendedRows += heldLine(pending.release.get(rec.source + '\u0000' + rec.eventId)!, 'released', staged.batchId)
+        suspendedRows += heldLine(pending.release.get(releaseKey(rec.source, rec.eventId))!, 'released', staged.batchId)
       }
       ratedRows += lines
       b.rows += rec.charges.length
@@ -511,7 +506,7 @@ export class Rater extends EventEmitter {
         ...(h.subscription_id ? { subscription_id: h.subscription_id } : {}),
       }
       records.push(rec)
-      byKey.set(rec.source + '\u0000' + rec.event_id, h)
+      byKey.set(releaseKey(rec.source, rec.event_id), h)
     }
     const batch: UsageBatch = { id: `release-${Date.now()}`, records, rejects: [] }
     const staged = await this.stage({ batch, dataDir: this.deps.dataDir, fingerprint: this.fingerprint, receivedAtMs: Date.now() })
@@ -545,6 +540,11 @@ function heldLine(h: HeldRow, status: 'held' | 'released', batchId: string): str
     '\t' + tsvMap(h.dimensions) + '\t' + tsv(h.raw) + '\t' + tsv(h.origin) + '\t' + tsv(h.reason) + '\t' + status + '\t' + now +
     '\t' + tsv(h.received_at) + '\t' + tsv(batchId) + '\n'
   )
+}
+
+/** The key of a held record in a release's map, as the staged record finds it again. */
+function releaseKey(source: string, eventId: string): string {
+  return source + '\u0000' + eventId
 }
 
 function emptyBuffer() {

@@ -138,10 +138,11 @@ export function stageBatch(batch: UsageBatch, guiding: GuidingIndex, receivedAtM
       continue
     }
     if (g.kind === 'suspend') {
+      const raw = rawOf(r)
       const suspendLine =
-        common + '\t' + tsv(r.raw ?? JSON.stringify(canonical(r))) + '\t' + tsv(r.origin ?? '') + '\t' + tsv(g.reason) +
+        common + '\t' + tsv(raw) + '\t' + tsv(r.origin ?? '') + '\t' + tsv(g.reason) +
         '\theld\t' + receivedAtMs + '\t' + receivedAt + '\t' + batchId + '\n'
-      records.push({ eventId: r.event_id, usageLine, suspendLine, charges: [], source: r.source, raw: rawOf(r), origin: r.origin, receivedAt })
+      records.push({ eventId: r.event_id, usageLine, suspendLine, charges: [], source: r.source, raw, origin: r.origin, receivedAt })
       continue
     }
     const o = ownerRoutes(g.owner)
@@ -247,6 +248,9 @@ class ChargeRoute {
   private keys = new Map<string, string>()
   /** rated_usage columns currency … period_start, from the tab after `amount`. */
   suffixHead = ''
+  /** suffix(): the last batch tail it was asked for, and suffixHead + that tail. */
+  private suffixTail = ''
+  private suffixText = ''
 
   constructor(
     private readonly owner: Owner,
@@ -276,8 +280,6 @@ class ChargeRoute {
     }
     return this.suffixText
   }
-  private suffixTail = ''
-  private suffixText = ''
 
   /** Points the keys and suffix at `period`. */
   enter(period: Period): void {
@@ -375,11 +377,18 @@ function rawOf(r: WireRecord): string {
 }
 
 function asReject(r: WireRecord, reason: string): WireReject {
-  const source = typeof r.source === 'string' ? r.source : ''
-  const raw = rawOf(r)
+  return rejectOf(typeof r.source === 'string' ? r.source : '', rawOf(r), r.origin, reason)
+}
+
+/** The reject of a staged record its owner cannot price (a model that refuses the event), with its input as received. */
+export function stagedReject(rec: StagedRecord, reason: string): WireReject {
+  return rejectOf(rec.source, rec.raw, rec.origin, reason)
+}
+
+function rejectOf(source: string, raw: string, origin: string | undefined, reason: string): WireReject {
   // Two literals rather than a spread of a conditional object (two allocations) or an added property (a
-  // property store grown per staged record); `origin` is absent, not undefined, when the record has none.
-  return r.origin !== undefined ? { source, raw, reason, origin: r.origin } : { source, raw, reason }
+  // property store grown per record); `origin` is absent, not undefined, when the record has none.
+  return origin !== undefined ? { source, raw, reason, origin } : { source, raw, reason }
 }
 
 /** A rejected_usage line (ends in \n). */
