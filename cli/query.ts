@@ -1,6 +1,7 @@
 import { readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { ErrorCode, RateflowError } from '../common/errors.js'
+import { lockOwner } from '../pipeline/data-dir-lock.js'
 import type { QueryFormat, Store } from '../pipeline/store.js'
 import { usage } from './context.js'
 
@@ -51,15 +52,13 @@ export function announceRun(dataDir: string, info: RunInfo): () => void {
  * directory's lock (`owner.pid`). Otherwise undefined (no run, or a stale file left by a killed one).
  */
 export function runningRun(dataDir: string): RunInfo | undefined {
+  let info: RunInfo
   try {
-    const info = JSON.parse(readFileSync(join(dataDir, RUN_FILE), 'utf8')) as RunInfo
-    const owner = Number(readFileSync(join(dataDir, 'owner.pid'), 'utf8').trim())
-    if (owner !== info.pid || typeof info.http !== 'string') return undefined
-    process.kill(info.pid, 0)
-    return info
+    info = JSON.parse(readFileSync(join(dataDir, RUN_FILE), 'utf8')) as RunInfo
   } catch {
     return undefined
   }
+  return typeof info.http === 'string' && lockOwner(dataDir) === info.pid ? info : undefined
 }
 
 /**

@@ -145,7 +145,8 @@ export async function runCommand(args: string[], g: GlobalOptions, io: Io): Prom
   process.on('SIGTERM', onSignal)
   try {
     const queue = await rt.queue()
-    rater = new Rater({ store: await rt.store(), queue, ownsQueue: rt.ownsQueue, repo: rt.repo, dataDir: rt.dataDir, log }, raterOptionsFromEnv())
+    const store = await rt.store()
+    rater = new Rater({ store, queue, ownsQueue: rt.ownsQueue, repo: rt.repo, dataDir: rt.dataDir, log }, raterOptionsFromEnv())
     rater.on('outcome', (o: BatchOutcome) => {
       counts.batches++
       counts.read += o.read
@@ -177,7 +178,6 @@ export async function runCommand(args: string[], g: GlobalOptions, io: Io): Prom
     }
     for (const a of adapters) await a.start()
 
-    const store = await rt.store()
     server = createServer((req, res) => {
       const url = new URL(req.url ?? '/', 'http://localhost')
       const send = (status: number, body: unknown) => {

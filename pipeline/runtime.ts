@@ -1,8 +1,8 @@
-import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs'
-import { join, resolve } from 'node:path'
+import { mkdirSync } from 'node:fs'
+import { resolve } from 'node:path'
 import { CatalogRepository } from '../catalog/repository.js'
-import { ErrorCode, RateflowError } from '../common/errors.js'
 import type { Logger } from '../common/logger.js'
+import { acquireLock } from './data-dir-lock.js'
 import { openQueue, type Queue } from './queue.js'
 import { startNatsServer, type LocalNatsServer } from './services/nats-server.js'
 import { openStore, type Store } from './store.js'
@@ -70,42 +70,5 @@ export function openRuntime(opts: RuntimeOptions): Runtime {
       if (store) await (await store.catch(() => undefined))?.close()
       lock?.()
     },
-  }
-}
-
-/**
- * One process owns a data directory at a time: chDB binds its directory to one process, and the local
- * nats-server's store is one server's. The lock file holds the owner's pid; a lock whose process is gone
- * (kill -9) is taken over.
- */
-function acquireLock(dataDir: string): () => void {
-  const file = join(dataDir, 'owner.pid')
-  for (let attempt = 0; attempt < 2; attempt++) {
-    try {
-      const fd = openSync(file, 'wx')
-      writeSync(fd, String(process.pid))
-      closeSync(fd)
-      return () => rmSync(file, { force: true })
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err
-      const pid = Number(readFileSync(file, 'utf8').trim())
-      if (pid && pid !== process.pid && alive(pid)) {
-        throw new RateflowError(
-          ErrorCode.BadUsage,
-          `data directory ${dataDir} is in use by rateflow process ${pid}; stop it, or use another --data`,
-        )
-      }
-      rmSync(file, { force: true })
-    }
-  }
-  throw new RateflowError(ErrorCode.Internal, `could not lock ${dataDir}`)
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM'
   }
 }
