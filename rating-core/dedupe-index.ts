@@ -46,13 +46,14 @@ export class DedupeIndex {
 
   private idsOf(source: string): Set<string> {
     if (source === this.lastSource) return this.lastIds!
-    let ids = this.bySource.get(source)
+    // A copy: the caller's source may be a slice of a batch's wire text.
+    const own = detached(source)
+    let ids = this.bySource.get(own)
     if (ids === undefined) {
       ids = new Set()
-      this.bySource.set(detached(source), ids)
+      this.bySource.set(own, ids)
     }
-    // A copy: the caller's source may be a slice of a batch's wire text.
-    this.lastSource = detached(source)
+    this.lastSource = own
     this.lastIds = ids
     return ids
   }

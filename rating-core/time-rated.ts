@@ -252,12 +252,10 @@ export function timedEventNano(
   if (dur.i === 0n) return 0n
   if (lines === null) {
     const plan = msPlanOf(charge)
-    if (plan !== null && (dur.e <= 3 || dur.i % pow10(dur.e - 3) === 0n)) {
-      const durMs = dur.e <= 3 ? dur.i * pow10(3 - dur.e) : dur.i / pow10(dur.e - 3)
-      if (durMs <= MAX_SESSION_MS) {
-        const total = msSessionNano(charge, plan, splitSessionMs(charge, schedules, startMs, Number(durMs), timezone), Number(durMs))
-        return plan.cap !== null && total > plan.cap ? plan.cap : total
-      }
+    const durMs = plan === null ? null : wholeMillis(dur)
+    if (plan !== null && durMs !== null && durMs <= MAX_SESSION_MS) {
+      const total = msSessionNano(charge, plan, splitSessionMs(charge, schedules, startMs, Number(durMs), timezone), Number(durMs))
+      return plan.cap !== null && total > plan.cap ? plan.cap : total
     }
   }
 
@@ -308,8 +306,8 @@ export function timedEventNano(
     t = add(t, billed)
   }
 
+  let total = roundSession(charge, exact)
   const r = charge.rounding
-  let total = r === undefined ? fracRound(exact, 9, 'half_even') : fracRound(exact, r.decimals, r.mode) * pow10(9 - r.decimals)
   if (lines !== null && total !== linesNano) {
     lines.push({ description: r === undefined ? 'rounding' : `rounding (${r.mode}, ${r.decimals} decimals)`, quantity: '1', amount: fmtNano(total - linesNano) })
   }
@@ -319,6 +317,19 @@ export function timedEventNano(
     total = cap
   }
   return total
+}
+
+/** An exact session price rounded as the charge says (default half-even to 9 decimals), in nano-units. */
+function roundSession(charge: TimeRatedCharge, exact: Frac): bigint {
+  const r = charge.rounding
+  return r === undefined ? fracRound(exact, 9, 'half_even') : fracRound(exact, r.decimals, r.mode) * pow10(9 - r.decimals)
+}
+
+/** `d` seconds in whole milliseconds, or null when it has sub-millisecond digits. */
+function wholeMillis(d: Dec): bigint | null {
+  if (d.e <= 3) return d.i * pow10(3 - d.e)
+  const unit = pow10(d.e - 3)
+  return d.i % unit === 0n ? d.i / unit : null
 }
 
 /** max_cost_per_event in nano-units, or null. */
@@ -367,11 +378,10 @@ function gcd(a: bigint, b: bigint): bigint {
 function msPlanOf(charge: TimeRatedCharge): MsPlan | null {
   const hit = msPlans.get(charge)
   if (hit !== undefined) return hit
-  const wholeMs = (d: Dec) => d.e <= 3 || d.i % pow10(d.e - 3) === 0n
-  const ms = (d: Dec) => Number(d.e <= 3 ? d.i * pow10(3 - d.e) : d.i / pow10(d.e - 3))
+  const ms = (d: Dec) => Number(wholeMillis(d))
   let plan: MsPlan | null = null
   const parsed = charge.rates.map((r) => ({ r, p: parsedRate(charge.id, r) }))
-  if (parsed.every(({ p }) => p.steps.every((st) => wholeMs(st.from) && wholeMs(st.increment)))) {
+  if (parsed.every(({ p }) => p.steps.every((st) => wholeMillis(st.from) !== null && wholeMillis(st.increment) !== null))) {
     // A billed millisecond of a step costs price / (per × 1000) = price.i × 10^per.e / (per.i × 1000 × 10^price.e).
     const perMsFrac = (st: ParsedStep): Frac => ({ n: st.price.i * pow10(st.per.e), d: st.per.i * 1000n * pow10(st.price.e) })
     let den = 1n
@@ -430,6 +440,5 @@ function msSessionNano(charge: TimeRatedCharge, plan: MsPlan, parts: PartMs[], d
     t += billed
   }
   if (step !== undefined) num += BigInt(billedMs) * step.perMs
-  const r = charge.rounding
-  return r === undefined ? divInt(num * pow10(9), plan.den, 'half_even') : divInt(num * pow10(r.decimals), plan.den, r.mode) * pow10(9 - r.decimals)
+  return roundSession(charge, { n: num, d: plan.den })
 }
