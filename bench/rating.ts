@@ -5,8 +5,8 @@
  *
  * Rateflow's path is the production code composed in one thread: `stageBatch` (what a pool worker runs: validate,
  * guide through the GuidingIndex, match the plan's usage charges, TSV text) and then what the rater's `apply` does
- * (dedupe against a Set of `source\0event_id` keys, fold each charge's running total with `foldUsageEvent`, build
- * the rated_usage line). The reference does the same work the obvious way, in this file: regular expressions and
+ * (dedupe in a DedupeIndex, fold each charge's running total with RunningTotals, build the rated_usage line: the
+ * same classes the rater runs). The reference does the same work the obvious way, in this file: regular expressions and
  * Date.parse to validate, a Set to dedupe, a Map from device to its bindings scanned linearly, Intl for the local
  * month, big.js arithmetic that recomputes the model on the running total per event, and a block-by-block walk
  * for time_rated sessions. It builds no TSV text, which favours it. Both must produce the same amount for every
@@ -68,7 +68,7 @@ export interface ModelFigures {
   floor_events_per_s: number
   /** rateflow / floor, best against best: the share of the bare minimum's speed Rateflow reaches. */
   ratio_to_floor: number
-  /** floor_events_per_s >= goal_events_per_s: false means no implementation can meet the goal on this machine. */
+  /** floor_events_per_s >= goal_events_per_s: false when the goal lies above even the bare minimum's speed in this run. */
   goal_within_floor: boolean
   counts: Counts
 }
