@@ -33,6 +33,8 @@ export interface JetStreamHarness {
    * also appends each message's bytes to it (for a raw publish of the very same batches).
    */
   recount(keep?: Uint8Array[]): Promise<StoredCounts>
+  /** Recounts the stream and returns the counts; throws, naming `bench`, unless it holds exactly `records` records and no reject. */
+  expectStreamHolds(bench: string, records: number): Promise<StoredCounts>
   /**
    * Publishes pre-encoded batches, `inFlight` at a time, to a stream of their own (BENCH, file storage like USAGE)
    * and returns the milliseconds taken: JetStream's raw rate for the same bytes, without any adapter.
@@ -63,6 +65,21 @@ export async function openHarness(name: string): Promise<JetStreamHarness> {
         if (total >= waiters[i]!.items) waiters.splice(i, 1)[0]!.resolve(now)
       }
     }
+    const recount = async (keep?: Uint8Array[]): Promise<StoredCounts> => {
+      const jsm = await jetstreamManager(queue.nc)
+      const info = await jsm.streams.info(USAGE_STREAM)
+      const out: StoredCounts = { batches: 0, records: 0, rejects: 0 }
+      for (let seq = info.state.first_seq; seq <= info.state.last_seq && info.state.messages > 0; seq++) {
+        const m = await jsm.streams.getMessage(USAGE_STREAM, { seq })
+        if (!m) continue
+        const b = decodeBatch(m.data)
+        keep?.push(m.data)
+        out.batches++
+        out.records += b.records.length
+        out.rejects += b.rejects.length
+      }
+      return out
+    }
     const server = nats
     const benchStream = async () => {
       const jsm = await jetstreamManager(queue.nc)
@@ -79,20 +96,13 @@ export async function openHarness(name: string): Promise<JetStreamHarness> {
       stored,
       storedAt: (items) =>
         stored.records + stored.rejects >= items ? Promise.resolve(performance.now()) : new Promise((resolve) => waiters.push({ items, resolve })),
-      async recount(keep) {
-        const jsm = await jetstreamManager(queue.nc)
-        const info = await jsm.streams.info(USAGE_STREAM)
-        const out: StoredCounts = { batches: 0, records: 0, rejects: 0 }
-        for (let seq = info.state.first_seq; seq <= info.state.last_seq && info.state.messages > 0; seq++) {
-          const m = await jsm.streams.getMessage(USAGE_STREAM, { seq })
-          if (!m) continue
-          const b = decodeBatch(m.data)
-          keep?.push(m.data)
-          out.batches++
-          out.records += b.records.length
-          out.rejects += b.rejects.length
+      recount,
+      async expectStreamHolds(bench, records) {
+        const stream = await recount()
+        if (stream.records !== records || stream.rejects !== 0) {
+          throw new Error(`bench ${bench}: the stream holds ${JSON.stringify(stream)}, expected ${records} records`)
         }
-        return out
+        return stream
       },
       async rawPublish(batches, inFlight) {
         const stream = await benchStream()

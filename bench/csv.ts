@@ -88,10 +88,7 @@ export async function benchCsv(rows: number, roundCount: number): Promise<CsvBen
     }
 
     // Every row of every round is in the stream, once.
-    const stream = await h.recount()
-    if (stream.records !== rows * roundCount || stream.rejects !== 0) {
-      throw new Error(`bench csv: the stream holds ${JSON.stringify(stream)}, expected ${rows * roundCount} records`)
-    }
+    const stream = await h.expectStreamHolds('csv', rows * roundCount)
     const rate = median(rounds.map((x) => x.rateflow))
     const parseRate = median(rounds.map((x) => x.parse))
     const jsRate = median(rounds.map((x) => x.jetstream))

@@ -87,10 +87,7 @@ export async function benchMqtt(messages: number, recordsPerMessage: number, rec
     await adapter.stop()
     const stats = adapter.stats
     if (stats.acked !== messages * roundCount) throw new Error(`bench mqtt: ${stats.acked} of ${messages * roundCount} messages acked after storage`)
-    const stream = await h.recount()
-    if (stream.records !== records * roundCount || stream.rejects !== 0) {
-      throw new Error(`bench mqtt: the stream holds ${JSON.stringify(stream)}, expected ${records * roundCount} records`)
-    }
+    const stream = await h.expectStreamHolds('mqtt', records * roundCount)
     const rate = median(rounds.map((x) => x.rateflow))
     const rawRate = median(rounds.map((x) => x.raw))
     const brokerRate = median(rounds.map((x) => x.broker))

@@ -138,10 +138,7 @@ export async function benchSyslog(lines: number, framing: 'lf' | 'octet', roundC
       rounds.push({ rateflow, raw, ...(forwarded !== undefined && { jetstream: forwarded }) })
     }
     await adapter.stop()
-    const stream = await h.recount()
-    if (stream.records !== lines * roundCount || stream.rejects !== 0) {
-      throw new Error(`bench syslog: the stream holds ${JSON.stringify(stream)}, expected ${lines * roundCount} records`)
-    }
+    const stream = await h.expectStreamHolds('syslog', lines * roundCount)
     const rate = median(rounds.map((x) => x.rateflow))
     const rawRate = median(rounds.map((x) => x.raw))
     const jsRates = rounds.flatMap((x) => (x.jetstream === undefined ? [] : [x.jetstream]))
