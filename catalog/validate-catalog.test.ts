@@ -201,6 +201,26 @@ describe('validateCatalog', () => {
     })
   }
 
+  it('tiers, rates and steps are required, non-empty arrays: each problem named at its path', () => {
+    const doc = goodCatalog()
+    const byId = (id: string) => (doc.plans[0].charges as Record<string, any>[]).find((ch) => ch.id === id)!
+    delete byId('seats').tiers
+    byId('users-vol').tiers = []
+    byId('gp').tiers = 'all'
+    byId('voice').rates[1].steps = []
+    const at = (i: number) => `$.plans[0].charges[${i}]`
+    const index = (id: string) => (doc.plans[0].charges as Record<string, any>[]).findIndex((ch) => ch.id === id)
+    expect(problemsOf(doc)).toEqual([
+      { path: `${at(index('seats'))}.tiers`, message: 'required (a non-empty array of tiers)' },
+      { path: `${at(index('users-vol'))}.tiers`, message: 'must have at least one tier' },
+      { path: `${at(index('gp'))}.tiers`, message: 'must be an array, got "all"' },
+      { path: `${at(index('voice'))}.rates[1].steps`, message: 'must have at least one step' },
+    ])
+    const noRates = goodCatalog()
+    delete (noRates.plans[0].charges as Record<string, any>[]).find((ch) => ch.id === 'voice')!.rates
+    expect(problemsOf(noRates)).toEqual([{ path: `${at(index('voice'))}.rates`, message: 'required (a non-empty array of rates)' }])
+  })
+
   it('accepts an offset other than Z and a first tier up_to "0" (a base fee)', () => {
     const doc = goodCatalog()
     doc.effective_from = '2026-01-01T00:00:00.000+01:00'

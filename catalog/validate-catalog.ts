@@ -117,6 +117,20 @@ class Checker {
     return false
   }
 
+  /**
+   * A required, non-empty array of `items` (e.g. "tiers", one "tier"): true when `v` is an array whose
+   * elements are to be checked (an empty one is reported), false when it is absent or not an array.
+   */
+  list(v: unknown, path: string, items: string, item: string): v is unknown[] {
+    if (v === undefined) {
+      this.add(path, `required (a non-empty array of ${items})`)
+      return false
+    }
+    if (!this.arr(v, path)) return false
+    if (v.length === 0) this.add(path, `must have at least one ${item}`)
+    return true
+  }
+
   /** Non-empty string; absent reported as required. */
   str(o: Obj, key: string, path: string, required = true): string | undefined {
     const v = o[key]
@@ -442,15 +456,7 @@ function checkCharge(c: Checker, ch: Obj, p: string, meters: Map<string, Obj>, s
 
 function checkTiers(c: Checker, ch: Obj, p: string, priceField: 'unit_price' | 'rate'): void {
   const tp = `${p}.tiers`
-  if (ch.tiers === undefined) {
-    c.add(tp, 'required (a non-empty array of tiers)')
-    return
-  }
-  if (!c.arr(ch.tiers, tp)) return
-  if (ch.tiers.length === 0) {
-    c.add(tp, 'must have at least one tier')
-    return
-  }
+  if (!c.list(ch.tiers, tp, 'tiers', 'tier')) return
   let prev: string | undefined
   const last = ch.tiers.length - 1
   ch.tiers.forEach((t, k) => {
@@ -495,12 +501,7 @@ function checkTimeRated(c: Checker, ch: Obj, p: string, schedules: Map<string, S
     c.oneOf(r, 'mode', rp, ROUNDING_MODES)
   }
   const rp = `${p}.rates`
-  if (ch.rates === undefined) {
-    c.add(rp, 'required (a non-empty array of rates)')
-    return
-  }
-  if (!c.arr(ch.rates, rp)) return
-  if (ch.rates.length === 0) c.add(rp, 'must have at least one rate')
+  if (!c.list(ch.rates, rp, 'rates', 'rate')) return
   const used: ScheduleInfo[] = []
   const seen = new Map<string, number>()
   ch.rates.forEach((rate, k) => {
@@ -528,12 +529,7 @@ function checkTimeRated(c: Checker, ch: Obj, p: string, schedules: Map<string, S
     }
     c.dec(rate, 'connect_fee', p2, { nonNegative: true })
     const sp = `${p2}.steps`
-    if (rate.steps === undefined) {
-      c.add(sp, 'required (a non-empty array of steps)')
-      return
-    }
-    if (!c.arr(rate.steps, sp)) return
-    if (rate.steps.length === 0) c.add(sp, 'must have at least one step')
+    if (!c.list(rate.steps, sp, 'steps', 'step')) return
     let prev: string | undefined
     rate.steps.forEach((st, j) => {
       const p3 = `${sp}[${j}]`
