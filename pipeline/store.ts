@@ -146,12 +146,13 @@ export async function openStore(opts: { dataDir: string; url?: string | undefine
       for (const ddl of DDL) await wrap('create table', () => client.command({ query: ddl }))
     },
     insertTsv(table, tsv) {
+      const chunks = typeof tsv === 'string' ? [tsv] : tsv
       return wrap(`insert into ${table}`, async () => {
         if (spool) {
           // 1. write the rows to a file 2. INSERT … SELECT from it, typed by the table's own columns (no
           // schema inference: a decimal must never pass through a float) 3. remove the file.
           const file = join(spool, `${table}-${process.pid}-${++spoolSeq}.tsv`)
-          writeChunks(file, tsv)
+          writeChunks(file, chunks)
           try {
             const structure = structures.get(table) ?? (await structureOf(table))
             await client.command({ query: `INSERT INTO ${table} SELECT * FROM file(${sqlString(file)}, 'TabSeparated', ${sqlString(structure)})` })
@@ -162,7 +163,7 @@ export async function openStore(opts: { dataDir: string; url?: string | undefine
         }
         await client.insert({
           table,
-          values: Readable.from((typeof tsv === 'string' ? [tsv] : tsv).map((c) => Buffer.from(c)), { objectMode: false }),
+          values: Readable.from(chunks.map((c) => Buffer.from(c)), { objectMode: false }),
           format: 'TabSeparated',
         })
       })
@@ -214,18 +215,15 @@ function sqlString(text: string): string {
   return `'${text.replace(/[\\']/g, (c) => '\\' + c)}'`
 }
 
-/** Writes the text, or its chunks one after another, to a new file (no concatenated copy of the chunks). */
-function writeChunks(file: string, text: string | readonly string[]): void {
+/** Writes the chunks one after another to a new file (no concatenated copy of them). */
+function writeChunks(file: string, chunks: readonly string[]): void {
   const fd = openSync(file, 'w')
   try {
-    if (typeof text === 'string') writeAll(fd, text)
-    else for (const chunk of text) writeAll(fd, chunk)
+    for (const chunk of chunks) {
+      const bytes = Buffer.from(chunk)
+      for (let at = 0; at < bytes.length; ) at += writeSync(fd, bytes, at)
+    }
   } finally {
     closeSync(fd)
   }
-}
-
-function writeAll(fd: number, text: string): void {
-  const bytes = Buffer.from(text)
-  for (let at = 0; at < bytes.length; ) at += writeSync(fd, bytes, at)
 }
