@@ -1,0 +1,6 @@
+/** common: errors, logging, time, strings and ports: small helpers every other folder uses. */
+export { ErrorCode, isUserError, RateflowError, ValidationError, type Problem } from './errors.js'
+export { createLogger, type Logger } from './logger.js'
+export { freePort } from './net.js'
+export { detached } from './strings.js'
+export { daysInMonth, isoUtc, isValidTimeZone, parseIsoTime, zonedParts, zonedToUtc, zoneOffsetMs, type ZonedParts } from './time.js'
