@@ -22,12 +22,38 @@ describe('DedupeIndex', () => {
     expect(ix.add('s', 'x')).toBe(true)
   })
 
+  it('numbered ids (a prefix and up to 9 digits) and every other id are keys of their own: leading zeros, 10 digits, bare numbers', () => {
+    const ix = new DedupeIndex()
+    const ids = ['e-1', 'e-01', 'e-001', 'e-10', 'e1', '1', '01', '0', '00', 'e-0', 'e-123456789', 'e-1234567890', 'e-0123456789', 'f-1', '-1', 'e-1x']
+    for (const id of ids) expect(ix.add('s', id)).toBe(true)
+    for (const id of ids) expect([id, ix.add('s', id), ix.has('s', id)]).toEqual([id, false, true])
+    expect(ix.size).toBe(ids.length)
+    expect(ix.has('s', 'e-2')).toBe(false)
+    expect(ix.has('t', 'e-1')).toBe(false)
+    expect(ix.delete('s', 'e-10')).toBe(true)
+    expect([ix.has('s', 'e-1'), ix.has('s', 'e-10'), ix.has('s', 'e-01')]).toEqual([true, false, true])
+    expect(ix.delete('s', 'g-1')).toBe(false)
+  })
+
+  it('ids whose digits end a long token (a UUID) and ids under prefixes past the limit are held as strings, found again', () => {
+    const ix = new DedupeIndex(1)
+    const uuid = 'a12b4869-0000-4000-a030-a12b486939'
+    expect([ix.add('s', 'e-1'), ix.add('s', 'f-1'), ix.add('s', uuid)]).toEqual([true, true, true])
+    expect([ix.add('s', 'e-1'), ix.add('s', 'f-1'), ix.add('s', uuid)]).toEqual([false, false, false])
+    expect([ix.has('s', 'f-1'), ix.has('s', 'f-2'), ix.delete('s', 'f-1'), ix.has('s', 'f-1'), ix.has('s', 'e-1')]).toEqual([true, false, true, false, true])
+  })
+
   it('agrees with one Set of joined keys on any sequence of adds and deletes, sources interleaved', () => {
-    const key = fc.tuple(fc.constantFrom('csv:a', 'mqtt:p', 'syslog:e', ''), fc.string({ maxLength: 40 }))
+    // Numbered ids with a few prefixes (0 and 9 to hit leading zeros and the 9/10-digit edge), and any strings.
+    const numbered = fc
+      .tuple(fc.constantFrom('', 'e-', 'fw-0001-', 'e-1'), fc.array(fc.constantFrom('0', '1', '9'), { minLength: 1, maxLength: 11 }))
+      .map(([p, d]) => p + d.join(''))
+    const key = fc.tuple(fc.constantFrom('csv:a', 'mqtt:p', 'syslog:e', ''), fc.oneof(numbered, fc.string({ maxLength: 40 })))
     const op = fc.tuple(fc.boolean(), key)
+    // Two prefixes per source at most, so ids under a third prefix are held as strings.
     fc.assert(
-      fc.property(fc.array(op, { maxLength: 200 }), (ops) => {
-        const ix = new DedupeIndex()
+      fc.property(fc.array(op, { maxLength: 200 }), fc.constantFrom(2, 4096), (ops, maxPrefixes) => {
+        const ix = new DedupeIndex(maxPrefixes)
         const model = new Set<string>()
         for (const [del, [source, id]] of ops) {
           const joined = JSON.stringify([source, id])
@@ -40,6 +66,7 @@ describe('DedupeIndex', () => {
           expect(ix.size).toBe(model.size)
         }
       }),
+      { numRuns: 500 },
     )
   })
 })

@@ -1,21 +1,30 @@
 import { detached } from '../common/strings.js'
 
 /**
- * The set of accepted (source, event_id) keys a partition owner dedupes against: exact, in memory, one Set of
- * event ids per source.
+ * The set of accepted (source, event_id) keys a partition owner dedupes against: exact, in memory, per source.
  *
  * Why per source and not one Set of `source\0event_id`: the source is the same for a whole batch, so the
- * joined key repeated it in every entry and had to be built per event. Measured by `rateflow bench rating`
- * with keys as the rater gets them: 45 bytes per CSV row id (`e-<n>`) against 93 in one Set of joined keys,
- * 109 per UUID against 117. Ids are stored as detached copies: an id sliced out of a batch's wire text would
+ * joined key repeated it in every entry and had to be built per event.
+ *
+ * Why numbered ids apart: many sources number their events (a CSV export's `e-<row>`, a device's sequence
+ * counter `<device>-<seq>`). An id that is a prefix followed by a canonical decimal below 10^9 (no leading
+ * zero) is held as that number in a Set per prefix: a small integer is its own hash and needs no string
+ * behind it, so an insert touches no key text, and an entry costs a slot of the Set and nothing else. Every
+ * other id (UUIDs, leading zeros, longer numbers, long prefixes, prefixes past a source's first 4,096) is held as
+ * a string. An id is held in one form only: the form depends on the id and on whether its prefix has a Set, and
+ * a prefix that has one keeps it. Measured by `rateflow bench rating` (bytes per remembered
+ * key, CSV row ids and UUIDs). Ids are stored as detached copies: an id sliced out of a batch's wire text would
  * otherwise keep the whole text alive (common/strings.ts).
  */
 export class DedupeIndex {
-  private readonly bySource = new Map<string, Set<string>>()
-  // The last source's Set: one Map probe per batch rather than per event.
+  private readonly bySource = new Map<string, SourceIds>()
+  // The last source's ids: one Map probe per batch rather than per event.
   private lastSource: string | undefined
-  private lastIds: Set<string> | undefined
+  private lastIds: SourceIds | undefined
   private count = 0
+
+  /** `maxPrefixes`: numbered prefixes per source (4,096; smaller in tests, to reach the limit). */
+  constructor(private readonly maxPrefixes = MAX_PREFIXES) {}
 
   /** Keys held. */
   get size(): number {
@@ -24,10 +33,7 @@ export class DedupeIndex {
 
   /** Adds the key; true when it was new (accept the event), false when it was there (a duplicate). One probe. */
   add(source: string, eventId: string): boolean {
-    const ids = this.idsOf(source)
-    const before = ids.size
-    ids.add(detached(eventId))
-    if (ids.size === before) return false
+    if (!this.idsOf(source).add(eventId)) return false
     this.count++
     return true
   }
@@ -44,17 +50,109 @@ export class DedupeIndex {
     return removed
   }
 
-  private idsOf(source: string): Set<string> {
+  private idsOf(source: string): SourceIds {
     if (source === this.lastSource) return this.lastIds!
     // A copy: the caller's source may be a slice of a batch's wire text.
     const own = detached(source)
     let ids = this.bySource.get(own)
     if (ids === undefined) {
-      ids = new Set()
+      ids = new SourceIds(this.maxPrefixes)
       this.bySource.set(own, ids)
     }
     this.lastSource = own
     this.lastIds = ids
     return ids
   }
+}
+
+/** At most 9 digits: every such number is below 2^30, a small integer in every V8 configuration. */
+const MAX_DIGITS = 9
+/**
+ * A prefix of at most this many characters: a counter's prefix is short (`e-`, `fw-0001-03-`); an id whose digits
+ * end a long random token (a UUID ending in digits) would make one prefix per id, each with a Set of its own.
+ */
+const MAX_PREFIX = 20
+/** Prefixes per source: past it, ids under new prefixes are held as strings (bounds what random short tokens cost). */
+const MAX_PREFIXES = 4096
+
+/** The event ids of one source: numbered ids by prefix, the others as strings. */
+class SourceIds {
+  constructor(private readonly maxPrefixes: number) {}
+
+  private readonly strings = new Set<string>()
+  private readonly numbered = new Map<string, Set<number>>()
+  // The last prefix's numbers: ids of a source mostly share one prefix, so the prefix is compared, not sliced and hashed.
+  private lastPrefix: string | undefined
+  private lastNumbers: Set<number> | undefined
+
+  add(id: string): boolean {
+    const split = numberedSplit(id)
+    const numbers = split < 0 ? undefined : this.numbersOf(id, split, true)
+    if (numbers === undefined) {
+      const before = this.strings.size
+      this.strings.add(detached(id))
+      return this.strings.size !== before
+    }
+    const before = numbers.size
+    numbers.add(numberAt(id, split))
+    return numbers.size !== before
+  }
+
+  has(id: string): boolean {
+    const split = numberedSplit(id)
+    const numbers = split < 0 ? undefined : this.numbersOf(id, split, false)
+    return numbers === undefined ? this.strings.has(id) : numbers.has(numberAt(id, split))
+  }
+
+  delete(id: string): boolean {
+    const split = numberedSplit(id)
+    const numbers = split < 0 ? undefined : this.numbersOf(id, split, false)
+    return numbers === undefined ? this.strings.delete(id) : numbers.delete(numberAt(id, split))
+  }
+
+  /**
+   * The numbers under the prefix `id.slice(0, split)`, or undefined when ids under it are held as strings: its
+   * Set is made on the first add while there is room for another prefix. A prefix never loses its Set, so the
+   * form an id is held in never changes once it is held.
+   */
+  private numbersOf(id: string, split: number, create: boolean): Set<number> | undefined {
+    const last = this.lastPrefix
+    if (last !== undefined && last.length === split && id.startsWith(last)) return this.lastNumbers
+    const prefix = detached(id.slice(0, split))
+    let numbers = this.numbered.get(prefix)
+    if (numbers === undefined) {
+      if (!create || this.numbered.size >= this.maxPrefixes) return undefined
+      numbers = new Set()
+      this.numbered.set(prefix, numbers)
+    }
+    this.lastPrefix = prefix
+    this.lastNumbers = numbers
+    return numbers
+  }
+}
+
+/**
+ * Where the number of a numbered id starts (the length of its prefix), or -1 when the id is not numbered:
+ * a prefix of at most MAX_PREFIX characters, then 1 to MAX_DIGITS decimal digits, the first of them not a 0
+ * unless it is the only one.
+ */
+function numberedSplit(id: string): number {
+  let k = id.length
+  const stop = Math.max(0, k - MAX_DIGITS - 1)
+  while (k > stop) {
+    const c = id.charCodeAt(k - 1)
+    if (c < 48 || c > 57) break
+    k--
+  }
+  const digits = id.length - k
+  if (digits === 0 || digits > MAX_DIGITS || k > MAX_PREFIX) return -1
+  if (digits > 1 && id.charCodeAt(k) === 48) return -1
+  return k
+}
+
+/** The decimal value of the digits from `at` to the end (numberedSplit checked them). */
+function numberAt(id: string, at: number): number {
+  let v = 0
+  for (let k = at; k < id.length; k++) v = v * 10 + (id.charCodeAt(k) - 48)
+  return v
 }
