@@ -39,7 +39,10 @@ describe('staged batches cross to the rater unchanged', () => {
     const text = fc.string({ unit: 'binary', maxLength: 12 })
     const charge = fc.record<StagedCharge>({
       totalsKey: text, chargeRef: text, quantity: text, dimensions: fc.dictionary(text, text, { maxKeys: 3 }),
-      eventIso: text, eventId: text, timezone: text, periodStartIso: text, periodEndIso: text, prefix: text, suffix: text,
+      eventIso: text,
+      // Every instant Date can hold, negative ones included: the wire splits it into two 32-bit halves.
+      eventMs: fc.integer({ min: -8_640_000_000_000_000, max: 8_640_000_000_000_000 }),
+      eventId: text, timezone: text, periodStartIso: text, periodEndIso: text, prefix: text, suffix: text,
     })
     const record = fc.record<StagedRecord>(
       {

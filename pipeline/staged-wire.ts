@@ -16,9 +16,10 @@ export interface StagedWire {
 // Strings of their own, in the text: per record eventId, usageLine, suspendLine, raw, origin; per charge
 // quantity, dimensions, eventIso, eventId, prefix. The rest repeat across a batch and go once, in its table of
 // shared strings. The ints: per record charges, hasSuspend, hasOrigin, source (shared); per charge totalsKey,
-// chargeRef, timezone, periodStartIso, periodEndIso, suffix (all shared).
+// chargeRef, timezone, periodStartIso, periodEndIso, suffix (all shared), and eventMs in two halves.
 const INTS_PER_RECORD = 4
-const INTS_PER_CHARGE = 6
+const INTS_PER_CHARGE = 8
+const TWO_32 = 4_294_967_296
 const HEADER = 5 // read, records, reject lines, shared strings, ints of the records and charges
 
 /**
@@ -62,6 +63,10 @@ export function encodeStaged(b: StagedBatch): StagedWire {
       structure[s++] = ref(c.periodStartIso)
       structure[s++] = ref(c.periodEndIso)
       structure[s++] = ref(c.suffix)
+      // An integer of ms (|ms| < 2^53) as its high and low 32 bits; the low half is read back unsigned.
+      const hi = Math.floor(c.eventMs / TWO_32)
+      structure[s++] = hi
+      structure[s++] = c.eventMs - hi * TWO_32
       own.push(c.quantity, c.dimensions === NO_DIMENSIONS ? '{}' : JSON.stringify(c.dimensions), c.eventIso, c.eventId, c.prefix)
     }
   }
@@ -122,6 +127,8 @@ export function decodeStaged(w: StagedWire): StagedBatch {
       const periodStartIso = shared[ints[s++]!]!
       const periodEndIso = shared[ints[s++]!]!
       const suffix = shared[ints[s++]!]!
+      const hi = ints[s++]!
+      const eventMs = hi * TWO_32 + (ints[s++]! >>> 0)
       const quantity = next()
       const dims = next()
       charges[c] = {
@@ -130,6 +137,7 @@ export function decodeStaged(w: StagedWire): StagedBatch {
         quantity,
         dimensions: dims === '{}' ? NO_DIMENSIONS : (JSON.parse(dims) as Record<string, string>),
         eventIso: next(),
+        eventMs,
         eventId: next(),
         timezone,
         periodStartIso,

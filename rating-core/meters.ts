@@ -45,6 +45,8 @@ export interface MeterAggregate {
 export interface FoldEvent {
   event_id: string
   event_time: string
+  /** event_time in epoch ms when the caller has read it already (it must be the same instant); else it is parsed. */
+  ms?: number | undefined
   dimensions: Record<string, string>
 }
 
@@ -136,7 +138,7 @@ export function foldMeter(
       return { agg: { n, q: q === priorQ && prior !== undefined ? prior.q : fmt(q) }, q, metered: scaled }
     }
     case 'latest': {
-      const t = eventMillis(ev.event_time)
+      const t = ev.ms ?? eventMillis(ev.event_time)
       const held = prior?.latest
       const newer = held === undefined || t > held.t || (t === held.t && ev.event_id > held.id)
       if (!newer && prior !== undefined) return { agg: { ...prior, n }, q: priorQ, metered: scaled }
@@ -171,7 +173,7 @@ function foldTimeWeighted(
   startMs: number,
   endMs: number,
 ): FoldResult {
-  const t = eventMillis(ev.event_time)
+  const t = ev.ms ?? eventMillis(ev.event_time)
   if (!(endMs > startMs)) throw new RateflowError(ErrorCode.BadInput, 'time_weighted_avg: the period is empty')
   if (t < startMs || t >= endMs) {
     throw new RateflowError(ErrorCode.BadInput, `time_weighted_avg: event ${ev.event_id} at ${ev.event_time} is outside the period`)

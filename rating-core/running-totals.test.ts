@@ -34,6 +34,7 @@ function staged(charge: string, eventIso: string, quantity: string): StagedCharg
     quantity,
     dimensions: {},
     eventIso,
+    eventMs: Date.parse(eventIso),
     eventId: `e-${eventIso}`,
     timezone: 'UTC',
     periodStartIso: '2026-10-01T00:00:00.000Z',

@@ -107,7 +107,7 @@ export class RunningTotals {
   private foldCharge(c: StagedCharge, cell: Cell): string {
     const resolved = this.charges.get(c.chargeRef)
     if (!resolved) throw new Error(`charge ${c.chargeRef.replaceAll('\u0000', '/')} missing from the rater's catalog snapshot`)
-    const r = foldUsageEvent(resolved.charge, resolved.meter, cell.t, { event_id: c.eventId, event_time: c.eventIso, quantity: c.quantity, dimensions: c.dimensions }, {
+    const r = foldUsageEvent(resolved.charge, resolved.meter, cell.t, { event_id: c.eventId, event_time: c.eventIso, ms: c.eventMs, quantity: c.quantity, dimensions: c.dimensions }, {
       schedules: resolved.schedules,
       timezone: c.timezone,
       periodStart: c.periodStartIso,

@@ -51,6 +51,8 @@ export interface StagedCharge {
   /** The event's dimensions when the meter reads them while folding (unique_count), else NO_DIMENSIONS. */
   readonly dimensions: Record<string, string>
   readonly eventIso: string
+  /** eventIso in epoch ms, as validation read it: the fold does not parse the time again. */
+  readonly eventMs: number
   readonly eventId: string
   readonly timezone: string
   readonly periodStartIso: string
@@ -166,6 +168,7 @@ export function stageBatch(batch: UsageBatch, guiding: GuidingIndex, receivedAtM
           quantity: r.quantity,
           dimensions: route.readsDimensions ? dims : NO_DIMENSIONS,
           eventIso: iso,
+          eventMs: ms,
           eventId: r.event_id,
           timezone: g.owner.account.timezone,
           periodStartIso: period.startIso,

@@ -47,6 +47,8 @@ export interface UsageEventInput {
   event_id: string
   /** UTC ISO-8601. */
   event_time: string
+  /** event_time in epoch ms when the caller has read it already (it must be the same instant); else it is parsed. */
+  ms?: number | undefined
   /** Decimal string in the metric's own unit (before the meter's scale). */
   quantity: string
   dimensions: Record<string, string>
@@ -210,7 +212,7 @@ function sessionFee(charge: TimeRatedCharge, scale: Dec | null, scaled: Dec, ev:
     // A scaled duration goes through its text, as `rateflow rate` would be given it (same limits, same price).
     return toNano(parseDec(rateTimedEvent(charge, ctx.schedules, ev.event_time, fmt(scaled), ctx.timezone).amount))
   }
-  return timedEventNano(charge, ctx.schedules, eventMillis(ev.event_time), scaled, ctx.timezone, null)
+  return timedEventNano(charge, ctx.schedules, ev.ms ?? eventMillis(ev.event_time), scaled, ctx.timezone, null)
 }
 
 /** fmt(scaled) for the rated row; without a scale that is the quantity itself whenever it is already canonical. */
