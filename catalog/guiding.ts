@@ -21,10 +21,13 @@ export type GuideResult =
   | { readonly kind: 'suspend'; readonly reason: string }
   | { readonly kind: 'reject'; readonly reason: string }
 
+/** A device's bindings, as a chain: most devices have one, and the lookup then reads no array. */
 interface Binding {
   from: number // inclusive
   to: number // exclusive; Infinity when open
   sub: SubscriptionEntry
+  /** The device's next binding, in the order the accounts document lists them. */
+  next: Binding | undefined
 }
 
 /** A subscription with its account, its effective range in ms and the owner results already built for it. */
@@ -33,6 +36,8 @@ interface SubscriptionEntry {
   account: Account
   start: number // inclusive
   end: number // exclusive; Infinity when open
+  /** subscription.status === 'dormant', kept here: guiding then reads no field of the subscription per event. */
+  dormant: boolean
   /** One `owner` result per catalog version: guiding returns the same object for every event it owns. */
   owners: Map<Catalog, GuideResult>
   /** The catalog of the last owner result handed out, and that result (checked before the map: one version is the rule). */
@@ -59,7 +64,7 @@ export interface OwnerIds {
  */
 export class GuidingIndex {
   private readonly versions: Array<{ from: number; catalog: Catalog; plans: Map<string, Plan> }>
-  private readonly bindings = new Map<string, Binding[]>()
+  private readonly bindings = new Map<string, Binding>()
   private readonly subscriptions = new Map<string, SubscriptionEntry>()
   private readonly accounts = new Map<string, Account>()
 
@@ -76,15 +81,20 @@ export class GuidingIndex {
             account,
             start: parseIsoTime(subscription.start) ?? Infinity,
             end: subscription.end ? (parseIsoTime(subscription.end) ?? Infinity) : Infinity,
+            dormant: subscription.status === 'dormant',
             owners: new Map(),
             lastCatalog: undefined,
             lastOwned: undefined,
           }
           this.subscriptions.set(subscription.id, sub)
           for (const d of subscription.devices ?? []) {
-            const list = this.bindings.get(d.device_id) ?? []
-            list.push({ from: parseIsoTime(d.from) ?? 0, to: d.to ? (parseIsoTime(d.to) ?? Infinity) : Infinity, sub })
-            this.bindings.set(d.device_id, list)
+            const b: Binding = { from: parseIsoTime(d.from) ?? 0, to: d.to ? (parseIsoTime(d.to) ?? Infinity) : Infinity, sub, next: undefined }
+            let last = this.bindings.get(d.device_id)
+            if (last === undefined) this.bindings.set(d.device_id, b)
+            else {
+              while (last.next !== undefined) last = last.next
+              last.next = b
+            }
           }
         }
       }
@@ -172,7 +182,7 @@ export class GuidingIndex {
     if (!(sub.start <= ms && ms < sub.end)) {
       return { kind: 'suspend', reason: `subscription "${subscription.id}" is not in force at ${isoUtc(ms)}` }
     }
-    if (subscription.status === 'dormant') {
+    if (sub.dormant) {
       return { kind: 'suspend', reason: `subscription "${subscription.id}" is dormant until a delivered fulfilment activates it` }
     }
     const version = this.versionAt(ms)
@@ -193,9 +203,7 @@ export class GuidingIndex {
 
   /** The binding of a device in force at `ms` (from inclusive, to exclusive). */
   private boundAt(deviceId: string, ms: number): Binding | undefined {
-    const list = this.bindings.get(deviceId)
-    if (list === undefined) return undefined
-    for (const b of list) if (b.from <= ms && ms < b.to) return b
+    for (let b = this.bindings.get(deviceId); b !== undefined; b = b.next) if (b.from <= ms && ms < b.to) return b
     return undefined
   }
 }
