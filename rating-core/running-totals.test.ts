@@ -10,6 +10,8 @@ const catalog: Catalog = {
   meters: [
     { id: 'gb', metric: 'bytes_out', aggregation: 'sum', scale: '0.000000001' },
     { id: 'secs', metric: 'bytes_out', aggregation: 'sum' },
+    { id: 'reading', metric: 'bytes_out', aggregation: 'latest' },
+    { id: 'regions', metric: 'bytes_out', aggregation: 'unique_count', dimension: 'region' },
   ],
   // Weekdays only: a Saturday session has no rate.
   schedules: [{ id: 'weekdays', weekdays: [1, 2, 3, 4, 5], from: '00:00', to: '24:00' }],
@@ -22,6 +24,8 @@ const catalog: Catalog = {
         { id: 'egress', kind: 'usage', meter: 'gb', model: 'per_unit', unit_price: '0.5' },
         { id: 'calls', kind: 'usage', meter: 'secs', model: 'time_rated', rates: [{ schedule: 'weekdays', steps: [{ from: '0', unit_price: '1', per: '60', increment: '1' }] }] },
         { id: 'orphan', kind: 'usage', meter: 'missing', model: 'per_unit', unit_price: '1' },
+        { id: 'last', kind: 'usage', meter: 'reading', model: 'per_unit', unit_price: '1' },
+        { id: 'spread', kind: 'usage', meter: 'regions', model: 'per_unit', unit_price: '1' },
       ],
     },
   ],
@@ -49,7 +53,7 @@ const SATURDAY = '2026-10-03T12:00:00.000Z'
 
 describe('chargeTable', () => {
   it('holds the usage charges whose meter exists, by chargeRef', () => {
-    expect([...chargeTable([catalog]).keys()].map((k) => k.split('\u0000').join('/'))).toEqual(['v1/p/egress', 'v1/p/calls'])
+    expect([...chargeTable([catalog]).keys()].map((k) => k.split('\u0000').join('/'))).toEqual(['v1/p/egress', 'v1/p/calls', 'v1/p/last', 'v1/p/spread'])
   })
 })
 
@@ -72,6 +76,20 @@ describe('RunningTotals.foldEvent', () => {
     expect((r as Error).message).toMatch(/no rate's schedule covers weekday 6/)
     expect(totals.get(key)).toBe(before)
     expect(totals.foldEvent([staged('egress', THURSDAY, '1000000000'), staged('calls', THURSDAY, '30')])).toBe('egress\t1\t0.5\ncalls\t30\t0.5\n')
+  })
+
+  it('a total keeps what it read of each event, not the event (the fold reuses one event object): latest and unique_count', () => {
+    const totals = new RunningTotals(chargeTable([catalog]))
+    const later = { ...staged('last', '2026-10-08T12:00:00.000Z', '7'), eventId: 'e-later' }
+    const earlier = { ...staged('last', '2026-10-08T11:00:00.000Z', '3'), eventId: 'e-earlier' }
+    expect(totals.foldEvent([later])).toBe('last\t7\t7\n')
+    // An older reading than the one held changes nothing.
+    expect(totals.foldEvent([earlier])).toBe('last\t3\t0\n')
+    expect(totals.get(later.totalsKey)!.agg).toEqual({ n: 2, q: '7', latest: { t: Date.parse('2026-10-08T12:00:00.000Z'), id: 'e-later' } })
+    const eu = { ...staged('spread', THURSDAY, '1'), dimensions: { region: 'eu' } }
+    const us = { ...staged('spread', THURSDAY, '1'), dimensions: { region: 'us' } }
+    expect([totals.foldEvent([eu]), totals.foldEvent([us]), totals.foldEvent([eu])]).toEqual(['spread\t1\t1\n', 'spread\t1\t1\n', 'spread\t0\t0\n'])
+    expect(totals.get(eu.totalsKey)!.agg).toMatchObject({ n: 3, q: '2', uniques: ['eu', 'us'] })
   })
 
   it('a charge missing from the table is an error naming it', () => {

@@ -103,16 +103,26 @@ export class RunningTotals {
     return cell
   }
 
+  // The event and context handed to the fold, reused: foldUsageEvent keeps neither object (only the strings in
+  // them), and one event and context object per charge were half of what a fold allocated.
+  private readonly ev: UsageEventInput = { event_id: '', event_time: '', ms: 0, quantity: '', dimensions: {} }
+  private readonly ctx: RatingContext = { schedules: [], timezone: '', periodStart: '', periodEnd: '' }
+
   /** Folds one charge of an event into its cell; returns its rated_usage line. */
   private foldCharge(c: StagedCharge, cell: Cell): string {
     const resolved = this.charges.get(c.chargeRef)
     if (!resolved) throw new Error(`charge ${c.chargeRef.replaceAll('\u0000', '/')} missing from the rater's catalog snapshot`)
-    const r = foldUsageEvent(resolved.charge, resolved.meter, cell.t, { event_id: c.eventId, event_time: c.eventIso, ms: c.eventMs, quantity: c.quantity, dimensions: c.dimensions }, {
-      schedules: resolved.schedules,
-      timezone: c.timezone,
-      periodStart: c.periodStartIso,
-      periodEnd: c.periodEndIso,
-    })
+    const { ev, ctx } = this
+    ev.event_id = c.eventId
+    ev.event_time = c.eventIso
+    ev.ms = c.eventMs
+    ev.quantity = c.quantity
+    ev.dimensions = c.dimensions
+    ctx.schedules = resolved.schedules
+    ctx.timezone = c.timezone
+    ctx.periodStart = c.periodStartIso
+    ctx.periodEnd = c.periodEndIso
+    const r = foldUsageEvent(resolved.charge, resolved.meter, cell.t, ev, ctx)
     cell.t = r.next
     return c.prefix + r.metered + '\t' + r.amount + c.suffix
   }

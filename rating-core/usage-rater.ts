@@ -235,7 +235,8 @@ export function rateUsageEvent(
 
 /**
  * rateUsageEvent on a RunningTotal (undefined for the period's first event): the same amount and metered value,
- * and the next total, with no state strings printed. What the rater runs per event.
+ * and the next total, with no state strings printed. What the rater runs per event. Keeps no reference to `ev`
+ * or `ctx` (only to strings in them), so a caller may reuse both objects for the next event.
  */
 export function foldUsageEvent(
   charge: UsageCharge,
