@@ -2,6 +2,7 @@ import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
 import type { Schedule, TimeRatedCharge } from '../catalog/types.js'
 import { parseDec, toNano } from './decimal.js'
+import { zoneOffsetMs } from '../common/time.js'
 import { rateTimedEvent, splitSession, timedEventNano, zoneOffset } from './time-rated.js'
 
 // CONTRACT §3 schedules.
@@ -170,6 +171,26 @@ describe('rateTimedEvent', () => {
     ]
     const perSecond = (schedule: string, price: string) => ({ schedule, steps: [{ from: '0', unit_price: price, per: '1', increment: '1' }] })
     const dst: TimeRatedCharge = { id: 'dst', kind: 'usage', meter: 'm', model: 'time_rated', rates: [perSecond('early', '1'), perSecond('late', '2'), perSecond('rest', '10')] }
+
+    it('offsets agree with the zone database at any instant, asked in any order (spans cached per zone)', () => {
+      const zones = ['Europe/Berlin', 'America/New_York', 'Australia/Lord_Howe', 'Asia/Kolkata', 'UTC', 'America/Sao_Paulo']
+      const from = Date.parse('2010-01-01T00:00:00Z')
+      const to = Date.parse('2032-01-01T00:00:00Z')
+      fc.assert(
+        fc.property(fc.array(fc.tuple(fc.constantFrom(...zones), fc.integer({ min: from, max: to })), { maxLength: 30 }), (asks) => {
+          for (const [tz, ms] of asks) expect([tz, ms, zoneOffset(tz, ms)]).toEqual([tz, ms, zoneOffsetMs(ms, tz)])
+        }),
+        { numRuns: 200 },
+      )
+    })
+
+    it('a session longer than a cached span (900 days in UTC, which never changes its offset) is priced in full', () => {
+      const always: Schedule[] = [{ id: 'all', weekdays: [1, 2, 3, 4, 5, 6, 7], from: '00:00', to: '24:00' }]
+      const flat: TimeRatedCharge = { id: 'flat', kind: 'usage', meter: 'm', model: 'time_rated', rates: [{ schedule: 'all', steps: [{ from: '0', unit_price: '0.01', per: '1', increment: '1' }] }] }
+      const seconds = 900 * 86_400
+      expect(rateTimedEvent(flat, always, '2026-01-01T00:00:00Z', String(seconds), 'UTC').amount).toBe(String(seconds / 100))
+      expect(timedEventNano(flat, always, Date.parse('2026-01-01T00:00:00Z'), parseDec(String(seconds)), 'UTC', null)).toBe(BigInt(seconds) * 10_000_000n)
+    })
 
     it('offsets: CET +1 before 2026-03-29T01:00Z, CEST +2 after; back to +1 at 2026-10-25T01:00Z', () => {
       expect(zoneOffset(TZ, Date.parse('2026-03-29T00:59:59Z'))).toBe(3_600_000)

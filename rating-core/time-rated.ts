@@ -29,52 +29,129 @@ import type { PriceLine, PriceResult } from './models/common.js'
 
 /** Quarter-hour buckets: every zone's transitions since 1970 fall on them (see common/time.ts). */
 const BUCKET_MS = 15 * 60_000
+const DAY_MS = 86_400_000
 
-// Offsets by zone, then by quarter-hour bucket as a number: a session asks for a few of them, and the
-// shared cache's string key (zone + bucket) cost more to build and hash than the lookup it saved.
-const offsetsByZone = new Map<string, Map<number, number>>()
-
-/** UTC offset of `tz` at instant `ms`, in milliseconds (local = UTC + offset). An unknown zone is bad input. */
-export function zoneOffset(tz: string, ms: number): number {
-  const bucket = Math.floor(ms / BUCKET_MS)
-  let byBucket = offsetsByZone.get(tz)
-  let o = byBucket?.get(bucket)
-  if (o !== undefined) return o
-  o = zoneOffsetMs(ms, tz) // the same for every instant of a bucket; throws for an unknown zone, caching nothing
-  if (byBucket === undefined) {
-    if (offsetsByZone.size >= 1000) offsetsByZone.clear()
-    byBucket = new Map()
-    offsetsByZone.set(tz, byBucket)
-  }
-  if (byBucket.size >= 200_000) byBucket.clear()
-  byBucket.set(bucket, o)
-  return o
+/**
+ * A stretch of time over which a zone's UTC offset does not change: [from, to). `to` is the zone's next
+ * transition when `endsAtTransition`, else only where the search for one stopped.
+ */
+interface OffsetSpan {
+  readonly from: number
+  readonly to: number
+  readonly offset: number
+  readonly endsAtTransition: boolean
 }
 
-/** The first instant in (from, to] where the offset differs from `o`, the offset at `from`, or null. */
-function nextTransition(tz: string, from: number, to: number, o: number): number | null {
-  // Sample daily so a session spanning two transitions still finds the first.
-  const DAY = 86_400_000
-  let lo = from
-  let hi: number | null = null
-  for (let probe = Math.min(from + DAY, to); ; probe = Math.min(probe + DAY, to)) {
-    if (zoneOffset(tz, probe) !== o) {
-      hi = probe
+/** The spans of one zone found so far, sorted by time, and the last one asked for (sessions cluster in time). */
+interface ZoneSpans {
+  spans: OffsetSpan[]
+  last: OffsetSpan | undefined
+}
+
+/** Spans searched for at most this far from the instant asked about (then the search goes on from there). */
+const SPAN_REACH_MS = 400 * DAY_MS
+const spansByZone = new Map<string, ZoneSpans>()
+
+/**
+ * UTC offset of `tz` at instant `ms`, in milliseconds (local = UTC + offset). An unknown zone is bad input.
+ * Answered from the span of constant offset around `ms`: most calls read one span the zone already has,
+ * with no hash lookup per instant.
+ */
+export function zoneOffset(tz: string, ms: number): number {
+  return spanAt(tz, ms).offset
+}
+
+function spanAt(tz: string, ms: number): OffsetSpan {
+  let z = spansByZone.get(tz)
+  if (z === undefined) {
+    if (spansByZone.size >= 1000) spansByZone.clear()
+    z = { spans: [], last: undefined }
+    spansByZone.set(tz, z)
+  }
+  const last = z.last
+  if (last !== undefined && last.from <= ms && ms < last.to) return last
+  let lo = 0
+  let hi = z.spans.length
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1
+    if (z.spans[mid]!.to <= ms) lo = mid + 1
+    else hi = mid
+  }
+  let span = z.spans[lo]
+  if (span === undefined || span.from > ms) {
+    span = findSpan(tz, ms)
+    // A bounded list: a feed spread over centuries would otherwise grow it without end.
+    if (z.spans.length >= 256) z.spans = []
+    // Spans are maximal around the instant they were found from (or cut at the same reach), so sorted by
+    // `from` they are sorted by `to` too, which the binary search above relies on.
+    z.spans.push(span)
+    z.spans.sort((x, y) => x.from - y.from)
+  }
+  z.last = span
+  return span
+}
+
+/**
+ * The span of constant offset around `ms`: probes a day apart outwards (a zone changes its offset at most a
+ * few times a year), then a binary search over quarter-hour buckets for the exact transition. Spans found from
+ * different instants may overlap; each is exact where it says it is.
+ */
+function findSpan(tz: string, ms: number): OffsetSpan {
+  const offset = zoneOffsetMs(ms, tz) // throws for an unknown zone
+  const bucket = Math.floor(ms / BUCKET_MS)
+  // Forward: the first bucket whose offset differs.
+  let a = bucket
+  let b: number | null = null
+  const reach = Math.ceil(SPAN_REACH_MS / BUCKET_MS)
+  const day = DAY_MS / BUCKET_MS
+  for (let probe = bucket + day; probe <= bucket + reach; probe += day) {
+    if (zoneOffsetMs(probe * BUCKET_MS, tz) !== offset) {
+      b = probe
       break
     }
-    lo = probe
-    if (probe >= to) break
+    a = probe
   }
-  if (hi === null) return null
-  // Transitions fall on bucket boundaries: search buckets, not milliseconds.
-  let a = Math.floor(lo / BUCKET_MS)
-  let b = Math.floor(hi / BUCKET_MS)
-  while (b - a > 1) {
-    const m = Math.floor((a + b) / 2)
-    if (zoneOffset(tz, m * BUCKET_MS) === o) a = m
-    else b = m
+  let to: number
+  let endsAtTransition = false
+  if (b === null) to = (a + 1) * BUCKET_MS
+  else {
+    while (b - a > 1) {
+      const m = Math.floor((a + b) / 2)
+      if (zoneOffsetMs(m * BUCKET_MS, tz) === offset) a = m
+      else b = m
+    }
+    to = b * BUCKET_MS
+    endsAtTransition = true
   }
-  return Math.max(b * BUCKET_MS, from + 1)
+  // Backward: the last bucket whose offset differs; the span starts after it.
+  let c = bucket
+  let d: number | null = null
+  for (let probe = bucket - day; probe >= bucket - reach; probe -= day) {
+    if (zoneOffsetMs(probe * BUCKET_MS, tz) !== offset) {
+      d = probe
+      break
+    }
+    c = probe
+  }
+  let from: number
+  if (d === null) from = c * BUCKET_MS
+  else {
+    while (c - d > 1) {
+      const m = Math.floor((c + d) / 2)
+      if (zoneOffsetMs(m * BUCKET_MS, tz) === offset) c = m
+      else d = m
+    }
+    from = c * BUCKET_MS
+  }
+  return { from, to, offset, endsAtTransition }
+}
+
+/** The first instant in (from, to] where the offset differs from the offset at `from`, or null. */
+function nextTransition(tz: string, from: number, to: number): number | null {
+  let span = spanAt(tz, from)
+  // The span ends where a search stopped, not at a transition: go on from there (the same offset).
+  while (span.to <= to && !span.endsAtTransition) span = spanAt(tz, span.to)
+  return span.to > to ? null : Math.max(span.to, from + 1)
 }
 
 // ---- splitting -------------------------------------------------------------------------------
@@ -168,7 +245,7 @@ function splitSessionMs(charge: TimeRatedCharge, schedules: Schedule[], startMs:
       )
     }
     let partEnd = dayStart + w.to * 60_000 - off
-    const tr = nextTransition(tz, u, Math.min(partEnd, endMs), off)
+    const tr = nextTransition(tz, u, Math.min(partEnd, endMs))
     if (tr !== null && tr < partEnd) partEnd = tr
     const to = Math.min(partEnd - startMs, durMs)
     const last = parts[parts.length - 1]
