@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto'
 import { billingPeriod, type Period } from '../catalog/periods.js'
 import type { GuidingIndex, Owner } from '../catalog/guiding.js'
 import type { Meter, UsageCharge } from '../catalog/types.js'
+import { detached } from '../common/strings.js'
 import { isoUtc } from '../common/time.js'
 import { chTime, tsv, tsvMap } from '../pipeline/tsv.js'
 import type { UsageBatch, WireRecord, WireReject } from './record.js'
@@ -105,6 +106,9 @@ export function stageBatch(batch: UsageBatch, guiding: GuidingIndex, receivedAtM
   const tail = '\t' + receivedAt + '\t' + batchId + '\n'
   // Per source (one per batch in practice): its column text, with the separators around it.
   let lastSource: string | undefined
+  // The last record's metric as sent, and its interned form (records of a batch mostly share one).
+  let lastMetricIn: string | undefined
+  let metric: Metric | undefined
   let sourceTab = ''
   let tabSourceTab = ''
   for (const j of batch.rejects) rejectLines.push(rejectLine(j, receivedAt, batchId))
@@ -132,7 +136,11 @@ export function stageBatch(batch: UsageBatch, guiding: GuidingIndex, receivedAtM
       r.account_id || r.subscription_id
         ? device + '\t' + (r.account_id ? tsv(r.account_id) : '') + '\t' + (r.subscription_id ? tsv(r.subscription_id) : '') + '\t'
         : device + '\t\t\t'
-    const common = sourceTab + eventT + '\t' + timeTab + ownerCols + metricTab(r.metric) + r.quantity + tabDims(dims)
+    if (r.metric !== lastMetricIn) {
+      lastMetricIn = r.metric
+      metric = metricOf(r.metric)
+    }
+    const common = sourceTab + eventT + '\t' + timeTab + ownerCols + metric!.tab + r.quantity + tabDims(dims)
     const usageLine = common + tail
     const g = guiding.guide(r, ms)
     if (g.kind === 'reject') {
@@ -155,7 +163,7 @@ export function stageBatch(batch: UsageBatch, guiding: GuidingIndex, receivedAtM
       o.period = period
     }
     let charges: StagedCharge[] | undefined
-    const routes = o.byMetric.get(r.metric)
+    const routes = routesOf(o, metric!)
     if (routes !== undefined) {
       const head = eventT + tabSourceTab
       for (const route of routes) {
@@ -201,6 +209,18 @@ interface OwnerRoutes {
   readonly byMetric: Map<string, ChargeRoute[]>
   /** The billing period of the owner's last event: the next one almost always falls in it too. */
   period: Period | undefined
+  /** The last metric asked for and its routes: one comparison instead of a hash lookup when it is asked again. */
+  lastMetric: Metric | undefined
+  lastRoutes: ChargeRoute[] | undefined
+}
+
+/** The routes of `metric`'s events, or undefined when no usage charge of the owner prices the metric. */
+function routesOf(o: OwnerRoutes, metric: Metric): ChargeRoute[] | undefined {
+  if (o.lastMetric === metric) return o.lastRoutes
+  const routes = o.byMetric.get(metric.name)
+  o.lastMetric = metric
+  o.lastRoutes = routes
+  return routes
 }
 
 /** A group's totals-key part, and the rated_usage columns account_id … metric with their tabs. */
@@ -216,7 +236,7 @@ const ROUTES = Symbol('rateflow.stage.routes')
 function ownerRoutes(owner: Owner): OwnerRoutes {
   let o = (owner as Owner & { [ROUTES]?: OwnerRoutes })[ROUTES]
   if (o === undefined) {
-    o = { byMetric: new Map(), period: undefined }
+    o = { byMetric: new Map(), period: undefined, lastMetric: undefined, lastRoutes: undefined }
     for (const c of owner.plan.charges) {
       if (c.kind !== 'usage') continue
       const meter = owner.catalog.meters.find((m) => m.id === c.meter)
@@ -329,17 +349,25 @@ function accepts(filter: ReadonlyArray<readonly [string, string]>, dims: Record<
   return true
 }
 
-const metricTabs = new Map<string, string>()
+/** A metric as staging interns it: one object per metric name, so owners compare metrics by identity. */
+interface Metric {
+  readonly name: string
+  /** The metric column and its tab. */
+  readonly tab: string
+}
 
-/** The metric column and its tab, remembered per metric (a handful of values). */
-function metricTab(metric: string): string {
-  let t = metricTabs.get(metric)
-  if (t === undefined) {
-    t = tsv(metric) + '\t'
-    if (metricTabs.size >= MAX_CACHED) metricTabs.clear()
-    metricTabs.set(metric, t)
+const metrics = new Map<string, Metric>()
+
+/** The interned metric of this name (a handful of values; bounded all the same). */
+function metricOf(name: string): Metric {
+  let m = metrics.get(name)
+  if (m === undefined) {
+    // A copy of the name: the one sent may be a slice of a batch's bytes.
+    m = { name: detached(name), tab: tsv(name) + '\t' }
+    if (metrics.size >= MAX_CACHED) metrics.clear()
+    metrics.set(m.name, m)
   }
-  return t
+  return m
 }
 
 const dimsOf = new Map<string, Map<string, string>>()
