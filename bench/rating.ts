@@ -794,6 +794,8 @@ function timed(s: Scenario, run: RatingRun): Timing {
 
 const KEY_SHAPES = [
   { shape: 'CSV row id', source: 'csv:oct-export', id: (i: number) => `e-${i}` },
+  // Numbered, but scattered over 10^9 (about 65 per page of 65,536): the DedupeIndex's sparse pages.
+  { shape: 'scattered number', source: 'syslog:fw-edge', id: (i: number) => `seq-${(i * 104_729) % 999_999_937}` },
   { shape: 'UUID', source: 'mqtt:plant-7', id: (i: number) => uuidLike(i) },
 ] as const
 
@@ -804,7 +806,7 @@ function uuidLike(i: number): string {
 }
 
 /**
- * Heap bytes per remembered key, for each key shape: in the rater's DedupeIndex (one Set of event ids per source),
+ * Bytes per remembered key (heap and ArrayBuffers), for each key shape: in the rater's DedupeIndex (one Set of event ids per source),
  * and, for comparison, in one Set of `source\0event_id` strings detached the same way. Needs `--expose-gc`:
  * heapUsed is read after full collections, before and after the structure is built. The keys arrive as the
  * rater gets them: slices of a batch's text (1,000 keys per text), dropped once the batch is applied.
@@ -848,18 +850,24 @@ function forEachSliced(keys: number, key: (i: number) => string, use: (k: string
 /** What heapPerKey measures, held where no optimisation can consider it dead before the heap is read. */
 let measured: unknown
 
-/** Heap growth per key while what `build` returns is alive. */
+/** The heap and the memory of ArrayBuffers (which live outside the heap: the DedupeIndex's bitmaps). */
+function heldBytes(): number {
+  const m = process.memoryUsage()
+  return m.heapUsed + m.arrayBuffers
+}
+
+/** Growth of heap and ArrayBuffer memory per key while what `build` returns is alive, to a tenth of a byte. */
 function heapPerKey(keys: number, gc: () => void, build: () => unknown): number {
   gc()
   gc()
-  const before = process.memoryUsage().heapUsed
+  const before = heldBytes()
   measured = build()
   gc()
   gc()
-  const after = process.memoryUsage().heapUsed
+  const after = heldBytes()
   // Released before the next structure is measured, or it would be counted against that one.
   measured = undefined
-  return Math.round((after - before) / keys)
+  return Math.round((10 * (after - before)) / keys) / 10
 }
 
 /** Entry for the child process started with --expose-gc: prints measureKeyBytes as one JSON line. */

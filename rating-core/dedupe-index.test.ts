@@ -43,6 +43,47 @@ describe('DedupeIndex', () => {
     expect([ix.has('s', 'f-1'), ix.has('s', 'f-2'), ix.delete('s', 'f-1'), ix.has('s', 'f-1'), ix.has('s', 'e-1')]).toEqual([true, false, true, false, true])
   })
 
+  it('numbers of one prefix agree with a Set of ids through a page turning from sorted array to bitmap (2,048 numbers) and across pages', () => {
+    // One delete in ten, most numbers in page 0 (enough distinct ones to turn it into a bitmap), a few at a page edge and anywhere.
+    const number = fc.oneof(
+      { arbitrary: fc.integer({ min: 0, max: 3000 }), weight: 8 },
+      { arbitrary: fc.integer({ min: 65_530, max: 65_545 }), weight: 1 },
+      { arbitrary: fc.integer({ min: 0, max: 999_999_999 }), weight: 1 },
+    )
+    const op = fc.tuple(fc.integer({ min: 0, max: 9 }).map((k) => k === 0), number)
+    fc.assert(
+      fc.property(fc.array(op, { minLength: 4000, maxLength: 6000 }), (ops) => {
+        const ix = new DedupeIndex()
+        const model = new Set<string>()
+        for (const [del, n] of ops) {
+          const id = `e-${n}`
+          if (del) expect(ix.delete('s', id)).toBe(model.delete(id))
+          else {
+            const fresh = !model.has(id)
+            model.add(id)
+            expect(ix.add('s', id)).toBe(fresh)
+          }
+        }
+        expect(ix.size).toBe(model.size)
+        let disagree = 0
+        for (let n = 0; n <= 3000; n++) if (ix.has('s', `e-${n}`) !== model.has(`e-${n}`)) disagree++
+        expect(disagree).toBe(0)
+      }),
+      { numRuns: 15 },
+    )
+  })
+
+  it('a dense run of row numbers: every one held once, found again, deletable', () => {
+    const ix = new DedupeIndex()
+    let fresh = 0
+    for (let n = 0; n < 140_000; n++) if (ix.add('csv:x', `e-${n}`)) fresh++
+    let again = 0
+    for (let n = 0; n < 140_000; n += 997) if (ix.add('csv:x', `e-${n}`)) again++
+    expect([fresh, again]).toEqual([140_000, 0])
+    expect([ix.size, ix.has('csv:x', 'e-139999'), ix.has('csv:x', 'e-140000')]).toEqual([140_000, true, false])
+    expect([ix.delete('csv:x', 'e-70000'), ix.has('csv:x', 'e-70000'), ix.delete('csv:x', 'e-70000'), ix.add('csv:x', 'e-70000')]).toEqual([true, false, false, true])
+  })
+
   it('agrees with one Set of joined keys on any sequence of adds and deletes, sources interleaved', () => {
     // Numbered ids with a few prefixes (0 and 9 to hit leading zeros and the 9/10-digit edge), and any strings.
     const numbered = fc

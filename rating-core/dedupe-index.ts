@@ -8,12 +8,14 @@ import { detached } from '../common/strings.js'
  *
  * Why numbered ids apart: many sources number their events (a CSV export's `e-<row>`, a device's sequence
  * counter `<device>-<seq>`). An id that is a prefix followed by a canonical decimal below 10^9 (no leading
- * zero) is held as that number in a Set per prefix: a small integer is its own hash and needs no string
- * behind it, so an insert touches no key text, and an entry costs a slot of the Set and nothing else. Every
- * other id (UUIDs, leading zeros, longer numbers, long prefixes, prefixes past a source's first 4,096) is held as
- * a string. An id is held in one form only: the form depends on the id and on whether its prefix has a Set, and
- * a prefix that has one keeps it. Measured by `rateflow bench rating` (bytes per remembered
- * key, CSV row ids and UUIDs). Ids are stored as detached copies: an id sliced out of a batch's wire text would
+ * zero) is held as that number under its prefix: a small integer needs no string behind it, so an insert
+ * touches no key text. Numbers are kept in pages of 65,536, each a sorted array of 16-bit values while sparse
+ * and a bitmap once dense: a run of row numbers or a counter costs about a bit per id, scattered numbers a few
+ * bytes.
+ * Every other id (UUIDs, leading zeros, longer numbers, long prefixes, prefixes past a source's first 4,096) is
+ * held as a string. An id is held in one form only: the form depends on the id and on whether its prefix has
+ * numbers, and a prefix that has them keeps them. Measured by `rateflow bench rating` (bytes per remembered
+ * key). Ids are stored as detached copies: an id sliced out of a batch's wire text would
  * otherwise keep the whole text alive (common/strings.ts).
  */
 export class DedupeIndex {
@@ -75,15 +77,15 @@ const MAX_PREFIX = 20
 /** Prefixes per source: past it, ids under new prefixes are held as strings (bounds what random short tokens cost). */
 const MAX_PREFIXES = 4096
 
-/** The event ids of one source: numbered ids by prefix, the others as strings. */
+/** The event ids of one source: numbered ids by prefix (as NumberSets), the others as strings. */
 class SourceIds {
   constructor(private readonly maxPrefixes: number) {}
 
   private readonly strings = new Set<string>()
-  private readonly numbered = new Map<string, Set<number>>()
+  private readonly numbered = new Map<string, NumberSet>()
   // The last prefix's numbers: ids of a source mostly share one prefix, so the prefix is compared, not sliced and hashed.
   private lastPrefix: string | undefined
-  private lastNumbers: Set<number> | undefined
+  private lastNumbers: NumberSet | undefined
 
   add(id: string): boolean {
     const split = numberedSplit(id)
@@ -93,9 +95,7 @@ class SourceIds {
       this.strings.add(detached(id))
       return this.strings.size !== before
     }
-    const before = numbers.size
-    numbers.add(numberAt(id, split))
-    return numbers.size !== before
+    return numbers.add(numberAt(id, split))
   }
 
   has(id: string): boolean {
@@ -115,14 +115,14 @@ class SourceIds {
    * Set is made on the first add while there is room for another prefix. A prefix never loses its Set, so the
    * form an id is held in never changes once it is held.
    */
-  private numbersOf(id: string, split: number, create: boolean): Set<number> | undefined {
+  private numbersOf(id: string, split: number, create: boolean): NumberSet | undefined {
     const last = this.lastPrefix
     if (last !== undefined && last.length === split && id.startsWith(last)) return this.lastNumbers
     const prefix = detached(id.slice(0, split))
     let numbers = this.numbered.get(prefix)
     if (numbers === undefined) {
       if (!create || this.numbered.size >= this.maxPrefixes) return undefined
-      numbers = new Set()
+      numbers = new NumberSet()
       this.numbered.set(prefix, numbers)
     }
     this.lastPrefix = prefix
@@ -155,4 +155,124 @@ function numberAt(id: string, at: number): number {
   let v = 0
   for (let k = at; k < id.length; k++) v = v * 10 + (id.charCodeAt(k) - 48)
   return v
+}
+
+/** Numbers per page: a page's bitmap is 2^16 bits, 8 KiB. */
+const PAGE_BITS = 16
+const PAGE_MASK = (1 << PAGE_BITS) - 1
+/**
+ * A page keeps its numbers as a sorted array of 16-bit values until it has this many (4 KiB), then as a bitmap
+ * (8 KiB, which never grows again): a scattered page costs ~2-4 bytes per number, a dense one a bit.
+ */
+const DENSE_AT = 2048
+
+/** The numbers of one page (n >>> 16): their low 16 bits, sorted, while sparse; then a bitmap. */
+class Page {
+  private sorted: Uint16Array | null = new Uint16Array(8)
+  private n = 0
+  private bits: Uint32Array | null = null
+
+  add(low: number): boolean {
+    const bits = this.bits
+    if (bits !== null) {
+      const w = low >>> 5
+      const m = 1 << (low & 31)
+      if ((bits[w]! & m) !== 0) return false
+      bits[w] = bits[w]! | m
+      return true
+    }
+    let a = this.sorted!
+    const at = this.find(low)
+    if (at < this.n && a[at] === low) return false
+    if (this.n + 1 >= DENSE_AT) {
+      const b = new Uint32Array(1 << (PAGE_BITS - 5))
+      for (let k = 0; k < this.n; k++) b[a[k]! >>> 5] = b[a[k]! >>> 5]! | (1 << (a[k]! & 31))
+      b[low >>> 5] = b[low >>> 5]! | (1 << (low & 31))
+      this.bits = b
+      this.sorted = null
+      return true
+    }
+    if (this.n === a.length) {
+      const grown = new Uint16Array(a.length * 2)
+      grown.set(a)
+      a = this.sorted = grown
+    }
+    a.copyWithin(at + 1, at, this.n)
+    a[at] = low
+    this.n++
+    return true
+  }
+
+  has(low: number): boolean {
+    const bits = this.bits
+    if (bits !== null) return (bits[low >>> 5]! & (1 << (low & 31))) !== 0
+    const at = this.find(low)
+    return at < this.n && this.sorted![at] === low
+  }
+
+  delete(low: number): boolean {
+    const bits = this.bits
+    if (bits !== null) {
+      const w = low >>> 5
+      const m = 1 << (low & 31)
+      if ((bits[w]! & m) === 0) return false
+      bits[w] = bits[w]! & ~m
+      return true
+    }
+    const a = this.sorted!
+    const at = this.find(low)
+    if (at >= this.n || a[at] !== low) return false
+    a.copyWithin(at, at + 1, this.n)
+    this.n--
+    return true
+  }
+
+  /** The first index of the sorted values not below `low`. */
+  private find(low: number): number {
+    const a = this.sorted!
+    let lo = 0
+    let hi = this.n
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1
+      if (a[mid]! < low) lo = mid + 1
+      else hi = mid
+    }
+    return lo
+  }
+}
+
+/**
+ * A set of numbers below 2^30 in pages of 65,536: counters and row numbers come in runs, so most pages end up
+ * dense and cost a bit per number; a sparse page a few bytes per number.
+ */
+class NumberSet {
+  private readonly pages = new Map<number, Page>()
+  // Numbers of a feed mostly fall in the page of the one before.
+  private lastIndex = -1
+  private lastPage: Page | undefined
+
+  add(n: number): boolean {
+    return this.page(n >>> PAGE_BITS, true)!.add(n & PAGE_MASK)
+  }
+
+  has(n: number): boolean {
+    return this.page(n >>> PAGE_BITS, false)?.has(n & PAGE_MASK) ?? false
+  }
+
+  delete(n: number): boolean {
+    return this.page(n >>> PAGE_BITS, false)?.delete(n & PAGE_MASK) ?? false
+  }
+
+  private page(index: number, create: boolean): Page | undefined {
+    if (index === this.lastIndex) return this.lastPage
+    let p = this.pages.get(index)
+    if (p === undefined) {
+      if (!create) return undefined
+      p = new Page()
+      this.pages.set(index, p)
+    }
+    this.lastIndex = index
+    this.lastPage = p
+    return p
+  }
 }
