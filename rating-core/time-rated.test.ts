@@ -192,6 +192,16 @@ describe('rateTimedEvent', () => {
       expect(timedEventNano(flat, always, Date.parse('2026-01-01T00:00:00Z'), parseDec(String(seconds)), 'UTC', null)).toBe(BigInt(seconds) * 10_000_000n)
     })
 
+    it('sessions either side of the longest one priced in JS integers of ms (4,503,599,627 s) cost the same per second', () => {
+      const always: Schedule[] = [{ id: 'all', weekdays: [1, 2, 3, 4, 5, 6, 7], from: '00:00', to: '24:00' }]
+      const flat: TimeRatedCharge = { id: 'flat', kind: 'usage', meter: 'm', model: 'time_rated', rates: [{ schedule: 'all', steps: [{ from: '0', unit_price: '0.01', per: '1', increment: '1' }] }] }
+      for (const seconds of [4_503_599_627n, 4_503_599_628n, 4_503_599_627_001n]) {
+        const dur = seconds > 10n ** 12n ? { i: seconds, e: 3 } : { i: seconds, e: 0 }
+        const expected = dur.e === 3 ? ((seconds + 999n) / 1000n) * 10_000_000n : seconds * 10_000_000n
+        expect(timedEventNano(flat, always, Date.parse('1970-01-01T00:00:00Z'), dur, 'UTC', null)).toBe(expected)
+      }
+    }, 60_000)
+
     it('offsets: CET +1 before 2026-03-29T01:00Z, CEST +2 after; back to +1 at 2026-10-25T01:00Z', () => {
       expect(zoneOffset(TZ, Date.parse('2026-03-29T00:59:59Z'))).toBe(3_600_000)
       expect(zoneOffset(TZ, Date.parse('2026-03-29T01:00:00Z'))).toBe(7_200_000)

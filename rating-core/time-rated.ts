@@ -329,9 +329,9 @@ export function timedEventNano(
   if (dur.i === 0n) return 0n
   if (lines === null) {
     const plan = msPlanOf(charge)
-    const durMs = plan === null ? null : wholeMillis(dur)
-    if (plan !== null && durMs !== null && durMs <= MAX_SESSION_MS) {
-      const total = msSessionNano(charge, plan, splitSessionMs(charge, schedules, startMs, Number(durMs), timezone), Number(durMs))
+    const durMs = plan === null ? -1 : sessionMillis(dur)
+    if (plan !== null && durMs >= 0) {
+      const total = msSessionNano(charge, plan, splitSessionMs(charge, schedules, startMs, durMs, timezone), durMs)
       return plan.cap !== null && total > plan.cap ? plan.cap : total
     }
   }
@@ -402,6 +402,25 @@ function roundSession(charge: TimeRatedCharge, exact: Frac): bigint {
   return r === undefined ? fracRound(exact, 9, 'half_even') : fracRound(exact, r.decimals, r.mode) * pow10(9 - r.decimals)
 }
 
+/** Sessions up to ~285 years: block arithmetic in JS integers stays below 2^53. */
+const MAX_SESSION_MS = 2n ** 52n / 1000n
+
+/** Milliseconds per unit of a duration with 3, 2, 1 or 0 decimals of a second. */
+const MS_PER_UNIT = [1000, 100, 10, 1]
+/** Up to this many units of any of those, the milliseconds (≤ units × 1000) stay within MAX_SESSION_MS. */
+const MAX_FAST_UNITS = MAX_SESSION_MS / 1000n
+
+/**
+ * `d` seconds as a whole number of milliseconds (time, not money: a JS integer, exact below MAX_SESSION_MS), or
+ * -1 when it has sub-millisecond digits or is longer than MAX_SESSION_MS. The common durations (at most 3
+ * decimals, up to ~142 years) take no BigInt arithmetic.
+ */
+function sessionMillis(d: Dec): number {
+  if (d.e <= 3 && d.i <= MAX_FAST_UNITS) return Number(d.i) * MS_PER_UNIT[d.e]!
+  const ms = wholeMillis(d)
+  return ms !== null && ms <= MAX_SESSION_MS ? Number(ms) : -1
+}
+
 /** `d` seconds in whole milliseconds, or null when it has sub-millisecond digits. */
 function wholeMillis(d: Dec): bigint | null {
   if (d.e <= 3) return d.i * pow10(3 - d.e)
@@ -420,9 +439,6 @@ function capOf(charge: TimeRatedCharge): bigint | null {
 }
 
 // ---- the same price in whole milliseconds ----------------------------------------------------------
-
-/** Sessions up to ~285 years: block arithmetic in JS integers stays below 2^53. */
-const MAX_SESSION_MS = 2n ** 52n / 1000n
 
 /** A step in milliseconds, with its price per billed millisecond as a numerator over the charge's denominator. */
 interface MsStep {
