@@ -104,7 +104,8 @@ export function stageBatch(batch: UsageBatch, guiding: GuidingIndex, receivedAtM
   const batchId = tsv(batch.id)
   // The columns every row of this batch ends with (received_at, batch_id).
   const tail = '\t' + receivedAt + '\t' + batchId + '\n'
-  // Per source (one per batch in practice): its column text, with the separators around it.
+  // Per source (one per batch in practice): its column text, with the separators around it. Staged records
+  // carry the first string of each run of one source, so the owner's dedupe index compares them by identity.
   let lastSource: string | undefined
   // The last record's metric as sent, and its interned form (records of a batch mostly share one).
   let lastMetricIn: string | undefined
@@ -152,7 +153,7 @@ export function stageBatch(batch: UsageBatch, guiding: GuidingIndex, receivedAtM
       const suspendLine =
         common + '\t' + tsv(raw) + '\t' + tsv(r.origin ?? '') + '\t' + tsv(g.reason) +
         '\theld\t' + receivedAtMs + '\t' + receivedAt + '\t' + batchId + '\n'
-      records.push({ eventId: r.event_id, usageLine, suspendLine, charges: [], source: r.source, raw, origin: r.origin, receivedAt })
+      records.push({ eventId: r.event_id, usageLine, suspendLine, charges: [], source: lastSource!, raw, origin: r.origin, receivedAt })
       continue
     }
     const o = ownerRoutes(g.owner)
@@ -197,7 +198,7 @@ export function stageBatch(batch: UsageBatch, guiding: GuidingIndex, receivedAtM
       rejectLines.push(rejectLine(asReject(r, reason), receivedAt, batchId))
       continue
     }
-    records.push({ eventId: r.event_id, usageLine, charges, source: r.source, raw: rawOf(r), origin: r.origin, receivedAt })
+    records.push({ eventId: r.event_id, usageLine, charges, source: lastSource!, raw: rawOf(r), origin: r.origin, receivedAt })
   }
   return { batchId: batch.id, read: batch.records.length + batch.rejects.length, rejectLines, records }
 }
