@@ -1,6 +1,7 @@
-/** common: errors, logging, time, strings and ports: small helpers every other folder uses. */
+/** common: errors, logging, time, strings, sorted search and ports: small helpers every other folder uses. */
 export { ErrorCode, isUserError, RateflowError, ValidationError, type Problem } from './errors.js'
 export { createLogger, type Logger } from './logger.js'
 export { freePort } from './net.js'
+export { lowerBound } from './sorted.js'
 export { detached } from './strings.js'
 export { daysInMonth, isoUtc, isValidTimeZone, parseIsoTime, zonedParts, zonedToUtc, zoneOffsetMs, type ZonedParts } from './time.js'

@@ -1,3 +1,4 @@
+import { lowerBound } from '../common/sorted.js'
 import { detached } from '../common/strings.js'
 
 /**
@@ -229,15 +230,7 @@ class Page {
 
   /** The first index of the sorted values not below `low`. */
   private find(low: number): number {
-    const a = this.sorted!
-    let lo = 0
-    let hi = this.n
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1
-      if (a[mid]! < low) lo = mid + 1
-      else hi = mid
-    }
-    return lo
+    return lowerBound(this.sorted!, this.n, low)
   }
 }
 

@@ -20,6 +20,7 @@
  */
 import type { Meter } from '../catalog/types.js'
 import { ErrorCode, RateflowError } from '../common/errors.js'
+import { lowerBound } from '../common/sorted.js'
 import { type Dec, ONE, ZERO, add, cmp, div, fmt, mul, parseDec, sub } from './decimal.js'
 import { utcMillis } from './validate.js'
 
@@ -152,7 +153,7 @@ export function foldMeter(
       if (value === undefined) {
         return { agg: { n, q: prior?.q ?? '0', uniques }, q: priorQ, metered: ZERO }
       }
-      const at = lowerBound(uniques, value)
+      const at = lowerBound(uniques, uniques.length, value)
       if (uniques[at] === value) return { agg: { n, q: prior?.q ?? '0', uniques }, q: priorQ, metered: ZERO }
       // Copy-on-insert keeps the fold pure; it costs O(distinct values) per new value only.
       const next = uniques.slice()
@@ -204,17 +205,6 @@ function foldTimeWeighted(
   next.splice(lo, 0, [t, ev.event_id, fmt(v)])
   const q = div(integral, { i: BigInt(endMs - startMs), e: 0 }, TIME_WEIGHTED_AVG_DP, 'half_even')
   return { agg: { n, q: fmt(q), points: next, integral: fmt(integral) }, q, metered }
-}
-
-function lowerBound(a: string[], v: string): number {
-  let lo = 0
-  let hi = a.length
-  while (lo < hi) {
-    const mid = (lo + hi) >>> 1
-    if (a[mid]! < v) lo = mid + 1
-    else hi = mid
-  }
-  return lo
 }
 
 /** Epoch ms of an ISO-8601 event time; the normalised UTC form every staged event has is read digit by digit. */

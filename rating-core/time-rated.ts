@@ -99,51 +99,43 @@ function spanAt(tz: string, ms: number): OffsetSpan {
 function findSpan(tz: string, ms: number): OffsetSpan {
   const offset = zoneOffsetMs(ms, tz) // throws for an unknown zone
   const bucket = Math.floor(ms / BUCKET_MS)
-  // Forward: the first bucket whose offset differs.
-  let a = bucket
-  let b: number | null = null
-  const reach = Math.ceil(SPAN_REACH_MS / BUCKET_MS)
-  const day = DAY_MS / BUCKET_MS
-  for (let probe = bucket + day; probe <= bucket + reach; probe += day) {
+  const later = edge(tz, bucket, offset, 1)
+  const earlier = edge(tz, bucket, offset, -1)
+  return {
+    from: earlier.same * BUCKET_MS,
+    to: (later.other ?? later.same + 1) * BUCKET_MS,
+    offset,
+    endsAtTransition: later.other !== null,
+  }
+}
+
+const DAY_BUCKETS = DAY_MS / BUCKET_MS
+const REACH_BUCKETS = Math.ceil(SPAN_REACH_MS / BUCKET_MS)
+
+/**
+ * Walks from `bucket` (whose offset is `offset`) a day at a time towards `dir` (1 later, −1 earlier), at most
+ * SPAN_REACH_MS: `other` is the first bucket that way with another offset (null when none was met) and `same` the
+ * last bucket before it with `offset` (or the last one probed).
+ */
+function edge(tz: string, bucket: number, offset: number, dir: 1 | -1): { same: number; other: number | null } {
+  let same = bucket
+  let other: number | null = null
+  for (let k = DAY_BUCKETS; k <= REACH_BUCKETS; k += DAY_BUCKETS) {
+    const probe = bucket + dir * k
     if (zoneOffsetMs(probe * BUCKET_MS, tz) !== offset) {
-      b = probe
+      other = probe
       break
     }
-    a = probe
+    same = probe
   }
-  let to: number
-  let endsAtTransition = false
-  if (b === null) to = (a + 1) * BUCKET_MS
-  else {
-    while (b - a > 1) {
-      const m = Math.floor((a + b) / 2)
-      if (zoneOffsetMs(m * BUCKET_MS, tz) === offset) a = m
-      else b = m
+  if (other !== null) {
+    while (Math.abs(other - same) > 1) {
+      const m = Math.floor((same + other) / 2)
+      if (zoneOffsetMs(m * BUCKET_MS, tz) === offset) same = m
+      else other = m
     }
-    to = b * BUCKET_MS
-    endsAtTransition = true
   }
-  // Backward: the last bucket whose offset differs; the span starts after it.
-  let c = bucket
-  let d: number | null = null
-  for (let probe = bucket - day; probe >= bucket - reach; probe -= day) {
-    if (zoneOffsetMs(probe * BUCKET_MS, tz) !== offset) {
-      d = probe
-      break
-    }
-    c = probe
-  }
-  let from: number
-  if (d === null) from = c * BUCKET_MS
-  else {
-    while (c - d > 1) {
-      const m = Math.floor((c + d) / 2)
-      if (zoneOffsetMs(m * BUCKET_MS, tz) === offset) c = m
-      else d = m
-    }
-    from = c * BUCKET_MS
-  }
-  return { from, to, offset, endsAtTransition }
+  return { same, other }
 }
 
 /** The first instant in (from, to] where the offset differs from the offset at `from`, or null. */
