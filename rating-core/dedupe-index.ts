@@ -21,8 +21,10 @@ import { detached } from '../common/strings.js'
  */
 export class DedupeIndex {
   private readonly bySource = new Map<string, SourceIds>()
-  // The last source's ids: one Map probe per batch rather than per event.
-  private lastSource: string | undefined
+  // The last source's ids: one Map probe per batch rather than per event. `lastSourceIn` is the caller's last
+  // string for it, as given: a batch's records share one, and comparing the same string is a pointer test. It
+  // may be a slice of a batch's text; only the last one is held.
+  private lastSourceIn: string | undefined
   private lastIds: SourceIds | undefined
   private count = 0
 
@@ -54,7 +56,11 @@ export class DedupeIndex {
   }
 
   private idsOf(source: string): SourceIds {
-    if (source === this.lastSource) return this.lastIds!
+    if (source === this.lastSourceIn) {
+      // Equal text, maybe another string: the next comparisons of this batch's source are then by identity.
+      this.lastSourceIn = source
+      return this.lastIds!
+    }
     // A copy: the caller's source may be a slice of a batch's wire text.
     const own = detached(source)
     let ids = this.bySource.get(own)
@@ -62,7 +68,7 @@ export class DedupeIndex {
       ids = new SourceIds(this.maxPrefixes)
       this.bySource.set(own, ids)
     }
-    this.lastSource = own
+    this.lastSourceIn = source
     this.lastIds = ids
     return ids
   }

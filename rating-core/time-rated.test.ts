@@ -192,6 +192,17 @@ describe('rateTimedEvent', () => {
       expect(timedEventNano(flat, always, Date.parse('2026-01-01T00:00:00Z'), parseDec(String(seconds)), 'UTC', null)).toBe(BigInt(seconds) * 10_000_000n)
     })
 
+    it('an 80-day session (more than a hundred parts: day, evening, weekend) costs the same in the ms path as in the exact one, twice over', () => {
+      const start = Date.parse('2026-10-01T08:00:00Z')
+      const dur = parseDec(String(80 * 86_400 + 0.5))
+      const exact = toNano(parseDec(rateTimedEvent(voice, schedules, '2026-10-01T08:00:00Z', String(80 * 86_400 + 0.5), TZ).amount))
+      expect(splitSession(voice, schedules, start, dur, TZ).length).toBeGreaterThan(100)
+      expect(timedEventNano(voice, schedules, start, dur, TZ, null)).toBe(exact)
+      // Again after a short session reused the parts buffer.
+      timedEventNano(voice, schedules, start, parseDec('30'), TZ, null)
+      expect(timedEventNano(voice, schedules, start, dur, TZ, null)).toBe(exact)
+    })
+
     it('sessions either side of the longest one priced in JS integers of ms (4,503,599,627 s) cost the same per second', () => {
       const always: Schedule[] = [{ id: 'all', weekdays: [1, 2, 3, 4, 5, 6, 7], from: '00:00', to: '24:00' }]
       const flat: TimeRatedCharge = { id: 'flat', kind: 'usage', meter: 'm', model: 'time_rated', rates: [{ schedule: 'all', steps: [{ from: '0', unit_price: '0.01', per: '1', increment: '1' }] }] }

@@ -195,7 +195,8 @@ interface PartMs {
  * since the session started; the last ends at the session's end, `seconds`, kept exact.
  */
 export function splitSession(charge: TimeRatedCharge, schedules: Schedule[], startMs: number, seconds: Dec, tz: string): SessionPart[] {
-  const parts = splitSessionMs(charge, schedules, startMs, Number(divInt(seconds.i * 1000n, pow10(seconds.e), 'ceil')), tz)
+  const n = splitSessionMs(charge, schedules, startMs, Number(divInt(seconds.i * 1000n, pow10(seconds.e), 'ceil')), tz)
+  const parts = splitParts.slice(0, n)
   return parts.map((p, k) => ({
     rate: p.rate,
     from: { i: BigInt(p.fromMs), e: 3 },
@@ -204,14 +205,24 @@ export function splitSession(charge: TimeRatedCharge, schedules: Schedule[], sta
 }
 
 /**
- * splitSession of a session of `durMs` milliseconds (a session of sub-millisecond length is given its
- * ceiling: a part boundary is a whole millisecond, so the parts are the same). Positions are integers of
- * milliseconds: time, not money, and exact as JS numbers far beyond any session's length.
+ * The parts splitSessionMs found, in its first n slots; valid until its next call (rating reads them at once).
+ * Reused: a fresh array and part objects per session were a tenth of what pricing one allocated.
  */
-function splitSessionMs(charge: TimeRatedCharge, schedules: Schedule[], startMs: number, durMs: number, tz: string): PartMs[] {
+const splitParts: PartMs[] = []
+
+/**
+ * splitSession of a session of `durMs` milliseconds (a session of sub-millisecond length is given its
+ * ceiling: a part boundary is a whole millisecond, so the parts are the same), into splitParts; returns how
+ * many parts. Positions are integers of milliseconds: time, not money, and exact as JS numbers far beyond any
+ * session's length.
+ */
+function splitSessionMs(charge: TimeRatedCharge, schedules: Schedule[], startMs: number, durMs: number, tz: string): number {
   const windows = windowsOf(charge, schedules)
   const endMs = startMs + durMs
-  const parts: PartMs[] = []
+  const parts = splitParts
+  // The last call's parts are read by now; a session once split into very many parts does not keep them all for good.
+  if (parts.length > 64) parts.length = 64
+  let n = 0
   let pos = 0
   while (pos < durMs) {
     const u = startMs + pos
@@ -240,12 +251,21 @@ function splitSessionMs(charge: TimeRatedCharge, schedules: Schedule[], startMs:
     const tr = nextTransition(tz, u, Math.min(partEnd, endMs))
     if (tr !== null && tr < partEnd) partEnd = tr
     const to = Math.min(partEnd - startMs, durMs)
-    const last = parts[parts.length - 1]
+    const last = n > 0 ? parts[n - 1]! : undefined
     if (last !== undefined && last.rate === w.rate) last.toMs = to
-    else parts.push({ rate: w.rate, fromMs: pos, toMs: to })
+    else {
+      const part = parts[n]
+      if (part === undefined) parts.push({ rate: w.rate, fromMs: pos, toMs: to })
+      else {
+        part.rate = w.rate
+        part.fromMs = pos
+        part.toMs = to
+      }
+      n++
+    }
     pos = to
   }
-  return parts
+  return n
 }
 
 // ---- pricing ---------------------------------------------------------------------------------
@@ -493,8 +513,9 @@ function msPlanOf(charge: TimeRatedCharge): MsPlan | null {
   return plan
 }
 
-/** timedEventNano's rounded, uncapped price of a session split into whole-millisecond parts. */
-function msSessionNano(charge: TimeRatedCharge, plan: MsPlan, parts: PartMs[], durMs: number): bigint {
+/** timedEventNano's rounded, uncapped price of a session whose `n` parts splitSessionMs left in splitParts. */
+function msSessionNano(charge: TimeRatedCharge, plan: MsPlan, n: number, durMs: number): bigint {
+  const parts = splitParts
   let num = plan.rates.get(parts[0]!.rate)!.connect
   // Milliseconds billed by the last step seen, summed while the step does not change (a BigInt op per step, not per part).
   let step: MsStep | undefined
@@ -502,7 +523,7 @@ function msSessionNano(charge: TimeRatedCharge, plan: MsPlan, parts: PartMs[], d
   let t = 0
   let k = 0
   while (t < durMs) {
-    while (k < parts.length - 1 && parts[k]!.toMs <= t) k++
+    while (k < n - 1 && parts[k]!.toMs <= t) k++
     const part = parts[k]!
     const steps = plan.rates.get(part.rate)!.steps
     let s = 0
