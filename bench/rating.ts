@@ -802,7 +802,8 @@ const KEY_SHAPES = [
 function uuidLike(i: number): string {
   const h = (i * 2654435761 >>> 0).toString(16).padStart(8, '0')
   const n = i.toString(16).padStart(12, '0')
-  return `${h}-${n.slice(0, 4)}-4${n.slice(4, 7)}-a${n.slice(7, 10)}-${h}${n.slice(10)}`
+  // 8-4-4-4-12 lowercase hex digits, version 4, variant 10: a canonical UUID, unique per i (n is i in 12 digits).
+  return `${h}-${n.slice(0, 4)}-4${n.slice(4, 7)}-a${n.slice(7, 10)}-${h}${n.slice(8, 12)}`
 }
 
 /**

@@ -89,7 +89,10 @@ describe('DedupeIndex', () => {
     const numbered = fc
       .tuple(fc.constantFrom('', 'e-', 'fw-0001-', 'e-1'), fc.array(fc.constantFrom('0', '1', '9'), { minLength: 1, maxLength: 11 }))
       .map(([p, d]) => p + d.join(''))
-    const key = fc.tuple(fc.constantFrom('csv:a', 'mqtt:p', 'syslog:e', ''), fc.oneof(numbered, fc.string({ maxLength: 40 })))
+    // A few UUIDs, so they repeat: lowercase (held as 128 bits) and the same in uppercase (a string, another id).
+    const lower = ['a12b4869-0000-4000-a030-a12b486939f1', '00000000-0000-0000-0000-000000000000', '018c0000-0001-7000-8000-000000000001', 'ffffffff-ffff-4fff-bfff-ffffffffffff']
+    const uuid = fc.constantFrom(...lower, ...lower.map((u) => u.toUpperCase()))
+    const key = fc.tuple(fc.constantFrom('csv:a', 'mqtt:p', 'syslog:e', ''), fc.oneof(numbered, uuid, fc.string({ maxLength: 40 })))
     const op = fc.tuple(fc.boolean(), key)
     // Two prefixes per source at most, so ids under a third prefix are held as strings.
     fc.assert(

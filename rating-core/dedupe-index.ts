@@ -1,5 +1,6 @@
 import { lowerBound } from '../common/sorted.js'
 import { detached } from '../common/strings.js'
+import { UuidSet } from './uuid-set.js'
 
 /**
  * The set of accepted (source, event_id) keys a partition owner dedupes against: exact, in memory, per source.
@@ -13,10 +14,14 @@ import { detached } from '../common/strings.js'
  * touches no key text. Numbers are kept in pages of 65,536, each a sorted array of 16-bit values while sparse
  * and a bitmap once dense: a run of row numbers or a counter costs about a bit per id, scattered numbers a few
  * bytes.
- * Every other id (UUIDs, leading zeros, longer numbers, long prefixes, prefixes past a source's first 4,096) is
- * held as a string. An id is held in one form only: the form depends on the id and on whether its prefix has
- * numbers, and a prefix that has them keeps them. Measured by `rateflow bench rating` (bytes per remembered
- * key). Ids are stored as detached copies: an id sliced out of a batch's wire text would
+ *
+ * Why UUIDs apart: a canonical lowercase UUID is held as its 128 bits in an open-addressing table (uuid-set.ts),
+ * ~30 bytes instead of ~110 as a string in a Set.
+ *
+ * Every other id (uppercase UUIDs, leading zeros, longer numbers, long prefixes, prefixes past a source's first
+ * 4,096) is held as a string. An id is held in one form only: the form depends on the id and on whether its
+ * prefix has numbers, and a prefix that has them keeps them. Measured by `rateflow bench rating` (bytes per
+ * remembered key). Ids held as strings are detached copies: an id sliced out of a batch's wire text would
  * otherwise keep the whole text alive (common/strings.ts).
  */
 export class DedupeIndex {
@@ -84,17 +89,20 @@ const MAX_PREFIX = 20
 /** Prefixes per source: past it, ids under new prefixes are held as strings (bounds what random short tokens cost). */
 const MAX_PREFIXES = 4096
 
-/** The event ids of one source: numbered ids by prefix (as NumberSets), the others as strings. */
+/** The event ids of one source: UUIDs as their 128 bits, numbered ids by prefix (as NumberSets), the others as strings. */
 class SourceIds {
   constructor(private readonly maxPrefixes: number) {}
 
   private readonly strings = new Set<string>()
+  private readonly uuids = new UuidSet()
   private readonly numbered = new Map<string, NumberSet>()
   // The last prefix's numbers: ids of a source mostly share one prefix, so the prefix is compared, not sliced and hashed.
   private lastPrefix: string | undefined
   private lastNumbers: NumberSet | undefined
 
   add(id: string): boolean {
+    const uuid = this.uuids.add(id)
+    if (uuid !== null) return uuid
     const split = numberedSplit(id)
     const numbers = split < 0 ? undefined : this.numbersOf(id, split, true)
     if (numbers === undefined) {
@@ -106,15 +114,20 @@ class SourceIds {
   }
 
   has(id: string): boolean {
-    const split = numberedSplit(id)
-    const numbers = split < 0 ? undefined : this.numbersOf(id, split, false)
-    return numbers === undefined ? this.strings.has(id) : numbers.has(numberAt(id, split))
+    return this.apply(id, 'has')
   }
 
   delete(id: string): boolean {
+    return this.apply(id, 'delete')
+  }
+
+  /** `op` on the form `id` is held in (a lookup: it makes no prefix numbers). */
+  private apply(id: string, op: 'has' | 'delete'): boolean {
+    const uuid = this.uuids[op](id)
+    if (uuid !== null) return uuid
     const split = numberedSplit(id)
     const numbers = split < 0 ? undefined : this.numbersOf(id, split, false)
-    return numbers === undefined ? this.strings.delete(id) : numbers.delete(numberAt(id, split))
+    return numbers === undefined ? this.strings[op](id) : numbers[op](numberAt(id, split))
   }
 
   /**
