@@ -14,6 +14,8 @@ export class UuidSet {
   private state = new Uint8Array(16)
   private held = 0
   private tombstones = 0
+  /** Where find() would put the UUID it did not find. */
+  private freeSlot = 0
 
   /** UUIDs held. */
   get size(): number {
@@ -56,9 +58,6 @@ export class UuidSet {
     this.tombstones++
     return true
   }
-
-  /** Where find() would put the UUID it did not find. */
-  private freeSlot = 0
 
   /** The slot holding the UUID in UUID_WORDS, or -1 (and freeSlot set) when none does. */
   private find(): number {
