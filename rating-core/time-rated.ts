@@ -138,9 +138,8 @@ function edge(tz: string, bucket: number, offset: number, dir: 1 | -1): { same: 
   return { same, other }
 }
 
-/** The first instant in (from, to] where the offset differs from the offset at `from`, or null. */
-function nextTransition(tz: string, from: number, to: number): number | null {
-  let span = spanAt(tz, from)
+/** The first instant in (from, to] where the offset differs from the offset at `from`, or null; `span` is spanAt(tz, from). */
+function nextTransition(tz: string, span: OffsetSpan, from: number, to: number): number | null {
   // The span ends where a search stopped, not at a transition: go on from there (the same offset).
   while (span.to <= to && !span.endsAtTransition) span = spanAt(tz, span.to)
   return span.to > to ? null : Math.max(span.to, from + 1)
@@ -226,7 +225,8 @@ function splitSessionMs(charge: TimeRatedCharge, schedules: Schedule[], startMs:
   let pos = 0
   while (pos < durMs) {
     const u = startMs + pos
-    const off = zoneOffset(tz, u)
+    const span = spanAt(tz, u)
+    const off = span.offset
     const local = u + off
     const dayStart = Math.floor(local / 86_400_000) * 86_400_000
     const minuteOfDay = (local - dayStart) / 60_000
@@ -248,7 +248,7 @@ function splitSessionMs(charge: TimeRatedCharge, schedules: Schedule[], startMs:
       )
     }
     let partEnd = dayStart + w.to * 60_000 - off
-    const tr = nextTransition(tz, u, Math.min(partEnd, endMs))
+    const tr = nextTransition(tz, span, u, Math.min(partEnd, endMs))
     if (tr !== null && tr < partEnd) partEnd = tr
     const to = Math.min(partEnd - startMs, durMs)
     const last = n > 0 ? parts[n - 1]! : undefined
