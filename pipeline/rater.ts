@@ -466,14 +466,14 @@ export class Rater extends EventEmitter {
       const periodStart = new Date(row.period_start.replace(' ', 'T') + 'Z').toISOString()
       const key = totalsKey(row.subscription_id, row.charge_id, periodStart, row.group_key, row.catalog_version)
       const owner = this.guiding.subscriptionOwner(row.subscription_id)
-      const eventIso = new Date(row.event_time.replace(' ', 'T') + 'Z').toISOString()
-      const period = owner
-        ? billingPeriod(Date.parse(eventIso), owner.account, owner.billingPeriod(row.catalog_version))
-        : { endIso: periodStart }
+      // The time is read once: the period and the fold both take its ms.
+      const eventMs = Date.parse(row.event_time.replace(' ', 'T') + 'Z')
+      const eventIso = isoUtc(eventMs)
+      const period = owner ? billingPeriod(eventMs, owner.account, owner.billingPeriod(row.catalog_version)) : { endIso: periodStart }
       this.totals.fold(
         key,
         resolved,
-        { event_id: row.event_id, event_time: eventIso, quantity: row.quantity, dimensions: row.dims },
+        { event_id: row.event_id, event_time: eventIso, ms: eventMs, quantity: row.quantity, dimensions: row.dims },
         { schedules: resolved.schedules, timezone: owner?.account.timezone ?? 'UTC', periodStart, periodEnd: period.endIso },
       )
     }
