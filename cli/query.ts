@@ -14,7 +14,9 @@ export const QUERY_FORMATS: Readonly<Record<string, QueryFormat>> = Object.freez
 
 /** The ClickHouse format of a `--format` name; a usage error (exit 2) naming the choices otherwise. */
 export function queryFormat(name: string | undefined): QueryFormat {
-  const f = QUERY_FORMATS[name ?? 'JSONEachRow']
+  const key = name ?? 'JSONEachRow'
+  // Own names only: `toString` or `constructor` would otherwise find Object.prototype's functions.
+  const f = Object.hasOwn(QUERY_FORMATS, key) ? QUERY_FORMATS[key] : undefined
   if (!f) throw usage(`query: --format must be one of ${Object.keys(QUERY_FORMATS).join(', ')}`)
   return f
 }
