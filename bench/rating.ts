@@ -73,7 +73,7 @@ export interface ModelFigures {
   counts: Counts
 }
 
-/** Bytes of heap one remembered dedupe key costs, as the rater keeps them (DedupeIndex), and in one Set of joined keys. */
+/** Bytes (heap and ArrayBuffers) one remembered dedupe key costs, as the rater keeps them (DedupeIndex), and in one Set of joined keys. */
 export interface KeyBytes {
   shape: string
   example: string
@@ -807,8 +807,9 @@ function uuidLike(i: number): string {
 }
 
 /**
- * Bytes per remembered key (heap and ArrayBuffers), for each key shape: in the rater's DedupeIndex (one Set of event ids per source),
- * and, for comparison, in one Set of `source\0event_id` strings detached the same way. Needs `--expose-gc`:
+ * Bytes per remembered key (heap and ArrayBuffers), for each key shape: in the rater's DedupeIndex (per source:
+ * UUIDs as 128 bits, numbered ids as numbers, other ids as strings), and, for comparison, in one Set of
+ * `source\0event_id` strings detached the same way. Needs `--expose-gc`:
  * heapUsed is read after full collections, before and after the structure is built. The keys arrive as the
  * rater gets them: slices of a batch's text (1,000 keys per text), dropped once the batch is applied.
  */

@@ -271,7 +271,7 @@ class ChargeRoute {
   private periodStart = NaN
   private keys = new Map<string, string>()
   /** rated_usage columns currency … period_start, from the tab after `amount`. */
-  suffixHead = ''
+  private suffixHead = ''
   /** suffix(): the last batch tail it was asked for, and suffixHead + that tail. */
   private suffixTail = ''
   private suffixText = ''
