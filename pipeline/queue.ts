@@ -9,26 +9,15 @@ import {
   type JetStreamClient,
   type JsMsg,
 } from '@nats-io/jetstream'
-import { Packr } from 'msgpackr'
 import type { UsageBatch } from '../rating-core/record.js'
+import { encodeBatch } from './batch-wire.js'
+
+export { decodeBatch, encodeBatch } from './batch-wire.js'
 
 /** Stream and consumer names are part of the deployment: other tools may read them. */
 export const USAGE_STREAM = 'USAGE'
 export const USAGE_SUBJECT = 'usage.batches'
 export const RATER_DURABLE = 'rater'
-
-/**
- * Plain msgpack maps (no record extension): any msgpack reader in any language can read a batch,
- * and neither side needs shared structure definitions.
- */
-export const batchCodec = new Packr({ useRecords: false, moreTypes: false })
-
-export function encodeBatch(batch: UsageBatch): Uint8Array {
-  return batchCodec.pack(batch)
-}
-export function decodeBatch(bytes: Uint8Array): UsageBatch {
-  return batchCodec.unpack(bytes) as UsageBatch
-}
 
 export interface QueueOptions {
   /** How long a delivered batch may stay unacked before JetStream redelivers it. */

@@ -1,0 +1,119 @@
+import fc from 'fast-check'
+import { Packr, unpack } from 'msgpackr'
+import { describe, expect, it } from 'vitest'
+import type { UsageBatch, WireRecord } from '../rating-core/record.js'
+import { decodeBatch, encodeBatch, MAX_DIM_KEYS } from './batch-wire.js'
+
+/** What a round trip promises to keep: absent, undefined and null fields all absent; `{}` dimensions absent. */
+function normal(b: UsageBatch): UsageBatch {
+  return {
+    id: b.id,
+    rejects: b.rejects,
+    records: b.records.map((r) => {
+      const out: Record<string, unknown> = {}
+      for (const [k, v] of Object.entries(r)) {
+        if (v === undefined || v === null) continue
+        if (k === 'dimensions' && typeof v === 'object' && Object.keys(v as object).length === 0) continue
+        out[k] = v
+      }
+      return out as unknown as WireRecord
+    }),
+  }
+}
+
+const text = fc.oneof(fc.constantFrom('', 'csv:a', 'e-1', '2026-10-01T00:00:00Z', 'ünïcode ✓', '\t\n'), fc.string())
+const dimKey = fc.oneof(fc.constantFrom('region', 'site', '__proto__', 'constructor', ''), fc.string({ maxLength: 6 }))
+const record: fc.Arbitrary<WireRecord> = fc.record(
+  {
+    event_id: text,
+    source: fc.constantFrom('csv:a', 'mqtt:b'),
+    event_time: text,
+    device_id: text,
+    account_id: text,
+    subscription_id: text,
+    metric: fc.constantFrom('api_calls', 'bytes_out'),
+    quantity: text,
+    raw: text,
+    origin: text,
+    dimensions: fc.dictionary(dimKey, fc.constantFrom('eu', 'us', 'x'), { maxKeys: 3 }),
+  },
+  { requiredKeys: ['event_id', 'source', 'event_time', 'metric', 'quantity'] },
+)
+const batch: fc.Arbitrary<UsageBatch> = fc.record({
+  id: fc.string(),
+  records: fc.array(record, { maxLength: 40 }),
+  rejects: fc.array(fc.record({ source: text, raw: text, reason: text, origin: text }), { maxLength: 3 }),
+})
+
+describe('usage batches on the wire (version 2, columns)', () => {
+  it('round-trips any batch: every field value, every dimension key and value, the rejects', () => {
+    fc.assert(
+      fc.property(batch, (b) => {
+        expect(decodeBatch(encodeBatch(b))).toEqual(normal(b))
+      }),
+      { numRuns: 300 },
+    )
+  })
+
+  it('sends dimensions as one map per record when a batch uses more than MAX_DIM_KEYS keys, and still round-trips', () => {
+    const records: WireRecord[] = Array.from({ length: MAX_DIM_KEYS + 5 }, (_, i) => ({
+      event_id: `e-${i}`, source: 's', event_time: 't', metric: 'm', quantity: '1', dimensions: { [`k${i}`]: `v${i}` },
+    }))
+    const bytes = encodeBatch({ id: 'b', records, rejects: [] })
+    expect(Object.keys((unpack(bytes) as { dims: object }).dims)).toEqual(['each'])
+    expect(decodeBatch(bytes).records).toEqual(records)
+  })
+
+  it('carries values validation must reject (numbers, a dimension that is not a map) as they are', () => {
+    const records = [
+      { event_id: 'e-1', source: 's', event_time: 't', metric: 'm', quantity: 12, dimensions: { region: 7 } },
+      { event_id: 'e-2', source: 's', event_time: 't', metric: 'm', quantity: '1', dimensions: 'eu' },
+      { event_id: 'e-3', source: 's', event_time: 't', metric: 'm', quantity: '1', dimensions: { a: 'x' } },
+    ] as unknown as WireRecord[]
+    expect(decodeBatch(encodeBatch({ id: 'b', records, rejects: [] })).records).toEqual(records)
+    const numbers = [records[0]!, records[2]!]
+    expect(decodeBatch(encodeBatch({ id: 'b', records: numbers, rejects: [] })).records).toEqual(numbers)
+  })
+
+  it('is plain msgpack any reader can read: keys written once, a value every record shares written once', () => {
+    const records: WireRecord[] = [
+      { event_id: 'e-1', source: 'csv:a', event_time: 't1', device_id: 'd1', metric: 'm', quantity: '1', dimensions: { region: 'eu' }, raw: 'r1', origin: 'f.csv:2' },
+      { event_id: 'e-2', source: 'csv:a', event_time: 't2', account_id: 'a2', metric: 'm', quantity: '2', raw: 'r2', origin: 'f.csv:3' },
+    ]
+    expect(unpack(encodeBatch({ id: 'b-7', records, rejects: [] }))).toEqual({
+      v: 2,
+      id: 'b-7',
+      n: 2,
+      cols: {
+        event_id: ['e-1', 'e-2'], source: 'csv:a', event_time: ['t1', 't2'], device_id: ['d1', null], account_id: [null, 'a2'],
+        metric: 'm', quantity: ['1', '2'], raw: ['r1', 'r2'], origin: ['f.csv:2', 'f.csv:3'],
+      },
+      dims: { keys: ['region'], cols: [['eu', null]] },
+      rejects: [],
+    })
+  })
+
+  it('keeps a dimension named __proto__ as data, per key and per record', () => {
+    const d = JSON.parse('{"__proto__": "p", "region": "eu"}') as Record<string, string>
+    const one: WireRecord = { event_id: 'e-1', source: 's', event_time: 't', metric: 'm', quantity: '1', dimensions: d }
+    for (const records of [[one], [one, { ...one, dimensions: 'x' as unknown as Record<string, string> }]]) {
+      const got = decodeBatch(encodeBatch({ id: 'b', records, rejects: [] })).records[0]!.dimensions!
+      expect(Object.keys(got)).toEqual(['__proto__', 'region'])
+      expect(Object.getPrototypeOf(got)).toBe(Object.prototype)
+      expect(Object.entries(got)).toEqual([['__proto__', 'p'], ['region', 'eu']])
+    }
+  })
+
+  it('reads version 1 (one map per record), as batches published before version 2 still sit in the stream', () => {
+    const b: UsageBatch = {
+      id: 'old-1',
+      records: [{ event_id: 'e-1', source: 's', event_time: 't', metric: 'm', quantity: '1', dimensions: { region: 'eu' }, raw: 'r', origin: 'o' }],
+      rejects: [{ source: 's', raw: 'x', reason: 'bad' }],
+    }
+    expect(decodeBatch(new Packr({ useRecords: false }).pack(b))).toEqual(b)
+  })
+
+  it('names the version it cannot read', () => {
+    expect(() => decodeBatch(new Packr({ useRecords: false }).pack({ v: 3, id: 'x' }))).toThrow(/version 1 or 2 \(v: 3\)/)
+  })
+})

@@ -1,0 +1,211 @@
+import { Packr } from 'msgpackr'
+import type { UsageBatch, WireRecord, WireReject } from '../rating-core/record.js'
+
+/**
+ * A UsageBatch as a JetStream message body: plain msgpack (no record extension, no shared structure
+ * definitions), so any msgpack reader in any language can read a batch.
+ *
+ * Layout (version 2), one map:
+ *   v        2
+ *   id       the batch id (also the JetStream message id)
+ *   n        how many records
+ *   cols     per record field (event_id, source, event_time, device_id, account_id, subscription_id, metric,
+ *            quantity, raw, origin): either one value every record has, or an array of n values with nil
+ *            where a record has none. A field no record has is left out.
+ *   dims     the records' dimensions, left out when no record has one. Either per key, {keys, cols}: the
+ *            batch's keys and a column per key as in `cols` (nil where a record lacks the key); or, when the
+ *            records use more than MAX_DIM_KEYS keys or a dimension that is not a map of non-nil values, per
+ *            record, {each}: n entries, each nil (none), [key, value, key, value, …] for a map, or {value} for
+ *            anything else (kept so that validation rejects it as it is). Keys travel as array items, never as
+ *            msgpack map keys, so a key such as `__proto__` arrives as it left.
+ *   rejects  the adapter's rejects, an array of maps.
+ *
+ * Why columns and not a map per record (version 1, still read): measured here on 1,000 CSV records, packing
+ * takes 0.6 µs per record instead of 1.4, unpacking 0.8 instead of 1.9, and a batch is 128 bytes per record
+ * instead of 239 — the keys are written once per batch, and the source (and often metric, time zone and origin
+ * file) once per batch instead of once per record.
+ *
+ * What a round trip keeps: every field's value, and each dimension key with its value. It does not keep the
+ * difference between an absent field and one set to undefined or null, nor between no dimensions and `{}`: a
+ * decoded record leaves such a field out (validation treats all of them as absent).
+ */
+const codec = new Packr({ useRecords: false, moreTypes: false })
+
+export const BATCH_WIRE_VERSION = 2
+
+/** Above this many distinct dimension keys in a batch, dimensions travel as one map per record. */
+export const MAX_DIM_KEYS = 16
+
+const FIELDS = ['event_id', 'source', 'event_time', 'device_id', 'account_id', 'subscription_id', 'metric', 'quantity', 'raw', 'origin'] as const
+type Field = (typeof FIELDS)[number]
+
+/** A column on the wire: the one value every record has, or one value per record (null: none). */
+type WireColumn = unknown
+
+interface BatchWireV2 {
+  v: 2
+  id: string
+  n: number
+  cols: Partial<Record<Field, WireColumn>>
+  dims?: WireDims
+  rejects: WireReject[]
+}
+
+type WireDims = { keys: string[]; cols: WireColumn[] } | { each: Array<unknown[] | { value: unknown } | null> }
+
+/** Encodes a batch as version 2 (see above). */
+export function encodeBatch(batch: UsageBatch): Uint8Array {
+  const { records } = batch
+  const n = records.length
+  const cols: Partial<Record<Field, WireColumn>> = {}
+  for (const f of FIELDS) {
+    const col = column(records, n, (r) => r[f])
+    if (col !== undefined) cols[f] = col
+  }
+  const wire: BatchWireV2 = { v: 2, id: batch.id, n, cols, rejects: batch.rejects }
+  const dims = dimensions(records, n)
+  if (dims !== undefined) wire.dims = dims
+  return codec.pack(wire)
+}
+
+/** Decodes a batch of version 2, or of version 1 (a map per record, as published before version 2). */
+export function decodeBatch(bytes: Uint8Array): UsageBatch {
+  const wire = codec.unpack(bytes) as Partial<BatchWireV2> & { records?: WireRecord[] }
+  if (wire.v === undefined && Array.isArray(wire.records)) return wire as UsageBatch
+  if (wire.v !== BATCH_WIRE_VERSION || typeof wire.id !== 'string' || typeof wire.n !== 'number' || typeof wire.cols !== 'object') {
+    throw new Error(`not a usage batch of version 1 or ${BATCH_WIRE_VERSION} (v: ${JSON.stringify(wire.v)})`)
+  }
+  const { n, cols } = wire
+  const at = (f: Field, i: number): unknown => {
+    const c = cols[f]
+    return Array.isArray(c) ? c[i] : c
+  }
+  const dims = wire.dims
+  const dimKeys = dims !== undefined && 'keys' in dims ? dims.keys : []
+  const dimCols = dims !== undefined && 'cols' in dims ? dims.cols : []
+  const each = dims !== undefined && 'each' in dims ? dims.each : undefined
+  const records: WireRecord[] = new Array(n)
+  for (let i = 0; i < n; i++) {
+    // Required fields first, in one order, so the records share one shape whatever the batch.
+    const r = {
+      event_id: at('event_id', i),
+      source: at('source', i),
+      event_time: at('event_time', i),
+      metric: at('metric', i),
+      quantity: at('quantity', i),
+    } as WireRecord
+    for (const f of OPTIONAL) {
+      const v = at(f, i)
+      if (v !== null && v !== undefined) (r as unknown as Record<string, unknown>)[f] = v
+    }
+    let d: Record<string, unknown> | undefined
+    if (each !== undefined) {
+      const e = each[i]
+      if (Array.isArray(e)) {
+        d = {}
+        for (let k = 0; k + 1 < e.length; k += 2) put(d, e[k] as string, e[k + 1])
+      } else if (e !== null && e !== undefined) {
+        ;(r as unknown as Record<string, unknown>).dimensions = e.value
+      }
+    } else {
+      for (let k = 0; k < dimKeys.length; k++) {
+        const c = dimCols[k]
+        const v = Array.isArray(c) ? c[i] : c
+        if (v !== null && v !== undefined) put((d ??= {}), dimKeys[k]!, v)
+      }
+    }
+    if (d !== undefined) r.dimensions = d as Record<string, string>
+    records[i] = r
+  }
+  return { id: wire.id, records, rejects: wire.rejects ?? [] }
+}
+
+const OPTIONAL = ['device_id', 'account_id', 'subscription_id', 'raw', 'origin'] as const satisfies readonly Field[]
+
+/** The column of one field: undefined when no record has it, the value itself when every record has the same string. */
+function column(records: readonly WireRecord[], n: number, get: (r: WireRecord) => unknown): WireColumn {
+  if (n === 0) return undefined
+  const first = get(records[0]!)
+  let same = typeof first === 'string'
+  let any = first !== undefined && first !== null
+  const values: unknown[] = new Array(n)
+  for (let i = 0; i < n; i++) {
+    const v = get(records[i]!)
+    if (v === undefined || v === null) {
+      values[i] = null
+      same = false
+    } else {
+      values[i] = v
+      any = true
+      if (v !== first) same = false
+    }
+  }
+  if (!any) return undefined
+  return same ? first : values
+}
+
+/** The dims entry: per key when the batch's dimensions allow it, else per record; undefined when none has any. */
+function dimensions(records: readonly WireRecord[], n: number): WireDims | undefined {
+  const keys = new Map<string, unknown[]>()
+  let perRecord = false
+  scan: for (let i = 0; i < n; i++) {
+    const d = records[i]!.dimensions as unknown
+    if (d === undefined || d === null) continue
+    if (!isMap(d)) {
+      perRecord = true
+      break
+    }
+    for (const k in d) {
+      const v = d[k]
+      let values = keys.get(k)
+      if (v === undefined || v === null || (values === undefined && keys.size === MAX_DIM_KEYS)) {
+        perRecord = true
+        break scan
+      }
+      if (values === undefined) {
+        values = new Array(n).fill(null)
+        keys.set(k, values)
+      }
+      values[i] = v
+    }
+  }
+  if (perRecord) {
+    let any = false
+    const each = records.map((r) => {
+      const d = r.dimensions as unknown
+      if (d === undefined || d === null) return null
+      if (!isMap(d)) {
+        any = true
+        return { value: d }
+      }
+      const flat: unknown[] = []
+      for (const k in d) flat.push(k, d[k])
+      if (flat.length === 0) return null
+      any = true
+      return flat
+    })
+    return any ? { each } : undefined
+  }
+  if (keys.size === 0) return undefined
+  const cols: WireColumn[] = []
+  for (const values of keys.values()) {
+    const first = values[0]
+    cols.push(typeof first === 'string' && values.every((v) => v === first) ? first : values)
+  }
+  return { keys: [...keys.keys()], cols }
+}
+
+/** A plain object (a map of dimensions), as opposed to an array, a string or a class instance. */
+function isMap(d: unknown): d is Record<string, unknown> {
+  if (typeof d !== 'object' || d === null || Array.isArray(d)) return false
+  const proto = Object.getPrototypeOf(d)
+  return proto === Object.prototype || proto === null
+}
+
+/** Sets a dimension, `__proto__` included, as the object's own data (an assignment would set its prototype). */
+function put(d: Record<string, unknown>, k: string, v: unknown): void {
+  if (k === '__proto__') Object.defineProperty(d, k, { value: v, enumerable: true, writable: true, configurable: true })
+  else d[k] = v
+}
+
+export type { WireRecord }
