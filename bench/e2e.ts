@@ -43,7 +43,7 @@ export const E2E_GOAL_EVENTS_PER_S = 150_000
 /**
  * CSV → JetStream → pool → ClickHouse, events/s from the first row read to the last commit (services
  * already up), and in the same run, on the same machine state:
- *  - the store's raw ceiling: inserting the same rated rows (TabSeparated, 100k-row inserts) into a copy table;
+ *  - the store's raw ceiling: inserting the same rows (TabSeparated, 100k-row inserts, unique keys as the rater's) into copy tables;
  *  - JetStream's raw ceiling: publishing the same events as msgpack batches of 1,000, then consuming them.
  */
 export async function benchE2e(events = 300_000): Promise<E2eResult> {
@@ -70,7 +70,7 @@ export async function benchE2e(events = 300_000): Promise<E2eResult> {
     if (counts.rated !== events) throw new Error(`bench: expected ${events} rated, got ${JSON.stringify(counts)}`)
 
     // 2. Store ceiling: every row the run stored (rated_usage and usage_events), straight in, in inserts as
-    // large as the rater's flushes, one table after the other as a flush writes them.
+    // large as the rater's flushes, one table after the other as a flush writes them, with the same settings.
     const chunksOf = async (table: string): Promise<string[]> => {
       await store.command(`CREATE TABLE IF NOT EXISTS bench_${table} AS ${table}`)
       const rows = (await store.text(`SELECT * FROM ${table}`, 'TabSeparated')).split('\n').filter(Boolean)
@@ -83,10 +83,10 @@ export async function benchE2e(events = 300_000): Promise<E2eResult> {
     const ratedRows = counts.rated
     const storeMachine0 = machineJiffies()
     t = performance.now()
-    for (const c of ratedChunks) await store.insertTsv('bench_rated_usage', c)
+    for (const c of ratedChunks) await store.insertTsv('bench_rated_usage', c, { uniqueKeys: true })
     const ratedS = (performance.now() - t) / 1000
     t = performance.now()
-    for (const c of usageChunks) await store.insertTsv('bench_usage_events', c)
+    for (const c of usageChunks) await store.insertTsv('bench_usage_events', c, { uniqueKeys: true })
     const storeS = ratedS + (performance.now() - t) / 1000
     const storeMachine1 = machineJiffies()
 

@@ -387,10 +387,11 @@ export class Rater extends EventEmitter {
     const { store } = this.deps
     const started = performance.now()
     // Order matters: usage_events (the dedupe source) after the rows derived from it; `flushes` last (commit).
-    if (b.rated.length) await store.insertTsv('rated_usage', b.rated)
+    // Both big tables get each key at most once per flush (the dedupe index): unique keys, no replacing pass.
+    if (b.rated.length) await store.insertTsv('rated_usage', b.rated, UNIQUE_KEYS)
     if (b.rejected.length) await store.insertTsv('rejected_usage', b.rejected)
     if (b.suspended.length) await store.insertTsv('suspended_usage', b.suspended)
-    if (b.usage.length) await store.insertTsv('usage_events', b.usage)
+    if (b.usage.length) await store.insertTsv('usage_events', b.usage, UNIQUE_KEYS)
     crashPoint('before-commit')
     const sum = (k: keyof BatchOutcome) => b.outcomes.reduce((s, o) => s + (o[k] as number), 0)
     await store.insertTsv(
@@ -520,6 +521,8 @@ export class Rater extends EventEmitter {
     return released
   }
 }
+
+const UNIQUE_KEYS = Object.freeze({ uniqueKeys: true })
 
 /**
  * Crash testing: RATEFLOW_CRASH_AT=<point>:<n> kills this process with SIGKILL the n-th time it reaches

@@ -17,3 +17,26 @@ describe('fileType', () => {
     for (const t of types) expect(fileType(t)).not.toContain('LowCardinality')
   })
 })
+
+describe('insertTsv on embedded ClickHouse', () => {
+  it('with unique keys, inserts every row as written; without, the engine replaces rows of one key within the insert', async () => {
+    const { mkdtempSync, rmSync } = await import('node:fs')
+    const { tmpdir } = await import('node:os')
+    const { join } = await import('node:path')
+    const { openStore } = await import('./store.js')
+    const dir = mkdtempSync(join(tmpdir(), 'rateflow-store-'))
+    const store = await openStore({ dataDir: dir })
+    try {
+      await store.command('CREATE TABLE t (k String, v LowCardinality(String)) ENGINE = ReplacingMergeTree ORDER BY k')
+      // Two rows of one key in one insert: only a caller that breaks its promise would send this.
+      await store.insertTsv('t', 'a\t1\na\t2\nb\t3\n', { uniqueKeys: true })
+      expect(await store.rows('SELECT k, v FROM t ORDER BY k, v')).toEqual([{ k: 'a', v: '1' }, { k: 'a', v: '2' }, { k: 'b', v: '3' }])
+      await store.command('TRUNCATE TABLE t')
+      await store.insertTsv('t', 'a\t1\na\t2\nb\t3\n')
+      expect(await store.rows('SELECT k, v FROM t ORDER BY k, v')).toEqual([{ k: 'a', v: '2' }, { k: 'b', v: '3' }])
+    } finally {
+      await store.close()
+      rmSync(dir, { recursive: true, force: true })
+    }
+  })
+})
