@@ -63,10 +63,10 @@ export async function ingestCsv(rt: Runtime, opts: IngestOptions): Promise<Inges
       const source = opts.source ?? `csv:${file.replace(/^.*\//, '').replace(/(\.csv)?(\.gz)?$/, '')}`
       const fp = fileFingerprint(file)
       const batcher = new MicroBatcher(
-        async (batch) => {
+        (batch) => {
           mine.add(batch.id)
           published++
-          await queue.publish(batch)
+          return queue.publish(batch).then(() => undefined)
         },
         { ...DEFAULT_BATCHING, batchId: (seq) => `${source}:${fp}:${runId}:${seq}` },
       )

@@ -85,9 +85,10 @@ export async function openQueue(url: string, options: QueueOptions = DEFAULT_QUE
   return {
     nc,
     js,
-    async publish(batch) {
-      const ack = await js.publish(USAGE_SUBJECT, encodeBatch(batch), { msgID: batch.id })
-      return { duplicate: ack.duplicate }
+    publish(batch) {
+      // Encoded now, and only the bytes wait for the ack: the batch's record objects die young instead of
+      // living (and being copied by the collector) for as long as JetStream takes to answer.
+      return js.publish(USAGE_SUBJECT, encodeBatch(batch), { msgID: batch.id }).then((ack) => ({ duplicate: ack.duplicate }))
     },
     consumer: () => js.consumers.get(USAGE_STREAM, RATER_DURABLE),
     async resetConsumer() {

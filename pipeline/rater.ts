@@ -76,7 +76,8 @@ export interface RaterDeps {
 
 interface Pending {
   msg?: JsMsg
-  staged: Promise<StagedBatch>
+  /** The worker's answer, still encoded: decoded just before it is applied (see stage()). */
+  staged: Promise<StagedWire>
   release?: Map<string, HeldRow>
 }
 
@@ -206,9 +207,14 @@ export class Rater extends EventEmitter {
     this.kick()
   }
 
-  /** Stages a batch on the pool; the worker's compact answer is rebuilt here (see staged-wire.ts). */
-  private async stage(task: StageTask, transferList: ArrayBuffer[] = []): Promise<StagedBatch> {
-    return decodeStaged(await this.pool.run(task, { transferList }))
+  /**
+   * Stages a batch on the pool and returns the worker's compact answer (see staged-wire.ts), to be decoded
+   * just before it is applied. Why not at once: up to `stageAhead` answers wait here, and as objects (a record,
+   * its charges and their strings per event) they lived long enough to be copied by the young-generation
+   * collector and promoted; encoded, each is one string and one Int32Array, and the objects die young.
+   */
+  private stage(task: StageTask, transferList: ArrayBuffer[] = []): Promise<StagedWire> {
+    return this.pool.run(task, { transferList })
   }
 
   private kick(): void {
@@ -257,7 +263,7 @@ export class Rater extends EventEmitter {
       if (this.failure !== undefined) return
       const next = this.queueOfWork.shift()
       if (next) {
-        const staged = await next.staged
+        const staged = decodeStaged(await next.staged)
         this.apply(staged, next)
         if (this.buffered.rows >= this.options.flushRows) await this.flush()
         continue
@@ -510,9 +516,10 @@ export class Rater extends EventEmitter {
       byKey.set(releaseKey(rec.source, rec.event_id), h)
     }
     const batch: UsageBatch = { id: `release-${Date.now()}`, records, rejects: [] }
-    const staged = await this.stage({ batch, dataDir: this.deps.dataDir, fingerprint: this.fingerprint, receivedAtMs: Date.now() })
+    const wire = await this.stage({ batch, dataDir: this.deps.dataDir, fingerprint: this.fingerprint, receivedAtMs: Date.now() })
+    const staged = decodeStaged(wire)
     // Released records that the catalog now rejects stay held: rejecting them would lose accepted usage.
-    this.apply({ ...staged, rejectLines: [] }, { staged: Promise.resolve(staged), release: byKey })
+    this.apply({ ...staged, rejectLines: [] }, { staged: Promise.resolve(wire), release: byKey })
     const released = this.buffered.outcomes.at(-1)?.rated ?? 0
     await this.flush()
     await this.committing
