@@ -57,10 +57,29 @@ type WireDims = { keys: string[]; cols: WireColumn[] } | { each: Array<unknown[]
 export function encodeBatch(batch: UsageBatch): Uint8Array {
   const { records } = batch
   const n = records.length
+  // One pass reading each field by name (a generic r[f] over ten keys went megamorphic: measured, a third of
+  // the encoding's time), then one pass per column over a plain array.
+  const values: unknown[][] = FIELDS.map(() => new Array<unknown>(n))
+  const [eventId, source, eventTime, device, account, subscription, metric, quantity, raw, origin] = values as [
+    unknown[], unknown[], unknown[], unknown[], unknown[], unknown[], unknown[], unknown[], unknown[], unknown[],
+  ]
+  for (let i = 0; i < n; i++) {
+    const r = records[i]!
+    eventId[i] = r.event_id
+    source[i] = r.source
+    eventTime[i] = r.event_time
+    device[i] = r.device_id
+    account[i] = r.account_id
+    subscription[i] = r.subscription_id
+    metric[i] = r.metric
+    quantity[i] = r.quantity
+    raw[i] = r.raw
+    origin[i] = r.origin
+  }
   const cols: Partial<Record<Field, WireColumn>> = {}
-  for (const f of FIELDS) {
-    const col = column(records, n, (r) => r[f])
-    if (col !== undefined) cols[f] = col
+  for (let f = 0; f < FIELDS.length; f++) {
+    const col = column(values[f]!)
+    if (col !== undefined) cols[FIELDS[f]!] = col
   }
   const wire: BatchWireV2 = { v: 2, id: batch.id, n, cols, rejects: batch.rejects }
   const dims = dimensions(records, n)
@@ -122,20 +141,19 @@ export function decodeBatch(bytes: Uint8Array): UsageBatch {
 
 const OPTIONAL = ['device_id', 'account_id', 'subscription_id', 'raw', 'origin'] as const satisfies readonly Field[]
 
-/** The column of one field: undefined when no record has it, the value itself when every record has the same string. */
-function column(records: readonly WireRecord[], n: number, get: (r: WireRecord) => unknown): WireColumn {
+/** The column of one field from its values (in place): undefined when no record has it, the value itself when every record has the same string. */
+function column(values: unknown[]): WireColumn {
+  const n = values.length
   if (n === 0) return undefined
-  const first = get(records[0]!)
+  const first = values[0]
   let same = typeof first === 'string'
-  let any = first !== undefined && first !== null
-  const values: unknown[] = new Array(n)
+  let any = false
   for (let i = 0; i < n; i++) {
-    const v = get(records[i]!)
+    const v = values[i]
     if (v === undefined || v === null) {
       values[i] = null
       same = false
     } else {
-      values[i] = v
       any = true
       if (v !== first) same = false
     }

@@ -1,5 +1,6 @@
 import { Readable } from 'node:stream'
-import { closeSync, mkdirSync, openSync, rmSync, unlinkSync, writeSync } from 'node:fs'
+import { mkdirSync, rmSync, unlinkSync } from 'node:fs'
+import { open } from 'node:fs/promises'
 import { join } from 'node:path'
 import { createClient, type ClickHouseClient } from '@clickhouse/client'
 import { ErrorCode, RateflowError } from '../common/errors.js'
@@ -165,7 +166,7 @@ export async function openStore(opts: { dataDir: string; url?: string | undefine
           // 1. write the rows to a file 2. INSERT … SELECT from it, typed by the table's own columns (no
           // schema inference: a decimal must never pass through a float) 3. remove the file.
           const file = join(spool, `${table}-${process.pid}-${++spoolSeq}.tsv`)
-          writeChunks(file, chunks)
+          await writeChunks(file, chunks)
           try {
             const structure = structures.get(table) ?? (await structureOf(table))
             // The setting goes in the SQL, scoped to this query: chDB keeps a request's settings on its session.
@@ -238,15 +239,15 @@ function sqlString(text: string): string {
   return `'${text.replace(/[\\']/g, (c) => '\\' + c)}'`
 }
 
-/** Writes the chunks one after another to a new file (no concatenated copy of them). */
-function writeChunks(file: string, chunks: readonly string[]): void {
-  const fd = openSync(file, 'w')
+/**
+ * Writes the chunks one after another to a new file (no concatenated copy of them). The writes run on libuv's
+ * threads: the rater's thread goes on applying batches meanwhile (each chunk is encoded to UTF-8 here first).
+ */
+async function writeChunks(file: string, chunks: readonly string[]): Promise<void> {
+  const fh = await open(file, 'w')
   try {
-    for (const chunk of chunks) {
-      const bytes = Buffer.from(chunk)
-      for (let at = 0; at < bytes.length; ) at += writeSync(fd, bytes, at)
-    }
+    for (const chunk of chunks) await fh.write(chunk)
   } finally {
-    closeSync(fd)
+    await fh.close()
   }
 }
