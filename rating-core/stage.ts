@@ -335,11 +335,13 @@ function groupOf(route: ChargeRoute, dims: Record<string, string>): Group {
   const value = dims[by[0]!]
   let g = value === undefined ? route.missingGroup : route.groups.get(value)
   if (g === undefined) {
-    g = route.group(groupKey(route.meter, dims))
+    // Own copies: a cached group outlives its batch, and its key may be a slice of the batch's text.
+    const made = route.group(groupKey(route.meter, dims))
+    g = { key: detached(made.key), columns: detached(made.columns) }
     if (value === undefined) route.missingGroup = g
     else {
       if (route.groups.size >= MAX_CACHED) route.groups.clear()
-      route.groups.set(value, g)
+      route.groups.set(g.key === value ? g.key : detached(value), g)
     }
   }
   return g
@@ -386,14 +388,15 @@ function tabDims(dims: Record<string, string>): string {
   if (byValue === undefined) {
     if (dimsOf.size >= MAX_CACHED) dimsOf.clear()
     byValue = new Map()
-    dimsOf.set(only, byValue)
+    dimsOf.set(detached(only), byValue)
   }
   const value = dims[only]!
   let t = byValue.get(value)
   if (t === undefined) {
-    t = '\t' + tsvMap(dims)
+    // Kept across batches: copies, not slices of this batch's text.
+    t = detached('\t' + tsvMap(dims))
     if (byValue.size >= MAX_CACHED) byValue.clear()
-    byValue.set(value, t)
+    byValue.set(detached(value), t)
   }
   return t
 }

@@ -1,0 +1,43 @@
+import { setFlagsFromString } from 'node:v8'
+import { runInNewContext } from 'node:vm'
+import { describe, expect, it } from 'vitest'
+import { deviceId, sampleAccounts, sampleCatalog } from '../bench/sample-data.js'
+import { validateAccounts } from '../catalog/accounts.js'
+import { GuidingIndex } from '../catalog/guiding.js'
+import { validateCatalog } from '../catalog/validate-catalog.js'
+import { stageBatch } from './stage.js'
+
+setFlagsFromString('--expose-gc')
+const gc = runInNewContext('gc') as () => void
+
+describe('stageBatch caches', () => {
+  it('keep no batch text alive: a group_by value sliced out of a large text is cached as its own copy', () => {
+    const guiding = new GuidingIndex([validateCatalog(sampleCatalog())], validateAccounts(sampleAccounts({ customers: 2, devicesPerAccount: 1 })))
+    const batches = 40
+    const stageOne = (b: number) => {
+      // The region is a slice of a 200,000-character text, as values decoded from a batch's bytes can be.
+      const text = 'x'.repeat(200_000) + `region-only-in-batch-${b}`
+      const region = text.slice(200_000)
+      const staged = stageBatch(
+        {
+          id: `b-${b}`,
+          records: [{ event_id: `e-${b}`, source: 'csv:t', event_time: '2026-10-05T10:00:00Z', device_id: deviceId(1, 1), metric: 'bytes_out', quantity: '1000', dimensions: { region } }],
+          rejects: [],
+        },
+        guiding,
+        Date.parse('2026-11-22T10:00:00Z'),
+      )
+      expect(staged.records[0]!.charges.length).toBe(1)
+    }
+    stageOne(-1) // routes and periods made once, outside the measure
+    gc()
+    gc()
+    const before = process.memoryUsage().heapUsed
+    for (let b = 0; b < batches; b++) stageOne(b)
+    gc()
+    gc()
+    const heldPerBatch = (process.memoryUsage().heapUsed - before) / batches
+    // A slice kept as a cache key (groups, dimension text) would hold its ~200 KB text: ~400 KB per batch here.
+    expect(heldPerBatch).toBeLessThan(20_000)
+  })
+})
