@@ -75,7 +75,7 @@ describe('usage batches on the wire (version 2, columns)', () => {
     expect(decodeBatch(encodeBatch({ id: 'b', records: numbers, rejects: [] })).records).toEqual(numbers)
   })
 
-  it('is plain msgpack any reader can read: keys written once, a value every record shares written once', () => {
+  it('is plain msgpack any reader can read: keys once, a shared value once, ASCII columns as text and lengths', () => {
     const records: WireRecord[] = [
       { event_id: 'e-1', source: 'csv:a', event_time: 't1', device_id: 'd1', metric: 'm', quantity: '1', dimensions: { region: 'eu' }, raw: 'r1', origin: 'f.csv:2' },
       { event_id: 'e-2', source: 'csv:a', event_time: 't2', account_id: 'a2', metric: 'm', quantity: '2', raw: 'r2', origin: 'f.csv:3' },
@@ -85,12 +85,32 @@ describe('usage batches on the wire (version 2, columns)', () => {
       id: 'b-7',
       n: 2,
       cols: {
-        event_id: ['e-1', 'e-2'], source: 'csv:a', event_time: ['t1', 't2'], device_id: ['d1', null], account_id: [null, 'a2'],
-        metric: 'm', quantity: ['1', '2'], raw: ['r1', 'r2'], origin: ['f.csv:2', 'f.csv:3'],
+        event_id: { t: 'e-1e-2', l: [3, 3] }, source: 'csv:a', event_time: { t: 't1t2', l: [2, 2] },
+        device_id: { t: 'd1', l: [2, -1] }, account_id: { t: 'a2', l: [-1, 2] },
+        metric: 'm', quantity: { t: '12', l: [1, 1] }, raw: { t: 'r1r2', l: [2, 2] }, origin: { t: 'f.csv:2f.csv:3', l: [7, 7] },
       },
-      dims: { keys: ['region'], cols: [['eu', null]] },
+      dims: { keys: ['region'], cols: [{ t: 'eu', l: [2, -1] }] },
       rejects: [],
     })
+  })
+
+  it('sends a column with any non-ASCII value, or any value that is not a string, as an array of values', () => {
+    const records: WireRecord[] = [
+      { event_id: 'e-1', source: 's', event_time: 't', metric: 'm', quantity: '1', raw: 'größe=1', dimensions: { site: 'zürich' } },
+      { event_id: 'e-2', source: 's', event_time: 't', metric: 'm', quantity: 2 as unknown as string, raw: 'x=1', dimensions: { site: 'bern' } },
+    ]
+    const wire = unpack(encodeBatch({ id: 'b', records, rejects: [] })) as { cols: Record<string, unknown>; dims: { cols: unknown[] } }
+    expect(wire.cols.raw).toEqual(['größe=1', 'x=1'])
+    expect(wire.cols.quantity).toEqual(['1', 2])
+    expect(wire.cols.event_id).toEqual({ t: 'e-1e-2', l: [3, 3] })
+    expect(wire.dims.cols).toEqual([['zürich', 'bern']])
+    expect(decodeBatch(encodeBatch({ id: 'b', records, rejects: [] })).records).toEqual(records)
+  })
+
+  it('names the column whose text and lengths disagree', () => {
+    const pack = (col: unknown) => new Packr({ useRecords: false }).pack({ v: 2, id: 'b', n: 2, cols: { event_id: col }, rejects: [] })
+    expect(() => decodeBatch(pack({ t: 'e-1e-2', l: [3, 2] }))).toThrow(/column event_id: lengths sum to 5, text has 6/)
+    expect(() => decodeBatch(pack({ t: 'e-1', l: [3] }))).toThrow(/column event_id is not \{t, l\} of 2 values/)
   })
 
   it('keeps a dimension named __proto__ as data, per key and per record', () => {
