@@ -64,9 +64,9 @@ export interface InsertOptions {
   /**
    * The caller guarantees that no two rows of this insert share the table's sorting key (the rater's dedupe
    * index does, for rated_usage and usage_events). The insert then skips ReplacingMergeTree's replacing pass
-   * over the inserted block (`optimize_on_insert = 0`), which could only ever find nothing: measured here, it
-   * was half the CPU and half the time of inserting those two tables. Background merges still replace, so the
-   * engine stays the backstop it is meant to be.
+   * over the inserted block (`optimize_on_insert = 0`), which could only ever find nothing: measured here on
+   * 300,000 synthetic events of both tables inserted at once, it was half the CPU and half the time. Background
+   * merges still replace, so the engine stays the backstop it is meant to be.
    */
   readonly uniqueKeys?: boolean
 }
