@@ -39,7 +39,7 @@ export async function runDemo(g: GlobalOptions, io: Io, events = 100_000): Promi
   await step('what did not rate, and why', [
     'query',
     `SELECT * FROM (
-       SELECT 'rejected' AS outcome, reason, count() AS n FROM rejected_usage GROUP BY reason
+       SELECT 'rejected' AS outcome, reason, count() AS n FROM rejected_usage FINAL GROUP BY reason
        UNION ALL
        SELECT 'suspended' AS outcome, reason, count() AS n FROM suspended_usage FINAL WHERE status = 'held' GROUP BY reason
      ) ORDER BY outcome, reason`,
