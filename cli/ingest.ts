@@ -18,6 +18,8 @@ export interface IngestOptions {
   files: string[]
   source?: string | undefined
   wait: boolean
+  /** Called once, when reading the first file starts (with `wait`, after the rater has started): for benchmarks. */
+  onReading?: () => void
 }
 
 /**
@@ -58,6 +60,7 @@ export async function ingestCsv(rt: Runtime, opts: IngestOptions): Promise<Inges
     await rater.start()
   }
   let read = 0
+  opts.onReading?.()
   try {
     for (const file of opts.files) {
       const source = opts.source ?? `csv:${file.replace(/^.*\//, '').replace(/(\.csv)?(\.gz)?$/, '')}`
