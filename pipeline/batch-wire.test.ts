@@ -111,6 +111,7 @@ describe('usage batches on the wire (version 2, columns)', () => {
     const pack = (col: unknown) => new Packr({ useRecords: false }).pack({ v: 2, id: 'b', n: 2, cols: { event_id: col }, rejects: [] })
     expect(() => decodeBatch(pack({ t: 'e-1e-2', l: [3, 2] }))).toThrow(/column event_id: lengths sum to 5, text has 6/)
     expect(() => decodeBatch(pack({ t: 'e-1', l: [3] }))).toThrow(/column event_id is not \{t, l\} of 2 values/)
+    expect(() => decodeBatch(pack(['e-1']))).toThrow(/column event_id has 1 values, the batch 2 records/)
   })
 
   it('keeps a dimension named __proto__ as data, per key and per record', () => {
@@ -134,6 +135,9 @@ describe('usage batches on the wire (version 2, columns)', () => {
   })
 
   it('names the version it cannot read', () => {
-    expect(() => decodeBatch(new Packr({ useRecords: false }).pack({ v: 3, id: 'x' }))).toThrow(/version 1 or 2 \(v: 3\)/)
+    expect(() => decodeBatch(new Packr({ useRecords: false }).pack({ v: 3, id: 'x' }))).toThrow(/not a usage batch: a map with v 3; this version reads 1 \(records\) and 2/)
+    expect(() => decodeBatch(new Uint8Array([0x85, 0xa1]))).toThrow(/not a usage batch: not msgpack/)
+    expect(() => decodeBatch(new Packr({ useRecords: false }).pack('hello'))).toThrow(/not a usage batch: a msgpack string, not a map/)
+    expect(() => decodeBatch(new Packr({ useRecords: false }).pack(null))).toThrow(/not a usage batch: a msgpack nil, not a map/)
   })
 })

@@ -1,4 +1,5 @@
 import { Packr } from 'msgpackr'
+import { ErrorCode, RateflowError } from '../common/errors.js'
 import type { UsageBatch, WireRecord, WireReject } from '../rating-core/record.js'
 
 /**
@@ -35,13 +36,21 @@ const codec = new Packr({ useRecords: false, moreTypes: false })
 
 export const BATCH_WIRE_VERSION = 2
 
+/** Bytes that are not a usage batch of a version this code reads; the message says what is wrong and where. */
+export class BatchDecodeError extends RateflowError {
+  constructor(message: string) {
+    super(ErrorCode.BadInput, `not a usage batch: ${message}`)
+    this.name = 'BatchDecodeError'
+  }
+}
+
 /** Above this many distinct dimension keys in a batch, dimensions travel as one map per record. */
 export const MAX_DIM_KEYS = 16
 
 const FIELDS = ['event_id', 'source', 'event_time', 'device_id', 'account_id', 'subscription_id', 'metric', 'quantity', 'raw', 'origin'] as const
 type Field = (typeof FIELDS)[number]
 
-/** A column on the wire: the one value every record has, or one value per record (null: none). */
+/** A column on the wire: the one value every record has, {t, l} (ASCII strings joined, and their lengths), or n values. */
 type WireColumn = unknown
 
 interface BatchWireV2 {
@@ -91,16 +100,22 @@ export function encodeBatch(batch: UsageBatch): Uint8Array {
 
 /** Decodes a batch of version 2, or of version 1 (a map per record, as published before version 2). */
 export function decodeBatch(bytes: Uint8Array): UsageBatch {
-  const wire = codec.unpack(bytes) as Partial<BatchWireV2> & { records?: WireRecord[] }
-  if (wire.v === undefined && Array.isArray(wire.records)) return wire as UsageBatch
-  if (wire.v !== BATCH_WIRE_VERSION || typeof wire.id !== 'string' || typeof wire.n !== 'number' || typeof wire.cols !== 'object') {
-    throw new Error(`not a usage batch of version 1 or ${BATCH_WIRE_VERSION} (v: ${JSON.stringify(wire.v)})`)
+  let wire: Partial<BatchWireV2> & { records?: WireRecord[] }
+  try {
+    wire = codec.unpack(bytes) as typeof wire
+  } catch (err) {
+    throw new BatchDecodeError(`not msgpack: ${(err as Error).message}`)
   }
-  const { n, cols } = wire
-  const byField = new Map<Field, { values: unknown; expanded: boolean }>()
-  for (const f of FIELDS) byField.set(f, expand(cols[f], n, f))
-  const at = (f: Field, i: number): unknown => {
-    const c = byField.get(f)!
+  if (wire === null || typeof wire !== 'object') throw new BatchDecodeError(`a msgpack ${wire === null ? 'nil' : typeof wire}, not a map`)
+  if (wire.v === undefined && Array.isArray(wire.records)) return wire as UsageBatch
+  if (wire.v !== BATCH_WIRE_VERSION || typeof wire.id !== 'string' || !Number.isInteger(wire.n) || wire.n! < 0 || typeof wire.cols !== 'object' || wire.cols === null) {
+    throw new BatchDecodeError(`a map with v ${JSON.stringify(wire.v) ?? 'absent'}; this version reads 1 (records) and ${BATCH_WIRE_VERSION} (v, id, n, cols)`)
+  }
+  const { n, cols } = wire as BatchWireV2
+  // Each field's column, by FIELDS position: expanded to n values, or one value for every record.
+  const columns = FIELDS.map((f) => expand(cols[f], n, f))
+  const at = (f: number, i: number): unknown => {
+    const c = columns[f]!
     return c.expanded ? (c.values as unknown[])[i] : c.values
   }
   const dims = wire.dims
@@ -110,17 +125,17 @@ export function decodeBatch(bytes: Uint8Array): UsageBatch {
   const records: WireRecord[] = new Array(n)
   for (let i = 0; i < n; i++) {
     // Required fields first, in one order, so the records share one shape whatever the batch.
-    const r = {
-      event_id: at('event_id', i),
-      source: at('source', i),
-      event_time: at('event_time', i),
-      metric: at('metric', i),
-      quantity: at('quantity', i),
-    } as WireRecord
-    for (const f of OPTIONAL) {
-      const v = at(f, i)
-      if (v !== null && v !== undefined) (r as unknown as Record<string, unknown>)[f] = v
-    }
+    const r = { event_id: at(0, i), source: at(1, i), event_time: at(2, i), metric: at(6, i), quantity: at(7, i) } as WireRecord
+    const device = at(3, i) as string | null
+    const account = at(4, i) as string | null
+    const subscription = at(5, i) as string | null
+    const raw = at(8, i) as string | null
+    const origin = at(9, i) as string | null
+    if (device !== null && device !== undefined) r.device_id = device
+    if (account !== null && account !== undefined) r.account_id = account
+    if (subscription !== null && subscription !== undefined) r.subscription_id = subscription
+    if (raw !== null && raw !== undefined) r.raw = raw
+    if (origin !== null && origin !== undefined) r.origin = origin
     let d: Record<string, unknown> | undefined
     if (each !== undefined) {
       const e = each[i]
@@ -143,7 +158,6 @@ export function decodeBatch(bytes: Uint8Array): UsageBatch {
   return { id: wire.id, records, rejects: wire.rejects ?? [] }
 }
 
-const OPTIONAL = ['device_id', 'account_id', 'subscription_id', 'raw', 'origin'] as const satisfies readonly Field[]
 
 /**
  * The column of one field from its values (changed in place): undefined when no record has it, the value itself
@@ -194,10 +208,13 @@ interface Joined {
  * its text: cheap here, where records live for one batch; what a worker keeps across batches it copies.
  */
 function expand(c: WireColumn, n: number, field: string): { values: unknown; expanded: boolean } {
-  if (Array.isArray(c)) return { values: c, expanded: true }
+  if (Array.isArray(c)) {
+    if (c.length !== n) throw new BatchDecodeError(`column ${field} has ${c.length} values, the batch ${n} records`)
+    return { values: c, expanded: true }
+  }
   if (c === null || typeof c !== 'object') return { values: c, expanded: false }
   const { t, l } = c as Joined
-  if (typeof t !== 'string' || !Array.isArray(l) || l.length !== n) throw new Error(`usage batch: column ${field} is not {t, l} of ${n} values`)
+  if (typeof t !== 'string' || !Array.isArray(l) || l.length !== n) throw new BatchDecodeError(`column ${field} is not {t, l} of ${n} values`)
   const out: Array<string | null> = new Array(n)
   let pos = 0
   for (let i = 0; i < n; i++) {
@@ -208,7 +225,7 @@ function expand(c: WireColumn, n: number, field: string): { values: unknown; exp
       pos += len
     }
   }
-  if (pos !== t.length) throw new Error(`usage batch: column ${field}: lengths sum to ${pos}, text has ${t.length}`)
+  if (pos !== t.length) throw new BatchDecodeError(`column ${field}: lengths sum to ${pos}, text has ${t.length}`)
   return { values: out, expanded: true }
 }
 
