@@ -13,7 +13,7 @@ import { chargeRef, rejectLine, stagedReject, totalsKey, type StagedBatch } from
 import { chargeTable, RunningTotals, type ResolvedCharge } from '../rating-core/running-totals.js'
 import { detached } from '../common/strings.js'
 import { DedupeIndex } from '../rating-core/dedupe-index.js'
-import type { Queue } from './queue.js'
+import { USAGE_STREAM, type Queue } from './queue.js'
 import type { StageTask } from './rating-worker.js'
 import { decodeStaged, type StagedWire } from './staged-wire.js'
 import type { Store } from './store.js'
@@ -245,7 +245,14 @@ export class Rater extends EventEmitter {
         this.queueOfWork.push({
           msg,
           staged: this.stage(
-            { bytes, dataDir: this.deps.dataDir, fingerprint: this.fingerprint, receivedAtMs: Date.now() },
+            {
+              bytes,
+              dataDir: this.deps.dataDir,
+              fingerprint: this.fingerprint,
+              receivedAtMs: Date.now(),
+              origin: `stream ${USAGE_STREAM} message ${msg.seq}`,
+              messageId: msg.headers?.get('Nats-Msg-Id') || `${USAGE_STREAM}:${msg.seq}`,
+            },
             [bytes.buffer as ArrayBuffer],
           ),
         })
