@@ -114,6 +114,19 @@ describe('usage batches on the wire (version 2, columns)', () => {
     expect(() => decodeBatch(pack(['e-1']))).toThrow(/column event_id has 1 values, the batch 2 records/)
   })
 
+  it('refuses, naming the place, a raw or origin that is not text and rejects that are not maps of text', () => {
+    const packr = new Packr({ useRecords: false })
+    const v2 = (extra: object) => packr.pack({ v: 2, id: 'b', n: 2, cols: { event_id: ['e-1', 'e-2'] }, rejects: [], ...extra })
+    expect(() => decodeBatch(v2({ cols: { raw: [5, 'x'] } }))).toThrow(/not a usage batch: cols.raw holds number, not text/)
+    expect(() => decodeBatch(v2({ cols: { origin: [null, ['a']] } }))).toThrow(/cols.origin holds an array, not text/)
+    expect(() => decodeBatch(v2({ rejects: 'x' }))).toThrow(/rejects is not an array/)
+    expect(() => decodeBatch(v2({ rejects: [{ source: 's', raw: 1, reason: 'r' }] }))).toThrow(/rejects\[0\].raw is not text/)
+    expect(() => decodeBatch(v2({ rejects: [{ source: 's', raw: 'x', reason: 'r', origin: 7 }] }))).toThrow(/rejects\[0\].origin holds number/)
+    expect(() => decodeBatch(packr.pack({ id: 'b', records: [5], rejects: [] }))).toThrow(/records\[0\] is not a map/)
+    expect(() => decodeBatch(packr.pack({ id: 'b', records: [{ event_id: 'e', raw: {} }], rejects: [] }))).toThrow(/records\[0\].raw holds object/)
+    expect(() => decodeBatch(packr.pack({ id: 7, records: [], rejects: [] }))).toThrow(/version 1 batch without a string id/)
+  })
+
   it('keeps a dimension named __proto__ as data, per key and per record', () => {
     const d = JSON.parse('{"__proto__": "p", "region": "eu"}') as Record<string, string>
     const one: WireRecord = { event_id: 'e-1', source: 's', event_time: 't', metric: 'm', quantity: '1', dimensions: d }

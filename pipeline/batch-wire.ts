@@ -107,7 +107,17 @@ export function decodeBatch(bytes: Uint8Array): UsageBatch {
     throw new BatchDecodeError(`not msgpack: ${(err as Error).message}`)
   }
   if (wire === null || typeof wire !== 'object') throw new BatchDecodeError(`a msgpack ${wire === null ? 'nil' : typeof wire}, not a map`)
-  if (wire.v === undefined && Array.isArray(wire.records)) return wire as UsageBatch
+  if (wire.v === undefined && Array.isArray(wire.records)) {
+    const b = wire as UsageBatch
+    if (typeof b.id !== 'string') throw new BatchDecodeError('version 1 batch without a string id')
+    b.records.forEach((r, i) => {
+      if (r === null || typeof r !== 'object' || Array.isArray(r)) throw new BatchDecodeError(`records[${i}] is not a map`)
+      textOrNone(r.raw, `records[${i}].raw`)
+      textOrNone(r.origin, `records[${i}].origin`)
+    })
+    b.rejects = checkedRejects((wire as { rejects?: unknown }).rejects)
+    return b
+  }
   if (wire.v !== BATCH_WIRE_VERSION || typeof wire.id !== 'string' || !Number.isInteger(wire.n) || wire.n! < 0 || typeof wire.cols !== 'object' || wire.cols === null) {
     throw new BatchDecodeError(`a map with v ${JSON.stringify(wire.v) ?? 'absent'}; this version reads 1 (records) and ${BATCH_WIRE_VERSION} (v, id, n, cols)`)
   }
@@ -129,8 +139,9 @@ export function decodeBatch(bytes: Uint8Array): UsageBatch {
     const device = at(3, i) as string | null
     const account = at(4, i) as string | null
     const subscription = at(5, i) as string | null
-    const raw = at(8, i) as string | null
-    const origin = at(9, i) as string | null
+    // Kept as they are in rejected_usage: text or nothing, checked here so a bad one rejects the message, not the rater.
+    const raw = textOrNone(at(8, i), 'cols.raw')
+    const origin = textOrNone(at(9, i), 'cols.origin')
     if (device !== null && device !== undefined) r.device_id = device
     if (account !== null && account !== undefined) r.account_id = account
     if (subscription !== null && subscription !== undefined) r.subscription_id = subscription
@@ -155,7 +166,7 @@ export function decodeBatch(bytes: Uint8Array): UsageBatch {
     if (d !== undefined) r.dimensions = d as Record<string, string>
     records[i] = r
   }
-  return { id: wire.id, records, rejects: wire.rejects ?? [] }
+  return { id: wire.id, records, rejects: checkedRejects(wire.rejects) }
 }
 
 
@@ -275,6 +286,25 @@ function dimensions(records: readonly WireRecord[], n: number): WireDims | undef
   const cols: WireColumn[] = []
   for (const values of keys.values()) cols.push(column(values))
   return { keys: [...keys.keys()], cols }
+}
+
+/** `v` when it is a string, null or absent; else a BatchDecodeError naming `where`. */
+function textOrNone(v: unknown, where: string): string | null | undefined {
+  if (v === undefined || v === null || typeof v === 'string') return v
+  throw new BatchDecodeError(`${where} holds ${Array.isArray(v) ? 'an array' : typeof v}, not text`)
+}
+
+/** The adapter rejects of a batch: an array of maps whose source, raw, reason (and origin, if any) are text. */
+function checkedRejects(rejects: unknown): WireReject[] {
+  if (rejects === undefined || rejects === null) return []
+  if (!Array.isArray(rejects)) throw new BatchDecodeError('rejects is not an array')
+  rejects.forEach((j: unknown, i) => {
+    if (j === null || typeof j !== 'object' || Array.isArray(j)) throw new BatchDecodeError(`rejects[${i}] is not a map`)
+    const o = j as Record<string, unknown>
+    for (const k of ['source', 'raw', 'reason'] as const) if (typeof o[k] !== 'string') throw new BatchDecodeError(`rejects[${i}].${k} is not text`)
+    textOrNone(o.origin, `rejects[${i}].origin`)
+  })
+  return rejects as WireReject[]
 }
 
 /** A plain object (a map of dimensions), as opposed to an array, a string or a class instance. */
