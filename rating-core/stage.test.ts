@@ -5,6 +5,7 @@ import { deviceId, sampleAccounts, sampleCatalog } from '../bench/sample-data.js
 import { validateAccounts } from '../catalog/accounts.js'
 import { GuidingIndex } from '../catalog/guiding.js'
 import { validateCatalog } from '../catalog/validate-catalog.js'
+import type { WireRecord } from './record.js'
 import { stageBatch } from './stage.js'
 
 setFlagsFromString('--expose-gc')
@@ -39,5 +40,20 @@ describe('stageBatch caches', () => {
     const heldPerBatch = (process.memoryUsage().heapUsed - before) / batches
     // A slice kept as a cache key (groups, dimension text) would hold its ~200 KB text: ~400 KB per batch here.
     expect(heldPerBatch).toBeLessThan(20_000)
+  })
+})
+
+describe('stageBatch rejects', () => {
+  it('rejects a record whose values are not text, keeping its fields as JSON when it came without raw bytes, 64-bit integers included', () => {
+    const guiding = new GuidingIndex([validateCatalog(sampleCatalog())], validateAccounts(sampleAccounts({ customers: 1, devicesPerAccount: 1 })))
+    // A 64-bit quantity as a msgpack decoder hands it over: a BigInt.
+    const record = { event_id: 'e-1', source: 'mqtt:x', event_time: '2026-10-05T10:00:00Z', device_id: deviceId(1, 1), metric: 'bytes_out', quantity: 18446744073709551615n }
+    const staged = stageBatch({ id: 'b-1', records: [record as unknown as WireRecord], rejects: [] }, guiding, Date.parse('2026-11-22T10:00:00Z'))
+    expect(staged.records).toEqual([])
+    expect(staged.rejectLines).toHaveLength(1)
+    const [source, raw, reason] = staged.rejectLines[0]!.split('\t')
+    expect(source).toBe('mqtt:x')
+    expect(JSON.parse(raw!)).toEqual({ ...record, quantity: '18446744073709551615' })
+    expect(reason).toBe('quantity 18446744073709551615 is not a non-negative decimal with at most 29 integer and 9 fraction digits')
   })
 })

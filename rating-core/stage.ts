@@ -406,9 +406,9 @@ function canonical(r: WireRecord): Omit<WireRecord, 'raw' | 'origin'> {
   return rest
 }
 
-/** The raw input of a record, or its canonical JSON when the adapter kept none. */
+/** The raw input of a record, or its canonical JSON when the adapter kept none (64-bit integers as their digits). */
 function rawOf(r: WireRecord): string {
-  return r.raw ?? JSON.stringify(canonical(r))
+  return r.raw ?? JSON.stringify(canonical(r), (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v))
 }
 
 function asReject(r: WireRecord, reason: string): WireReject {
