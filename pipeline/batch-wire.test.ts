@@ -125,6 +125,7 @@ describe('usage batches on the wire (version 2, columns)', () => {
     expect(() => decodeBatch(packr.pack({ id: 'b', records: [5], rejects: [] }))).toThrow(/records\[0\] is not a map/)
     expect(() => decodeBatch(packr.pack({ id: 'b', records: [{ event_id: 'e', raw: {} }], rejects: [] }))).toThrow(/records\[0\].raw holds object/)
     expect(() => decodeBatch(packr.pack({ id: 7, records: [], rejects: [] }))).toThrow(/version 1 batch without a string id/)
+    expect(() => decodeBatch(packr.pack({ v: 2, id: 'b', n: 1e9, cols: { event_id: 'e' }, rejects: [] }))).toThrow(/n is 1000000000; a batch holds at most 1,000,000 records/)
   })
 
   it('keeps a dimension named __proto__ as data, per key and per record', () => {

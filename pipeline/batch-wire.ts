@@ -44,6 +44,9 @@ export class BatchDecodeError extends RateflowError {
   }
 }
 
+/** The most records a batch may hold (the adapters' `max_records` allows up to this). */
+export const MAX_BATCH_RECORDS = 1_000_000
+
 /** Above this many distinct dimension keys in a batch, dimensions travel as one map per record. */
 export const MAX_DIM_KEYS = 16
 
@@ -122,6 +125,8 @@ export function decodeBatch(bytes: Uint8Array): UsageBatch {
     throw new BatchDecodeError(`a map with v ${JSON.stringify(wire.v) ?? 'absent'}; this version reads 1 (records) and ${BATCH_WIRE_VERSION} (v, id, n, cols)`)
   }
   const { n, cols } = wire as BatchWireV2
+  // Columns of one shared value cost nothing per record: bound n, or a few bytes could ask for any number of records.
+  if (n > MAX_BATCH_RECORDS) throw new BatchDecodeError(`n is ${n}; a batch holds at most ${MAX_BATCH_RECORDS.toLocaleString('en')} records`)
   // Each field's column, by FIELDS position: expanded to n values, or one value for every record.
   const columns = FIELDS.map((f) => expand(cols[f], n, f))
   const at = (f: number, i: number): unknown => {
