@@ -246,7 +246,9 @@ function sqlString(text: string): string {
 async function writeChunks(file: string, chunks: readonly string[]): Promise<void> {
   const fh = await open(file, 'w')
   try {
-    for (const chunk of chunks) await fh.write(chunk)
+    // writeFile, not write: it loops until every byte is written (write may write part and say so), and on a
+    // handle it continues from the current position, so the chunks follow one another.
+    for (const chunk of chunks) await fh.writeFile(chunk)
   } finally {
     await fh.close()
   }
