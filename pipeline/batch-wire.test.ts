@@ -112,6 +112,8 @@ describe('usage batches on the wire (version 2, columns)', () => {
     expect(() => decodeBatch(pack({ t: 'e-1e-2', l: [3, 2] }))).toThrow(/column event_id: lengths sum to 5, text has 6/)
     expect(() => decodeBatch(pack({ t: 'e-1', l: [3] }))).toThrow(/column event_id is not \{t, l\} of 2 values/)
     expect(() => decodeBatch(pack(['e-1']))).toThrow(/column event_id has 1 values, the batch 2 records/)
+    expect(() => decodeBatch(pack({ t: 'e-1e-2', l: [1.5, 4.5] }))).toThrow(/column event_id: length 1.5 of record 0 is not a whole number ≥ -1/)
+    expect(() => decodeBatch(pack({ t: 'e-1e-2', l: [-2, 6] }))).toThrow(/length -2 of record 0/)
   })
 
   it('refuses, naming the place, a raw or origin that is not text and rejects that are not maps of text', () => {

@@ -235,7 +235,8 @@ function expand(c: WireColumn, n: number, field: string): { values: unknown; exp
   let pos = 0
   for (let i = 0; i < n; i++) {
     const len = l[i]!
-    if (len < 0) out[i] = null
+    if (len === -1) out[i] = null
+    else if (!Number.isInteger(len) || len < 0) throw new BatchDecodeError(`column ${field}: length ${JSON.stringify(len)} of record ${i} is not a whole number ≥ -1`)
     else {
       out[i] = t.slice(pos, pos + len)
       pos += len
