@@ -335,13 +335,13 @@ function groupOf(route: ChargeRoute, dims: Record<string, string>): Group {
   const value = dims[by[0]!]
   let g = value === undefined ? route.missingGroup : route.groups.get(value)
   if (g === undefined) {
-    // Own copies: a cached group outlives its batch, and its key may be a slice of the batch's text.
-    const made = route.group(groupKey(route.meter, dims))
-    g = { key: detached(made.key), columns: detached(made.columns) }
+    // The group's texts are new strings (groupKey prints JSON); the value it is cached under may be a slice of
+    // the batch's text, which a cache entry would keep alive: it is kept as a copy.
+    g = route.group(groupKey(route.meter, dims))
     if (value === undefined) route.missingGroup = g
     else {
       if (route.groups.size >= MAX_CACHED) route.groups.clear()
-      route.groups.set(g.key === value ? g.key : detached(value), g)
+      route.groups.set(detached(value), g)
     }
   }
   return g
