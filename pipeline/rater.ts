@@ -17,7 +17,7 @@ import { USAGE_STREAM, type Queue } from './queue.js'
 import type { StageTask } from './rating-worker.js'
 import { decodeStaged, type StagedWire } from './staged-wire.js'
 import type { Store } from './store.js'
-import { chTime, tsv, tsvMap } from './tsv.js'
+import { chTime, chTimeMs, tsv, tsvMap } from './tsv.js'
 
 /** What became of one batch's inputs. Conservation: read = rated + duplicates + rejected + suspended. */
 export interface BatchOutcome {
@@ -477,11 +477,11 @@ export class Rater extends EventEmitter {
     for (const row of rows) {
       const resolved = this.charges.get(chargeRef(row.catalog_version, row.plan_id, row.charge_id))
       if (!resolved) continue
-      const periodStart = new Date(row.period_start.replace(' ', 'T') + 'Z').toISOString()
+      const periodStart = isoUtc(chTimeMs(row.period_start))
       const key = totalsKey(row.subscription_id, row.charge_id, periodStart, row.group_key, row.catalog_version)
       const owner = this.guiding.subscriptionOwner(row.subscription_id)
       // The time is read once: the period and the fold both take its ms.
-      const eventMs = Date.parse(row.event_time.replace(' ', 'T') + 'Z')
+      const eventMs = chTimeMs(row.event_time)
       const eventIso = isoUtc(eventMs)
       const period = owner ? billingPeriod(eventMs, owner.account, owner.billingPeriod(row.catalog_version)) : { endIso: periodStart }
       this.totals.fold(
@@ -509,7 +509,7 @@ export class Rater extends EventEmitter {
       const rec: WireRecord = {
         event_id: h.event_id,
         source: h.source,
-        event_time: new Date(h.event_time.replace(' ', 'T') + 'Z').toISOString(),
+        event_time: isoUtc(chTimeMs(h.event_time)),
         metric: h.metric,
         quantity: h.quantity,
         dimensions: h.dimensions,

@@ -27,3 +27,8 @@ function quote(s: string): string {
 export function chTime(iso: string): string {
   return iso.slice(0, 10) + ' ' + iso.slice(11, 23)
 }
+
+/** The other way: a UTC DateTime64 as ClickHouse prints it (`2026-10-01 00:00:00.000`) → epoch ms. */
+export function chTimeMs(text: string): number {
+  return Date.parse(text.replace(' ', 'T') + 'Z')
+}
