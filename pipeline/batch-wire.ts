@@ -127,12 +127,9 @@ export function decodeBatch(bytes: Uint8Array): UsageBatch {
   const { n, cols } = wire as BatchWireV2
   // Columns of one shared value cost nothing per record: bound n, or a few bytes could ask for any number of records.
   if (n > MAX_BATCH_RECORDS) throw new BatchDecodeError(`n is ${n}; a batch holds at most ${MAX_BATCH_RECORDS.toLocaleString('en')} records`)
-  // Each field's column, by FIELDS position: expanded to n values, or one value for every record.
-  const columns = FIELDS.map((f) => expand(cols[f], n, f))
-  const at = (f: number, i: number): unknown => {
-    const c = columns[f]!
-    return c.expanded ? (c.values as unknown[])[i] : c.values
-  }
+  // Each field's column (in FIELDS order): expanded to n values, or one value for every record.
+  const [eventIdCol, sourceCol, eventTimeCol, deviceCol, accountCol, subscriptionCol, metricCol, quantityCol, rawCol, originCol] =
+    FIELDS.map((f) => expand(cols[f], n, f)) as [Expanded, Expanded, Expanded, Expanded, Expanded, Expanded, Expanded, Expanded, Expanded, Expanded]
   const dims = wire.dims
   const dimKeys = dims !== undefined && 'keys' in dims ? dims.keys : []
   const dimCols = dims !== undefined && 'cols' in dims ? dims.cols.map((c, k) => expand(c, n, `dims.${dimKeys[k]}`)) : []
@@ -140,13 +137,19 @@ export function decodeBatch(bytes: Uint8Array): UsageBatch {
   const records: WireRecord[] = new Array(n)
   for (let i = 0; i < n; i++) {
     // Required fields first, in one order, so the records share one shape whatever the batch.
-    const r = { event_id: at(0, i), source: at(1, i), event_time: at(2, i), metric: at(6, i), quantity: at(7, i) } as WireRecord
-    const device = at(3, i) as string | null
-    const account = at(4, i) as string | null
-    const subscription = at(5, i) as string | null
+    const r = {
+      event_id: valueAt(eventIdCol, i),
+      source: valueAt(sourceCol, i),
+      event_time: valueAt(eventTimeCol, i),
+      metric: valueAt(metricCol, i),
+      quantity: valueAt(quantityCol, i),
+    } as WireRecord
+    const device = valueAt(deviceCol, i) as string | null
+    const account = valueAt(accountCol, i) as string | null
+    const subscription = valueAt(subscriptionCol, i) as string | null
     // Kept as they are in rejected_usage: text or nothing, checked here so a bad one rejects the message, not the rater.
-    const raw = textOrNone(at(8, i), 'cols.raw')
-    const origin = textOrNone(at(9, i), 'cols.origin')
+    const raw = textOrNone(valueAt(rawCol, i), 'cols.raw')
+    const origin = textOrNone(valueAt(originCol, i), 'cols.origin')
     if (device !== null && device !== undefined) r.device_id = device
     if (account !== null && account !== undefined) r.account_id = account
     if (subscription !== null && subscription !== undefined) r.subscription_id = subscription
@@ -163,8 +166,7 @@ export function decodeBatch(bytes: Uint8Array): UsageBatch {
       }
     } else {
       for (let k = 0; k < dimKeys.length; k++) {
-        const c = dimCols[k]!
-        const v = c.expanded ? (c.values as unknown[])[i] : c.values
+        const v = valueAt(dimCols[k]!, i)
         if (v !== null && v !== undefined) put((d ??= {}), dimKeys[k]!, v)
       }
     }
@@ -213,6 +215,17 @@ function column(values: unknown[]): WireColumn {
 
 const NON_ASCII = /[^\x00-\x7f]/
 
+/** A decoded column: n values (`expanded`), or the one value every record has. */
+interface Expanded {
+  values: unknown
+  expanded: boolean
+}
+
+/** Record i's value in a decoded column. */
+function valueAt(c: Expanded, i: number): unknown {
+  return c.expanded ? (c.values as unknown[])[i] : c.values
+}
+
 /** A joined column: the values' concatenation and each one's length (-1: none). */
 interface Joined {
   t: string
@@ -223,7 +236,7 @@ interface Joined {
  * A column as n values (a constant stays one value, `expanded` false). Values of a joined column are slices of
  * its text: cheap here, where records live for one batch; what a worker keeps across batches it copies.
  */
-function expand(c: WireColumn, n: number, field: string): { values: unknown; expanded: boolean } {
+function expand(c: WireColumn, n: number, field: string): Expanded {
   if (Array.isArray(c)) {
     if (c.length !== n) throw new BatchDecodeError(`column ${field} has ${c.length} values, the batch ${n} records`)
     return { values: c, expanded: true }
