@@ -106,22 +106,22 @@ export class UuidSet {
 /** The words of the last UUID uuidWords read, for the call that asked: a fixed scratch, so reading one allocates nothing. */
 const UUID_WORDS = new Uint32Array(4)
 
-/** Where the dashes of a canonical UUID are. */
-const DASHES = [8, 13, 18, 23]
-
 /**
  * Reads `id` into UUID_WORDS when it is a UUID in canonical lowercase form (36 characters, `8-4-4-4-12` digits of
  * 0-9 and a-f); false otherwise (nothing else is accepted: not uppercase, not braces, not without dashes).
  */
 function uuidWords(id: string): boolean {
   if (id.length !== 36) return false
-  for (const d of DASHES) if (id.charCodeAt(d) !== 45 /* - */) return false
   let word = 0
   let nibbles = 0
   let w = 0
   for (let k = 0; k < 36; k++) {
-    if (k === 8 || k === 13 || k === 18 || k === 23) continue
     const c = id.charCodeAt(k)
+    // The dashes of 8-4-4-4-12.
+    if (k === 8 || k === 13 || k === 18 || k === 23) {
+      if (c !== 45 /* - */) return false
+      continue
+    }
     let v: number
     if (c >= 48 && c <= 57) v = c - 48
     else if (c >= 97 && c <= 102) v = c - 87
