@@ -228,10 +228,10 @@ function splitSessionMs(charge: TimeRatedCharge, schedules: Schedule[], startMs:
     const span = spanAt(tz, u)
     const off = span.offset
     const local = u + off
-    const dayStart = Math.floor(local / 86_400_000) * 86_400_000
+    const dayStart = Math.floor(local / DAY_MS) * DAY_MS
     const minuteOfDay = (local - dayStart) / 60_000
     // Day 0 (1970-01-01) was a Thursday; ISO weekdays run 1 = Monday … 7 = Sunday.
-    const weekday = ((((dayStart / 86_400_000 + 3) % 7) + 7) % 7) + 1
+    const weekday = ((((dayStart / DAY_MS + 3) % 7) + 7) % 7) + 1
     let w: ScheduleWindow | undefined
     for (const x of windows) {
       if (minuteOfDay >= x.from && minuteOfDay < x.to && x.weekdays.includes(weekday)) {
