@@ -17,7 +17,7 @@ import { USAGE_STREAM, type Queue } from './queue.js'
 import type { StageTask } from './rating-worker.js'
 import { decodeStaged, type StagedWire } from './staged-wire.js'
 import type { Store } from './store.js'
-import { chTime, chTimeMs, tsv, tsvMap } from './tsv.js'
+import { chString, chTime, chTimeMs, tsv, tsvMap } from './tsv.js'
 
 /** What became of one batch's inputs. Conservation: read = rated + duplicates + rejected + suspended. */
 export interface BatchOutcome {
@@ -412,7 +412,7 @@ export class Rater extends EventEmitter {
       [
         `f-${Date.now()}-${Math.random().toString(36).slice(2, 10)}`,
         chTime(isoUtc(Date.now())),
-        `[${b.batches.map((id) => `'${id.replace(/[\\']/g, (c) => '\\' + c)}'`).join(',')}]`,
+        `[${b.batches.map(chString).join(',')}]`,
         sum('rated'),
         sum('duplicates'),
         sum('rejected'),

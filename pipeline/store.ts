@@ -4,6 +4,7 @@ import { open } from 'node:fs/promises'
 import { join } from 'node:path'
 import { createClient, type ClickHouseClient } from '@clickhouse/client'
 import { ErrorCode, RateflowError } from '../common/errors.js'
+import { chString } from './tsv.js'
 
 /**
  * The analyst tables of CONTRACT §7 plus `flushes`, the commit log of the sink.
@@ -172,7 +173,7 @@ export async function openStore(opts: { dataDir: string; url?: string | undefine
             // The setting goes in the SQL, scoped to this query: chDB keeps a request's settings on its session.
             const settings = options?.uniqueKeys ? ' SETTINGS optimize_on_insert = 0' : ''
             await client.command({
-              query: `INSERT INTO ${table} SELECT * FROM file(${sqlString(file)}, 'TabSeparated', ${sqlString(structure)})${settings}`,
+              query: `INSERT INTO ${table} SELECT * FROM file(${chString(file)}, 'TabSeparated', ${chString(structure)})${settings}`,
             })
           } finally {
             unlinkSync(file)
@@ -234,10 +235,6 @@ export function fileType(type: string): string {
   return type.replace(/LowCardinality\((.*?)\)/g, '$1')
 }
 
-/** A ClickHouse string literal: backslashes and single quotes escaped. */
-function sqlString(text: string): string {
-  return `'${text.replace(/[\\']/g, (c) => '\\' + c)}'`
-}
 
 /**
  * Writes the chunks one after another to a new file (no concatenated copy of them). The writes run on libuv's

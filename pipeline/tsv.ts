@@ -14,12 +14,14 @@ export function tsvMap(m: Record<string, string> | undefined): string {
   let first = true
   for (const k in m) {
     const v = m[k] as string
-    out += (first ? '' : ',') + quote(k) + ':' + quote(v)
+    out += (first ? '' : ',') + chString(k) + ':' + chString(v)
     first = false
   }
   return tsv(out + '}')
 }
-function quote(s: string): string {
+
+/** A ClickHouse string literal: single-quoted, backslashes and single quotes escaped (in SQL, and in Map/Array text). */
+export function chString(s: string): string {
   return "'" + s.replace(/[\\']/g, (c) => '\\' + c) + "'"
 }
 
