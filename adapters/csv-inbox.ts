@@ -2,8 +2,8 @@ import { existsSync, mkdirSync, readdirSync, renameSync, statSync, writeFileSync
 import { join } from 'node:path'
 import { ValidationError, type Problem } from '../common/errors.js'
 import type { Logger } from '../common/logger.js'
-import { DEFAULT_BATCHING, MicroBatcher, type BatchSink } from './batcher.js'
-import { CSV_COLUMNS, fileFingerprint, ingestCsvFile, newRunId } from './csv.js'
+import type { BatchSink } from './batcher.js'
+import { CSV_COLUMNS, csvBatchIdPrefix, newRunId, publishCsvFile } from './csv.js'
 
 export interface CsvInboxOptions {
   readonly watch: string
@@ -121,18 +121,12 @@ export class CsvInbox {
   private async ingest(name: string): Promise<void> {
     const { watch, source, columns } = this.options
     const path = join(watch, name)
-    const fp = fileFingerprint(path)
-    const runId = newRunId()
-    const batcher = new MicroBatcher(
-      async (batch) => {
+    const plan = { path, source, ...(columns ? { columns } : {}), batchIdPrefix: csvBatchIdPrefix(source, path, newRunId()) }
+    try {
+      const r = await publishCsvFile(plan, async (batch) => {
         this.counts.batches++
         await this.deps.sink(batch)
-      },
-      { ...DEFAULT_BATCHING, batchId: (seq) => `${source}:${fp}:${runId}:${seq}` },
-    )
-    try {
-      const r = await ingestCsvFile(path, { source, ...(columns ? { columns } : {}) }, batcher)
-      await batcher.flush()
+      })
       this.counts.rows += r.read
       this.counts.files++
       moveTo(watch, 'done', name)

@@ -4,7 +4,7 @@ import { basename, resolve } from 'node:path'
 import { createGunzip } from 'node:zlib'
 import { ValidationError, type Problem } from '../common/errors.js'
 import type { WireRecord } from '../rating-core/record.js'
-import type { MicroBatcher } from './batcher.js'
+import { DEFAULT_BATCHING, MicroBatcher, type BatchSink } from './batcher.js'
 import { CsvRowParser, type CsvItem } from './csv-parser.js'
 
 /** The CSV columns of CONTRACT §5, plus `dim.<name>` columns for dimensions. */
@@ -164,6 +164,32 @@ function toRecord(row: readonly string[], raw: string, origin: string, source: s
     rec.dimensions = d
   }
   return rec
+}
+
+/** One CSV file to publish: the file, the source its records carry, the prefix of its batch ids. */
+export interface CsvPublishPlan extends CsvFileOptions {
+  readonly path: string
+  /**
+   * `<source>:<file fingerprint>:<run id>:` (csvBatchIdPrefix); batch n of the file is this prefix and n. A caller
+   * waiting for the batches' outcomes knows them by it before the first is published.
+   */
+  readonly batchIdPrefix: string
+}
+
+/** The batch id prefix of one run over one file: see CsvPublishPlan. Reads the file's fingerprint (stat). */
+export function csvBatchIdPrefix(source: string, path: string, runId: string): string {
+  return `${source}:${fileFingerprint(path)}:${runId}:`
+}
+
+/**
+ * Streams one file into micro-batches (DEFAULT_BATCHING) and hands them to `sink`; resolves when every batch is
+ * stored, with the rows read and the batches published. A bad header throws ValidationError before any batch.
+ */
+export async function publishCsvFile(plan: CsvPublishPlan, sink: BatchSink): Promise<CsvFileResult & { readonly batches: number }> {
+  const batcher = new MicroBatcher(sink, { ...DEFAULT_BATCHING, batchId: (seq) => `${plan.batchIdPrefix}${seq}` })
+  const r = await ingestCsvFile(plan.path, plan, batcher)
+  await batcher.flush()
+  return { read: r.read, batches: batcher.batches }
 }
 
 /** A new run id: every ingest run publishes its own batch ids. */

@@ -1,6 +1,17 @@
 /** adapters: sources that normalise input to canonical records and publish micro-batches. */
 export { DEFAULT_BATCHING, MicroBatcher, type BatchSink, type MicroBatcherOptions, type StoredCallback } from './batcher.js'
-export { CSV_COLUMNS, fileFingerprint, ingestCsvFile, mapHeader, newRunId, type CsvFileOptions, type CsvFileResult } from './csv.js'
+export {
+  CSV_COLUMNS,
+  csvBatchIdPrefix,
+  fileFingerprint,
+  ingestCsvFile,
+  mapHeader,
+  newRunId,
+  publishCsvFile,
+  type CsvFileOptions,
+  type CsvFileResult,
+  type CsvPublishPlan,
+} from './csv.js'
 export { CsvRowParser, DEFAULT_MAX_ROW_CHARS, type CsvItem } from './csv-parser.js'
 export { checkCsvInboxEntries, CsvInbox, type CsvInboxOptions, type CsvInboxStats } from './csv-inbox.js'
 export { validateAdapterConfig, type AdaptersConfig, type MqttAdapterOptions, type SyslogAdapterOptions } from './config.js'

@@ -1,8 +1,8 @@
 import { createReadStream, statSync } from 'node:fs'
 import { join } from 'node:path'
 import { parse } from 'fast-csv'
-import { DEFAULT_BATCHING, MicroBatcher } from '../adapters/batcher.js'
-import { fileFingerprint, ingestCsvFile, newRunId } from '../adapters/csv.js'
+import { DEFAULT_BATCHING } from '../adapters/batcher.js'
+import { csvBatchIdPrefix, newRunId, publishCsvFile } from '../adapters/csv.js'
 import { CsvRowParser } from '../adapters/csv-parser.js'
 import { adapterTable, envInt, median, openHarness, type StoredCounts } from './adapter-harness.js'
 import { perSecond, saveResult } from './results.js'
@@ -57,7 +57,6 @@ export async function benchCsv(rows: number, roundCount: number): Promise<CsvBen
     await writeSampleCsv(file, { events: rows, size: { customers: 50, devicesPerAccount: 10 }, seed: 3 })
     const fileBytes = statSync(file).size
     const source = 'csv:bench'
-    const fp = fileFingerprint(file)
     const rounds: CsvBenchResult['rounds'] = []
     let bytes: Uint8Array[] | undefined
     for (let round = 1; round <= roundCount; round++) {
@@ -73,11 +72,9 @@ export async function benchCsv(rows: number, roundCount: number): Promise<CsvBen
       if (parsed !== rows) throw new Error(`bench csv: the row parser read ${parsed} rows, expected ${rows}`)
 
       // 2. Rateflow: the adapter with the same batching as `rateflow ingest csv`, a run id of its own per round.
-      const run = newRunId()
-      const batcher = new MicroBatcher(h.sink, { ...DEFAULT_BATCHING, batchId: (seq) => `${source}:${fp}:${run}:${seq}` })
+      const plan = { path: file, source, batchIdPrefix: csvBatchIdPrefix(source, file, newRunId()) }
       t = performance.now()
-      const r = await ingestCsvFile(file, { source }, batcher)
-      await batcher.flush()
+      const r = await publishCsvFile(plan, h.sink)
       const rateflowMs = performance.now() - t
       if (r.read !== rows) throw new Error(`bench csv: the adapter read ${r.read} rows, expected ${rows}`)
 
@@ -122,7 +119,7 @@ export async function run(out: (s: string) => void): Promise<number> {
   out(
     adapterTable(
       `benchmark csv: ${rows.toLocaleString('en')} rows (${(res.file_bytes / 1e6).toFixed(0)} MB), CSV file → adapter → JetStream (median of ${roundCount} rounds)`,
-      { label: 'Rateflow: ingestCsvFile → batches → JetStream', perSecond: res.rateflow_rows_per_s, unit: 'rows/s' },
+      { label: 'Rateflow: publishCsvFile → batches → JetStream', perSecond: res.rateflow_rows_per_s, unit: 'rows/s' },
       [
         { label: 'raw: read + parse the same file only', perSecond: res.raw_parse_rows_per_s, unit: 'rows/s' },
         { label: 'raw: read + parse with fast-csv instead', perSecond: res.fast_csv_parse_rows_per_s, unit: 'rows/s' },

@@ -1,6 +1,5 @@
 import { existsSync, statSync } from 'node:fs'
-import { MicroBatcher, DEFAULT_BATCHING } from '../adapters/batcher.js'
-import { fileFingerprint, ingestCsvFile, newRunId } from '../adapters/csv.js'
+import { csvBatchIdPrefix, newRunId, publishCsvFile } from '../adapters/csv.js'
 import type { Runtime } from '../pipeline/runtime.js'
 import { Rater, raterOptionsFromEnv, type BatchOutcome } from '../pipeline/rater.js'
 import { usage } from './context.js'
@@ -64,17 +63,12 @@ export async function ingestCsv(rt: Runtime, opts: IngestOptions): Promise<Inges
   try {
     for (const file of opts.files) {
       const source = opts.source ?? `csv:${file.replace(/^.*\//, '').replace(/(\.csv)?(\.gz)?$/, '')}`
-      const fp = fileFingerprint(file)
-      const batcher = new MicroBatcher(
-        (batch) => {
-          mine.add(batch.id)
-          published++
-          return queue.publish(batch).then(() => undefined)
-        },
-        { ...DEFAULT_BATCHING, batchId: (seq) => `${source}:${fp}:${runId}:${seq}` },
-      )
-      const r = await ingestCsvFile(file, { source }, batcher)
-      await batcher.flush()
+      const plan = { path: file, source, batchIdPrefix: csvBatchIdPrefix(source, file, runId) }
+      const r = await publishCsvFile(plan, (batch) => {
+        mine.add(batch.id)
+        published++
+        return queue.publish(batch).then(() => undefined)
+      })
       read += r.read
     }
     if (!rater) return { read, batches: published }
