@@ -119,7 +119,11 @@ export class Rater extends EventEmitter {
   /** Dedupe index: keys of every accepted record (committed, in a flush in flight, or buffered). */
   private readonly accepted = new DedupeIndex()
   private charges = new Map<string, ResolvedCharge>()
-  private readonly totals = new RunningTotals(this.charges)
+  // A charge a pool thread staged but this thread's snapshot lacks: guiding data changed after this thread last
+  // read it; read it again now (only if the files did change), rather than reject the event.
+  private readonly totals = new RunningTotals(this.charges, () => {
+    if (this.reloadGuiding()) this.releaseRequested = true
+  })
   private guiding!: GuidingIndex
   private fingerprint = ''
   private queueOfWork: Pending[] = []

@@ -97,6 +97,25 @@ describe('RunningTotals.foldEvent', () => {
     expect((totals.foldEvent([staged('egress', THURSDAY, '1')]) as Error).message).toBe("charge v1/p/egress missing from the rater's catalog snapshot")
   })
 
+  it('a charge missing from the table is looked up again after onMissingCharge reloads: a version applied a moment ago rates', () => {
+    const asked: string[] = []
+    const totals: RunningTotals = new RunningTotals(new Map(), (ref) => {
+      asked.push(ref)
+      totals.setCharges(chargeTable([catalog]))
+    })
+    expect(totals.foldEvent([staged('egress', THURSDAY, '2000000000')])).toBe('egress\t2\t1\n')
+    expect(asked).toEqual(['v1\u0000p\u0000egress'])
+    // Found now: no second reload.
+    expect(totals.foldEvent([staged('egress', THURSDAY, '1000000000')])).toBe('egress\t1\t0.5\n')
+    expect(asked).toHaveLength(1)
+  })
+
+  it('a charge still missing after onMissingCharge is the same error, and no total moved', () => {
+    const totals = new RunningTotals(new Map(), () => undefined)
+    expect((totals.foldEvent([staged('egress', THURSDAY, '1')]) as Error).message).toBe("charge v1/p/egress missing from the rater's catalog snapshot")
+    expect(totals.get(staged('egress', THURSDAY, '1').totalsKey)).toBeUndefined()
+  })
+
   it('keeps its totals when the charge table is swapped for a reloaded one', () => {
     const totals = new RunningTotals(chargeTable([catalog]))
     totals.foldEvent([staged('egress', THURSDAY, '2000000000')])

@@ -38,8 +38,17 @@ interface Cell {
 export class RunningTotals {
   private readonly cells = new Map<string, Cell>()
 
-  /** `charges` resolves a StagedCharge's chargeRef; it is read per event, so a new table can be swapped in. */
-  constructor(private charges: ReadonlyMap<string, ResolvedCharge>) {}
+  /**
+   * `charges` resolves a StagedCharge's chargeRef; it is read per event, so a new table can be swapped in.
+   * `onMissingCharge`, when given, is called once for a chargeRef the table does not hold, before that is an error:
+   * the owner may reload its guiding data then and swap the new table in (setCharges). Why: staging runs in other
+   * threads, which load guiding data when a batch tells them to and read the files as they are at that moment, so
+   * a catalog version applied a moment after the owner's own reload can reach a staged event before the owner.
+   */
+  constructor(
+    private charges: ReadonlyMap<string, ResolvedCharge>,
+    private readonly onMissingCharge?: (chargeRef: string) => void,
+  ) {}
 
   /** Uses another charge table from now on (guiding data reloaded); totals are kept. */
   setCharges(charges: ReadonlyMap<string, ResolvedCharge>): void {
@@ -103,6 +112,14 @@ export class RunningTotals {
     return cell
   }
 
+  /** The charge under `chargeRef` after onMissingCharge has had its chance to reload; throws when still missing. */
+  private missing(chargeRef: string): ResolvedCharge {
+    this.onMissingCharge?.(chargeRef)
+    const resolved = this.charges.get(chargeRef)
+    if (!resolved) throw new Error(`charge ${chargeRef.replaceAll('\u0000', '/')} missing from the rater's catalog snapshot`)
+    return resolved
+  }
+
   // The event and context handed to the fold, reused: foldUsageEvent keeps neither object (only the strings in
   // them), and one event and context object per charge were half of what a fold allocated.
   private readonly ev: UsageEventInput = { event_id: '', event_time: '', ms: 0, quantity: '', dimensions: {} }
@@ -110,8 +127,7 @@ export class RunningTotals {
 
   /** Folds one charge of an event into its cell; returns its rated_usage line. */
   private foldCharge(c: StagedCharge, cell: Cell): string {
-    const resolved = this.charges.get(c.chargeRef)
-    if (!resolved) throw new Error(`charge ${c.chargeRef.replaceAll('\u0000', '/')} missing from the rater's catalog snapshot`)
+    const resolved = this.charges.get(c.chargeRef) ?? this.missing(c.chargeRef)
     const { ev, ctx } = this
     ev.event_id = c.eventId
     ev.event_time = c.eventIso
