@@ -47,11 +47,15 @@ export class CatalogRepository {
     atomicWrite(join(this.dir, 'accounts.json'), JSON.stringify(doc, null, 2) + '\n')
   }
 
-  /** Changes whenever a catalog version or the accounts change; raters reload guiding data on a change. */
+  /**
+   * Changes whenever a catalog version or the accounts change; raters reload guiding data on a change. Reads the
+   * files catalogs() reads: a version being written (its `.tmp` file, renamed away a moment later) is not part of
+   * it, and reading that file after its rename would throw in a running rater.
+   */
   fingerprint(): string {
     const h = createHash('sha1')
     const dir = join(this.dir, 'versions')
-    for (const f of readdirSync(dir).sort()) h.update(f).update(readFileSync(join(dir, f)))
+    for (const f of readdirSync(dir).filter((f) => f.endsWith('.json')).sort()) h.update(f).update(readFileSync(join(dir, f)))
     const acc = join(this.dir, 'accounts.json')
     if (existsSync(acc)) h.update(readFileSync(acc))
     return h.digest('hex')
