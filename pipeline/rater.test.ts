@@ -8,7 +8,7 @@ import { createLogger } from '../common/logger.js'
 import type { BatchOutcome } from './rater.js'
 import type { Runtime } from './runtime.js'
 // The built modules: the pool's worker file is resolved next to rater.js, and only dist has it compiled.
-const { Rater, raterOptionsFromEnv } = (await import('../dist/pipeline/rater.js' as string)) as typeof import('./rater.js')
+const { DEFAULT_RATER, Rater, raterOptionsFromEnv } = (await import('../dist/pipeline/rater.js' as string)) as typeof import('./rater.js')
 const { openRuntime } = (await import('../dist/pipeline/runtime.js' as string)) as typeof import('./runtime.js')
 
 // Real nats-server (JetStream) and embedded ClickHouse, started here; the pool runs the built worker (dist).
@@ -81,6 +81,45 @@ it('an event the pool staged under a catalog version this thread has not read ye
       "SELECT catalog_version, amount FROM rated_usage WHERE source = 'test:late-version'",
     )
     expect(rows).toEqual([{ catalog_version: '2026-11-b', amount: '0.0012' }])
+  } finally {
+    await rater.stop()
+  }
+})
+
+// A release read every held row at once and staged them as one batch: months of usage held for an account not
+// loaded yet would sit in memory whole. It goes page by page now, each page committed before the next is read.
+it('releases held usage page by page once guiding data owns it, leaving what it still cannot own held', async () => {
+  const store = await rt.store()
+  const queue = await rt.queue()
+  const rater = new Rater({ store, queue, ownsQueue: true, repo: rt.repo, dataDir: dir, log: rt.log }, { ...DEFAULT_RATER, releasePageRows: 4 })
+  const outcome = new Promise<BatchOutcome>((resolve) => rater.on('outcome', (o: BatchOutcome) => o.batchId === 'held-1' && resolve(o)))
+  await rater.start()
+  try {
+    const ids = ['e-01', 'e-02', 'e-03', 'e-04', 'e-05', 'e-06', 'e-07', 'e-08', 'e-09', 'e-10']
+    const record = (id: string, device: string) => ({
+      event_id: id, source: 'test:release', event_time: '2026-10-06T08:00:00Z', device_id: device, metric: 'api_calls', quantity: '1',
+    })
+    // e-05b sorts between e-05 and e-06: a device nobody binds, in the middle of the second page.
+    await queue.publish({ id: 'held-1', records: [...ids.map((id) => record(id, 'fw-late')), record('e-05b', 'fw-never')], rejects: [] })
+    expect(await outcome).toMatchObject({ read: 11, suspended: 11 })
+
+    const accounts = rt.repo.accounts()
+    accounts.customers[0]!.accounts[0]!.subscriptions[0]!.devices.push({ device_id: 'fw-late', from: '2026-10-01T00:00:00Z', to: null })
+    rt.repo.putAccounts(validateAccounts(accounts))
+    // The running rater notices the change by itself (within a second or two) and releases.
+    const rated = async () =>
+      (await store.rows<{ batch_id: string; n: string }>(
+        "SELECT batch_id, count() AS n FROM rated_usage WHERE source = 'test:release' GROUP BY batch_id ORDER BY batch_id",
+      ))
+    for (let i = 0; i < 100 && (await rated()).reduce((s, r) => s + Number(r.n), 0) < ids.length; i++) await new Promise((r) => setTimeout(r, 100))
+    // Three pages of at most four held rows: 4 + 3 (e-05b stays held) + 3 rated rows.
+    expect((await rated()).map((r) => r.batch_id.replace(/^release-\d+-/, 'page '))).toEqual(['page 1', 'page 2', 'page 3'])
+    expect((await rated()).map((r) => Number(r.n))).toEqual([4, 3, 3])
+    const held = await store.rows<{ event_id: string; status: string }>(
+      "SELECT event_id, toString(status) AS status FROM suspended_usage FINAL WHERE source = 'test:release' ORDER BY event_id",
+    )
+    expect(held.filter((h) => h.status === 'held').map((h) => h.event_id)).toEqual(['e-05b'])
+    expect(held.filter((h) => h.status === 'released')).toHaveLength(ids.length)
   } finally {
     await rater.stop()
   }

@@ -38,8 +38,16 @@ export interface RaterOptions {
   readonly flushRows: number
   /** …or when nothing more is ready to apply. */
   readonly pollMs: number
+  /** Held rows a release reads, stages and commits at a time (bounds its memory however much usage waits). */
+  readonly releasePageRows: number
 }
-export const DEFAULT_RATER: Readonly<RaterOptions> = Object.freeze({ threads: 1, stageAhead: 16, flushRows: 100_000, pollMs: 1000 })
+export const DEFAULT_RATER: Readonly<RaterOptions> = Object.freeze({
+  threads: 1,
+  stageAhead: 16,
+  flushRows: 100_000,
+  pollMs: 1000,
+  releasePageRows: 10_000,
+})
 
 /**
  * Rater options from the environment, over the defaults: RATEFLOW_THREADS (1–64 pool threads) and
@@ -497,16 +505,44 @@ export class Rater extends EventEmitter {
     }
   }
 
-  /** Rates suspended usage that the current guiding data can own. Returns how many were released. */
+  /**
+   * Rates suspended usage that the current guiding data can own. Returns how many were released.
+   *
+   * Page by page, in (source, event_id) order, `releasePageRows` held rows at a time, each page committed before the
+   * next is read: usage held for months (a device sending before its account is loaded) is released in bounded
+   * memory, and a crash keeps the pages committed so far. Rows the data still cannot own stay held; the next page
+   * starts after the last key read, so it does not read them again.
+   */
   async releaseSuspended(): Promise<number> {
     // Rows of a flush still in flight are not readable yet: wait, or they would stay held until the next release.
     await this.committing
-    const held = await this.deps.store.rows<HeldRow>(
-      `SELECT source, event_id, event_time, device_id, account_id, subscription_id, metric, toString(quantity) AS quantity,
-              dimensions, raw, origin, reason, received_at
-       FROM suspended_usage FINAL WHERE status = 'held'`,
-    )
-    if (held.length === 0) return 0
+    const page = this.options.releasePageRows
+    // Batch ids of the pages: unique, since recover() tells committed rows from rolled-back ones by batch id.
+    const startedMs = Date.now()
+    let pageNo = 0
+    let released = 0
+    let after: { source: string; eventId: string } | undefined
+    for (;;) {
+      const held = await this.deps.store.rows<HeldRow>(
+        `SELECT source, event_id, event_time, device_id, account_id, subscription_id, metric, toString(quantity) AS quantity,
+                dimensions, raw, origin, reason, received_at
+         FROM suspended_usage FINAL WHERE status = 'held'
+         ${after ? 'AND (source, event_id) > ({source:String}, {eventId:String})' : ''}
+         ORDER BY source, event_id LIMIT ${page}`,
+        after,
+      )
+      if (held.length === 0) break
+      released += await this.releasePage(held, `release-${startedMs}-${++pageNo}`)
+      if (held.length < page) break
+      const last = held[held.length - 1]!
+      after = { source: last.source, eventId: last.event_id }
+    }
+    if (released > 0) this.deps.log.info({ released }, 'released suspended usage')
+    return released
+  }
+
+  /** Stages, applies and commits one page of held rows; returns how many were rated. */
+  private async releasePage(held: readonly HeldRow[], batchId: string): Promise<number> {
     const records: WireRecord[] = []
     const byKey = new Map<string, HeldRow>()
     for (const h of held) {
@@ -526,7 +562,7 @@ export class Rater extends EventEmitter {
       records.push(rec)
       byKey.set(releaseKey(rec.source, rec.event_id), h)
     }
-    const batch: UsageBatch = { id: `release-${Date.now()}`, records, rejects: [] }
+    const batch: UsageBatch = { id: batchId, records, rejects: [] }
     const wire = await this.stage({ batch, dataDir: this.deps.dataDir, fingerprint: this.fingerprint, receivedAtMs: Date.now() })
     const staged = decodeStaged(wire)
     // Released records that the catalog now rejects stay held: rejecting them would lose accepted usage.
@@ -535,7 +571,6 @@ export class Rater extends EventEmitter {
     await this.flush()
     await this.committing
     if (this.failure !== undefined) throw this.failure
-    if (released > 0) this.deps.log.info({ released }, 'released suspended usage')
     return released
   }
 }
