@@ -1,4 +1,5 @@
 import { mkdtempSync, rmSync } from 'node:fs'
+import { createRequire } from 'node:module'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, expect, it } from 'vitest'
@@ -122,5 +123,38 @@ it('releases held usage page by page once guiding data owns it, leaving what it 
     expect(held.filter((h) => h.status === 'released')).toHaveLength(ids.length)
   } finally {
     await rater.stop()
+  }
+})
+
+// Ending a staging thread while it still loads its code is a fatal V8 error in Node 20, and with chDB's signal
+// handlers in the process the abort hung it: a `catalog apply` on a busy machine never returned. A release with
+// nothing held (every `catalog apply` / `accounts apply` without a running rater) now starts no thread at all, and
+// a pool that was started is ended only once the tasks handed to it have settled.
+it('a release-only rater with nothing held starts no staging thread; one with held rows starts one and ends it after its task', async () => {
+  // piscina creates its threads through this module's Worker, read at each creation: count them.
+  const threads = createRequire(import.meta.url)('node:worker_threads') as typeof import('node:worker_threads')
+  const Original = threads.Worker
+  let created = 0
+  threads.Worker = class extends Original {
+    constructor(...args: ConstructorParameters<typeof Original>) {
+      super(...args)
+      created++
+    }
+  }
+  try {
+    const store = await rt.store()
+    const held = async () =>
+      Number((await store.rows<{ n: string }>("SELECT count() AS n FROM suspended_usage FINAL WHERE status = 'held'"))[0]!.n)
+    expect(await held()).toBe(1) // e-05b of the test before, on a device nobody binds
+    for (let i = 0; i < 3; i++) await Rater.releaseOnly({ store, repo: rt.repo, dataDir: dir, log: rt.log })
+    // The held row is read and staged, so each release starts a thread, and ends it once its task has settled.
+    expect(created).toBe(3)
+    await store.command("ALTER TABLE suspended_usage DELETE WHERE event_id = 'e-05b' SETTINGS mutations_sync = 1")
+    expect(await held()).toBe(0)
+    created = 0
+    for (let i = 0; i < 3; i++) expect(await Rater.releaseOnly({ store, repo: rt.repo, dataDir: dir, log: rt.log })).toBe(0)
+    expect(created).toBe(0)
+  } finally {
+    threads.Worker = Original
   }
 })

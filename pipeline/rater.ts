@@ -123,7 +123,10 @@ interface HeldRow {
  * store on restart, so keys and totals may run ahead of the commits while it runs.
  */
 export class Rater extends EventEmitter {
-  private readonly pool: Piscina<StageTask, StagedWire>
+  /** The staging threads: started by start(), or by the first batch a release stages (see closePool). */
+  private pool: Piscina<StageTask, StagedWire> | undefined
+  /** Staging tasks not settled yet: the pool is destroyed only once none is left. */
+  private readonly tasks = new Set<Promise<StagedWire>>()
   /** Dedupe index: keys of every accepted record (committed, in a flush in flight, or buffered). */
   private readonly accepted = new DedupeIndex()
   private charges = new Map<string, ResolvedCharge>()
@@ -153,19 +156,20 @@ export class Rater extends EventEmitter {
     private readonly options: RaterOptions = DEFAULT_RATER,
   ) {
     super()
-    this.pool = new Piscina<StageTask, StagedWire>({
-      filename: fileURLToPath(new URL('./rating-worker.js', import.meta.url)),
-      minThreads: options.threads,
-      maxThreads: options.threads,
-    })
   }
 
   /** Recovers the store, rebuilds state, releases suspended usage that can now be guided, starts consuming. */
   async start(): Promise<void> {
     const { store, log } = this.deps
+    this.reloadGuiding(true)
+    // The staging threads start now and load their code and guiding data while the store is read below. An empty
+    // batch is their first task: stop() then waits for it, so no thread is ended while it is still loading.
+    const empty: UsageBatch = { id: 'start', records: [], rejects: [] }
+    for (let i = 0; i < this.options.threads; i++) {
+      void this.stage({ batch: empty, dataDir: this.deps.dataDir, fingerprint: this.fingerprint, receivedAtMs: Date.now() }).catch(() => undefined)
+    }
     const rolledBack = await store.recover()
     if (rolledBack > 0) log.warn({ rolledBack }, 'deleted rows of flushes that never committed; their batches are redelivered')
-    this.reloadGuiding(true)
     await this.loadCommittedKeys()
     await this.rebuildTotals()
     this.releaseRequested = true
@@ -186,7 +190,7 @@ export class Rater extends EventEmitter {
       await rater.rebuildTotals()
       return await rater.releaseSuspended()
     } finally {
-      await rater.pool.destroy()
+      await rater.closePool()
     }
   }
 
@@ -198,8 +202,22 @@ export class Rater extends EventEmitter {
     this.kick()
     await this.loop
     await this.committing
-    await this.pool.destroy()
+    await this.closePool()
     if (this.failure !== undefined) throw this.failure
+  }
+
+  /**
+   * Ends the staging threads, once every task handed to them has settled. Why wait: ending a worker thread while
+   * it is still loading its modules is a fatal V8 error in Node 20 (Module::IsGraphAsync), and with chDB's signal
+   * handlers in the process the abort then hung it instead of ending it: a `catalog apply` on a busy machine never
+   * returned. A thread that has answered a task has loaded its code.
+   */
+  private async closePool(): Promise<void> {
+    const pool = this.pool
+    if (pool === undefined) return
+    await Promise.allSettled([...this.tasks])
+    this.pool = undefined
+    await pool.destroy()
   }
 
   /** Asks for a release of suspended usage on the next idle moment (after guiding data changed). */
@@ -226,7 +244,16 @@ export class Rater extends EventEmitter {
    * collector and promoted; encoded, each is one string and one Int32Array, and the objects die young.
    */
   private stage(task: StageTask, transferList: ArrayBuffer[] = []): Promise<StagedWire> {
-    return this.pool.run(task, { transferList })
+    this.pool ??= new Piscina<StageTask, StagedWire>({
+      filename: fileURLToPath(new URL('./rating-worker.js', import.meta.url)),
+      minThreads: this.options.threads,
+      maxThreads: this.options.threads,
+    })
+    const task$ = this.pool.run(task, { transferList })
+    this.tasks.add(task$)
+    const settled = () => this.tasks.delete(task$)
+    task$.then(settled, settled)
+    return task$
   }
 
   private kick(): void {
