@@ -44,11 +44,15 @@ it('stop() right after start() returns, however far the consumer got', async () 
   }
 })
 
-it('rater options come from RATEFLOW_THREADS and RATEFLOW_FLUSH_ROWS; bad values are named, all at once', () => {
-  expect(raterOptionsFromEnv({})).toMatchObject({ threads: 1, flushRows: 100_000 })
-  expect(raterOptionsFromEnv({ RATEFLOW_THREADS: '2', RATEFLOW_FLUSH_ROWS: '5000' })).toMatchObject({ threads: 2, flushRows: 5000 })
-  expect(() => raterOptionsFromEnv({ RATEFLOW_THREADS: '0', RATEFLOW_FLUSH_ROWS: '1.5' })).toThrow(
-    /RATEFLOW_THREADS: "0" is not a whole number from 1 to 64\n.*RATEFLOW_FLUSH_ROWS: "1.5" is not a whole number/s,
+it('rater options come from RATEFLOW_THREADS, RATEFLOW_FLUSH_ROWS and RATEFLOW_LOAD_PAGE_ROWS; bad values are named, all at once', () => {
+  expect(raterOptionsFromEnv({})).toMatchObject({ threads: 1, flushRows: 100_000, loadPageRows: 500_000 })
+  expect(raterOptionsFromEnv({ RATEFLOW_THREADS: '2', RATEFLOW_FLUSH_ROWS: '5000', RATEFLOW_LOAD_PAGE_ROWS: '997' })).toMatchObject({
+    threads: 2,
+    flushRows: 5000,
+    loadPageRows: 997,
+  })
+  expect(() => raterOptionsFromEnv({ RATEFLOW_THREADS: '0', RATEFLOW_FLUSH_ROWS: '1.5', RATEFLOW_LOAD_PAGE_ROWS: 'all' })).toThrow(
+    /RATEFLOW_THREADS: "0" is not a whole number from 1 to 64\n.*RATEFLOW_FLUSH_ROWS: "1.5" is not a whole number.*\n.*RATEFLOW_LOAD_PAGE_ROWS: "all" is not a whole number/s,
   )
 })
 

@@ -40,6 +40,8 @@ export interface RaterOptions {
   readonly pollMs: number
   /** Held rows a release reads, stages and commits at a time (bounds its memory however much usage waits). */
   readonly releasePageRows: number
+  /** Stored rows start() reads at a time to rebuild the dedupe index and the running totals. */
+  readonly loadPageRows: number
 }
 export const DEFAULT_RATER: Readonly<RaterOptions> = Object.freeze({
   threads: 1,
@@ -47,11 +49,13 @@ export const DEFAULT_RATER: Readonly<RaterOptions> = Object.freeze({
   flushRows: 100_000,
   pollMs: 1000,
   releasePageRows: 10_000,
+  loadPageRows: 500_000,
 })
 
 /**
- * Rater options from the environment, over the defaults: RATEFLOW_THREADS (1–64 pool threads) and
- * RATEFLOW_FLUSH_ROWS (rows buffered before a flush, ≥ 1). Bad values throw a ValidationError naming each.
+ * Rater options from the environment, over the defaults: RATEFLOW_THREADS (1–64 pool threads),
+ * RATEFLOW_FLUSH_ROWS (rows buffered before a flush, ≥ 1) and RATEFLOW_LOAD_PAGE_ROWS (stored rows read at a time
+ * when the rater starts, ≥ 1). Bad values throw a ValidationError naming each.
  */
 export function raterOptionsFromEnv(env: Readonly<Record<string, string | undefined>> = process.env): RaterOptions {
   const problems: Problem[] = []
@@ -66,6 +70,7 @@ export function raterOptionsFromEnv(env: Readonly<Record<string, string | undefi
     ...DEFAULT_RATER,
     threads: int('RATEFLOW_THREADS', 1, 64, DEFAULT_RATER.threads),
     flushRows: int('RATEFLOW_FLUSH_ROWS', 1, 10_000_000, DEFAULT_RATER.flushRows),
+    loadPageRows: int('RATEFLOW_LOAD_PAGE_ROWS', 1, 10_000_000, DEFAULT_RATER.loadPageRows),
   }
   if (problems.length) throw new ValidationError('environment', problems)
   return options
@@ -487,15 +492,50 @@ export class Rater extends EventEmitter {
     return this.reloadGuiding()
   }
 
+  /**
+   * Reads stored rows `loadPageRows` at a time, in `order` (a unique key: its columns, listed as `keyColumns`,
+   * are in every row, as `keyTypes` say), each page after the last row of the one before. Why pages: all of
+   * history in one result held every row as an object at once, ~130 bytes per key where the dedupe index keeps
+   * 0.2–36 (measured: 3,000,000 keys took 380 MB more at their peak), and a rater with months of history could
+   * not start. `sql(where)` is the query with `where` (empty for the first page) placed before its ORDER BY.
+   */
+  private async eachPage<T extends Record<string, unknown>>(
+    keyColumns: readonly string[],
+    keyTypes: readonly string[],
+    sql: (where: string, limit: string) => string,
+    visit: (rows: T[]) => void,
+  ): Promise<void> {
+    const page = this.options.loadPageRows
+    const tuple = (names: readonly string[]) => `(${names.join(', ')})`
+    const after = `${tuple(keyColumns.map((c) => `k.${c}`))} > ${tuple(keyTypes.map((t, i) => `{k${i}:${t}}`))}`
+    let params: Record<string, unknown> | undefined
+    for (;;) {
+      const rows = await this.deps.store.rows<T>(sql(params ? after : '1', `LIMIT ${page}`), params)
+      visit(rows)
+      if (rows.length < page) return
+      const last = rows[rows.length - 1]!
+      params = Object.fromEntries(keyColumns.map((c, i) => [`k${i}`, last[c.replace(/^.*\./, '')]]))
+    }
+  }
+
   private async loadCommittedKeys(): Promise<void> {
-    // usage_events holds every accepted record (rated or suspended) of committed flushes: the dedupe index.
-    const rows = await this.deps.store.rows<{ source: string; event_id: string }>(`SELECT toString(source) AS source, event_id FROM usage_events`)
-    for (const r of rows) this.accepted.add(r.source, r.event_id)
+    // usage_events holds every accepted record (rated or suspended) of committed flushes: the dedupe index. In the
+    // table's own order, so each page is read in order from where the last one ended.
+    await this.eachPage<{ source: string; event_id: string }>(
+      ['source', 'event_id'],
+      ['String', 'String'],
+      (where, limit) => `SELECT toString(source) AS source, event_id FROM usage_events AS k WHERE ${where} ORDER BY k.source, k.event_id ${limit}`,
+      (rows) => {
+        for (const r of rows) this.accepted.add(r.source, r.event_id)
+      },
+    )
   }
 
   /** Rebuilds running totals by folding committed rated rows in the order they were rated. */
   private async rebuildTotals(): Promise<void> {
-    const rows = await this.deps.store.rows<{
+    type Row = {
+      rated_at: string
+      source: string
       event_id: string
       subscription_id: string
       charge_id: string
@@ -506,30 +546,60 @@ export class Rater extends EventEmitter {
       event_time: string
       quantity: string
       dims: Record<string, string>
-      timezone: string
-    }>(
-      `SELECT r.event_id, r.subscription_id, r.charge_id, r.plan_id, r.catalog_version, r.group_key,
-              r.period_start, r.event_time, toString(u.quantity) AS quantity, u.dimensions AS dims
-       FROM rated_usage AS r INNER JOIN usage_events AS u ON u.source = r.source AND u.event_id = r.event_id
-       ORDER BY r.rated_at, r.event_time, r.event_id`,
-    )
-    for (const row of rows) {
-      const resolved = this.charges.get(chargeRef(row.catalog_version, row.plan_id, row.charge_id))
-      if (!resolved) continue
-      const periodStart = isoUtc(chTimeMs(row.period_start))
-      const key = totalsKey(row.subscription_id, row.charge_id, periodStart, row.group_key, row.catalog_version)
-      const owner = this.guiding.subscriptionOwner(row.subscription_id)
-      // The time is read once: the period and the fold both take its ms.
-      const eventMs = chTimeMs(row.event_time)
-      const eventIso = isoUtc(eventMs)
-      const period = owner ? billingPeriod(eventMs, owner.account, owner.billingPeriod(row.catalog_version)) : { endIso: periodStart }
-      this.totals.fold(
-        key,
-        resolved,
-        { event_id: row.event_id, event_time: eventIso, ms: eventMs, quantity: row.quantity, dimensions: row.dims },
-        { schedules: resolved.schedules, timezone: owner?.account.timezone ?? 'UTC', periodStart, periodEnd: period.endIso },
-      )
     }
+    // A page of rated rows, then the events they priced, found by their key in usage_events (its primary key): no
+    // join against all of history per page.
+    const order = ['rated_at', 'event_time', 'event_id', 'source', 'charge_id']
+    await this.eachPage<Row>(
+      order,
+      ["DateTime64(3, 'UTC')", "DateTime64(3, 'UTC')", 'String', 'String', 'String'],
+      (where, limit) => `
+        WITH page AS (
+          SELECT k.rated_at AS rated_at, toString(k.source) AS source, k.event_id AS event_id, k.subscription_id AS subscription_id,
+                 toString(k.charge_id) AS charge_id, toString(k.plan_id) AS plan_id, toString(k.catalog_version) AS catalog_version,
+                 k.group_key AS group_key, k.period_start AS period_start, k.event_time AS event_time
+          FROM rated_usage AS k WHERE ${where}
+          ORDER BY ${order.map((c) => `k.${c}`).join(', ')} ${limit})
+        SELECT r.*, toString(u.quantity) AS quantity, u.dimensions AS dims
+        FROM page AS r
+        INNER JOIN (SELECT toString(source) AS source, event_id, quantity, dimensions FROM usage_events
+                    WHERE (source, event_id) IN (SELECT source, event_id FROM page)) AS u
+          ON u.source = r.source AND u.event_id = r.event_id
+        ORDER BY ${order.map((c) => `r.${c}`).join(', ')}`,
+      (rows) => {
+        for (const row of rows) this.foldStored(row)
+      },
+    )
+  }
+
+  /** Folds one stored rated row, with its event's quantity and dimensions, into the running totals. */
+  private foldStored(row: {
+    event_id: string
+    subscription_id: string
+    charge_id: string
+    plan_id: string
+    catalog_version: string
+    group_key: string
+    period_start: string
+    event_time: string
+    quantity: string
+    dims: Record<string, string>
+  }): void {
+    const resolved = this.charges.get(chargeRef(row.catalog_version, row.plan_id, row.charge_id))
+    if (!resolved) return
+    const periodStart = isoUtc(chTimeMs(row.period_start))
+    const key = totalsKey(row.subscription_id, row.charge_id, periodStart, row.group_key, row.catalog_version)
+    const owner = this.guiding.subscriptionOwner(row.subscription_id)
+    // The time is read once: the period and the fold both take its ms.
+    const eventMs = chTimeMs(row.event_time)
+    const eventIso = isoUtc(eventMs)
+    const period = owner ? billingPeriod(eventMs, owner.account, owner.billingPeriod(row.catalog_version)) : { endIso: periodStart }
+    this.totals.fold(
+      key,
+      resolved,
+      { event_id: row.event_id, event_time: eventIso, ms: eventMs, quantity: row.quantity, dimensions: row.dims },
+      { schedules: resolved.schedules, timezone: owner?.account.timezone ?? 'UTC', periodStart, periodEnd: period.endIso },
+    )
   }
 
   /**
