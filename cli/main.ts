@@ -169,10 +169,13 @@ async function releaseWhenIdle(g: GlobalOptions): Promise<number> {
   const rt = await runtimeFor(g)
   try {
     const store = await rt.store()
+    // A store or queue others share: release only while no rater holds the stream (its lease); a running one
+    // releases by itself within a second of the change.
+    const queue = rt.embeddedStore && rt.ownsQueue ? undefined : await rt.queue()
     const { Rater } = await import('../pipeline/rater.js')
-    return await Rater.releaseOnly({ store, repo: rt.repo, dataDir: rt.dataDir, log: rt.log })
+    return await Rater.releaseOnly({ store, queue, ownsQueue: rt.ownsQueue, repo: rt.repo, dataDir: rt.dataDir, log: rt.log })
   } catch (err) {
-    if (err instanceof RateflowError && err.code === ErrorCode.BadUsage && /in use by rateflow process/.test(err.message)) return 0
+    if (err instanceof RateflowError && err.code === ErrorCode.BadUsage && /in use by rateflow process|is being rated by rateflow process/.test(err.message)) return 0
     throw err
   } finally {
     await rt.close()

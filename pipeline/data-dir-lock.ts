@@ -39,14 +39,15 @@ export function lockOwner(dataDir: string): number | undefined {
   } catch {
     return undefined
   }
-  return pid && alive(pid) ? pid : undefined
+  return pid && processAlive(pid) ? pid : undefined
 }
 
 function lockFile(dataDir: string): string {
   return join(dataDir, 'owner.pid')
 }
 
-function alive(pid: number): boolean {
+/** True when a process with this pid runs on this host (one we may not signal counts). */
+export function processAlive(pid: number): boolean {
   try {
     process.kill(pid, 0)
     return true

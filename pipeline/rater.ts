@@ -17,6 +17,7 @@ import { USAGE_STREAM, type Queue } from './queue.js'
 import type { StageTask } from './rating-worker.js'
 import { decodeStaged, type StagedWire } from './staged-wire.js'
 import type { Store } from './store.js'
+import { DEFAULT_LEASE_TTL_MS, RaterLease } from './rater-lease.js'
 import { chString, chTime, chTimeMs, tsv, tsvMap } from './tsv.js'
 
 /** What became of one batch's inputs. Conservation: read = rated + duplicates + rejected + suspended. */
@@ -128,6 +129,8 @@ interface HeldRow {
  * store on restart, so keys and totals may run ahead of the commits while it runs.
  */
 export class Rater extends EventEmitter {
+  /** The right to rate the USAGE stream (rater-lease.ts), held from start() to stop() when there is a queue. */
+  private lease: RaterLease | undefined
   /** The staging threads: started by start(), or by the first batch a release stages (see closePool). */
   private pool: Piscina<StageTask, StagedWire> | undefined
   /** Staging tasks not settled yet: the pool is destroyed only once none is left. */
@@ -166,6 +169,8 @@ export class Rater extends EventEmitter {
   /** Recovers the store, rebuilds state, releases suspended usage that can now be guided, starts consuming. */
   async start(): Promise<void> {
     const { store, log } = this.deps
+    // First, before recovery deletes rows of uncommitted flushes: another rater's flush in flight is one of them.
+    await this.takeLease()
     this.reloadGuiding(true)
     // The staging threads start now and load their code and guiding data while the store is read below. An empty
     // batch is their first task: stop() then waits for it, so no thread is ended while it is still loading.
@@ -187,16 +192,27 @@ export class Rater extends EventEmitter {
    * Rates suspended usage that guiding data can now own, without consuming the queue: what
    * `accounts apply` / `catalog apply` do when no `rateflow run` owns the data directory.
    */
-  static async releaseOnly(deps: Omit<RaterDeps, 'queue'>): Promise<number> {
+  static async releaseOnly(deps: RaterDeps): Promise<number> {
     const rater = new Rater(deps, { ...DEFAULT_RATER, threads: 1 })
     try {
+      // With a queue (a shared store or queue), only while no rater holds the stream: it releases by itself.
+      await rater.takeLease()
       await deps.store.recover()
       rater.reloadGuiding(true)
       await rater.rebuildTotals()
       return await rater.releaseSuspended()
     } finally {
       await rater.closePool()
+      await rater.lease?.release()
     }
+  }
+
+  private async takeLease(): Promise<void> {
+    const { queue, ownsQueue, dataDir } = this.deps
+    if (!queue) return
+    // A rater that runs its own nats-server owns the data directory (its lock): a lease left by a killed
+    // predecessor there is taken over at once.
+    this.lease = await RaterLease.acquire(queue.nc, dataDir, { ttlMs: DEFAULT_LEASE_TTL_MS, force: ownsQueue === true, onLost: (err) => this.fail(err) })
   }
 
   /** Stops consuming, applies and flushes what was fetched, and releases the pool. */
@@ -208,6 +224,7 @@ export class Rater extends EventEmitter {
     await this.loop
     await this.committing
     await this.closePool()
+    await this.lease?.release()
     if (this.failure !== undefined) throw this.failure
   }
 

@@ -17,6 +17,8 @@ export interface Runtime {
   queue(): Promise<Queue>
   /** True when this process runs its own nats-server (no NATS_URL): no other rater shares the queue. */
   readonly ownsQueue: boolean
+  /** True when the store is chDB under the data directory (no CLICKHOUSE_URL): no other process shares it. */
+  readonly embeddedStore: boolean
   close(): Promise<void>
 }
 
@@ -42,6 +44,7 @@ export function openRuntime(opts: RuntimeOptions): Runtime {
     repo,
     log: opts.log,
     ownsQueue: !opts.natsUrl,
+    embeddedStore: !opts.clickhouseUrl,
     store() {
       store ??= (async () => {
         if (!opts.clickhouseUrl) lock = acquireLock(dataDir)

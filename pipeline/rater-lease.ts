@@ -1,0 +1,103 @@
+import { hostname } from 'node:os'
+import { Kvm, type KV } from '@nats-io/kv'
+import type { NatsConnection } from '@nats-io/transport-node'
+import { ErrorCode, RateflowError } from '../common/errors.js'
+import { processAlive } from './data-dir-lock.js'
+
+/** The JetStream key-value bucket of the lease, and its key: one rater per USAGE stream. */
+export const LEASE_BUCKET = 'rateflow_leases'
+export const LEASE_KEY = 'rater'
+
+/** Who holds the lease, as stored in it. */
+export interface LeaseHolder {
+  readonly host: string
+  readonly pid: number
+  readonly dataDir: string
+  /** When this holder took the lease (ISO-8601 UTC). */
+  readonly since: string
+}
+
+export interface LeaseOptions {
+  /** A lease not renewed for this long lapses (the holder died): another rater may take it then. */
+  readonly ttlMs: number
+  /** Takes the lease even when it is held: for a rater that knows it is the only one (it owns a local nats-server). */
+  readonly force: boolean
+  /** Called when a renewal finds the lease gone or taken: the holder must stop rating. */
+  readonly onLost: (err: Error) => void
+}
+export const DEFAULT_LEASE_TTL_MS = 30_000
+
+/**
+ * The right to rate the USAGE stream. Why: a rater's state (the dedupe index, the running totals) is the
+ * single owner's; two raters on one stream would each rate what the other was delivered, with totals of their
+ * own, and one's start-up recovery deletes rows the other has written but not yet committed. The lease is a key
+ * in a JetStream key-value bucket whose entries lapse after `ttlMs`; the holder renews it every third of that
+ * (a compare-and-set on the revision it last wrote), and deletes it when it stops.
+ *
+ * Taken atomically (create fails when the key exists). A holder on this host whose process is gone (kill -9)
+ * is taken over at once; a holder elsewhere only once its lease lapses.
+ */
+export class RaterLease {
+  private timer: NodeJS.Timeout | undefined
+  private released = false
+
+  private constructor(
+    private readonly kv: KV,
+    private revision: number,
+    /** The holder's JSON (LeaseHolder), written again at each renewal. */
+    private readonly value: string,
+    private readonly options: LeaseOptions,
+  ) {
+    this.timer = setInterval(() => void this.renew(), Math.max(1, Math.floor(options.ttlMs / 3)))
+    this.timer.unref()
+  }
+
+  /** Takes the lease for this process, or throws a BAD_USAGE RateflowError naming its holder. */
+  static async acquire(nc: NatsConnection, dataDir: string, options: LeaseOptions): Promise<RaterLease> {
+    const kv = await new Kvm(nc).create(LEASE_BUCKET, { ttl: options.ttlMs, history: 1 })
+    const me: LeaseHolder = { host: hostname(), pid: process.pid, dataDir, since: new Date().toISOString() }
+    const value = JSON.stringify(me)
+    try {
+      return new RaterLease(kv, await kv.create(LEASE_KEY, value), value, options)
+    } catch (err) {
+      const entry = await kv.get(LEASE_KEY)
+      if (entry === null || entry.operation !== 'PUT') throw err
+      const holder = entry.json<LeaseHolder>()
+      if (options.force || (holder.host === me.host && !processAlive(holder.pid))) {
+        // Compare-and-set on the revision read: if another rater took it meanwhile, this fails and says so.
+        return new RaterLease(kv, await kv.update(LEASE_KEY, value, entry.revision), value, options)
+      }
+      const ageS = Math.round((Date.now() - entry.created.getTime()) / 1000)
+      throw new RateflowError(
+        ErrorCode.BadUsage,
+        `the USAGE stream is being rated by rateflow process ${holder.pid} on ${holder.host} (data ${holder.dataDir}, since ${holder.since}; ` +
+          `lease renewed ${ageS} s ago): one rater at a time. Stop it, or ingest without --wait and let it rate; if that process ` +
+          `is gone, its lease lapses ${Math.round(options.ttlMs / 1000)} s after its last renewal`,
+      )
+    }
+  }
+
+  private async renew(): Promise<void> {
+    if (this.released) return
+    try {
+      this.revision = await this.kv.update(LEASE_KEY, this.value, this.revision)
+    } catch (err) {
+      if (this.released) return
+      this.stopRenewing()
+      this.options.onLost(new RateflowError(ErrorCode.ServiceUnavailable, 'lost the rater lease on the USAGE stream (not renewed in time, or taken)', { cause: err }))
+    }
+  }
+
+  private stopRenewing(): void {
+    if (this.timer !== undefined) clearInterval(this.timer)
+    this.timer = undefined
+  }
+
+  /** Gives the lease up: another rater may take it at once. */
+  async release(): Promise<void> {
+    if (this.released) return
+    this.released = true
+    this.stopRenewing()
+    await this.kv.delete(LEASE_KEY, { previousSeq: this.revision }).catch(() => undefined)
+  }
+}

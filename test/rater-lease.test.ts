@@ -1,0 +1,115 @@
+import { writeFileSync } from 'node:fs'
+import { hostname } from 'node:os'
+import { join } from 'node:path'
+import { connect, type NatsConnection } from '@nats-io/transport-node'
+import { Kvm } from '@nats-io/kv'
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
+import { sampleAccounts, sampleCatalog, sampleCsvLines } from '../bench/sample-data.js'
+import { LEASE_BUCKET, LEASE_KEY, RaterLease } from '../pipeline/rater-lease.js'
+import { startNatsServer, type LocalNatsServer } from '../pipeline/services/nats-server.js'
+import { json, killStrayChildren, query, rateflow, tempDir, writeJson } from './helpers/cli.js'
+
+/**
+ * One rater per USAGE stream. With NATS_URL, nothing else stops a second rater (another data directory, another
+ * host, a server-mode store): it would rate with state of its own, and its start-up recovery would delete rows
+ * the first has written but not committed yet. Real nats-server (JetStream), real CLI processes.
+ */
+const tmp = tempDir()
+let server: LocalNatsServer
+let nc: NatsConnection
+const never = () => undefined
+
+beforeAll(async () => {
+  server = await startNatsServer(join(tmp.dir, 'nats'))
+  nc = await connect({ servers: server.url })
+})
+afterEach(async () => {
+  killStrayChildren()
+  await (await new Kvm(nc).create(LEASE_BUCKET)).purge(LEASE_KEY).catch(() => undefined)
+})
+afterAll(async () => {
+  await nc?.close()
+  await server?.stop()
+  tmp.cleanup()
+})
+
+/** A lease entry as a rater on another host writes it. */
+async function heldElsewhere(ttlMs = 30_000): Promise<void> {
+  const kv = await new Kvm(nc).create(LEASE_BUCKET, { ttl: ttlMs, history: 1 })
+  await kv.put(LEASE_KEY, JSON.stringify({ host: 'rater-7.example', pid: 4242, dataDir: '/srv/rateflow', since: '2026-11-22T08:00:00.000Z' }))
+}
+
+describe('RaterLease', () => {
+  it('is taken by one at a time; released, the next takes it', async () => {
+    const a = await RaterLease.acquire(nc, '/data/a', { ttlMs: 30_000, force: false, onLost: never })
+    // This process is alive, so its own lease is not taken over.
+    await expect(RaterLease.acquire(nc, '/data/b', { ttlMs: 30_000, force: false, onLost: never })).rejects.toThrow(
+      new RegExp(`being rated by rateflow process ${process.pid} on ${hostname()} \\(data /data/a, since .+\\): one rater at a time`),
+    )
+    await a.release()
+    const b = await RaterLease.acquire(nc, '/data/b', { ttlMs: 30_000, force: false, onLost: never })
+    await b.release()
+  })
+
+  it('a holder on another host keeps it while it renews; a forced take-over makes the holder lose it', async () => {
+    await heldElsewhere()
+    await expect(RaterLease.acquire(nc, '/data/c', { ttlMs: 30_000, force: false, onLost: never })).rejects.toThrow(
+      /being rated by rateflow process 4242 on rater-7\.example \(data \/srv\/rateflow.*lapses 30 s after its last renewal/,
+    )
+    const old = await RaterLease.acquire(nc, '/data/c', { ttlMs: 30_000, force: true, onLost: never })
+    await old.release()
+    let lost: Error | undefined
+    // A holder renews its lease every third of its lapse time (here 600 ms: every 200 ms); a forced take-over then
+    // makes its next renewal fail, and the holder hears of it.
+    const kv = await new Kvm(nc).create(LEASE_BUCKET)
+    const holder = await RaterLease.acquire(nc, '/data/d', { ttlMs: 600, force: false, onLost: (e) => (lost = e) })
+    const first = (await kv.get(LEASE_KEY))!.revision
+    await new Promise((r) => setTimeout(r, 1000))
+    const now = (await kv.get(LEASE_KEY))!
+    expect(now.json<{ dataDir: string }>().dataDir).toBe('/data/d')
+    expect(now.revision).toBeGreaterThanOrEqual(first + 3)
+    expect(lost).toBeUndefined()
+    const taker = await RaterLease.acquire(nc, '/data/e', { ttlMs: 600, force: true, onLost: never })
+    await new Promise((r) => setTimeout(r, 500))
+    expect(lost?.message).toMatch(/lost the rater lease/)
+    await holder.release()
+    expect((await kv.get(LEASE_KEY))?.json<{ dataDir: string }>().dataDir).toBe('/data/e')
+    await taker.release()
+  })
+
+  it('a holder on this host whose process is gone is taken over at once', async () => {
+    const kv = await new Kvm(nc).create(LEASE_BUCKET, { ttl: 30_000, history: 1 })
+    // A pid far above any live one (pid_max is at most 4,194,304).
+    await kv.put(LEASE_KEY, JSON.stringify({ host: hostname(), pid: 4_194_303, dataDir: '/data/killed', since: '2026-11-22T08:00:00.000Z' }))
+    const lease = await RaterLease.acquire(nc, '/data/f', { ttlMs: 30_000, force: false, onLost: never })
+    expect((await kv.get(LEASE_KEY))?.json<{ pid: number }>().pid).toBe(process.pid)
+    await lease.release()
+  })
+})
+
+describe('the CLI with a shared NATS_URL while another rater holds the stream', () => {
+  it('ingest --wait exits 2 naming the holder; ingest without --wait and catalog apply work; once it is gone, --wait rates everything', async () => {
+    const data = join(tmp.dir, 'cli')
+    const env = { NATS_URL: server.url }
+    const size = { customers: 2, devicesPerAccount: 2 }
+    await json(['catalog', 'apply', writeJson(join(tmp.dir, 'catalog.json'), sampleCatalog()), '--data', data], env)
+    await json(['accounts', 'apply', writeJson(join(tmp.dir, 'accounts.json'), sampleAccounts(size)), '--data', data], env)
+    const csv = join(tmp.dir, 'usage.csv')
+    writeFileSync(csv, [...sampleCsvLines({ events: 50, size, seed: 9 })].join('\n') + '\n')
+
+    await heldElsewhere()
+    const refused = await rateflow(['ingest', 'csv', csv, '--source', 'csv:lease', '--wait', '--data', data], env)
+    expect(refused.code).toBe(2)
+    expect(refused.stderr).toMatch(/the USAGE stream is being rated by rateflow process 4242 on rater-7\.example .*one rater at a time/)
+    // Publishing needs no lease, nor does a catalog apply (its release is left to the rater that holds the stream).
+    expect(await json(['ingest', 'csv', csv, '--source', 'csv:lease', '--data', data], env)).toMatchObject({ read: 50 })
+    expect(await json(['catalog', 'apply', join(tmp.dir, 'catalog.json'), '--data', data], env)).toBeDefined()
+
+    await (await new Kvm(nc).create(LEASE_BUCKET)).purge(LEASE_KEY)
+    // The rater of this run takes the lease and rates the batches published above, then this file's again (duplicates).
+    const counts = await json<Record<string, number>>(['ingest', 'csv', csv, '--source', 'csv:lease', '--wait', '--data', data], env)
+    expect(counts).toEqual({ read: 50, rated: 0, duplicates: 50, rejected: 0, suspended: 0 })
+    const [rated] = await query<{ n: string }>(data, "SELECT uniqExact(event_id) AS n FROM rated_usage WHERE source = 'csv:lease'")
+    expect(Number(rated!.n)).toBe(50)
+  })
+})
