@@ -43,7 +43,7 @@ export interface Queue {
   consumer(): Promise<Consumer>
   /**
    * Recreates the durable consumer so every unacked batch is delivered again now, in stream order. Only
-   * for a rater that owns the queue (its own local nats-server): a killed rater's in-flight batches would
+   * for the rater that holds the stream's lease (rater-lease.ts), its only consumer: a killed rater's in-flight batches would
    * otherwise come back after ack_wait, behind newer ones, and per-event amounts (increments of a running
    * total) depend on the order events are folded in.
    */

@@ -81,7 +81,7 @@ export function raterOptionsFromEnv(env: Readonly<Record<string, string | undefi
 export interface RaterDeps {
   store: Store
   queue?: Queue
-  /** This rater is the queue's only consumer (local nats-server): redeliver its backlog at once on start. */
+  /** The queue is this process's own local nats-server (its data directory's lock): any lease found there is a killed predecessor's. */
   ownsQueue?: boolean
   repo: CatalogRepository
   dataDir: string
@@ -197,7 +197,8 @@ export class Rater extends EventEmitter {
     await this.loadCommittedKeys()
     await this.rebuildTotals()
     this.releaseRequested = true
-    if (this.deps.ownsQueue) await this.deps.queue?.resetConsumer()
+    // The lease makes this the stream's only rater: its predecessor's unacked batches come again now, in order.
+    if (this.lease) await this.deps.queue?.resetConsumer()
     this.loop = this.applyLoop().catch((err) => this.fail(err))
     this.fetcher = this.fetchLoop().catch((err) => this.fail(err))
   }

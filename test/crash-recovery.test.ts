@@ -1,6 +1,9 @@
 import { join } from 'node:path'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { sampleAccounts, sampleCatalog, writeSampleCsv } from '../bench/sample-data.js'
+import { jetstreamManager } from '@nats-io/jetstream'
+import { openQueue, USAGE_STREAM } from '../pipeline/queue.js'
+import { startNatsServer } from '../pipeline/services/nats-server.js'
 import { json, query, rateflow, tempDir, writeJson, killStrayChildren } from './helpers/cli.js'
 
 /**
@@ -20,9 +23,9 @@ const DUMP = `SELECT source, event_id, account_id, subscription_id, plan_id, cha
   toString(quantity) AS quantity, toString(amount) AS amount, currency, catalog_version, period_start
   FROM rated_usage ORDER BY source, event_id, charge_id`
 
-async function prepare(data: string): Promise<void> {
-  await json(['catalog', 'apply', writeJson(join(work.dir, 'catalog.json'), sampleCatalog()), '--data', data])
-  await json(['accounts', 'apply', writeJson(join(work.dir, 'accounts.json'), sampleAccounts(size)), '--data', data])
+async function prepare(data: string, env: Record<string, string> = {}): Promise<void> {
+  await json(['catalog', 'apply', writeJson(join(work.dir, 'catalog.json'), sampleCatalog()), '--data', data], env)
+  await json(['accounts', 'apply', writeJson(join(work.dir, 'accounts.json'), sampleAccounts(size)), '--data', data], env)
 }
 
 let clean: unknown[]
@@ -47,8 +50,8 @@ afterAll(() => work.cleanup())
  * the stored keys and rated rows back 997 at a time (RATEFLOW_LOAD_PAGE_ROWS): pages end inside batches and between
  * the charges of one event, and the amounts after the restart (increments of the rebuilt totals) must not change.
  */
-async function rerunAndCompare(data: string): Promise<Counts> {
-  const again = await json<Counts>(['ingest', 'csv', csv, '--source', 'csv:big', '--wait', '--data', data], { RATEFLOW_LOAD_PAGE_ROWS: '997' })
+async function rerunAndCompare(data: string, env: Record<string, string> = {}): Promise<Counts> {
+  const again = await json<Counts>(['ingest', 'csv', csv, '--source', 'csv:big', '--wait', '--data', data], { RATEFLOW_LOAD_PAGE_ROWS: '997', ...env })
   expect(again.read).toBe(EVENTS + 6)
   expect(again.rated + again.duplicates + again.rejected + again.suspended).toBe(again.read)
   const dump = await query(data, DUMP)
@@ -83,6 +86,31 @@ describe('kill -9 in the middle of a large file, then the same command again', (
     const r = await rateflow(['ingest', 'csv', csv, '--source', 'csv:big', '--wait', '--data', data], { RATEFLOW_CRASH_AT: 'before-commit:2', ...SMALL_FLUSHES })
     expect(r.signal).toBe('SIGKILL')
     await rerunAndCompare(data)
+  })
+
+  // With a NATS_URL the queue is shared, not the process's own: the restarted rater takes the killed one's lease
+  // (same host, process gone) and has the batches it left unacked delivered again at once, in stream order, rather
+  // than after ack_wait (two minutes) behind newer ones.
+  it('with a shared NATS_URL: between the inserts and the commit row, then at once the same command again', async () => {
+    const data = join(work.dir, 'shared')
+    const nats = await startNatsServer(join(work.dir, 'shared-nats'))
+    try {
+      const env = { NATS_URL: nats.url }
+      await prepare(data, env)
+      const r = await rateflow(['ingest', 'csv', csv, '--source', 'csv:big', '--wait', '--data', data], { RATEFLOW_CRASH_AT: 'before-commit:2', ...SMALL_FLUSHES, ...env })
+      expect(r.signal).toBe('SIGKILL')
+      await rerunAndCompare(data, env)
+      // Everything the killed run left unacked was rated (or found a duplicate) and acked by the rerun already:
+      // the work-queue stream is empty, nothing waits for ack_wait to come round.
+      const queue = await openQueue(nats.url)
+      try {
+        expect((await (await jetstreamManager(queue.nc)).streams.info(USAGE_STREAM)).state.messages).toBe(0)
+      } finally {
+        await queue.close()
+      }
+    } finally {
+      await nats.stop()
+    }
   })
 
   it('after the commit row, before the JetStream ack (redelivered batches are duplicates)', async () => {
