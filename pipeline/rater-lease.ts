@@ -40,6 +40,9 @@ export const DEFAULT_LEASE_TTL_MS = 30_000
 export class RaterLease {
   private timer: NodeJS.Timeout | undefined
   private released = false
+  private lost = false
+  /** When the lease was last written (taken or renewed), performance.now() ms. */
+  private renewedAt = performance.now()
 
   private constructor(
     private readonly kv: KV,
@@ -77,12 +80,24 @@ export class RaterLease {
     }
   }
 
+  /**
+   * True while this holder may act on the stream: the lease is neither released nor lost, and was written within
+   * two thirds of its lapse time (one renewal may be late, not two). The rater checks it before each commit: a
+   * holder stalled past its lapse (a long pause, a network split) may have been replaced, and the new rater's
+   * recovery deletes the rows of the flush it would commit.
+   */
+  isCurrent(): boolean {
+    return !this.released && !this.lost && performance.now() - this.renewedAt < (this.options.ttlMs * 2) / 3
+  }
+
   private async renew(): Promise<void> {
     if (this.released) return
     try {
       this.revision = await this.kv.update(LEASE_KEY, this.value, this.revision)
+      this.renewedAt = performance.now()
     } catch (err) {
       if (this.released) return
+      this.lost = true
       this.stopRenewing()
       this.options.onLost(new RateflowError(ErrorCode.ServiceUnavailable, 'lost the rater lease on the USAGE stream (not renewed in time, or taken)', { cause: err }))
     }

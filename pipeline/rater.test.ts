@@ -162,3 +162,33 @@ it('a release-only rater with nothing held starts no staging thread; one with he
     threads.Worker = Original
   }
 })
+
+// A rater stalled past its lease's lapse (a long pause, a network split) may have been replaced, and the new
+// rater's recovery deletes the rows of the flush the stalled one is about to commit. It must not commit then.
+it('does not commit a flush when its lease may have lapsed: the rater fails, and no flushes row names the batch', async () => {
+  const store = await rt.store()
+  const queue = await rt.queue()
+  const rater = new Rater({ store, queue, ownsQueue: true, repo: rt.repo, dataDir: dir, log: rt.log })
+  const failed = new Promise<Error>((resolve) => rater.on('error', (err: Error) => resolve(err)))
+  await rater.start()
+  // As if the last renewal were a minute ago (the renewals' timer has not fired in that time).
+  ;(rater as unknown as { lease: { renewedAt: number } }).lease.renewedAt = performance.now() - 60_000
+  await queue.publish({
+    id: 'stale-lease-1',
+    records: [{ event_id: 'sl-1', source: 'test:stale-lease', event_time: '2026-10-05T10:00:00Z', device_id: deviceId(1, 1), metric: 'api_calls', quantity: '1' }],
+    rejects: [],
+  })
+  expect((await failed).message).toMatch(/not committing: the rater lease on the USAGE stream may have lapsed/)
+  await expect(rater.stop()).rejects.toThrow(/may have lapsed/)
+  const committed = await store.rows<{ n: string }>("SELECT count() AS n FROM flushes WHERE has(batches, 'stale-lease-1')")
+  expect(Number(committed[0]!.n)).toBe(0)
+  // The batch was not acked: the next rater (a fresh lease) rates it.
+  const next = new Rater({ store, queue, ownsQueue: true, repo: rt.repo, dataDir: dir, log: rt.log })
+  const outcome = new Promise<BatchOutcome>((resolve) => next.on('outcome', (o: BatchOutcome) => o.batchId === 'stale-lease-1' && resolve(o)))
+  await next.start()
+  try {
+    expect(await outcome).toMatchObject({ read: 1, rated: 1 })
+  } finally {
+    await next.stop()
+  }
+})

@@ -6,7 +6,7 @@ import { GuidingIndex } from '../catalog/guiding.js'
 import { billingPeriod } from '../catalog/periods.js'
 import type { CatalogRepository } from '../catalog/repository.js'
 import type { Logger } from '../common/logger.js'
-import { ValidationError, type Problem } from '../common/errors.js'
+import { ErrorCode, RateflowError, ValidationError, type Problem } from '../common/errors.js'
 import { isoUtc } from '../common/time.js'
 import type { UsageBatch, WireRecord } from '../rating-core/record.js'
 import { chargeRef, rejectLine, stagedReject, totalsKey, type StagedBatch } from '../rating-core/stage.js'
@@ -482,6 +482,11 @@ export class Rater extends EventEmitter {
     if (b.suspended.length) await store.insertTsv('suspended_usage', b.suspended)
     if (b.usage.length) await store.insertTsv('usage_events', b.usage, UNIQUE_KEYS)
     crashPoint('before-commit')
+    // The commit is the act that needs the stream's lease: if it may have lapsed, another rater may have taken
+    // the stream and deleted this flush's rows in its recovery. Fail instead; a restart recovers.
+    if (this.lease && !this.lease.isCurrent()) {
+      throw new RateflowError(ErrorCode.ServiceUnavailable, 'not committing: the rater lease on the USAGE stream may have lapsed (not renewed in time)')
+    }
     const sum = (k: keyof BatchOutcome) => b.outcomes.reduce((s, o) => s + (o[k] as number), 0)
     await store.insertTsv(
       'flushes',
