@@ -530,11 +530,12 @@ export class Rater extends EventEmitter {
   }
 
   /**
-   * Reads stored rows `loadPageRows` at a time, in `order` (a unique key: its columns, listed as `keyColumns`,
-   * are in every row, as `keyTypes` say), each page after the last row of the one before. Why pages: all of
-   * history in one result held every row as an object at once, ~130 bytes per key where the dedupe index keeps
-   * 0.2–36 (measured: 3,000,000 keys took 380 MB more at their peak), and a rater with months of history could
-   * not start. `sql(where)` is the query with `where` (empty for the first page) placed before its ORDER BY.
+   * Reads stored rows `loadPageRows` at a time, ordered by `keyColumns` (a unique key of the table aliased `k`, of
+   * the ClickHouse types `keyTypes`, each a column of every row returned), each page after the last row of the one
+   * before. Why pages: all of history in one result held every row as an object at once, ~130 bytes per key where
+   * the dedupe index keeps 0.2–36 (3,000,000 keys ran out of a 200 MB heap), and a rater with months of history
+   * could not start. `sql(where, limit)` builds a page's query: `where` is its condition on `k` ('1' for the first
+   * page), `limit` its LIMIT clause, and it must order by `keyColumns`.
    */
   private async eachPage<T extends object>(
     keyColumns: readonly string[],
