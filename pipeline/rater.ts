@@ -530,26 +530,27 @@ export class Rater extends EventEmitter {
   }
 
   /**
-   * Reads stored rows `loadPageRows` at a time, ordered by `keyColumns` (a unique key of the table aliased `k`, of
-   * the ClickHouse types `keyTypes`, each a column of every row returned), each page after the last row of the one
-   * before. Why pages: all of history in one result held every row as an object at once, ~130 bytes per key where
-   * the dedupe index keeps 0.2–36 (3,000,000 keys ran out of a 200 MB heap), and a rater with months of history
-   * could not start. `sql(where, limit)` builds a page's query: `where` is its condition on `k` ('1' for the first
-   * page), `limit` its LIMIT clause, and it must order by `keyColumns`.
+   * Reads stored rows `page` at a time, ordered by `keyColumns` (a unique key of the table aliased `k`, of the
+   * ClickHouse types `keyTypes`, each a column of every row returned), each page after the last row of the one
+   * before, and hands each page to `visit` (awaited before the next is read). Why pages: all of history in one
+   * result held every row as an object at once, ~130 bytes per key where the dedupe index keeps 0.2–36 (3,000,000
+   * keys ran out of a 200 MB heap), and a rater with months of history could not start. `sql(where, limit)` builds a
+   * page's query: `where` is its condition on `k` ('1' for the first page), `limit` its LIMIT clause, and it must
+   * order by `keyColumns`. Start-up reads `loadPageRows` at a time, a release `releasePageRows`.
    */
   private async eachPage<T extends object>(
+    page: number,
     keyColumns: readonly string[],
     keyTypes: readonly string[],
     sql: (where: string, limit: string) => string,
-    visit: (rows: T[]) => void,
+    visit: (rows: T[]) => void | Promise<void>,
   ): Promise<void> {
-    const page = this.options.loadPageRows
     const tuple = (names: readonly string[]) => `(${names.join(', ')})`
     const after = `${tuple(keyColumns.map((c) => `k.${c}`))} > ${tuple(keyTypes.map((t, i) => `{k${i}:${t}}`))}`
     let params: Record<string, unknown> | undefined
     for (;;) {
       const rows = await this.deps.store.rows<T>(sql(params ? after : '1', `LIMIT ${page}`), params)
-      visit(rows)
+      await visit(rows)
       if (rows.length < page) return
       const last = rows[rows.length - 1]!
       params = Object.fromEntries(keyColumns.map((c, i) => [`k${i}`, (last as Record<string, unknown>)[c]]))
@@ -560,6 +561,7 @@ export class Rater extends EventEmitter {
     // usage_events holds every accepted record (rated or suspended) of committed flushes: the dedupe index. In the
     // table's own order, so each page is read in order from where the last one ended.
     await this.eachPage<{ source: string; event_id: string }>(
+      this.options.loadPageRows,
       ['source', 'event_id'],
       ['String', 'String'],
       (where, limit) => `SELECT toString(source) AS source, event_id FROM usage_events AS k WHERE ${where} ORDER BY k.source, k.event_id ${limit}`,
@@ -576,6 +578,7 @@ export class Rater extends EventEmitter {
     // join against all of history per page.
     const order = ['rated_at', 'event_time', 'event_id', 'source', 'charge_id']
     await this.eachPage<Row>(
+      this.options.loadPageRows,
       order,
       ["DateTime64(3, 'UTC')", "DateTime64(3, 'UTC')", 'String', 'String', 'String'],
       (where, limit) => `
@@ -627,27 +630,23 @@ export class Rater extends EventEmitter {
   async releaseSuspended(): Promise<number> {
     // Rows of a flush still in flight are not readable yet: wait, or they would stay held until the next release.
     await this.committing
-    const page = this.options.releasePageRows
     // Batch ids of the pages: unique, since recover() tells committed rows from rolled-back ones by batch id.
     const startedMs = Date.now()
     let pageNo = 0
     let released = 0
-    let after: { source: string; eventId: string } | undefined
-    for (;;) {
-      const held = await this.deps.store.rows<HeldRow>(
+    await this.eachPage<HeldRow>(
+      this.options.releasePageRows,
+      ['source', 'event_id'],
+      ['String', 'String'],
+      (where, limit) =>
         `SELECT source, event_id, event_time, device_id, account_id, subscription_id, metric, toString(quantity) AS quantity,
                 dimensions, raw, origin, reason, received_at
-         FROM suspended_usage FINAL WHERE status = 'held'
-         ${after ? 'AND (source, event_id) > ({source:String}, {eventId:String})' : ''}
-         ORDER BY source, event_id LIMIT ${page}`,
-        after,
-      )
-      if (held.length === 0) break
-      released += await this.releasePage(held, `release-${startedMs}-${++pageNo}`)
-      if (held.length < page) break
-      const last = held[held.length - 1]!
-      after = { source: last.source, eventId: last.event_id }
-    }
+         FROM suspended_usage AS k FINAL WHERE k.status = 'held' AND ${where}
+         ORDER BY k.source, k.event_id ${limit}`,
+      async (held) => {
+        if (held.length > 0) released += await this.releasePage(held, `release-${startedMs}-${++pageNo}`)
+      },
+    )
     if (released > 0) this.deps.log.info({ released }, 'released suspended usage')
     return released
   }
