@@ -40,3 +40,28 @@ describe('insertTsv on embedded ClickHouse', () => {
     }
   })
 })
+
+describe('readOnlyText on embedded ClickHouse', () => {
+  it("refuses an analyst's write, and leaves the writer able to insert (a `rateflow run` serves both)", async () => {
+    const { mkdtempSync, rmSync } = await import('node:fs')
+    const { tmpdir } = await import('node:os')
+    const { join } = await import('node:path')
+    const { openStore } = await import('./store.js')
+    const dir = mkdtempSync(join(tmpdir(), 'rateflow-store-'))
+    const store = await openStore({ dataDir: dir })
+    try {
+      await store.command('CREATE TABLE t (k String) ENGINE = MergeTree ORDER BY k')
+      await store.insertTsv('t', 'a\n')
+      expect(await store.readOnlyText('SELECT count() FROM t', 'TabSeparated')).toBe('1\n')
+      await expect(store.readOnlyText('INSERT INTO t VALUES (1)', 'TabSeparated')).rejects.toThrow(/readonly/i)
+      await expect(store.readOnlyText('SELECT 1 SETTINGS readonly = 0', 'TabSeparated')).rejects.toThrow(/readonly/i)
+      // The writer's session is not the analysts': it goes on inserting, and analysts see what it wrote.
+      await store.insertTsv('t', 'b\n', { uniqueKeys: true })
+      await store.command("INSERT INTO t VALUES ('c')")
+      expect(await store.readOnlyText('SELECT count() FROM t', 'TabSeparated')).toBe('3\n')
+    } finally {
+      await store.close()
+      rmSync(dir, { recursive: true, force: true })
+    }
+  })
+})

@@ -86,9 +86,10 @@ export interface Store {
   /** Rows as objects, decimals as strings. For internal reads. */
   rows<T>(sql: string, params?: Record<string, unknown>): Promise<T[]>
   /**
-   * Text of a query in the given format, with `readonly=1`: analysts cannot change anything.
-   * Embedded (chDB) the setting stays on the session, so the process can write nothing afterwards: use it
-   * only in a process that serves analysts' reads (the `query` command), never in a writer.
+   * Text of an analyst's query in the given format, with `readonly=1`: it can change nothing (no write, no DDL,
+   * no setting). Safe in a writer: embedded, it runs on a chDB session of its own on the same data (chDB keeps
+   * a query's settings on its session, so on the writer's session every later insert would be refused); on a
+   * server the setting belongs to the request alone.
    */
   readOnlyText(sql: string, format: QueryFormat): Promise<string>
   /** Text of an internal query in the given format (no readonly session setting). */
@@ -105,6 +106,9 @@ export interface Store {
  */
 export async function openStore(opts: { dataDir: string; url?: string | undefined }): Promise<Store> {
   let client: ClickHouseClient
+  /** Analysts' reads: embedded, a second session on the same data (opened on the first read); else `client`. */
+  let analysts: (() => ClickHouseClient) | undefined
+  let analystClient: ClickHouseClient | undefined
   let mode: Store['mode']
   /** Embedded only: the folder of insert files. */
   let spool: string | undefined
@@ -123,7 +127,9 @@ export async function openStore(opts: { dataDir: string; url?: string | undefine
     rmSync(spool, { recursive: true, force: true })
     mkdirSync(spool, { recursive: true })
     const { createChdbConnection } = await import('chdb/connection')
-    client = createClient({ connection: createChdbConnection({ path }) } as Parameters<typeof createClient>[0])
+    const open = () => createClient({ connection: createChdbConnection({ path }) } as Parameters<typeof createClient>[0])
+    client = open()
+    analysts = () => (analystClient ??= open())
   }
   const wrap = async <T>(what: string, f: () => Promise<T>): Promise<T> => {
     try {
@@ -132,10 +138,10 @@ export async function openStore(opts: { dataDir: string; url?: string | undefine
       throw new RateflowError(ErrorCode.StoreFailure, `${what}: ${(err as Error).message}`, { cause: err })
     }
   }
-  const execText = async (sql: string, format: QueryFormat, settings: Record<string, string | number>) => {
+  const execText = async (sql: string, format: QueryFormat, settings: Record<string, string | number>, on = client) => {
     // exec + an explicit FORMAT clause: the client's query() knows only streamable formats, not Pretty.
     const query = sql.trim().replace(/;+\s*$/, '') + '\nFORMAT ' + format
-    const rs = await client.exec({ query, clickhouse_settings: settings })
+    const rs = await on.exec({ query, clickhouse_settings: settings })
     const chunks: Buffer[] = []
     for await (const c of rs.stream) chunks.push(Buffer.from(c as Uint8Array))
     return Buffer.concat(chunks).toString('utf8')
@@ -199,7 +205,7 @@ export async function openStore(opts: { dataDir: string; url?: string | undefine
         return (await rs.json()) as T[]
       })
     },
-    readOnlyText: (sql, format) => execText(sql, format, { ...READ_SETTINGS, readonly: '1' }),
+    readOnlyText: (sql, format) => execText(sql, format, { ...READ_SETTINGS, readonly: '1' }, analysts?.() ?? client),
     text: (sql, format) => wrap('query', () => execText(sql, format, READ_SETTINGS)),
     command(sql) {
       return wrap('command', async () => {
@@ -223,6 +229,7 @@ export async function openStore(opts: { dataDir: string; url?: string | undefine
       return orphans.size
     },
     async close() {
+      await analystClient?.close()
       await client.close()
       if (spool) rmSync(spool, { recursive: true, force: true })
     },

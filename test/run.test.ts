@@ -93,6 +93,8 @@ describe('rateflow run', () => {
     const ready = await r.ready
     expect(ready.status).toBe('running')
     expect(await (await fetch(`${ready.http}/health`)).json()).toEqual({ status: 'ok' })
+    // An analyst's read before anything is rated: it must leave the running rater able to write.
+    expect(await query<{ n: string }>(data, 'SELECT count() AS n FROM rated_usage')).toEqual([{ n: '0' }])
     const tcp = ready.syslog[0]!.tcp!
     await mqttLines(Array.from({ length: 50 }, (_, i) => `m${i + 1}`))
     for (const id of ['s1', 's2']) {
