@@ -1,5 +1,20 @@
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
-import { DDL, fileType } from './store.js'
+import { DDL, fileType, openStore, type Store } from './store.js'
+
+/** Runs `f` on an embedded store in a new temp directory, then closes the store and removes the directory. */
+async function withStore(f: (store: Store) => Promise<void>): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), 'rateflow-store-'))
+  const store = await openStore({ dataDir: dir })
+  try {
+    await f(store)
+  } finally {
+    await store.close()
+    rmSync(dir, { recursive: true, force: true })
+  }
+}
 
 describe('fileType', () => {
   it('reads LowCardinality columns as their inner type, nested or not, and leaves other types alone', () => {
@@ -19,14 +34,8 @@ describe('fileType', () => {
 })
 
 describe('insertTsv on embedded ClickHouse', () => {
-  it('with unique keys, inserts every row as written; without, the engine replaces rows of one key within the insert', async () => {
-    const { mkdtempSync, rmSync } = await import('node:fs')
-    const { tmpdir } = await import('node:os')
-    const { join } = await import('node:path')
-    const { openStore } = await import('./store.js')
-    const dir = mkdtempSync(join(tmpdir(), 'rateflow-store-'))
-    const store = await openStore({ dataDir: dir })
-    try {
+  it('with unique keys, inserts every row as written; without, the engine replaces rows of one key within the insert', () =>
+    withStore(async (store) => {
       await store.command('CREATE TABLE t (k String, v LowCardinality(String)) ENGINE = ReplacingMergeTree ORDER BY k')
       // Two rows of one key in one insert: only a caller that breaks its promise would send this.
       await store.insertTsv('t', 'a\t1\na\t2\nb\t3\n', { uniqueKeys: true })
@@ -34,22 +43,12 @@ describe('insertTsv on embedded ClickHouse', () => {
       await store.command('TRUNCATE TABLE t')
       await store.insertTsv('t', 'a\t1\na\t2\nb\t3\n')
       expect(await store.rows('SELECT k, v FROM t ORDER BY k, v')).toEqual([{ k: 'a', v: '2' }, { k: 'b', v: '3' }])
-    } finally {
-      await store.close()
-      rmSync(dir, { recursive: true, force: true })
-    }
-  })
+    }))
 })
 
 describe('readOnlyText on embedded ClickHouse', () => {
-  it("refuses an analyst's write, and leaves the writer able to insert (a `rateflow run` serves both)", async () => {
-    const { mkdtempSync, rmSync } = await import('node:fs')
-    const { tmpdir } = await import('node:os')
-    const { join } = await import('node:path')
-    const { openStore } = await import('./store.js')
-    const dir = mkdtempSync(join(tmpdir(), 'rateflow-store-'))
-    const store = await openStore({ dataDir: dir })
-    try {
+  it("refuses an analyst's write, and leaves the writer able to insert (a `rateflow run` serves both)", () =>
+    withStore(async (store) => {
       await store.command('CREATE TABLE t (k String) ENGINE = MergeTree ORDER BY k')
       await store.insertTsv('t', 'a\n')
       expect(await store.readOnlyText('SELECT count() FROM t', 'TabSeparated')).toBe('1\n')
@@ -59,9 +58,5 @@ describe('readOnlyText on embedded ClickHouse', () => {
       await store.insertTsv('t', 'b\n', { uniqueKeys: true })
       await store.command("INSERT INTO t VALUES ('c')")
       expect(await store.readOnlyText('SELECT count() FROM t', 'TabSeparated')).toBe('3\n')
-    } finally {
-      await store.close()
-      rmSync(dir, { recursive: true, force: true })
-    }
-  })
+    }))
 })
