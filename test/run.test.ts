@@ -164,6 +164,33 @@ describe('rateflow run', () => {
   }, 240_000)
 })
 
+describe('rateflow run and late guiding data', () => {
+  it('rates held usage once `accounts apply` binds its device, while run owns the data directory', async () => {
+    const { data, config, inbox } = await setup('late')
+    const r = start(config, data)
+    const ready = await r.ready
+    writeFileSync(join(inbox, 'late.csv.tmp'), `${CSV_HEADER}\nl1,2026-10-05T11:00:00Z,fw-new-9,,,api_calls,4,\nl2,2026-10-05T11:01:00Z,fw-001-1,,,api_calls,2,\n`)
+    await run('mv', [join(inbox, 'late.csv.tmp'), join(inbox, 'late.csv')])
+    await until('one rated, one held', async () => {
+      const o = (await stats(ready.http)).outcomes
+      return o.rated === 1 && o.suspended === 1
+    })
+    // Bind the device. The command writes the guiding data and leaves the release to the running rater.
+    const accounts = sampleAccounts({ customers: 2, devicesPerAccount: 2 })
+    accounts.customers[0]!.accounts[0]!.subscriptions[0]!.devices!.push({ device_id: 'fw-new-9', from: '2026-10-01T00:00:00Z', to: null })
+    await json(['accounts', 'apply', writeJson(join(tmp.dir, 'late-accounts-2.json'), accounts), '--data', data])
+    await until('the held event rated', async () => (await query<{ n: string }>(data, "SELECT count() AS n FROM rated_usage WHERE event_id = 'l1'"))[0]!.n === '1')
+    expect(await query(data, "SELECT event_id, account_id FROM rated_usage WHERE source = 'csv:drop' ORDER BY event_id")).toEqual([
+      { event_id: 'l1', account_id: 'a-001' },
+      { event_id: 'l2', account_id: 'a-001' },
+    ])
+    expect(await query(data, 'SELECT event_id, status FROM suspended_usage FINAL')).toEqual([{ event_id: 'l1', status: 'released' }])
+    r.child.kill('SIGINT')
+    const res = await r.done
+    expect([res.code, res.stderr]).toEqual([0, ''])
+  }, 120_000)
+})
+
 describe('rateflow run with a secured MQTT broker', () => {
   it('connects over TLS with username and password_env, and rates what the broker delivers', async () => {
     const dir = join(tmp.dir, 'secure-broker')
