@@ -1,15 +1,14 @@
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
-import { availableParallelism, tmpdir } from 'node:os'
+import { readFileSync } from 'node:fs'
+import { availableParallelism } from 'node:os'
 import { join } from 'node:path'
 import { jetstreamManager, AckPolicy, RetentionPolicy, StorageType } from '@nats-io/jetstream'
 import { validateAccounts } from '../catalog/accounts.js'
 import { validateCatalog } from '../catalog/validate-catalog.js'
 import { ingestCsv, type IngestCounts } from '../cli/ingest.js'
-import { createLogger } from '../common/logger.js'
-import { openRuntime } from '../pipeline/runtime.js'
 import { encodeBatch } from '../pipeline/queue.js'
+import type { Runtime } from '../pipeline/runtime.js'
 import type { UsageBatch, WireRecord } from '../rating-core/record.js'
-import { saveResult } from './results.js'
+import { saveResult, withTempRuntime } from './results.js'
 import { sampleAccounts, sampleCatalog, sampleCsvLines, writeSampleCsv } from './sample-data.js'
 
 /** One scenario's figures. */
@@ -45,6 +44,18 @@ export interface E2eResult {
 /** The issue's goal for this machine, end to end. */
 export const E2E_GOAL_EVENTS_PER_S = 150_000
 
+/** The scenario's customers and devices: 50 accounts of 10 devices each, on the sample catalog's plans. */
+export const E2E_SIZE = { customers: 50, devicesPerAccount: 10 } as const
+
+/** Puts the scenario's catalog and accounts into `rt` and writes its CSV of `events` rows under `dir`; returns the CSV's path. */
+export async function writeE2eScenario(rt: Runtime, dir: string, events: number): Promise<string> {
+  rt.repo.putCatalog(validateCatalog(sampleCatalog()))
+  rt.repo.putAccounts(validateAccounts(sampleAccounts(E2E_SIZE)))
+  const csv = join(dir, 'usage.csv')
+  await writeSampleCsv(csv, { events, size: E2E_SIZE, seed: 3 })
+  return csv
+}
+
 /**
  * CSV → JetStream → pool → ClickHouse, events/s from the `ingest csv --wait` call to its return (services already
  * up; the rater's start-up is inside, and reported apart), and in the same run, on the same machine state:
@@ -52,15 +63,8 @@ export const E2E_GOAL_EVENTS_PER_S = 150_000
  *  - JetStream's raw ceiling: publishing the same events as msgpack batches of 1,000, then consuming them.
  */
 export async function benchE2e(events = 300_000): Promise<E2eResult> {
-  const dir = mkdtempSync(join(tmpdir(), 'rateflow-bench-'))
-  const log = createLogger('bench', process.env.RATEFLOW_LOG ?? 'error')
-  const rt = openRuntime({ dataDir: join(dir, 'data'), log, natsUrl: process.env.NATS_URL, clickhouseUrl: process.env.CLICKHOUSE_URL })
-  try {
-    const size = { customers: 50, devicesPerAccount: 10 }
-    rt.repo.putCatalog(validateCatalog(sampleCatalog()))
-    rt.repo.putAccounts(validateAccounts(sampleAccounts(size)))
-    const csv = join(dir, 'usage.csv')
-    await writeSampleCsv(csv, { events, size, seed: 3 })
+  return withTempRuntime(async (rt, dir) => {
+    const csv = await writeE2eScenario(rt, dir, events)
     const store = await rt.store()
     const queue = await rt.queue()
 
@@ -106,7 +110,7 @@ export async function benchE2e(events = 300_000): Promise<E2eResult> {
     const batches: Uint8Array[] = []
     let records: WireRecord[] = []
     let header = true
-    for (const line of sampleCsvLines({ events, size, seed: 3 })) {
+    for (const line of sampleCsvLines({ events, size: E2E_SIZE, seed: 3 })) {
       if (header) {
         header = false
         continue
@@ -160,10 +164,7 @@ export async function benchE2e(events = 300_000): Promise<E2eResult> {
       goal_machine_cpu_us_per_event: +((availableParallelism() * 1e6) / E2E_GOAL_EVENTS_PER_S).toFixed(1),
       counts,
     }
-  } finally {
-    await rt.close()
-    rmSync(dir, { recursive: true, force: true })
-  }
+  }, { natsUrl: process.env.NATS_URL, clickhouseUrl: process.env.CLICKHOUSE_URL })
 }
 
 interface Jiffies {

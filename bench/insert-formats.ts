@@ -1,16 +1,13 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { validateAccounts } from '../catalog/accounts.js'
-import { validateCatalog } from '../catalog/validate-catalog.js'
 import { ingestCsv } from '../cli/ingest.js'
-import { createLogger } from '../common/logger.js'
-import { openRuntime } from '../pipeline/runtime.js'
 import { fileType } from '../pipeline/store.js'
 import { chString, chTime, tsv, tsvMap } from '../pipeline/tsv.js'
 import type { Store } from '../pipeline/store.js'
-import { ratio, saveResult } from './results.js'
-import { sampleAccounts, sampleCatalog, sampleCsvLines, writeSampleCsv } from './sample-data.js'
+import { writeE2eScenario } from './e2e.js'
+import { ratio, saveResult, withTempRuntime } from './results.js'
+import { sampleCsvLines } from './sample-data.js'
 
 /** The input formats compared: the rater's (TabSeparated) and two binary ones ClickHouse reads without text parsing. */
 export const INSERT_FORMATS = ['TabSeparated', 'RowBinary', 'Native'] as const
@@ -36,14 +33,9 @@ export interface InsertFormatResult {
  * The JavaScript cost of producing binary rows is not in these figures.
  */
 export async function benchInsertFormats(events = 300_000, rounds = 5): Promise<InsertFormatResult[]> {
-  const dir = mkdtempSync(join(tmpdir(), 'rateflow-bench-'))
-  const rt = openRuntime({ dataDir: join(dir, 'data'), log: createLogger('bench', process.env.RATEFLOW_LOG ?? 'error') })
-  try {
-    const size = { customers: 50, devicesPerAccount: 10 }
-    rt.repo.putCatalog(validateCatalog(sampleCatalog()))
-    rt.repo.putAccounts(validateAccounts(sampleAccounts(size)))
-    const csv = join(dir, 'usage.csv')
-    await writeSampleCsv(csv, { events, size, seed: 3 })
+  // Embedded only: the inserts read files of this process's machine (file()).
+  return withTempRuntime(async (rt, dir) => {
+    const csv = await writeE2eScenario(rt, dir, events)
     await ingestCsv(rt, { files: [csv], source: 'csv:bench', wait: true })
     const store = await rt.store()
     const tables = ['rated_usage', 'usage_events'] as const
@@ -104,10 +96,7 @@ export async function benchInsertFormats(events = 300_000, rounds = 5): Promise<
       wall_us_per_event_median: +median(samples.get(format)!.map((s) => s.wall)).toFixed(2),
       cpu_ratio_vs_tsv: ratio(cpuOf('TabSeparated'), cpuOf(format)),
     }))
-  } finally {
-    await rt.close()
-    rmSync(dir, { recursive: true, force: true })
-  }
+  })
 }
 
 /** The sample's usage events as the pool has them after validation (one source, one batch id, time in ms). */
@@ -320,15 +309,7 @@ export async function run(out: (s: string) => void): Promise<number> {
   for (const r of res) {
     out(`  ${r.format.padEnd(14)} ${String(r.bytes_per_event).padStart(11)}   ${r.cpu_us_per_event_median.toFixed(2).padStart(12)}   ${r.wall_us_per_event_median.toFixed(2).padStart(13)}   ${r.cpu_ratio_vs_tsv.toFixed(2)}×`)
   }
-  const dir = mkdtempSync(join(tmpdir(), 'rateflow-bench-'))
-  const rt = openRuntime({ dataDir: join(dir, 'data'), log: createLogger('bench', process.env.RATEFLOW_LOG ?? 'error') })
-  let build: RowBuildResult[]
-  try {
-    build = await benchRowBuilding(await rt.store())
-  } finally {
-    await rt.close()
-    rmSync(dir, { recursive: true, force: true })
-  }
+  const build = await withTempRuntime(async (rt) => benchRowBuilding(await rt.store()))
   out('building usage_events rows in JavaScript, one thread, 200,000 events (same rows as ClickHouse reads them: checked)')
   for (const b of build) out(`  ${b.way.padEnd(28)} ${b.us_per_event_median.toFixed(3)} µs/event   ${b.bytes_per_event} bytes/event`)
   saveResult('insert-formats', { inserts: res, building: build })
