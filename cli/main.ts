@@ -3,7 +3,7 @@ import { parseArgs, type ParseArgsConfig } from 'node:util'
 import { mergeAccounts, validateAccounts } from '../catalog/accounts.js'
 import { validateCatalog, validateCatalogVersionOrder } from '../catalog/validate-catalog.js'
 import { priceCharge, rateEvent } from '../rating-core/pricing.js'
-import { ErrorCode, isUserError, RateflowError, ValidationError } from '../common/errors.js'
+import { ErrorCode, HeldByAnotherError, isUserError, RateflowError, ValidationError } from '../common/errors.js'
 import { DEFAULT_DATA_DIR, processIo, runtimeFor, usage, type GlobalOptions, type Io } from './context.js'
 import { queryFormat, queryRun, readOnlyQuery, runningRun } from './query.js'
 
@@ -175,7 +175,8 @@ async function releaseWhenIdle(g: GlobalOptions): Promise<number> {
     const { Rater } = await import('../pipeline/rater.js')
     return await Rater.releaseOnly({ store, queue, ownsQueue: rt.ownsQueue, repo: rt.repo, dataDir: rt.dataDir, log: rt.log })
   } catch (err) {
-    if (err instanceof RateflowError && err.code === ErrorCode.BadUsage && /in use by rateflow process|is being rated by rateflow process/.test(err.message)) return 0
+    // The data directory or the stream is another process's: a running rater releases by itself.
+    if (err instanceof HeldByAnotherError) return 0
     throw err
   } finally {
     await rt.close()

@@ -29,6 +29,18 @@ export class RateflowError extends Error {
   }
 }
 
+/**
+ * Another Rateflow process holds what this one needs to itself: a data directory (its lock) or the USAGE stream
+ * (the rater lease). Bad usage (exit 2); the message names the holder. Commands that can leave the work to the
+ * holder (`catalog apply` / `accounts apply` leave the release to a running rater) catch this class.
+ */
+export class HeldByAnotherError extends RateflowError {
+  constructor(message: string) {
+    super(ErrorCode.BadUsage, message)
+    this.name = 'HeldByAnotherError'
+  }
+}
+
 /** A document (catalog, accounts, config, CSV header) failed validation; `problems` lists every one found. */
 export class ValidationError extends RateflowError {
   readonly problems: readonly Problem[]

@@ -1,5 +1,5 @@
 /** common: errors, logging, time, strings, sorted search and ports: small helpers every other folder uses. */
-export { ErrorCode, isUserError, RateflowError, ValidationError, type Problem } from './errors.js'
+export { ErrorCode, HeldByAnotherError, isUserError, RateflowError, ValidationError, type Problem } from './errors.js'
 export { createLogger, type Logger } from './logger.js'
 export { freePort } from './net.js'
 export { lowerBound } from './sorted.js'

@@ -1,6 +1,6 @@
 import { closeSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs'
 import { join } from 'node:path'
-import { ErrorCode, RateflowError } from '../common/errors.js'
+import { ErrorCode, HeldByAnotherError, RateflowError } from '../common/errors.js'
 
 /**
  * One process owns a data directory at a time: chDB binds its directory to one process, and the local
@@ -20,10 +20,7 @@ export function acquireLock(dataDir: string): () => void {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err
       const pid = lockOwner(dataDir)
       if (pid !== undefined && pid !== process.pid) {
-        throw new RateflowError(
-          ErrorCode.BadUsage,
-          `data directory ${dataDir} is in use by rateflow process ${pid}; stop it, or use another --data`,
-        )
+        throw new HeldByAnotherError(`data directory ${dataDir} is in use by rateflow process ${pid}; stop it, or use another --data`)
       }
       rmSync(file, { force: true })
     }

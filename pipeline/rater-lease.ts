@@ -1,7 +1,7 @@
 import { hostname } from 'node:os'
 import { Kvm, type KV } from '@nats-io/kv'
 import type { NatsConnection } from '@nats-io/transport-node'
-import { ErrorCode, RateflowError } from '../common/errors.js'
+import { ErrorCode, HeldByAnotherError, RateflowError } from '../common/errors.js'
 import { processAlive } from './data-dir-lock.js'
 
 /** The JetStream key-value bucket of the lease, and its key: one rater per USAGE stream. */
@@ -55,7 +55,7 @@ export class RaterLease {
     this.timer.unref()
   }
 
-  /** Takes the lease for this process, or throws a BAD_USAGE RateflowError naming its holder. */
+  /** Takes the lease for this process, or throws a HeldByAnotherError (BAD_USAGE) naming its holder. */
   static async acquire(nc: NatsConnection, dataDir: string, options: LeaseOptions): Promise<RaterLease> {
     const kv = await new Kvm(nc).create(LEASE_BUCKET, { ttl: options.ttlMs, history: 1 })
     const me: LeaseHolder = { host: hostname(), pid: process.pid, dataDir, since: new Date().toISOString() }
@@ -71,8 +71,7 @@ export class RaterLease {
         return new RaterLease(kv, await kv.update(LEASE_KEY, value, entry.revision), value, options)
       }
       const ageS = Math.round((Date.now() - entry.created.getTime()) / 1000)
-      throw new RateflowError(
-        ErrorCode.BadUsage,
+      throw new HeldByAnotherError(
         `the USAGE stream is being rated by rateflow process ${holder.pid} on ${holder.host} (data ${holder.dataDir}, since ${holder.since}; ` +
           `lease renewed ${ageS} s ago): one rater at a time. Stop it, or ingest without --wait and let it rate; if that process ` +
           `is gone, its lease lapses ${Math.round(options.ttlMs / 1000)} s after its last renewal`,

@@ -242,7 +242,6 @@ export function fileType(type: string): string {
   return type.replace(/LowCardinality\((.*?)\)/g, '$1')
 }
 
-
 /**
  * Writes the chunks one after another to a new file (no concatenated copy of them). The writes run on libuv's
  * threads: the rater's thread goes on applying batches meanwhile (each chunk is encoded to UTF-8 here first).
