@@ -45,10 +45,7 @@ export async function benchInsertFormats(events = 300_000, rounds = 5): Promise<
     for (const t of tables) {
       const [n] = await store.rows<{ n: string }>(`SELECT toString(count()) AS n FROM ${t}`)
       stored.set(t, n!.n)
-      const cols = await store.rows<{ name: string; type: string }>(
-        `SELECT name, type FROM system.columns WHERE database = currentDatabase() AND table = '${t}' ORDER BY position`,
-      )
-      const structure = cols.map((c) => `${c.name} ${fileType(c.type)}`).join(', ')
+      const structure = (await store.columns(t)).map((c) => `${c.name} ${fileType(c.type)}`).join(', ')
       await store.command(`CREATE TABLE IF NOT EXISTS bench_${t} AS ${t}`)
       await store.command(`SYSTEM STOP MERGES bench_${t}`)
       for (const format of INSERT_FORMATS) {
@@ -257,9 +254,7 @@ export async function benchRowBuilding(store: Store, events = 200_000, rounds = 
   }
   if (batch.length) batches.push(batch)
   // Same rows either way, as ClickHouse reads them.
-  const cols = await store.rows<{ name: string; type: string }>(
-    "SELECT name, type FROM system.columns WHERE database = currentDatabase() AND table = 'usage_events' ORDER BY position",
-  )
+  const cols = await store.columns('usage_events')
   const dir = mkdtempSync(join(tmpdir(), 'rateflow-rows-'))
   try {
     const dumps: string[] = []
