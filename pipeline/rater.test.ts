@@ -44,15 +44,15 @@ it('stop() right after start() returns, however far the consumer got', async () 
   }
 })
 
-it('rater options come from RATEFLOW_THREADS, RATEFLOW_FLUSH_ROWS and RATEFLOW_LOAD_PAGE_ROWS; bad values are named, all at once', () => {
-  expect(raterOptionsFromEnv({})).toMatchObject({ threads: 1, flushRows: 100_000, loadPageRows: 500_000 })
-  expect(raterOptionsFromEnv({ RATEFLOW_THREADS: '2', RATEFLOW_FLUSH_ROWS: '5000', RATEFLOW_LOAD_PAGE_ROWS: '997' })).toMatchObject({
-    threads: 2,
-    flushRows: 5000,
-    loadPageRows: 997,
-  })
-  expect(() => raterOptionsFromEnv({ RATEFLOW_THREADS: '0', RATEFLOW_FLUSH_ROWS: '1.5', RATEFLOW_LOAD_PAGE_ROWS: 'all' })).toThrow(
-    /RATEFLOW_THREADS: "0" is not a whole number from 1 to 64\n.*RATEFLOW_FLUSH_ROWS: "1.5" is not a whole number.*\n.*RATEFLOW_LOAD_PAGE_ROWS: "all" is not a whole number/s,
+it('rater options come from RATEFLOW_THREADS, RATEFLOW_FLUSH_ROWS, RATEFLOW_LOAD_PAGE_ROWS and RATEFLOW_CHECKPOINT_ROWS; bad values are named, all at once', () => {
+  expect(raterOptionsFromEnv({})).toMatchObject({ threads: 1, flushRows: 100_000, loadPageRows: 500_000, checkpointRows: 500_000 })
+  expect(
+    raterOptionsFromEnv({ RATEFLOW_THREADS: '2', RATEFLOW_FLUSH_ROWS: '5000', RATEFLOW_LOAD_PAGE_ROWS: '997', RATEFLOW_CHECKPOINT_ROWS: '1' }),
+  ).toMatchObject({ threads: 2, flushRows: 5000, loadPageRows: 997, checkpointRows: 1 })
+  expect(() =>
+    raterOptionsFromEnv({ RATEFLOW_THREADS: '0', RATEFLOW_FLUSH_ROWS: '1.5', RATEFLOW_LOAD_PAGE_ROWS: 'all', RATEFLOW_CHECKPOINT_ROWS: '-3' }),
+  ).toThrow(
+    /RATEFLOW_THREADS: "0" is not a whole number from 1 to 64\n.*RATEFLOW_FLUSH_ROWS: "1.5" is not a whole number.*\n.*RATEFLOW_LOAD_PAGE_ROWS: "all" is not a whole number.*\n.*RATEFLOW_CHECKPOINT_ROWS: "-3" is not a whole number/s,
   )
 })
 
@@ -73,8 +73,10 @@ it('an event the pool staged under a catalog version this thread has not read ye
   await rater.start()
   try {
     // The rater has just read its guiding data: its next look is a second away. A new version lands meanwhile, and
-    // the pool thread, which has read nothing yet, reads it with the first batch.
+    // the pool thread reads it with the first batch: that batch names a fingerprint the thread has not loaded (the
+    // thread read the files when start() started it, which may be before or after this test writes them).
     ;(rater as unknown as { lastGuidingCheck: number }).lastGuidingCheck = Date.now()
+    ;(rater as unknown as { fingerprint: string }).fingerprint = 'as read before 2026-11-b'
     rt.repo.putCatalog(validateCatalog({ ...sampleCatalog(), version: '2026-11-b', effective_from: '2026-10-01T00:00:00Z' }))
     await queue.publish({
       id: 'late-version-1',

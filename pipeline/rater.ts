@@ -11,6 +11,7 @@ import { isoUtc } from '../common/time.js'
 import type { UsageBatch, WireRecord } from '../rating-core/record.js'
 import { chargeRef, rejectLine, stagedReject, totalsKey, type StagedBatch } from '../rating-core/stage.js'
 import { chargeTable, RunningTotals, type ResolvedCharge } from '../rating-core/running-totals.js'
+import { meterStateOf, type MeterState } from '../rating-core/usage-rater.js'
 import { detached } from '../common/strings.js'
 import { DedupeIndex } from '../rating-core/dedupe-index.js'
 import { USAGE_STREAM, type Queue } from './queue.js'
@@ -43,6 +44,12 @@ export interface RaterOptions {
   readonly releasePageRows: number
   /** Stored rows start() reads at a time to rebuild the dedupe index and the running totals. */
   readonly loadPageRows: number
+  /**
+   * A flush writes a checkpoint of the running totals once this many rated rows were folded since the last one
+   * (and never before as many as there are totals: a checkpoint costs a row per total, so that bounds its cost to
+   * one row per rated row). stop() writes one too. A start folds only the rows committed after the latest.
+   */
+  readonly checkpointRows: number
 }
 export const DEFAULT_RATER: Readonly<RaterOptions> = Object.freeze({
   threads: 1,
@@ -51,12 +58,14 @@ export const DEFAULT_RATER: Readonly<RaterOptions> = Object.freeze({
   pollMs: 1000,
   releasePageRows: 10_000,
   loadPageRows: 500_000,
+  checkpointRows: 500_000,
 })
 
 /**
  * Rater options from the environment, over the defaults: RATEFLOW_THREADS (1–64 pool threads),
- * RATEFLOW_FLUSH_ROWS (rows buffered before a flush, ≥ 1) and RATEFLOW_LOAD_PAGE_ROWS (stored rows read at a time
- * when the rater starts, ≥ 1). Bad values throw a ValidationError naming each.
+ * RATEFLOW_FLUSH_ROWS (rows buffered before a flush, ≥ 1), RATEFLOW_LOAD_PAGE_ROWS (stored rows read at a time
+ * when the rater starts, ≥ 1) and RATEFLOW_CHECKPOINT_ROWS (rated rows between checkpoints of the running totals,
+ * ≥ 1). Bad values throw a ValidationError naming each.
  */
 export function raterOptionsFromEnv(env: Readonly<Record<string, string | undefined>> = process.env): RaterOptions {
   const problems: Problem[] = []
@@ -72,6 +81,7 @@ export function raterOptionsFromEnv(env: Readonly<Record<string, string | undefi
     threads: int('RATEFLOW_THREADS', 1, 64, DEFAULT_RATER.threads),
     flushRows: int('RATEFLOW_FLUSH_ROWS', 1, 10_000_000, DEFAULT_RATER.flushRows),
     loadPageRows: int('RATEFLOW_LOAD_PAGE_ROWS', 1, 10_000_000, DEFAULT_RATER.loadPageRows),
+    checkpointRows: int('RATEFLOW_CHECKPOINT_ROWS', 1, 1_000_000_000, DEFAULT_RATER.checkpointRows),
   }
   if (problems.length) throw new ValidationError('environment', problems)
   return options
@@ -133,14 +143,16 @@ interface HeldRow {
  *   2. here: dedupe on (source, event_id) against the index of accepted keys (committed, in flight or in the
  *      buffer; an accepted key joins it at once), then fold each charge's running period total (invariant 4)
  *      — both need every earlier batch, so they run in order;
- *   3. flush: insert rated_usage, rejected_usage, suspended_usage, then usage_events, then the `flushes`
- *      row naming the batches — that row is the commit;
+ *   3. flush: insert rated_usage, rejected_usage, suspended_usage, then usage_events, then (every
+ *      `checkpointRows` rated rows, and at stop) a checkpoint of the running totals, then the `flushes` row naming
+ *      the batches — that row is the commit;
  *   4. ack the batches' JetStream messages;
  *   5. emit outcomes.
- * A crash before 3 ends: nothing committed, `store.recover()` deletes the partial rows at start, JetStream
- * redelivers. A crash between 3 and 4: the batches come again and their keys are committed → duplicates.
- * A failed insert stops the rater (crash-only): state in memory (the key index, the totals) is rebuilt from the
- * store on restart, so keys and totals may run ahead of the commits while it runs.
+ * A crash before 3 ends: nothing committed, `store.recover()` deletes the partial rows at start (and the start drops
+ * the flush's checkpoint), JetStream redelivers. A crash between 3 and 4: the batches come again and their keys are
+ * committed → duplicates. A failed insert stops the rater (crash-only): state in memory is rebuilt from the store on
+ * restart (the key index from usage_events; the totals from the latest committed checkpoint and the rated rows
+ * committed after it), so keys and totals may run ahead of the commits while it runs.
  */
 export class Rater extends EventEmitter {
   /** The right to rate the USAGE stream (rater-lease.ts), held from start() to stop() when there is a queue. */
@@ -172,6 +184,12 @@ export class Rater extends EventEmitter {
   private buffered = emptyBuffer()
   private failure: unknown
   private releaseRequested = false
+  /** Rated rows folded into the totals since the last checkpoint was taken (a start's fold of stored rows included). */
+  private rowsSinceCheckpoint = 0
+  /** The flush of the latest committed checkpoint: its partition is dropped once a newer one commits. */
+  private checkpointId: string | undefined
+  /** committed_at of the last `flushes` row, ms: each commit's is later, so "committed after a checkpoint" is exact. */
+  private lastCommitMs = 0
 
   constructor(
     private readonly deps: RaterDeps,
@@ -192,10 +210,25 @@ export class Rater extends EventEmitter {
     for (let i = 0; i < this.options.threads; i++) {
       void this.stage({ batch: empty, dataDir: this.deps.dataDir, fingerprint: this.fingerprint, receivedAtMs: Date.now() }).catch(() => undefined)
     }
+    const t0 = performance.now()
     const rolledBack = await store.recover()
     if (rolledBack > 0) log.warn({ rolledBack }, 'deleted rows of flushes that never committed; their batches are redelivered')
+    const t1 = performance.now()
     await this.loadCommittedKeys()
-    await this.rebuildTotals()
+    const t2 = performance.now()
+    const rebuilt = await this.rebuildTotals()
+    const t3 = performance.now()
+    log.info(
+      {
+        recoverMs: Math.round(t1 - t0),
+        keys: this.accepted.size,
+        keysMs: Math.round(t2 - t1),
+        totals: this.totals.size,
+        ...rebuilt,
+        totalsMs: Math.round(t3 - t2),
+      },
+      'rater state rebuilt from the store',
+    )
     this.releaseRequested = true
     // The lease makes this the stream's only rater: its predecessor's unacked batches come again now, in order.
     if (this.lease) await this.deps.queue?.resetConsumer()
@@ -215,7 +248,10 @@ export class Rater extends EventEmitter {
       await deps.store.recover()
       rater.reloadGuiding(true)
       await rater.rebuildTotals()
-      return await rater.releaseSuspended()
+      const released = await rater.releaseSuspended()
+      await rater.checkpoint()
+      if (rater.failure !== undefined) throw rater.failure
+      return released
     } finally {
       await rater.closePool()
       await rater.lease?.release()
@@ -238,6 +274,8 @@ export class Rater extends EventEmitter {
     this.kick()
     await this.loop
     await this.committing
+    // Every batch applied is committed now: a checkpoint of the totals lets the next start skip folding them.
+    await this.checkpoint()
     await this.closePool()
     await this.lease?.release()
     if (this.failure !== undefined) throw this.failure
@@ -426,6 +464,7 @@ export class Rater extends EventEmitter {
       }
       ratedRows += lines
       b.rows += rec.charges.length
+      this.rowsSinceCheckpoint += rec.charges.length
       rated++
     }
     if (ratedRows !== '') b.rated.push(detached(ratedRows))
@@ -453,10 +492,17 @@ export class Rater extends EventEmitter {
    *    `flushes` row leaves rows that `recover()` deletes; a crash after it redelivers batches whose events
    *    are then duplicates.
    * 3. After a failed commit no later flush commits: its rows were folded on totals the failed one moved.
+   * 4. When one is due (or `checkpoint` is set), the totals are recorded here, at the hand-off: they hold exactly the
+   *    rows of this flush and of every flush before it, which is what the checkpoint claims once this flush commits.
    */
-  private async flush(): Promise<void> {
+  private async flush(checkpoint = false): Promise<void> {
     const b = this.buffered
     this.buffered = emptyBuffer()
+    const due = Math.max(this.options.checkpointRows, this.totals.size)
+    if (this.rowsSinceCheckpoint > 0 && (checkpoint || this.rowsSinceCheckpoint >= due)) {
+      b.checkpoint = this.checkpointLines(b.flushId)
+      this.rowsSinceCheckpoint = 0
+    }
     const previous = this.committing
     this.inFlight++
     this.committing = previous.then(async () => {
@@ -481,6 +527,7 @@ export class Rater extends EventEmitter {
     if (b.rejected.length) await store.insertTsv('rejected_usage', b.rejected)
     if (b.suspended.length) await store.insertTsv('suspended_usage', b.suspended)
     if (b.usage.length) await store.insertTsv('usage_events', b.usage, UNIQUE_KEYS)
+    if (b.checkpoint) await store.insertTsv('rating_checkpoints', b.checkpoint)
     crashPoint('before-commit')
     // The commit is the act that needs the stream's lease: if it may have lapsed, another rater may have taken
     // the stream and deleted this flush's rows in its recovery. Fail instead; a restart recovers.
@@ -488,11 +535,13 @@ export class Rater extends EventEmitter {
       throw new RateflowError(ErrorCode.ServiceUnavailable, 'not committing: the rater lease on the USAGE stream may have lapsed (not renewed in time)')
     }
     const sum = (k: keyof BatchOutcome) => b.outcomes.reduce((s, o) => s + (o[k] as number), 0)
+    // Strictly later than every flush before it, even within one millisecond or after the clock stepped back.
+    this.lastCommitMs = Math.max(Date.now(), this.lastCommitMs + 1)
     await store.insertTsv(
       'flushes',
       [
-        `f-${Date.now()}-${Math.random().toString(36).slice(2, 10)}`,
-        chTime(isoUtc(Date.now())),
+        b.flushId,
+        chTime(isoUtc(this.lastCommitMs)),
         `[${b.batches.map(chString).join(',')}]`,
         sum('rated'),
         sum('duplicates'),
@@ -505,6 +554,12 @@ export class Rater extends EventEmitter {
     )
     crashPoint('after-commit')
     for (const m of b.msgs) m.ack()
+    if (b.checkpoint) {
+      // The older checkpoint is garbage now; if this drop does not happen, the next start drops it.
+      const older = this.checkpointId
+      this.checkpointId = b.flushId
+      if (older !== undefined) await this.dropCheckpoint(older)
+    }
     this.deps.log.info({ batches: b.batches.length, rows: b.rows, ms: Math.round(performance.now() - started) }, 'flush committed')
     for (const o of b.outcomes) this.emit('outcome', o)
   }
@@ -536,7 +591,8 @@ export class Rater extends EventEmitter {
    * result held every row as an object at once, ~130 bytes per key where the dedupe index keeps 0.2–36 (3,000,000
    * keys ran out of a 200 MB heap), and a rater with months of history could not start. `sql(where, limit)` builds a
    * page's query: `where` is its condition on `k` ('1' for the first page), `limit` its LIMIT clause, and it must
-   * order by `keyColumns`. Start-up reads `loadPageRows` at a time, a release `releasePageRows`.
+   * order by `keyColumns`. Start-up reads `loadPageRows` at a time, a release `releasePageRows`. `fixed` are query
+   * parameters of every page (named other than `k0`, `k1`, …).
    */
   private async eachPage<T extends object>(
     page: number,
@@ -544,16 +600,17 @@ export class Rater extends EventEmitter {
     keyTypes: readonly string[],
     sql: (where: string, limit: string) => string,
     visit: (rows: T[]) => void | Promise<void>,
+    fixed: Record<string, unknown> = {},
   ): Promise<void> {
     const tuple = (names: readonly string[]) => `(${names.join(', ')})`
     const after = `${tuple(keyColumns.map((c) => `k.${c}`))} > ${tuple(keyTypes.map((t, i) => `{k${i}:${t}}`))}`
-    let params: Record<string, unknown> | undefined
+    let keys: Record<string, unknown> | undefined
     for (;;) {
-      const rows = await this.deps.store.rows<T>(sql(params ? after : '1', `LIMIT ${page}`), params)
+      const rows = await this.deps.store.rows<T>(sql(keys ? after : '1', `LIMIT ${page}`), { ...fixed, ...keys })
       await visit(rows)
       if (rows.length < page) return
       const last = rows[rows.length - 1]!
-      params = Object.fromEntries(keyColumns.map((c, i) => [`k${i}`, (last as Record<string, unknown>)[c]]))
+      keys = Object.fromEntries(keyColumns.map((c, i) => [`k${i}`, (last as Record<string, unknown>)[c]]))
     }
   }
 
@@ -571,8 +628,44 @@ export class Rater extends EventEmitter {
     )
   }
 
-  /** Rebuilds running totals by folding committed rated rows in the order they were rated. */
-  private async rebuildTotals(): Promise<void> {
+  /**
+   * Rebuilds the running totals: from the latest committed checkpoint, then by folding the rated rows committed after
+   * it, in the order they were rated (all of them when there is no checkpoint: a store written before checkpoints, or
+   * a rater that never stopped cleanly nor rated `checkpointRows` rows). Every other checkpoint (older, or written by
+   * a flush that never committed) is dropped.
+   */
+  private async rebuildTotals(): Promise<{ checkpoint: string | null; folded: number }> {
+    const { store } = this.deps
+    const [last] = await store.rows<{ ms: string }>('SELECT toString(toUnixTimestamp64Milli(max(committed_at))) AS ms FROM flushes')
+    this.lastCommitMs = Math.max(this.lastCommitMs, Number(last?.ms ?? 0))
+    const [checkpoint] = await store.rows<{ flush_id: string; ms: string }>(
+      `SELECT flush_id, toString(toUnixTimestamp64Milli(committed_at)) AS ms FROM flushes
+       WHERE flush_id IN (SELECT DISTINCT flush_id FROM rating_checkpoints)
+       ORDER BY committed_at DESC, flush_id DESC LIMIT 1`,
+    )
+    const stale = await store.rows<{ flush_id: string }>('SELECT DISTINCT flush_id FROM rating_checkpoints WHERE flush_id != {id:String}', {
+      id: checkpoint?.flush_id ?? '',
+    })
+    for (const s of stale) await this.dropCheckpoint(s.flush_id)
+    let after = ''
+    let folded = 0
+    const fixed: Record<string, unknown> = {}
+    if (checkpoint) {
+      await this.eachPage<{ totals_key: string; state: string }>(
+        this.options.loadPageRows,
+        ['totals_key'],
+        ['String'],
+        (where, limit) => `SELECT totals_key, state FROM rating_checkpoints AS k WHERE k.flush_id = {checkpoint:String} AND ${where} ORDER BY k.totals_key ${limit}`,
+        (rows) => {
+          for (const r of rows) this.totals.restore(r.totals_key, JSON.parse(r.state) as MeterState)
+        },
+        { checkpoint: checkpoint.flush_id },
+      )
+      this.checkpointId = checkpoint.flush_id
+      // Strictly after: commits are strictly ordered in time (commit()), and the checkpoint's own flush is in it.
+      after = `AND k.batch_id IN (SELECT arrayJoin(batches) FROM flushes WHERE committed_at > fromUnixTimestamp64Milli({after:Int64}, 'UTC'))`
+      fixed.after = checkpoint.ms
+    }
     type Row = StoredRated & { rated_at: string; source: string }
     // A page of rated rows, then the events they priced, found by their key in usage_events (its primary key): no
     // join against all of history per page.
@@ -586,7 +679,7 @@ export class Rater extends EventEmitter {
           SELECT k.rated_at AS rated_at, toString(k.source) AS source, k.event_id AS event_id, k.subscription_id AS subscription_id,
                  toString(k.charge_id) AS charge_id, toString(k.plan_id) AS plan_id, toString(k.catalog_version) AS catalog_version,
                  k.group_key AS group_key, k.period_start AS period_start, k.event_time AS event_time
-          FROM rated_usage AS k WHERE ${where}
+          FROM rated_usage AS k WHERE ${where} ${after}
           ORDER BY ${order.map((c) => `k.${c}`).join(', ')} ${limit})
         SELECT r.*, toString(u.quantity) AS quantity, u.dimensions AS dims
         FROM page AS r
@@ -596,8 +689,44 @@ export class Rater extends EventEmitter {
         ORDER BY ${order.map((c) => `r.${c}`).join(', ')}`,
       (rows) => {
         for (const row of rows) this.foldStored(row)
+        this.rowsSinceCheckpoint += rows.length
+        folded += rows.length
       },
+      fixed,
     )
+    return { checkpoint: checkpoint?.flush_id ?? null, folded }
+  }
+
+  /** Commits a checkpoint of the totals now (with whatever is buffered), unless nothing was folded since the last one. */
+  private async checkpoint(): Promise<void> {
+    if (this.failure !== undefined || this.rowsSinceCheckpoint === 0) return
+    await this.flush(true)
+    await this.committing
+  }
+
+  /** rating_checkpoints rows of every running total, as of now, for the flush `flushId`. */
+  private checkpointLines(flushId: string): string[] {
+    const chunks: string[] = []
+    const id = tsv(flushId) + '\t'
+    let chunk = ''
+    for (const [key, total] of this.totals.entries()) {
+      chunk += id + tsv(key) + '\t' + tsv(JSON.stringify(meterStateOf(total))) + '\n'
+      if (chunk.length >= 1 << 20) {
+        chunks.push(chunk)
+        chunk = ''
+      }
+    }
+    if (chunk !== '') chunks.push(chunk)
+    return chunks
+  }
+
+  /** Drops one checkpoint (its partition). A failure is logged, not thrown: the next start drops it again. */
+  private async dropCheckpoint(flushId: string): Promise<void> {
+    try {
+      await this.deps.store.command(`ALTER TABLE rating_checkpoints DROP PARTITION ${chString(flushId)}`)
+    } catch (err) {
+      this.deps.log.warn({ err, flushId }, 'could not drop an old checkpoint of the running totals')
+    }
   }
 
   /** Folds one stored rated row, with its event's quantity and dimensions, into the running totals. */
@@ -715,6 +844,10 @@ function releaseKey(source: string, eventId: string): string {
 
 function emptyBuffer() {
   return {
+    // The flush's id: its `flushes` row, and its checkpoint's rows when it carries one.
+    flushId: `f-${Date.now()}-${Math.random().toString(36).slice(2, 10)}`,
+    /** rating_checkpoints rows (chunks of whole rows) when this flush records the totals. */
+    checkpoint: undefined as string[] | undefined,
     // Rows per table, one flat string per batch applied (each ends in \n).
     rated: [] as string[],
     rejected: [] as string[],

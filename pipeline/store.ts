@@ -15,6 +15,10 @@ import { chString } from './tsv.js'
  * redelivers their batches because they were never acked.
  *
  * ReplacingMergeTree keys are a backstop against a bug, not the dedupe mechanism (the rater's index is).
+ *
+ * `rating_checkpoints` holds the rater's running totals as of one flush (its `flush_id`; a checkpoint counts once
+ * that flush's `flushes` row exists), so a rater starts from the latest one and folds only the rated rows committed
+ * after it, not all of history. One partition per checkpoint: an older one is dropped whole once a newer one commits.
  */
 export const DDL: readonly string[] = [
   `CREATE TABLE IF NOT EXISTS usage_events (
@@ -45,6 +49,9 @@ export const DDL: readonly string[] = [
     flush_id String, committed_at DateTime64(3, 'UTC'), batches Array(String),
     rated UInt64, duplicates UInt64, rejected UInt64, suspended UInt64, released UInt64
   ) ENGINE = MergeTree ORDER BY (committed_at, flush_id)`,
+  `CREATE TABLE IF NOT EXISTS rating_checkpoints (
+    flush_id String, totals_key String, state String
+  ) ENGINE = MergeTree PARTITION BY flush_id ORDER BY totals_key`,
 ]
 
 /** Tables whose rows carry a batch_id and are rolled back by `recover()`. */

@@ -1,7 +1,15 @@
 import type { Catalog, Meter, Schedule, UsageCharge } from '../catalog/types.js'
 import { detached } from '../common/strings.js'
 import { chargeRef, type StagedCharge } from './stage.js'
-import { foldUsageEvent, type FoldedUsage, type RatingContext, type RunningTotal, type UsageEventInput } from './usage-rater.js'
+import {
+  foldUsageEvent,
+  runningTotalOf,
+  type FoldedUsage,
+  type MeterState,
+  type RatingContext,
+  type RunningTotal,
+  type UsageEventInput,
+} from './usage-rater.js'
 
 /** A usage charge as the partition owner prices it: the charge, its meter and its catalog's schedules. */
 export interface ResolvedCharge {
@@ -63,6 +71,20 @@ export class RunningTotals {
   /** The total under `key`, or undefined before its first event. */
   get(key: string): RunningTotal | undefined {
     return this.cells.get(key)?.t
+  }
+
+  /** Every total held, by key: what a checkpoint of the owner's state records (see `restore`). */
+  *entries(): IterableIterator<[string, RunningTotal]> {
+    for (const [key, cell] of this.cells) if (cell.t !== undefined) yield [key, cell.t]
+  }
+
+  /**
+   * Puts back the total under `key` as a checkpoint recorded it (its MeterState, `meterStateOf`). Folding the
+   * events after the checkpoint into it gives what folding every event would (usage-rater.test, "through a JSON
+   * round trip of the state midway").
+   */
+  restore(key: string, state: MeterState): void {
+    this.cell(key).t = runningTotalOf(state)
   }
 
   /**

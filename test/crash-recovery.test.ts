@@ -80,12 +80,24 @@ describe('kill -9 in the middle of a large file, then the same command again', (
     expect(again.duplicates).toBeGreaterThan(0) // what the killed run committed is not billed twice
   })
 
-  it('between the inserts and the commit row (partial rows must be rolled back)', async () => {
+  // Every flush here also writes a checkpoint of the running totals (RATEFLOW_CHECKPOINT_ROWS=1): the torn flush
+  // leaves one whose flush never committed. The rerun must start from the first flush's, and drop the torn one.
+  it('between the inserts and the commit row (partial rows must be rolled back), every flush with a checkpoint', async () => {
     const data = join(work.dir, 'torn')
     await prepare(data)
-    const r = await rateflow(['ingest', 'csv', csv, '--source', 'csv:big', '--wait', '--data', data], { RATEFLOW_CRASH_AT: 'before-commit:2', ...SMALL_FLUSHES })
+    const everyFlush = { RATEFLOW_CHECKPOINT_ROWS: '1' }
+    const r = await rateflow(['ingest', 'csv', csv, '--source', 'csv:big', '--wait', '--data', data], {
+      RATEFLOW_CRASH_AT: 'before-commit:2',
+      ...SMALL_FLUSHES,
+      ...everyFlush,
+    })
     expect(r.signal).toBe('SIGKILL')
-    await rerunAndCompare(data)
+    await rerunAndCompare(data, everyFlush)
+    const kept = await query<{ committed: number }>(
+      data,
+      'SELECT flush_id, flush_id IN (SELECT flush_id FROM flushes) AS committed FROM rating_checkpoints GROUP BY flush_id',
+    )
+    expect(kept).toEqual([expect.objectContaining({ committed: 1 })])
   })
 
   // With a NATS_URL the queue is shared, not the process's own: the restarted rater takes the killed one's lease

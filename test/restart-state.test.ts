@@ -1,0 +1,161 @@
+import { writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
+import { sampleAccounts, sampleCatalog, sampleCsvLines } from '../bench/sample-data.js'
+import type { Catalog } from '../catalog/types.js'
+import { createLogger } from '../common/logger.js'
+import type { Runtime } from '../pipeline/runtime.js'
+import { json, killStrayChildren, query, rateflow, tempDir, writeJson } from './helpers/cli.js'
+// The built module, as the other tests that open a runtime in this process.
+const { openRuntime } = (await import('../dist/pipeline/runtime.js' as string)) as { openRuntime: (o: { dataDir: string; log: ReturnType<typeof createLogger> }) => Runtime }
+
+/**
+ * What a rater rebuilds from the store when it starts: the dedupe index (every committed key) and the running
+ * totals.
+ *
+ * Checkpoints of the running totals (pipeline/rater.ts, `rating_checkpoints`): a rater starts from the latest
+ * committed one and folds only the rated rows committed after it. What must hold is that this changes no amount:
+ * usage rated across restarts, with a crash between them, is priced exactly as one uninterrupted run prices it.
+ *
+ * The catalog makes every amount depend on the running total before it: egress is graduated over the period's
+ * GB, and API calls are per_unit after 15,000 free calls a period. A start that lost or double-counted any
+ * committed event would price the events after it differently.
+ */
+
+const EVENTS = 12_000
+const size = { customers: 4, devicesPerAccount: 3 }
+const work = tempDir()
+const SOURCE = 'csv:usage'
+const DUMP = `SELECT source, event_id, account_id, subscription_id, plan_id, charge_id, group_key, event_time,
+  toString(quantity) AS quantity, toString(amount) AS amount, currency, catalog_version, period_start
+  FROM rated_usage ORDER BY source, event_id, charge_id`
+const CHECKPOINTS = `SELECT flush_id, count() AS totals, flush_id IN (SELECT flush_id FROM flushes) AS committed
+  FROM rating_checkpoints GROUP BY flush_id`
+
+function catalog(): Catalog {
+  const c = sampleCatalog()
+  const plan = c.plans[0]!
+  plan.charges = plan.charges.map((ch) => {
+    if (ch.id === 'egress') {
+      return {
+        id: 'egress',
+        kind: 'usage',
+        meter: 'egress_gb',
+        model: 'graduated',
+        tiers: [
+          { up_to: '2', unit_price: '0.10', flat_fee: '1' },
+          { up_to: '6', unit_price: '0.07' },
+          { up_to: null, unit_price: '0.03' },
+        ],
+      }
+    }
+    if (ch.id === 'api') return { id: 'api', kind: 'usage', meter: 'api_calls', model: 'per_unit', unit_price: '0.0004', free_units: '15000' }
+    return ch
+  })
+  return c
+}
+
+/** The file's rows split in two halves, each a CSV file with the header: the same events, same order. */
+function writeFiles(): { all: string; first: string; second: string } {
+  const [header, ...rows] = [...sampleCsvLines({ events: EVENTS, size, seed: 21 })]
+  const file = (name: string, lines: string[]) => {
+    const path = join(work.dir, name)
+    writeFileSync(path, [header, ...lines].join('\n') + '\n')
+    return path
+  }
+  return { all: file('all.csv', rows), first: file('first.csv', rows.slice(0, EVENTS / 2)), second: file('second.csv', rows.slice(EVENTS / 2)) }
+}
+
+async function prepare(data: string): Promise<void> {
+  await json(['catalog', 'apply', writeJson(join(work.dir, 'catalog.json'), catalog()), '--data', data])
+  await json(['accounts', 'apply', writeJson(join(work.dir, 'accounts.json'), sampleAccounts(size)), '--data', data])
+}
+
+/** The fields of the rater's start-up log line ('rater state rebuilt from the store'). */
+function startLog(stderr: string): { checkpoint: string | null; folded: number; totals: number } {
+  const line = stderr.split('\n').find((l) => l.includes('rater state rebuilt from the store'))
+  if (!line) throw new Error(`no start-up line in:\n${stderr}`)
+  return JSON.parse(line) as { checkpoint: string | null; folded: number; totals: number }
+}
+
+let files: ReturnType<typeof writeFiles>
+let uninterrupted: unknown[]
+
+beforeAll(async () => {
+  files = writeFiles()
+  const data = join(work.dir, 'uninterrupted')
+  await prepare(data)
+  const c = await json<{ rated: number }>(['ingest', 'csv', files.all, '--source', SOURCE, '--wait', '--data', data])
+  expect(c.rated).toBe(EVENTS)
+  uninterrupted = await query(data, DUMP)
+  expect(uninterrupted.length).toBe(EVENTS)
+}, 120_000)
+afterEach(() => {
+  killStrayChildren()
+})
+afterAll(() => work.cleanup())
+
+describe('running totals restored from a checkpoint', () => {
+  it('price the usage after a restart and a crash exactly as one uninterrupted run', async () => {
+    const data = join(work.dir, 'restarted')
+    await prepare(data)
+    const log = { RATEFLOW_LOG: 'info' }
+
+    // 1. The first half; stopping writes a checkpoint of the totals (one committed checkpoint).
+    const first = await rateflow(['ingest', 'csv', files.first, '--source', SOURCE, '--wait', '--data', data], log)
+    expect(first.code).toBe(0)
+    expect(startLog(first.stderr)).toMatchObject({ checkpoint: null, folded: 0 })
+    const afterFirst = await query<{ flush_id: string; committed: number }>(data, CHECKPOINTS)
+    expect(afterFirst).toHaveLength(1)
+    expect(afterFirst[0]!.committed).toBe(1)
+
+    // 2. The second half, killed (kill -9) right after its first flush committed: rows committed after the
+    //    checkpoint, and no checkpoint at stop.
+    const killed = await rateflow(['ingest', 'csv', files.second, '--source', SOURCE, '--wait', '--data', data], {
+      ...log,
+      RATEFLOW_FLUSH_ROWS: '2000',
+      RATEFLOW_CRASH_AT: 'after-commit:1',
+    })
+    expect(killed.signal).toBe('SIGKILL')
+    expect(startLog(killed.stderr)).toMatchObject({ checkpoint: afterFirst[0]!.flush_id, folded: 0 })
+    const [committed] = await query<{ n: string }>(data, `SELECT count() AS n FROM rated_usage`)
+    const committedAfter = Number(committed!.n) - EVENTS / 2
+    expect(committedAfter).toBeGreaterThan(0)
+
+    // 3. The same command again: the totals are the checkpoint's plus the rows committed after it, folded again
+    //    (and nothing else: not the first half a second time).
+    const again = await rateflow(['ingest', 'csv', files.second, '--source', SOURCE, '--wait', '--data', data], { ...log, RATEFLOW_LOAD_PAGE_ROWS: '333' })
+    expect(again.code).toBe(0)
+    expect(startLog(again.stderr)).toMatchObject({ checkpoint: afterFirst[0]!.flush_id, folded: committedAfter })
+    // Its own batches of the file: what the killed run left unacked was redelivered and rated first.
+    const counts = JSON.parse(again.stdout) as { rated: number; duplicates: number }
+    expect(counts.rated + counts.duplicates).toBe(EVENTS / 2)
+
+    expect(await query(data, DUMP)).toEqual(uninterrupted)
+    // Only the newest checkpoint is kept, and it is committed.
+    const kept = await query<{ flush_id: string; committed: number }>(data, CHECKPOINTS)
+    expect(kept).toHaveLength(1)
+    expect(kept[0]!.committed).toBe(1)
+    expect(kept[0]!.flush_id).not.toBe(afterFirst[0]!.flush_id)
+  })
+
+  it('a store without a checkpoint (written before checkpoints existed) is folded whole, and gets one', async () => {
+    const data = join(work.dir, 'legacy')
+    await prepare(data)
+    await json(['ingest', 'csv', files.first, '--source', SOURCE, '--wait', '--data', data])
+    // As a store written before checkpoints existed: rated rows, no checkpoint.
+    const rt = openRuntime({ dataDir: data, log: createLogger('test') })
+    try {
+      await (await rt.store()).command('TRUNCATE TABLE rating_checkpoints')
+    } finally {
+      await rt.close()
+    }
+    const second = await rateflow(['ingest', 'csv', files.second, '--source', SOURCE, '--wait', '--data', data], { RATEFLOW_LOG: 'info' })
+    expect(second.code).toBe(0)
+    expect(startLog(second.stderr)).toMatchObject({ checkpoint: null, folded: EVENTS / 2 })
+    expect(await query(data, DUMP)).toEqual(uninterrupted)
+    const kept = await query<{ committed: number; totals: string }>(data, CHECKPOINTS)
+    expect(kept).toHaveLength(1)
+    expect(kept[0]!.committed).toBe(1)
+  })
+})
