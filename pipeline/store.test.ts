@@ -1,8 +1,10 @@
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
 import { DDL, fileType, openStore, type Store } from './store.js'
+import { fromTsv, tsv } from './tsv.js'
 
 /** Runs `f` on an embedded store in a new temp directory, then closes the store and removes the directory. */
 async function withStore(f: (store: Store) => Promise<void>): Promise<void> {
@@ -58,5 +60,21 @@ describe('readOnlyText on embedded ClickHouse', () => {
       await store.insertTsv('t', 'b\n', { uniqueKeys: true })
       await store.command("INSERT INTO t VALUES ('c')")
       expect(await store.readOnlyText('SELECT count() FROM t', 'TabSeparated')).toBe('3\n')
+    }))
+})
+
+describe('TabSeparated text back from the store', () => {
+  // The rater reads its dedupe keys back as TabSeparated (fromTsv): every string it stored must come back as it was,
+  // whatever characters an event id holds.
+  it('gives back every string written with tsv(), once unescaped by fromTsv', () =>
+    withStore(async (store) => {
+      await store.command('CREATE TABLE t (n UInt32, k LowCardinality(String), v String) ENGINE = MergeTree ORDER BY n')
+      const special = ['a\tb', 'line\nbreak', 'back\\slash', "quo'te", 'nul\0byte', '\r\f\b\x07\v', 'ünïcødé €', '\\t literal', '😀', '']
+      const random = fc.sample(fc.string({ unit: 'binary', maxLength: 24 }), 300)
+      const values = [...special, ...random]
+      await store.insertTsv('t', values.map((v, n) => `${n}\t${tsv(v)}\t${tsv(v)}\n`).join(''))
+      const text = await store.text('SELECT k, v FROM t WHERE n >= {from:UInt32} ORDER BY n', 'TabSeparated', { from: 0 })
+      const rows = text.split('\n').slice(0, -1).map((line) => line.split('\t').map(fromTsv))
+      expect(rows).toEqual(values.map((v) => [v, v]))
     }))
 })

@@ -101,8 +101,8 @@ export interface Store {
    * server the setting belongs to the request alone.
    */
   readOnlyText(sql: string, format: QueryFormat): Promise<string>
-  /** Text of an internal query in the given format (no readonly session setting). */
-  text(sql: string, format: QueryFormat): Promise<string>
+  /** Text of an internal query in the given format (no readonly session setting), with `{name:Type}` parameters. */
+  text(sql: string, format: QueryFormat, params?: Record<string, unknown>): Promise<string>
   command(sql: string): Promise<void>
   /** Deletes rows of flushes that never committed; returns how many batch ids were rolled back. */
   recover(): Promise<number>
@@ -147,10 +147,16 @@ export async function openStore(opts: { dataDir: string; url?: string | undefine
       throw new RateflowError(ErrorCode.StoreFailure, `${what}: ${(err as Error).message}`, { cause: err })
     }
   }
-  const execText = async (sql: string, format: QueryFormat, settings: Record<string, string | number>, on = client) => {
+  const execText = async (
+    sql: string,
+    format: QueryFormat,
+    settings: Record<string, string | number>,
+    on = client,
+    params?: Record<string, unknown>,
+  ) => {
     // exec + an explicit FORMAT clause: the client's query() knows only streamable formats, not Pretty.
     const query = sql.trim().replace(/;+\s*$/, '') + '\nFORMAT ' + format
-    const rs = await on.exec({ query, clickhouse_settings: settings })
+    const rs = await on.exec({ query, clickhouse_settings: settings, ...(params ? { query_params: params } : {}) })
     const chunks: Buffer[] = []
     for await (const c of rs.stream) chunks.push(Buffer.from(c as Uint8Array))
     return Buffer.concat(chunks).toString('utf8')
@@ -220,7 +226,7 @@ export async function openStore(opts: { dataDir: string; url?: string | undefine
       })
     },
     readOnlyText: (sql, format) => execText(sql, format, { ...READ_SETTINGS, readonly: '1' }, analysts?.() ?? client),
-    text: (sql, format) => wrap('query', () => execText(sql, format, READ_SETTINGS)),
+    text: (sql, format, params) => wrap('query', () => execText(sql, format, READ_SETTINGS, client, params)),
     command(sql) {
       return wrap('command', async () => {
         await client.command({ query: sql })

@@ -34,3 +34,33 @@ export function chTime(iso: string): string {
 export function chTimeMs(text: string): number {
   return Date.parse(text.replace(' ', 'T') + 'Z')
 }
+
+const ESCAPED: Readonly<Record<string, string>> = { b: '\b', f: '\f', r: '\r', n: '\n', t: '\t', '0': '\0', a: '\x07', v: '\v' }
+
+/**
+ * One value of ClickHouse's TabSeparated output, unescaped: `\b \f \r \n \t \0 \a \v \xHH` and a backslash before
+ * any other character (`\\`, `\'`) stand for that character. The inverse of ClickHouse's escaping, so any string
+ * it stored comes back as it was.
+ */
+export function fromTsv(text: string): string {
+  let i = text.indexOf('\\')
+  if (i < 0) return text
+  let out = text.slice(0, i)
+  while (i < text.length) {
+    const c = text[i]!
+    if (c !== '\\' || i + 1 >= text.length) {
+      out += c
+      i++
+      continue
+    }
+    const e = text[i + 1]!
+    if (e === 'x' && /^[0-9a-fA-F]{2}$/.test(text.slice(i + 2, i + 4))) {
+      out += String.fromCharCode(parseInt(text.slice(i + 2, i + 4), 16))
+      i += 4
+      continue
+    }
+    out += ESCAPED[e] ?? e
+    i += 2
+  }
+  return out
+}

@@ -1,7 +1,7 @@
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
-import { sampleAccounts, sampleCatalog, sampleCsvLines } from '../bench/sample-data.js'
+import { CSV_HEADER, deviceId, sampleAccounts, sampleCatalog, sampleCsvLines } from '../bench/sample-data.js'
 import type { Catalog } from '../catalog/types.js'
 import { createLogger } from '../common/logger.js'
 import type { Runtime } from '../pipeline/runtime.js'
@@ -157,5 +157,21 @@ describe('running totals restored from a checkpoint', () => {
     const kept = await query<{ committed: number; totals: string }>(data, CHECKPOINTS)
     expect(kept).toHaveLength(1)
     expect(kept[0]!.committed).toBe(1)
+  })
+})
+
+describe('the dedupe index read back from the store', () => {
+  it('knows every committed event id, whatever characters it holds: the same file again is all duplicates', async () => {
+    const data = join(work.dir, 'odd-ids')
+    await prepare(data)
+    const ids = ['tab\there', 'new\nline', 'back\\slash', '\\t not a tab', 'quo""te', "apo'strophe", 'ünïcødé €', '😀', 'x'.repeat(200)]
+    const dev = deviceId(1, 1)
+    const csv = join(work.dir, 'odd-ids.csv')
+    writeFileSync(csv, [CSV_HEADER, ...ids.map((id, i) => `"${id}",2026-10-05T10:00:0${i}Z,${dev},,,api_calls,1,`)].join('\n') + '\n')
+    const first = await json<{ rated: number }>(['ingest', 'csv', csv, '--source', 'csv:odd', '--wait', '--data', data])
+    expect(first).toMatchObject({ read: ids.length, rated: ids.length })
+    // A new process: its index comes from the store alone (in pages of 2 keys, so pages end on these ids).
+    const again = await json<{ rated: number }>(['ingest', 'csv', csv, '--source', 'csv:odd', '--wait', '--data', data], { RATEFLOW_LOAD_PAGE_ROWS: '2' })
+    expect(again).toMatchObject({ read: ids.length, rated: 0, duplicates: ids.length })
   })
 })
