@@ -12,6 +12,7 @@ export const BENCHMARKS: Readonly<Record<string, () => Promise<{ run: BenchRun }
   syslog: () => import('./syslog.js'),
   csv: () => import('./csv.js'),
   'insert-formats': () => import('./insert-formats.js'),
+  startup: () => import('./startup.js'),
 })
 
 /** Runs a scenario by name (default e2e); an unknown name prints the available ones and returns 2. */

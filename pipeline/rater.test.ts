@@ -45,7 +45,7 @@ it('stop() right after start() returns, however far the consumer got', async () 
 })
 
 it('rater options come from RATEFLOW_THREADS, RATEFLOW_FLUSH_ROWS, RATEFLOW_LOAD_PAGE_ROWS and RATEFLOW_CHECKPOINT_ROWS; bad values are named, all at once', () => {
-  expect(raterOptionsFromEnv({})).toMatchObject({ threads: 1, flushRows: 100_000, loadPageRows: 500_000, checkpointRows: 500_000 })
+  expect(raterOptionsFromEnv({})).toMatchObject({ threads: 1, flushRows: 100_000, loadPageRows: 500_000, checkpointRows: 100_000 })
   expect(
     raterOptionsFromEnv({ RATEFLOW_THREADS: '2', RATEFLOW_FLUSH_ROWS: '5000', RATEFLOW_LOAD_PAGE_ROWS: '997', RATEFLOW_CHECKPOINT_ROWS: '1' }),
   ).toMatchObject({ threads: 2, flushRows: 5000, loadPageRows: 997, checkpointRows: 1 })

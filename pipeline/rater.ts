@@ -58,7 +58,7 @@ export const DEFAULT_RATER: Readonly<RaterOptions> = Object.freeze({
   pollMs: 1000,
   releasePageRows: 10_000,
   loadPageRows: 500_000,
-  checkpointRows: 500_000,
+  checkpointRows: 100_000,
 })
 
 /**
