@@ -194,3 +194,42 @@ it('does not commit a flush when its lease may have lapsed: the rater fails, and
     await next.stop()
   }
 })
+
+// `run` and `ingest --wait` stop a rater whose start() threw. A start that failed part way through folding the stored
+// rated rows holds totals short of the rows not folded yet: stop() must not record them as a checkpoint.
+it('records no checkpoint of its totals when its start failed part way through folding the stored rows', async () => {
+  const store = await rt.store()
+  const queue = await rt.queue()
+  const first = new Rater({ store, queue, ownsQueue: true, repo: rt.repo, dataDir: dir, log: rt.log })
+  const rated3 = new Promise<BatchOutcome>((resolve) => first.on('outcome', (o: BatchOutcome) => o.batchId === 'partial-fold-1' && resolve(o)))
+  await first.start()
+  try {
+    const record = (id: string) => ({ event_id: id, source: 'test:partial-fold', event_time: '2026-10-07T10:00:00Z', device_id: deviceId(1, 1), metric: 'api_calls', quantity: '2' })
+    await queue.publish({ id: 'partial-fold-1', records: [record('pf-1'), record('pf-2'), record('pf-3')], rejects: [] })
+    expect(await rated3).toMatchObject({ rated: 3 })
+  } finally {
+    await first.stop()
+  }
+  // No checkpoint: the next start folds every stored rated row, one row a page.
+  await store.command('TRUNCATE TABLE rating_checkpoints')
+  const [rated] = await store.rows<{ n: string }>('SELECT count() AS n FROM rated_usage')
+  expect(Number(rated!.n)).toBeGreaterThan(2)
+  let pages = 0
+  const failing = Object.create(store, {
+    rows: {
+      value: async (sql: string, params?: Record<string, unknown>) => {
+        if (sql.includes('FROM rated_usage AS k') && ++pages === 2) throw new Error('the store went away')
+        return store.rows(sql, params)
+      },
+    },
+  }) as typeof store
+  const rater = new Rater({ store: failing, queue, ownsQueue: true, repo: rt.repo, dataDir: dir, log: rt.log }, { ...DEFAULT_RATER, loadPageRows: 1 })
+  await expect(rater.start()).rejects.toThrow(/the store went away/)
+  await rater.stop()
+  expect(await store.rows('SELECT flush_id FROM rating_checkpoints')).toEqual([])
+  // A start that folds everything does record one when it stops.
+  const whole = new Rater({ store, queue, ownsQueue: true, repo: rt.repo, dataDir: dir, log: rt.log })
+  await whole.start()
+  await whole.stop()
+  expect(await store.rows<{ rows: string }>('SELECT count() AS rows FROM rating_checkpoints')).not.toEqual([{ rows: '0' }])
+})

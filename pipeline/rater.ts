@@ -186,6 +186,8 @@ export class Rater extends EventEmitter {
   private releaseRequested = false
   /** Rated rows folded into the totals since the last checkpoint was taken (a start's fold of stored rows included). */
   private rowsSinceCheckpoint = 0
+  /** The totals hold every committed row (rebuildTotals finished): only then may a checkpoint record them. */
+  private totalsComplete = false
   /** The flush of the latest committed checkpoint: its partition is dropped once a newer one commits. */
   private checkpointId: string | undefined
   /** committed_at of the last `flushes` row, ms: each commit's is later, so "committed after a checkpoint" is exact. */
@@ -499,7 +501,7 @@ export class Rater extends EventEmitter {
     const b = this.buffered
     this.buffered = emptyBuffer()
     const due = Math.max(this.options.checkpointRows, this.totals.size)
-    if (this.rowsSinceCheckpoint > 0 && (checkpoint || this.rowsSinceCheckpoint >= due)) {
+    if (this.totalsComplete && this.rowsSinceCheckpoint > 0 && (checkpoint || this.rowsSinceCheckpoint >= due)) {
       b.checkpoint = this.checkpointLines(b.flushId)
       this.rowsSinceCheckpoint = 0
     }
@@ -685,12 +687,14 @@ export class Rater extends EventEmitter {
       },
       fixed,
     )
+    this.totalsComplete = true
     return { checkpoint: checkpoint?.flush_id ?? null, folded }
   }
 
   /** Commits a checkpoint of the totals now (with whatever is buffered), unless nothing was folded since the last one. */
   private async checkpoint(): Promise<void> {
-    if (this.failure !== undefined || this.rowsSinceCheckpoint === 0) return
+    // Not after a start that failed part way through folding: its totals would be recorded short.
+    if (this.failure !== undefined || !this.totalsComplete || this.rowsSinceCheckpoint === 0) return
     await this.flush(true)
     await this.committing
   }
