@@ -19,6 +19,8 @@ import { chString } from './tsv.js'
  * `rating_checkpoints` holds the rater's running totals as of one flush (its `flush_id`; a checkpoint counts once
  * that flush's `flushes` row exists), so a rater starts from the latest one and folds only the rated rows committed
  * after it, not all of history. One partition per checkpoint: an older one is dropped whole once a newer one commits.
+ * Only the rater writes rated_usage today; anything else that ever rewrites it must empty this table in the same
+ * step, or the next start would fold on totals that no longer match the rows.
  */
 export const DDL: readonly string[] = [
   `CREATE TABLE IF NOT EXISTS usage_events (
