@@ -285,9 +285,9 @@ export class Rater extends EventEmitter {
 
   /**
    * Ends the staging threads, once every task handed to them has settled. Why wait: ending a worker thread while
-   * it is still loading its modules is a fatal V8 error in Node 20 (Module::IsGraphAsync), and with chDB's signal
-   * handlers in the process the abort then hung it instead of ending it: a `catalog apply` on a busy machine never
-   * returned. A thread that has answered a task has loaded its code.
+   * it is still loading its modules is a fatal V8 error in Node 20 (Module::IsGraphAsync): a `catalog apply` on a
+   * busy machine aborted (and hung, until the store made abort() end the process: store.ts endOnAbort). A thread that
+   * has answered a task has loaded its code.
    */
   private async closePool(): Promise<void> {
     const pool = this.pool

@@ -140,6 +140,7 @@ export async function openStore(opts: { dataDir: string; url?: string | undefine
     const { createChdbConnection } = await import('chdb/connection')
     const open = () => createClient({ connection: createChdbConnection({ path }) } as Parameters<typeof createClient>[0])
     client = open()
+    endOnAbort()
     analysts = () => (analystClient ??= open())
   }
   const wrap = async <T>(what: string, f: () => Promise<T>): Promise<T> => {
@@ -257,6 +258,23 @@ export async function openStore(opts: { dataDir: string; url?: string | undefine
     },
   }
   return store
+}
+
+/** Ends the process on SIGABRT (see endOnAbort). */
+const abortNow = (): void => process.abort()
+
+/**
+ * Makes abort() end the process again once chDB has opened a session. chDB installs a SIGABRT handler then, and
+ * that handler never returns: a fatal error after it (V8 out of heap, a failed native assertion, `process.abort()`)
+ * left the process hanging instead of ending it (measured: still running 30 s after running out of heap), and a
+ * supervisor that restarts a dead rater never saw it die. A listener of Rateflow's own puts libuv's handler in place
+ * of chDB's: it returns, so abort() restores the default action and raises again, and the process ends with SIGABRT
+ * (exit status 134). An abort sent from outside (`kill -ABRT`) reaches the listener, which aborts. Removed and added
+ * again each time a store opens, so that libuv installs its handler anew after whatever chDB installed last.
+ */
+function endOnAbort(): void {
+  process.removeListener('SIGABRT', abortNow)
+  process.on('SIGABRT', abortNow)
 }
 
 /** The type a file() column is parsed as: the table's type, with every LowCardinality(T) read as T. */
