@@ -161,8 +161,14 @@ export class Rater extends EventEmitter {
   private pool: Piscina<StageTask, StagedWire> | undefined
   /** Staging tasks not settled yet: the pool is destroyed only once none is left. */
   private readonly tasks = new Set<Promise<StagedWire>>()
-  /** Dedupe index: keys of every accepted record (committed, in a flush in flight, or buffered). */
+  /**
+   * Dedupe index: keys of every accepted record (committed, in a flush in flight, or buffered) of the sources in
+   * `keysLoaded`. A source's committed keys are read from the store when the rater first meets the source
+   * (loadKeysOf), before any of its records is deduped: a key is (source, event_id), so no other source's keys can
+   * make one of its events a duplicate.
+   */
   private readonly accepted = new DedupeIndex()
+  private readonly keysLoaded = new Set<string>()
   private charges = new Map<string, ResolvedCharge>()
   // A charge a pool thread staged but this thread's snapshot lacks: guiding data changed after this thread last
   // read it; read it again now (only if the files did change), rather than reject the event.
@@ -216,21 +222,10 @@ export class Rater extends EventEmitter {
     const rolledBack = await store.recover()
     if (rolledBack > 0) log.warn({ rolledBack }, 'deleted rows of flushes that never committed; their batches are redelivered')
     const t1 = performance.now()
-    await this.loadCommittedKeys()
-    const t2 = performance.now()
     const rebuilt = await this.rebuildTotals()
-    const t3 = performance.now()
-    log.info(
-      {
-        recoverMs: Math.round(t1 - t0),
-        keys: this.accepted.size,
-        keysMs: Math.round(t2 - t1),
-        totals: this.totals.size,
-        ...rebuilt,
-        totalsMs: Math.round(t3 - t2),
-      },
-      'rater state rebuilt from the store',
-    )
+    const t2 = performance.now()
+    // The dedupe keys are read per source, when its first batch arrives (loadKeysOf).
+    log.info({ recoverMs: Math.round(t1 - t0), totals: this.totals.size, ...rebuilt, totalsMs: Math.round(t2 - t1) }, 'rater state rebuilt from the store')
     this.releaseRequested = true
     // The lease makes this the stream's only rater: its predecessor's unacked batches come again now, in order.
     if (this.lease) await this.deps.queue?.resetConsumer()
@@ -387,6 +382,7 @@ export class Rater extends EventEmitter {
       const next = this.queueOfWork.shift()
       if (next) {
         const staged = decodeStaged(await next.staged)
+        await this.loadKeysOf(staged)
         this.apply(staged, next)
         if (this.buffered.rows >= this.options.flushRows) await this.flush()
         continue
@@ -616,9 +612,23 @@ export class Rater extends EventEmitter {
     }
   }
 
-  /** Loads the dedupe index: usage_events holds every accepted record (rated or suspended) of committed flushes. */
-  private async loadCommittedKeys(): Promise<void> {
-    await readCommittedKeys(this.deps.store, this.options.loadPageRows, (source, eventId) => this.accepted.add(source, eventId))
+  /**
+   * Reads into the dedupe index the committed keys of each source of the batch the rater has not met yet: usage_events
+   * holds every accepted record (rated or suspended) of committed flushes. No flush in flight holds a key of such a
+   * source (none of its records was applied yet), so the store has them all. An `ingest csv --wait` of a new file (a
+   * source of its own by default) reads none of history's keys; the same file again reads its own.
+   */
+  private async loadKeysOf(staged: StagedBatch): Promise<void> {
+    let last: string | undefined
+    for (const rec of staged.records) {
+      if (rec.source === last) continue
+      last = rec.source
+      if (this.keysLoaded.has(rec.source)) continue
+      const started = performance.now()
+      const keys = await readCommittedKeys(this.deps.store, this.options.loadPageRows, (s, id) => this.accepted.add(s, id), rec.source)
+      this.keysLoaded.add(detached(rec.source))
+      this.deps.log.info({ source: rec.source, keys, ms: Math.round(performance.now() - started) }, 'dedupe keys of a source read from the store')
+    }
   }
 
   /**
@@ -812,13 +822,21 @@ export class Rater extends EventEmitter {
 const UNIQUE_KEYS = Object.freeze({ uniqueKeys: true })
 
 /**
- * Hands every (source, event_id) of usage_events to `visit`, in the table's order, `page` keys a query, each page
- * after the last key of the one before (memory: one page of text). Read as TabSeparated text and split here: the
- * same pages as JSONEachRow objects cost several times more in parsing and garbage (`rateflow bench startup`).
+ * Hands every (source, event_id) of usage_events to `visit` (only those of `source` when it is given), in the table's
+ * order, `page` keys a query, each page after the last key of the one before (memory: one page of text); returns how
+ * many. Read as TabSeparated text and split here: the same pages as JSONEachRow objects cost several times more in
+ * parsing and garbage (`rateflow bench startup`).
  */
-export async function readCommittedKeys(store: Store, page: number, visit: (source: string, eventId: string) => void): Promise<number> {
-  let params: Record<string, unknown> = {}
-  let where = '1'
+export async function readCommittedKeys(
+  store: Store,
+  page: number,
+  visit: (source: string, eventId: string) => void,
+  source?: string,
+): Promise<number> {
+  // One source is a range of the table's sort key (source, event_id): only its rows are read.
+  let params: Record<string, unknown> = source === undefined ? {} : { source }
+  let where = source === undefined ? '1' : 'k.source = {source:String}'
+  const only = where
   let total = 0
   for (;;) {
     const text = await store.text(
@@ -827,22 +845,22 @@ export async function readCommittedKeys(store: Store, page: number, visit: (sour
       params,
     )
     let rows = 0
-    let source = ''
+    let rowSource = ''
     let eventId = ''
     // Each row is `source \t event_id \n`; neither value holds a raw tab or newline (TabSeparated escapes them).
     for (let start = 0; start < text.length; ) {
       const tab = text.indexOf('\t', start)
       const end = text.indexOf('\n', tab)
-      source = fromTsv(text.slice(start, tab))
+      rowSource = fromTsv(text.slice(start, tab))
       eventId = fromTsv(text.slice(tab + 1, end))
-      visit(source, eventId)
+      visit(rowSource, eventId)
       rows++
       start = end + 1
     }
     total += rows
     if (rows < page) return total
-    params = { k0: source, k1: eventId }
-    where = '(k.source, k.event_id) > ({k0:String}, {k1:String})'
+    params = { ...params, k0: rowSource, k1: eventId }
+    where = `${only} AND (k.source, k.event_id) > ({k0:String}, {k1:String})`
   }
 }
 

@@ -174,4 +174,26 @@ describe('the dedupe index read back from the store', () => {
     const again = await json<{ rated: number }>(['ingest', 'csv', csv, '--source', 'csv:odd', '--wait', '--data', data], { RATEFLOW_LOAD_PAGE_ROWS: '2' })
     expect(again).toMatchObject({ read: ids.length, rated: 0, duplicates: ids.length })
   })
+
+  it("reads a source's keys when its first batch comes, and only that source's: a new file reads none of history's", async () => {
+    const data = join(work.dir, 'per-source')
+    await prepare(data)
+    const log = { RATEFLOW_LOG: 'info' }
+    const keysRead = (stderr: string) =>
+      stderr
+        .split('\n')
+        .filter((l) => l.includes('dedupe keys of a source read from the store'))
+        .map((l) => JSON.parse(l) as { source: string; keys: number })
+        .map(({ source, keys }) => ({ source, keys }))
+    const first = await rateflow(['ingest', 'csv', files.first, '--source', 'csv:a', '--wait', '--data', data], log)
+    expect(keysRead(first.stderr)).toEqual([{ source: 'csv:a', keys: 0 }])
+    // Another source, the same event ids: none is a duplicate, and csv:a's 6,000 keys are not read.
+    const other = await rateflow(['ingest', 'csv', files.first, '--source', 'csv:b', '--wait', '--data', data], log)
+    expect(JSON.parse(other.stdout)).toMatchObject({ rated: EVENTS / 2, duplicates: 0 })
+    expect(keysRead(other.stderr)).toEqual([{ source: 'csv:b', keys: 0 }])
+    // The first source again: its keys are read (in pages of 1,000), and every event is a duplicate.
+    const again = await rateflow(['ingest', 'csv', files.first, '--source', 'csv:a', '--wait', '--data', data], { ...log, RATEFLOW_LOAD_PAGE_ROWS: '1000' })
+    expect(JSON.parse(again.stdout)).toMatchObject({ rated: 0, duplicates: EVENTS / 2 })
+    expect(keysRead(again.stderr)).toEqual([{ source: 'csv:a', keys: EVENTS / 2 }])
+  })
 })
