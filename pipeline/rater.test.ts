@@ -233,3 +233,29 @@ it('records no checkpoint of its totals when its start failed part way through f
   await whole.stop()
   expect(await store.rows<{ rows: string }>('SELECT count() AS rows FROM rating_checkpoints')).not.toEqual([{ rows: '0' }])
 })
+
+// A stalled rater that lost the stream may still insert rows it will never commit; their batches come to the new
+// rater again. The new rater reads a source's keys when its first batch comes, which may be after such rows landed:
+// it must take only committed keys, or the redelivered events would be dropped as duplicates.
+it("does not take a row no flush committed for a key: that event is rated, not a duplicate", async () => {
+  const store = await rt.store()
+  const queue = await rt.queue()
+  const rater = new Rater({ store, queue, ownsQueue: true, repo: rt.repo, dataDir: dir, log: rt.log })
+  const outcome = new Promise<BatchOutcome>((resolve) => rater.on('outcome', (o: BatchOutcome) => o.batchId === 'after-orphan-1' && resolve(o)))
+  await rater.start()
+  try {
+    // The stalled rater's row: in usage_events, its batch named by no `flushes` row.
+    await store.insertTsv(
+      'usage_events',
+      `test:orphan\to-1\t2026-10-08 10:00:00.000\t${deviceId(1, 1)}\t\t\tapi_calls\t1\t{}\t2026-10-08 10:00:01.000\torphan-batch-1\n`,
+    )
+    await queue.publish({
+      id: 'after-orphan-1',
+      records: [{ event_id: 'o-1', source: 'test:orphan', event_time: '2026-10-08T10:00:00Z', device_id: deviceId(1, 1), metric: 'api_calls', quantity: '1' }],
+      rejects: [],
+    })
+    expect(await outcome).toMatchObject({ read: 1, rated: 1, duplicates: 0 })
+  } finally {
+    await rater.stop()
+  }
+})

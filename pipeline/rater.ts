@@ -17,7 +17,7 @@ import { DedupeIndex } from '../rating-core/dedupe-index.js'
 import { USAGE_STREAM, type Queue } from './queue.js'
 import type { StageTask } from './rating-worker.js'
 import { decodeStaged, type StagedWire } from './staged-wire.js'
-import type { Store } from './store.js'
+import { COMMITTED_BATCHES, type Store } from './store.js'
 import { DEFAULT_LEASE_TTL_MS, RaterLease } from './rater-lease.js'
 import { chString, chTime, chTimeMs, fromTsv, tsv, tsvMap } from './tsv.js'
 
@@ -833,9 +833,10 @@ export async function readCommittedKeys(
   visit: (source: string, eventId: string) => void,
   source?: string,
 ): Promise<number> {
-  // One source is a range of the table's sort key (source, event_id): only its rows are read.
+  // One source is a range of the table's sort key (source, event_id): only its rows are read. Only committed rows:
+  // a stalled rater that lost the stream may still be writing rows it will never commit (their batches come again).
   let params: Record<string, unknown> = source === undefined ? {} : { source }
-  let where = source === undefined ? '1' : 'k.source = {source:String}'
+  let where = `${source === undefined ? '1' : 'k.source = {source:String}'} AND k.batch_id IN (${COMMITTED_BATCHES})`
   const only = where
   let total = 0
   for (;;) {

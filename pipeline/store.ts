@@ -60,7 +60,8 @@ export const DDL: readonly string[] = [
 export const FLUSHED_TABLES = ['usage_events', 'rated_usage', 'rejected_usage', 'suspended_usage'] as const
 export type FlushedTable = (typeof FLUSHED_TABLES)[number]
 
-const COMMITTED_BATCHES = 'SELECT arrayJoin(batches) FROM flushes'
+/** The batch ids of committed flushes, as a subquery: `batch_id IN (${COMMITTED_BATCHES})` is a committed row. */
+export const COMMITTED_BATCHES = 'SELECT arrayJoin(batches) FROM flushes'
 
 export type QueryFormat = 'JSONEachRow' | 'CSV' | 'Pretty' | 'PrettyCompact' | 'TabSeparated' | 'TabSeparatedWithNames'
 
