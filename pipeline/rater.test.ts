@@ -184,6 +184,9 @@ it('does not commit a flush when its lease may have lapsed: the rater fails, and
   await expect(rater.stop()).rejects.toThrow(/may have lapsed/)
   const committed = await store.rows<{ n: string }>("SELECT count() AS n FROM flushes WHERE has(batches, 'stale-lease-1')")
   expect(Number(committed[0]!.n)).toBe(0)
+  // Nor did it write the flush's rows: they could have landed beside the next rater's rows of the same keys.
+  const written = await store.rows<{ n: string }>("SELECT count() AS n FROM usage_events WHERE batch_id = 'stale-lease-1'")
+  expect(Number(written[0]!.n)).toBe(0)
   // The batch was not acked: the next rater (a fresh lease) rates it.
   const next = new Rater({ store, queue, ownsQueue: true, repo: rt.repo, dataDir: dir, log: rt.log })
   const outcome = new Promise<BatchOutcome>((resolve) => next.on('outcome', (o: BatchOutcome) => o.batchId === 'stale-lease-1' && resolve(o)))

@@ -519,6 +519,9 @@ export class Rater extends EventEmitter {
   private async commit(b: ReturnType<typeof emptyBuffer>): Promise<void> {
     const { store } = this.deps
     const started = performance.now()
+    // Checked before writing too, not only before the commit row: a rater that may have lost the stream writes no
+    // rows at all, so its rows cannot land beside the next rater's committed rows of the same keys.
+    this.checkLease()
     // Order matters: usage_events (the dedupe source) after the rows derived from it; `flushes` last (commit).
     // Both big tables get each key at most once per flush (the dedupe index): unique keys, no replacing pass.
     if (b.rated.length) await store.insertTsv('rated_usage', b.rated, UNIQUE_KEYS)
@@ -529,9 +532,7 @@ export class Rater extends EventEmitter {
     crashPoint('before-commit')
     // The commit is the act that needs the stream's lease: if it may have lapsed, another rater may have taken
     // the stream and deleted this flush's rows in its recovery. Fail instead; a restart recovers.
-    if (this.lease && !this.lease.isCurrent()) {
-      throw new RateflowError(ErrorCode.ServiceUnavailable, 'not committing: the rater lease on the USAGE stream may have lapsed (not renewed in time)')
-    }
+    this.checkLease()
     const sum = (k: keyof BatchOutcome) => b.outcomes.reduce((s, o) => s + (o[k] as number), 0)
     // Strictly later than every flush before it, even within one millisecond or after the clock stepped back.
     this.lastCommitMs = Math.max(Date.now(), this.lastCommitMs + 1)
@@ -560,6 +561,13 @@ export class Rater extends EventEmitter {
     }
     this.deps.log.info({ batches: b.batches.length, rows: b.rows, ms: Math.round(performance.now() - started) }, 'flush committed')
     for (const o of b.outcomes) this.emit('outcome', o)
+  }
+
+  /** Throws when the stream's lease may have lapsed (another rater may hold the stream now). */
+  private checkLease(): void {
+    if (this.lease && !this.lease.isCurrent()) {
+      throw new RateflowError(ErrorCode.ServiceUnavailable, 'not committing: the rater lease on the USAGE stream may have lapsed (not renewed in time)')
+    }
   }
 
   private reloadGuiding(force = false): boolean {
