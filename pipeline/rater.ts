@@ -143,9 +143,9 @@ interface HeldRow {
  *   2. here: dedupe on (source, event_id) against the index of accepted keys (committed, in flight or in the
  *      buffer; an accepted key joins it at once), then fold each charge's running period total (invariant 4)
  *      — both need every earlier batch, so they run in order;
- *   3. flush: insert rated_usage, rejected_usage, suspended_usage, then usage_events, then (every
- *      `checkpointRows` rated rows, and at stop) a checkpoint of the running totals, then the `flushes` row naming
- *      the batches — that row is the commit;
+ *   3. flush: insert its intent (flush_intents: the batches it is about to write), rated_usage, rejected_usage,
+ *      suspended_usage, then usage_events, then (every `checkpointRows` rated rows, and at stop) a checkpoint of
+ *      the running totals, then the `flushes` row naming the batches — that row is the commit;
  *   4. ack the batches' JetStream messages;
  *   5. emit outcomes.
  * A crash before 3 ends: nothing committed, `store.recover()` deletes the partial rows at start (and the start drops
@@ -522,8 +522,13 @@ export class Rater extends EventEmitter {
     // Checked before writing too, not only before the commit row: a rater that may have lost the stream writes no
     // rows at all, so its rows cannot land beside the next rater's committed rows of the same keys.
     this.checkLease()
-    // Order matters: usage_events (the dedupe source) after the rows derived from it; `flushes` last (commit).
-    // Both big tables get each key at most once per flush (the dedupe index): unique keys, no replacing pass.
+    // Order matters: the intent first (recover() finds a torn flush's rows by it); usage_events (the dedupe source)
+    // after the rows derived from it; `flushes` last (commit). Both big tables get each key at most once per flush
+    // (the dedupe index): unique keys, no replacing pass.
+    const batches = `[${b.batches.map(chString).join(',')}]`
+    if (b.rated.length || b.rejected.length || b.suspended.length || b.usage.length) {
+      await store.insertTsv('flush_intents', `${tsv(b.flushId)}\t${chTime(isoUtc(Date.now()))}\t${tsv(batches)}\n`)
+    }
     if (b.rated.length) await store.insertTsv('rated_usage', b.rated, UNIQUE_KEYS)
     if (b.rejected.length) await store.insertTsv('rejected_usage', b.rejected)
     if (b.suspended.length) await store.insertTsv('suspended_usage', b.suspended)
@@ -541,7 +546,7 @@ export class Rater extends EventEmitter {
       [
         b.flushId,
         chTime(isoUtc(this.lastCommitMs)),
-        `[${b.batches.map(chString).join(',')}]`,
+        batches,
         sum('rated'),
         sum('duplicates'),
         sum('rejected'),

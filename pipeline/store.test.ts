@@ -78,3 +78,35 @@ describe('TabSeparated text back from the store', () => {
       expect(rows).toEqual(values.map((v) => [v, v]))
     }))
 })
+
+describe('recover() on embedded ClickHouse', () => {
+  const usage = (batch: string, id: string) => `csv:t\t${id}\t2026-10-01 00:00:00.000\tfw-1\t\t\tapi_calls\t1\t{}\t2026-10-01 00:00:00.000\t${batch}\n`
+  const commit = (flush: string, batches: string[]) =>
+    `${flush}\t2026-10-01 00:00:00.000\t[${batches.map((b) => `'${b}'`).join(',')}]\t0\t0\t0\t0\t0\n`
+  const intent = (flush: string, batches: string[]) => `${flush}\t2026-10-01 00:00:00.000\t[${batches.map((b) => `'${b}'`).join(',')}]\n`
+  const ids = async (store: Store) => (await store.rows<{ event_id: string }>('SELECT event_id FROM usage_events ORDER BY event_id')).map((r) => r.event_id)
+
+  it('deletes the rows of a flush whose intent has no commit, keeps a batch a later flush committed, and clears the intent', () =>
+    withStore(async (store) => {
+      await store.migrate()
+      // f1 committed b1. f2 wrote b2 and b3 and crashed; b3 was then redelivered and committed by f3.
+      await store.insertTsv('flush_intents', intent('f1', ['b1']) + intent('f2', ['b2', 'b3']) + intent('f3', ['b3']))
+      await store.insertTsv('usage_events', usage('b1', 'e1') + usage('b2', 'e2') + usage('b3', 'e3'))
+      await store.insertTsv('flushes', commit('f1', ['b1']) + commit('f3', ['b3']))
+      expect(await store.recover()).toBe(1)
+      expect(await ids(store)).toEqual(['e1', 'e3'])
+      expect(await store.rows('SELECT flush_id FROM flush_intents ORDER BY flush_id')).toEqual([{ flush_id: 'f1' }, { flush_id: 'f3' }])
+      // Nothing torn now: nothing to do.
+      expect(await store.recover()).toBe(0)
+      expect(await ids(store)).toEqual(['e1', 'e3'])
+    }))
+
+  it('scans every batch id of a store written before intents (no intent at all), and deletes what no flush committed', () =>
+    withStore(async (store) => {
+      await store.migrate()
+      await store.insertTsv('usage_events', usage('b1', 'e1') + usage('b2', 'e2'))
+      await store.insertTsv('flushes', commit('f1', ['b1']))
+      expect(await store.recover()).toBe(1)
+      expect(await ids(store)).toEqual(['e1'])
+    }))
+})

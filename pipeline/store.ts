@@ -9,10 +9,12 @@ import { chString } from './tsv.js'
 /**
  * The analyst tables of CONTRACT §7 plus `flushes`, the commit log of the sink.
  *
- * Commit protocol (see pipeline/rater.ts): every row carries the `batch_id` it came from; a flush's row in
- * `flushes`, naming its batches, is written last and is the commit. Rows whose batch_id no `flushes` row
- * names were written by a flush that crashed before committing; `recover()` deletes them before rating starts, and JetStream
- * redelivers their batches because they were never acked.
+ * Commit protocol (see pipeline/rater.ts): every row carries the `batch_id` it came from; a flush first writes a
+ * row in `flush_intents` naming its batches, then its rows, then its row in `flushes`, naming the same batches,
+ * which is the commit. Rows whose batch_id no `flushes` row names were written by a flush that crashed before
+ * committing; `recover()` deletes them before rating starts (it finds their batches in the intents no commit
+ * matches, so a start reads no more than the intents), and JetStream redelivers those batches because they were
+ * never acked.
  *
  * ReplacingMergeTree keys are a backstop against a bug, not the dedupe mechanism (the rater's index is).
  *
@@ -51,6 +53,9 @@ export const DDL: readonly string[] = [
     flush_id String, committed_at DateTime64(3, 'UTC'), batches Array(String),
     rated UInt64, duplicates UInt64, rejected UInt64, suspended UInt64, released UInt64
   ) ENGINE = MergeTree ORDER BY (committed_at, flush_id)`,
+  `CREATE TABLE IF NOT EXISTS flush_intents (
+    flush_id String, written_at DateTime64(3, 'UTC'), batches Array(String)
+  ) ENGINE = MergeTree ORDER BY flush_id`,
   `CREATE TABLE IF NOT EXISTS rating_checkpoints (
     flush_id String, totals_key String, state String
   ) ENGINE = MergeTree PARTITION BY flush_id ORDER BY totals_key`,
@@ -107,7 +112,11 @@ export interface Store {
   /** Text of an internal query in the given format (no readonly session setting), with `{name:Type}` parameters. */
   text(sql: string, format: QueryFormat, params?: Record<string, unknown>): Promise<string>
   command(sql: string): Promise<void>
-  /** Deletes rows of flushes that never committed; returns how many batch ids were rolled back. */
+  /**
+   * Deletes rows of flushes that never committed; returns how many batch ids were rolled back. Reads the intents of
+   * flushes that did not commit, and deletes only when there are some (after a crash); a store with no intent at
+   * all (written by an older release, which wrote none) is scanned whole instead.
+   */
   recover(): Promise<number>
   close(): Promise<void>
 }
@@ -237,20 +246,27 @@ export async function openStore(opts: { dataDir: string; url?: string | undefine
       })
     },
     async recover() {
-      const orphans = new Set<string>()
-      for (const t of FLUSHED_TABLES) {
-        const rows = await store.rows<{ batch_id: string }>(
-          `SELECT DISTINCT batch_id FROM ${t} WHERE batch_id NOT IN (${COMMITTED_BATCHES})`,
-        )
-        for (const r of rows) orphans.add(r.batch_id)
+      const [intents] = await store.rows<{ n: string }>('SELECT count() AS n FROM flush_intents')
+      if (Number(intents!.n) === 0) return recoverByScan(store)
+      // Flushes that wrote their intent and never their commit.
+      const torn = await store.rows<{ flush_id: string }>('SELECT flush_id FROM flush_intents WHERE flush_id NOT IN (SELECT flush_id FROM flushes)')
+      if (torn.length === 0) return 0
+      const tornIds = torn.map((f) => chString(f.flush_id)).join(', ')
+      // Their batches' rows, less any batch a later flush committed (a batch redelivered and rated again keeps its id).
+      const rows = await store.rows<{ batch_id: string }>(
+        `SELECT DISTINCT arrayJoin(batches) AS batch_id FROM flush_intents WHERE flush_id IN (${tornIds}) AND batch_id NOT IN (${COMMITTED_BATCHES})`,
+      )
+      const batches = rows.map((r) => r.batch_id)
+      if (batches.length > 0) {
+        for (const t of FLUSHED_TABLES) {
+          await store.command(
+            `DELETE FROM ${t} WHERE batch_id IN (${batches.map(chString).join(', ')}) AND batch_id NOT IN (${COMMITTED_BATCHES}) SETTINGS mutations_sync = 2`,
+          )
+        }
       }
-      if (orphans.size === 0) return 0
-      for (const t of FLUSHED_TABLES) {
-        await store.command(
-          `DELETE FROM ${t} WHERE batch_id NOT IN (${COMMITTED_BATCHES}) SETTINGS mutations_sync = 2`,
-        )
-      }
-      return orphans.size
+      // Their intents are done with (a crash before this line only repeats the deletes above, which then find nothing).
+      await store.command(`DELETE FROM flush_intents WHERE flush_id IN (${tornIds}) SETTINGS mutations_sync = 2`)
+      return batches.length
     },
     async close() {
       await analystClient?.close()
@@ -259,6 +275,20 @@ export async function openStore(opts: { dataDir: string; url?: string | undefine
     },
   }
   return store
+}
+
+/** recover() on a store written before flush intents: every flushed table's batch ids are read (grows with history). */
+async function recoverByScan(store: Store): Promise<number> {
+  const orphans = new Set<string>()
+  for (const t of FLUSHED_TABLES) {
+    const rows = await store.rows<{ batch_id: string }>(`SELECT DISTINCT batch_id FROM ${t} WHERE batch_id NOT IN (${COMMITTED_BATCHES})`)
+    for (const r of rows) orphans.add(r.batch_id)
+  }
+  if (orphans.size === 0) return 0
+  for (const t of FLUSHED_TABLES) {
+    await store.command(`DELETE FROM ${t} WHERE batch_id NOT IN (${COMMITTED_BATCHES}) SETTINGS mutations_sync = 2`)
+  }
+  return orphans.size
 }
 
 /** Ends the process on SIGABRT (see endOnAbort). */
