@@ -22,6 +22,14 @@ beforeAll(async () => {
   rt.repo.putAccounts(validateAccounts(sampleAccounts({ customers: 1, devicesPerAccount: 1 })))
 })
 
+/** A rater on this file's runtime, started, and the outcome of the batch `batchId` once it is committed. */
+async function startedRater(batchId: string): Promise<{ rater: InstanceType<typeof Rater>; outcome: Promise<BatchOutcome> }> {
+  const rater = new Rater({ store: await rt.store(), queue: await rt.queue(), ownsQueue: true, repo: rt.repo, dataDir: dir, log: rt.log })
+  const outcome = new Promise<BatchOutcome>((resolve) => rater.on('outcome', (o: BatchOutcome) => o.batchId === batchId && resolve(o)))
+  await rater.start()
+  return { rater, outcome }
+}
+
 afterAll(async () => {
   await rt?.close()
   rmSync(dir, { recursive: true, force: true })
@@ -203,9 +211,7 @@ it('does not commit a flush when its lease may have lapsed: the rater fails, and
 it('records no checkpoint of its totals when its start failed part way through folding the stored rows', async () => {
   const store = await rt.store()
   const queue = await rt.queue()
-  const first = new Rater({ store, queue, ownsQueue: true, repo: rt.repo, dataDir: dir, log: rt.log })
-  const rated3 = new Promise<BatchOutcome>((resolve) => first.on('outcome', (o: BatchOutcome) => o.batchId === 'partial-fold-1' && resolve(o)))
-  await first.start()
+  const { rater: first, outcome: rated3 } = await startedRater('partial-fold-1')
   try {
     const record = (id: string) => ({ event_id: id, source: 'test:partial-fold', event_time: '2026-10-07T10:00:00Z', device_id: deviceId(1, 1), metric: 'api_calls', quantity: '2' })
     await queue.publish({ id: 'partial-fold-1', records: [record('pf-1'), record('pf-2'), record('pf-3')], rejects: [] })
@@ -243,9 +249,7 @@ it('records no checkpoint of its totals when its start failed part way through f
 it("does not take a row no flush committed for a key: that event is rated, not a duplicate", async () => {
   const store = await rt.store()
   const queue = await rt.queue()
-  const rater = new Rater({ store, queue, ownsQueue: true, repo: rt.repo, dataDir: dir, log: rt.log })
-  const outcome = new Promise<BatchOutcome>((resolve) => rater.on('outcome', (o: BatchOutcome) => o.batchId === 'after-orphan-1' && resolve(o)))
-  await rater.start()
+  const { rater, outcome } = await startedRater('after-orphan-1')
   try {
     // The stalled rater's row: in usage_events, its batch named by no `flushes` row.
     await store.insertTsv(
