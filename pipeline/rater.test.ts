@@ -9,7 +9,7 @@ import { createLogger } from '../common/logger.js'
 import type { BatchOutcome } from './rater.js'
 import type { Runtime } from './runtime.js'
 // The built modules: the pool's worker file is resolved next to rater.js, and only dist has it compiled.
-const { DEFAULT_RATER, Rater, raterOptionsFromEnv } = (await import('../dist/pipeline/rater.js' as string)) as typeof import('./rater.js')
+const { DEFAULT_RATER, Rater, checkpointDue, raterOptionsFromEnv } = (await import('../dist/pipeline/rater.js' as string)) as typeof import('./rater.js')
 const { openRuntime } = (await import('../dist/pipeline/runtime.js' as string)) as typeof import('./runtime.js')
 
 // Real nats-server (JetStream) and embedded ClickHouse, started here; the pool runs the built worker (dist).
@@ -265,4 +265,13 @@ it("does not take a row no flush committed for a key: that event is rated, not a
   } finally {
     await rater.stop()
   }
+})
+
+it('a checkpoint is due after checkpointRows rated rows, but no sooner than there are totals or than its last text cost', () => {
+  expect(checkpointDue(100_000, 400, 40_000)).toBe(100_000)
+  // More totals than rows between checkpoints: a row per total.
+  expect(checkpointDue(100_000, 250_000, 0)).toBe(250_000)
+  // Totals that keep every reading (time_weighted_avg) or value (unique_count): 300 MB of state is due every 1,000,000 rows.
+  expect(checkpointDue(100_000, 400, 300_000_000)).toBe(1_000_000)
+  expect(checkpointDue(1, 0, 0)).toBe(1)
 })

@@ -194,6 +194,8 @@ export class Rater extends EventEmitter {
   private rowsSinceCheckpoint = 0
   /** The totals hold every committed row (rebuildTotals finished): only then may a checkpoint record them. */
   private totalsComplete = false
+  /** The size of the last checkpoint's text: the next is due no sooner than as many rated rows' text was written. */
+  private lastCheckpointChars = 0
   /** The flush of the latest committed checkpoint: its partition is dropped once a newer one commits. */
   private checkpointId: string | undefined
   /** committed_at of the last `flushes` row, ms: each commit's is later, so "committed after a checkpoint" is exact. */
@@ -496,7 +498,7 @@ export class Rater extends EventEmitter {
   private async flush(checkpoint = false): Promise<void> {
     const b = this.buffered
     this.buffered = emptyBuffer()
-    const due = Math.max(this.options.checkpointRows, this.totals.size)
+    const due = checkpointDue(this.options.checkpointRows, this.totals.size, this.lastCheckpointChars)
     if (this.totalsComplete && this.rowsSinceCheckpoint > 0 && (checkpoint || this.rowsSinceCheckpoint >= due)) {
       b.checkpoint = this.checkpointLines(b.flushId)
       this.rowsSinceCheckpoint = 0
@@ -564,7 +566,11 @@ export class Rater extends EventEmitter {
       this.checkpointId = b.flushId
       if (older !== undefined) await this.dropCheckpoint(older)
     }
-    this.deps.log.info({ batches: b.batches.length, rows: b.rows, ms: Math.round(performance.now() - started) }, 'flush committed')
+    const checkpointChars = b.checkpoint?.reduce((n, c) => n + c.length, 0)
+    this.deps.log.info(
+      { batches: b.batches.length, rows: b.rows, ms: Math.round(performance.now() - started), ...(checkpointChars ? { checkpointChars } : {}) },
+      'flush committed',
+    )
     for (const o of b.outcomes) this.emit('outcome', o)
   }
 
@@ -673,7 +679,11 @@ export class Rater extends EventEmitter {
         ['String'],
         (where, limit) => `SELECT totals_key, state FROM rating_checkpoints AS k WHERE k.flush_id = {checkpoint:String} AND ${where} ORDER BY k.totals_key ${limit}`,
         (rows) => {
-          for (const r of rows) this.totals.restore(r.totals_key, JSON.parse(r.state) as MeterState)
+          for (const r of rows) {
+            this.totals.restore(r.totals_key, JSON.parse(r.state) as MeterState)
+            // As its text was written: the next checkpoint is due no sooner than it cost (checkpointDue).
+            this.lastCheckpointChars += checkpoint.flush_id.length + r.totals_key.length + r.state.length + 3
+          }
         },
         { checkpoint: checkpoint.flush_id },
       )
@@ -735,6 +745,7 @@ export class Rater extends EventEmitter {
       }
     }
     if (chunk !== '') chunks.push(chunk)
+    this.lastCheckpointChars = chunks.reduce((n, c) => n + c.length, 0)
     return chunks
   }
 
@@ -833,6 +844,19 @@ export class Rater extends EventEmitter {
 }
 
 const UNIQUE_KEYS = Object.freeze({ uniqueKeys: true })
+
+/** Characters of a typical rated_usage row and its usage_events row: what one rated row costs the store to write. */
+const CHARS_PER_RATED_ROW = 300
+
+/**
+ * Rated rows to fold before the next checkpoint is due: `checkpointRows`, but never fewer than the checkpoint costs
+ * to write, so writing checkpoints costs at most about as much as the rated rows themselves. A checkpoint writes a
+ * row per total (`totals`), and its text grows with what totals hold: a time_weighted_avg total keeps every reading
+ * of its period, a unique_count total every distinct value (`lastChars`: the size of the last one written).
+ */
+export function checkpointDue(checkpointRows: number, totals: number, lastChars: number): number {
+  return Math.max(checkpointRows, totals, Math.ceil(lastChars / CHARS_PER_RATED_ROW))
+}
 
 /**
  * Hands every (source, event_id) of usage_events to `visit` (only those of `source` when it is given), in the table's
