@@ -7,7 +7,8 @@ import { ErrorCode, RateflowError } from '../common/errors.js'
 import { chString } from './tsv.js'
 
 /**
- * The analyst tables of CONTRACT §7 plus `flushes`, the commit log of the sink.
+ * The analyst tables of CONTRACT §7 plus the sink's own: `flushes` (its commit log), `flush_intents` and
+ * `rating_checkpoints`.
  *
  * Commit protocol (see pipeline/rater.ts): every row carries the `batch_id` it came from; a flush first writes a
  * row in `flush_intents` naming its batches, then its rows, then its row in `flushes`, naming the same batches,
