@@ -501,6 +501,8 @@ export class Rater extends EventEmitter {
     const due = checkpointDue(this.options.checkpointRows, this.totals.size, this.lastCheckpointChars)
     if (this.totalsComplete && this.rowsSinceCheckpoint > 0 && (checkpoint || this.rowsSinceCheckpoint >= due)) {
       b.checkpoint = this.checkpointLines(b.flushId)
+      b.checkpointChars = b.checkpoint.reduce((n, c) => n + c.length, 0)
+      this.lastCheckpointChars = b.checkpointChars
       this.rowsSinceCheckpoint = 0
     }
     const previous = this.committing
@@ -566,9 +568,8 @@ export class Rater extends EventEmitter {
       this.checkpointId = b.flushId
       if (older !== undefined) await this.dropCheckpoint(older)
     }
-    const checkpointChars = b.checkpoint?.reduce((n, c) => n + c.length, 0)
     this.deps.log.info(
-      { batches: b.batches.length, rows: b.rows, ms: Math.round(performance.now() - started), ...(checkpointChars ? { checkpointChars } : {}) },
+      { batches: b.batches.length, rows: b.rows, ms: Math.round(performance.now() - started), ...(b.checkpoint ? { checkpointChars: b.checkpointChars } : {}) },
       'flush committed',
     )
     for (const o of b.outcomes) this.emit('outcome', o)
@@ -745,7 +746,6 @@ export class Rater extends EventEmitter {
       }
     }
     if (chunk !== '') chunks.push(chunk)
-    this.lastCheckpointChars = chunks.reduce((n, c) => n + c.length, 0)
     return chunks
   }
 
@@ -932,8 +932,9 @@ function emptyBuffer() {
   return {
     // The flush's id: its `flushes` row, and its checkpoint's rows when it carries one.
     flushId: `f-${Date.now()}-${Math.random().toString(36).slice(2, 10)}`,
-    /** rating_checkpoints rows (chunks of whole rows) when this flush records the totals. */
+    /** rating_checkpoints rows (chunks of whole rows) when this flush records the totals, and their characters. */
     checkpoint: undefined as string[] | undefined,
+    checkpointChars: 0,
     // Rows per table, one flat string per batch applied (each ends in \n).
     rated: [] as string[],
     rejected: [] as string[],
