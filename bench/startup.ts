@@ -2,7 +2,7 @@ import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { ingestCsv, type IngestCounts } from '../cli/ingest.js'
 import { DedupeIndex } from '../rating-core/dedupe-index.js'
-import { readCommittedKeys } from '../pipeline/rater.js'
+import { eachPage, readCommittedKeys } from '../pipeline/rater.js'
 import type { Store } from '../pipeline/store.js'
 import { writeE2eScenario, E2E_SIZE } from './e2e.js'
 import { ratio, saveResult, withTempRuntime } from './results.js'
@@ -41,23 +41,21 @@ export interface StartupResult {
 
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[xs.length >> 1]!
 
-/** The alternative to readCommittedKeys: the same pages, as JSONEachRow objects (how keys were read before). */
+/** The alternative to readCommittedKeys: the same pages, as JSONEachRow objects (how the rater read keys before). */
 async function readKeysAsJson(store: Store, page: number, visit: (source: string, eventId: string) => void): Promise<number> {
-  let params: Record<string, unknown> | undefined
-  let where = '1'
   let total = 0
-  for (;;) {
-    const rows = await store.rows<{ source: string; event_id: string }>(
-      `SELECT toString(source) AS source, event_id FROM usage_events AS k WHERE ${where} ORDER BY k.source, k.event_id LIMIT ${page}`,
-      params,
-    )
-    for (const r of rows) visit(r.source, r.event_id)
-    total += rows.length
-    if (rows.length < page) return total
-    const last = rows[rows.length - 1]!
-    params = { k0: last.source, k1: last.event_id }
-    where = '(k.source, k.event_id) > ({k0:String}, {k1:String})'
-  }
+  await eachPage<{ source: string; event_id: string }>(
+    store,
+    page,
+    ['source', 'event_id'],
+    ['String', 'String'],
+    (where, limit) => `SELECT toString(source) AS source, event_id FROM usage_events AS k WHERE ${where} ORDER BY k.source, k.event_id ${limit}`,
+    (rows) => {
+      for (const r of rows) visit(r.source, r.event_id)
+      total += rows.length
+    },
+  )
+  return total
 }
 
 /**

@@ -603,36 +603,6 @@ export class Rater extends EventEmitter {
   }
 
   /**
-   * Reads stored rows `page` at a time, ordered by `keyColumns` (a unique key of the table aliased `k`, of the
-   * ClickHouse types `keyTypes`, each a column of every row returned), each page after the last row of the one
-   * before, and hands each page to `visit` (awaited before the next is read). Why pages: all of history in one
-   * result held every row as an object at once, ~130 bytes per key where the dedupe index keeps 0.2–36 (3,000,000
-   * keys ran out of a 200 MB heap), and a rater with months of history could not start. `sql(where, limit)` builds a
-   * page's query: `where` is its condition on `k` ('1' for the first page), `limit` its LIMIT clause, and it must
-   * order by `keyColumns`. Start-up reads `loadPageRows` at a time, a release `releasePageRows`. `fixed` are query
-   * parameters of every page (named other than `k0`, `k1`, …).
-   */
-  private async eachPage<T extends object>(
-    page: number,
-    keyColumns: readonly string[],
-    keyTypes: readonly string[],
-    sql: (where: string, limit: string) => string,
-    visit: (rows: T[]) => void | Promise<void>,
-    fixed: Record<string, unknown> = {},
-  ): Promise<void> {
-    const tuple = (names: readonly string[]) => `(${names.join(', ')})`
-    const after = `${tuple(keyColumns.map((c) => `k.${c}`))} > ${tuple(keyTypes.map((t, i) => `{k${i}:${t}}`))}`
-    let keys: Record<string, unknown> | undefined
-    for (;;) {
-      const rows = await this.deps.store.rows<T>(sql(keys ? after : '1', `LIMIT ${page}`), { ...fixed, ...keys })
-      await visit(rows)
-      if (rows.length < page) return
-      const last = rows[rows.length - 1]!
-      keys = Object.fromEntries(keyColumns.map((c, i) => [`k${i}`, (last as Record<string, unknown>)[c]]))
-    }
-  }
-
-  /**
    * Reads into the dedupe index the committed keys of each source of the batch the rater has not met yet: usage_events
    * holds every accepted record (rated or suspended) of committed flushes. No flush in flight holds a key of such a
    * source (none of its records was applied yet), so the store has them all. An `ingest csv --wait` of a new file (a
@@ -674,7 +644,8 @@ export class Rater extends EventEmitter {
     let folded = 0
     const fixed: Record<string, unknown> = {}
     if (checkpoint) {
-      await this.eachPage<{ totals_key: string; state: string }>(
+      await eachPage<{ totals_key: string; state: string }>(
+        store,
         this.options.loadPageRows,
         ['totals_key'],
         ['String'],
@@ -697,7 +668,8 @@ export class Rater extends EventEmitter {
     // A page of rated rows, then the events they priced, found by their key in usage_events (its primary key): no
     // join against all of history per page.
     const order = ['rated_at', 'event_time', 'event_id', 'source', 'charge_id']
-    await this.eachPage<Row>(
+    await eachPage<Row>(
+      store,
       this.options.loadPageRows,
       order,
       ["DateTime64(3, 'UTC')", "DateTime64(3, 'UTC')", 'String', 'String', 'String'],
@@ -792,7 +764,8 @@ export class Rater extends EventEmitter {
     const startedMs = Date.now()
     let pageNo = 0
     let released = 0
-    await this.eachPage<HeldRow>(
+    await eachPage<HeldRow>(
+      this.deps.store,
       this.options.releasePageRows,
       ['source', 'event_id'],
       ['String', 'String'],
@@ -856,6 +829,37 @@ const CHARS_PER_RATED_ROW = 300
  */
 export function checkpointDue(checkpointRows: number, totals: number, lastChars: number): number {
   return Math.max(checkpointRows, totals, Math.ceil(lastChars / CHARS_PER_RATED_ROW))
+}
+
+/**
+ * Reads stored rows `page` at a time, ordered by `keyColumns` (a unique key of the table aliased `k`, of the
+ * ClickHouse types `keyTypes`, each a column of every row returned), each page after the last row of the one
+ * before, and hands each page to `visit` (awaited before the next is read). Why pages: all of history in one
+ * result held every row as an object at once, ~130 bytes per key where the dedupe index keeps 0.2–36 (3,000,000
+ * keys ran out of a 200 MB heap), and a rater with months of history could not start. `sql(where, limit)` builds a
+ * page's query: `where` is its condition on `k` ('1' for the first page), `limit` its LIMIT clause, and it must
+ * order by `keyColumns`. Start-up reads `loadPageRows` at a time, a release `releasePageRows`. `fixed` are query
+ * parameters of every page (named other than `k0`, `k1`, …).
+ */
+export async function eachPage<T extends object>(
+  store: Store,
+  page: number,
+  keyColumns: readonly string[],
+  keyTypes: readonly string[],
+  sql: (where: string, limit: string) => string,
+  visit: (rows: T[]) => void | Promise<void>,
+  fixed: Record<string, unknown> = {},
+): Promise<void> {
+  const tuple = (names: readonly string[]) => `(${names.join(', ')})`
+  const after = `${tuple(keyColumns.map((c) => `k.${c}`))} > ${tuple(keyTypes.map((t, i) => `{k${i}:${t}}`))}`
+  let keys: Record<string, unknown> | undefined
+  for (;;) {
+    const rows = await store.rows<T>(sql(keys ? after : '1', `LIMIT ${page}`), { ...fixed, ...keys })
+    await visit(rows)
+    if (rows.length < page) return
+    const last = rows[rows.length - 1]!
+    keys = Object.fromEntries(keyColumns.map((c, i) => [`k${i}`, (last as Record<string, unknown>)[c]]))
+  }
 }
 
 /**
