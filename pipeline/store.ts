@@ -258,13 +258,7 @@ export async function openStore(opts: { dataDir: string; url?: string | undefine
         `SELECT DISTINCT arrayJoin(batches) AS batch_id FROM flush_intents WHERE flush_id IN (${tornIds}) AND batch_id NOT IN (${COMMITTED_BATCHES})`,
       )
       const batches = rows.map((r) => r.batch_id)
-      if (batches.length > 0) {
-        for (const t of FLUSHED_TABLES) {
-          await store.command(
-            `DELETE FROM ${t} WHERE batch_id IN (${batches.map(chString).join(', ')}) AND batch_id NOT IN (${COMMITTED_BATCHES}) SETTINGS mutations_sync = 2`,
-          )
-        }
-      }
+      if (batches.length > 0) await deleteUncommitted(store, `batch_id IN (${batches.map(chString).join(', ')})`)
       // Their intents are done with (a crash before this line only repeats the deletes above, which then find nothing).
       await store.command(`DELETE FROM flush_intents WHERE flush_id IN (${tornIds}) SETTINGS mutations_sync = 2`)
       return batches.length
@@ -286,10 +280,15 @@ async function recoverByScan(store: Store): Promise<number> {
     for (const r of rows) orphans.add(r.batch_id)
   }
   if (orphans.size === 0) return 0
-  for (const t of FLUSHED_TABLES) {
-    await store.command(`DELETE FROM ${t} WHERE batch_id NOT IN (${COMMITTED_BATCHES}) SETTINGS mutations_sync = 2`)
-  }
+  await deleteUncommitted(store, '1')
   return orphans.size
+}
+
+/** Deletes the rows of every flushed table that match `where` and whose batch no flush committed. */
+async function deleteUncommitted(store: Store, where: string): Promise<void> {
+  for (const t of FLUSHED_TABLES) {
+    await store.command(`DELETE FROM ${t} WHERE ${where} AND batch_id NOT IN (${COMMITTED_BATCHES}) SETTINGS mutations_sync = 2`)
+  }
 }
 
 /** Ends the process on SIGABRT (see endOnAbort). */
