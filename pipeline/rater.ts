@@ -876,13 +876,13 @@ export async function readCommittedKeys(
 ): Promise<number> {
   // One source is a range of the table's sort key (source, event_id): only its rows are read. Only committed rows:
   // a stalled rater that lost the stream may still be writing rows it will never commit (their batches come again).
+  const only = `${source === undefined ? '1' : 'k.source = {source:String}'} AND k.batch_id IN (${COMMITTED_BATCHES})`
   let params: Record<string, unknown> = source === undefined ? {} : { source }
-  let where = `${source === undefined ? '1' : 'k.source = {source:String}'} AND k.batch_id IN (${COMMITTED_BATCHES})`
-  const only = where
+  let after = ''
   let total = 0
   for (;;) {
     const text = await store.text(
-      `SELECT source, event_id FROM usage_events AS k WHERE ${where} ORDER BY k.source, k.event_id LIMIT ${page}`,
+      `SELECT source, event_id FROM usage_events AS k WHERE ${only}${after} ORDER BY k.source, k.event_id LIMIT ${page}`,
       'TabSeparated',
       params,
     )
@@ -902,7 +902,7 @@ export async function readCommittedKeys(
     total += rows
     if (rows < page) return total
     params = { ...params, k0: rowSource, k1: eventId }
-    where = `${only} AND (k.source, k.event_id) > ({k0:String}, {k1:String})`
+    after = ' AND (k.source, k.event_id) > ({k0:String}, {k1:String})'
   }
 }
 
