@@ -160,8 +160,3 @@ export function adapterTable(title: string, rateflow: RateRow, raw: readonly Rat
   return lines.join('\n')
 }
 
-/** The median of some rates (the lower middle one for an even count): robust to one disturbed round. */
-export function median(values: readonly number[]): number {
-  const s = [...values].sort((a, b) => a - b)
-  return s[Math.floor((s.length - 1) / 2)]!
-}

@@ -4,8 +4,8 @@ import { parse } from 'fast-csv'
 import { DEFAULT_BATCHING } from '../adapters/batcher.js'
 import { csvBatchIdPrefix, newRunId, publishCsvFile } from '../adapters/csv.js'
 import { CsvRowParser } from '../adapters/csv-parser.js'
-import { adapterTable, envInt, median, openHarness, type StoredCounts } from './adapter-harness.js'
-import { perSecond, saveResult } from './results.js'
+import { adapterTable, envInt, openHarness, type StoredCounts } from './adapter-harness.js'
+import { median, perSecond, saveResult } from './results.js'
 import { writeSampleCsv } from './sample-data.js'
 
 /** The goal for CSV on the 2-core reference machine. */

@@ -6,7 +6,7 @@ import { fileType } from '../pipeline/store.js'
 import { chString, chTime, tsv, tsvMap } from '../pipeline/tsv.js'
 import type { Store } from '../pipeline/store.js'
 import { writeE2eScenario } from './e2e.js'
-import { ratio, saveResult, withTempRuntime } from './results.js'
+import { median, ratio, saveResult, withTempRuntime } from './results.js'
 import { sampleCsvLines } from './sample-data.js'
 
 /** The input formats compared: the rater's (TabSeparated) and two binary ones ClickHouse reads without text parsing. */
@@ -84,7 +84,6 @@ export async function benchInsertFormats(events = 300_000, rounds = 5): Promise<
         await store.command(`TRUNCATE TABLE bench_${t}`)
       }
     }
-    const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!
     const cpuOf = (f: InsertFormat) => median(samples.get(f)!.map((s) => s.cpu))
     return INSERT_FORMATS.map((format) => ({
       format,
@@ -282,8 +281,7 @@ export async function benchRowBuilding(store: Store, events = 200_000, rounds = 
       for (const b of batches) bytes += build(b).length
       us.push(((performance.now() - t) * 1000) / events)
     }
-    us.sort((a, b) => a - b)
-    return { way, us_per_event_median: +us[Math.floor(rounds / 2)]!.toFixed(3), bytes_per_event: Math.round(bytes / events) }
+    return { way, us_per_event_median: +median(us).toFixed(3), bytes_per_event: Math.round(bytes / events) }
   }
   const out: RowBuildResult[] = []
   // Alternating, twice each: the second pair is the one reported (JIT-compiled both).

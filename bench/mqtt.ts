@@ -4,9 +4,9 @@ import pino from 'pino'
 import { validateAdapterConfig } from '../adapters/config.js'
 import { MqttAdapter } from '../adapters/mqtt/mqtt-adapter.js'
 import { startMosquitto } from '../pipeline/services/mosquitto.js'
-import { adapterTable, envInt, median, openHarness, type StoredCounts } from './adapter-harness.js'
+import { adapterTable, envInt, openHarness, type StoredCounts } from './adapter-harness.js'
 import { leanSubscriber, timedLoad, type LoadSpec } from './load.js'
-import { saveResult } from './results.js'
+import { median, saveResult } from './results.js'
 
 /** The goal for MQTT on the 2-core reference machine. */
 export const MQTT_GOAL_RECORDS_PER_S = 50_000

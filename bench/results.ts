@@ -17,6 +17,12 @@ export function perSecond(count: number, ms: number): number {
   return Math.round((count * 1000) / Math.max(ms, 1e-6))
 }
 
+/** The median of some measurements (the lower middle one for an even count): robust to one disturbed round. */
+export function median(values: readonly number[]): number {
+  const s = [...values].sort((a, b) => a - b)
+  return s[Math.floor((s.length - 1) / 2)]!
+}
+
 /** a / b to two decimals, for the ratio columns (b > 0). */
 export function ratio(a: number, b: number): number {
   return Math.round((a / b) * 100) / 100

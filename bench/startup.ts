@@ -5,7 +5,7 @@ import { DedupeIndex } from '../rating-core/dedupe-index.js'
 import { eachPage, readCommittedKeys } from '../pipeline/rater.js'
 import type { Store } from '../pipeline/store.js'
 import { writeE2eScenario, E2E_SIZE } from './e2e.js'
-import { ratio, saveResult, withTempRuntime } from './results.js'
+import { median, ratio, saveResult, withTempRuntime } from './results.js'
 import { sampleCsvLines } from './sample-data.js'
 
 /** One way of starting, over its rounds. */
@@ -38,8 +38,6 @@ export interface StartupResult {
   /** TabSeparated ÷ JSONEachRow (median read times). */
   keys_ratio_tsv_to_json: number
 }
-
-const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[xs.length >> 1]!
 
 /** The alternative to readCommittedKeys: the same pages, as JSONEachRow objects (how the rater read keys before). */
 async function readKeysAsJson(store: Store, page: number, visit: (source: string, eventId: string) => void): Promise<number> {

@@ -5,9 +5,9 @@ import pino from 'pino'
 import { validateAdapterConfig } from '../adapters/config.js'
 import { BUILTIN_MAPPINGS } from '../adapters/syslog/mappings.js'
 import { SyslogAdapter } from '../adapters/syslog/listener.js'
-import { adapterTable, envInt, median, openHarness, type StoredCounts } from './adapter-harness.js'
+import { adapterTable, envInt, openHarness, type StoredCounts } from './adapter-harness.js'
 import { timedLoad, type LoadSpec } from './load.js'
-import { saveResult } from './results.js'
+import { median, saveResult } from './results.js'
 
 /** The goal for syslog over TCP on the 2-core reference machine. */
 export const SYSLOG_GOAL_LINES_PER_S = 100_000
