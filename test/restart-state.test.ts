@@ -71,11 +71,19 @@ async function prepare(data: string): Promise<void> {
   await json(['accounts', 'apply', writeJson(join(work.dir, 'accounts.json'), sampleAccounts(size)), '--data', data])
 }
 
+/** The log lines (pino JSON on stderr) whose message is `msg`, parsed. */
+function logLines<T>(stderr: string, msg: string): T[] {
+  return stderr
+    .split('\n')
+    .filter((l) => l.includes(`"msg":"${msg}"`))
+    .map((l) => JSON.parse(l) as T)
+}
+
 /** The fields of the rater's start-up log line ('rater state rebuilt from the store'). */
 function startLog(stderr: string): { checkpoint: string | null; folded: number; totals: number } {
-  const line = stderr.split('\n').find((l) => l.includes('rater state rebuilt from the store'))
+  const [line] = logLines<{ checkpoint: string | null; folded: number; totals: number }>(stderr, 'rater state rebuilt from the store')
   if (!line) throw new Error(`no start-up line in:\n${stderr}`)
-  return JSON.parse(line) as { checkpoint: string | null; folded: number; totals: number }
+  return line
 }
 
 let files: ReturnType<typeof writeFiles>
@@ -180,11 +188,7 @@ describe('the dedupe index read back from the store', () => {
     await prepare(data)
     const log = { RATEFLOW_LOG: 'info' }
     const keysRead = (stderr: string) =>
-      stderr
-        .split('\n')
-        .filter((l) => l.includes('dedupe keys of a source read from the store'))
-        .map((l) => JSON.parse(l) as { source: string; keys: number })
-        .map(({ source, keys }) => ({ source, keys }))
+      logLines<{ source: string; keys: number }>(stderr, 'dedupe keys of a source read from the store').map(({ source, keys }) => ({ source, keys }))
     const first = await rateflow(['ingest', 'csv', files.first, '--source', 'csv:a', '--wait', '--data', data], log)
     expect(keysRead(first.stderr)).toEqual([{ source: 'csv:a', keys: 0 }])
     // Another source, the same event ids: none is a duplicate, and csv:a's 6,000 keys are not read.
