@@ -81,9 +81,9 @@ export class RaterLease {
 
   /**
    * True while this holder may act on the stream: the lease is neither released nor lost, and was written within
-   * two thirds of its lapse time (one renewal may be late, not two). The rater checks it before each commit: a
-   * holder stalled past its lapse (a long pause, a network split) may have been replaced, and the new rater's
-   * recovery deletes the rows of the flush it would commit.
+   * two thirds of its lapse time (one renewal may be late, not two). The rater checks it before writing a flush and
+   * again before its commit: a holder stalled past its lapse (a long pause, a network split) may have been replaced,
+   * and the new rater's recovery deletes the rows of the flush it would commit.
    */
   isCurrent(): boolean {
     return !this.released && !this.lost && performance.now() - this.renewedAt < (this.options.ttlMs * 2) / 3
