@@ -37,23 +37,26 @@ describe('staged batches cross to the rater unchanged', () => {
 
   it('any strings (tabs, newlines, NUL, astral characters), and any counts round-trip', () => {
     const text = fc.string({ unit: 'binary', maxLength: 12 })
-    const charge = fc.record<StagedCharge>({
-      totalsKey: text, chargeRef: text, quantity: text, dimensions: fc.dictionary(text, text, { maxKeys: 3 }),
-      eventIso: text,
-      // Every instant Date can hold, negative ones included: the wire splits it into two 32-bit halves.
-      eventMs: fc.integer({ min: -8_640_000_000_000_000, max: 8_640_000_000_000_000 }),
-      eventId: text, timezone: text, periodStartIso: text, periodEndIso: text, prefix: text, suffix: text,
-    })
-    const record = fc.record<StagedRecord>(
-      {
-        eventId: text, usageLine: text, suspendLine: text,
-        charges: fc.array(charge, { maxLength: 3 }),
-        source: text,
-        raw: text,
-        origin: fc.option(text, { nil: undefined }),
-        receivedAt: fc.constant('2026-11-22 10:00:00.000'),
-      },
-      { requiredKeys: ['eventId', 'usageLine', 'charges', 'source', 'raw', 'origin', 'receivedAt'] },
+    const charge = (eventMs: number) =>
+      fc.record<StagedCharge>({
+        totalsKey: text, chargeRef: text, quantity: text, dimensions: fc.dictionary(text, text, { maxKeys: 3 }),
+        eventIso: text, eventMs: fc.constant(eventMs),
+        eventId: text, timezone: text, periodStartIso: text, periodEndIso: text, prefix: text, suffix: text,
+      })
+    // Every instant Date can hold, negative ones included: the wire splits it into two 32-bit halves. A record's
+    // charges share its event time.
+    const record = fc.integer({ min: -8_640_000_000_000_000, max: 8_640_000_000_000_000 }).chain((eventMs) =>
+      fc.record<StagedRecord>(
+        {
+          eventId: text, eventMs: fc.constant(eventMs), usageLine: text, suspendLine: text,
+          charges: fc.array(charge(eventMs), { maxLength: 3 }),
+          source: text,
+          raw: text,
+          origin: fc.option(text, { nil: undefined }),
+          receivedAt: fc.constant('2026-11-22 10:00:00.000'),
+        },
+        { requiredKeys: ['eventId', 'eventMs', 'usageLine', 'charges', 'source', 'raw', 'origin', 'receivedAt'] },
+      ),
     )
     const line = text.map((t) => t.replace(/\n/g, '\\n') + '\n')
     const batch = fc.record<StagedBatch>({ batchId: text, read: fc.nat(), rejectLines: fc.array(line, { maxLength: 4 }), records: fc.array(record, { maxLength: 5 }) })

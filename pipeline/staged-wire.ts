@@ -15,10 +15,11 @@ export interface StagedWire {
 
 // Strings of their own, in the text: per record eventId, usageLine, suspendLine, raw, origin; per charge
 // quantity, dimensions, eventIso, eventId, prefix. The rest repeat across a batch and go once, in its table of
-// shared strings. The ints: per record charges, hasSuspend, hasOrigin, source (shared); per charge totalsKey,
-// chargeRef, timezone, periodStartIso, periodEndIso, suffix (all shared), and eventMs in two halves.
-const INTS_PER_RECORD = 4
-const INTS_PER_CHARGE = 8
+// shared strings. The ints: per record charges, hasSuspend, hasOrigin, source (shared), and eventMs in two halves
+// (every charge of a record has the record's eventMs); per charge totalsKey, chargeRef, timezone, periodStartIso,
+// periodEndIso, suffix (all shared).
+const INTS_PER_RECORD = 6
+const INTS_PER_CHARGE = 6
 const TWO_32 = 4_294_967_296
 const HEADER = 5 // read, records, reject lines, shared strings, ints of the records and charges
 
@@ -55,18 +56,19 @@ export function encodeStaged(b: StagedBatch): StagedWire {
     structure[s++] = r.suspendLine === undefined ? 0 : 1
     structure[s++] = r.origin === undefined ? 0 : 1
     structure[s++] = ref(r.source)
+    // An integer of ms (|ms| < 2^53) as its high and low 32 bits; the low half is read back unsigned.
+    const hi = Math.floor(r.eventMs / TWO_32)
+    structure[s++] = hi
+    structure[s++] = r.eventMs - hi * TWO_32
     own.push(r.eventId, r.usageLine, r.suspendLine ?? '', r.raw, r.origin ?? '')
     for (const c of r.charges) {
+      if (c.eventMs !== r.eventMs) throw new Error(`staged batch ${b.batchId}: a charge of event ${r.eventId} has another event time`)
       structure[s++] = ref(c.totalsKey)
       structure[s++] = ref(c.chargeRef)
       structure[s++] = ref(c.timezone)
       structure[s++] = ref(c.periodStartIso)
       structure[s++] = ref(c.periodEndIso)
       structure[s++] = ref(c.suffix)
-      // An integer of ms (|ms| < 2^53) as its high and low 32 bits; the low half is read back unsigned.
-      const hi = Math.floor(c.eventMs / TWO_32)
-      structure[s++] = hi
-      structure[s++] = c.eventMs - hi * TWO_32
       own.push(c.quantity, c.dimensions === NO_DIMENSIONS ? '{}' : JSON.stringify(c.dimensions), c.eventIso, c.eventId, c.prefix)
     }
   }
@@ -114,6 +116,8 @@ export function decodeStaged(w: StagedWire): StagedBatch {
     const hasSuspend = ints[s++] === 1
     const hasOrigin = ints[s++] === 1
     const source = shared[ints[s++]!]!
+    const hi = ints[s++]!
+    const eventMs = hi * TWO_32 + (ints[s++]! >>> 0)
     const eventId = next()
     const usageLine = next()
     const suspendLine = next()
@@ -127,8 +131,6 @@ export function decodeStaged(w: StagedWire): StagedBatch {
       const periodStartIso = shared[ints[s++]!]!
       const periodEndIso = shared[ints[s++]!]!
       const suffix = shared[ints[s++]!]!
-      const hi = ints[s++]!
-      const eventMs = hi * TWO_32 + (ints[s++]! >>> 0)
       const quantity = next()
       const dims = next()
       charges[c] = {
@@ -148,6 +150,7 @@ export function decodeStaged(w: StagedWire): StagedBatch {
     }
     records[i] = {
       eventId,
+      eventMs,
       usageLine,
       suspendLine: hasSuspend ? suspendLine : undefined,
       charges,

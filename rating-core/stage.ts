@@ -30,6 +30,8 @@ export interface StagedBatch {
 export interface StagedRecord {
   /** With `source`, the dedupe key (CONTRACT §2). */
   readonly eventId: string
+  /** event_time in epoch ms, as validation read it (every charge's eventMs is this): the dedupe horizon reads it. */
+  readonly eventMs: number
   /** usage_events line (ends in \n). */
   readonly usageLine: string
   /** Set when the record waits for guiding data: suspended_usage line (ends in \n). */
@@ -153,7 +155,7 @@ export function stageBatch(batch: UsageBatch, guiding: GuidingIndex, receivedAtM
       const suspendLine =
         common + '\t' + tsv(raw) + '\t' + tsv(r.origin ?? '') + '\t' + tsv(g.reason) +
         '\theld\t' + receivedAtMs + '\t' + receivedAt + '\t' + batchId + '\n'
-      records.push({ eventId: r.event_id, usageLine, suspendLine, charges: [], source: lastSource!, raw, origin: r.origin, receivedAt })
+      records.push({ eventId: r.event_id, eventMs: ms, usageLine, suspendLine, charges: [], source: lastSource!, raw, origin: r.origin, receivedAt })
       continue
     }
     const o = ownerRoutes(g.owner)
@@ -198,7 +200,7 @@ export function stageBatch(batch: UsageBatch, guiding: GuidingIndex, receivedAtM
       rejectLines.push(rejectLine(asReject(r, reason), receivedAt, batchId))
       continue
     }
-    records.push({ eventId: r.event_id, usageLine, charges, source: lastSource!, raw: rawOf(r), origin: r.origin, receivedAt })
+    records.push({ eventId: r.event_id, eventMs: ms, usageLine, charges, source: lastSource!, raw: rawOf(r), origin: r.origin, receivedAt })
   }
   return { batchId: batch.id, read: batch.records.length + batch.rejects.length, rejectLines, records }
 }
