@@ -4,6 +4,7 @@ export { validateRecord } from './validate.js'
 export { chargeRef, rejectLine, stageBatch, totalsKey, type StagedBatch, type StagedCharge, type StagedRecord } from './stage.js'
 export { chargeTable, RunningTotals, type ResolvedCharge } from './running-totals.js'
 export { DedupeIndex } from './dedupe-index.js'
+export { HorizonIndex } from './dedupe-horizon.js'
 export { NO_DIMENSIONS } from './stage.js'
 export { groupKey, meterAccepts } from './meters.js'
 export {
