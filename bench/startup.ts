@@ -40,16 +40,17 @@ export interface StartupResult {
 }
 
 /** The alternative to readCommittedKeys: the same pages, as JSONEachRow objects (how the rater read keys before). */
-async function readKeysAsJson(store: Store, page: number, visit: (source: string, eventId: string) => void): Promise<number> {
+async function readKeysAsJson(store: Store, page: number, visit: (source: string, eventId: string, eventMs: number) => void): Promise<number> {
   let total = 0
-  await eachPage<{ source: string; event_id: string }>(
+  await eachPage<{ source: string; event_id: string; ms: string }>(
     store,
     page,
     ['source', 'event_id'],
     ['String', 'String'],
-    (where, limit) => `SELECT toString(source) AS source, event_id FROM usage_events AS k WHERE ${where} ORDER BY k.source, k.event_id ${limit}`,
+    (where, limit) =>
+      `SELECT toString(source) AS source, event_id, toUnixTimestamp64Milli(event_time) AS ms FROM usage_events AS k WHERE ${where} ORDER BY k.source, k.event_id ${limit}`,
     (rows) => {
-      for (const r of rows) visit(r.source, r.event_id)
+      for (const r of rows) visit(r.source, r.event_id, Number(r.ms))
       total += rows.length
     },
   )

@@ -52,15 +52,19 @@ it('stop() right after start() returns, however far the consumer got', async () 
   }
 })
 
-it('rater options come from RATEFLOW_THREADS, RATEFLOW_FLUSH_ROWS, RATEFLOW_LOAD_PAGE_ROWS and RATEFLOW_CHECKPOINT_ROWS; bad values are named, all at once', () => {
-  expect(raterOptionsFromEnv({})).toMatchObject({ threads: 1, flushRows: 100_000, loadPageRows: 500_000, checkpointRows: 100_000 })
+it('rater options come from RATEFLOW_THREADS, RATEFLOW_FLUSH_ROWS, RATEFLOW_LOAD_PAGE_ROWS, RATEFLOW_CHECKPOINT_ROWS and RATEFLOW_DEDUPE_HORIZON_HOURS; bad values are named, all at once', () => {
+  expect(raterOptionsFromEnv({})).toMatchObject({ threads: 1, flushRows: 100_000, loadPageRows: 500_000, checkpointRows: 100_000, dedupeHorizonMs: 7 * 24 * 3_600_000 })
   expect(
-    raterOptionsFromEnv({ RATEFLOW_THREADS: '2', RATEFLOW_FLUSH_ROWS: '5000', RATEFLOW_LOAD_PAGE_ROWS: '997', RATEFLOW_CHECKPOINT_ROWS: '1' }),
-  ).toMatchObject({ threads: 2, flushRows: 5000, loadPageRows: 997, checkpointRows: 1 })
+    raterOptionsFromEnv({
+      RATEFLOW_THREADS: '2', RATEFLOW_FLUSH_ROWS: '5000', RATEFLOW_LOAD_PAGE_ROWS: '997', RATEFLOW_CHECKPOINT_ROWS: '1', RATEFLOW_DEDUPE_HORIZON_HOURS: '24',
+    }),
+  ).toMatchObject({ threads: 2, flushRows: 5000, loadPageRows: 997, checkpointRows: 1, dedupeHorizonMs: 86_400_000 })
   expect(() =>
-    raterOptionsFromEnv({ RATEFLOW_THREADS: '0', RATEFLOW_FLUSH_ROWS: '1.5', RATEFLOW_LOAD_PAGE_ROWS: 'all', RATEFLOW_CHECKPOINT_ROWS: '-3' }),
+    raterOptionsFromEnv({
+      RATEFLOW_THREADS: '0', RATEFLOW_FLUSH_ROWS: '1.5', RATEFLOW_LOAD_PAGE_ROWS: 'all', RATEFLOW_CHECKPOINT_ROWS: '-3', RATEFLOW_DEDUPE_HORIZON_HOURS: '0',
+    }),
   ).toThrow(
-    /RATEFLOW_THREADS: "0" is not a whole number from 1 to 64\n.*RATEFLOW_FLUSH_ROWS: "1.5" is not a whole number.*\n.*RATEFLOW_LOAD_PAGE_ROWS: "all" is not a whole number.*\n.*RATEFLOW_CHECKPOINT_ROWS: "-3" is not a whole number/s,
+    /RATEFLOW_THREADS: "0" is not a whole number from 1 to 64\n.*RATEFLOW_FLUSH_ROWS: "1.5" is not a whole number.*\n.*RATEFLOW_LOAD_PAGE_ROWS: "all" is not a whole number.*\n.*RATEFLOW_CHECKPOINT_ROWS: "-3" is not a whole number.*\n.*RATEFLOW_DEDUPE_HORIZON_HOURS: "0" is not a whole number from 1 to 87600/s,
   )
 })
 
@@ -274,4 +278,50 @@ it('a checkpoint is due after checkpointRows rated rows, but no sooner than ther
   // Totals that keep every reading (time_weighted_avg) or value (unique_count): 300 MB of state is due every 1,000,000 rows.
   expect(checkpointDue(100_000, 400, 300_000_000)).toBe(1_000_000)
   expect(checkpointDue(1, 0, 0)).toBe(1)
+})
+
+// A rater that runs for months holds only the keys inside the late-arrival horizon. An event before it may repeat a
+// key the index dropped, or one committed before the rater started and never loaded: the store's committed keys
+// decide. Each half fails when late events are not checked against the store (their duplicates are rated again).
+it('events before the dedupe horizon are still duplicates once their keys left memory, in the same rater and after a restart', async () => {
+  const store = await rt.store()
+  const queue = await rt.queue()
+  const options = { ...DEFAULT_RATER, dedupeHorizonMs: 3_600_000 }
+  let clock = Date.parse('2026-10-08T10:30:00Z')
+  const at = '2026-10-08T10:00:00Z'
+  const rec = (id: string) => ({ event_id: id, source: 'test:horizon', event_time: at, device_id: deviceId(1, 1), metric: 'api_calls', quantity: '1' })
+  const outcomes = new Map<string, BatchOutcome>()
+  const waiters = new Map<string, (o: BatchOutcome) => void>()
+  const outcomeOf = (id: string) => new Promise<BatchOutcome>((resolve) => (outcomes.has(id) ? resolve(outcomes.get(id)!) : waiters.set(id, resolve)))
+  const newRater = () => {
+    const r = new Rater({ store, queue, ownsQueue: true, repo: rt.repo, dataDir: dir, log: rt.log, now: () => clock }, options)
+    r.on('outcome', (o: BatchOutcome) => {
+      outcomes.set(o.batchId, o)
+      waiters.get(o.batchId)?.(o)
+    })
+    return r
+  }
+  const first = newRater()
+  await first.start()
+  try {
+    await queue.publish({ id: 'horizon-1', records: [rec('hz-1'), rec('hz-2'), rec('hz-3')], rejects: [] })
+    expect(await outcomeOf('horizon-1')).toMatchObject({ read: 3, rated: 3, duplicates: 0 })
+    // Three and a half hours on: the keys accepted at 10:30 are past the 1-hour horizon and dropped from memory.
+    clock = Date.parse('2026-10-08T14:00:00Z')
+    await queue.publish({ id: 'horizon-2', records: [rec('hz-1'), rec('hz-4'), rec('hz-4')], rejects: [] })
+    expect(await outcomeOf('horizon-2')).toMatchObject({ read: 3, rated: 1, duplicates: 2 })
+  } finally {
+    await first.stop()
+  }
+  // A new rater loads no key of this source (all are before its horizon) and finds them in the store.
+  const second = newRater()
+  await second.start()
+  try {
+    await queue.publish({ id: 'horizon-3', records: [rec('hz-2'), rec('hz-4'), rec('hz-5')], rejects: [] })
+    expect(await outcomeOf('horizon-3')).toMatchObject({ read: 3, rated: 1, duplicates: 2 })
+  } finally {
+    await second.stop()
+  }
+  const [n] = await store.rows<{ n: string }>(`SELECT count() AS n FROM rated_usage WHERE source = 'test:horizon'`)
+  expect(n!.n).toBe('5')
 })

@@ -13,7 +13,7 @@ import { chargeRef, rejectLine, stagedReject, totalsKey, type StagedBatch } from
 import { chargeTable, RunningTotals, type ResolvedCharge } from '../rating-core/running-totals.js'
 import { meterStateOf, type MeterState } from '../rating-core/usage-rater.js'
 import { detached } from '../common/strings.js'
-import { DedupeIndex } from '../rating-core/dedupe-index.js'
+import { HorizonIndex } from '../rating-core/dedupe-horizon.js'
 import { USAGE_STREAM, type Queue } from './queue.js'
 import type { StageTask } from './rating-worker.js'
 import { decodeStaged, type StagedWire } from './staged-wire.js'
@@ -50,6 +50,12 @@ export interface RaterOptions {
    * one row per rated row). stop() writes one too. A start folds only the rows committed after the latest.
    */
   readonly checkpointRows: number
+  /**
+   * The late-arrival horizon of dedupe, ms: keys are held in memory while their event time (or their acceptance,
+   * when later) is within it; an event older than it is checked against the store's committed keys instead
+   * (rating-core/dedupe-horizon.ts). Bounds the memory of a rater that runs for months.
+   */
+  readonly dedupeHorizonMs: number
 }
 export const DEFAULT_RATER: Readonly<RaterOptions> = Object.freeze({
   threads: 1,
@@ -59,13 +65,15 @@ export const DEFAULT_RATER: Readonly<RaterOptions> = Object.freeze({
   releasePageRows: 10_000,
   loadPageRows: 500_000,
   checkpointRows: 100_000,
+  dedupeHorizonMs: 7 * 24 * 3_600_000,
 })
 
 /**
  * Rater options from the environment, over the defaults: RATEFLOW_THREADS (1–64 pool threads),
  * RATEFLOW_FLUSH_ROWS (rows buffered before a flush, ≥ 1), RATEFLOW_LOAD_PAGE_ROWS (stored rows read at a time
- * when the rater starts, ≥ 1) and RATEFLOW_CHECKPOINT_ROWS (rated rows between checkpoints of the running totals,
- * ≥ 1). Bad values throw a ValidationError naming each.
+ * when the rater starts, ≥ 1), RATEFLOW_CHECKPOINT_ROWS (rated rows between checkpoints of the running totals,
+ * ≥ 1) and RATEFLOW_DEDUPE_HORIZON_HOURS (the late-arrival horizon of dedupe, 1 to 87,600 hours; default 168, a
+ * week). Bad values throw a ValidationError naming each.
  */
 export function raterOptionsFromEnv(env: Readonly<Record<string, string | undefined>> = process.env): RaterOptions {
   const problems: Problem[] = []
@@ -82,6 +90,7 @@ export function raterOptionsFromEnv(env: Readonly<Record<string, string | undefi
     flushRows: int('RATEFLOW_FLUSH_ROWS', 1, 10_000_000, DEFAULT_RATER.flushRows),
     loadPageRows: int('RATEFLOW_LOAD_PAGE_ROWS', 1, 10_000_000, DEFAULT_RATER.loadPageRows),
     checkpointRows: int('RATEFLOW_CHECKPOINT_ROWS', 1, 1_000_000_000, DEFAULT_RATER.checkpointRows),
+    dedupeHorizonMs: int('RATEFLOW_DEDUPE_HORIZON_HOURS', 1, 87_600, DEFAULT_RATER.dedupeHorizonMs / 3_600_000) * 3_600_000,
   }
   if (problems.length) throw new ValidationError('environment', problems)
   return options
@@ -96,6 +105,8 @@ export interface RaterDeps {
   repo: CatalogRepository
   dataDir: string
   log: Logger
+  /** The clock of the dedupe horizon, epoch ms (Date.now; tests move it). */
+  now?: () => number
 }
 
 interface Pending {
@@ -163,12 +174,20 @@ export class Rater extends EventEmitter {
   private readonly tasks = new Set<Promise<StagedWire>>()
   /**
    * Dedupe index: keys of every accepted record (committed, in a flush in flight, or buffered) of the sources in
-   * `keysLoaded`. A source's committed keys are read from the store when the rater first meets the source
-   * (loadKeysOf), before any of its records is deduped: a key is (source, event_id), so no other source's keys can
-   * make one of its events a duplicate.
+   * `keysLoaded`, as long as they are inside the late-arrival horizon (dedupe-horizon.ts). A source's committed keys
+   * inside it are read from the store when the rater first meets the source (loadKeysOf), before any of its records
+   * is deduped: a key is (source, event_id), so no other source's keys can make one of its events a duplicate.
+   * Events before the horizon are checked against the store's committed keys (lateDuplicates).
    */
-  private readonly accepted = new DedupeIndex()
-  private readonly keysLoaded = new Set<string>()
+  private readonly accepted: HorizonIndex
+  /** Sources whose keys were read, each with whether the store held committed keys before the horizon then. */
+  private readonly keysLoaded = new Map<string, { olderKeys: boolean }>()
+  private readonly now: () => number
+  /** When the dedupe index last dropped keys past the horizon (ms of `now`). */
+  private lastEvict = 0
+  /** Events before the horizon checked against the store, and how many of them it held (duplicates): for the log. */
+  private lateChecked = 0
+  private lateFound = 0
   private charges = new Map<string, ResolvedCharge>()
   // A charge a pool thread staged but this thread's snapshot lacks: guiding data changed after this thread last
   // read it; read it again now (only if the files did change), rather than reject the event.
@@ -206,6 +225,8 @@ export class Rater extends EventEmitter {
     private readonly options: RaterOptions = DEFAULT_RATER,
   ) {
     super()
+    this.accepted = new HorizonIndex(options.dedupeHorizonMs)
+    this.now = deps.now ?? Date.now
   }
 
   /** Recovers the store, rebuilds state, releases suspended usage that can now be guided, starts consuming. */
@@ -385,7 +406,9 @@ export class Rater extends EventEmitter {
       if (next) {
         const staged = decodeStaged(await next.staged)
         await this.loadKeysOf(staged)
-        this.apply(staged, next)
+        const now = this.now()
+        this.maybeEvict(now)
+        this.apply(staged, next, now, next.release ? undefined : await this.lateDuplicates(staged, now))
         if (this.buffered.rows >= this.options.flushRows) await this.flush()
         continue
       }
@@ -414,7 +437,11 @@ export class Rater extends EventEmitter {
     }
   }
 
-  private apply(staged: StagedBatch, pending: Pending): void {
+  /**
+   * `now`: the dedupe horizon's clock for this batch. `late`: the keys (source\0event_id) of this batch's events
+   * before the horizon that the store holds committed already (duplicates the index no longer holds).
+   */
+  private apply(staged: StagedBatch, pending: Pending, now: number, late?: ReadonlySet<string>): void {
     const b = this.buffered
     // This batch's rows, one string per table, flattened into the buffer at the end: the buffer then holds a
     // few hundred flat strings per flush, not a rope of every row that keeps every batch's wire text alive.
@@ -434,7 +461,7 @@ export class Rater extends EventEmitter {
         if (rec.suspendLine !== undefined) continue
       } else {
         // One probe: the key joins the index here, and leaves it again if the event turns out a reject.
-        if (!this.accepted.add(rec.source, rec.eventId)) {
+        if ((late !== undefined && late.has(recordKey(rec.source, rec.eventId))) || !this.accepted.add(rec.source, rec.eventId, rec.eventMs, now)) {
           duplicates++
           continue
         }
@@ -460,7 +487,7 @@ export class Rater extends EventEmitter {
       if (!pending.release) {
         usage += rec.usageLine
       } else {
-        suspendedRows += heldLine(pending.release.get(releaseKey(rec.source, rec.eventId))!, 'released', staged.batchId)
+        suspendedRows += heldLine(pending.release.get(recordKey(rec.source, rec.eventId))!, 'released', staged.batchId)
       }
       ratedRows += lines
       b.rows += rec.charges.length
@@ -569,7 +596,14 @@ export class Rater extends EventEmitter {
       if (older !== undefined) await this.dropCheckpoint(older)
     }
     this.deps.log.info(
-      { batches: b.batches.length, rows: b.rows, ms: Math.round(performance.now() - started), ...(b.checkpoint ? { checkpointChars: b.checkpointChars } : {}) },
+      {
+        batches: b.batches.length,
+        rows: b.rows,
+        ms: Math.round(performance.now() - started),
+        ...(b.checkpoint ? { checkpointChars: b.checkpointChars } : {}),
+        // Since the rater started: events before the dedupe horizon checked against the store, and duplicates found so.
+        ...(this.lateChecked > 0 ? { lateChecked: this.lateChecked, lateDuplicates: this.lateFound } : {}),
+      },
       'flush committed',
     )
     for (const o of b.outcomes) this.emit('outcome', o)
@@ -603,10 +637,12 @@ export class Rater extends EventEmitter {
   }
 
   /**
-   * Reads into the dedupe index the committed keys of each source of the batch the rater has not met yet: usage_events
-   * holds every accepted record (rated or suspended) of committed flushes. No flush in flight holds a key of such a
-   * source (none of its records was applied yet), so the store has them all. An `ingest csv --wait` of a new file (a
-   * source of its own by default) reads none of history's keys; the same file again reads its own.
+   * Reads into the dedupe index the committed keys inside the horizon of each source of the batch the rater has not
+   * met yet: usage_events holds every accepted record (rated or suspended) of committed flushes. No flush in flight
+   * holds a key of such a source (none of its records was applied yet), so the store has them all. An `ingest csv
+   * --wait` of a new file (a source of its own by default) reads none of history's keys; the same file again reads
+   * its own. Keys before the horizon stay in the store; whether there are any decides if the source's late events
+   * are checked there (lateDuplicates).
    */
   private async loadKeysOf(staged: StagedBatch): Promise<void> {
     let last: string | undefined
@@ -615,10 +651,74 @@ export class Rater extends EventEmitter {
       last = rec.source
       if (this.keysLoaded.has(rec.source)) continue
       const started = performance.now()
-      const keys = await readCommittedKeys(this.deps.store, this.options.loadPageRows, (s, id) => this.accepted.add(s, id), rec.source)
-      this.keysLoaded.add(detached(rec.source))
-      this.deps.log.info({ source: rec.source, keys, ms: Math.round(performance.now() - started) }, 'dedupe keys of a source read from the store')
+      const since = this.now() - this.accepted.horizonMs
+      const keys = await readCommittedKeys(
+        this.deps.store,
+        this.options.loadPageRows,
+        (s, id, ms) => this.accepted.load(s, id, ms),
+        rec.source,
+        since,
+      )
+      const [older] = await this.deps.store.rows<{ n: string }>(
+        `SELECT count() AS n FROM (SELECT 1 FROM usage_events WHERE source = {source:String} AND event_time < fromUnixTimestamp64Milli({since:Int64})
+         AND batch_id IN (${COMMITTED_BATCHES}) LIMIT 1)`,
+        { source: rec.source, since },
+      )
+      const olderKeys = Number(older!.n) > 0
+      this.keysLoaded.set(detached(rec.source), { olderKeys })
+      this.deps.log.info(
+        { source: rec.source, keys, olderKeys, horizonHours: this.accepted.horizonMs / 3_600_000, ms: Math.round(performance.now() - started) },
+        'dedupe keys of a source read from the store',
+      )
     }
+  }
+
+  /** Drops the dedupe keys past the horizon, at most once a minute (a generation is half the horizon wide). */
+  private maybeEvict(now: number): void {
+    if (now - this.lastEvict < 60_000) return
+    this.lastEvict = now
+    const dropped = this.accepted.evict(now)
+    if (dropped > 0) this.deps.log.info({ dropped, held: this.accepted.size }, 'dedupe keys past the late-arrival horizon dropped from memory')
+  }
+
+  /**
+   * The keys (source\0event_id) of the batch's events before the dedupe horizon that are duplicates of committed
+   * events the index does not hold: an event older than the horizon may repeat a key that was dropped, or committed
+   * before this rater started and never loaded. Asked of the store only for sources that may have such keys (older
+   * keys were there at load, or the index dropped some since); a late event whose key the index holds is left to
+   * it. A key accepted by this rater and not yet committed is always in the index (it is dropped only once past
+   * the horizon, long after its flush committed), so the store's committed keys are all that can be missing.
+   */
+  private async lateDuplicates(staged: StagedBatch, now: number): Promise<ReadonlySet<string> | undefined> {
+    let asked: Map<string, string[]> | undefined
+    // Whether the store may hold keys of the last record's source that the index does not (a batch has one source).
+    let lastSource: string | undefined
+    let askSource = false
+    for (const rec of staged.records) {
+      if (rec.source !== lastSource) {
+        lastSource = rec.source
+        askSource = this.accepted.mayMissKeys || this.keysLoaded.get(rec.source)!.olderKeys
+      }
+      if (!askSource || !this.accepted.isLate(rec.eventMs, now)) continue
+      if (this.accepted.has(rec.source, rec.eventId)) continue
+      asked ??= new Map()
+      let ids = asked.get(rec.source)
+      if (ids === undefined) asked.set(rec.source, (ids = []))
+      ids.push(rec.eventId)
+    }
+    if (asked === undefined) return undefined
+    const found = new Set<string>()
+    for (const [source, ids] of asked) {
+      const rows = await this.deps.store.rows<{ event_id: string }>(
+        `SELECT DISTINCT event_id FROM usage_events WHERE source = {source:String} AND event_id IN {ids:Array(String)}
+         AND batch_id IN (${COMMITTED_BATCHES})`,
+        { source, ids },
+      )
+      for (const r of rows) found.add(recordKey(source, r.event_id))
+      this.lateChecked += ids.length
+      this.lateFound += rows.length
+    }
+    return found
   }
 
   /**
@@ -801,13 +901,13 @@ export class Rater extends EventEmitter {
         ...(h.subscription_id ? { subscription_id: h.subscription_id } : {}),
       }
       records.push(rec)
-      byKey.set(releaseKey(rec.source, rec.event_id), h)
+      byKey.set(recordKey(rec.source, rec.event_id), h)
     }
     const batch: UsageBatch = { id: batchId, records, rejects: [] }
     const wire = await this.stage({ batch, dataDir: this.deps.dataDir, fingerprint: this.fingerprint, receivedAtMs: Date.now() })
     const staged = decodeStaged(wire)
     // Released records that the catalog now rejects stay held: rejecting them would lose accepted usage.
-    this.apply({ ...staged, rejectLines: [] }, { staged: Promise.resolve(wire), release: byKey })
+    this.apply({ ...staged, rejectLines: [] }, { staged: Promise.resolve(wire), release: byKey }, this.now())
     const released = this.buffered.outcomes.at(-1)?.rated ?? 0
     await this.flush()
     await this.committing
@@ -863,39 +963,44 @@ export async function eachPage<T extends object>(
 }
 
 /**
- * Hands every (source, event_id) of usage_events to `visit` (only those of `source` when it is given), in the table's
- * order, `page` keys a query, each page after the last key of the one before (memory: one page of text); returns how
- * many. Read as TabSeparated text and split here: the same pages as JSONEachRow objects cost several times more in
- * parsing and garbage (`rateflow bench startup`).
+ * Hands every committed (source, event_id) of usage_events to `visit` with its event time in epoch ms (only those of
+ * `source` when it is given, and only events at or after `since`, epoch ms, when it is given), in the table's order,
+ * `page` keys a query, each page after the last key of the one before (memory: one page of text); returns how many.
+ * Read as TabSeparated text and split here: the same pages as JSONEachRow objects cost several times more in parsing
+ * and garbage (`rateflow bench startup`).
  */
 export async function readCommittedKeys(
   store: Store,
   page: number,
-  visit: (source: string, eventId: string) => void,
+  visit: (source: string, eventId: string, eventMs: number) => void,
   source?: string,
+  since?: number,
 ): Promise<number> {
   // One source is a range of the table's sort key (source, event_id): only its rows are read. Only committed rows:
   // a stalled rater that lost the stream may still be writing rows it will never commit (their batches come again).
-  const only = `${source === undefined ? '1' : 'k.source = {source:String}'} AND k.batch_id IN (${COMMITTED_BATCHES})`
-  let params: Record<string, unknown> = source === undefined ? {} : { source }
+  const only =
+    `${source === undefined ? '1' : 'k.source = {source:String}'}` +
+    `${since === undefined ? '' : ' AND k.event_time >= fromUnixTimestamp64Milli({since:Int64})'} AND k.batch_id IN (${COMMITTED_BATCHES})`
+  let params: Record<string, unknown> = { ...(source === undefined ? {} : { source }), ...(since === undefined ? {} : { since }) }
   let after = ''
   let total = 0
   for (;;) {
     const text = await store.text(
-      `SELECT source, event_id FROM usage_events AS k WHERE ${only}${after} ORDER BY k.source, k.event_id LIMIT ${page}`,
+      `SELECT source, event_id, toUnixTimestamp64Milli(event_time) FROM usage_events AS k WHERE ${only}${after} ORDER BY k.source, k.event_id LIMIT ${page}`,
       'TabSeparated',
       params,
     )
     let rows = 0
     let rowSource = ''
     let eventId = ''
-    // Each row is `source \t event_id \n`; neither value holds a raw tab or newline (TabSeparated escapes them).
+    // Each row is `source \t event_id \t ms \n`; no value holds a raw tab or newline (TabSeparated escapes them).
     for (let start = 0; start < text.length; ) {
       const tab = text.indexOf('\t', start)
-      const end = text.indexOf('\n', tab)
+      const tab2 = text.indexOf('\t', tab + 1)
+      const end = text.indexOf('\n', tab2)
       rowSource = fromTsv(text.slice(start, tab))
-      eventId = fromTsv(text.slice(tab + 1, end))
-      visit(rowSource, eventId)
+      eventId = fromTsv(text.slice(tab + 1, tab2))
+      visit(rowSource, eventId, Number(text.slice(tab2 + 1, end)))
       rows++
       start = end + 1
     }
@@ -927,8 +1032,8 @@ function heldLine(h: HeldRow, status: 'held' | 'released', batchId: string): str
   )
 }
 
-/** The key of a held record in a release's map, as the staged record finds it again. */
-function releaseKey(source: string, eventId: string): string {
+/** A record's dedupe key as one string: the key of a release's map, and of a batch's late duplicates (lateDuplicates). */
+function recordKey(source: string, eventId: string): string {
   return source + '\u0000' + eventId
 }
 

@@ -195,9 +195,23 @@ describe('the dedupe index read back from the store', () => {
     const other = await rateflow(['ingest', 'csv', files.first, '--source', 'csv:b', '--wait', '--data', data], log)
     expect(JSON.parse(other.stdout)).toMatchObject({ rated: EVENTS / 2, duplicates: 0 })
     expect(keysRead(other.stderr)).toEqual([{ source: 'csv:b', keys: 0 }])
-    // The first source again: its keys are read (in pages of 1,000), and every event is a duplicate.
-    const again = await rateflow(['ingest', 'csv', files.first, '--source', 'csv:a', '--wait', '--data', data], { ...log, RATEFLOW_LOAD_PAGE_ROWS: '1000' })
+    // The first source again, with a dedupe horizon (10 years) that takes in its October events: its keys are read
+    // (in pages of 1,000), and every event is a duplicate.
+    const again = await rateflow(['ingest', 'csv', files.first, '--source', 'csv:a', '--wait', '--data', data], {
+      ...log,
+      RATEFLOW_LOAD_PAGE_ROWS: '1000',
+      RATEFLOW_DEDUPE_HORIZON_HOURS: '87600',
+    })
     expect(JSON.parse(again.stdout)).toMatchObject({ rated: 0, duplicates: EVENTS / 2 })
     expect(keysRead(again.stderr)).toEqual([{ source: 'csv:a', keys: EVENTS / 2 }])
+    // And with the default horizon (a week), before which every October event lies: no key is held in memory, the
+    // store says which events it has, and every event is a duplicate still.
+    const late = await rateflow(['ingest', 'csv', files.first, '--source', 'csv:a', '--wait', '--data', data], log)
+    expect(JSON.parse(late.stdout)).toMatchObject({ rated: 0, duplicates: EVENTS / 2 })
+    expect(logLines<{ keys: number; olderKeys: boolean; horizonHours: number }>(late.stderr, 'dedupe keys of a source read from the store')).toMatchObject([
+      { keys: 0, olderKeys: true, horizonHours: 168 },
+    ])
+    const flushes = logLines<{ lateChecked?: number; lateDuplicates?: number }>(late.stderr, 'flush committed')
+    expect(flushes.at(-1)).toMatchObject({ lateChecked: EVENTS / 2, lateDuplicates: EVENTS / 2 })
   })
 })
