@@ -18,7 +18,8 @@ if (!SERVER) {
 describe.skipIf(!SERVER)('server-mode ClickHouse (CLICKHOUSE_URL)', () => {
   const EVENTS = 2000
   const size = { customers: 4, devicesPerAccount: 2 }
-  const tmp = tempDir('rateflow-server-')
+  // Made only when the suite runs: a skipped describe runs no afterAll, and left an empty directory per run.
+  const tmp = SERVER ? tempDir('rateflow-server-') : { dir: '', cleanup: () => undefined }
   const database = `rateflow_test_${process.pid}_${Date.now()}`
   let admin: ClickHouseClient
   let env: Record<string, string>
