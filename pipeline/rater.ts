@@ -709,14 +709,10 @@ export class Rater extends EventEmitter {
     if (asked === undefined) return undefined
     const found = new Set<string>()
     for (const [source, ids] of asked) {
-      const rows = await this.deps.store.rows<{ event_id: string }>(
-        `SELECT DISTINCT event_id FROM usage_events WHERE source = {source:String} AND event_id IN {ids:Array(String)}
-         AND batch_id IN (${COMMITTED_BATCHES})`,
-        { source, ids },
-      )
-      for (const r of rows) found.add(recordKey(source, r.event_id))
+      const committed = await committedEventIds(this.deps.store, source, ids)
+      for (const id of committed) found.add(recordKey(source, id))
       this.lateChecked += ids.length
-      this.lateFound += rows.length
+      this.lateFound += committed.size
     }
     return found
   }
@@ -1009,6 +1005,29 @@ export async function readCommittedKeys(
     params = { ...params, k0: rowSource, k1: eventId }
     after = ' AND (k.source, k.event_id) > ({k0:String}, {k1:String})'
   }
+}
+
+/**
+ * Which of `ids` the store holds committed for `source` (their usage_events row's batch is named by a `flushes` row).
+ * Two steps, so the cost does not grow with history: the rows of these keys (a range of the sort key), then only
+ * the flushes that name their batches. One query with `batch_id IN (COMMITTED_BATCHES)` builds the set of every
+ * batch ever committed: measured here for 1,000 ids, 190–280 ms against 1,000,000 flushes and 450–630 ms against
+ * 3,000,000, where the two steps took 20–50 ms at either size.
+ */
+export async function committedEventIds(store: Store, source: string, ids: readonly string[]): Promise<Set<string>> {
+  const rows = await store.rows<{ event_id: string; batch_id: string }>(
+    'SELECT event_id, batch_id FROM usage_events WHERE source = {source:String} AND event_id IN {ids:Array(String)}',
+    { source, ids },
+  )
+  const out = new Set<string>()
+  if (rows.length === 0) return out
+  const batches = [...new Set(rows.map((r) => r.batch_id))]
+  const committed = await store.rows<{ b: string }>('SELECT DISTINCT arrayJoin(batches) AS b FROM flushes WHERE hasAny(batches, {batches:Array(String)})', {
+    batches,
+  })
+  const ok = new Set(committed.map((r) => r.b))
+  for (const r of rows) if (ok.has(r.batch_id)) out.add(r.event_id)
+  return out
 }
 
 /**
