@@ -255,14 +255,16 @@ it("does not take a row no flush committed for a key: that event is rated, not a
   const queue = await rt.queue()
   const { rater, outcome } = await startedRater('after-orphan-1')
   try {
-    // The stalled rater's row: in usage_events, its batch named by no `flushes` row.
+    // The stalled rater's row: in usage_events, its batch named by no `flushes` row. An hour ago: inside the dedupe
+    // horizon, so the rater reads this source's keys into memory when its batch comes.
+    const hourAgo = new Date(Date.now() - 3_600_000).toISOString()
     await store.insertTsv(
       'usage_events',
-      `test:orphan\to-1\t2026-10-08 10:00:00.000\t${deviceId(1, 1)}\t\t\tapi_calls\t1\t{}\t2026-10-08 10:00:01.000\torphan-batch-1\n`,
+      `test:orphan\to-1\t${hourAgo.replace('T', ' ').replace('Z', '')}\t${deviceId(1, 1)}\t\t\tapi_calls\t1\t{}\t${hourAgo.replace('T', ' ').replace('Z', '')}\torphan-batch-1\n`,
     )
     await queue.publish({
       id: 'after-orphan-1',
-      records: [{ event_id: 'o-1', source: 'test:orphan', event_time: '2026-10-08T10:00:00Z', device_id: deviceId(1, 1), metric: 'api_calls', quantity: '1' }],
+      records: [{ event_id: 'o-1', source: 'test:orphan', event_time: hourAgo, device_id: deviceId(1, 1), metric: 'api_calls', quantity: '1' }],
       rejects: [],
     })
     expect(await outcome).toMatchObject({ read: 1, rated: 1, duplicates: 0 })

@@ -17,7 +17,7 @@ import { HorizonIndex } from '../rating-core/dedupe-horizon.js'
 import { USAGE_STREAM, type Queue } from './queue.js'
 import type { StageTask } from './rating-worker.js'
 import { decodeStaged, type StagedWire } from './staged-wire.js'
-import { COMMITTED_BATCHES, type Store } from './store.js'
+import { COMMITTED_BATCHES, committedBatches, type Store } from './store.js'
 import { DEFAULT_LEASE_TTL_MS, RaterLease } from './rater-lease.js'
 import { chString, chTime, chTimeMs, fromTsv, tsv, tsvMap } from './tsv.js'
 
@@ -659,9 +659,11 @@ export class Rater extends EventEmitter {
         rec.source,
         since,
       )
+      // Any row counts, committed or not: a row no flush committed only makes the rater ask the store about this
+      // source's late events (which then finds no committed key for it), and the filter would cost a set of every
+      // batch ever committed (store.ts committedBatches).
       const [older] = await this.deps.store.rows<{ n: string }>(
-        `SELECT count() AS n FROM (SELECT 1 FROM usage_events WHERE source = {source:String} AND event_time < fromUnixTimestamp64Milli({since:Int64})
-         AND batch_id IN (${COMMITTED_BATCHES}) LIMIT 1)`,
+        `SELECT count() AS n FROM (SELECT 1 FROM usage_events WHERE source = {source:String} AND event_time < fromUnixTimestamp64Milli({since:Int64}) LIMIT 1)`,
         { source: rec.source, since },
       )
       const olderKeys = Number(older!.n) > 0
@@ -974,33 +976,48 @@ export async function readCommittedKeys(
 ): Promise<number> {
   // One source is a range of the table's sort key (source, event_id): only its rows are read. Only committed rows:
   // a stalled rater that lost the stream may still be writing rows it will never commit (their batches come again).
+  // Which are committed is asked per page, of that page's batches (committedBatches), not with a filter on every
+  // batch ever committed, whose cost grows with history: a new source's empty range then costs one small read.
   const only =
     `${source === undefined ? '1' : 'k.source = {source:String}'}` +
-    `${since === undefined ? '' : ' AND k.event_time >= fromUnixTimestamp64Milli({since:Int64})'} AND k.batch_id IN (${COMMITTED_BATCHES})`
+    `${since === undefined ? '' : ' AND k.event_time >= fromUnixTimestamp64Milli({since:Int64})'}`
   let params: Record<string, unknown> = { ...(source === undefined ? {} : { source }), ...(since === undefined ? {} : { since }) }
   let after = ''
   let total = 0
   for (;;) {
     const text = await store.text(
-      `SELECT source, event_id, toUnixTimestamp64Milli(event_time) FROM usage_events AS k WHERE ${only}${after} ORDER BY k.source, k.event_id LIMIT ${page}`,
+      `SELECT source, event_id, toUnixTimestamp64Milli(event_time), batch_id FROM usage_events AS k WHERE ${only}${after}
+       ORDER BY k.source, k.event_id LIMIT ${page}`,
       'TabSeparated',
       params,
     )
+    // Each row is `source \t event_id \t ms \t batch_id \n`; no value holds a raw tab or newline (TabSeparated
+    // escapes them). First the page's batches, as the text has them (a few hundred: a batch holds up to 1,000 events).
+    const batchText = new Map<string, boolean>()
+    for (let start = 0; start < text.length; ) {
+      const end = text.indexOf('\n', start)
+      batchText.set(text.slice(text.lastIndexOf('\t', end) + 1, end), false)
+      start = end + 1
+    }
+    const committed = await committedBatches(store, [...batchText.keys()].map(fromTsv))
+    for (const b of batchText.keys()) batchText.set(b, committed.has(fromTsv(b)))
     let rows = 0
     let rowSource = ''
     let eventId = ''
-    // Each row is `source \t event_id \t ms \n`; no value holds a raw tab or newline (TabSeparated escapes them).
     for (let start = 0; start < text.length; ) {
       const tab = text.indexOf('\t', start)
       const tab2 = text.indexOf('\t', tab + 1)
-      const end = text.indexOf('\n', tab2)
+      const tab3 = text.indexOf('\t', tab2 + 1)
+      const end = text.indexOf('\n', tab3)
       rowSource = fromTsv(text.slice(start, tab))
       eventId = fromTsv(text.slice(tab + 1, tab2))
-      visit(rowSource, eventId, Number(text.slice(tab2 + 1, end)))
+      if (batchText.get(text.slice(tab3 + 1, end))) {
+        visit(rowSource, eventId, Number(text.slice(tab2 + 1, tab3)))
+        total++
+      }
       rows++
       start = end + 1
     }
-    total += rows
     if (rows < page) return total
     params = { ...params, k0: rowSource, k1: eventId }
     after = ' AND (k.source, k.event_id) > ({k0:String}, {k1:String})'
@@ -1009,24 +1026,17 @@ export async function readCommittedKeys(
 
 /**
  * Which of `ids` the store holds committed for `source` (their usage_events row's batch is named by a `flushes` row).
- * Two steps, so the cost does not grow with history: the rows of these keys (a range of the sort key), then only
- * the flushes that name their batches. One query with `batch_id IN (COMMITTED_BATCHES)` builds the set of every
- * batch ever committed: measured here for 1,000 ids, 190–280 ms against 1,000,000 flushes and 450–630 ms against
- * 3,000,000, where the two steps took 20–50 ms at either size.
+ * Two steps, so the cost does not grow with history (store.ts committedBatches): the rows of these keys (a range of
+ * the sort key), then the flushes that name their batches.
  */
 export async function committedEventIds(store: Store, source: string, ids: readonly string[]): Promise<Set<string>> {
   const rows = await store.rows<{ event_id: string; batch_id: string }>(
     'SELECT event_id, batch_id FROM usage_events WHERE source = {source:String} AND event_id IN {ids:Array(String)}',
     { source, ids },
   )
+  const committed = await committedBatches(store, [...new Set(rows.map((r) => r.batch_id))])
   const out = new Set<string>()
-  if (rows.length === 0) return out
-  const batches = [...new Set(rows.map((r) => r.batch_id))]
-  const committed = await store.rows<{ b: string }>('SELECT DISTINCT arrayJoin(batches) AS b FROM flushes WHERE hasAny(batches, {batches:Array(String)})', {
-    batches,
-  })
-  const ok = new Set(committed.map((r) => r.b))
-  for (const r of rows) if (ok.has(r.batch_id)) out.add(r.event_id)
+  for (const r of rows) if (committed.has(r.batch_id)) out.add(r.event_id)
   return out
 }
 

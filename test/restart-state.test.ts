@@ -178,9 +178,15 @@ describe('the dedupe index read back from the store', () => {
     writeFileSync(csv, [CSV_HEADER, ...ids.map((id, i) => `"${id}",2026-10-05T10:00:0${i}Z,${dev},,,api_calls,1,`)].join('\n') + '\n')
     const first = await json<{ rated: number }>(['ingest', 'csv', csv, '--source', 'csv:odd', '--wait', '--data', data])
     expect(first).toMatchObject({ read: ids.length, rated: ids.length })
-    // A new process: its index comes from the store alone (in pages of 2 keys, so pages end on these ids).
-    const again = await json<{ rated: number }>(['ingest', 'csv', csv, '--source', 'csv:odd', '--wait', '--data', data], { RATEFLOW_LOAD_PAGE_ROWS: '2' })
+    // A new process: its index comes from the store alone, read as text (in pages of 2 keys, so pages end on these
+    // ids) under a horizon that takes in October; under the default one (a week) the store is asked about each id.
+    const again = await json<{ rated: number }>(['ingest', 'csv', csv, '--source', 'csv:odd', '--wait', '--data', data], {
+      RATEFLOW_LOAD_PAGE_ROWS: '2',
+      RATEFLOW_DEDUPE_HORIZON_HOURS: '87600',
+    })
     expect(again).toMatchObject({ read: ids.length, rated: 0, duplicates: ids.length })
+    const late = await json<{ rated: number }>(['ingest', 'csv', csv, '--source', 'csv:odd', '--wait', '--data', data])
+    expect(late).toMatchObject({ read: ids.length, rated: 0, duplicates: ids.length })
   })
 
   it("reads a source's keys when its first batch comes, and only that source's: a new file reads none of history's", async () => {
