@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
-import { DDL, fileType, openStore, type Store } from './store.js'
+import { DDL, fileType, openStore, PRUNE_INTENTS, type Store } from './store.js'
 import { fromTsv, tsv } from './tsv.js'
 
 /** Runs `f` on an embedded store in a new temp directory, then closes the store and removes the directory. */
@@ -99,6 +99,31 @@ describe('recover() on embedded ClickHouse', () => {
       // Nothing torn now: nothing to do.
       expect(await store.recover()).toBe(0)
       expect(await ids(store)).toEqual(['e1', 'e3'])
+    }))
+
+  // Intents of committed flushes used to be kept for good, and every start compared all of them with all flushes:
+  // 1.1–1.5 s against 3,000,000 of each.
+  it('prunes the intents of committed flushes to the newest once there are more than PRUNE_INTENTS, and still finds a torn flush after', () =>
+    withStore(async (store) => {
+      await store.migrate()
+      const n = PRUNE_INTENTS + 5
+      const at = (i: number) => `toDateTime64('2026-10-01 00:00:00', 3, 'UTC') + toIntervalSecond(${i})`
+      await store.command(`INSERT INTO flush_intents SELECT concat('c-', toString(number)), ${at('number')}, [concat('cb-', toString(number))] FROM numbers(${n})`)
+      await store.command(`INSERT INTO flushes SELECT concat('c-', toString(number)), ${at('number')}, [concat('cb-', toString(number))], 0, 0, 0, 0, 0 FROM numbers(${n})`)
+      await store.insertTsv('usage_events', usage(`cb-${n - 1}`, 'kept') + usage('cb-0', 'kept-0'))
+      // One torn flush among them, with its row. It also names cb-0, which the oldest flush committed (a batch whose ack
+      // was lost comes again): that batch's rows stay.
+      await store.insertTsv('flush_intents', intent('t-1', ['tb-1', 'cb-0']))
+      await store.insertTsv('usage_events', usage('tb-1', 'torn-1'))
+      expect(await store.recover()).toBe(1)
+      expect(await store.rows('SELECT flush_id FROM flush_intents')).toEqual([{ flush_id: `c-${n - 1}` }])
+      expect(await ids(store)).toEqual(['kept', 'kept-0'])
+      // Later: another torn flush, and a row of a batch no intent names (only a scan of every batch would find it). The
+      // kept intent marks the store as one that writes intents, so the start reads intents, not every batch.
+      await store.insertTsv('flush_intents', intent('t-2', ['tb-2']))
+      await store.insertTsv('usage_events', usage('tb-2', 'torn-2') + usage('no-intent', 'stray'))
+      expect(await store.recover()).toBe(1)
+      expect(await ids(store)).toEqual(['kept', 'kept-0', 'stray'])
     }))
 
   it('scans every batch id of a store written before intents (no intent at all), and deletes what no flush committed', () =>

@@ -268,21 +268,40 @@ export async function openStore(opts: { dataDir: string; url?: string | undefine
       })
     },
     async recover() {
-      const [intents] = await store.rows<{ n: string }>('SELECT count() AS n FROM flush_intents')
-      if (Number(intents!.n) === 0) return recoverByScan(store)
-      // Flushes that wrote their intent and never their commit.
-      const torn = await store.rows<{ flush_id: string }>('SELECT flush_id FROM flush_intents WHERE flush_id NOT IN (SELECT flush_id FROM flushes)')
-      if (torn.length === 0) return 0
-      const tornIds = torn.map((f) => chString(f.flush_id)).join(', ')
-      // Their batches' rows, less any batch a later flush committed (a batch redelivered and rated again keeps its id).
-      const rows = await store.rows<{ batch_id: string }>(
-        `SELECT DISTINCT arrayJoin(batches) AS batch_id FROM flush_intents WHERE flush_id IN (${tornIds}) AND batch_id NOT IN (${COMMITTED_BATCHES})`,
+      const [intents] = await store.rows<{ n: string; since: string }>(
+        'SELECT count() AS n, toString(toUnixTimestamp64Milli(min(written_at))) AS since FROM flush_intents',
       )
-      const batches = rows.map((r) => r.batch_id)
-      if (batches.length > 0) await deleteUncommitted(store, `batch_id IN (${batches.map(chString).join(', ')})`)
-      // Their intents are done with (a crash before this line only repeats the deletes above, which then find nothing).
-      await store.command(`DELETE FROM flush_intents WHERE flush_id IN (${tornIds}) SETTINGS mutations_sync = 2`)
-      return batches.length
+      if (Number(intents!.n) === 0) return recoverByScan(store)
+      // A flush's commit row is written after its intent, by the process that wrote the intent, so its committed_at is
+      // not before the intent's written_at (an hour's margin for a clock set back in between): only the flushes
+      // committed since the oldest intent are read, not all of history.
+      const since = { since: Number(intents!.since) }
+      const recent = `SELECT flush_id FROM flushes WHERE committed_at >= fromUnixTimestamp64Milli({since:Int64}) - INTERVAL 1 HOUR`
+      // Flushes that wrote their intent and never their commit.
+      const torn = await store.rows<{ flush_id: string }>(`SELECT flush_id FROM flush_intents WHERE flush_id NOT IN (${recent})`, since)
+      let rolledBack = 0
+      if (torn.length > 0) {
+        const tornIds = torn.map((f) => chString(f.flush_id)).join(', ')
+        // Their batches' rows, less any batch a flush committed (a batch redelivered and rated again keeps its id; one
+        // committed before the crash and delivered again, because its ack was lost, is named by an older flush).
+        const named = await store.rows<{ batch_id: string }>(`SELECT DISTINCT arrayJoin(batches) AS batch_id FROM flush_intents WHERE flush_id IN (${tornIds})`)
+        const committed = await committedBatches(store, named.map((r) => r.batch_id))
+        const batches = named.map((r) => r.batch_id).filter((b) => !committed.has(b))
+        if (batches.length > 0) await deleteUncommitted(store, `batch_id IN (${batches.map(chString).join(', ')})`)
+        // Their intents are done with (a crash before this line only repeats the deletes above, which then find nothing).
+        await store.command(`DELETE FROM flush_intents WHERE flush_id IN (${tornIds}) SETTINGS mutations_sync = 2`)
+        rolledBack = batches.length
+      }
+      // Every intent left is a committed flush's. Past PRUNE_INTENTS of them, all but the newest go: a start then reads
+      // the intents and flushes of the time since the last start, not of all history. The newest stays, so the store
+      // still shows it writes intents (a store with none is scanned whole, as one written before intents).
+      if (Number(intents!.n) - torn.length > PRUNE_INTENTS) {
+        await store.command(
+          `DELETE FROM flush_intents WHERE flush_id != (SELECT flush_id FROM flush_intents ORDER BY written_at DESC, flush_id DESC LIMIT 1)
+           SETTINGS mutations_sync = 2`,
+        )
+      }
+      return rolledBack
     },
     async close() {
       await analystClient?.close()
@@ -292,6 +311,9 @@ export async function openStore(opts: { dataDir: string; url?: string | undefine
   }
   return store
 }
+
+/** Committed flushes' intents kept before recover() prunes them (see there). */
+export const PRUNE_INTENTS = 1000
 
 /** recover() on a store written before flush intents: every flushed table's batch ids are read (grows with history). */
 async function recoverByScan(store: Store): Promise<number> {
