@@ -180,7 +180,7 @@ export class Rater extends EventEmitter {
    * Events before the horizon are checked against the store's committed keys (lateDuplicates).
    */
   private readonly accepted: HorizonIndex
-  /** Sources whose keys were read, each with whether the store held committed keys before the horizon then. */
+  /** Sources whose keys were read, each with whether the store held rows of it before the horizon then (committed or not). */
   private readonly keysLoaded = new Map<string, { olderKeys: boolean }>()
   private readonly now: () => number
   /** When the dedupe index last dropped keys past the horizon (ms of `now`). */
