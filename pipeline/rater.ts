@@ -17,7 +17,7 @@ import { HorizonIndex } from '../rating-core/dedupe-horizon.js'
 import { USAGE_STREAM, type Queue } from './queue.js'
 import type { StageTask } from './rating-worker.js'
 import { decodeStaged, type StagedWire } from './staged-wire.js'
-import { COMMITTED_BATCHES, committedBatches, type Store } from './store.js'
+import { committedBatches, type Store } from './store.js'
 import { DEFAULT_LEASE_TTL_MS, RaterLease } from './rater-lease.js'
 import { chString, chTime, chTimeMs, fromTsv, tsv, tsvMap } from './tsv.js'
 
