@@ -999,8 +999,10 @@ export async function readCommittedKeys(
       batchText.set(text.slice(text.lastIndexOf('\t', end) + 1, end), false)
       start = end + 1
     }
-    const committed = await committedBatches(store, [...batchText.keys()].map(fromTsv))
-    for (const b of batchText.keys()) batchText.set(b, committed.has(fromTsv(b)))
+    const texts = [...batchText.keys()]
+    const ids = texts.map(fromTsv)
+    const committed = await committedBatches(store, ids)
+    texts.forEach((t, i) => batchText.set(t, committed.has(ids[i]!)))
     let rows = 0
     let rowSource = ''
     let eventId = ''
