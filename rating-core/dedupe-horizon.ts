@@ -79,14 +79,12 @@ export class HorizonIndex {
     return target.add(source, eventId)
   }
 
-  /** Puts back a committed key read from the store (event at `eventMs`): held until its event time is past the horizon. */
+  /**
+   * Puts back a committed key read from the store (event at `eventMs`): held until its event time is past the horizon.
+   * An add seen at its own event time.
+   */
   load(source: string, eventId: string, eventMs: number): void {
-    const target = this.generation(eventMs)
-    for (const n of this.order) {
-      const g = this.generations.get(n)!
-      if (g !== target && g.has(source, eventId)) return
-    }
-    target.add(source, eventId)
+    this.add(source, eventId, eventMs, eventMs)
   }
 
   /** True when the key is held. */
