@@ -1,9 +1,6 @@
-import { mkdtempSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import { committedEventIds, readCommittedKeys } from '../pipeline/rater.js'
-import { COMMITTED_BATCHES, openStore, type Store } from '../pipeline/store.js'
-import { median, ratio, saveResult } from './results.js'
+import { COMMITTED_BATCHES, type Store } from '../pipeline/store.js'
+import { median, ratio, saveResult, withTempRuntime } from './results.js'
 
 /** One read timed both ways on the same store, rounds alternating. */
 export interface HistoryRead {
@@ -38,10 +35,8 @@ const BATCH = 1000
  */
 export async function benchHistory(flushes = 1_000_000, usageRows = 1_000_000, rounds = 3): Promise<HistoryResult> {
   if (usageRows > flushes * BATCH) throw new Error(`bench history: ${usageRows} usage rows need at least ${Math.ceil(usageRows / BATCH)} flushes`)
-  const dir = mkdtempSync(join(tmpdir(), 'rateflow-bench-history-'))
-  const store = await openStore({ dataDir: dir })
-  try {
-    await store.migrate()
+  return withTempRuntime(async (rt) => {
+    const store = await rt.store()
     await store.command(
       `INSERT INTO flushes SELECT concat('f-', toString(number)), now64(3), [concat('b-', toString(number))], ${BATCH}, 0, 0, 0, 0 FROM numbers(${flushes})`,
     )
@@ -90,10 +85,7 @@ export async function benchHistory(flushes = 1_000_000, usageRows = 1_000_000, r
       reads.push({ read: w.read, rateflow_ms: rateflowMs, filter_all_ms: filterMs, ratio: ratio(median(rateflowMs), Math.max(1, median(filterMs))) })
     }
     return { flushes, usage_rows: usageRows, rounds, reads }
-  } finally {
-    await store.close()
-    rmSync(dir, { recursive: true, force: true })
-  }
+  })
 }
 
 /** A source's keys inside the horizon, filtered on every committed batch (how the rater read them before). */
