@@ -7,8 +7,12 @@ export interface HistoryRead {
   read: string
   /** How Rateflow reads it, ms per round. */
   rateflow_ms: number[]
-  /** The alternative: the same answer filtered on every batch ever committed (`batch_id IN (COMMITTED_BATCHES)`). */
+  /** The same answer with each batch's commit read from `flushes` (ARRAY JOIN … IN), as before committed_batches. */
+  scan_flushes_ms: number[]
+  /** The same answer filtered on every batch ever committed (`batch_id IN (COMMITTED_BATCHES)`). */
   filter_all_ms: number[]
+  /** median(rateflow) / median(scan_flushes): below 1 is cheaper. */
+  ratio_scan: number
   /** median(rateflow) / median(filter_all): below 1 is cheaper. */
   ratio: number
 }
@@ -25,18 +29,22 @@ const BATCH = 1000
 
 /**
  * What the reads around dedupe cost against a long history: a store holding `flushes` committed flushes (one batch
- * each, as a `rateflow run` that flushes every second writes about 86,000 a day) and `usageRows` rows of one source in
- * those batches. Times, against the same answer filtered on every batch ever committed, whose cost grows with the
- * number of flushes:
+ * each, as a `rateflow run` that flushes every second writes about 86,000 a day, with their committed_batches rows as
+ * the rater writes them) and `usageRows` rows of one source in those batches. Times each read three ways: as Rateflow
+ * reads it (which batches are committed: a lookup in committed_batches), with each batch's commit read from
+ * `flushes` instead (ARRAY JOIN … IN), and filtered on every batch ever committed. The last two grow with the number
+ * of flushes. The reads:
  * - a late-event check: which of 1,000 of the source's ids are committed (`committedEventIds`);
- * - meeting a new source: its keys inside the horizon (none).
- * Each read's two ways must give the same answer, or the benchmark throws. Embedded store; synthetic rows written
- * by INSERT … SELECT, so building the history takes seconds, not a run of the pipeline.
+ * - meeting a new source: its keys inside the horizon (none);
+ * - a known source's keys inside the horizon, as a start reads them (all `usageRows`, pages of 100,000).
+ * The three ways must give the same answer, or the benchmark throws. Embedded store; synthetic rows written by
+ * INSERT … SELECT, so building the history takes seconds, not a run of the pipeline.
  */
 export async function benchHistory(flushes = 1_000_000, usageRows = 1_000_000, rounds = 3): Promise<HistoryResult> {
   if (usageRows > flushes * BATCH) throw new Error(`bench history: ${usageRows} usage rows need at least ${Math.ceil(usageRows / BATCH)} flushes`)
   return withTempRuntime(async (rt) => {
     const store = await rt.store()
+    await store.command(`INSERT INTO committed_batches SELECT concat('b-', toString(number)), concat('f-', toString(number)) FROM numbers(${flushes})`)
     await store.command(
       `INSERT INTO flushes SELECT concat('f-', toString(number)), now64(3), [concat('b-', toString(number))], ${BATCH}, 0, 0, 0, 0 FROM numbers(${flushes})`,
     )
@@ -48,47 +56,107 @@ export async function benchHistory(flushes = 1_000_000, usageRows = 1_000_000, r
     // 1,000 ids spread over the source's rows, and a few the store does not have.
     const ids = Array.from({ length: BATCH }, (_, i) => `e-${Math.floor((i * usageRows) / BATCH) + (i % 7)}`).concat(['e-none-1', 'e-none-2'])
     const since = Date.now() - 7 * 86_400_000
-    const ways: Array<{ read: string; rateflow: () => Promise<string>; filterAll: () => Promise<string> }> = [
+    const sorted = (rows: Array<{ event_id: string }>) =>
+      rows
+        .map((r) => r.event_id)
+        .sort()
+        .join(',')
+    const keysOf = async (source: string, page: number) => {
+      const keys: string[] = []
+      await readCommittedKeys(store, page, (_s, id) => keys.push(id), source, since)
+      return keys.sort().join(',')
+    }
+    const ways: Array<{ read: string; rateflow: () => Promise<string>; scanFlushes: () => Promise<string>; filterAll: () => Promise<string> }> = [
       {
         read: 'late check, 1,000 ids',
         rateflow: async () => [...(await committedEventIds(store, 'csv:history', ids))].sort().join(','),
+        scanFlushes: async () => {
+          const rows = await store.rows<{ event_id: string; batch_id: string }>(
+            'SELECT event_id, batch_id FROM usage_events WHERE source = {source:String} AND event_id IN {ids:Array(String)}',
+            { source: 'csv:history', ids },
+          )
+          const committed = await committedInFlushes(store, [...new Set(rows.map((r) => r.batch_id))])
+          return sorted(rows.filter((r) => committed.has(r.batch_id)))
+        },
         filterAll: async () =>
-          (
+          sorted(
             await store.rows<{ event_id: string }>(
               `SELECT DISTINCT event_id FROM usage_events WHERE source = {source:String} AND event_id IN {ids:Array(String)} AND batch_id IN (${COMMITTED_BATCHES})`,
               { source: 'csv:history', ids },
-            )
-          )
-            .map((r) => r.event_id)
-            .sort()
-            .join(','),
+            ),
+          ),
       },
       {
         read: 'a new source met',
-        rateflow: async () => String(await readCommittedKeys(store, 500_000, () => undefined, 'csv:new', since)),
-        filterAll: async () => String((await keysFilteredOnEveryCommit(store, 'csv:new', since)).length),
+        rateflow: () => keysOf('csv:new', 500_000),
+        scanFlushes: async () => sorted(await keysCommittedPerPage(store, 'csv:new', since, 500_000)),
+        filterAll: async () => sorted(await keysFilteredOnEveryCommit(store, 'csv:new', since)),
+      },
+      {
+        read: "a known source's keys",
+        rateflow: () => keysOf('csv:history', 100_000),
+        scanFlushes: async () => sorted(await keysCommittedPerPage(store, 'csv:history', since, 100_000)),
+        filterAll: async () => sorted(await keysFilteredOnEveryCommit(store, 'csv:history', since)),
       },
     ]
     const reads: HistoryRead[] = []
     for (const w of ways) {
       const rateflowMs: number[] = []
+      const scanMs: number[] = []
       const filterMs: number[] = []
       for (let round = 0; round < rounds; round++) {
         let t = performance.now()
         const a = await w.rateflow()
         rateflowMs.push(Math.round(performance.now() - t))
         t = performance.now()
-        const b = await w.filterAll()
+        const b = await w.scanFlushes()
+        scanMs.push(Math.round(performance.now() - t))
+        t = performance.now()
+        const c = await w.filterAll()
         filterMs.push(Math.round(performance.now() - t))
-        if (a !== b) throw new Error(`bench history: ${w.read}: the two ways disagree (${a.slice(0, 80)} / ${b.slice(0, 80)})`)
+        if (a !== b || a !== c) throw new Error(`bench history: ${w.read}: the ways disagree (${a.slice(0, 80)} / ${b.slice(0, 80)} / ${c.slice(0, 80)})`)
       }
-      reads.push({ read: w.read, rateflow_ms: rateflowMs, filter_all_ms: filterMs, ratio: ratio(median(rateflowMs), Math.max(1, median(filterMs))) })
+      const m = Math.max(1, median(rateflowMs))
+      reads.push({
+        read: w.read,
+        rateflow_ms: rateflowMs,
+        scan_flushes_ms: scanMs,
+        filter_all_ms: filterMs,
+        ratio_scan: ratio(m, Math.max(1, median(scanMs))),
+        ratio: ratio(m, Math.max(1, median(filterMs))),
+      })
     }
     return { flushes, usage_rows: usageRows, rounds, reads }
   })
 }
 
+/** Which of `batchIds` a `flushes` row names, read from `flushes` (how committedBatches read it before committed_batches). */
+async function committedInFlushes(store: Store, batchIds: readonly string[]): Promise<Set<string>> {
+  if (batchIds.length === 0) return new Set()
+  const rows = await store.rows<{ b: string }>('SELECT DISTINCT b FROM flushes ARRAY JOIN batches AS b WHERE b IN {batches:Array(String)}', {
+    batches: batchIds,
+  })
+  return new Set(rows.map((r) => r.b))
+}
+
+/** A source's keys inside the horizon in pages of `page`, each page's batches checked in `flushes` (committedInFlushes). */
+async function keysCommittedPerPage(store: Store, source: string, since: number, page: number): Promise<Array<{ event_id: string }>> {
+  const out: Array<{ event_id: string }> = []
+  for (let after = ''; ; ) {
+    const rows = await store.rows<{ event_id: string; batch_id: string }>(
+      `SELECT event_id, batch_id FROM usage_events WHERE source = {source:String} AND event_time >= fromUnixTimestamp64Milli({since:Int64})
+       AND event_id > {after:String} ORDER BY event_id LIMIT ${page}`,
+      { source, since, after },
+    )
+    const committed = await committedInFlushes(store, [...new Set(rows.map((r) => r.batch_id))])
+    for (const r of rows) if (committed.has(r.batch_id)) out.push({ event_id: r.event_id })
+    if (rows.length < page) return out
+    after = rows[rows.length - 1]!.event_id
+  }
+}
+
 /** A source's keys inside the horizon, filtered on every committed batch (how the rater read them before). */
+
 function keysFilteredOnEveryCommit(store: Store, source: string, since: number): Promise<Array<{ event_id: string }>> {
   return store.rows<{ event_id: string }>(
     `SELECT event_id FROM usage_events WHERE source = {source:String} AND event_time >= fromUnixTimestamp64Milli({since:Int64})
@@ -107,7 +175,8 @@ export async function run(out: (s: string) => void): Promise<number> {
   for (const x of r.reads) {
     out(
       `  ${x.read.padEnd(24)} rateflow ${String(median(x.rateflow_ms)).padStart(6)} ms (${x.rateflow_ms.join(', ')}); ` +
-        `filtered on every commit ${String(median(x.filter_all_ms)).padStart(6)} ms (${x.filter_all_ms.join(', ')}); ratio ${x.ratio}`,
+        `commits read from flushes ${String(median(x.scan_flushes_ms)).padStart(6)} ms (${x.scan_flushes_ms.join(', ')}), ratio ${x.ratio_scan}; ` +
+        `filtered on every commit ${String(median(x.filter_all_ms)).padStart(6)} ms (${x.filter_all_ms.join(', ')}), ratio ${x.ratio}`,
     )
   }
   out(`  saved ${saveResult('history', r)}`)

@@ -17,7 +17,7 @@ import { HorizonIndex } from '../rating-core/dedupe-horizon.js'
 import { USAGE_STREAM, type Queue } from './queue.js'
 import type { StageTask } from './rating-worker.js'
 import { decodeStaged, type StagedWire } from './staged-wire.js'
-import { committedBatches, type Store } from './store.js'
+import { committedBatches, committedBatchLines, type Store } from './store.js'
 import { DEFAULT_LEASE_TTL_MS, RaterLease } from './rater-lease.js'
 import { chString, chTime, chTimeMs, fromTsv, tsv, tsvMap } from './tsv.js'
 
@@ -557,7 +557,8 @@ export class Rater extends EventEmitter {
     // after the rows derived from it; `flushes` last (commit). Both big tables get each key at most once per flush
     // (the dedupe index): unique keys, no replacing pass.
     const batches = `[${b.batches.map(chString).join(',')}]`
-    if (b.rated.length || b.rejected.length || b.suspended.length || b.usage.length) {
+    const hasRows = b.rated.length > 0 || b.rejected.length > 0 || b.suspended.length > 0 || b.usage.length > 0
+    if (hasRows) {
       await store.insertTsv('flush_intents', `${tsv(b.flushId)}\t${chTime(isoUtc(Date.now()))}\t${tsv(batches)}\n`)
     }
     if (b.rated.length) await store.insertTsv('rated_usage', b.rated, UNIQUE_KEYS)
@@ -565,6 +566,10 @@ export class Rater extends EventEmitter {
     if (b.suspended.length) await store.insertTsv('suspended_usage', b.suspended)
     if (b.usage.length) await store.insertTsv('usage_events', b.usage, UNIQUE_KEYS)
     if (b.checkpoint) await store.insertTsv('rating_checkpoints', b.checkpoint)
+    // Which flush commits each batch, looked up by batch id (store.ts committedBatches). Written only with rows, under
+    // the intent: recover() deletes these of a flush that never committed. A flush with no rows needs none: only the
+    // batches of stored rows are ever asked about.
+    if (hasRows) await store.insertTsv('committed_batches', committedBatchLines(b.flushId, b.batches))
     crashPoint('before-commit')
     // The commit is the act that needs the stream's lease: if it may have lapsed, another rater may have taken
     // the stream and deleted this flush's rows in its recovery. Fail instead; a restart recovers.

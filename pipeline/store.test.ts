@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
-import { DDL, fileType, openStore, PRUNE_INTENTS, type Store } from './store.js'
+import { committedBatches, committedBatchLines, DDL, fileType, openStore, PRUNE_INTENTS, type Store } from './store.js'
 import { fromTsv, tsv } from './tsv.js'
 
 /** Runs `f` on an embedded store in a new temp directory, then closes the store and removes the directory. */
@@ -85,17 +85,30 @@ describe('recover() on embedded ClickHouse', () => {
     `${flush}\t2026-10-01 00:00:00.000\t[${batches.map((b) => `'${b}'`).join(',')}]\t0\t0\t0\t0\t0\n`
   const intent = (flush: string, batches: string[]) => `${flush}\t2026-10-01 00:00:00.000\t[${batches.map((b) => `'${b}'`).join(',')}]\n`
   const ids = async (store: Store) => (await store.rows<{ event_id: string }>('SELECT event_id FROM usage_events ORDER BY event_id')).map((r) => r.event_id)
+  /** What a flush writes before its commit row (committed_batches), then the commit row, as the rater does. */
+  const commitFlushes = async (store: Store, flushes: Array<[string, string[]]>) => {
+    await store.insertTsv('committed_batches', flushes.map(([f, b]) => committedBatchLines(f, b)).join(''))
+    await store.insertTsv('flushes', flushes.map(([f, b]) => commit(f, b)).join(''))
+  }
 
   it('deletes the rows of a flush whose intent has no commit, keeps a batch a later flush committed, and clears the intent', () =>
     withStore(async (store) => {
       await store.migrate()
-      // f1 committed b1. f2 wrote b2 and b3 and crashed; b3 was then redelivered and committed by f3.
+      // f1 committed b1. f2 wrote b2 and b3, and their committed_batches rows, and crashed before its commit row; b3
+      // was then redelivered and committed by f3.
       await store.insertTsv('flush_intents', intent('f1', ['b1']) + intent('f2', ['b2', 'b3']) + intent('f3', ['b3']))
       await store.insertTsv('usage_events', usage('b1', 'e1') + usage('b2', 'e2') + usage('b3', 'e3'))
-      await store.insertTsv('flushes', commit('f1', ['b1']) + commit('f3', ['b3']))
+      await store.insertTsv('committed_batches', committedBatchLines('f2', ['b2', 'b3']))
+      await commitFlushes(store, [['f1', ['b1']], ['f3', ['b3']]])
       expect(await store.recover()).toBe(1)
       expect(await ids(store)).toEqual(['e1', 'e3'])
       expect(await store.rows('SELECT flush_id FROM flush_intents ORDER BY flush_id')).toEqual([{ flush_id: 'f1' }, { flush_id: 'f3' }])
+      // The torn flush's committed_batches rows went with it: b2 is not committed, b3 is (by f3).
+      expect(await store.rows('SELECT batch_id, flush_id FROM committed_batches ORDER BY batch_id, flush_id')).toEqual([
+        { batch_id: 'b1', flush_id: 'f1' },
+        { batch_id: 'b3', flush_id: 'f3' },
+      ])
+      expect([...(await committedBatches(store, ['b1', 'b2', 'b3', 'b4']))].sort()).toEqual(['b1', 'b3'])
       // Nothing torn now: nothing to do.
       expect(await store.recover()).toBe(0)
       expect(await ids(store)).toEqual(['e1', 'e3'])
@@ -109,6 +122,7 @@ describe('recover() on embedded ClickHouse', () => {
       const n = PRUNE_INTENTS + 5
       const at = (i: number) => `toDateTime64('2026-10-01 00:00:00', 3, 'UTC') + toIntervalSecond(${i})`
       await store.command(`INSERT INTO flush_intents SELECT concat('c-', toString(number)), ${at('number')}, [concat('cb-', toString(number))] FROM numbers(${n})`)
+      await store.command(`INSERT INTO committed_batches SELECT concat('cb-', toString(number)), concat('c-', toString(number)) FROM numbers(${n})`)
       await store.command(`INSERT INTO flushes SELECT concat('c-', toString(number)), ${at('number')}, [concat('cb-', toString(number))], 0, 0, 0, 0, 0 FROM numbers(${n})`)
       await store.insertTsv('usage_events', usage(`cb-${n - 1}`, 'kept') + usage('cb-0', 'kept-0'))
       // One torn flush among them, with its row. It also names cb-0, which the oldest flush committed (a batch whose ack
@@ -133,5 +147,40 @@ describe('recover() on embedded ClickHouse', () => {
       await store.insertTsv('flushes', commit('f1', ['b1']))
       expect(await store.recover()).toBe(1)
       expect(await ids(store)).toEqual(['e1'])
+    }))
+})
+
+describe('committed_batches on embedded ClickHouse', () => {
+  const commit = (flush: string, batches: string[]) =>
+    `${flush}\t2026-10-01 00:00:00.000\t[${batches.map((b) => `'${b}'`).join(',')}]\t0\t0\t0\t0\t0\n`
+
+  it('committedBatchLines writes one row per batch, any characters kept', () =>
+    withStore(async (store) => {
+      await store.migrate()
+      const odd = ['tab\there', 'new\nline', "quo'te", 'back\\slash', 'ünï€']
+      await store.insertTsv('committed_batches', committedBatchLines('f\t1', odd))
+      expect([...(await committedBatches(store, [...odd, 'other']))].sort()).toEqual([...odd].sort())
+      expect(await store.rows('SELECT DISTINCT flush_id FROM committed_batches')).toEqual([{ flush_id: 'f\t1' }])
+    }))
+
+  it('migrate() indexes the batches of flushes committed before the table existed, once', () =>
+    withStore(async (store) => {
+      await store.migrate()
+      // A store as an older release left it: flushes, no committed_batches rows, no migration done.
+      await store.insertTsv('flushes', commit('old-1', ['a', 'b']) + commit('old-2', ['c']) + commit('old-3', []))
+      await store.command('TRUNCATE TABLE store_migrations')
+      expect(await committedBatches(store, ['a', 'b', 'c', 'd'])).toEqual(new Set())
+      await store.migrate()
+      expect([...(await committedBatches(store, ['a', 'b', 'c', 'd']))].sort()).toEqual(['a', 'b', 'c'])
+      expect(await store.rows('SELECT batch_id, flush_id FROM committed_batches ORDER BY batch_id')).toEqual([
+        { batch_id: 'a', flush_id: 'old-1' },
+        { batch_id: 'b', flush_id: 'old-1' },
+        { batch_id: 'c', flush_id: 'old-2' },
+      ])
+      // Done once: a later start does not index `flushes` again (the rater writes each flush's rows itself).
+      await store.insertTsv('flushes', commit('new-1', ['e']))
+      await store.migrate()
+      expect(await committedBatches(store, ['e'])).toEqual(new Set())
+      expect(await store.rows('SELECT name FROM store_migrations')).toEqual([{ name: 'committed_batches' }])
     }))
 })
