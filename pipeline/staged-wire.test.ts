@@ -5,7 +5,7 @@ import { GuidingIndex } from '../catalog/guiding.js'
 import { validateAccounts } from '../catalog/accounts.js'
 import { validateCatalog } from '../catalog/validate-catalog.js'
 import type { WireRecord } from '../rating-core/record.js'
-import { stageBatch, type StagedBatch, type StagedCharge, type StagedRecord } from '../rating-core/stage.js'
+import { NO_DIMENSIONS, stageBatch, type StagedBatch, type StagedCharge, type StagedRecord } from '../rating-core/stage.js'
 import { decodeStaged, encodeStaged } from './staged-wire.js'
 
 /** What structured clone would have delivered: the same data, own enumerable props only. */
@@ -37,27 +37,29 @@ describe('staged batches cross to the rater unchanged', () => {
 
   it('any strings (tabs, newlines, NUL, astral characters), and any counts round-trip', () => {
     const text = fc.string({ unit: 'binary', maxLength: 12 })
-    const charge = (eventMs: number) =>
+    // A record's charges share its event id, time and quantity (stageBatch gives each charge the record's).
+    const charge = (eventMs: number, eventId: string, eventIso: string, quantity: string) =>
       fc.record<StagedCharge>({
-        totalsKey: text, chargeRef: text, quantity: text, dimensions: fc.dictionary(text, text, { maxKeys: 3 }),
-        eventIso: text, eventMs: fc.constant(eventMs),
-        eventId: text, timezone: text, periodStartIso: text, periodEndIso: text, prefix: text, suffix: text,
+        totalsKey: text, chargeRef: text, quantity: fc.constant(quantity), dimensions: fc.oneof(fc.constant(NO_DIMENSIONS), fc.dictionary(text, text, { maxKeys: 3 })),
+        eventIso: fc.constant(eventIso), eventMs: fc.constant(eventMs),
+        eventId: fc.constant(eventId), timezone: text, periodStartIso: text, periodEndIso: text, prefix: text, suffix: text,
       })
-    // Every instant Date can hold, negative ones included: the wire splits it into two 32-bit halves. A record's
-    // charges share its event time.
-    const record = fc.integer({ min: -8_640_000_000_000_000, max: 8_640_000_000_000_000 }).chain((eventMs) =>
-      fc.record<StagedRecord>(
-        {
-          eventId: text, eventMs: fc.constant(eventMs), usageLine: text, suspendLine: text,
-          charges: fc.array(charge(eventMs), { maxLength: 3 }),
-          source: text,
-          raw: text,
-          origin: fc.option(text, { nil: undefined }),
-          receivedAt: fc.constant('2026-11-22 10:00:00.000'),
-        },
-        { requiredKeys: ['eventId', 'eventMs', 'usageLine', 'charges', 'source', 'raw', 'origin', 'receivedAt'] },
-      ),
-    )
+    // Every instant Date can hold, negative ones included: the wire splits it into two 32-bit halves.
+    const record = fc
+      .tuple(fc.integer({ min: -8_640_000_000_000_000, max: 8_640_000_000_000_000 }), text, text, text)
+      .chain(([eventMs, eventId, eventIso, quantity]) =>
+        fc.record<StagedRecord>(
+          {
+            eventId: fc.constant(eventId), eventMs: fc.constant(eventMs), usageLine: text, suspendLine: text,
+            charges: fc.array(charge(eventMs, eventId, eventIso, quantity), { maxLength: 3 }),
+            source: text,
+            raw: text,
+            origin: fc.option(text, { nil: undefined }),
+            receivedAt: fc.constant('2026-11-22 10:00:00.000'),
+          },
+          { requiredKeys: ['eventId', 'eventMs', 'usageLine', 'charges', 'source', 'raw', 'origin', 'receivedAt'] },
+        ),
+      )
     const line = text.map((t) => t.replace(/\n/g, '\\n') + '\n')
     const batch = fc.record<StagedBatch>({ batchId: text, read: fc.nat(), rejectLines: fc.array(line, { maxLength: 4 }), records: fc.array(record, { maxLength: 5 }) })
     fc.assert(
@@ -66,5 +68,32 @@ describe('staged batches cross to the rater unchanged', () => {
       }),
       { numRuns: 300 },
     )
+  })
+
+  const charge = (over: Partial<StagedCharge> = {}): StagedCharge => ({
+    totalsKey: 's\0c\0p\0\0v1', chargeRef: 'v1\0plan\0c', quantity: '2', dimensions: NO_DIMENSIONS, eventIso: '2026-11-01T00:00:00.000Z',
+    eventMs: Date.parse('2026-11-01T00:00:00.000Z'), eventId: 'e-1', timezone: 'UTC', periodStartIso: '2026-11-01T00:00:00.000Z',
+    periodEndIso: '2026-12-01T00:00:00.000Z', prefix: 'prefix\t', suffix: '\tsuffix\n', ...over,
+  })
+  const record = (charges: StagedCharge[]): StagedRecord => ({
+    eventId: 'e-1', eventMs: Date.parse('2026-11-01T00:00:00.000Z'), usageLine: 'u\n', suspendLine: undefined, charges,
+    source: 'csv:w', raw: 'raw', origin: undefined, receivedAt: '2026-11-22 10:00:00.000',
+  })
+
+  it('keeps charges of one totals key apart when their other shared strings differ', () => {
+    const b: StagedBatch = {
+      batchId: 'b', read: 1, rejectLines: [],
+      records: [record([charge(), charge({ chargeRef: 'v1\0other\0c', suffix: '\tother\n', dimensions: { region: 'eu' } }), charge()])],
+    }
+    const back = decodeStaged(encodeStaged(b))
+    expect(plain(back)).toEqual(plain(b))
+    expect(back.records[0]!.charges.map((c) => c.chargeRef)).toEqual(['v1\0plan\0c', 'v1\0other\0c', 'v1\0plan\0c'])
+  })
+
+  it('refuses a record whose charges do not share its event id, time and quantity (the wire sends them once per record)', () => {
+    for (const over of [{ eventId: 'e-2' }, { eventIso: '2026-11-02T00:00:00.000Z' }, { quantity: '3' }, { eventMs: 1 }]) {
+      const b: StagedBatch = { batchId: 'b', read: 1, rejectLines: [], records: [record([charge(), charge(over)])] }
+      expect(() => encodeStaged(b), JSON.stringify(over)).toThrow(/a charge of event e-1 has another/)
+    }
   })
 })

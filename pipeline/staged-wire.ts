@@ -13,23 +13,39 @@ export interface StagedWire {
   readonly ints: Int32Array
 }
 
-// Strings of their own, in the text: per record eventId, usageLine, suspendLine, raw, origin; per charge
-// quantity, dimensions, eventIso, eventId, prefix. The rest repeat across a batch and go once, in its table of
-// shared strings. The ints: per record charges, hasSuspend, hasOrigin, source (shared), and eventMs in two halves
-// (every charge of a record has the record's eventMs); per charge totalsKey, chargeRef, timezone, periodStartIso,
-// periodEndIso, suffix (all shared).
+// Strings of their own, in the text: per record eventId, usageLine, suspendLine (when it has one), raw, origin (when
+// it has one), and when it has charges their eventIso and quantity (a record's charges share them, and its event id
+// and time); per charge its dimensions (when its meter reads them) and prefix. The rest repeat across a batch and go
+// once, in its table of shared strings, grouped per charge context: totalsKey, chargeRef, timezone, periodStartIso,
+// periodEndIso, suffix (one context per running total and batch, in practice). The ints: per record charges,
+// hasSuspend, hasOrigin, source (shared), and eventMs in two halves; per charge its context (as -1 - context when it
+// carries dimensions); per context its six shared strings.
 const INTS_PER_RECORD = 6
-const INTS_PER_CHARGE = 6
+const INTS_PER_CONTEXT = 6
 const TWO_32 = 4_294_967_296
-const HEADER = 5 // read, records, reject lines, shared strings, ints of the records and charges
+const HEADER = 6 // read, records, reject lines, shared strings, contexts, ints of the records and charges
+
+/** The strings a charge shares with every charge of its running total in a batch. */
+interface Context {
+  readonly totalsKey: string
+  readonly chargeRef: string
+  readonly timezone: string
+  readonly periodStartIso: string
+  readonly periodEndIso: string
+  readonly suffix: string
+  /** Its index in the batch's context table. */
+  readonly index: number
+}
 
 /**
- * Encodes a staged batch for the trip to the rater; `decodeStaged(encodeStaged(b))` deep-equals `b`.
+ * Encodes a staged batch for the trip to the rater; `decodeStaged(encodeStaged(b))` deep-equals `b`. Throws when a
+ * record's charges do not share its event id, time and quantity (stageBatch gives each charge the record's).
  *
  * Strings that repeat across the batch's events (totals keys, charge refs, time zones, periods, row suffixes,
  * sources) are sent once and referred to by index: fewer bytes to join and copy, and on the rater's thread one
  * string per distinct value instead of a slice per event, whose hash is then computed once per batch by the
- * lookups that use it.
+ * lookups that use it. A charge refers to its six through one context, found by its totals key (one hash probe
+ * per charge instead of six).
  */
 export function encodeStaged(b: StagedBatch): StagedWire {
   const shared: string[] = []
@@ -43,10 +59,37 @@ export function encodeStaged(b: StagedBatch): StagedWire {
     }
     return i
   }
+  // Contexts by totals key; a key with more than one (not seen from stageBatch, but the wire does not rely on it)
+  // keeps each of them.
+  const contexts = new Map<string, Context[]>()
+  const contextInts: number[] = []
+  const contextOf = (c: StagedCharge): number => {
+    const list = contexts.get(c.totalsKey)
+    if (list !== undefined) {
+      for (const x of list) {
+        if (x.chargeRef === c.chargeRef && x.timezone === c.timezone && x.periodStartIso === c.periodStartIso && x.periodEndIso === c.periodEndIso && x.suffix === c.suffix) {
+          return x.index
+        }
+      }
+    }
+    const x: Context = {
+      totalsKey: c.totalsKey,
+      chargeRef: c.chargeRef,
+      timezone: c.timezone,
+      periodStartIso: c.periodStartIso,
+      periodEndIso: c.periodEndIso,
+      suffix: c.suffix,
+      index: contextInts.length / INTS_PER_CONTEXT,
+    }
+    contextInts.push(ref(c.totalsKey), ref(c.chargeRef), ref(c.timezone), ref(c.periodStartIso), ref(c.periodEndIso), ref(c.suffix))
+    if (list === undefined) contexts.set(c.totalsKey, [x])
+    else list.push(x)
+    return x.index
+  }
   const receivedAt = b.records[0]?.receivedAt ?? ''
   let charges = 0
   for (const r of b.records) charges += r.charges.length
-  const structure = new Int32Array(b.records.length * INTS_PER_RECORD + charges * INTS_PER_CHARGE)
+  const structure = new Int32Array(b.records.length * INTS_PER_RECORD + charges)
   const own: string[] = []
   let s = 0
   for (const r of b.records) {
@@ -60,27 +103,37 @@ export function encodeStaged(b: StagedBatch): StagedWire {
     const hi = Math.floor(r.eventMs / TWO_32)
     structure[s++] = hi
     structure[s++] = r.eventMs - hi * TWO_32
-    own.push(r.eventId, r.usageLine, r.suspendLine ?? '', r.raw, r.origin ?? '')
+    own.push(r.eventId, r.usageLine)
+    if (r.suspendLine !== undefined) own.push(r.suspendLine)
+    own.push(r.raw)
+    if (r.origin !== undefined) own.push(r.origin)
+    const first = r.charges[0]
+    if (first === undefined) continue
+    own.push(first.eventIso, first.quantity)
     for (const c of r.charges) {
-      if (c.eventMs !== r.eventMs) throw new Error(`staged batch ${b.batchId}: a charge of event ${r.eventId} has another event time`)
-      structure[s++] = ref(c.totalsKey)
-      structure[s++] = ref(c.chargeRef)
-      structure[s++] = ref(c.timezone)
-      structure[s++] = ref(c.periodStartIso)
-      structure[s++] = ref(c.periodEndIso)
-      structure[s++] = ref(c.suffix)
-      own.push(c.quantity, c.dimensions === NO_DIMENSIONS ? '{}' : JSON.stringify(c.dimensions), c.eventIso, c.eventId, c.prefix)
+      if (c.eventMs !== r.eventMs || c.eventId !== r.eventId || c.eventIso !== first.eventIso || c.quantity !== first.quantity) {
+        throw new Error(`staged batch ${b.batchId}: a charge of event ${r.eventId} has another event id, time or quantity than the event`)
+      }
+      const k = contextOf(c)
+      if (c.dimensions === NO_DIMENSIONS) structure[s++] = k
+      else {
+        structure[s++] = -1 - k
+        own.push(JSON.stringify(c.dimensions))
+      }
+      own.push(c.prefix)
     }
   }
   const parts = [b.batchId, b.rejectLines.join(''), receivedAt].concat(shared, own)
-  const ints = new Int32Array(HEADER + structure.length + parts.length)
+  const ints = new Int32Array(HEADER + structure.length + contextInts.length + parts.length)
   ints[0] = b.read
   ints[1] = b.records.length
   ints[2] = b.rejectLines.length
   ints[3] = shared.length
-  ints[4] = structure.length
+  ints[4] = contextInts.length / INTS_PER_CONTEXT
+  ints[5] = structure.length
   ints.set(structure, HEADER)
-  const lengths = HEADER + structure.length
+  ints.set(contextInts, HEADER + structure.length)
+  const lengths = HEADER + structure.length + contextInts.length
   for (let i = 0; i < parts.length; i++) ints[lengths + i] = parts[i]!.length
   return { text: parts.join(''), ints }
 }
@@ -95,8 +148,10 @@ export function decodeStaged(w: StagedWire): StagedBatch {
   const n = ints[1]!
   const nRejects = ints[2]!
   const nShared = ints[3]!
-  // The string lengths follow the records' and charges' ints.
-  let len = HEADER + ints[4]!
+  const nContexts = ints[4]!
+  const contextAt = HEADER + ints[5]!
+  // The string lengths follow the records', charges' and contexts' ints.
+  let len = contextAt + nContexts * INTS_PER_CONTEXT
   let pos = 0
   const next = (): string => {
     const l = ints[len++]!
@@ -109,6 +164,17 @@ export function decodeStaged(w: StagedWire): StagedBatch {
   const receivedAt = next()
   const shared: string[] = new Array(nShared)
   for (let i = 0; i < nShared; i++) shared[i] = next()
+  const contexts: Array<Omit<Context, 'index'>> = new Array(nContexts)
+  for (let k = 0, c = contextAt; k < nContexts; k++) {
+    contexts[k] = {
+      totalsKey: shared[ints[c++]!]!,
+      chargeRef: shared[ints[c++]!]!,
+      timezone: shared[ints[c++]!]!,
+      periodStartIso: shared[ints[c++]!]!,
+      periodEndIso: shared[ints[c++]!]!,
+      suffix: shared[ints[c++]!]!,
+    }
+  }
   const records: StagedRecord[] = new Array(n)
   let s = HEADER
   for (let i = 0; i < n; i++) {
@@ -120,45 +186,34 @@ export function decodeStaged(w: StagedWire): StagedBatch {
     const eventMs = hi * TWO_32 + (ints[s++]! >>> 0)
     const eventId = next()
     const usageLine = next()
-    const suspendLine = next()
+    const suspendLine = hasSuspend ? next() : undefined
     const raw = next()
-    const origin = next()
+    const origin = hasOrigin ? next() : undefined
     const charges: StagedCharge[] = new Array(nCharges)
-    for (let c = 0; c < nCharges; c++) {
-      const totalsKey = shared[ints[s++]!]!
-      const chargeRef = shared[ints[s++]!]!
-      const timezone = shared[ints[s++]!]!
-      const periodStartIso = shared[ints[s++]!]!
-      const periodEndIso = shared[ints[s++]!]!
-      const suffix = shared[ints[s++]!]!
+    if (nCharges > 0) {
+      const eventIso = next()
       const quantity = next()
-      const dims = next()
-      charges[c] = {
-        totalsKey,
-        chargeRef,
-        quantity,
-        dimensions: dims === '{}' ? NO_DIMENSIONS : (JSON.parse(dims) as Record<string, string>),
-        eventIso: next(),
-        eventMs,
-        eventId: next(),
-        timezone,
-        periodStartIso,
-        periodEndIso,
-        prefix: next(),
-        suffix,
+      for (let c = 0; c < nCharges; c++) {
+        const k = ints[s++]!
+        const x = contexts[k < 0 ? -1 - k : k]!
+        const dimensions = k < 0 ? (JSON.parse(next()) as Record<string, string>) : NO_DIMENSIONS
+        charges[c] = {
+          totalsKey: x.totalsKey,
+          chargeRef: x.chargeRef,
+          quantity,
+          dimensions,
+          eventIso,
+          eventMs,
+          eventId,
+          timezone: x.timezone,
+          periodStartIso: x.periodStartIso,
+          periodEndIso: x.periodEndIso,
+          prefix: next(),
+          suffix: x.suffix,
+        }
       }
     }
-    records[i] = {
-      eventId,
-      eventMs,
-      usageLine,
-      suspendLine: hasSuspend ? suspendLine : undefined,
-      charges,
-      source,
-      raw,
-      origin: hasOrigin ? origin : undefined,
-      receivedAt,
-    }
+    records[i] = { eventId, eventMs, usageLine, suspendLine, charges, source, raw, origin, receivedAt }
   }
   // Reject lines are TSV (newlines inside values escaped), so each one ends at its own \n.
   const rejectLines = nRejects === 0 ? [] : rejectText.split('\n', nRejects).map((l) => l + '\n')
