@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs'
+import { readdirSync, readFileSync } from 'node:fs'
 import { availableParallelism } from 'node:os'
 import { join } from 'node:path'
 import { jetstreamManager, AckPolicy, RetentionPolicy, StorageType } from '@nats-io/jetstream'
@@ -22,6 +22,11 @@ export interface E2eResult {
   e2e_reading_events_per_s: number
   /** CPU time of this process (main thread, pool, chDB) per event during the e2e run; nats-server excluded. */
   cpu_us_per_event: number
+  /**
+   * This process's CPU per event during the e2e run by kind of thread (µs): what moving work between threads does shows
+   * here even when the machine's noise hides it in events/s. Null off Linux.
+   */
+  cpu_by_thread_us_per_event: Record<ThreadKind, number> | null
   /** Cores the whole machine kept busy during the e2e run (of `os.availableParallelism()`); null off Linux. */
   machine_busy_cores: number | null
   /** rated_usage rows alone, inserted directly. */
@@ -70,6 +75,7 @@ export async function benchE2e(events = 300_000): Promise<E2eResult> {
 
     // 1. End to end, with the CPU it took: this process's threads (main, pool, chDB) and the whole machine's.
     const machine0 = machineJiffies()
+    const threads = sampleThreads()
     const cpu0 = process.cpuUsage()
     let t = performance.now()
     let readingAt = t
@@ -79,6 +85,7 @@ export async function benchE2e(events = 300_000): Promise<E2eResult> {
     const readingS = (end - readingAt) / 1000
     const raterStartMs = readingAt - t
     const cpu = process.cpuUsage(cpu0)
+    const sampled = threads.stop()
     const machine1 = machineJiffies()
     if (counts.rated !== events) throw new Error(`bench: expected ${events} rated, got ${JSON.stringify(counts)}`)
 
@@ -153,6 +160,7 @@ export async function benchE2e(events = 300_000): Promise<E2eResult> {
       rater_start_ms: r(raterStartMs),
       e2e_reading_events_per_s: r(events / readingS),
       cpu_us_per_event: +((cpu.user + cpu.system) / events).toFixed(1),
+      cpu_by_thread_us_per_event: sampled ? cpuByThread(sampled.first, sampled.last, process.pid, events, cpu.user + cpu.system) : null,
       machine_busy_cores: e2eBusy === null ? null : +e2eBusy.toFixed(2),
       store_raw_rated_rows_per_s: r(ratedRows / ratedS),
       store_raw_events_per_s: r(events / storeS),
@@ -166,6 +174,105 @@ export async function benchE2e(events = 300_000): Promise<E2eResult> {
       counts,
     }
   }, { natsUrl: process.env.NATS_URL, clickhouseUrl: process.env.CLICKHOUSE_URL })
+}
+
+/** The kinds of thread `cpuByThread` tells apart. */
+export type ThreadKind = 'main' | 'staging' | 'node_helpers' | 'store_queries' | 'store_merges' | 'other' | 'unseen'
+
+/** A thread of this process as /proc/self/task shows it: its name and the CPU it has used, in clock ticks. */
+export interface ThreadTicks {
+  comm: string
+  ticks: number
+}
+
+/** Every thread of this process by thread id; undefined where there is no /proc/self/task. */
+function threadTicks(): Map<string, ThreadTicks> | undefined {
+  try {
+    const out = new Map<string, ThreadTicks>()
+    for (const tid of readdirSync('/proc/self/task')) {
+      try {
+        const stat = readFileSync(`/proc/self/task/${tid}/stat`, 'utf8')
+        // After the name (in parentheses, which may hold spaces): fields 3…; utime and stime are the 14th and 15th.
+        const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+        out.set(tid, { comm: readFileSync(`/proc/self/task/${tid}/comm`, 'utf8').trim(), ticks: Number(f[11]) + Number(f[12]) })
+      } catch {
+        // The thread ended between the listing and the read.
+      }
+    }
+    return out
+  } catch {
+    return undefined
+  }
+}
+
+/**
+ * Samples this process's threads every `everyMs` until stopped, keeping each thread's last reading: a thread that
+ * ends during the run (the staging pool's worker ends with the rater; chDB starts threads per query) still counts up
+ * to its last sample. Reading /proc for every thread costs the main thread ~1 ms a sample.
+ */
+function sampleThreads(everyMs = 100): { stop(): { first: Map<string, ThreadTicks>; last: Map<string, ThreadTicks> } | undefined } {
+  const first = threadTicks()
+  if (first === undefined) return { stop: () => undefined }
+  const last = new Map(first)
+  const take = () => {
+    for (const [tid, t] of threadTicks() ?? []) last.set(tid, t)
+  }
+  const timer = setInterval(take, everyMs)
+  return {
+    stop() {
+      clearInterval(timer)
+      take()
+      return { first, last }
+    },
+  }
+}
+
+/**
+ * CPU per event, µs, by kind of thread between two readings (Linux counts 100 clock ticks a second): the main thread
+ * (`pid`: the rater, and the CSV side of `ingest csv`); threads named `node` that started after the first reading
+ * (the staging pool's workers) and those that were there before it (V8's and libuv's helpers: garbage collection,
+ * compilation, file writes); chDB's query threads (inserts and reads: `ThreadPool`, `QueryPipelineEx`, `QueryPullPipeEx`)
+ * and its `MergeMutate` threads (background merges); the rest; and `unseen`: the process's CPU in the window
+ * (`processUs`, process.cpuUsage) less what the readings account for (threads that lived between two samples).
+ */
+export function cpuByThread(
+  first: Map<string, ThreadTicks>,
+  last: Map<string, ThreadTicks>,
+  pid: number,
+  events: number,
+  processUs: number,
+): Record<ThreadKind, number> {
+  const sums: Record<ThreadKind, number> = { main: 0, staging: 0, node_helpers: 0, store_queries: 0, store_merges: 0, other: 0, unseen: 0 }
+  let seen = 0
+  for (const [tid, t] of last) {
+    const before = first.get(tid)
+    const ticks = t.ticks - (before?.ticks ?? 0)
+    const kind: ThreadKind =
+      tid === String(pid)
+        ? 'main'
+        : t.comm === 'node'
+          ? before === undefined
+            ? 'staging'
+            : 'node_helpers'
+          : t.comm === 'ThreadPool' || t.comm.startsWith('QueryP')
+            ? 'store_queries'
+            : t.comm.startsWith('MergeMutate')
+              ? 'store_merges'
+              : 'other'
+    sums[kind] += ticks
+    seen += ticks
+  }
+  sums.unseen = Math.max(0, processUs / 10_000 - seen)
+  const us = (ticks: number) => +((ticks * 10_000) / events).toFixed(2)
+  return {
+    main: us(sums.main),
+    staging: us(sums.staging),
+    node_helpers: us(sums.node_helpers),
+    store_queries: us(sums.store_queries),
+    store_merges: us(sums.store_merges),
+    other: us(sums.other),
+    unseen: us(sums.unseen),
+  }
 }
 
 interface Jiffies {
@@ -196,6 +303,15 @@ export async function run(out: (s: string) => void): Promise<number> {
       `  end to end                 ${res.e2e_events_per_s.toLocaleString('en')} events/s (rater start-up included: ${res.rater_start_ms} ms)`,
       `  from the first row read    ${res.e2e_reading_events_per_s.toLocaleString('en')} events/s`,
       `  CPU                        ${res.cpu_us_per_event} µs per event in this process; machine busy ${res.machine_busy_cores ?? '?'} cores of ${availableParallelism()}`,
+      ...(res.cpu_by_thread_us_per_event
+        ? [
+            `  CPU by thread              ` +
+              Object.entries(res.cpu_by_thread_us_per_event)
+                .map(([k, v]) => `${k.replace('_', ' ')} ${v}`)
+                .join(', ') +
+              ' µs per event',
+          ]
+        : []),
       `  store raw, rated rows      ${res.store_raw_rated_rows_per_s.toLocaleString('en')} rows/s`,
       `  store raw, all rows        ${res.store_raw_events_per_s.toLocaleString('en')} events/s  ratio e2e/store     ${res.ratio_e2e_to_store}`,
       `  JetStream publish          ${res.jetstream_publish_events_per_s.toLocaleString('en')} events/s`,
