@@ -64,7 +64,7 @@ export async function writeE2eScenario(rt: Runtime, dir: string, events: number)
 /**
  * CSV → JetStream → pool → ClickHouse, events/s from the `ingest csv --wait` call to its return (services already
  * up; the rater's start-up is inside, and reported apart), and in the same run, on the same machine state:
- *  - the store's raw ceiling: inserting the same rows (TabSeparated as UTF-8 bytes, 100k-row inserts, unique keys as the rater's) into copy tables;
+ *  - the store's raw ceiling: inserting the same rows (TabSeparated, 100k-row inserts, unique keys as the rater's) into copy tables;
  *  - JetStream's raw ceiling: publishing the same events as msgpack batches of 1,000, then consuming them.
  */
 export async function benchE2e(events = 300_000): Promise<E2eResult> {
@@ -91,12 +91,11 @@ export async function benchE2e(events = 300_000): Promise<E2eResult> {
 
     // 2. Store ceiling: every row the run stored (rated_usage and usage_events), straight in, in inserts as
     // large as the rater's flushes, one table after the other as a flush writes them, with the same settings.
-    // As UTF-8 bytes, encoded before the clock starts: the rater hands the store its rated and usage rows as bytes.
-    const chunksOf = async (table: string): Promise<Buffer[]> => {
+    const chunksOf = async (table: string): Promise<string[]> => {
       await store.command(`CREATE TABLE IF NOT EXISTS bench_${table} AS ${table}`)
       const rows = (await store.text(`SELECT * FROM ${table}`, 'TabSeparated')).split('\n').filter(Boolean)
-      const chunks: Buffer[] = []
-      for (let i = 0; i < rows.length; i += 100_000) chunks.push(Buffer.from(rows.slice(i, i + 100_000).join('\n') + '\n'))
+      const chunks: string[] = []
+      for (let i = 0; i < rows.length; i += 100_000) chunks.push(rows.slice(i, i + 100_000).join('\n') + '\n')
       return chunks
     }
     const ratedChunks = await chunksOf('rated_usage')
@@ -104,10 +103,10 @@ export async function benchE2e(events = 300_000): Promise<E2eResult> {
     const ratedRows = counts.rated
     const storeMachine0 = machineJiffies()
     t = performance.now()
-    for (const c of ratedChunks) await store.insertTsv('bench_rated_usage', [c], { uniqueKeys: true })
+    for (const c of ratedChunks) await store.insertTsv('bench_rated_usage', c, { uniqueKeys: true })
     const ratedS = (performance.now() - t) / 1000
     t = performance.now()
-    for (const c of usageChunks) await store.insertTsv('bench_usage_events', [c], { uniqueKeys: true })
+    for (const c of usageChunks) await store.insertTsv('bench_usage_events', c, { uniqueKeys: true })
     const storeS = ratedS + (performance.now() - t) / 1000
     const storeMachine1 = machineJiffies()
 

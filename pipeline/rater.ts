@@ -9,14 +9,14 @@ import type { Logger } from '../common/logger.js'
 import { ErrorCode, RateflowError, ValidationError, type Problem } from '../common/errors.js'
 import { isoUtc } from '../common/time.js'
 import type { UsageBatch, WireRecord } from '../rating-core/record.js'
-import { chargeRef, rejectLine, stagedReject, totalsKey } from '../rating-core/stage.js'
+import { chargeRef, rejectLine, stagedReject, totalsKey, type StagedBatch } from '../rating-core/stage.js'
 import { chargeTable, RunningTotals, type ResolvedCharge } from '../rating-core/running-totals.js'
 import { meterStateOf, type MeterState } from '../rating-core/usage-rater.js'
 import { detached } from '../common/strings.js'
 import { HorizonIndex } from '../rating-core/dedupe-horizon.js'
 import { USAGE_STREAM, type Queue } from './queue.js'
 import type { StageTask } from './rating-worker.js'
-import { AMOUNT_SLOT, decodeStaged, METERED_SLOT, writeSlot, type AppliedBatch, type StagedWire } from './staged-wire.js'
+import { decodeStaged, type StagedWire } from './staged-wire.js'
 import { committedBatches, committedBatchLines, type Store } from './store.js'
 import { DEFAULT_LEASE_TTL_MS, RaterLease } from './rater-lease.js'
 import { chString, chTime, chTimeMs, fromTsv, tsv, tsvMap } from './tsv.js'
@@ -440,33 +440,22 @@ export class Rater extends EventEmitter {
   /**
    * `now`: the dedupe horizon's clock for this batch. `late`: the keys (source\0event_id) of this batch's events
    * before the horizon that the store holds committed already (duplicates the index no longer holds).
-   *
-   * The batch's usage lines and rated rows are bytes staging laid out (staged-wire.ts): the rater writes each rated
-   * row's quantity and amount into its slots and buffers runs of the rows it keeps, not copies. A batch whose events
-   * are all new and priced is one run per table.
    */
-  private apply(staged: AppliedBatch, pending: Pending, now: number, late?: ReadonlySet<string>): void {
+  private apply(staged: StagedBatch, pending: Pending, now: number, late?: ReadonlySet<string>): void {
     const b = this.buffered
-    const { rows } = staged
+    // This batch's rows, one string per table, flattened into the buffer at the end: the buffer then holds a
+    // few hundred flat strings per flush, not a rope of every row that keeps every batch's wire text alive.
+    let ratedRows = ''
     let rejectedRows = ''
     let suspendedRows = ''
+    let usage = ''
     let duplicates = 0
     let rated = 0
     let suspended = 0
     let rejected = 0
     const rejectedHere = staged.rejectLines.length
     for (const line of staged.rejectLines) rejectedRows += line
-    // The runs of rows kept: [start, end) of the current one, or start -1 when none is open.
-    const usageRun = new RowRuns(rows, b.usage)
-    const ratedRun = new RowRuns(rows, b.rated)
-    let usageStart = 0
-    let rowStart = staged.ratedFrom
     for (const rec of staged.records) {
-      const usageFrom = usageStart
-      usageStart = rec.usageEnd
-      const rowsFrom = rowStart
-      const nCharges = rec.charges.length
-      if (nCharges > 0) rowStart = rec.charges[nCharges - 1]!.rowEnd
       if (pending.release) {
         // A release: the record is committed already (it was suspended); rate it or leave it held.
         if (rec.suspendLine !== undefined) continue
@@ -478,7 +467,7 @@ export class Rater extends EventEmitter {
         }
       }
       if (rec.suspendLine !== undefined) {
-        usageRun.keep(usageFrom, rec.usageEnd)
+        usage += rec.usageLine
         suspendedRows += rec.suspendLine
         suspended++
         b.rows++
@@ -486,41 +475,29 @@ export class Rater extends EventEmitter {
       }
       // Fold every charge first: a model that cannot price the event (e.g. a time_rated moment no schedule
       // covers) makes it a reject, and no running total moves for it.
-      const values = this.totals.foldValues(rec.charges)
-      if (values instanceof Error) {
+      const lines = this.totals.foldEvent(rec.charges)
+      if (typeof lines !== 'string') {
         if (!pending.release) {
           this.accepted.delete(rec.source, rec.eventId)
-          rejectedRows += rejectLine(stagedReject(rec, `cannot be priced: ${values.message}`), rec.receivedAt, staged.batchId)
+          rejectedRows += rejectLine(stagedReject(rec, `cannot be priced: ${lines.message}`), rec.receivedAt, staged.batchId)
           rejected++
         }
         continue
       }
       if (!pending.release) {
-        usageRun.keep(usageFrom, rec.usageEnd)
+        usage += rec.usageLine
       } else {
         suspendedRows += heldLine(pending.release.get(recordKey(rec.source, rec.eventId))!, 'released', staged.batchId)
       }
-      let from = rowsFrom
-      for (let c = 0; c < nCharges; c++) {
-        const ch = rec.charges[c]!
-        const metered = values[2 * c]!
-        const amount = values[2 * c + 1]!
-        if (writeSlot(rows, ch.slot, METERED_SLOT, metered) && writeSlot(rows, ch.slot + METERED_SLOT + 1, AMOUNT_SLOT, amount)) {
-          ratedRun.keep(from, ch.rowEnd)
-        } else {
-          // A value longer than its slot: this row is written as text around it instead.
-          ratedRun.add(rowWithValues(rows, from, ch.slot, ch.rowEnd, metered, amount))
-        }
-        from = ch.rowEnd
-      }
-      b.rows += nCharges
-      this.rowsSinceCheckpoint += nCharges
+      ratedRows += lines
+      b.rows += rec.charges.length
+      this.rowsSinceCheckpoint += rec.charges.length
       rated++
     }
-    usageRun.close()
-    ratedRun.close()
+    if (ratedRows !== '') b.rated.push(detached(ratedRows))
     if (rejectedRows !== '') b.rejected.push(detached(rejectedRows))
     if (suspendedRows !== '') b.suspended.push(detached(suspendedRows))
+    if (usage !== '') b.usage.push(detached(usage))
     b.rows += rejectedHere + 1
     if (pending.msg) b.msgs.push(pending.msg)
     b.batches.push(staged.batchId)
@@ -672,7 +649,7 @@ export class Rater extends EventEmitter {
    * its own. Keys before the horizon stay in the store; whether there are any decides if the source's late events
    * are checked there (lateDuplicates).
    */
-  private async loadKeysOf(staged: AppliedBatch): Promise<void> {
+  private async loadKeysOf(staged: StagedBatch): Promise<void> {
     let last: string | undefined
     for (const rec of staged.records) {
       if (rec.source === last) continue
@@ -719,7 +696,7 @@ export class Rater extends EventEmitter {
    * it. A key accepted by this rater and not yet committed is always in the index (it is dropped only once past
    * the horizon, long after its flush committed), so the store's committed keys are all that can be missing.
    */
-  private async lateDuplicates(staged: AppliedBatch, now: number): Promise<ReadonlySet<string> | undefined> {
+  private async lateDuplicates(staged: StagedBatch, now: number): Promise<ReadonlySet<string> | undefined> {
     let asked: Map<string, string[]> | undefined
     // Whether the store may hold keys of the last record's source that the index does not (a batch has one source).
     let lastSource: string | undefined
@@ -1096,50 +1073,6 @@ function recordKey(source: string, eventId: string): string {
   return source + '\u0000' + eventId
 }
 
-/**
- * The runs of a batch's rows a flush keeps, appended to `out` as views of `rows` (no copy): consecutive rows kept are
- * one run, so a batch whose rows are all kept is one chunk.
- */
-class RowRuns {
-  private start = -1
-  private end = -1
-
-  constructor(
-    private readonly rows: Uint8Array,
-    private readonly out: Uint8Array[],
-  ) {}
-
-  /** Keeps rows[from, to): extends the open run when it ends at `from`, else closes it and opens another. */
-  keep(from: number, to: number): void {
-    if (from === to) return
-    if (this.start >= 0 && this.end === from) {
-      this.end = to
-      return
-    }
-    this.close()
-    this.start = from
-    this.end = to
-  }
-
-  /** Appends rows of its own (after the open run). */
-  add(chunk: Uint8Array): void {
-    this.close()
-    this.out.push(chunk)
-  }
-
-  close(): void {
-    if (this.start >= 0) this.out.push(this.rows.subarray(this.start, this.end))
-    this.start = -1
-  }
-}
-
-/** The rated row rows[from, to) with `metered` and `amount` in place of its slots (they do not fit them). */
-function rowWithValues(rows: Uint8Array, from: number, slot: number, to: number, metered: string, amount: string): Uint8Array {
-  const values = Buffer.from(`${metered}\t${amount}`)
-  const after = slot + METERED_SLOT + 1 + AMOUNT_SLOT
-  return Buffer.concat([rows.subarray(from, slot), values, rows.subarray(after, to)])
-}
-
 function emptyBuffer() {
   return {
     // The flush's id: its `flushes` row, and its checkpoint's rows when it carries one.
@@ -1147,12 +1080,11 @@ function emptyBuffer() {
     /** rating_checkpoints rows (chunks of whole rows) when this flush records the totals, and their characters. */
     checkpoint: undefined as string[] | undefined,
     checkpointChars: 0,
-    // Rows per table in chunks of whole rows (each ends in \n): rated and usage rows as runs of the bytes staging
-    // laid out, rejected and suspended ones as one flat string per batch applied.
-    rated: [] as Uint8Array[],
+    // Rows per table, one flat string per batch applied (each ends in \n).
+    rated: [] as string[],
     rejected: [] as string[],
     suspended: [] as string[],
-    usage: [] as Uint8Array[],
+    usage: [] as string[],
     rows: 0,
     msgs: [] as JsMsg[],
     batches: [] as string[],

@@ -5,7 +5,6 @@ import { rejectLine, stageBatch, type StagedBatch } from '../rating-core/stage.j
 import { chTime, tsv } from './tsv.js'
 import { isoUtc } from '../common/time.js'
 import { BatchDecodeError, decodeBatch } from './batch-wire.js'
-import { move, transferableSymbol, valueSymbol } from 'piscina'
 import { encodeStaged, type StagedWire } from './staged-wire.js'
 
 /** Message from the rater to a pool worker. `bytes` is moved (transferred), not copied. */
@@ -28,27 +27,8 @@ export const UNDECODABLE_SOURCE = 'jetstream:USAGE'
 
 let snapshot: { dir: string; fingerprint: string; index: GuidingIndex } | undefined
 
-/**
- * Piscina entry: decode → stage (validate, guide, match charges, TSV). Returns the StagedBatch, encoded for the trip
- * back, its two arrays transferred to the rater (not copied).
- */
+/** Piscina entry: decode → stage (validate, guide, match charges, TSV). Returns the StagedBatch, encoded for the trip back. */
 export default function stage(task: StageTask): StagedWire {
-  return moved(stageToWire(task))
-}
-
-/** The wire as Piscina returns it: `ints` and `rows` in the transfer list, each with an ArrayBuffer of its own. */
-function moved(w: StagedWire): StagedWire {
-  return move({
-    get [transferableSymbol]() {
-      return [w.ints.buffer, w.rows.buffer]
-    },
-    get [valueSymbol]() {
-      return w
-    },
-  }) as unknown as StagedWire
-}
-
-function stageToWire(task: StageTask): StagedWire {
   if (!snapshot || snapshot.dir !== task.dataDir || snapshot.fingerprint !== task.fingerprint) {
     const repo = new CatalogRepository(task.dataDir)
     snapshot = { dir: task.dataDir, fingerprint: task.fingerprint, index: new GuidingIndex(repo.catalogs(), repo.accounts()) }

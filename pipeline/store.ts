@@ -141,9 +141,6 @@ export interface InsertOptions {
   readonly uniqueKeys?: boolean
 }
 
-/** Whole TabSeparated rows: text, or its UTF-8 bytes. */
-export type TsvChunk = string | Uint8Array
-
 export interface Store {
   readonly mode: 'embedded' | 'server'
   readonly client: ClickHouseClient
@@ -151,10 +148,10 @@ export interface Store {
   migrate(): Promise<void>
   /**
    * Inserts TabSeparated text (rows end in \n) into a table, as one INSERT: one string, or chunks of whole
-   * rows inserted as their concatenation, each a string or its UTF-8 bytes. Embedded, the text goes through a file
-   * that chDB parses in parallel: measured here 1.5–2× the rows/s of passing the same bytes inline.
+   * rows inserted as their concatenation. Embedded, the text goes through a file that chDB parses in
+   * parallel: measured here 1.5–2× the rows/s of passing the same bytes inline.
    */
-  insertTsv(table: string, tsv: string | readonly TsvChunk[], options?: InsertOptions): Promise<void>
+  insertTsv(table: string, tsv: string | readonly string[], options?: InsertOptions): Promise<void>
   /** A table's columns in their order, with their ClickHouse types; throws when there is no such table. */
   columns(table: string): Promise<Array<{ name: string; type: string }>>
   /** Rows as objects, decimals as strings. For internal reads. */
@@ -283,10 +280,7 @@ export async function openStore(opts: { dataDir: string; url?: string | undefine
         }
         await client.insert({
           table,
-          values: Readable.from(
-            chunks.map((c) => (typeof c === 'string' ? Buffer.from(c) : c)),
-            { objectMode: false },
-          ),
+          values: Readable.from(chunks.map((c) => Buffer.from(c)), { objectMode: false }),
           format: 'TabSeparated',
           clickhouse_settings: options?.uniqueKeys ? { optimize_on_insert: 0 } : {},
         })
@@ -406,9 +400,9 @@ export function fileType(type: string): string {
 
 /**
  * Writes the chunks one after another to a new file (no concatenated copy of them). The writes run on libuv's
- * threads: the rater's thread goes on applying batches meanwhile (a string chunk is encoded to UTF-8 here first).
+ * threads: the rater's thread goes on applying batches meanwhile (each chunk is encoded to UTF-8 here first).
  */
-async function writeChunks(file: string, chunks: readonly TsvChunk[]): Promise<void> {
+async function writeChunks(file: string, chunks: readonly string[]): Promise<void> {
   const fh = await open(file, 'w')
   try {
     // writeFile, not write: it loops until every byte is written (write may write part and say so), and on a

@@ -33,9 +33,6 @@ export function chargeTable(catalogs: readonly Catalog[]): Map<string, ResolvedC
   return table
 }
 
-/** What folding a staged charge reads: all of it but the row text around its quantity and amount. */
-export type FoldInput = Omit<StagedCharge, 'prefix' | 'suffix'>
-
 /** One running total's slot: the Map is probed once per charge, and the slot is written in place. */
 interface Cell {
   t: RunningTotal | undefined
@@ -96,37 +93,23 @@ export class RunningTotals {
    * error is returned: the event becomes a reject and no total moved for it.
    */
   foldEvent(charges: readonly StagedCharge[]): string | Error {
-    const values = this.foldValues(charges)
-    if (values instanceof Error) return values
-    let lines = ''
-    for (let i = 0; i < charges.length; i++) lines += charges[i]!.prefix + values[2 * i] + '\t' + values[2 * i + 1] + charges[i]!.suffix
-    return lines
-  }
-
-  /**
-   * foldEvent without the row text: each charge's metered quantity and amount, as [metered₀, amount₀, metered₁, …]
-   * (the rater writes them into rows staging laid out). Same all-or-nothing: on an error no total moved.
-   */
-  foldValues(charges: readonly FoldInput[]): string[] | Error {
     if (charges.length === 1) {
       // Most events feed one charge: no undo list to allocate.
       try {
-        const r = this.foldCharge(charges[0]!, this.cell(charges[0]!.totalsKey))
-        return [r.metered, r.amount]
+        return this.foldCharge(charges[0]!, this.cell(charges[0]!.totalsKey))
       } catch (err) {
         return err as Error
       }
     }
     const saved: Array<[Cell, RunningTotal | undefined]> = []
-    const values: string[] = []
+    let lines = ''
     try {
       for (const c of charges) {
         const cell = this.cell(c.totalsKey)
         saved.push([cell, cell.t])
-        const r = this.foldCharge(c, cell)
-        values.push(r.metered, r.amount)
+        lines += this.foldCharge(c, cell)
       }
-      return values
+      return lines
     } catch (err) {
       for (const [cell, t] of saved.reverse()) cell.t = t
       return err as Error
@@ -164,8 +147,8 @@ export class RunningTotals {
   private readonly ev: UsageEventInput = { event_id: '', event_time: '', ms: 0, quantity: '', dimensions: {} }
   private readonly ctx: RatingContext = { schedules: [], timezone: '', periodStart: '', periodEnd: '' }
 
-  /** Folds one charge of an event into its cell; returns its metered quantity and amount. */
-  private foldCharge(c: FoldInput, cell: Cell): FoldedUsage {
+  /** Folds one charge of an event into its cell; returns its rated_usage line. */
+  private foldCharge(c: StagedCharge, cell: Cell): string {
     const resolved = this.charges.get(c.chargeRef) ?? this.missing(c.chargeRef)
     const { ev, ctx } = this
     ev.event_id = c.eventId
@@ -179,6 +162,6 @@ export class RunningTotals {
     ctx.periodEnd = c.periodEndIso
     const r = foldUsageEvent(resolved.charge, resolved.meter, cell.t, ev, ctx)
     cell.t = r.next
-    return r
+    return c.prefix + r.metered + '\t' + r.amount + c.suffix
   }
 }

@@ -418,7 +418,7 @@ function asReject(r: WireRecord, reason: string): WireReject {
 }
 
 /** The reject of a staged record its owner cannot price (a model that refuses the event), with its input as received. */
-export function stagedReject(rec: Pick<StagedRecord, 'source' | 'raw' | 'origin'>, reason: string): WireReject {
+export function stagedReject(rec: StagedRecord, reason: string): WireReject {
   return rejectOf(rec.source, rec.raw, rec.origin, reason)
 }
 
