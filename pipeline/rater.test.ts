@@ -332,3 +332,62 @@ it('events before the dedupe horizon are still duplicates once their keys left m
   const [n] = await store.rows<{ n: string }>(`SELECT count() AS n FROM rated_usage WHERE source = 'test:horizon'`)
   expect(n!.n).toBe('6')
 })
+
+// Every row a batch keeps is written exactly, whatever else the batch holds: a duplicate inside the batch and one of an
+// earlier batch, a held event, quantities and amounts of 20 and more digits, and non-ASCII text in an event id and a
+// dimension (its group key).
+it('writes every kept row exactly, around duplicates, held events, long quantities and amounts, and non-ASCII text', async () => {
+  const { rater, outcome } = await startedRater('rows-2')
+  const store = await rt.store()
+  const queue = await rt.queue()
+  try {
+    const at = '2026-10-07T09:00:00Z'
+    const ev = (event_id: string, quantity: string, extra: Record<string, unknown> = {}) => ({
+      event_id, source: 'test:rows', event_time: at, device_id: deviceId(1, 1), metric: 'api_calls', quantity, ...extra,
+    })
+    const first = new Promise<BatchOutcome>((resolve) => rater.on('outcome', (o: BatchOutcome) => o.batchId === 'rows-1' && resolve(o)))
+    await queue.publish({
+      id: 'rows-1',
+      records: [
+        ev('r-1', '3'),
+        ev('r-1', '3'),
+        ev('r-2', '123456789012345678.5'),
+        ev('r-3', '1', { device_id: 'fw-nobody' }),
+        ev('r-4', '5'),
+      ],
+      rejects: [],
+    })
+    expect(await first).toMatchObject({ read: 5, rated: 3, duplicates: 1, suspended: 1 })
+    await queue.publish({
+      id: 'rows-2',
+      records: [
+        ev('r-4', '5'),
+        ev('r-ü', '2000000000', { metric: 'bytes_out', dimensions: { region: 'zürich' } }),
+        ev('r-5', '98765432109876543210'),
+        ev('r-6', '7'),
+      ],
+      rejects: [],
+    })
+    expect(await outcome).toMatchObject({ read: 4, rated: 3, duplicates: 1, suspended: 0 })
+    const rated = await store.rows<{ event_id: string; group_key: string; quantity: string; amount: string }>(
+      "SELECT event_id, group_key, toString(quantity) AS quantity, toString(amount) AS amount FROM rated_usage WHERE source = 'test:rows' ORDER BY event_id",
+    )
+    expect(rated).toEqual([
+      { event_id: 'r-1', group_key: '', quantity: '3', amount: '0.0012' },
+      { event_id: 'r-2', group_key: '', quantity: '123456789012345678.5', amount: '49382715604938.2714' },
+      { event_id: 'r-4', group_key: '', quantity: '5', amount: '0.002' },
+      { event_id: 'r-5', group_key: '', quantity: '98765432109876543210', amount: '39506172843950617.284' },
+      { event_id: 'r-6', group_key: '', quantity: '7', amount: '0.0028' },
+      { event_id: 'r-ü', group_key: '["zürich"]', quantity: '2', amount: '0.16' },
+    ])
+    const usage = await store.rows<{ event_id: string; quantity: string; dimensions: Record<string, string> }>(
+      "SELECT event_id, toString(quantity) AS quantity, dimensions FROM usage_events WHERE source = 'test:rows' ORDER BY event_id",
+    )
+    expect(usage.map((u) => [u.event_id, u.quantity])).toEqual([
+      ['r-1', '3'], ['r-2', '123456789012345678.5'], ['r-3', '1'], ['r-4', '5'], ['r-5', '98765432109876543210'], ['r-6', '7'], ['r-ü', '2000000000'],
+    ])
+    expect(usage.find((u) => u.event_id === 'r-ü')!.dimensions).toEqual({ region: 'zürich' })
+  } finally {
+    await rater.stop()
+  }
+})
