@@ -144,7 +144,7 @@ export interface InsertOptions {
 export interface Store {
   readonly mode: 'embedded' | 'server'
   readonly client: ClickHouseClient
-  /** Creates the tables when missing. */
+  /** Creates the tables when missing, then runs each data migration this store has not had yet (MIGRATIONS). */
   migrate(): Promise<void>
   /**
    * Inserts TabSeparated text (rows end in \n) into a table, as one INSERT: one string, or chunks of whole
