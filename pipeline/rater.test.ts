@@ -391,3 +391,33 @@ it('writes every kept row exactly, around duplicates, held events, long quantiti
     await rater.stop()
   }
 })
+
+// A committed flush's intent is needed by nothing, and a `rateflow run` that ran for months left millions for its next
+// start to read and drop. The rater now deletes its committed flushes' intents as it goes, keeping the newest.
+it('deletes the intents of the flushes it committed as it goes, keeping the newest', async () => {
+  const store = await rt.store()
+  const queue = await rt.queue()
+  const intents = async () => Number((await store.rows<{ n: string }>('SELECT count() AS n FROM flush_intents'))[0]!.n)
+  const before = await intents()
+  const rater = new Rater({ store, queue, ownsQueue: true, repo: rt.repo, dataDir: dir, log: rt.log }, { ...DEFAULT_RATER, flushRows: 1, pruneIntentsAfter: 3 })
+  await rater.start()
+  try {
+    for (let i = 1; i <= 5; i++) {
+      const id = `prune-${i}`
+      const done = new Promise<BatchOutcome>((resolve) => rater.on('outcome', (o: BatchOutcome) => o.batchId === id && resolve(o)))
+      await queue.publish({
+        id,
+        records: [{ event_id: id, source: 'test:prune', event_time: '2026-10-08T10:00:00Z', device_id: deviceId(1, 1), metric: 'api_calls', quantity: '1' }],
+        rejects: [],
+      })
+      expect(await done).toMatchObject({ rated: 1 })
+    }
+    // Five flushes with rows: pruned after the third (one left) and after the fifth (one left).
+    expect(await intents()).toBe(before + 1)
+    const [newest] = await store.rows<{ flush_id: string }>('SELECT flush_id FROM flushes ORDER BY committed_at DESC LIMIT 1')
+    expect(await store.rows('SELECT flush_id FROM flush_intents WHERE flush_id = {f:String}', { f: newest!.flush_id })).toHaveLength(1)
+    expect(Number((await store.rows<{ n: string }>("SELECT count() AS n FROM rated_usage WHERE source = 'test:prune'"))[0]!.n)).toBe(5)
+  } finally {
+    await rater.stop()
+  }
+})

@@ -17,7 +17,7 @@ import { HorizonIndex } from '../rating-core/dedupe-horizon.js'
 import { USAGE_STREAM, type Queue } from './queue.js'
 import type { StageTask } from './rating-worker.js'
 import { decodeStaged, type StagedWire } from './staged-wire.js'
-import { committedBatches, committedBatchLines, type Store } from './store.js'
+import { committedBatches, committedBatchLines, PRUNE_INTENTS, type Store } from './store.js'
 import { DEFAULT_LEASE_TTL_MS, RaterLease } from './rater-lease.js'
 import { chString, chTime, chTimeMs, fromTsv, tsv, tsvMap } from './tsv.js'
 
@@ -56,6 +56,12 @@ export interface RaterOptions {
    * (rating-core/dedupe-horizon.ts). Bounds the memory of a rater that runs for months.
    */
   readonly dedupeHorizonMs: number
+  /**
+   * Once this many flushes committed by this rater have intents, those intents but the newest are deleted (a committed
+   * flush's intent is needed by nothing): a `rateflow run` that runs for months does not pile them up for its next
+   * start to read and drop (store.ts recover()).
+   */
+  readonly pruneIntentsAfter: number
 }
 export const DEFAULT_RATER: Readonly<RaterOptions> = Object.freeze({
   threads: 1,
@@ -66,6 +72,7 @@ export const DEFAULT_RATER: Readonly<RaterOptions> = Object.freeze({
   loadPageRows: 500_000,
   checkpointRows: 100_000,
   dedupeHorizonMs: 7 * 24 * 3_600_000,
+  pruneIntentsAfter: PRUNE_INTENTS,
 })
 
 /**
@@ -217,6 +224,8 @@ export class Rater extends EventEmitter {
   private lastCheckpointChars = 0
   /** The flush of the latest committed checkpoint: its partition is dropped once a newer one commits. */
   private checkpointId: string | undefined
+  /** Flushes this rater committed whose intents are still stored, oldest first. */
+  private committedIntents: string[] = []
   /** committed_at of the last `flushes` row, ms: each commit's is later, so "committed after a checkpoint" is exact. */
   private lastCommitMs = 0
 
@@ -594,6 +603,10 @@ export class Rater extends EventEmitter {
     )
     crashPoint('after-commit')
     for (const m of b.msgs) m.ack()
+    if (hasRows) {
+      this.committedIntents.push(b.flushId)
+      if (this.committedIntents.length >= this.options.pruneIntentsAfter) await this.pruneIntents()
+    }
     if (b.checkpoint) {
       // The older checkpoint is garbage now; if this drop does not happen, the next start drops it.
       const older = this.checkpointId
@@ -612,6 +625,18 @@ export class Rater extends EventEmitter {
       'flush committed',
     )
     for (const o of b.outcomes) this.emit('outcome', o)
+  }
+
+  /**
+   * Deletes the intents of the flushes this rater committed, but the newest: it stays, so the store still shows it writes
+   * intents (recover() scans a store with none as one written before them). Runs in the commit chain, after a commit:
+   * no flush of this rater is torn then, and a torn flush of another rater has an intent this list does not name.
+   */
+  private async pruneIntents(): Promise<void> {
+    const done = this.committedIntents.slice(0, -1)
+    if (done.length === 0) return
+    this.committedIntents = this.committedIntents.slice(-1)
+    await this.deps.store.command(`DELETE FROM flush_intents WHERE flush_id IN (${done.map(chString).join(', ')}) SETTINGS mutations_sync = 2`)
   }
 
   /** Throws when the stream's lease may have lapsed (another rater may hold the stream now). */
