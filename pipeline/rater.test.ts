@@ -421,3 +421,28 @@ it('deletes the intents of the flushes it committed as it goes, keeping the newe
     await rater.stop()
   }
 })
+
+it('goes on rating when deleting committed intents fails: the flushes stand, the intents stay for the next start', async () => {
+  const real = await rt.store()
+  const queue = await rt.queue()
+  const failing = { ...real, command: async (sql: string) => (sql.startsWith('DELETE FROM flush_intents') ? Promise.reject(new Error('store busy')) : real.command(sql)) }
+  const intents = async () => Number((await real.rows<{ n: string }>('SELECT count() AS n FROM flush_intents'))[0]!.n)
+  const before = await intents()
+  const rater = new Rater({ store: failing, queue, ownsQueue: true, repo: rt.repo, dataDir: dir, log: rt.log }, { ...DEFAULT_RATER, flushRows: 1, pruneIntentsAfter: 2 })
+  await rater.start()
+  try {
+    for (let i = 1; i <= 3; i++) {
+      const id = `prune-fails-${i}`
+      const done = new Promise<BatchOutcome>((resolve) => rater.on('outcome', (o: BatchOutcome) => o.batchId === id && resolve(o)))
+      await queue.publish({
+        id,
+        records: [{ event_id: id, source: 'test:prune-fails', event_time: '2026-10-08T10:00:00Z', device_id: deviceId(1, 1), metric: 'api_calls', quantity: '1' }],
+        rejects: [],
+      })
+      expect(await done).toMatchObject({ rated: 1 })
+    }
+    expect(await intents()).toBe(before + 3)
+  } finally {
+    await rater.stop()
+  }
+})
