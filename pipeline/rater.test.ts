@@ -392,6 +392,17 @@ it('writes every kept row exactly, around duplicates, held events, long quantiti
   }
 })
 
+/** Publishes one api_calls event of `source` as batch `id` (the event id too) and returns its outcome once committed. */
+async function rateOne(rater: InstanceType<typeof Rater>, id: string, source: string): Promise<BatchOutcome> {
+  const done = new Promise<BatchOutcome>((resolve) => rater.on('outcome', (o: BatchOutcome) => o.batchId === id && resolve(o)))
+  await (await rt.queue()).publish({
+    id,
+    records: [{ event_id: id, source, event_time: '2026-10-08T10:00:00Z', device_id: deviceId(1, 1), metric: 'api_calls', quantity: '1' }],
+    rejects: [],
+  })
+  return done
+}
+
 // A committed flush's intent is needed by nothing, and a `rateflow run` that ran for months left millions for its next
 // start to read and drop. The rater now deletes its committed flushes' intents as it goes, keeping the newest.
 it('deletes the intents of the flushes it committed as it goes, keeping the newest', async () => {
@@ -402,16 +413,7 @@ it('deletes the intents of the flushes it committed as it goes, keeping the newe
   const rater = new Rater({ store, queue, ownsQueue: true, repo: rt.repo, dataDir: dir, log: rt.log }, { ...DEFAULT_RATER, flushRows: 1, pruneIntentsAfter: 3 })
   await rater.start()
   try {
-    for (let i = 1; i <= 5; i++) {
-      const id = `prune-${i}`
-      const done = new Promise<BatchOutcome>((resolve) => rater.on('outcome', (o: BatchOutcome) => o.batchId === id && resolve(o)))
-      await queue.publish({
-        id,
-        records: [{ event_id: id, source: 'test:prune', event_time: '2026-10-08T10:00:00Z', device_id: deviceId(1, 1), metric: 'api_calls', quantity: '1' }],
-        rejects: [],
-      })
-      expect(await done).toMatchObject({ rated: 1 })
-    }
+    for (let i = 1; i <= 5; i++) expect(await rateOne(rater, `prune-${i}`, 'test:prune')).toMatchObject({ rated: 1 })
     // Five flushes with rows: pruned after the third (one left) and after the fifth (one left).
     expect(await intents()).toBe(before + 1)
     const [newest] = await store.rows<{ flush_id: string }>('SELECT flush_id FROM flushes ORDER BY committed_at DESC LIMIT 1')
@@ -431,16 +433,7 @@ it('goes on rating when deleting committed intents fails: the flushes stand, the
   const rater = new Rater({ store: failing, queue, ownsQueue: true, repo: rt.repo, dataDir: dir, log: rt.log }, { ...DEFAULT_RATER, flushRows: 1, pruneIntentsAfter: 2 })
   await rater.start()
   try {
-    for (let i = 1; i <= 3; i++) {
-      const id = `prune-fails-${i}`
-      const done = new Promise<BatchOutcome>((resolve) => rater.on('outcome', (o: BatchOutcome) => o.batchId === id && resolve(o)))
-      await queue.publish({
-        id,
-        records: [{ event_id: id, source: 'test:prune-fails', event_time: '2026-10-08T10:00:00Z', device_id: deviceId(1, 1), metric: 'api_calls', quantity: '1' }],
-        rejects: [],
-      })
-      expect(await done).toMatchObject({ rated: 1 })
-    }
+    for (let i = 1; i <= 3; i++) expect(await rateOne(rater, `prune-fails-${i}`, 'test:prune-fails')).toMatchObject({ rated: 1 })
     expect(await intents()).toBe(before + 3)
   } finally {
     await rater.stop()
