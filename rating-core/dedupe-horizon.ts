@@ -69,12 +69,8 @@ export class HorizonIndex {
    */
   add(source: string, eventId: string, eventMs: number, nowMs: number): boolean {
     const target = this.generation(Math.max(eventMs, nowMs))
-    const order = this.order
-    if (order.length > 1) {
-      for (let i = 0; i < order.length; i++) {
-        const g = this.generations.get(order[i]!)!
-        if (g !== target && g.has(source, eventId)) return false
-      }
+    if (this.generations.size > 1) {
+      for (const g of this.generations.values()) if (g !== target && g.has(source, eventId)) return false
     }
     return target.add(source, eventId)
   }
