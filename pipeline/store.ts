@@ -8,8 +8,8 @@ import { isoUtc } from '../common/time.js'
 import { chString, chTime, tsv } from './tsv.js'
 
 /**
- * The analyst tables of CONTRACT §7 plus the sink's own: `flushes` (its commit log), `flush_intents` and
- * `rating_checkpoints`.
+ * The analyst tables of CONTRACT §7 plus the sink's own: `flushes` (its commit log), `flush_intents`,
+ * `committed_batches` (which flush committed each batch, by batch id), `rating_checkpoints` and `store_migrations`.
  *
  * Commit protocol (see pipeline/rater.ts): every row carries the `batch_id` it came from; a flush first writes a
  * row in `flush_intents` naming its batches, then its rows, then its row in `flushes`, naming the same batches,
@@ -100,6 +100,9 @@ export async function committedBatches(store: Store, batchIds: readonly string[]
   })
   return new Set(rows.map((r) => r.b))
 }
+
+/** Which of `batchIds` are committed, as `committedBatches` answers it (the reads that need it take one). */
+export type CommittedLookup = (store: Store, batchIds: readonly string[]) => Promise<Set<string>>
 
 /** The `committed_batches` rows (TabSeparated) recording that flush `flushId` commits `batchIds`. */
 export function committedBatchLines(flushId: string, batchIds: readonly string[]): string {
