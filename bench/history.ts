@@ -1,5 +1,5 @@
 import { committedEventIds, readCommittedKeys } from '../pipeline/rater.js'
-import { COMMITTED_BATCHES, type Store } from '../pipeline/store.js'
+import { COMMITTED_BATCHES, type CommittedLookup, type Store } from '../pipeline/store.js'
 import { median, ratio, saveResult, withTempRuntime } from './results.js'
 
 /** One read timed both ways on the same store, rounds alternating. */
@@ -31,9 +31,9 @@ const BATCH = 1000
  * What the reads around dedupe cost against a long history: a store holding `flushes` committed flushes (one batch
  * each, as a `rateflow run` that flushes every second writes about 86,000 a day, with their committed_batches rows as
  * the rater writes them) and `usageRows` rows of one source in those batches. Times each read three ways: as Rateflow
- * reads it (which batches are committed: a lookup in committed_batches), with each batch's commit read from
- * `flushes` instead (ARRAY JOIN … IN), and filtered on every batch ever committed. The last two grow with the number
- * of flushes. The reads:
+ * reads it (which batches are committed: a lookup in committed_batches), the same reads with each batch's commit read
+ * from `flushes` instead (ARRAY JOIN … IN, passed to them as their lookup), and filtered on every batch ever committed.
+ * The last two grow with the number of flushes. The reads:
  * - a late-event check: which of 1,000 of the source's ids are committed (`committedEventIds`);
  * - meeting a new source: its keys inside the horizon (none);
  * - a known source's keys inside the horizon, as a start reads them (all `usageRows`, pages of 100,000).
@@ -61,23 +61,18 @@ export async function benchHistory(flushes = 1_000_000, usageRows = 1_000_000, r
         .map((r) => r.event_id)
         .sort()
         .join(',')
-    const keysOf = async (source: string, page: number) => {
+    // The rater's two reads, with each batch's commit looked up in committed_batches (as it reads) or in `flushes`.
+    const lateCheck = async (committed?: CommittedLookup) => [...(await committedEventIds(store, 'csv:history', ids, committed))].sort().join(',')
+    const keysOf = async (source: string, page: number, committed?: CommittedLookup) => {
       const keys: string[] = []
-      await readCommittedKeys(store, page, (_s, id) => keys.push(id), source, since)
+      await readCommittedKeys(store, page, (_s, id) => keys.push(id), source, since, committed)
       return keys.sort().join(',')
     }
     const ways: Array<{ read: string; rateflow: () => Promise<string>; scanFlushes: () => Promise<string>; filterAll: () => Promise<string> }> = [
       {
         read: 'late check, 1,000 ids',
-        rateflow: async () => [...(await committedEventIds(store, 'csv:history', ids))].sort().join(','),
-        scanFlushes: async () => {
-          const rows = await store.rows<{ event_id: string; batch_id: string }>(
-            'SELECT event_id, batch_id FROM usage_events WHERE source = {source:String} AND event_id IN {ids:Array(String)}',
-            { source: 'csv:history', ids },
-          )
-          const committed = await committedInFlushes(store, [...new Set(rows.map((r) => r.batch_id))])
-          return sorted(rows.filter((r) => committed.has(r.batch_id)))
-        },
+        rateflow: () => lateCheck(),
+        scanFlushes: () => lateCheck(committedInFlushes),
         filterAll: async () =>
           sorted(
             await store.rows<{ event_id: string }>(
@@ -89,13 +84,13 @@ export async function benchHistory(flushes = 1_000_000, usageRows = 1_000_000, r
       {
         read: 'a new source met',
         rateflow: () => keysOf('csv:new', 500_000),
-        scanFlushes: async () => sorted(await keysCommittedPerPage(store, 'csv:new', since, 500_000)),
+        scanFlushes: () => keysOf('csv:new', 500_000, committedInFlushes),
         filterAll: async () => sorted(await keysFilteredOnEveryCommit(store, 'csv:new', since)),
       },
       {
         read: "a known source's keys",
         rateflow: () => keysOf('csv:history', 100_000),
-        scanFlushes: async () => sorted(await keysCommittedPerPage(store, 'csv:history', since, 100_000)),
+        scanFlushes: () => keysOf('csv:history', 100_000, committedInFlushes),
         filterAll: async () => sorted(await keysFilteredOnEveryCommit(store, 'csv:history', since)),
       },
     ]
@@ -130,8 +125,11 @@ export async function benchHistory(flushes = 1_000_000, usageRows = 1_000_000, r
   })
 }
 
-/** Which of `batchIds` a `flushes` row names, read from `flushes` (how committedBatches read it before committed_batches). */
-async function committedInFlushes(store: Store, batchIds: readonly string[]): Promise<Set<string>> {
+/**
+ * Which of `batchIds` a `flushes` row names, read from `flushes` (ARRAY JOIN … IN, probing a set of the wanted ones):
+ * how committedBatches answered before committed_batches. Passed to the rater's reads in place of the lookup.
+ */
+const committedInFlushes: CommittedLookup = async (store, batchIds) => {
   if (batchIds.length === 0) return new Set()
   const rows = await store.rows<{ b: string }>('SELECT DISTINCT b FROM flushes ARRAY JOIN batches AS b WHERE b IN {batches:Array(String)}', {
     batches: batchIds,
@@ -139,24 +137,7 @@ async function committedInFlushes(store: Store, batchIds: readonly string[]): Pr
   return new Set(rows.map((r) => r.b))
 }
 
-/** A source's keys inside the horizon in pages of `page`, each page's batches checked in `flushes` (committedInFlushes). */
-async function keysCommittedPerPage(store: Store, source: string, since: number, page: number): Promise<Array<{ event_id: string }>> {
-  const out: Array<{ event_id: string }> = []
-  for (let after = ''; ; ) {
-    const rows = await store.rows<{ event_id: string; batch_id: string }>(
-      `SELECT event_id, batch_id FROM usage_events WHERE source = {source:String} AND event_time >= fromUnixTimestamp64Milli({since:Int64})
-       AND event_id > {after:String} ORDER BY event_id LIMIT ${page}`,
-      { source, since, after },
-    )
-    const committed = await committedInFlushes(store, [...new Set(rows.map((r) => r.batch_id))])
-    for (const r of rows) if (committed.has(r.batch_id)) out.push({ event_id: r.event_id })
-    if (rows.length < page) return out
-    after = rows[rows.length - 1]!.event_id
-  }
-}
-
 /** A source's keys inside the horizon, filtered on every committed batch (how the rater read them before). */
-
 function keysFilteredOnEveryCommit(store: Store, source: string, since: number): Promise<Array<{ event_id: string }>> {
   return store.rows<{ event_id: string }>(
     `SELECT event_id FROM usage_events WHERE source = {source:String} AND event_time >= fromUnixTimestamp64Milli({since:Int64})

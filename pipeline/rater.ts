@@ -17,7 +17,7 @@ import { HorizonIndex } from '../rating-core/dedupe-horizon.js'
 import { USAGE_STREAM, type Queue } from './queue.js'
 import type { StageTask } from './rating-worker.js'
 import { decodeStaged, type StagedWire } from './staged-wire.js'
-import { committedBatches, committedBatchLines, PRUNE_INTENTS, type Store } from './store.js'
+import { committedBatches, committedBatchLines, PRUNE_INTENTS, type CommittedLookup, type Store } from './store.js'
 import { DEFAULT_LEASE_TTL_MS, RaterLease } from './rater-lease.js'
 import { chString, chTime, chTimeMs, fromTsv, tsv, tsvMap } from './tsv.js'
 
@@ -695,8 +695,7 @@ export class Rater extends EventEmitter {
         since,
       )
       // Any row counts, committed or not: a row no flush committed only makes the rater ask the store about this
-      // source's late events (which then finds no committed key for it), and the filter would cost a set of every
-      // batch ever committed (store.ts committedBatches).
+      // source's late events (which then finds no committed key for it), so one row of any kind answers the question.
       const [older] = await this.deps.store.rows<{ n: string }>(
         `SELECT count() AS n FROM (SELECT 1 FROM usage_events WHERE source = {source:String} AND event_time < fromUnixTimestamp64Milli({since:Int64}) LIMIT 1)`,
         { source: rec.source, since },
@@ -1000,7 +999,8 @@ export async function eachPage<T extends object>(
  * `source` when it is given, and only events at or after `since`, epoch ms, when it is given), in the table's order,
  * `page` keys a query, each page after the last key of the one before (memory: one page of text); returns how many.
  * Read as TabSeparated text and split here: the same pages as JSONEachRow objects cost several times more in parsing
- * and garbage (`rateflow bench startup`).
+ * and garbage (`rateflow bench startup`). `committed` answers which of a page's batches are committed
+ * (committedBatches; `rateflow bench history` passes another way to compare).
  */
 export async function readCommittedKeys(
   store: Store,
@@ -1008,10 +1008,11 @@ export async function readCommittedKeys(
   visit: (source: string, eventId: string, eventMs: number) => void,
   source?: string,
   since?: number,
+  committed: CommittedLookup = committedBatches,
 ): Promise<number> {
   // One source is a range of the table's sort key (source, event_id): only its rows are read. Only committed rows:
   // a stalled rater that lost the stream may still be writing rows it will never commit (their batches come again).
-  // Which are committed is asked per page, of that page's batches (committedBatches), not with a filter on every
+  // Which are committed is asked per page, of that page's batches (a lookup by batch id), not with a filter on every
   // batch ever committed, whose cost grows with history: a new source's empty range then costs one small read.
   const only =
     `${source === undefined ? '1' : 'k.source = {source:String}'}` +
@@ -1036,8 +1037,8 @@ export async function readCommittedKeys(
     }
     const texts = [...batchText.keys()]
     const ids = texts.map(fromTsv)
-    const committed = await committedBatches(store, ids)
-    texts.forEach((t, i) => batchText.set(t, committed.has(ids[i]!)))
+    const done = await committed(store, ids)
+    texts.forEach((t, i) => batchText.set(t, done.has(ids[i]!)))
     let rows = 0
     let rowSource = ''
     let eventId = ''
@@ -1062,18 +1063,23 @@ export async function readCommittedKeys(
 }
 
 /**
- * Which of `ids` the store holds committed for `source` (their usage_events row's batch is named by a `flushes` row).
- * Two steps, the rows of these keys (a range of the sort key), then which of their batches are committed
- * (store.ts committedBatches, which grows with history about 5 times slower than a filter on every commit).
+ * Which of `ids` the store holds committed for `source` (their usage_events row's batch is committed). Two steps, the
+ * rows of these keys (a range of the sort key), then which of their batches are committed (`committed`: a lookup by
+ * batch id, store.ts committedBatches; `rateflow bench history` passes another way to compare).
  */
-export async function committedEventIds(store: Store, source: string, ids: readonly string[]): Promise<Set<string>> {
+export async function committedEventIds(
+  store: Store,
+  source: string,
+  ids: readonly string[],
+  committed: CommittedLookup = committedBatches,
+): Promise<Set<string>> {
   const rows = await store.rows<{ event_id: string; batch_id: string }>(
     'SELECT event_id, batch_id FROM usage_events WHERE source = {source:String} AND event_id IN {ids:Array(String)}',
     { source, ids },
   )
-  const committed = await committedBatches(store, [...new Set(rows.map((r) => r.batch_id))])
+  const done = await committed(store, [...new Set(rows.map((r) => r.batch_id))])
   const out = new Set<string>()
-  for (const r of rows) if (committed.has(r.batch_id)) out.add(r.event_id)
+  for (const r of rows) if (done.has(r.batch_id)) out.add(r.event_id)
   return out
 }
 
