@@ -79,10 +79,12 @@ describe('TabSeparated text back from the store', () => {
     }))
 })
 
+/** A `flushes` row (the commit) of `flush` naming `batches`, as TabSeparated. */
+const commit = (flush: string, batches: string[]) =>
+  `${flush}\t2026-10-01 00:00:00.000\t[${batches.map((b) => `'${b}'`).join(',')}]\t0\t0\t0\t0\t0\n`
+
 describe('recover() on embedded ClickHouse', () => {
   const usage = (batch: string, id: string) => `csv:t\t${id}\t2026-10-01 00:00:00.000\tfw-1\t\t\tapi_calls\t1\t{}\t2026-10-01 00:00:00.000\t${batch}\n`
-  const commit = (flush: string, batches: string[]) =>
-    `${flush}\t2026-10-01 00:00:00.000\t[${batches.map((b) => `'${b}'`).join(',')}]\t0\t0\t0\t0\t0\n`
   const intent = (flush: string, batches: string[]) => `${flush}\t2026-10-01 00:00:00.000\t[${batches.map((b) => `'${b}'`).join(',')}]\n`
   const ids = async (store: Store) => (await store.rows<{ event_id: string }>('SELECT event_id FROM usage_events ORDER BY event_id')).map((r) => r.event_id)
   /** What a flush writes before its commit row (committed_batches), then the commit row, as the rater does. */
@@ -151,8 +153,6 @@ describe('recover() on embedded ClickHouse', () => {
 })
 
 describe('committed_batches on embedded ClickHouse', () => {
-  const commit = (flush: string, batches: string[]) =>
-    `${flush}\t2026-10-01 00:00:00.000\t[${batches.map((b) => `'${b}'`).join(',')}]\t0\t0\t0\t0\t0\n`
 
   it('committedBatchLines writes one row per batch, any characters kept', () =>
     withStore(async (store) => {
