@@ -62,9 +62,36 @@ describe('CsvRowParser', () => {
     expect(items[2]).toEqual({ ok: true, fields: ['3', '4'], raw: '3,4', line: 3 })
   })
 
-  it('a quote open at the end of the input is an error item, not an exception', () => {
-    const items = parseChunked('a,b\n1,"open\n2,3\n')
-    expect(items[1]).toMatchObject({ ok: false, line: 2, raw: '1,"open\n2,3\n' })
+  it('a quote open at the end of the input rejects only the line it opened on; the lines after it are rows again', () => {
+    // (A later quote would close the open one, as RFC 4180 reads it: none follows here.)
+    const text = 'a,b\n1,"open\n2,3\r\n4,five\n6,7'
+    for (const sizes of [[text.length], [1], [3, 5], [7]]) {
+      const items = parseChunked(text, sizes)
+      expect(items).toHaveLength(5)
+      expect(items[1]).toMatchObject({ ok: false, line: 2, raw: '1,"open' })
+      expect((items[1] as { error: string }).error).toMatch(/not closed before the end of the file; the lines after this one are read as rows/)
+      expect(items.slice(2)).toEqual([
+        { ok: true, fields: ['2', '3'], raw: '2,3', line: 3 },
+        { ok: true, fields: ['4', 'five'], raw: '4,five', line: 4 },
+        { ok: true, fields: ['6', '7'], raw: '6,7', line: 5 },
+      ])
+    }
+    // On the last line, the whole line is the reject.
+    expect(parseChunked('a,b\n1,"open to the end')[1]).toMatchObject({ ok: false, line: 2, raw: '1,"open to the end' })
+  })
+
+  it('a quote still open after maxRowChars across lines rejects its first line in full and reads the lines after it again', () => {
+    const rows = Array.from({ length: 300 }, (_, i) => `${i},v${i}`)
+    const text = `a,b\n1,"open\n${rows.join('\n')}\n`
+    for (const sizes of [[64], [1000], [7, 300]]) {
+      const items = parseChunked(text, sizes, 500)
+      expect(items[1]).toMatchObject({ ok: false, line: 2, raw: '1,"open' })
+      expect((items[1] as { error: string }).error).toMatch(/still open after 500 characters/)
+      // Every line after it is a row again, on its own line number: nothing is lost.
+      const after = items.slice(2)
+      expect(after.map((r) => r.raw)).toEqual(rows)
+      expect(after.map((r) => r.line)).toEqual(rows.map((_, i) => i + 3))
+    }
   })
 
   it('bounded memory: a row longer than maxRowChars is an error with a preview, and parsing resumes after the next line break', () => {

@@ -55,6 +55,16 @@ export function toCsvLine(row: readonly string[]): string {
   return out
 }
 
+/** Where the physical line holding `start` ends (LF, CRLF or a lone CR) and where the next one starts; the text's end if it has no break. */
+function lineEnd(text: string, start: number): { end: number; next: number } {
+  for (let i = start; i < text.length; i++) {
+    const c = text.charCodeAt(i)
+    if (c === LF) return { end: i, next: i + 1 }
+    if (c === CR) return { end: i, next: i + 1 < text.length && text.charCodeAt(i + 1) === LF ? i + 2 : i + 1 }
+  }
+  return { end: text.length, next: text.length }
+}
+
 /** Feed text chunks with `push`, then call `end`; each call returns the items it completed, in order. */
 export class CsvRowParser {
   private rest = ''
@@ -75,7 +85,25 @@ export class CsvRowParser {
     return this.scan(text, false)
   }
 
-  /** End of input: a last row without a line break is a row; an open quote is an error item. */
+  /** The physical line the row in progress (not yet complete) starts on. */
+  get pendingLine(): number {
+    return this.line
+  }
+
+  /**
+   * Gives up on the input part way (its source failed): returns the text of the row in progress, which is incomplete,
+   * and forgets it. Nothing is parsed from it.
+   */
+  abandon(): string {
+    const rest = this.rest
+    this.rest = ''
+    return rest
+  }
+
+  /**
+   * End of input: a last row without a line break is a row. A quote still open is an error item for the line it
+   * opened on, and the lines after that one are parsed as rows again (see slowRow).
+   */
   end(): CsvItem[] {
     const text = this.rest
     this.rest = ''
@@ -127,6 +155,22 @@ export class CsvRowParser {
     }
     this.rest = pos >= n ? '' : text.slice(pos)
     if (!final && this.rest.length > this.maxRowChars) {
+      const first = lineEnd(this.rest, 0)
+      if (first.next < this.rest.length) {
+        // A row this long that spans lines is a quote never closed. Only its first line is the bad row: the lines
+        // after it are read as rows again, so one stray quote costs one reject, not the rest of the file.
+        const rest = this.rest
+        out.push({
+          ok: false,
+          error: `a quoted field opened on this line is still open after ${this.maxRowChars} characters (a quote never closed?); this line is rejected and the lines after it are read as rows again`,
+          raw: first.end <= this.maxRowChars ? rest.slice(0, first.end) : rest.slice(0, RAW_PREVIEW_BYTES),
+          line: this.line,
+        })
+        this.line++
+        this.rest = ''
+        for (const item of this.scan(rest.slice(first.next), false)) out.push(item)
+        return out
+      }
       out.push({
         ok: false,
         error: `row longer than ${this.maxRowChars} characters (a quote never closed?); skipped to the next line break, raw keeps its first ${RAW_PREVIEW_BYTES} characters`,
@@ -181,10 +225,18 @@ export class CsvRowParser {
         }
         if (!closed) {
           if (!final) return undefined
+          // Only the line the quote opened on is the bad row: the lines after it are read as rows again, so a stray
+          // quote does not swallow the rest of the file into one reject.
+          const first = lineEnd(text, start)
           return {
-            item: { ok: false, error: 'a quoted field is not closed before the end of the file', raw: text.slice(start, Math.min(n, start + RAW_PREVIEW_BYTES)), line: this.line },
-            next: n,
-            lines,
+            item: {
+              ok: false,
+              error: 'a quoted field opened on this line is not closed before the end of the file; the lines after this one are read as rows of their own',
+              raw: text.slice(start, first.end),
+              line: this.line,
+            },
+            next: first.next,
+            lines: 1,
           }
         }
         while (k < n && isSpace(text.charCodeAt(k))) k++
