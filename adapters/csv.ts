@@ -1,11 +1,13 @@
 import { createHash, randomBytes } from 'node:crypto'
 import { createReadStream, statSync } from 'node:fs'
+import type { Readable } from 'node:stream'
 import { basename, resolve } from 'node:path'
 import { createGunzip } from 'node:zlib'
 import { ValidationError, type Problem } from '../common/errors.js'
 import type { WireRecord } from '../rating-core/record.js'
 import { DEFAULT_BATCHING, MicroBatcher, type BatchSink } from './batcher.js'
 import { CsvRowParser, type CsvItem } from './csv-parser.js'
+import { EscapingUtf8Decoder, firstInvalidByte, hasInvalidBytes, originalBytes } from './utf8-text.js'
 
 /** The CSV columns of CONTRACT §5, plus `dim.<name>` columns for dimensions. */
 export const CSV_COLUMNS = ['event_id', 'event_time', 'device_id', 'account_id', 'subscription_id', 'metric', 'quantity'] as const
@@ -65,12 +67,78 @@ export function mapHeader(header: readonly string[], file: string, columns: Read
   return fields
 }
 
+/** The text of a CSV file (gunzipped when it ends in `.gz`), chunk by chunk, invalid UTF-8 bytes escaped (utf8-text.ts). */
+function openCsvText(path: string): { chunks: AsyncIterable<Buffer>; decoder: EscapingUtf8Decoder; close(): void } {
+  const file = createReadStream(path, { highWaterMark: 1 << 16 })
+  const input: Readable = path.endsWith('.gz') ? file.pipe(createGunzip()) : file
+  // The gunzip stream does not end the file stream it reads when it fails: close both.
+  const close = () => {
+    input.destroy()
+    file.destroy()
+  }
+  if (input !== file) file.on('error', (err) => input.destroy(err))
+  return { chunks: input as AsyncIterable<Buffer>, decoder: new EscapingUtf8Decoder(), close }
+}
+
+/** A zlib failure (not gzip, corrupt or cut short): zlib's errors carry a `Z_…` code. */
+function isZlibError(err: unknown): err is NodeJS.ErrnoException {
+  return typeof (err as NodeJS.ErrnoException | undefined)?.code === 'string' && (err as NodeJS.ErrnoException).code!.startsWith('Z_')
+}
+
+/**
+ * The problems of a CSV file's header, read without publishing anything: none when the file can be ingested.
+ * `ingest csv` checks every file first, so a bad second file no longer leaves the first one half-published when
+ * the command exits 2. Covers a missing or empty file's header, a file named `.gz` that is not gzip, and
+ * everything mapHeader checks.
+ */
+export async function csvHeaderProblems(path: string, columns?: Readonly<Record<string, string>>): Promise<Problem[]> {
+  const name = basename(path)
+  const { chunks, decoder, close } = openCsvText(path)
+  const parser = new CsvRowParser()
+  let first: CsvItem | undefined
+  try {
+    for await (const chunk of chunks) {
+      first = parser.push(decoder.write(chunk))[0]
+      if (first) break
+    }
+    first ??= parser.push(decoder.end())[0] ?? parser.end()[0]
+  } catch (err) {
+    if (isZlibError(err)) return [{ path: name, message: `not readable as gzip: ${err.message}` }]
+    return [{ path: name, message: `cannot be read: ${(err as Error).message}` }]
+  } finally {
+    close()
+  }
+  if (!first) return [{ path: `${name}:1`, message: 'the file is empty: a header row is required' }]
+  if (!first.ok) return [{ path: `${name}:${first.line}`, message: first.error }]
+  if (hasInvalidBytes(first.raw)) {
+    const at = firstInvalidByte(first.raw)!
+    return [{ path: `${name}:${first.line}`, message: `the header is not valid UTF-8 (byte 0x${at.byte.toString(16)} at character ${at.position})` }]
+  }
+  try {
+    mapHeader(first.fields, name, columns)
+  } catch (err) {
+    if (err instanceof ValidationError) return [...err.problems]
+    throw err
+  }
+  return []
+}
+
+/**
+ * A reject's raw text: the row as read, or `base64:` and its exact bytes when it holds bytes that are not UTF-8
+ * (the same form as the push adapters' rawText), so rejected_usage keeps the input exactly either way.
+ */
+function rejectRaw(raw: string): string {
+  return hasInvalidBytes(raw) ? `base64:${originalBytes(raw).toString('base64')}` : raw
+}
+
 /**
  * Streams one CSV file (gzip when it ends in `.gz`) into the batcher: a 1 GB file never sits in memory,
  * because reading waits whenever the batcher asks for backpressure, and the row parser bounds a row's size
- * (adapters/csv-parser.ts). A row with the wrong number of columns or broken quoting becomes a reject naming
- * file and line; field checks (time, quantity, owner) happen in the rater's validate stage, which keeps the
- * raw row and origin for rejected_usage. A bad header throws ValidationError before anything is published.
+ * (adapters/csv-parser.ts). A row with the wrong number of columns, broken quoting or bytes that are not UTF-8
+ * becomes a reject naming file and line; field checks (time, quantity, owner) happen in the rater's validate
+ * stage, which keeps the raw row and origin for rejected_usage. A bad header throws ValidationError before
+ * anything is published. Gzip data that is corrupt or cut short part way ends the file with one reject that says
+ * so and holds the incomplete row: the rows before it are ingested, none is rated from a cut row.
  */
 export async function ingestCsvFile(
   path: string,
@@ -78,10 +146,7 @@ export async function ingestCsvFile(
   batcher: MicroBatcher,
 ): Promise<CsvFileResult> {
   const name = basename(path)
-  let input: NodeJS.ReadableStream = createReadStream(path, { highWaterMark: 1 << 16 })
-  if (path.endsWith('.gz')) input = input.pipe(createGunzip())
-  // Decoded here rather than per chunk: the stream's decoder keeps a UTF-8 character split across chunks whole.
-  input.setEncoding('utf8')
+  const { chunks, decoder, close } = openCsvText(path)
   const parser = new CsvRowParser()
   const source = options.source
   let shape: RowShape | undefined
@@ -96,14 +161,41 @@ export async function ingestCsvFile(
       read++
       const origin = `${name}:${item.line}`
       let wait: Promise<void> | undefined
-      if (!item.ok) wait = batcher.add({ reject: { source, raw: item.raw, origin, reason: item.error } })
+      const invalid = decoder.invalidSeen ? firstInvalidByte(item.raw) : undefined
+      if (invalid !== undefined) {
+        const reason =
+          `byte 0x${invalid.byte.toString(16)} at character ${invalid.position} of the row is not valid UTF-8` +
+          `${item.ok ? '' : ` (and: ${item.error})`}; raw holds the row's bytes in base64`
+        wait = batcher.add({ reject: { source, raw: rejectRaw(item.raw), origin, reason } })
+      } else if (!item.ok) wait = batcher.add({ reject: { source, raw: item.raw, origin, reason: item.error } })
       else if (item.fields.length !== shape.width) {
         wait = batcher.add({ reject: { source, raw: item.raw, origin, reason: `has ${item.fields.length} columns, the header has ${shape.width}` } })
       } else wait = batcher.add({ record: toRecord(item.fields, item.raw, origin, source, shape) })
       if (wait) await wait
     }
   }
-  for await (const chunk of input as AsyncIterable<string>) await take(parser.push(chunk))
+  try {
+    for await (const chunk of chunks) await take(parser.push(decoder.write(chunk)))
+  } catch (err) {
+    if (!isZlibError(err) || !shape) throw err
+    // Cut or corrupt gzip after the header: what was read stands; the row in progress is incomplete and must not
+    // be rated (a cut quantity is still a number), so it is one reject with the reason, and the file ends here.
+    const line = parser.pendingLine
+    const raw = parser.abandon()
+    read++
+    await batcher.add({
+      reject: {
+        source,
+        raw: rejectRaw(raw),
+        origin: `${name}:${line}`,
+        reason: `the gzip data is corrupt or cut short here (${err.message}): the file ends at this row, which is incomplete${raw === '' ? ' (no bytes of it were readable)' : ''}; the rows before it were read`,
+      },
+    })
+    return { read }
+  } finally {
+    close()
+  }
+  await take(parser.push(decoder.end()))
   await take(parser.end())
   if (!shape) throw new ValidationError(`CSV file ${name}`, [{ path: `${name}:1`, message: 'the file is empty: a header row is required' }])
   return { read }

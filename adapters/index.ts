@@ -3,6 +3,7 @@ export { DEFAULT_BATCHING, MicroBatcher, type BatchSink, type MicroBatcherOption
 export {
   CSV_COLUMNS,
   csvBatchIdPrefix,
+  csvHeaderProblems,
   fileFingerprint,
   ingestCsvFile,
   mapHeader,
@@ -13,6 +14,7 @@ export {
   type CsvPublishPlan,
 } from './csv.js'
 export { CsvRowParser, DEFAULT_MAX_ROW_CHARS, type CsvItem } from './csv-parser.js'
+export { EscapingUtf8Decoder, firstInvalidByte, hasInvalidBytes, originalBytes } from './utf8-text.js'
 export { checkCsvInboxEntries, CsvInbox, type CsvInboxOptions, type CsvInboxStats } from './csv-inbox.js'
 export { validateAdapterConfig, type AdaptersConfig, type MqttAdapterOptions, type SyslogAdapterOptions } from './config.js'
 export { SessionMerger } from './sessions.js'

@@ -1,5 +1,6 @@
 import { existsSync, statSync } from 'node:fs'
-import { csvBatchIdPrefix, newRunId, publishCsvFile } from '../adapters/csv.js'
+import { csvBatchIdPrefix, csvHeaderProblems, newRunId, publishCsvFile } from '../adapters/index.js'
+import { ValidationError, type Problem } from '../common/errors.js'
 import type { Runtime } from '../pipeline/runtime.js'
 import { Rater, raterOptionsFromEnv, type BatchOutcome } from '../pipeline/rater.js'
 import { usage } from './context.js'
@@ -30,8 +31,14 @@ export interface IngestOptions {
  */
 export async function ingestCsv(rt: Runtime, opts: IngestOptions): Promise<IngestCounts | { read: number; batches: number }> {
   if (opts.files.length === 0) throw usage('ingest csv: give at least one FILE')
+  if (opts.source !== undefined && opts.source.trim() === '') throw usage('ingest csv: --source must not be empty (it is half of every event\'s dedupe key)')
   const missing = opts.files.filter((f) => !existsSync(f) || !statSync(f).isFile())
   if (missing.length) throw usage(`ingest csv: no such file: ${missing.join(', ')}`)
+  // Every file's header first: a bad file named after a good one exits 2 before anything is published, instead of
+  // after the good one was.
+  const problems: Problem[] = []
+  for (const file of opts.files) problems.push(...(await csvHeaderProblems(file)))
+  if (problems.length) throw new ValidationError('ingest csv', problems)
   const queue = await rt.queue()
   const runId = newRunId()
   const mine = new Set<string>()
@@ -61,9 +68,11 @@ export async function ingestCsv(rt: Runtime, opts: IngestOptions): Promise<Inges
   let read = 0
   opts.onReading?.()
   try {
-    for (const file of opts.files) {
+    for (const [i, file] of opts.files.entries()) {
       const source = opts.source ?? `csv:${file.replace(/^.*\//, '').replace(/(\.csv)?(\.gz)?$/, '')}`
-      const plan = { path: file, source, batchIdPrefix: csvBatchIdPrefix(source, file, runId) }
+      // The file's place on the command line is part of its batch ids: the same file named twice is read twice,
+      // and its second reading counts duplicates, instead of JetStream dropping its batches as repeats of the first.
+      const plan = { path: file, source, batchIdPrefix: csvBatchIdPrefix(source, file, `${runId}.${i}`) }
       const r = await publishCsvFile(plan, (batch) => {
         mine.add(batch.id)
         published++
@@ -77,6 +86,14 @@ export async function ingestCsv(rt: Runtime, opts: IngestOptions): Promise<Inges
     if (raterFailure !== undefined) throw raterFailure
   } finally {
     await rater?.stop()
+  }
+  if (counts.duplicates > 0 && opts.source === undefined) {
+    // A default source is the file's name: a different file of the same name (a monthly usage.csv whose ids start
+    // again) would be counted as duplicates of the earlier one and never billed. Say so where the user looks.
+    rt.log.warn(
+      { duplicates: counts.duplicates },
+      'ingest csv: some events were duplicates of events already ingested under the same source; each file\'s default source is csv:<file name>, so a different file with the same name needs its own --source',
+    )
   }
   return counts
 }

@@ -30,7 +30,11 @@ describe('ingest csv streams the file', () => {
     })
     expect(r.stderr).not.toMatch(/heap out of memory/)
     expect(r.code).toBe(0)
-    // Every row read and published, in batches of 1,000 that JetStream acknowledged.
-    expect(JSON.parse(r.stdout)).toEqual({ read: ROWS, batches: ROWS / 1000 })
+    // Every row read and published, in batches of up to 1,000 that JetStream acknowledged (on a loaded machine the
+    // batcher's 50 ms timer may cut one early: seen with other test files running beside this one).
+    const out = JSON.parse(r.stdout) as { read: number; batches: number }
+    expect(out.read).toBe(ROWS)
+    expect(out.batches).toBeGreaterThanOrEqual(ROWS / 1000)
+    expect(out.batches).toBeLessThan(ROWS / 1000 + 50)
   }, 120_000)
 })

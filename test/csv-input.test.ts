@@ -1,0 +1,144 @@
+import { mkdirSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { gzipSync } from 'node:zlib'
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
+import { sampleAccounts, sampleCatalog } from '../bench/sample-data.js'
+import { json, killStrayChildren, query, rateflow, tempDir, writeJson } from './helpers/cli.js'
+
+/**
+ * CSV files as users hand them over, on the real services (nats-server with JetStream, embedded ClickHouse, the
+ * CLI): bytes that are not UTF-8, a stray quote, a bad file among good ones, gzip cut short, the same file twice.
+ * Each case checks that nothing is lost or merged: every row is rated or a reject with its exact input, and
+ * the counts reconcile (read = rated + duplicates + rejected + suspended).
+ */
+const tmp = tempDir()
+const data = tmp.dir
+const d = ['--data', data]
+const HEADER = 'event_id,event_time,device_id,account_id,subscription_id,metric,quantity,dim.region'
+type Counts = { read: number; rated: number; duplicates: number; rejected: number; suspended: number }
+const reconciles = (c: Counts) => c.rated + c.duplicates + c.rejected + c.suspended === c.read
+
+/** A good row: `api_calls` of a bound device in October. */
+const row = (id: string, qty = 1) => `${id},2026-10-05T11:00:00Z,fw-001-1,,,api_calls,${qty},`
+
+function file(name: string, content: string | Buffer): string {
+  const f = join(data, name)
+  mkdirSync(join(f, '..'), { recursive: true })
+  writeFileSync(f, content)
+  return f
+}
+
+async function rejectsOf(source: string): Promise<Array<{ raw: string; reason: string; origin: string }>> {
+  return query(data, `SELECT raw, reason, origin FROM rejected_usage WHERE source = '${source}' ORDER BY origin`)
+}
+
+async function ratedIds(source: string): Promise<string[]> {
+  const rows = await query<{ event_id: string }>(data, `SELECT event_id FROM rated_usage WHERE source = '${source}' ORDER BY event_id`)
+  return rows.map((r) => r.event_id)
+}
+
+beforeAll(async () => {
+  await json(['catalog', 'apply', writeJson(join(data, 'catalog.json'), sampleCatalog()), ...d])
+  await json(['accounts', 'apply', writeJson(join(data, 'accounts.json'), sampleAccounts({ customers: 2, devicesPerAccount: 2 })), ...d])
+})
+afterEach(() => {
+  killStrayChildren()
+})
+afterAll(() => tmp.cleanup())
+
+describe('ingest csv keeps what it cannot read', () => {
+  it('rows with bytes that are not UTF-8 are rejects holding their exact bytes, never merged into one id', async () => {
+    // Two Latin-1 ids that one replacement character would make the same id, a Latin-1 dimension, and valid UTF-8.
+    const bytes = Buffer.concat([
+      Buffer.from(`${HEADER}\n`),
+      Buffer.from('caf\xe9,2026-10-05T11:00:00Z,fw-001-1,,,api_calls,1000,\n', 'latin1'),
+      Buffer.from('caf\xe8,2026-10-05T11:00:00Z,fw-001-1,,,api_calls,2000,\n', 'latin1'),
+      Buffer.from('n3,2026-10-05T11:00:00Z,fw-001-1,,,bytes_out,5,Z\xfcrich\n', 'latin1'),
+      Buffer.from(`${row('café-ok')}\n`, 'utf8'),
+    ])
+    const counts = await json<Counts>(['ingest', 'csv', file('latin1.csv', bytes), '--source', 'csv:latin1', '--wait', ...d])
+    expect(counts).toEqual({ read: 4, rated: 1, duplicates: 0, rejected: 3, suspended: 0 })
+    expect(await ratedIds('csv:latin1')).toEqual(['café-ok'])
+    const rejects = await rejectsOf('csv:latin1')
+    expect(rejects.map((r) => r.origin)).toEqual(['latin1.csv:2', 'latin1.csv:3', 'latin1.csv:4'])
+    expect(rejects.map((r) => Buffer.from(r.raw.replace(/^base64:/, ''), 'base64').toString('latin1'))).toEqual([
+      'caf\xe9,2026-10-05T11:00:00Z,fw-001-1,,,api_calls,1000,',
+      'caf\xe8,2026-10-05T11:00:00Z,fw-001-1,,,api_calls,2000,',
+      'n3,2026-10-05T11:00:00Z,fw-001-1,,,bytes_out,5,Z\xfcrich',
+    ])
+    expect(rejects[0]!.reason).toBe("latin1.csv:2: byte 0xe9 at character 4 of the row is not valid UTF-8; raw holds the row's bytes in base64")
+    expect(rejects[2]!.reason).toMatch(/^latin1.csv:4: byte 0xfc at character 49 of the row is not valid UTF-8/)
+  })
+
+  it('a stray quote costs its own line only: the rows after it are rated', async () => {
+    const rows = Array.from({ length: 38 }, (_, i) => row(`q${i + 3}`))
+    const text = [HEADER, row('q1'), 'q2,2026-10-05T11:00:00Z,fw-001-1,,,api_calls,1,"unclosed', ...rows].join('\n') + '\n'
+    const counts = await json<Counts>(['ingest', 'csv', file('quote.csv', text), '--source', 'csv:quote', '--wait', ...d])
+    expect(counts).toEqual({ read: 40, rated: 39, duplicates: 0, rejected: 1, suspended: 0 })
+    const [reject] = await rejectsOf('csv:quote')
+    expect(reject).toMatchObject({ origin: 'quote.csv:3', raw: 'q2,2026-10-05T11:00:00Z,fw-001-1,,,api_calls,1,"unclosed' })
+    expect(reject!.reason).toMatch(/quoted field opened on this line is not closed/)
+  })
+
+  it('gzip cut short: the rows before the cut are rated, the cut row is one reject that says so', async () => {
+    const rows = Array.from({ length: 3000 }, (_, i) => row(`z${i}`, i + 1))
+    const gz = gzipSync([HEADER, ...rows].join('\n') + '\n')
+    const cut = file('cut.csv.gz', gz.subarray(0, Math.floor(gz.length * 0.6)))
+    const r = await rateflow(['ingest', 'csv', cut, '--source', 'csv:cut', '--wait', ...d])
+    expect(r.code).toBe(0)
+    const counts = JSON.parse(r.stdout) as Counts
+    expect(reconciles(counts)).toBe(true)
+    expect(counts.rejected).toBe(1)
+    expect(counts.rated).toBeGreaterThan(0)
+    expect(counts.rated).toBeLessThan(3000)
+    const [reject] = await rejectsOf('csv:cut')
+    expect(reject!.origin).toBe(`cut.csv.gz:${counts.rated + 2}`)
+    expect(reject!.reason).toMatch(/^cut.csv.gz:\d+: the gzip data is corrupt or cut short here \(unexpected end of file\): the file ends at this row/)
+    // The rated rows are exactly the complete ones before the cut: none rated from a cut quantity.
+    const rated = await query<{ event_id: string; quantity: string }>(data, "SELECT event_id, toString(quantity) AS quantity FROM rated_usage WHERE source = 'csv:cut'")
+    for (const { event_id, quantity } of rated) expect(Number(quantity)).toBe(Number(event_id.slice(1)) + 1)
+    expect(`${rows.slice(counts.rated).join('\n')}\n`.startsWith(reject!.raw)).toBe(true)
+  })
+})
+
+describe('ingest csv checks every file before publishing any', () => {
+  it('a bad header in a later file exits 2 naming it, and nothing of the good file before it is published', async () => {
+    const good = file('good.csv', `${HEADER}\n${row('g1')}\n${row('g2')}\n`)
+    const bad = file('bad.csv', `${HEADER},colour\n${row('b1')},red\n`)
+    const notGzip = file('plain.csv.gz', `${HEADER}\n${row('p1')}\n`)
+    const empty = file('empty.csv', '')
+    const r = await rateflow(['ingest', 'csv', good, bad, notGzip, empty, '--source', 'csv:checked', '--wait', ...d])
+    expect(r.code).toBe(2)
+    expect(r.stderr).toMatch(/bad\.csv:1 column 9: unknown column "colour"/)
+    expect(r.stderr).toMatch(/plain\.csv\.gz: not readable as gzip: incorrect header check/)
+    expect(r.stderr).toMatch(/empty\.csv:1: the file is empty: a header row is required/)
+    // Had the good file been published, this rater would rate its batches as well.
+    const after = await json<Counts>(['ingest', 'csv', file('other.csv', `${HEADER}\n${row('o1')}\n`), '--source', 'csv:other', '--wait', ...d])
+    expect(after).toEqual({ read: 1, rated: 1, duplicates: 0, rejected: 0, suspended: 0 })
+    expect(await ratedIds('csv:checked')).toEqual([])
+  })
+
+  it('an empty --source is a usage error', async () => {
+    const r = await rateflow(['ingest', 'csv', file('s.csv', `${HEADER}\n${row('s1')}\n`), '--source', '', '--wait', ...d])
+    expect(r.code).toBe(2)
+    expect(r.stderr).toMatch(/--source must not be empty/)
+  })
+})
+
+describe('ingest csv counts what it is given', () => {
+  it('the same file named twice in one command is read twice: its second reading counts duplicates', async () => {
+    const f = file('twice.csv', [HEADER, row('t1'), row('t2'), row('t3')].join('\n') + '\n')
+    const counts = await json<Counts>(['ingest', 'csv', f, f, '--source', 'csv:twice', '--wait', ...d])
+    expect(counts).toEqual({ read: 6, rated: 3, duplicates: 3, rejected: 0, suspended: 0 })
+  })
+
+  it('duplicates under a default source (the file name) come with a warning naming --source', async () => {
+    const oct = file('oct/usage.csv', `${HEADER}\n${row('u1', 100)}\n`)
+    const nov = file('nov/usage.csv', `${HEADER}\n${row('u1', 300)}\n`)
+    expect(await json<Counts>(['ingest', 'csv', oct, '--wait', ...d])).toMatchObject({ rated: 1, duplicates: 0 })
+    const r = await rateflow(['ingest', 'csv', nov, '--wait', ...d])
+    expect(r.code).toBe(0)
+    expect(JSON.parse(r.stdout)).toMatchObject({ rated: 0, duplicates: 1 })
+    expect(r.stderr).toMatch(/default source is csv:<file name>, so a different file with the same name needs its own --source/)
+  })
+})
