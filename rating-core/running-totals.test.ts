@@ -78,6 +78,23 @@ describe('RunningTotals.foldEvent', () => {
     expect(totals.foldEvent([staged('egress', THURSDAY, '1000000000'), staged('calls', THURSDAY, '30')])).toBe('egress\t1\t0.5\ncalls\t30\t0.5\n')
   })
 
+  it('an amount or metered quantity the store cannot hold (more than 29 integer digits) is an error and moves no total', () => {
+    const big = { ...catalog, plans: [{ ...catalog.plans[0]!, charges: [{ id: 'egress', kind: 'usage', meter: 'secs', model: 'per_unit', unit_price: '1000' }] }] } as Catalog
+    const totals = new RunningTotals(chargeTable([big]))
+    expect(totals.foldEvent([staged('egress', THURSDAY, '1')])).toBe('egress\t1\t1000\n')
+    const key = staged('egress', THURSDAY, '0').totalsKey
+    const before = totals.get(key)
+    const r = totals.foldEvent([staged('egress', THURSDAY, '99999999999999999999999999999')])
+    expect(r).toBeInstanceOf(Error)
+    expect((r as Error).message).toBe("charge egress: amount 99999999999999999999999999999000 has more than 29 integer digits, more than rated_usage's Decimal(38, 9) holds")
+    expect(totals.get(key)).toBe(before)
+    // 29 digits still fit.
+    expect(totals.foldEvent([staged('egress', THURSDAY, '99999999999999999999999999')])).toBe('egress\t99999999999999999999999999\t99999999999999999999999999000\n')
+    const scaled = { ...catalog, meters: [{ id: 'k', metric: 'bytes_out', aggregation: 'sum', scale: '1000' }], plans: [{ ...catalog.plans[0]!, charges: [{ id: 'egress', kind: 'usage', meter: 'k', model: 'per_unit', unit_price: '0' }] }] } as Catalog
+    const r2 = new RunningTotals(chargeTable([scaled])).foldEvent([staged('egress', THURSDAY, '99999999999999999999999999999')])
+    expect((r2 as Error).message).toMatch(/^charge egress: metered quantity 99999999999999999999999999999000 has more than 29 integer digits/)
+  })
+
   it('a total keeps what it read of each event, not the event (the fold reuses one event object): latest and unique_count', () => {
     const totals = new RunningTotals(chargeTable([catalog]))
     const later = { ...staged('last', '2026-10-08T12:00:00.000Z', '7'), eventId: 'e-later' }

@@ -1,5 +1,6 @@
 import type { Catalog, Meter, Schedule, UsageCharge } from '../catalog/types.js'
 import { detached } from '../common/strings.js'
+import { ErrorCode, RateflowError } from '../common/errors.js'
 import { chargeRef, type StagedCharge } from './stage.js'
 import {
   foldUsageEvent,
@@ -161,7 +162,24 @@ export class RunningTotals {
     ctx.periodStart = c.periodStartIso
     ctx.periodEnd = c.periodEndIso
     const r = foldUsageEvent(resolved.charge, resolved.meter, cell.t, ev, ctx)
+    // Checked before the total moves: a value the store cannot hold would fail the flush's insert, and the batch,
+    // delivered again after every restart, would stop the rater for good (a poison message). It is the event's reject.
+    if (!fitsStore(r.amount) || !fitsStore(r.metered)) {
+      throw new RateflowError(
+        ErrorCode.BadInput,
+        `charge ${c.chargeRef.split('\u0000')[2]}: ${!fitsStore(r.amount) ? `amount ${r.amount}` : `metered quantity ${r.metered}`} has more than ${STORE_INTEGER_DIGITS} integer digits, more than rated_usage's Decimal(38, 9) holds`,
+      )
+    }
     cell.t = r.next
     return c.prefix + r.metered + '\t' + r.amount + c.suffix
   }
+}
+
+/** Integer digits of the store's Decimal(38, 9) (rated_usage.quantity and amount): 38 − 9. */
+export const STORE_INTEGER_DIGITS = 29
+
+/** True when canonical decimal text (no leading zeros, at most 9 fraction digits) fits the store's Decimal(38, 9). */
+function fitsStore(s: string): boolean {
+  const dot = s.indexOf('.')
+  return (dot < 0 ? s.length : dot) - (s.charCodeAt(0) === 45 ? 1 : 0) <= STORE_INTEGER_DIGITS
 }

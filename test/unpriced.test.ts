@@ -103,3 +103,43 @@ it('a session no schedule covers is rejected as "cannot be priced", with raw row
   const events = await query<{ event_id: string }>(tmp.dir, 'SELECT event_id FROM usage_events ORDER BY event_id')
   expect(events.map((e) => e.event_id)).toEqual(['e1', 'e3'])
 })
+
+it('an amount too large for the store is that event\'s reject; the events around it are rated and nothing jams', async () => {
+  const big = tempDir('rateflow-big-amount-')
+  const bd = ['--data', big.dir]
+  try {
+    const cat = {
+      version: 'v1',
+      effective_from: '2026-01-01T00:00:00Z',
+      currency: 'USD',
+      meters: [{ id: 'calls', metric: 'api_calls', aggregation: 'sum' }],
+      plans: [{ id: 'remote-access', billing_period: 'month', charges: [{ id: 'api', kind: 'usage', meter: 'calls', model: 'per_unit', unit_price: '1000' }] }],
+    }
+    await json(['catalog', 'apply', writeJson(join(big.dir, 'catalog.json'), cat), ...bd])
+    await json(['accounts', 'apply', writeJson(join(big.dir, 'accounts.json'), accounts), ...bd])
+    const csv = join(big.dir, 'calls.csv')
+    writeFileSync(
+      csv,
+      [
+        'event_id,event_time,device_id,account_id,subscription_id,metric,quantity',
+        'g1,2026-10-02T10:00:00Z,gw-1,,,api_calls,1',
+        'g2,2026-10-02T11:00:00Z,gw-1,,,api_calls,99999999999999999999999999999', // a valid quantity; × 1000 is 32 digits
+        'g3,2026-10-02T12:00:00Z,gw-1,,,api_calls,2',
+      ].join('\n') + '\n',
+    )
+    expect(await json(['ingest', 'csv', csv, '--source', 'csv:big', '--wait', ...bd])).toEqual({ read: 3, rated: 2, duplicates: 0, rejected: 1, suspended: 0 })
+    const [reject] = await query<{ raw: string; reason: string }>(big.dir, 'SELECT raw, reason FROM rejected_usage')
+    expect(reject!.raw).toBe('g2,2026-10-02T11:00:00Z,gw-1,,,api_calls,99999999999999999999999999999')
+    expect(reject!.reason).toMatch(/calls\.csv:3: cannot be priced: charge api: amount 99999999999999999999999999999000 has more than 29 integer digits/)
+    const rated = await query<{ event_id: string; amount: string }>(big.dir, 'SELECT event_id, toString(amount) AS amount FROM rated_usage ORDER BY event_id')
+    expect(rated).toEqual([
+      { event_id: 'g1', amount: '1000' },
+      { event_id: 'g3', amount: '2000' },
+    ])
+    // The next file goes through: no batch is left to fail every later flush.
+    writeFileSync(csv, 'event_id,event_time,device_id,account_id,subscription_id,metric,quantity\ng4,2026-10-03T10:00:00Z,gw-1,,,api_calls,1\n')
+    expect(await json(['ingest', 'csv', csv, '--source', 'csv:big2', '--wait', ...bd])).toMatchObject({ read: 1, rated: 1 })
+  } finally {
+    big.cleanup()
+  }
+})
