@@ -4,6 +4,9 @@ import type { WireRecord } from './record.js'
 /** Quantities: non-negative decimals that fit the store's Decimal(38, 9): ≤ 29 integer and ≤ 9 fraction digits. */
 const QUANTITY = /^\d{1,29}(\.\d{1,9})?$/
 const MAX_ID = 256
+/** The store's DateTime64(3) range, [1900-01-01, 2300-01-01) UTC, in epoch ms. */
+const STORE_MIN_MS = Date.UTC(1900, 0, 1)
+const STORE_END_MS = Date.UTC(2300, 0, 1)
 
 /**
  * Validates one record (CONTRACT §2). Returns a reason a person can act on, naming the field and the
@@ -19,6 +22,11 @@ export function validateRecord(r: WireRecord): number | string {
   const ms = utcMillis(r.event_time) ?? parseIsoTime(r.event_time)
   if (ms === undefined) {
     return `event_time "${clip(r.event_time)}" is not an ISO-8601 time with offset (e.g. 2026-10-01T12:00:00Z)`
+  }
+  // The store's DateTime64 holds 1900-01-01 … 2299-12-31 and clamps anything outside without an error: an event
+  // of 9999 would be stored, rated and billed as one of 2299.
+  if (ms < STORE_MIN_MS || ms >= STORE_END_MS) {
+    return `event_time "${clip(r.event_time)}" is outside the range the store holds (1900-01-01T00:00:00Z to 2299-12-31T23:59:59.999Z)`
   }
   if (!nonEmpty(r.device_id) && !nonEmpty(r.account_id) && !nonEmpty(r.subscription_id)) {
     return 'no owner id: device_id, account_id and subscription_id are all empty'
