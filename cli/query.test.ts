@@ -1,6 +1,10 @@
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { ErrorCode, RateflowError } from '../common/errors.js'
-import { queryFormat } from './query.js'
+import { openStore, type Store } from '../pipeline/store.js'
+import { queryFormat, readOnlyQuery } from './query.js'
 
 describe('queryFormat', () => {
   it('maps the CLI names to ClickHouse formats, JSONEachRow by default', () => {
@@ -24,4 +28,86 @@ describe('queryFormat', () => {
       expect([name, (err as RateflowError).code, (err as Error).message]).toEqual([name, ErrorCode.BadUsage, 'query: --format must be one of JSONEachRow, CSV, Pretty'])
     }
   })
+})
+
+/** Runs `f` on an embedded store in a new temp directory (also given), then closes the store and removes the directory. */
+async function withStore(f: (store: Store, dir: string) => Promise<void>): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), 'rateflow-query-'))
+  const store = await openStore({ dataDir: dir })
+  try {
+    await store.migrate()
+    await f(store, dir)
+  } finally {
+    await store.close()
+    rmSync(dir, { recursive: true, force: true })
+  }
+}
+
+/** The error readOnlyQuery rejects with, as [code, message]. */
+async function refusal(store: Store, sql: string): Promise<[string, string]> {
+  const err = await readOnlyQuery(store, sql, queryFormat(undefined)).then(
+    () => undefined,
+    (e: unknown) => e,
+  )
+  expect(err, sql).toBeInstanceOf(RateflowError)
+  return [(err as RateflowError).code, (err as Error).message]
+}
+
+const READS = 'give one SELECT (or WITH … SELECT), SHOW, DESCRIBE, EXPLAIN or EXISTS statement'
+
+describe('readOnlyQuery on embedded ClickHouse', () => {
+  it('refuses INTO OUTFILE as bad input, and writes no file: a new one is not created, an existing one keeps its bytes', () =>
+    withStore(async (store, dir) => {
+      const created = join(dir, 'out.txt')
+      // What the store keeps as JSON files, e.g. <data>/catalog/accounts.json: TRUNCATE would have emptied it.
+      const kept = join(dir, 'accounts.json')
+      writeFileSync(kept, '{"customers":[]}\n')
+      for (const sql of [
+        `SELECT 1 INTO OUTFILE '${created}'`,
+        `SELECT 1 INTO OUTFILE '${created}' AND STDOUT`,
+        `SELECT 1 INTO OUTFILE '${created}.gz' COMPRESSION 'gzip'`,
+        `select count() from rated_usage into outfile '${kept}' truncate`,
+        `SELECT 1 INTO OUTFILE '${kept}' APPEND`,
+        `SELECT 1 INTO/**/OUTFILE '${kept}' TRUNCATE; -- after`,
+      ]) {
+        expect(await refusal(store, sql)).toEqual([
+          ErrorCode.BadInput,
+          'query: INTO OUTFILE is not allowed for read-only queries: they write no file (redirect the printed result instead)',
+        ])
+      }
+      expect([existsSync(created), existsSync(`${created}.gz`), readFileSync(kept, 'utf8')]).toEqual([false, false, '{"customers":[]}\n'])
+    }))
+
+  it('refuses KILL, SET, a second statement, a FORMAT clause and an empty text, each naming what it refused', () =>
+    withStore(async (store) => {
+      expect(await refusal(store, 'KILL QUERY WHERE 1')).toEqual([ErrorCode.BadInput, `query: KILL is not allowed for read-only queries: ${READS}`])
+      expect(await refusal(store, 'SET readonly = 0')).toEqual([ErrorCode.BadInput, `query: SET is not allowed for read-only queries: ${READS}`])
+      expect(await refusal(store, 'SYSTEM FLUSH LOGS')).toEqual([ErrorCode.BadInput, `query: SYSTEM is not allowed for read-only queries: ${READS}`])
+      expect(await refusal(store, 'SELECT 1; SELECT 2')).toEqual([
+        ErrorCode.BadInput,
+        'query: more than one statement is not allowed: give one statement per query (a trailing ; alone is fine)',
+      ])
+      expect(await refusal(store, 'SELECT 1 FORMAT CSV')).toEqual([
+        ErrorCode.BadInput,
+        'query: a FORMAT clause is not allowed in the SQL: choose the output format with --format (format= on /v1/query)',
+      ])
+      expect(await refusal(store, '  ')).toEqual([ErrorCode.BadInput, `query: the SQL is empty: ${READS}`])
+    }))
+
+  it('runs reads whose literals, heredocs and comments hold those keywords: the engine reads them as the check does', () =>
+    withStore(async (store) => {
+      const run = async (sql: string) => JSON.parse(await readOnlyQuery(store, sql, queryFormat(undefined))) as unknown
+      expect(await run("SELECT 'INTO OUTFILE' AS s")).toEqual({ s: 'INTO OUTFILE' })
+      expect(await run("SELECT 'it''s; KILL', 'a\\'; INTO OUTFILE' AS s")).toMatchObject({ s: "a'; INTO OUTFILE" })
+      expect(await run("SELECT $$; INTO OUTFILE 'x'$$ AS s")).toEqual({ s: "; INTO OUTFILE 'x'" })
+      expect(await run("SELECT $q$it's; FORMAT CSV$q$ AS s")).toEqual({ s: "it's; FORMAT CSV" })
+      expect(await run('SELECT ‘; KILL QUERY WHERE 1’ AS s')).toEqual({ s: '; KILL QUERY WHERE 1' })
+      expect(await run('SELECT 1 /* a /* nested */ INTO OUTFILE; */ + 1 AS n')).toEqual({ n: 2 })
+      expect(await run('SELECT 1 AS n // ; KILL QUERY WHERE 1')).toEqual({ n: 1 })
+      expect(await run('SELECT 1 AS n # ; KILL QUERY WHERE 1')).toEqual({ n: 1 })
+      expect(await run('SELECT 1 AS n; -- done')).toEqual({ n: 1 })
+      expect(await run("SELECT format('{}-{}', 'a', 'b') AS format")).toEqual({ format: 'a-b' })
+      expect(await run('WITH 2 AS x SELECT x AS n')).toEqual({ n: 2 })
+      expect(await run('SELECT count() AS n FROM rated_usage')).toEqual({ n: '0' })
+    }))
 })

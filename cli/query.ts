@@ -22,8 +22,9 @@ export function queryFormat(name: string | undefined): QueryFormat {
 }
 
 /**
- * Runs an analyst's SQL read-only (the store refuses writes, DDL and settings changes) and returns the text.
- * Any error the store gives is bad input (exit 2), with the store's message.
+ * Runs an analyst's SQL read-only and returns the text: the store runs one read statement and refuses anything else
+ * (INTO OUTFILE, KILL, writes, DDL, settings changes, a second statement, a FORMAT clause; see readOnlyStatement).
+ * Any error the store gives is bad input (exit 2; HTTP 400 on /v1/query), with the store's message after `query: `.
  */
 export async function readOnlyQuery(store: Store, sql: string, format: QueryFormat): Promise<string> {
   try {

@@ -5,6 +5,7 @@ import { join } from 'node:path'
 import { createClient, type ClickHouseClient } from '@clickhouse/client'
 import { ErrorCode, RateflowError } from '../common/errors.js'
 import { isoUtc } from '../common/time.js'
+import { readOnlyStatement } from './read-only-sql.js'
 import { chString, chTime, tsv } from './tsv.js'
 
 /**
@@ -160,10 +161,12 @@ export interface Store {
   /** Rows as objects, decimals as strings. For internal reads. */
   rows<T>(sql: string, params?: Record<string, unknown>): Promise<T[]>
   /**
-   * Text of an analyst's query in the given format, with `readonly=1`: it can change nothing (no write, no DDL,
-   * no setting). Safe in a writer: embedded, it runs on a chDB session of its own on the same data (chDB keeps
-   * a query's settings on its session, so on the writer's session every later insert would be refused); on a
-   * server the setting belongs to the request alone.
+   * Text of an analyst's query in the given format. It can change nothing: only one read statement passes
+   * (readOnlyStatement: no INTO OUTFILE, no KILL, no second statement, no FORMAT clause of its own; refusals are
+   * RateflowErrors of BadInput), and it runs with `readonly=1` (no write, no DDL, no setting). Safe in a writer:
+   * embedded, it runs on a chDB session of its own on the same data (chDB keeps a query's settings on its session,
+   * so on the writer's session every later insert would be refused); on a server the setting belongs to the
+   * request alone.
    */
   readOnlyText(sql: string, format: QueryFormat): Promise<string>
   /** Text of an internal query in the given format (no readonly session setting), with `{name:Type}` parameters. */
@@ -301,7 +304,9 @@ export async function openStore(opts: { dataDir: string; url?: string | undefine
         return (await rs.json()) as T[]
       })
     },
-    readOnlyText: (sql, format) => execText(sql, format, { ...READ_SETTINGS, readonly: '1' }, analysts?.() ?? client),
+    // readonly=1 does not stop what the engine does outside its permission checks (INTO OUTFILE, KILL): the
+    // statement is checked first.
+    readOnlyText: async (sql, format) => execText(readOnlyStatement(sql), format, { ...READ_SETTINGS, readonly: '1' }, analysts?.() ?? client),
     text: (sql, format, params) => wrap('query', () => execText(sql, format, READ_SETTINGS, client, params)),
     command(sql) {
       return wrap('command', async () => {

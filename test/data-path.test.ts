@@ -202,7 +202,7 @@ describe('bad files and documents exit 2 and name every problem', () => {
   it('analysts cannot change the store through query', async () => {
     const r = await rateflow(['query', 'DROP TABLE rated_usage', ...d])
     expect(r.code).toBe(2)
-    expect(r.stderr).toMatch(/readonly/i)
+    expect(r.stderr).toMatch(/DROP is not allowed for read-only queries/)
     const [row] = await query<{ n: string }>(data, 'SELECT count() AS n FROM rated_usage')
     expect(Number(row!.n)).toBeGreaterThan(0)
   })

@@ -1,5 +1,5 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process'
-import { mkdirSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
@@ -114,12 +114,22 @@ describe('rateflow run', () => {
     // Still read-only, and a bad statement is bad input (exit 2) with the store's reason.
     const drop = await rateflow(['query', 'DROP TABLE rated_usage', '--data', data])
     expect(drop.code).toBe(2)
-    expect(drop.stderr).toMatch(/readonly/i)
+    expect(drop.stderr).toMatch(/DROP is not allowed for read-only queries/)
     const bad = await rateflow(['query', 'SELECT nope FROM rated_usage', '--data', data])
     expect(bad.code).toBe(2)
     expect(bad.stderr).toMatch(/nope/)
     const format = await rateflow(['query', 'SELECT 1', '--format', 'XML', '--data', data])
     expect([format.code, format.stderr]).toEqual([2, expect.stringMatching(/--format must be one of JSONEachRow, CSV, Pretty/)])
+    // What readonly=1 let through is refused by the running process too, before its store sees it: no file is
+    // written, and the rater's inserts are not killed (the counts below).
+    const outfile = join(tmp.dir, 'all-outfile.txt')
+    const into = await rateflow(['query', `SELECT * FROM rated_usage INTO OUTFILE '${outfile}'`, '--data', data])
+    expect([into.code, into.stderr, existsSync(outfile)]).toEqual([2, expect.stringContaining('query: INTO OUTFILE is not allowed for read-only queries'), false])
+    const kill = await fetch(`${ready.http}/v1/query?sql=${encodeURIComponent('KILL QUERY WHERE 1')}`)
+    expect([kill.status, await kill.json()]).toEqual([
+      400,
+      { error: 'query: KILL is not allowed for read-only queries: give one SELECT (or WITH … SELECT), SHOW, DESCRIBE, EXPLAIN or EXISTS statement' },
+    ])
     expect(await query<{ n: string }>(data, 'SELECT count() AS n FROM rated_usage')).toEqual([{ n: '55' }])
 
     r.child.kill('SIGINT')

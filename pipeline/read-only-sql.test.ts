@@ -1,0 +1,143 @@
+import { describe, expect, it } from 'vitest'
+import { ErrorCode, RateflowError } from '../common/errors.js'
+import { readOnlyStatement } from './read-only-sql.js'
+
+/** The statement passed on (a string), or the refusal's message as a RateflowError of BadInput. */
+function outcome(sql: string): string {
+  try {
+    return readOnlyStatement(sql)
+  } catch (err) {
+    expect(err).toBeInstanceOf(RateflowError)
+    expect((err as RateflowError).code).toBe(ErrorCode.BadInput)
+    return `refused: ${(err as Error).message}`
+  }
+}
+
+const EMPTY = /^refused: the SQL is empty: give one SELECT \(or WITH … SELECT\), SHOW, DESCRIBE, EXPLAIN or EXISTS statement$/
+const OUTFILE = /^refused: INTO OUTFILE is not allowed for read-only queries/
+const MANY = /^refused: more than one statement is not allowed: give one statement per query \(a trailing ; alone is fine\)$/
+const FORMAT = /^refused: a FORMAT clause is not allowed in the SQL: choose the output format with --format/
+const notRead = (what: string): RegExp =>
+  new RegExp(`^refused: ${what} is not allowed for read-only queries: give one SELECT \\(or WITH … SELECT\\), SHOW, DESCRIBE, EXPLAIN or EXISTS statement$`)
+
+/** `expect`: the statement passed on, or what the refusal says. */
+const cases: Array<{ sql: string; expect: string | RegExp }> = [
+  // Reads pass, without a trailing ; or the comments after the statement (a FORMAT clause is appended to them).
+  { sql: 'SELECT 1', expect: 'SELECT 1' },
+  { sql: '  select 1 ;  ', expect: '  select 1' },
+  { sql: 'SELECT 1;;', expect: 'SELECT 1' },
+  { sql: 'SELECT 1; -- done', expect: 'SELECT 1' },
+  { sql: 'SELECT 1 -- the count', expect: 'SELECT 1' },
+  { sql: '-- why\nSELECT 1', expect: '-- why\nSELECT 1' },
+  { sql: 'SeLeCt 1 UNION ALL SELECT 2', expect: 'SeLeCt 1 UNION ALL SELECT 2' },
+  { sql: '(SELECT 1) UNION ALL (SELECT 2)', expect: '(SELECT 1) UNION ALL (SELECT 2)' },
+  { sql: '((SELECT 1))', expect: '((SELECT 1))' },
+  { sql: 'WITH 1 AS x SELECT x', expect: 'WITH 1 AS x SELECT x' },
+  { sql: 'WITH x AS (SELECT 1 AS a) SELECT a FROM x', expect: 'WITH x AS (SELECT 1 AS a) SELECT a FROM x' },
+  { sql: 'WITH (SELECT 1) AS x SELECT x', expect: 'WITH (SELECT 1) AS x SELECT x' },
+  { sql: 'SHOW TABLES', expect: 'SHOW TABLES' },
+  { sql: 'DESCRIBE TABLE rated_usage', expect: 'DESCRIBE TABLE rated_usage' },
+  { sql: 'desc rated_usage', expect: 'desc rated_usage' },
+  { sql: 'EXPLAIN SELECT 1', expect: 'EXPLAIN SELECT 1' },
+  { sql: 'EXISTS TABLE rated_usage', expect: 'EXISTS TABLE rated_usage' },
+  // Keywords inside literals, quoted identifiers, heredocs and comments do not count.
+  { sql: "SELECT 'INTO OUTFILE' AS s", expect: "SELECT 'INTO OUTFILE' AS s" },
+  { sql: "SELECT 'x' AS s WHERE s != 'y INTO OUTFILE z'", expect: "SELECT 'x' AS s WHERE s != 'y INTO OUTFILE z'" },
+  { sql: "SELECT 'a; KILL QUERY WHERE 1' AS s;", expect: "SELECT 'a; KILL QUERY WHERE 1' AS s" },
+  { sql: "SELECT 'it''s; INTO OUTFILE', 'a\\'; INTO OUTFILE'", expect: "SELECT 'it''s; INTO OUTFILE', 'a\\'; INTO OUTFILE'" },
+  { sql: 'SELECT 1 AS "into outfile; FORMAT CSV"', expect: 'SELECT 1 AS "into outfile; FORMAT CSV"' },
+  { sql: 'SELECT 1 AS `a``; INTO OUTFILE`', expect: 'SELECT 1 AS `a``; INTO OUTFILE`' },
+  { sql: 'SELECT $$; INTO OUTFILE \'x\'$$', expect: "SELECT $$; INTO OUTFILE 'x'$$" },
+  { sql: "SELECT $q$it's; INTO OUTFILE$q$", expect: "SELECT $q$it's; INTO OUTFILE$q$" },
+  { sql: 'SELECT ‘INTO OUTFILE; KILL’', expect: 'SELECT ‘INTO OUTFILE; KILL’' },
+  { sql: 'SELECT 1 /* INTO OUTFILE; KILL QUERY WHERE 1 */', expect: 'SELECT 1' },
+  { sql: 'SELECT 1 /* a /* nested */ INTO OUTFILE; */ + 1', expect: 'SELECT 1 /* a /* nested */ INTO OUTFILE; */ + 1' },
+  { sql: 'SELECT 1 // INTO OUTFILE; KILL', expect: 'SELECT 1' },
+  { sql: 'SELECT 1 # INTO OUTFILE; KILL', expect: 'SELECT 1' },
+  { sql: '#!/usr/bin/env rateflow\nSELECT 1', expect: '#!/usr/bin/env rateflow\nSELECT 1' },
+  // `format` as a function, a column, a table or an alias is no FORMAT clause.
+  { sql: "SELECT format('{} {}', 'a', 'b')", expect: "SELECT format('{} {}', 'a', 'b')" },
+  { sql: 'SELECT format FROM t', expect: 'SELECT format FROM t' },
+  { sql: 'SELECT x FROM format f', expect: 'SELECT x FROM format f' },
+  { sql: 'SELECT x FROM t, format f', expect: 'SELECT x FROM t, format f' },
+  { sql: 'SELECT 1 AS format', expect: 'SELECT 1 AS format' },
+  { sql: 'SELECT t.format FROM t', expect: 'SELECT t.format FROM t' },
+  { sql: 'SELECT 1e-3, 0x1p-3, 1_000, x.1 FROM t', expect: 'SELECT 1e-3, 0x1p-3, 1_000, x.1 FROM t' },
+
+  // Empty.
+  { sql: '', expect: EMPTY },
+  { sql: '   \n', expect: EMPTY },
+  { sql: ';', expect: EMPTY },
+  { sql: '-- only a comment', expect: EMPTY },
+
+  // INTO OUTFILE, in every form ClickHouse takes, in any statement.
+  { sql: "SELECT 1 INTO OUTFILE '/tmp/x/out.txt'", expect: OUTFILE },
+  { sql: "select 1 into outfile '/data/catalog/accounts.json' truncate", expect: OUTFILE },
+  { sql: "SELECT 1 INTO OUTFILE 'out.txt' APPEND", expect: OUTFILE },
+  { sql: "SELECT 1 INTO OUTFILE 'out.txt' AND STDOUT", expect: OUTFILE },
+  { sql: "SELECT 1 INTO OUTFILE 'out.gz' COMPRESSION 'gzip' LEVEL 3", expect: OUTFILE },
+  { sql: "SELECT 1 INTO/**/OUTFILE 'out.txt'", expect: OUTFILE },
+  { sql: "SELECT 1 Into -- why\n\tOutFile 'out.txt'", expect: OUTFILE },
+  { sql: "SELECT 1 INTO\u00a0OUTFILE 'out.txt'", expect: OUTFILE },
+  { sql: "EXPLAIN SELECT 1 INTO OUTFILE 'out.txt'", expect: OUTFILE },
+  { sql: "SHOW CREATE TABLE rated_usage INTO OUTFILE 'out.txt'", expect: OUTFILE },
+  { sql: "SELECT 'INTO OUTFILE' INTO OUTFILE 'out.txt'", expect: OUTFILE },
+  { sql: "SELECT 1 INTO OUTFILE 'out.txt'; SELECT 2", expect: OUTFILE },
+  // … and where a lexer that knows less than ClickHouse's would see a literal or a comment.
+  { sql: "SELECT 'a\\\\' INTO OUTFILE 'out.txt'", expect: OUTFILE },
+  { sql: "SELECT 1e--1 INTO OUTFILE 'out.txt'", expect: OUTFILE },
+  { sql: "SELECT $a$'$a$ INTO OUTFILE 'out.txt' --'", expect: OUTFILE },
+  { sql: "SELECT $a, b$ INTO OUTFILE 'out.txt' -- $a, b$", expect: OUTFILE },
+  { sql: "SELECT ‘'’ INTO OUTFILE 'out.txt' --'", expect: OUTFILE },
+  { sql: "SELECT 1 // '\nINTO OUTFILE 'out.txt' --'", expect: OUTFILE },
+  { sql: "SELECT 1 # '\nINTO OUTFILE 'out.txt' --'", expect: OUTFILE },
+  { sql: "SELECT 1 /* /* */ '*/ INTO OUTFILE 'out.txt' --'", expect: OUTFILE },
+
+  // One statement per query.
+  { sql: 'SELECT 1; SELECT 2', expect: MANY },
+  { sql: 'SELECT 1;SELECT 2;', expect: MANY },
+  { sql: "SELECT ';'; KILL QUERY WHERE 1", expect: MANY },
+  { sql: 'SELECT 1; -- and\nSELECT 2', expect: MANY },
+  { sql: 'SELECT 1 /* ; */; SET readonly = 0', expect: MANY },
+
+  // The output format is the caller's.
+  { sql: 'SELECT 1 FORMAT CSV', expect: FORMAT },
+  { sql: 'select 1 format JSON;', expect: FORMAT },
+  { sql: 'SELECT 1 FORMAT CSV SETTINGS max_threads = 1', expect: FORMAT },
+  { sql: 'SELECT 1 UNION ALL SELECT 2 FORMAT TSV', expect: FORMAT },
+  { sql: '(SELECT 1) FORMAT `CSV`', expect: FORMAT },
+
+  // Anything but a read.
+  { sql: 'SET readonly = 0', expect: notRead('SET') },
+  { sql: 'KILL QUERY WHERE 1', expect: notRead('KILL') },
+  { sql: '/* SELECT */ kill query where 1', expect: notRead('KILL') },
+  { sql: 'SYSTEM FLUSH LOGS', expect: notRead('SYSTEM') },
+  { sql: 'INSERT INTO rated_usage (event_id) VALUES (1)', expect: notRead('INSERT') },
+  { sql: 'CREATE TABLE t (a Int8) ENGINE = Memory', expect: notRead('CREATE') },
+  { sql: 'OPTIMIZE TABLE rated_usage FINAL', expect: notRead('OPTIMIZE') },
+  { sql: 'DROP TABLE rated_usage', expect: notRead('DROP') },
+  { sql: 'ALTER TABLE rated_usage DELETE WHERE 1', expect: notRead('ALTER') },
+  { sql: 'TRUNCATE TABLE rated_usage', expect: notRead('TRUNCATE') },
+  { sql: 'USE system', expect: notRead('USE') },
+  { sql: 'WITH 1 AS x INSERT INTO t SELECT x', expect: notRead('INSERT') },
+  { sql: 'WITH (SELECT 1) AS x INSERT INTO t SELECT x', expect: notRead('INSERT') },
+  { sql: "'SELECT'", expect: notRead('a statement that begins with "\'SELECT\'"') },
+  { sql: 'WITH 1 AS x', expect: /^refused: a WITH clause must be followed by SELECT/ },
+
+  // What ClickHouse would fail on to the end of the text.
+  { sql: "SELECT 'abc", expect: /^refused: the SQL has an unterminated string literal \(from position 8\)$/ },
+  { sql: 'SELECT "abc', expect: /^refused: the SQL has an unterminated quoted identifier \(from position 8\)$/ },
+  { sql: 'SELECT 1 /* a /* b */', expect: /^refused: the SQL has an unterminated comment \(from position 10\)$/ },
+  { sql: 'SELECT ‘abc', expect: /^refused: the SQL has an unterminated string literal/ },
+  { sql: "SELECT x'4G'", expect: /^refused: the SQL has a malformed hex string literal \(from position 8\)$/ },
+  { sql: 'SELECT 1\0', expect: /^refused: the SQL contains a NUL character$/ },
+]
+
+describe('readOnlyStatement', () => {
+  for (const c of cases) {
+    it(`${JSON.stringify(c.sql)}`, () => {
+      if (typeof c.expect === 'string') expect(outcome(c.sql)).toBe(c.expect)
+      else expect(outcome(c.sql)).toMatch(c.expect)
+    })
+  }
+})
