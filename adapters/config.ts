@@ -300,9 +300,11 @@ function describe(v: unknown): string {
   return `${typeof v} ${String(v)}`
 }
 
-const NAME = /^[A-Za-z0-9_.:@-]+$/
+/** What a `source` (and a dimension name) may hold: letters, digits and _ . : @ - (README). */
+export const SOURCE_NAME = /^[A-Za-z0-9_.:@-]+$/
+const NAME = SOURCE_NAME
 const OFFSET = /^(Z|[+-]\d{2}:?\d{2})$/
-const SOURCE_HINT = 'must be letters, digits and _ . : @ - (e.g. "mqtt:plant-7")'
+export const SOURCE_HINT = 'must be letters, digits and _ . : @ - (e.g. "mqtt:plant-7")'
 
 function checkSessions(c: Checker, v: unknown, path: string): SessionOptions | undefined {
   const o = c.obj(v, path)

@@ -24,4 +24,10 @@ describe('checkCsvInboxEntries', () => {
     ])
     expect(r.options).toEqual([])
   })
+
+  it('holds a source to the rule every adapter source follows', () => {
+    const r = checkCsvInboxEntries([{ watch: './a', source: 'bad source!' }])
+    expect(r.problems.map((p) => `${p.path}: ${p.message}`)).toEqual(['$.adapters.csv[0].source: must be letters, digits and _ . : @ - (e.g. "csv:drop")'])
+    expect(r.options).toEqual([])
+  })
 })

@@ -3,6 +3,7 @@ import { join } from 'node:path'
 import { ValidationError, type Problem } from '../common/errors.js'
 import type { Logger } from '../common/logger.js'
 import type { BatchSink } from './batcher.js'
+import { SOURCE_HINT, SOURCE_NAME } from './config.js'
 import { CSV_COLUMNS, csvBatchIdPrefix, newRunId, publishCsvFile } from './csv.js'
 
 export interface CsvInboxOptions {
@@ -39,6 +40,11 @@ export function checkCsvInboxEntries(entries: readonly unknown[], path = '$.adap
     for (const k of ['watch', 'source'] as const) {
       if (o[k] === undefined) problems.push({ path: `${p}.${k}`, message: 'is required' }), (ok = false)
       else if (typeof o[k] !== 'string' || o[k] === '') problems.push({ path: `${p}.${k}`, message: 'must be a non-empty string' }), (ok = false)
+    }
+    // The same rule as the MQTT and syslog sources: it is half of every event's dedupe key, and shows in every row.
+    if (typeof o.source === 'string' && o.source !== '' && !SOURCE_NAME.test(o.source)) {
+      problems.push({ path: `${p}.source`, message: SOURCE_HINT.replace('mqtt:plant-7', 'csv:drop') })
+      ok = false
     }
     if (o.columns !== undefined) {
       if (typeof o.columns !== 'object' || o.columns === null || Array.isArray(o.columns)) {

@@ -1,6 +1,7 @@
 import { existsSync, statSync } from 'node:fs'
 import { csvBatchIdPrefix, csvHeaderProblems, newRunId, publishCsvFile } from '../adapters/index.js'
 import { ValidationError, type Problem } from '../common/errors.js'
+import { SOURCE_HINT, SOURCE_NAME } from '../adapters/config.js'
 import type { Runtime } from '../pipeline/runtime.js'
 import { Rater, raterOptionsFromEnv, type BatchOutcome } from '../pipeline/rater.js'
 import { usage } from './context.js'
@@ -31,7 +32,10 @@ export interface IngestOptions {
  */
 export async function ingestCsv(rt: Runtime, opts: IngestOptions): Promise<IngestCounts | { read: number; batches: number }> {
   if (opts.files.length === 0) throw usage('ingest csv: give at least one FILE')
-  if (opts.source !== undefined && opts.source.trim() === '') throw usage('ingest csv: --source must not be empty (it is half of every event\'s dedupe key)')
+  if (opts.source !== undefined && !SOURCE_NAME.test(opts.source)) {
+    // As for every adapter's source: half of every event's dedupe key.
+    throw usage(`ingest csv: --source ${opts.source === '' ? 'must not be empty' : JSON.stringify(opts.source)}: ${SOURCE_HINT.replace('mqtt:plant-7', 'csv:oct-export')}`)
+  }
   const missing = opts.files.filter((f) => !existsSync(f) || !statSync(f).isFile())
   if (missing.length) throw usage(`ingest csv: no such file: ${missing.join(', ')}`)
   // Every file's header first: a bad file named after a good one exits 2 before anything is published, instead of

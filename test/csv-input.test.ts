@@ -129,10 +129,14 @@ describe('ingest csv checks every file before publishing any', () => {
     expect(await ratedIds('csv:checked')).toEqual([])
   })
 
-  it('an empty --source is a usage error', async () => {
-    const r = await rateflow(['ingest', 'csv', file('s.csv', `${HEADER}\n${row('s1')}\n`), '--source', '', '--wait', ...d])
-    expect(r.code).toBe(2)
-    expect(r.stderr).toMatch(/--source must not be empty/)
+  it('an empty --source, or one with characters no source may hold, is a usage error', async () => {
+    const f = file('s.csv', `${HEADER}\n${row('s1')}\n`)
+    const empty = await rateflow(['ingest', 'csv', f, '--source', '', '--wait', ...d])
+    expect(empty.code).toBe(2)
+    expect(empty.stderr).toMatch(/--source must not be empty/)
+    const bad = await rateflow(['ingest', 'csv', f, '--source', 'bad source!', '--wait', ...d])
+    expect(bad.code).toBe(2)
+    expect(bad.stderr).toMatch(/--source "bad source!": must be letters, digits and _ \. : @ - \(e\.g\. "csv:oct-export"\)/)
   })
 })
 
