@@ -7,9 +7,11 @@ const DECIMAL = /^\d+(\.\d+)?$/
 /**
  * Validates an accounts document (CONTRACT §4). Throws a ValidationError listing every problem with its
  * JSON path; unknown fields are problems too (a misspelt `bill_cycle_day` must not pass silently).
- * Device bindings of one device must not overlap in time across the whole document.
+ * Device bindings of one device must not overlap in time across the whole document. With `complete` (the document
+ * is every account there is: the stored ones merged with a file's), each `parent_account` must name an account of
+ * the document other than itself; a file alone may name a parent that is stored already.
  */
-export function validateAccounts(doc: unknown): AccountsDocument {
+export function validateAccounts(doc: unknown, opts: { readonly complete?: boolean } = {}): AccountsDocument {
   const problems: Problem[] = []
   const p = (path: string, message: string) => problems.push({ path, message })
   const obj = (v: unknown, path: string, allowed: readonly string[], required: readonly string[]): v is Record<string, unknown> => {
@@ -47,6 +49,7 @@ export function validateAccounts(doc: unknown): AccountsDocument {
     else ids[kind].set(id, path)
   }
   const bindings = new Map<string, Array<{ from: number; to: number; path: string }>>()
+  const parents: Array<{ id: unknown; parent: string; path: string }> = []
 
   if (obj(doc, '$', ['customers'], ['customers']) && arr(doc.customers, '$.customers')) {
     doc.customers.forEach((c, ci) => {
@@ -71,7 +74,9 @@ export function validateAccounts(doc: unknown): AccountsDocument {
           str(a.tax.jurisdiction, `${ap}.tax.jurisdiction`)
           if (typeof a.tax.rate !== 'string' || !DECIMAL.test(a.tax.rate)) p(`${ap}.tax.rate`, 'must be a decimal string percent such as "19"')
         }
-        if (a.parent_account !== undefined && a.parent_account !== null) str(a.parent_account, `${ap}.parent_account`)
+        if (a.parent_account !== undefined && a.parent_account !== null && str(a.parent_account, `${ap}.parent_account`)) {
+          parents.push({ id: a.id, parent: a.parent_account, path: `${ap}.parent_account` })
+        }
         if (!arr(a.subscriptions, `${ap}.subscriptions`)) return
         a.subscriptions.forEach((s, si) => {
           const sp = `${ap}.subscriptions[${si}]`
@@ -114,6 +119,12 @@ export function validateAccounts(doc: unknown): AccountsDocument {
         })
       })
     })
+  }
+  if (opts.complete) {
+    for (const { id, parent, path } of parents) {
+      if (parent === id) p(path, `account "${id}" cannot be its own parent`)
+      else if (!ids.account.has(parent)) p(path, `account "${String(id)}" names parent account "${parent}", which is neither in this file nor stored`)
+    }
   }
   if (problems.length > 0) throw new ValidationError('accounts', problems)
   return doc as AccountsDocument

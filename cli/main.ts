@@ -69,7 +69,7 @@ const commands: Record<string, Handler> = {
     const rt = await runtimeFor(g)
     let merged
     try {
-      merged = validateAccounts(mergeAccounts(rt.repo.accounts(), incoming))
+      merged = validateAccounts(mergeAccounts(rt.repo.accounts(), incoming), { complete: true })
     } catch (err) {
       if (err instanceof ValidationError) throw new ValidationError('accounts (merged with the stored accounts)', err.problems)
       throw err

@@ -165,6 +165,15 @@ describe('bad files and documents exit 2 and name every problem', () => {
     expect(r.stderr).toMatch(/required column "quantity" is missing/)
   })
 
+  it('an accounts file naming a parent account that does not exist exits 2; one naming a stored account applies', async () => {
+    const child = { customers: [{ id: 'c-orphan', name: 'Orphan', accounts: [{ id: 'a-orphan', currency: 'USD', timezone: 'UTC', bill_cycle_day: 1, tax: { jurisdiction: 'US', rate: '0' }, parent_account: 'a-missing', subscriptions: [] }] }] }
+    const r = await rateflow(['accounts', 'apply', writeJson(join(data, 'orphan.json'), child), ...d])
+    expect(r.code).toBe(2)
+    expect(r.stderr).toMatch(/parent_account: account "a-orphan" names parent account "a-missing", which is neither in this file nor stored/)
+    child.customers[0]!.accounts[0]!.parent_account = 'a-001' // a stored account: fine
+    expect(await json(['accounts', 'apply', writeJson(join(data, 'orphan.json'), child), ...d])).toMatchObject({ accounts: 1 })
+  })
+
   it('a missing file', async () => {
     const r = await rateflow(['ingest', 'csv', join(data, 'nope.csv'), ...d])
     expect(r.code).toBe(2)
