@@ -2,7 +2,7 @@
 export { openRuntime, type Runtime, type RuntimeOptions } from './runtime.js'
 export { acquireLock, lockOwner } from './data-dir-lock.js'
 export { DEFAULT_RATER, Rater, raterOptionsFromEnv, readCommittedKeys, type BatchOutcome, type RaterDeps, type RaterOptions } from './rater.js'
-export { DEFAULT_QUEUE, decodeBatch, encodeBatch, openQueue, RATER_DURABLE, USAGE_STREAM, USAGE_SUBJECT, type Queue, type QueueOptions } from './queue.js'
+export { BatchTooLargeError, DEFAULT_QUEUE, decodeBatch, encodeBatch, openQueue, RATER_DURABLE, USAGE_STREAM, USAGE_SUBJECT, type Queue, type QueueOptions } from './queue.js'
 export { DDL, FLUSHED_TABLES, openStore, type InsertOptions, type QueryFormat, type Store } from './store.js'
 export { readOnlyStatement } from './read-only-sql.js'
 export { startNatsServer, type LocalNatsServer } from './services/nats-server.js'
