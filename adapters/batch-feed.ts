@@ -13,23 +13,37 @@
  */
 import { randomUUID } from 'node:crypto'
 import type { Logger } from 'pino'
-import { MicroBatcher, type BatchSink, type StoredCallback } from './batcher.js'
+import { DEFAULT_BATCHING, MicroBatcher, type BatchSink, type StoredCallback } from './batcher.js'
 import type { BatchingOptions } from './config.js'
 import type { UsageBatch } from '../rating-core/record.js'
 import type { WireItem } from './wire.js'
+
+/** What a BatchFeed publishes through. */
+export interface BatchFeedDeps {
+  readonly sink: BatchSink
+  readonly logger: Logger
+  /** The most bytes a batch's encoding may take (Queue.maxBatchBytes); default DEFAULT_BATCHING.maxBytes. */
+  readonly maxBatchBytes?: number
+}
 
 export class BatchFeed {
   private batcher: MicroBatcher
   private failed = 0
   private lost = 0
 
+  private readonly sink: BatchSink
+  private readonly logger: Logger
+  private readonly maxBytes: number
+
   constructor(
-    private readonly sink: BatchSink,
+    deps: BatchFeedDeps,
     private readonly batching: BatchingOptions,
     private readonly source: string,
-    private readonly logger: Logger,
     private readonly onFailure?: (err: unknown, batch: UsageBatch) => void,
   ) {
+    this.sink = deps.sink
+    this.logger = deps.logger
+    this.maxBytes = deps.maxBatchBytes ?? DEFAULT_BATCHING.maxBytes
     this.batcher = this.create()
   }
 
@@ -71,6 +85,7 @@ export class BatchFeed {
     }
     batcher = new MicroBatcher(sink, {
       maxRecords: this.batching.max_records,
+      maxBytes: this.maxBytes,
       maxDelayMs: this.batching.max_delay_ms,
       maxInFlight: this.batching.max_in_flight,
       batchId: (seq) => `${this.source}:${run}:${seq}`,

@@ -79,7 +79,13 @@ export class CsvInbox {
 
   constructor(
     private readonly options: CsvInboxOptions,
-    private readonly deps: { sink: BatchSink; logger: Logger; pollMs?: number },
+    private readonly deps: {
+      sink: BatchSink
+      logger: Logger
+      pollMs?: number
+      /** The most bytes a batch's encoding may take (Queue.maxBatchBytes); default DEFAULT_BATCHING.maxBytes. */
+      maxBatchBytes?: number
+    },
   ) {}
 
   get stats(): CsvInboxStats {
@@ -127,7 +133,13 @@ export class CsvInbox {
   private async ingest(name: string): Promise<void> {
     const { watch, source, columns } = this.options
     const path = join(watch, name)
-    const plan = { path, source, ...(columns ? { columns } : {}), batchIdPrefix: csvBatchIdPrefix(source, path, newRunId()) }
+    const plan = {
+      path,
+      source,
+      ...(columns ? { columns } : {}),
+      ...(this.deps.maxBatchBytes !== undefined ? { maxBatchBytes: this.deps.maxBatchBytes } : {}),
+      batchIdPrefix: csvBatchIdPrefix(source, path, newRunId()),
+    }
     try {
       const r = await publishCsvFile(plan, async (batch) => {
         this.counts.batches++

@@ -266,6 +266,8 @@ export interface CsvPublishPlan extends CsvFileOptions {
    * waiting for the batches' outcomes knows them by it before the first is published.
    */
   readonly batchIdPrefix: string
+  /** The most bytes a batch's encoding may take (Queue.maxBatchBytes); default DEFAULT_BATCHING.maxBytes. */
+  readonly maxBatchBytes?: number
 }
 
 /** The batch id prefix of one run over one file: see CsvPublishPlan. Reads the file's fingerprint (stat). */
@@ -278,7 +280,7 @@ export function csvBatchIdPrefix(source: string, path: string, runId: string): s
  * stored, with the rows read and the batches published. A bad header throws ValidationError before any batch.
  */
 export async function publishCsvFile(plan: CsvPublishPlan, sink: BatchSink): Promise<CsvFileResult & { readonly batches: number }> {
-  const batcher = new MicroBatcher(sink, { ...DEFAULT_BATCHING, batchId: (seq) => `${plan.batchIdPrefix}${seq}` })
+  const batcher = new MicroBatcher(sink, { ...DEFAULT_BATCHING, maxBytes: plan.maxBatchBytes ?? DEFAULT_BATCHING.maxBytes, batchId: (seq) => `${plan.batchIdPrefix}${seq}` })
   const r = await ingestCsvFile(plan.path, plan, batcher)
   await batcher.flush()
   return { read: r.read, batches: batcher.batches }

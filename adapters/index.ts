@@ -1,5 +1,5 @@
 /** adapters: sources that normalise input to canonical records and publish micro-batches. */
-export { DEFAULT_BATCHING, MicroBatcher, type BatchSink, type MicroBatcherOptions, type StoredCallback } from './batcher.js'
+export { DEFAULT_BATCHING, MicroBatcher, MIN_BATCH_BYTES, type BatchSink, type MicroBatcherOptions, type StoredCallback } from './batcher.js'
 export {
   CSV_COLUMNS,
   csvBatchIdPrefix,

@@ -76,7 +76,7 @@ export async function ingestCsv(rt: Runtime, opts: IngestOptions): Promise<Inges
       const source = opts.source ?? `csv:${file.replace(/^.*\//, '').replace(/(\.csv)?(\.gz)?$/, '')}`
       // The file's place on the command line is part of its batch ids: the same file named twice is read twice,
       // and its second reading counts duplicates, instead of JetStream dropping its batches as repeats of the first.
-      const plan = { path: file, source, batchIdPrefix: csvBatchIdPrefix(source, file, `${runId}.${i}`) }
+      const plan = { path: file, source, batchIdPrefix: csvBatchIdPrefix(source, file, `${runId}.${i}`), maxBatchBytes: queue.maxBatchBytes }
       const r = await publishCsvFile(plan, (batch) => {
         mine.add(batch.id)
         published++

@@ -162,18 +162,19 @@ export async function runCommand(args: string[], g: GlobalOptions, io: Io): Prom
     await rater.start()
 
     const sink = (b: UsageBatch) => queue.publish(b).then(() => undefined)
+    const maxBatchBytes = queue.maxBatchBytes
     for (const m of config.adapters.mqtt) {
-      const a = new MqttAdapter(m, { sink, logger: log })
+      const a = new MqttAdapter(m, { sink, logger: log, maxBatchBytes })
       adapters.push({ kind: 'mqtt', source: m.source, start: () => a.start(), stop: () => a.stop(), get stats() { return a.stats } })
     }
     const syslogs: Array<{ source: string; a: SyslogAdapter }> = []
     for (const s of config.adapters.syslog) {
-      const a = new SyslogAdapter(s, { sink, logger: log })
+      const a = new SyslogAdapter(s, { sink, logger: log, maxBatchBytes })
       syslogs.push({ source: s.source, a })
       adapters.push({ kind: 'syslog', source: s.source, start: () => a.start(), stop: () => a.stop(), get stats() { return a.stats } })
     }
     for (const c of config.csv) {
-      const a = new CsvInbox(c, { sink, logger: log })
+      const a = new CsvInbox(c, { sink, logger: log, maxBatchBytes })
       adapters.push({ kind: 'csv', source: c.source, start: () => a.start(), stop: () => a.stop(), get stats() { return a.stats } })
     }
     for (const a of adapters) await a.start()

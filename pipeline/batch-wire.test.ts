@@ -2,7 +2,7 @@ import fc from 'fast-check'
 import { Packr, unpack } from 'msgpackr'
 import { describe, expect, it } from 'vitest'
 import type { UsageBatch, WireRecord } from '../rating-core/record.js'
-import { decodeBatch, encodeBatch, MAX_DIM_KEYS } from './batch-wire.js'
+import { decodeBatch, encodeBatch, MAX_DIM_KEYS, measureBatch } from './batch-wire.js'
 
 /** What a round trip promises to keep: absent, undefined and null fields all absent; `{}` dimensions absent. */
 function normal(b: UsageBatch): UsageBatch {
@@ -155,5 +155,16 @@ describe('usage batches on the wire (version 2, columns)', () => {
     expect(() => decodeBatch(new Uint8Array([0x85, 0xa1]))).toThrow(/not a usage batch: not msgpack/)
     expect(() => decodeBatch(new Packr({ useRecords: false }).pack('hello'))).toThrow(/not a usage batch: a msgpack string, not a map/)
     expect(() => decodeBatch(new Packr({ useRecords: false }).pack(null))).toThrow(/not a usage batch: a msgpack nil, not a map/)
+  })
+
+  it('measureBatch gives the size of the encoding, whose bytes the next encodeBatch of that batch returns, once', () => {
+    const b: UsageBatch = { id: 'm-1', records: [{ event_id: 'e-1', source: 's', event_time: 't', metric: 'm', quantity: '1', raw: 'ünïcode' }], rejects: [] }
+    const fresh = encodeBatch(b)
+    const size = measureBatch(b)
+    expect(size).toBe(fresh.length)
+    const kept = encodeBatch(b)
+    expect(kept).toEqual(fresh)
+    expect(encodeBatch(b)).not.toBe(kept) // returned once: a later encode encodes again
+    expect(decodeBatch(kept)).toEqual(b)
   })
 })

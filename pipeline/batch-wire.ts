@@ -47,6 +47,21 @@ export class BatchDecodeError extends RateflowError {
 /** The most records a batch may hold (the adapters' `max_records` allows up to this). */
 export const MAX_BATCH_RECORDS = 1_000_000
 
+/** The message size limit of a NATS server that sets none (its max_payload default, 1 MiB). */
+export const NATS_DEFAULT_MAX_PAYLOAD = 1 << 20
+
+/**
+ * Bytes of a queue message kept for its headers. A batch travels as one message with its id in a header
+ * (`NATS/1.0\r\nNats-Msg-Id: <id>\r\n\r\n`: 30 bytes and the id), and the server's max_payload bounds headers
+ * and body together; 1 KiB leaves room for ids of ~990 bytes (a CSV batch id is its source and ~35 characters).
+ */
+export const MESSAGE_HEADER_ROOM = 1024
+
+/** The most bytes a batch's encoding may take in a message of at most `maxPayload` bytes (headers included). */
+export function maxBatchBytesFor(maxPayload: number): number {
+  return maxPayload - MESSAGE_HEADER_ROOM
+}
+
 /** Above this many distinct dimension keys in a batch, dimensions travel as one map per record. */
 export const MAX_DIM_KEYS = 16
 
@@ -67,8 +82,31 @@ interface BatchWireV2 {
 
 type WireDims = { keys: string[]; cols: WireColumn[] } | { each: Array<unknown[] | { value: unknown } | null> }
 
+/**
+ * Bytes measured by measureBatch, kept for the encodeBatch of the same batch object that follows: a batcher that
+ * has to measure a batch before handing it on (adapters/batcher.ts) does not make the queue encode it again.
+ */
+const measured = new WeakMap<UsageBatch, Uint8Array>()
+
+/**
+ * The size in bytes of a batch's encoding (encodeBatch). The bytes are kept for the next encodeBatch of this same
+ * object, which returns them once: a caller must not change the batch in between.
+ */
+export function measureBatch(batch: UsageBatch): number {
+  const bytes = encode(batch)
+  measured.set(batch, bytes)
+  return bytes.length
+}
+
 /** Encodes a batch as version 2 (see above). */
 export function encodeBatch(batch: UsageBatch): Uint8Array {
+  const kept = measured.get(batch)
+  if (kept === undefined) return encode(batch)
+  measured.delete(batch)
+  return kept
+}
+
+function encode(batch: UsageBatch): Uint8Array {
   const { records } = batch
   const n = records.length
   // One pass reading each field by name (a generic r[f] over ten keys went megamorphic: measured, a third of

@@ -9,10 +9,26 @@ import {
   type JetStreamClient,
   type JsMsg,
 } from '@nats-io/jetstream'
+import { ErrorCode, RateflowError } from '../common/errors.js'
 import type { UsageBatch } from '../rating-core/record.js'
-import { encodeBatch } from './batch-wire.js'
+import { encodeBatch, maxBatchBytesFor, NATS_DEFAULT_MAX_PAYLOAD } from './batch-wire.js'
 
 export { decodeBatch, encodeBatch } from './batch-wire.js'
+
+/**
+ * A batch whose encoding is larger than the queue takes in one message. The batchers bound their batches by
+ * `Queue.maxBatchBytes`, so this means a batch was made without that bound; nothing of it was published.
+ */
+export class BatchTooLargeError extends RateflowError {
+  constructor(
+    readonly batchId: string,
+    readonly bytes: number,
+    readonly maxBytes: number,
+  ) {
+    super(ErrorCode.Internal, `usage batch ${batchId} takes ${bytes} bytes; the queue takes at most ${maxBytes} per batch (NATS max_payload less room for the message id header)`)
+    this.name = 'BatchTooLargeError'
+  }
+}
 
 /** Stream and consumer names are part of the deployment: other tools may read them. */
 export const USAGE_STREAM = 'USAGE'
@@ -37,7 +53,15 @@ export const DEFAULT_QUEUE: Readonly<QueueOptions> = Object.freeze({
 export interface Queue {
   readonly nc: NatsConnection
   readonly js: JetStreamClient
-  /** Publishes one batch with `Nats-Msg-Id = batch.id`; resolves when JetStream stored it. */
+  /**
+   * The most bytes a batch's encoding may take, from the server's max_payload as the connection last learned it
+   * (less room for the message id header). Batchers cut their batches by it.
+   */
+  readonly maxBatchBytes: number
+  /**
+   * Publishes one batch with `Nats-Msg-Id = batch.id`; resolves when JetStream stored it. Rejects with
+   * BatchTooLargeError, publishing nothing, when the encoding is larger than `maxBatchBytes`.
+   */
   publish(batch: UsageBatch): Promise<{ duplicate: boolean }>
   /** The durable pull consumer the rater reads. */
   consumer(): Promise<Consumer>
@@ -82,13 +106,21 @@ export async function openQueue(url: string, options: QueueOptions = DEFAULT_QUE
     await addConsumer()
   }
   const js = jetstream(nc)
+  const maxBatchBytes = () => maxBatchBytesFor(nc.info?.max_payload ?? NATS_DEFAULT_MAX_PAYLOAD)
   return {
     nc,
     js,
+    get maxBatchBytes() {
+      return maxBatchBytes()
+    },
     publish(batch) {
       // Encoded now, and only the bytes wait for the ack: the batch's record objects die young instead of
       // living (and being copied by the collector) for as long as JetStream takes to answer.
-      return js.publish(USAGE_SUBJECT, encodeBatch(batch), { msgID: batch.id }).then((ack) => ({ duplicate: ack.duplicate }))
+      const bytes = encodeBatch(batch)
+      const max = maxBatchBytes()
+      // Checked here rather than left to nats.js, whose error says neither which batch nor how large.
+      if (bytes.length > max) return Promise.reject(new BatchTooLargeError(batch.id, bytes.length, max))
+      return js.publish(USAGE_SUBJECT, bytes, { msgID: batch.id }).then((ack) => ({ duplicate: ack.duplicate }))
     },
     consumer: () => js.consumers.get(USAGE_STREAM, RATER_DURABLE),
     async resetConsumer() {

@@ -38,6 +38,8 @@ export interface MqttAdapterDeps {
   /** Stores a batch (JetStream publish); resolves once stored. */
   readonly sink: BatchSink
   readonly logger: Logger
+  /** The most bytes a batch's encoding may take (Queue.maxBatchBytes); default DEFAULT_BATCHING.maxBytes. */
+  readonly maxBatchBytes?: number
   /** Clock for session idle timeouts; Date.now by default. */
   readonly now?: () => number
 }
@@ -251,7 +253,7 @@ export class MqttAdapter {
     private readonly deps: MqttAdapterDeps,
   ) {
     this.now = deps.now ?? Date.now
-    this.feed = new BatchFeed(deps.sink, options.batching, options.source, deps.logger, () => this.dropConnection())
+    this.feed = new BatchFeed(deps, options.batching, options.source, () => this.dropConnection())
     if (options.sessions) this.merger = new SessionMerger<StoredCallback>(options.sessions)
   }
 

@@ -26,6 +26,8 @@ export interface SyslogAdapterDeps {
   /** Stores a batch (JetStream publish); resolves once stored. */
   readonly sink: BatchSink
   readonly logger: Logger
+  /** The most bytes a batch's encoding may take (Queue.maxBatchBytes); default DEFAULT_BATCHING.maxBytes. */
+  readonly maxBatchBytes?: number
   /** Clock for 3164 years and session idle timeouts; Date.now by default. */
   readonly now?: () => number
 }
@@ -64,7 +66,7 @@ export class SyslogAdapter {
     private readonly deps: SyslogAdapterDeps,
   ) {
     this.now = deps.now ?? Date.now
-    this.feed = new BatchFeed(deps.sink, options.batching, options.source, deps.logger)
+    this.feed = new BatchFeed(deps, options.batching, options.source)
     if (options.sessions) this.merger = new SessionMerger(options.sessions)
   }
 

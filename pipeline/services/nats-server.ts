@@ -1,5 +1,5 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
-import { mkdirSync } from 'node:fs'
+import { mkdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { connect, type NatsConnection } from '@nats-io/transport-node'
 import { ErrorCode, RateflowError } from '../../common/errors.js'
@@ -11,14 +11,34 @@ export interface LocalNatsServer {
   stop(): Promise<void>
 }
 
+export interface NatsServerOptions {
+  /** The server's max_payload: the largest message it takes, so the largest usage batch. Bytes, at most 64 MiB. */
+  readonly maxPayloadBytes: number
+}
+
 /**
- * Starts `nats-server -js` on 127.0.0.1 with a free port and its store under `dataDir/nats`.
+ * 8 MiB, where NATS's default is 1 MiB: the largest CSV row the parser accepts (DEFAULT_MAX_ROW_CHARS, 1 Mi
+ * characters) takes up to 3 MiB in UTF-8 and travels twice in its record (raw text and parsed fields), so up to
+ * ~6 MiB in one batch of its own. NATS allows 64 MB and advises against more than 8 MB.
+ */
+export const DEFAULT_NATS_SERVER: Readonly<NatsServerOptions> = Object.freeze({ maxPayloadBytes: 8 * 1024 * 1024 })
+
+/** NATS's own ceiling for max_payload. */
+const MAX_PAYLOAD_CEILING = 64 * 1024 * 1024
+
+/**
+ * Starts `nats-server -js` on 127.0.0.1 with a free port, its store under `dataDir/nats`, and messages of up to
+ * `options.maxPayloadBytes` (written to `dataDir/nats/nats-server.conf`: nats-server 2.9 has no flag for it).
  *
  * The server runs under a small shell guard that reads our stdin: when this process ends for any reason,
  * kill -9 included, the pipe closes, `read` returns and the guard stops the server. So no orphan keeps the
  * store directory after a crash, and the next run can open it.
  */
-export async function startNatsServer(dataDir: string): Promise<LocalNatsServer> {
+export async function startNatsServer(dataDir: string, options: NatsServerOptions = DEFAULT_NATS_SERVER): Promise<LocalNatsServer> {
+  const max = options.maxPayloadBytes
+  if (!Number.isInteger(max) || max < 1024 || max > MAX_PAYLOAD_CEILING) {
+    throw new RateflowError(ErrorCode.BadConfig, `nats-server maxPayloadBytes: must be an integer from 1024 to ${MAX_PAYLOAD_CEILING} (inclusive), got ${max}`)
+  }
   if (spawnSync('nats-server', ['--version']).status !== 0) {
     throw new RateflowError(
       ErrorCode.ServiceUnavailable,
@@ -28,7 +48,9 @@ export async function startNatsServer(dataDir: string): Promise<LocalNatsServer>
   const storeDir = join(dataDir, 'nats')
   mkdirSync(storeDir, { recursive: true })
   const port = await freePort()
-  const args = ['-js', '-a', '127.0.0.1', '-p', String(port), '-sd', storeDir]
+  const config = join(storeDir, 'nats-server.conf')
+  writeFileSync(config, `max_payload: ${max}\n`)
+  const args = ['-c', config, '-js', '-a', '127.0.0.1', '-p', String(port), '-sd', storeDir]
   const guard =
     'nats-server "$@" & child=$!; trap \'kill -TERM $child; wait $child; exit 0\' TERM INT; ' +
     'read _ignored; kill -TERM $child; wait $child'
