@@ -352,6 +352,11 @@ export class Rater extends EventEmitter {
       filename: fileURLToPath(new URL('./rating-worker.js', import.meta.url)),
       minThreads: this.options.threads,
       maxThreads: this.options.threads,
+      // Every fetched batch goes to a worker at once, not when the worker's previous answer has reached this thread:
+      // with one task at a time, a worker slept in Atomics.wait after each batch and was woken for the next, ~0.45 ms
+      // of its CPU per batch outside staging (0.63–0.76 s per 500 batches against 0.23–0.32 s; 4 alternating runs of
+      // 500,000 events). Tasks still run one after the other in each worker, and answers are applied in order.
+      concurrentTasksPerWorker: this.options.stageAhead,
     })
     const task$ = this.pool.run(task, { transferList })
     this.tasks.add(task$)
