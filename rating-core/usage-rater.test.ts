@@ -87,6 +87,14 @@ describe('rateUsageEvent: per_unit', () => {
     expect(r).toMatchObject({ amount: '0.125', metered: '2.5' })
   })
 
+  it('reports a scaled quantity of more than 9 decimals rounded half-even to 9, as amounts are (the store keeps 9)', () => {
+    const gb: Meter = { ...sumMeter, scale: '0.000000001' }
+    expect(rateUsageEvent(perUnit, gb, undefined, ev(1, '999999999.9'), ctx).metered).toBe('1')
+    expect(rateUsageEvent(perUnit, gb, undefined, ev(1, '2.5'), ctx).metered).toBe('0.000000002')
+    expect(rateUsageEvent(perUnit, gb, undefined, ev(1, '3.5'), ctx).metered).toBe('0.000000004')
+    expect(rateUsageEvent(perUnit, gb, undefined, ev(1, '0.4'), ctx).metered).toBe('0')
+  })
+
   it('keeps 9 decimals and never loses a nano-unit across events (round half-even of the running total)', () => {
     const c: UsageCharge = { ...perUnit, unit_price: '0.0000000001' } // 1e-10 per unit
     const events = Array.from({ length: 25 }, (_, k) => ev(k, '3'))

@@ -29,7 +29,7 @@
  */
 import type { Meter, Schedule, TimeRatedCharge, UsageCharge } from '../catalog/types.js'
 import { ErrorCode, RateflowError } from '../common/errors.js'
-import { type Dec, ZERO, add, fmt, fmtNano, isCanonical, parseDec, toNano } from './decimal.js'
+import { AMOUNT_DP, type Dec, ZERO, add, fmt, fmtNano, isCanonical, parseDec, toNano } from './decimal.js'
 import { type MeterAggregate, eventMillis, foldMeter, groupKey, meterAccepts, meterInfo, scaledQuantity } from './meters.js'
 import { evaluateGraduatedPercentage } from './models/graduated-percentage.js'
 import { evaluateGraduated } from './models/graduated.js'
@@ -215,9 +215,18 @@ function sessionFee(charge: TimeRatedCharge, scale: Dec | null, scaled: Dec, ev:
   return timedEventNano(charge, ctx.schedules, ev.ms ?? eventMillis(ev.event_time), scaled, ctx.timezone, null)
 }
 
-/** fmt(scaled) for the rated row; without a scale that is the quantity itself whenever it is already canonical. */
+/** meteredFmt(scaled) for the rated row; without a scale that is the quantity itself whenever it is already canonical. */
 function meteredText(scale: Dec | null, scaled: Dec, quantity: string): string {
-  return scale === null && isCanonical(quantity) ? quantity : fmt(scaled)
+  return scale === null && isCanonical(quantity) ? quantity : meteredFmt(scaled)
+}
+
+/**
+ * A metered value as the rated row keeps it: at most 9 decimals, rounded half-even as amounts are. The store's
+ * Decimal(38, 9) cut the rest off (999999999.9 bytes at a GB scale was stored as 0.999999999, not 1); the running
+ * totals keep the exact value either way.
+ */
+function meteredFmt(d: Dec): string {
+  return d.e <= AMOUNT_DP ? fmt(d) : fmtNano(toNano(d))
 }
 
 /** Rates one event of `charge` (whose meter is `meter` and accepts the event) against the running state. */
@@ -268,7 +277,7 @@ export function foldUsageEvent(
     const total = percentageTotal(charge, fees, null)
     const q = prior === undefined ? scaled : add(prior.q, scaled)
     const next: RunningTotal = { model: charge.model, n, q, total, fees, freeUsed: r.freeUsed, agg: undefined }
-    return { amount: fmtNano(total - (prior?.total ?? 0n)), metered: fmt(scaled), next }
+    return { amount: fmtNano(total - (prior?.total ?? 0n)), metered: meteredFmt(scaled), next }
   }
 
   if (meter.aggregation === 'sum') {
@@ -284,7 +293,7 @@ export function foldUsageEvent(
   const folded = foldMeter(meter, prior?.agg, prior?.q ?? ZERO, ev, scaled, startMs, endMs)
   const total = modelTotal(charge, folded.q, null)
   const next: RunningTotal = { model: charge.model, n, q: folded.q, total, fees: 0n, freeUsed: ZERO, agg: folded.agg }
-  return { amount: fmtNano(total - (prior?.total ?? 0n)), metered: fmt(folded.metered), next }
+  return { amount: fmtNano(total - (prior?.total ?? 0n)), metered: meteredFmt(folded.metered), next }
 }
 
 /**
