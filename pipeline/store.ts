@@ -134,6 +134,13 @@ const READ_SETTINGS = {
   output_format_json_quote_64bit_integers: 1,
 } as const
 
+/**
+ * Settings of an analyst's read: read-only, and times printed as ISO-8601 with their offset (`2026-10-05T11:00:00.000Z`),
+ * as CONTRACT gives every time in JSON output; ClickHouse's own form (`2026-10-05 11:00:00.000`) names no zone. The
+ * store's internal reads keep that form, which they parse.
+ */
+const ANALYST_SETTINGS = { ...READ_SETTINGS, date_time_output_format: 'iso', readonly: '1' } as const
+
 export interface InsertOptions {
   /**
    * The caller guarantees that no two rows of this insert share the table's sorting key (the rater's dedupe
@@ -306,7 +313,7 @@ export async function openStore(opts: { dataDir: string; url?: string | undefine
     },
     // readonly=1 does not stop what the engine does outside its permission checks (INTO OUTFILE, KILL): the
     // statement is checked first.
-    readOnlyText: async (sql, format) => execText(readOnlyStatement(sql), format, { ...READ_SETTINGS, readonly: '1' }, analysts?.() ?? client),
+    readOnlyText: async (sql, format) => execText(readOnlyStatement(sql), format, ANALYST_SETTINGS, analysts?.() ?? client),
     text: (sql, format, params) => wrap('query', () => execText(sql, format, READ_SETTINGS, client, params)),
     command(sql) {
       return wrap('command', async () => {

@@ -47,6 +47,11 @@ describe('ingest csv --wait on real services', () => {
     const [ev] = await query<{ n: string }>(data, 'SELECT count() AS n FROM usage_events')
     expect(Number(ev!.n)).toBe(EVENTS + 2) // accepted = rated + suspended
     dumpAfterFirst = await query(data, RATED_DUMP)
+    // Analysts' JSON gives times as ISO-8601 with their offset (CONTRACT: times in JSON output), decimals as strings.
+    const [r] = await query<{ event_time: unknown; period_start: unknown; amount: unknown }>(data, 'SELECT event_time, period_start, amount FROM rated_usage LIMIT 1')
+    expect(r!.event_time).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/)
+    expect(r!.period_start).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/)
+    expect(typeof r!.amount).toBe('string')
   })
 
   it('prices per_unit exactly: per group and period, Σ amounts = round9(Σ quantity × unit price)', async () => {
