@@ -4,6 +4,7 @@ import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { ErrorCode, RateflowError } from '../common/errors.js'
 import { openStore, type Store } from '../pipeline/store.js'
+import { TABLE_FUNCTIONS } from '../pipeline/read-only-sql.js'
 import { queryFormat, readOnlyQuery } from './query.js'
 
 describe('queryFormat', () => {
@@ -92,6 +93,18 @@ describe('readOnlyQuery on embedded ClickHouse', () => {
         'query: a FORMAT clause is not allowed in the SQL: choose the output format with --format (format= on /v1/query)',
       ])
       expect(await refusal(store, '  ')).toEqual([ErrorCode.BadInput, `query: the SQL is empty: ${READS}`])
+    }))
+
+  it('refuses reads that reach outside the store (a file, the network, a program), and knows every table function the engine has', () =>
+    withStore(async (store) => {
+      const outside = (name: string) => `query: ${name}() is not allowed for read-only queries: it reads files or the network, or runs programs, outside the store's tables`
+      expect(await refusal(store, "SELECT file('/etc/hostname')")).toEqual([ErrorCode.BadInput, outside('file')])
+      expect(await refusal(store, "DESC url('http://127.0.0.1:9/x.csv', 'CSVWithNames')")).toEqual([ErrorCode.BadInput, outside('url')])
+      expect((await refusal(store, 'SELECT * FROM system.models'))[1]).toMatch(/system\.models is not allowed/)
+      // A table function of a newer engine must be judged (safe or not) before analysts can call it.
+      const names = (await store.text('SELECT name FROM system.table_functions', 'TabSeparated')).split('\n').filter(Boolean)
+      expect(names.filter((n) => !TABLE_FUNCTIONS.has(n.toLowerCase()))).toEqual([])
+      expect(JSON.parse(await readOnlyQuery(store, 'SELECT count() AS n FROM numbers(3)', queryFormat(undefined)))).toEqual({ n: '3' })
     }))
 
   it('runs reads whose literals, heredocs and comments hold those keywords: the engine reads them as the check does', () =>

@@ -16,6 +16,7 @@ function outcome(sql: string): string {
 const EMPTY = /^refused: the SQL is empty: give one SELECT \(or WITH … SELECT\), SHOW, DESCRIBE, EXPLAIN or EXISTS statement$/
 const OUTFILE = /^refused: INTO OUTFILE is not allowed for read-only queries/
 const MANY = /^refused: more than one statement is not allowed: give one statement per query \(a trailing ; alone is fine\)$/
+const OUTSIDE = (name: string): RegExp => new RegExp(`^refused: ${name}\\(\\) is not allowed for read-only queries: it reads files or the network, or runs programs, outside the store's tables$`)
 const FORMAT = /^refused: a FORMAT clause is not allowed in the SQL: choose the output format with --format/
 const notRead = (what: string): RegExp =>
   new RegExp(`^refused: ${what} is not allowed for read-only queries: give one SELECT \\(or WITH … SELECT\\), SHOW, DESCRIBE, EXPLAIN or EXISTS statement$`)
@@ -131,6 +132,27 @@ const cases: Array<{ sql: string; expect: string | RegExp }> = [
   { sql: 'SELECT ‘abc', expect: /^refused: the SQL has an unterminated string literal/ },
   { sql: "SELECT x'4G'", expect: /^refused: the SQL has a malformed hex string literal \(from position 8\)$/ },
   { sql: 'SELECT 1\0', expect: /^refused: the SQL contains a NUL character$/ },
+  // Reads that reach outside the store: files, the network, programs, tables named by strings.
+  { sql: "SELECT file('/etc/hostname')", expect: OUTSIDE('file') },
+  { sql: "SELECT FILE('/etc/hostname')", expect: OUTSIDE('FILE') },
+  { sql: "DESC url('http://127.0.0.1:1/x.csv', 'CSVWithNames')", expect: OUTSIDE('url') },
+  { sql: "DESCRIBE TABLE s3('http://127.0.0.1:1/b/x.csv')", expect: OUTSIDE('s3') },
+  { sql: "SELECT * FROM remote('127.0.0.1:1', system.one)", expect: OUTSIDE('remote') },
+  { sql: "SELECT * FROM executable('x.sh', 'TSV', 'a String')", expect: OUTSIDE('executable') },
+  { sql: "SELECT * FROM merge('system', '^models$')", expect: OUTSIDE('merge') },
+  { sql: "SELECT * FROM loop('system', 'models')", expect: OUTSIDE('loop') },
+  { sql: "SELECT * FROM filesystem('/')", expect: OUTSIDE('filesystem') },
+  { sql: "SELECT * FROM view(SELECT file ('/etc/passwd'))", expect: OUTSIDE('file') },
+  { sql: "SELECT catboostEvaluate('m.bin', 1)", expect: OUTSIDE('catboostEvaluate') },
+  { sql: "SELECT `file`('/etc/hostname')", expect: /^refused: a function called by a quoted name \("`file`"\) is not allowed/ },
+  { sql: 'SELECT * FROM system.models', expect: /^refused: system\.models is not allowed for read-only queries: reading it starts a program/ },
+  { sql: 'SELECT * FROM "system" . "models"', expect: /^refused: system\.models is not allowed/ },
+  { sql: 'SELECT * FROM system.stack_trace', expect: /^refused: system\.stack_trace is not allowed/ },
+  // …but a name that is only a column, alias or string is no call, and the safe table functions run.
+  { sql: "SELECT 'file(x)', file_size AS url FROM t", expect: "SELECT 'file(x)', file_size AS url FROM t" },
+  { sql: 'SELECT * FROM numbers(3)', expect: 'SELECT * FROM numbers(3)' },
+  { sql: "SELECT format('{}', 1), * FROM values('a UInt8', 1)", expect: "SELECT format('{}', 1), * FROM values('a UInt8', 1)" },
+  { sql: 'SELECT * FROM system.tables', expect: 'SELECT * FROM system.tables' },
 ]
 
 describe('readOnlyStatement', () => {

@@ -50,6 +50,24 @@ export function readOnlyStatement(sql: string): string {
       throw refused('INTO OUTFILE is not allowed for read-only queries: they write no file (redirect the printed result instead)')
     }
   }
+  // Reads that reach outside the store: a file, the network, a program. readonly=1 stops none of them.
+  for (let i = 0; i < all.length; i++) {
+    const t = all[i]!
+    const next = all[i + 1]
+    if (next?.kind === 'open' && sql[next.start] === '(' && (t.kind === 'word' || t.kind === 'quoted')) {
+      const name = identifierName(sql, t)
+      if (t.kind === 'quoted') throw refused(`a function called by a quoted name (${shown(sql, t)}) is not allowed for read-only queries: call functions by their plain names`)
+      if (OUTSIDE_FUNCTIONS.has(name) || (TABLE_FUNCTIONS.has(name) && !SAFE_TABLE_FUNCTIONS.has(name))) {
+        throw refused(`${sql.slice(t.start, t.end)}() is not allowed for read-only queries: it reads files or the network, or runs programs, outside the store's tables`)
+      }
+    }
+    if (next?.kind === 'dot' && (t.kind === 'word' || t.kind === 'quoted') && identifierName(sql, t) === 'system') {
+      const table = all[i + 2]
+      if (table && (table.kind === 'word' || table.kind === 'quoted') && OUTSIDE_SYSTEM_TABLES.has(identifierName(sql, table))) {
+        throw refused(`system.${identifierName(sql, table)} is not allowed for read-only queries: reading it starts a program or reaches outside the store`)
+      }
+    }
+  }
   const semi = all.findIndex((t) => t.kind === 'semicolon')
   const stmt = semi < 0 ? all : all.slice(0, semi)
   if (semi >= 0 && all.slice(semi).some((t) => t.kind !== 'semicolon')) {
@@ -77,6 +95,51 @@ export function readOnlyStatement(sql: string): string {
     throw refused('a FORMAT clause is not allowed in the SQL: choose the output format with --format (format= on /v1/query)')
   }
   return sql.slice(0, stmt[stmt.length - 1]!.end)
+}
+
+/**
+ * Every table function of the embedded engine (system.table_functions of chDB 3.4, ClickHouse 26.7), lowercased.
+ * cli/query.test.ts fails when the engine knows one that is not here, so that a new one is judged before it runs.
+ */
+export const TABLE_FUNCTIONS: ReadonlySet<string> = new Set(
+  [
+    'SQLStandardValues', 'arrowstream', 'azureBlobStorage', 'azureBlobStorageCluster', 'cluster', 'clusterAllReplicas', 'cosn',
+    'deltaLake', 'deltaLakeAzure', 'deltaLakeAzureCluster', 'deltaLakeCluster', 'deltaLakeLocal', 'deltaLakeS3', 'deltaLakeS3Cluster',
+    'dictionary', 'eval', 'executable', 'file', 'fileCluster', 'filesystem', 'format', 'fuzzJSON', 'fuzzQuery', 'gcs',
+    'generateRandom', 'generateSeries', 'generate_series', 'hdfs', 'hdfsCluster', 'hudi', 'hudiCluster', 'iceberg', 'icebergAzure',
+    'icebergAzureCluster', 'icebergCluster', 'icebergHDFS', 'icebergHDFSCluster', 'icebergLocal', 'icebergLocalCluster', 'icebergS3',
+    'icebergS3Cluster', 'input', 'jdbc', 'loop', 'merge', 'mergeTreeAnalyzeIndexes', 'mergeTreeAnalyzeIndexesUUID', 'mergeTreeIndex',
+    'mergeTreeProjection', 'mergeTreeTextIndex', 'mongodb', 'mysql', 'null', 'numbers', 'numbers_mt', 'odbc', 'oss', 'paimon',
+    'paimonAzure', 'paimonAzureCluster', 'paimonCluster', 'paimonHDFS', 'paimonHDFSCluster', 'paimonLocal', 'paimonS3',
+    'paimonS3Cluster', 'postgresql', 'primes', 'prometheusQuery', 'prometheusQueryRange', 'redis', 'remote', 'remoteSecure', 's3',
+    's3Cluster', 'sqlite', 'timeSeriesData', 'timeSeriesMetrics', 'timeSeriesSamples', 'timeSeriesSelector', 'timeSeriesTags', 'url',
+    'urlCluster', 'values', 'view', 'viewExplain', 'viewIfPermitted', 'ytsaurus', 'zeros', 'zeros_mt',
+  ].map((n) => n.toLowerCase()),
+)
+
+/**
+ * The table functions an analyst may call: they make rows from their arguments, or run a query written inside them
+ * (which is checked with the rest of the text). Every other one reads files (file, filesystem), the network (url,
+ * s3, remote, mysql, …), starts programs (executable, odbc, jdbc) or reads tables named by strings (merge, loop),
+ * which this check cannot see; readonly=1 stops none of them, and `DESCRIBE url(…)` fetched from any address.
+ */
+const SAFE_TABLE_FUNCTIONS: ReadonlySet<string> = new Set(
+  ['numbers', 'numbers_mt', 'zeros', 'zeros_mt', 'generate_series', 'generateSeries', 'generateRandom', 'primes', 'values', 'SQLStandardValues', 'null', 'format', 'view', 'viewIfPermitted', 'viewExplain'].map((n) =>
+    n.toLowerCase(),
+  ),
+)
+
+/** Functions that read outside the store: a file's contents (file), a model library run by a bridge program. */
+const OUTSIDE_FUNCTIONS: ReadonlySet<string> = new Set(['file', 'catboostevaluate', 'naivebayesclassifier'])
+
+/** System tables whose reading starts a program (models: clickhouse-library-bridge) or signals every thread (stack_trace). */
+const OUTSIDE_SYSTEM_TABLES: ReadonlySet<string> = new Set(['models', 'stack_trace', 'zookeeper', 'zookeeper_connection'])
+
+/** A word's or a quoted identifier's name, lowercased (quotes, backslashes and doubled quotes dropped). */
+function identifierName(sql: string, t: Token): string {
+  const text = sql.slice(t.start, t.end)
+  if (t.kind !== 'quoted') return text.toLowerCase()
+  return text.slice(1, -1).replace(/\\/g, '').replace(/(["`\u201d])\1/g, '$1').toLowerCase()
 }
 
 function refused(message: string): RateflowError {
