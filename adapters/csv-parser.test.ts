@@ -94,6 +94,27 @@ describe('CsvRowParser', () => {
     }
   })
 
+  it('a line over maxRowChars is rejected wherever the chunks fall, and in a CR-only file the rows after it go on', () => {
+    const long = 'x'.repeat(3000)
+    for (const eol of ['\n', '\r', '\r\n']) {
+      const text = ['a,b', '1,2', `3,${long}`, '5,6', '7,8'].join(eol) + eol
+      for (const sizes of [[text.length], [100], [999, 7], [2999]]) {
+        const items = parseChunked(text, sizes, 2000)
+        expect(items.map((i) => [i.ok, i.line])).toEqual([[true, 1], [true, 2], [false, 3], [true, 4], [true, 5]])
+        expect(items[2]!.raw).toBe(`3,${long}`.slice(0, 1024))
+        expect(items.slice(3).map((i) => i.raw)).toEqual(['5,6', '7,8'])
+      }
+    }
+    // A quoted row over the limit too.
+    const quoted = parseChunked(`a,b\n1,"${'y'.repeat(2500)}"\n3,4\n`, [10_000], 2000)
+    expect(quoted.map((i) => i.ok)).toEqual([true, false, true])
+  })
+
+  it('a quoted row keeps its text as read beside the raw written back from its fields', () => {
+    const [, item] = parseChunked('a,b\n1,  "x ""y"""\n')
+    expect(item).toEqual({ ok: true, fields: ['1', 'x "y"'], raw: '1,"x ""y"""', exact: '1,  "x ""y"""', line: 2 })
+  })
+
   it('bounded memory: a row longer than maxRowChars is an error with a preview, and parsing resumes after the next line break', () => {
     const long = 'x'.repeat(5000)
     const items = parseChunked(`a,b\n1,"${long}\nstill inside\n2,3\n`, [1000], 2000)

@@ -22,7 +22,14 @@ import { RAW_PREVIEW_BYTES } from './wire.js'
 
 /** One parsed row, or a row that could not be parsed. `line` is the 1-based physical line the row starts on. */
 export type CsvItem =
-  | { readonly ok: true; readonly fields: string[]; readonly raw: string; readonly line: number }
+  | {
+      readonly ok: true
+      readonly fields: string[]
+      readonly raw: string
+      /** The row's text as the input has it, when `raw` was written back from quoted fields (quotes and spaces differ). */
+      readonly exact?: string
+      readonly line: number
+    }
   | { readonly ok: false; readonly error: string; readonly raw: string; readonly line: number }
 
 /** Rows longer than this (in UTF-16 code units) are errors: 1 MiB is far above any usage row. */
@@ -53,6 +60,11 @@ export function toCsvLine(row: readonly string[]): string {
     out += /[",\r\n]/.test(v) ? '"' + v.replace(/"/g, '""') + '"' : v
   }
   return out
+}
+
+/** The reason of a line longer than the parser takes. */
+function overLong(maxRowChars: number): string {
+  return `row longer than ${maxRowChars} characters (a quote never closed?); skipped to the next line break, raw keeps its first ${RAW_PREVIEW_BYTES} characters`
 }
 
 /** Where the physical line holding `start` ends (LF, CRLF or a lone CR) and where the next one starts; the text's end if it has no break. */
@@ -120,14 +132,22 @@ export class CsvRowParser {
     let nextCr = -2
     while (pos < n) {
       if (this.discarding) {
+        // The rest of an over-long line, up to its line break: LF, CRLF or a lone CR (a CR-only file has no LF at all).
         const nl = text.indexOf('\n', pos)
-        if (nl < 0) {
+        const cr = text.indexOf('\r', pos)
+        const brk = cr >= 0 && (nl < 0 || cr < nl) ? cr : nl
+        if (brk < 0) {
           pos = n
+          break
+        }
+        // A CR at the end of the text may be the first half of a CRLF: decide with the next chunk.
+        if (brk === cr && cr + 1 >= n && !final) {
+          pos = cr
           break
         }
         this.discarding = false
         this.line++
-        pos = nl + 1
+        pos = brk === cr && text.charCodeAt(cr + 1) === LF ? cr + 2 : brk + 1
         continue
       }
       const nl = text.indexOf('\n', pos)
@@ -140,6 +160,13 @@ export class CsvRowParser {
       if (!quoteInLine && !crInLine) {
         if (nl < 0 && !final) break
         const end = nl >= 0 && nl > pos && text.charCodeAt(nl - 1) === CR ? nl - 1 : lineEnd
+        if (end - pos > this.maxRowChars) {
+          // Over the limit though complete in this chunk: the same reject as a line that outgrew it while pending.
+          out.push({ ok: false, error: overLong(this.maxRowChars), raw: text.slice(pos, pos + RAW_PREVIEW_BYTES), line: this.line })
+          this.line++
+          pos = lineEnd + 1
+          continue
+        }
         const raw = text.slice(pos, end)
         const fields = raw.split(',')
         if (!blankRow(fields)) out.push({ ok: true, fields, raw, line: this.line })
@@ -173,7 +200,7 @@ export class CsvRowParser {
       }
       out.push({
         ok: false,
-        error: `row longer than ${this.maxRowChars} characters (a quote never closed?); skipped to the next line break, raw keeps its first ${RAW_PREVIEW_BYTES} characters`,
+        error: overLong(this.maxRowChars),
         raw: this.rest.slice(0, RAW_PREVIEW_BYTES),
         line: this.line,
       })
@@ -291,7 +318,10 @@ export class CsvRowParser {
         next = k + 1 < n && text.charCodeAt(k + 1) === LF ? k + 2 : k + 1
       } else next = k + 1
     }
-    const raw = quoted ? toCsvLine(fields) : text.slice(start, k)
-    return { item: { ok: true, fields, raw, line: this.line }, next, lines: lines + 1 }
+    if (k - start > this.maxRowChars) {
+      return { item: { ok: false, error: overLong(this.maxRowChars), raw: text.slice(start, start + RAW_PREVIEW_BYTES), line: this.line }, next, lines: lines + 1 }
+    }
+    if (!quoted) return { item: { ok: true, fields, raw: text.slice(start, k), line: this.line }, next, lines: lines + 1 }
+    return { item: { ok: true, fields, raw: toCsvLine(fields), exact: text.slice(start, k), line: this.line }, next, lines: lines + 1 }
   }
 }
