@@ -4,7 +4,7 @@ import { ValidationError, type Problem } from '../common/errors.js'
 import type { Logger } from '../common/logger.js'
 import type { BatchSink } from './batcher.js'
 import { SOURCE_HINT, SOURCE_NAME } from './config.js'
-import { CSV_COLUMNS, csvBatchIdPrefix, newRunId, publishCsvFile } from './csv.js'
+import { CSV_COLUMNS, csvBatchIdPrefix, csvFileProblems, newRunId, publishCsvFile } from './csv.js'
 
 export interface CsvInboxOptions {
   readonly watch: string
@@ -141,6 +141,9 @@ export class CsvInbox {
       batchIdPrefix: csvBatchIdPrefix(source, path, newRunId()),
     }
     try {
+      // A bad file (header, gzip that does not decompress whole) goes to failed/ before any of it is published.
+      const problems = await csvFileProblems(path, columns)
+      if (problems.length) throw new ValidationError(`CSV file ${name}`, problems)
       const r = await publishCsvFile(plan, async (batch) => {
         this.counts.batches++
         await this.deps.sink(batch)

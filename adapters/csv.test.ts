@@ -24,6 +24,23 @@ async function ingest(name: string, content: string | Buffer, maxRecords = 1000)
 const HEADER = 'event_id,event_time,device_id,account_id,subscription_id,metric,quantity,dim.region'
 
 describe('ingestCsvFile', () => {
+  it('gzip cut short while reading (changed after the file check): the rows before the cut, then one reject for the cut row', async () => {
+    const rows = Array.from({ length: 3000 }, (_, i) => `z${i},2026-10-05T11:00:00Z,fw-1,,,api_calls,${i + 1},`)
+    const gz = gzipSync([HEADER, ...rows].join('\n') + '\n')
+    const r = await ingest('cut.csv.gz', gz.subarray(0, Math.floor(gz.length * 0.6)))
+    expect(r.rejects).toHaveLength(1)
+    const cutAt = r.records.length
+    expect(cutAt).toBeGreaterThan(0)
+    expect(cutAt).toBeLessThan(3000)
+    // Every record is a complete row of the file, in order: none made from the cut row.
+    expect(r.records.map((x) => x.raw)).toEqual(rows.slice(0, cutAt))
+    const [reject] = r.rejects
+    expect(reject).toMatchObject({ source: 'csv:t', origin: `cut.csv.gz:${cutAt + 2}` })
+    expect(reject!.reason).toMatch(/^the gzip data is corrupt or cut short here \(unexpected end of file\): the file ends at this row/)
+    expect(`${rows.slice(cutAt).join('\n')}\n`.startsWith(reject!.raw)).toBe(true)
+    expect(r.read).toBe(cutAt + 1)
+  })
+
   it('maps rows to records: empty cells are absent fields, dimensions from dim.* columns, origin is file:line', async () => {
     const r = await ingest('a.csv', `${HEADER}\r\ne1,2026-10-01T00:00:00Z,fw-1,,,bytes_out,10,eu\r\n\r\ne2,2026-10-01T00:00:01Z,,a-1,,api_calls,3,\r\n`)
     expect(r.read).toBe(2)

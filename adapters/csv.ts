@@ -86,24 +86,29 @@ function isZlibError(err: unknown): err is NodeJS.ErrnoException {
 }
 
 /**
- * The problems of a CSV file's header, read without publishing anything: none when the file can be ingested.
- * `ingest csv` checks every file first, so a bad second file no longer leaves the first one half-published when
- * the command exits 2. Covers a missing or empty file's header, a file named `.gz` that is not gzip, and
- * everything mapHeader checks.
+ * The problems of a CSV file, found without publishing anything: none when the file can be ingested. `ingest csv`
+ * checks every file first, so a bad second file no longer leaves the first one half-published when the command
+ * exits 2, and the CSV inbox moves a bad file to failed/ before any of it is rated. Covers a missing or empty
+ * header, everything mapHeader checks, and for a `.gz` file that it decompresses whole: gzip checks its data only
+ * at the end of the stream, so a corrupt file whose damage is found there has already handed out damaged rows
+ * (seen: a changed byte rated as another quantity and another event id). That check reads the whole file once more.
  */
-export async function csvHeaderProblems(path: string, columns?: Readonly<Record<string, string>>): Promise<Problem[]> {
+export async function csvFileProblems(path: string, columns?: Readonly<Record<string, string>>): Promise<Problem[]> {
   const name = basename(path)
   const { chunks, decoder, close } = openCsvText(path)
   const parser = new CsvRowParser()
+  const gz = path.endsWith('.gz')
   let first: CsvItem | undefined
   try {
     for await (const chunk of chunks) {
+      // The header is all a plain file needs; a gzip file is read to its end, where its check is, unparsed.
+      if (first) continue
       first = parser.push(decoder.write(chunk))[0]
-      if (first) break
+      if (first && !gz) break
     }
     first ??= parser.push(decoder.end())[0] ?? parser.end()[0]
   } catch (err) {
-    if (isZlibError(err)) return [{ path: name, message: `not readable as gzip: ${err.message}` }]
+    if (isZlibError(err)) return [{ path: name, message: `not readable as gzip: ${err.message} (nothing of it was ingested)` }]
     return [{ path: name, message: `cannot be read: ${(err as Error).message}` }]
   } finally {
     close()
@@ -166,7 +171,8 @@ export async function ingestCsvFile(
         const reason =
           `byte 0x${invalid.byte.toString(16)} at character ${invalid.position} of the row is not valid UTF-8` +
           `${item.ok ? '' : ` (and: ${item.error})`}; raw holds the row's bytes in base64`
-        wait = batcher.add({ reject: { source, raw: rejectRaw(item.raw), origin, reason } })
+        // The row's exact bytes: for a quoted row, its text as read, not the fields written back.
+        wait = batcher.add({ reject: { source, raw: rejectRaw((item.ok ? item.exact : undefined) ?? item.raw), origin, reason } })
       } else if (!item.ok) wait = batcher.add({ reject: { source, raw: item.raw, origin, reason: item.error } })
       else if (item.fields.length !== shape.width) {
         wait = batcher.add({ reject: { source, raw: item.raw, origin, reason: `has ${item.fields.length} columns, the header has ${shape.width}` } })
@@ -268,6 +274,11 @@ export interface CsvPublishPlan extends CsvFileOptions {
   readonly batchIdPrefix: string
   /** The most bytes a batch's encoding may take (Queue.maxBatchBytes); default DEFAULT_BATCHING.maxBytes. */
   readonly maxBatchBytes?: number
+}
+
+/** The source `ingest csv` gives a file's records without --source: `csv:` and the file's name without `.csv`/`.gz`. */
+export function defaultCsvSource(path: string): string {
+  return `csv:${basename(path).replace(/(\.csv)?(\.gz)?$/, '')}`
 }
 
 /** The batch id prefix of one run over one file: see CsvPublishPlan. Reads the file's fingerprint (stat). */

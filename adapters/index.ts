@@ -3,7 +3,8 @@ export { DEFAULT_BATCHING, MicroBatcher, MIN_BATCH_BYTES, type BatchSink, type M
 export {
   CSV_COLUMNS,
   csvBatchIdPrefix,
-  csvHeaderProblems,
+  csvFileProblems,
+  defaultCsvSource,
   fileFingerprint,
   ingestCsvFile,
   mapHeader,

@@ -34,6 +34,12 @@ describe('EscapingUtf8Decoder', () => {
     expect(firstInvalidByte(a)).toEqual({ byte: 0xe9, position: 4 })
     expect([...originalBytes(a)]).toEqual([0x63, 0x61, 0x66, 0xe9])
     expect(hasInvalidBytes('café 😀 \uFFFD')).toBe(false)
+    // 💀 is U+1F480, D83D DC80 in UTF-16: its second half is not an escaped byte.
+    const mixed = Buffer.concat([Buffer.from('💀'), Buffer.from([0xe9]), Buffer.from('💩')])
+    const skull = decodeChunked(mixed, [3]).text
+    expect(firstInvalidByte(skull)).toEqual({ byte: 0xe9, position: 3 })
+    expect(originalBytes(skull).equals(mixed)).toBe(true)
+    expect(hasInvalidBytes('💀💩💯')).toBe(false)
     expect(firstInvalidByte('plain')).toBeUndefined()
   })
 

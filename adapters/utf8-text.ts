@@ -40,7 +40,9 @@ export class EscapingUtf8Decoder {
   }
 }
 
-const ESCAPED = /[\uDC80-\uDCFF]/
+// With the u flag a surrogate pair is one code point, so only a lone U+DC80–U+DCFF matches: the second half of a
+// real character such as U+1F480 (D83D DC80) does not.
+const ESCAPED = /[\uDC80-\uDCFF]/u
 
 /** True when `s` (text from EscapingUtf8Decoder) holds a byte that was not valid UTF-8. */
 export function hasInvalidBytes(s: string): boolean {
@@ -59,7 +61,8 @@ export function originalBytes(s: string): Buffer {
   let from = 0
   for (let i = 0; i < s.length; i++) {
     const c = s.charCodeAt(i)
-    if (c >= 0xdc80 && c <= 0xdcff) {
+    // A low surrogate after a high one is half of a real character, not an escaped byte.
+    if (c >= 0xdc80 && c <= 0xdcff && !(i > 0 && isHighSurrogate(s.charCodeAt(i - 1)))) {
       parts.push(Buffer.from(s.slice(from, i), 'utf8'), Buffer.of(c - 0xdc00))
       from = i + 1
     }
@@ -67,6 +70,8 @@ export function originalBytes(s: string): Buffer {
   parts.push(Buffer.from(s.slice(from), 'utf8'))
   return Buffer.concat(parts)
 }
+
+const isHighSurrogate = (c: number): boolean => c >= 0xd800 && c <= 0xdbff
 
 /** The length of the prefix of `b` that ends on a character boundary (a trailing multi-byte start is left out). */
 function completeEnd(b: Buffer): number {

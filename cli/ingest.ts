@@ -1,5 +1,5 @@
 import { existsSync, statSync } from 'node:fs'
-import { csvBatchIdPrefix, csvHeaderProblems, newRunId, publishCsvFile } from '../adapters/index.js'
+import { csvBatchIdPrefix, csvFileProblems, defaultCsvSource, newRunId, publishCsvFile } from '../adapters/index.js'
 import { ValidationError, type Problem } from '../common/errors.js'
 import { SOURCE_HINT, SOURCE_NAME } from '../adapters/config.js'
 import type { Runtime } from '../pipeline/runtime.js'
@@ -36,12 +36,22 @@ export async function ingestCsv(rt: Runtime, opts: IngestOptions): Promise<Inges
     // As for every adapter's source: half of every event's dedupe key.
     throw usage(`ingest csv: --source ${opts.source === '' ? 'must not be empty' : JSON.stringify(opts.source)}: ${SOURCE_HINT.replace('mqtt:plant-7', 'csv:oct-export')}`)
   }
-  const missing = opts.files.filter((f) => !existsSync(f) || !statSync(f).isFile())
-  if (missing.length) throw usage(`ingest csv: no such file: ${missing.join(', ')}`)
-  // Every file's header first: a bad file named after a good one exits 2 before anything is published, instead of
-  // after the good one was.
+  // Every file first (there, readable, a good header, a source it may have; gzip whole): a bad file named after a good
+  // one exits 2, naming every problem, before anything is published, instead of after the good one was.
   const problems: Problem[] = []
-  for (const file of opts.files) problems.push(...(await csvHeaderProblems(file)))
+  for (const file of opts.files) {
+    if (!existsSync(file) || !statSync(file).isFile()) {
+      problems.push({ path: file, message: 'no such file' })
+      continue
+    }
+    if (opts.source === undefined && !SOURCE_NAME.test(defaultCsvSource(file))) {
+      problems.push({
+        path: file,
+        message: `its default source would be ${JSON.stringify(defaultCsvSource(file))}, and a source ${SOURCE_HINT.replace(/ \(e\.g\..*\)$/, '')}: give --source`,
+      })
+    }
+    problems.push(...(await csvFileProblems(file)))
+  }
   if (problems.length) throw new ValidationError('ingest csv', problems)
   const queue = await rt.queue()
   const runId = newRunId()
@@ -73,7 +83,7 @@ export async function ingestCsv(rt: Runtime, opts: IngestOptions): Promise<Inges
   opts.onReading?.()
   try {
     for (const [i, file] of opts.files.entries()) {
-      const source = opts.source ?? `csv:${file.replace(/^.*\//, '').replace(/(\.csv)?(\.gz)?$/, '')}`
+      const source = opts.source ?? defaultCsvSource(file)
       // The file's place on the command line is part of its batch ids: the same file named twice is read twice,
       // and its second reading counts duplicates, instead of JetStream dropping its batches as repeats of the first.
       const plan = { path: file, source, batchIdPrefix: csvBatchIdPrefix(source, file, `${runId}.${i}`), maxBatchBytes: queue.maxBatchBytes }

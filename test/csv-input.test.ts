@@ -91,42 +91,63 @@ describe('ingest csv keeps what it cannot read', () => {
     ])
   })
 
-  it('gzip cut short: the rows before the cut are rated, the cut row is one reject that says so', async () => {
-    const rows = Array.from({ length: 3000 }, (_, i) => row(`z${i}`, i + 1))
-    const gz = gzipSync([HEADER, ...rows].join('\n') + '\n')
-    const cut = file('cut.csv.gz', gz.subarray(0, Math.floor(gz.length * 0.6)))
-    const r = await rateflow(['ingest', 'csv', cut, '--source', 'csv:cut', '--wait', ...d])
-    expect(r.code).toBe(0)
-    const counts = JSON.parse(r.stdout) as Counts
-    expect(reconciles(counts)).toBe(true)
-    expect(counts.rejected).toBe(1)
-    expect(counts.rated).toBeGreaterThan(0)
-    expect(counts.rated).toBeLessThan(3000)
-    const [reject] = await rejectsOf('csv:cut')
-    expect(reject!.origin).toBe(`cut.csv.gz:${counts.rated + 2}`)
-    expect(reject!.reason).toMatch(/^cut.csv.gz:\d+: the gzip data is corrupt or cut short here \(unexpected end of file\): the file ends at this row/)
-    // The rated rows are exactly the complete ones before the cut: none rated from a cut quantity.
-    const rated = await query<{ event_id: string; quantity: string }>(data, "SELECT event_id, toString(quantity) AS quantity FROM rated_usage WHERE source = 'csv:cut'")
-    for (const { event_id, quantity } of rated) expect(Number(quantity)).toBe(Number(event_id.slice(1)) + 1)
-    expect(`${rows.slice(counts.rated).join('\n')}\n`.startsWith(reject!.raw)).toBe(true)
+  it('a quoted row with a byte that is not UTF-8 keeps its exact bytes, quotes and spaces included', async () => {
+    const bad = Buffer.from('q2,2026-10-05T11:00:00Z,fw-001-1,,,api_calls,1,  "e\xe9u"', 'latin1')
+    const text = Buffer.concat([Buffer.from(`${HEADER}\n`), bad, Buffer.from('\n')])
+    const counts = await json<Counts>(['ingest', 'csv', file('quoted.csv', text), '--source', 'csv:quoted', '--wait', ...d])
+    expect(counts).toMatchObject({ read: 1, rejected: 1 })
+    const [reject] = await rejectsOf('csv:quoted')
+    expect(Buffer.from(reject!.raw.replace(/^base64:/, ''), 'base64').equals(bad)).toBe(true)
+  })
+
+  it('a real character whose UTF-16 form ends in U+DC80–U+DCFF (💀) is no invalid byte, even after one in the file', async () => {
+    const text = Buffer.concat([
+      Buffer.from(`${HEADER}\n`),
+      Buffer.from('bad\xe9,2026-10-05T11:00:00Z,fw-001-1,,,api_calls,1,\n', 'latin1'),
+      Buffer.from(`${row('skull-💀')}\n`, 'utf8'),
+    ])
+    const counts = await json<Counts>(['ingest', 'csv', file('emoji.csv', text), '--source', 'csv:emoji', '--wait', ...d])
+    expect(counts).toEqual({ read: 2, rated: 1, duplicates: 0, rejected: 1, suspended: 0 })
+    expect(await ratedIds('csv:emoji')).toEqual(['skull-💀'])
   })
 })
 
 describe('ingest csv checks every file before publishing any', () => {
-  it('a bad header in a later file exits 2 naming it, and nothing of the good file before it is published', async () => {
+  it('a bad file among good ones exits 2 naming every problem, and nothing of the good ones is published', async () => {
     const good = file('good.csv', `${HEADER}\n${row('g1')}\n${row('g2')}\n`)
     const bad = file('bad.csv', `${HEADER},colour\n${row('b1')},red\n`)
     const notGzip = file('plain.csv.gz', `${HEADER}\n${row('p1')}\n`)
     const empty = file('empty.csv', '')
-    const r = await rateflow(['ingest', 'csv', good, bad, notGzip, empty, '--source', 'csv:checked', '--wait', ...d])
+    // gzip checks its data at the end: a cut file, and a stored (level 0) one with a changed byte mid-way, whose rows
+    // before the check would otherwise have been rated as read (another quantity, another id).
+    const rows = Array.from({ length: 3000 }, (_, i) => row(`z${i}`, i + 1))
+    const gz = gzipSync([HEADER, ...rows].join('\n') + '\n')
+    const cut = file('cut.csv.gz', gz.subarray(0, Math.floor(gz.length * 0.6)))
+    const stored = Buffer.from(gzipSync([HEADER, ...rows].join('\n') + '\n', { level: 0 }))
+    const at = stored.indexOf('z1500,')
+    stored[at] = 'y'.charCodeAt(0)
+    const corrupt = file('corrupt.csv.gz', stored)
+    const r = await rateflow(['ingest', 'csv', good, bad, notGzip, empty, cut, corrupt, join(data, 'nope.csv'), '--source', 'csv:checked', '--wait', ...d])
     expect(r.code).toBe(2)
     expect(r.stderr).toMatch(/bad\.csv:1 column 9: unknown column "colour"/)
-    expect(r.stderr).toMatch(/plain\.csv\.gz: not readable as gzip: incorrect header check/)
+    expect(r.stderr).toMatch(/plain\.csv\.gz: not readable as gzip: incorrect header check \(nothing of it was ingested\)/)
     expect(r.stderr).toMatch(/empty\.csv:1: the file is empty: a header row is required/)
+    expect(r.stderr).toMatch(/cut\.csv\.gz: not readable as gzip: unexpected end of file/)
+    expect(r.stderr).toMatch(/corrupt\.csv\.gz: not readable as gzip: incorrect data check/)
+    expect(r.stderr).toMatch(/nope\.csv: no such file/)
     // Had the good file been published, this rater would rate its batches as well.
     const after = await json<Counts>(['ingest', 'csv', file('other.csv', `${HEADER}\n${row('o1')}\n`), '--source', 'csv:other', '--wait', ...d])
     expect(after).toEqual({ read: 1, rated: 1, duplicates: 0, rejected: 0, suspended: 0 })
     expect(await ratedIds('csv:checked')).toEqual([])
+  })
+
+  it('a file whose default source (its name) is no valid source needs --source, before anything is published', async () => {
+    const odd = file('a b!.csv', `${HEADER}\n${row('n1')}\n`)
+    const r = await rateflow(['ingest', 'csv', file('fine.csv', `${HEADER}\n${row('f1')}\n`), odd, '--wait', ...d])
+    expect(r.code).toBe(2)
+    expect(r.stderr).toMatch(/a b!\.csv: its default source would be "csv:a b!", and a source must be letters, digits and _ \. : @ -: give --source/)
+    expect(await ratedIds('csv:fine')).toEqual([])
+    expect(await json<Counts>(['ingest', 'csv', odd, '--source', 'csv:odd', '--wait', ...d])).toMatchObject({ read: 1, rated: 1 })
   })
 
   it('an empty --source, or one with characters no source may hold, is a usage error', async () => {

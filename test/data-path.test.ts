@@ -182,7 +182,7 @@ describe('bad files and documents exit 2 and name every problem', () => {
   it('a missing file', async () => {
     const r = await rateflow(['ingest', 'csv', join(data, 'nope.csv'), ...d])
     expect(r.code).toBe(2)
-    expect(r.stderr).toMatch(/no such file: .*nope.csv/)
+    expect(r.stderr).toMatch(/nope\.csv: no such file/)
   })
 
   it('a catalog with several errors lists each with its JSON path', async () => {
