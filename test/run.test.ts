@@ -1,7 +1,8 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process'
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
+import { gzipSync } from 'node:zlib'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { CSV_HEADER, sampleAccounts, sampleCatalog } from '../bench/sample-data.js'
 import { json, query, rateflow, tempDir, writeJson, type CliResult, killStrayChildren } from './helpers/cli.js'
@@ -131,10 +132,21 @@ describe('rateflow run', () => {
       { error: 'query: KILL is not allowed for read-only queries: give one SELECT (or WITH … SELECT), SHOW, DESCRIBE, EXPLAIN or EXISTS statement' },
     ])
     expect(await query<{ n: string }>(data, 'SELECT count() AS n FROM rated_usage')).toEqual([{ n: '55' }])
+    // A gzip file cut short goes to failed/ before any of its rows is published: gzip checks its data at its end.
+    const gzRows = Array.from({ length: 2000 }, (_, i) => `g${i},2026-10-05T11:00:00Z,fw-001-2,,,api_calls,1,`)
+    const gz = gzipSync(`${CSV_HEADER}\n${gzRows.join('\n')}\n`)
+    writeFileSync(join(inbox, 'cut.tmp'), gz.subarray(0, Math.floor(gz.length / 2)))
+    await run('mv', [join(inbox, 'cut.tmp'), join(inbox, 'cut.csv.gz')])
+    await until('cut.csv.gz in failed/', async () => existsSync(join(inbox, 'failed', 'cut.csv.gz.error.txt')))
+    expect(readFileSync(join(inbox, 'failed', 'cut.csv.gz.error.txt'), 'utf8')).toMatch(/cut\.csv\.gz: not readable as gzip: unexpected end of file/)
+    expect(await query<{ n: string }>(data, 'SELECT count() AS n FROM rated_usage')).toEqual([{ n: '55' }])
 
     r.child.kill('SIGINT')
     const res = await r.done
-    expect(res.stderr).toBe('')
+    // The one line on stderr is the inbox's warning about the cut file.
+    expect(res.stderr.trim().split('\n').map((l) => (JSON.parse(l) as { msg: string; file?: string }))).toEqual([
+      expect.objectContaining({ msg: 'CSV inbox: invalid file moved to failed/', file: 'cut.csv.gz' }),
+    ])
     expect(res.code).toBe(0)
     const rows = await query<{ source: string; n: string; ids: string }>(data, 'SELECT source, count() AS n, uniqExact(event_id) AS ids FROM rated_usage GROUP BY source ORDER BY source')
     expect(rows.map((x) => [x.source, Number(x.n), Number(x.ids)])).toEqual([
