@@ -797,9 +797,8 @@ export class Rater extends EventEmitter {
         { checkpoint: checkpoint.flush_id },
       )
       this.checkpointId = checkpoint.flush_id
-      // Strictly after: commits are strictly ordered in time (commit()), and the checkpoint's own flush is in it.
-      after = `AND k.batch_id IN (SELECT arrayJoin(batches) FROM flushes WHERE committed_at > fromUnixTimestamp64Milli({after:Int64}, 'UTC'))`
-      fixed.after = checkpoint.ms
+      after = 'AND k.batch_id IN {fold:Array(String)}'
+      fixed.fold = await this.batchesRatedAfter(checkpoint.ms)
     }
     type Row = StoredRated & { rated_at: string; source: string }
     // A page of rated rows, then the events they priced, found by their key in usage_events (its primary key): no
@@ -832,6 +831,34 @@ export class Rater extends EventEmitter {
     )
     this.totalsComplete = true
     return { checkpoint: checkpoint?.flush_id ?? null, folded }
+  }
+
+  /**
+   * The batches whose rated rows were written after the checkpoint committed at `ms`: those named by a flush
+   * committed after it (strictly: commits are strictly ordered in time, commit(), and the checkpoint's own flush is in
+   * it), less those a flush at or before it committed too. A batch delivered again after its commit (a queue that lost
+   * its acks) is named by a later flush as well, with no rows of its own there: its rated rows are in the checkpoint,
+   * and folding them again counted that usage twice in the totals, so later events were priced on the wrong totals.
+   * Its first commit wrote rows, so `committed_batches` names it, and only the flushes of these few batches are read.
+   */
+  private async batchesRatedAfter(ms: string): Promise<string[]> {
+    const { store } = this.deps
+    const named = await store.rows<{ b: string }>(
+      "SELECT DISTINCT arrayJoin(batches) AS b FROM flushes WHERE committed_at > fromUnixTimestamp64Milli({after:Int64}, 'UTC')",
+      { after: ms },
+    )
+    if (named.length === 0) return []
+    const ids = named.map((r) => r.b)
+    const earlier = await store.rows<{ b: string }>(
+      `SELECT DISTINCT batch_id AS b FROM committed_batches
+       WHERE batch_id IN {ids:Array(String)}
+         AND flush_id IN (SELECT flush_id FROM flushes
+                          WHERE committed_at <= fromUnixTimestamp64Milli({after:Int64}, 'UTC')
+                            AND flush_id IN (SELECT flush_id FROM committed_batches WHERE batch_id IN {ids:Array(String)}))`,
+      { ids, after: ms },
+    )
+    const done = new Set(earlier.map((r) => r.b))
+    return ids.filter((b) => !done.has(b))
   }
 
   /** Commits a checkpoint of the totals now (with whatever is buffered), unless nothing was folded since the last one. */

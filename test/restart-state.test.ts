@@ -147,6 +147,33 @@ describe('running totals restored from a checkpoint', () => {
     expect(kept[0]!.flush_id).not.toBe(afterFirst[0]!.flush_id)
   })
 
+  it('batches the queue delivers again after their commit (acks lost) are not folded twice at the next start', async () => {
+    const data = join(work.dir, 'redelivered')
+    await prepare(data)
+    const log = { RATEFLOW_LOG: 'info' }
+    // 1. The first half; stopping writes a checkpoint of the totals.
+    expect((await rateflow(['ingest', 'csv', files.first, '--source', SOURCE, '--wait', '--data', data], log)).code).toBe(0)
+    const [checkpoint] = await query<{ flush_id: string }>(data, CHECKPOINTS)
+    // 2. What a rater commits when a queue that lost its acks delivers those batches again: a later flush naming
+    //    them, every event a duplicate, no rows of its own (a nats-server killed and restarted did this).
+    const rt = openRuntime({ dataDir: data, log: createLogger('test') })
+    try {
+      const store = await rt.store()
+      const [b] = await store.rows<{ batches: string[] }>(`SELECT groupArray(b) AS batches FROM (SELECT DISTINCT arrayJoin(batches) AS b FROM flushes)`)
+      expect(b!.batches.length).toBeGreaterThan(0)
+      const batches = `[${b!.batches.map((x) => `'${x}'`).join(',')}]`
+      await store.command(`INSERT INTO flushes VALUES ('f-again', now64(3, 'UTC') + 1, ${batches}, 0, ${EVENTS / 2}, 0, 0, 0)`)
+    } finally {
+      await rt.close()
+    }
+    // 3. The second half: its start folds nothing after the checkpoint (the first half is in it), and every amount
+    //    is the uninterrupted run's.
+    const second = await rateflow(['ingest', 'csv', files.second, '--source', SOURCE, '--wait', '--data', data], log)
+    expect(second.code).toBe(0)
+    expect(startLog(second.stderr)).toMatchObject({ checkpoint: checkpoint!.flush_id, folded: 0 })
+    expect(await query(data, DUMP)).toEqual(uninterrupted)
+  })
+
   it('a store without a checkpoint (written before checkpoints existed) is folded whole, and gets one', async () => {
     const data = join(work.dir, 'legacy')
     await prepare(data)
