@@ -1,3 +1,4 @@
+import { existsSync, statSync } from 'node:fs'
 import { ErrorCode, RateflowError } from '../common/errors.js'
 import { createLogger, type Logger } from '../common/logger.js'
 import type { Runtime } from '../pipeline/runtime.js'
@@ -25,6 +26,8 @@ export const processIo: Io = {
  */
 export async function runtimeFor(opts: GlobalOptions, log: Logger = createLogger('rateflow')): Promise<Runtime> {
   const { openRuntime } = await import('../pipeline/runtime.js')
+  // A file where the data directory should be is bad usage (exit 2), not a failed mkdir with a stack trace.
+  if (existsSync(opts.data) && !statSync(opts.data).isDirectory()) throw usage(`--data ${opts.data} is not a directory`)
   return openRuntime({
     dataDir: opts.data,
     log,

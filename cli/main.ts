@@ -260,7 +260,9 @@ function fail(io: Io, err: unknown): number {
     io.err(`rateflow: ${(err as Error).message}`)
     return 2
   }
-  io.err(`rateflow: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`)
+  // A RateflowError says what and where on purpose (a service unreachable, the store failing): its message is the
+  // report. Anything else is unexpected, and its stack is what helps.
+  io.err(`rateflow: ${err instanceof RateflowError ? err.message : err instanceof Error ? (err.stack ?? err.message) : String(err)}`)
   return 1
 }
 

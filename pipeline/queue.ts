@@ -76,7 +76,30 @@ export interface Queue {
 }
 
 export async function openQueue(url: string, options: QueueOptions = DEFAULT_QUEUE): Promise<Queue> {
-  const nc = await connect({ servers: url, name: `rateflow-${process.pid}`, maxReconnectAttempts: -1 })
+  let nc: NatsConnection
+  try {
+    nc = await connect({ servers: url, name: `rateflow-${process.pid}`, maxReconnectAttempts: -1 })
+  } catch (err) {
+    throw new RateflowError(ErrorCode.ServiceUnavailable, `cannot reach NATS at ${url} (NATS_URL, or the local nats-server): ${(err as Error).message}`, { cause: err })
+  }
+  try {
+    return await setUp(nc, options)
+  } catch (err) {
+    // Closed, or the client would go on reconnecting to it for ever and the process never end.
+    await nc.close().catch(() => undefined)
+    const noJetStream = (err as Error).name === 'JetStreamNotEnabled' || /jetstream is not enabled/i.test((err as Error).message)
+    throw new RateflowError(
+      ErrorCode.ServiceUnavailable,
+      noJetStream
+        ? `NATS at ${url} has no JetStream: start nats-server with -js (JetStream), or unset NATS_URL to let rateflow start its own`
+        : `setting up the USAGE stream on NATS at ${url} failed: ${(err as Error).message}`,
+      { cause: err },
+    )
+  }
+}
+
+/** The stream, the rater's consumer and the Queue on an open connection. */
+async function setUp(nc: NatsConnection, options: QueueOptions): Promise<Queue> {
   const jsm = await jetstreamManager(nc)
   const ms = (n: number) => n * 1_000_000
   try {
