@@ -1,4 +1,5 @@
 import { hostname } from 'node:os'
+import { jetstream } from '@nats-io/jetstream'
 import { Kvm, type KV } from '@nats-io/kv'
 import type { NatsConnection } from '@nats-io/transport-node'
 import { ErrorCode, HeldByAnotherError, RateflowError } from '../common/errors.js'
@@ -24,6 +25,8 @@ export interface LeaseOptions {
   readonly force: boolean
   /** Called when a renewal finds the lease gone or taken: the holder must stop rating. */
   readonly onLost: (err: Error) => void
+  /** Called when a renewal fails but the lease may still be current: the next renewal tries again. */
+  readonly onRenewFailed?: (err: Error) => void
 }
 export const DEFAULT_LEASE_TTL_MS = 30_000
 
@@ -41,6 +44,8 @@ export class RaterLease {
   private timer: NodeJS.Timeout | undefined
   private released = false
   private lost = false
+  /** A renewal is in flight: the next tick waits for it rather than racing it. */
+  private renewing = false
   /** When the lease was last written (taken or renewed), performance.now() ms. */
   private renewedAt = performance.now()
 
@@ -57,7 +62,9 @@ export class RaterLease {
 
   /** Takes the lease for this process, or throws a HeldByAnotherError (BAD_USAGE) naming its holder. */
   static async acquire(nc: NatsConnection, dataDir: string, options: LeaseOptions): Promise<RaterLease> {
-    const kv = await new Kvm(nc).create(LEASE_BUCKET, { ttl: options.ttlMs, history: 1 })
+    // Requests time out within a sixth of the lapse time (at least 1 s): a renewal that cannot get through fails in
+    // time for the next ones to try before the lease may lapse.
+    const kv = await new Kvm(jetstream(nc, { timeout: Math.max(1000, Math.floor(options.ttlMs / 6)) })).create(LEASE_BUCKET, { ttl: options.ttlMs, history: 1 })
     const me: LeaseHolder = { host: hostname(), pid: process.pid, dataDir, since: new Date().toISOString() }
     const value = JSON.stringify(me)
     try {
@@ -90,15 +97,30 @@ export class RaterLease {
   }
 
   private async renew(): Promise<void> {
-    if (this.released) return
+    if (this.released || this.renewing) return
+    this.renewing = true
     try {
       this.revision = await this.kv.update(LEASE_KEY, this.value, this.revision)
       this.renewedAt = performance.now()
     } catch (err) {
       if (this.released) return
+      // The compare-and-set failed: another rater wrote the lease since this one last did. Lost, at once.
+      const taken = /wrong last sequence/i.test((err as Error).message ?? '')
+      // Anything else (nats-server restarting, a network blip, a request timing out) may pass: the next renewal tries
+      // again, until the lease may have lapsed (isCurrent). One failed renewal used to stop the rater, so a 5 s
+      // restart of a shared nats-server ended `rateflow run`.
+      if (!taken && this.isCurrent()) {
+        this.options.onRenewFailed?.(err as Error)
+        return
+      }
       this.lost = true
       this.stopRenewing()
-      this.options.onLost(new RateflowError(ErrorCode.ServiceUnavailable, 'lost the rater lease on the USAGE stream (not renewed in time, or taken)', { cause: err }))
+      const why = taken
+        ? 'another rater took it'
+        : `not renewed for ${((performance.now() - this.renewedAt) / 1000).toFixed(1)} s: ${(err as Error).message}`
+      this.options.onLost(new RateflowError(ErrorCode.ServiceUnavailable, `lost the rater lease on the USAGE stream (${why})`, { cause: err }))
+    } finally {
+      this.renewing = false
     }
   }
 

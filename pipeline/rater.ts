@@ -292,7 +292,12 @@ export class Rater extends EventEmitter {
     if (!queue) return
     // A rater that runs its own nats-server owns the data directory (its lock): a lease left by a killed
     // predecessor there is taken over at once.
-    this.lease = await RaterLease.acquire(queue.nc, dataDir, { ttlMs: DEFAULT_LEASE_TTL_MS, force: ownsQueue === true, onLost: (err) => this.fail(err) })
+    this.lease = await RaterLease.acquire(queue.nc, dataDir, {
+      ttlMs: DEFAULT_LEASE_TTL_MS,
+      force: ownsQueue === true,
+      onLost: (err) => this.fail(err),
+      onRenewFailed: (err) => this.deps.log.warn({ err: err.message }, 'could not renew the rater lease; trying again'),
+    })
   }
 
   /** Stops consuming, applies and flushes what was fetched, and releases the pool. */

@@ -1,4 +1,5 @@
 import { writeFileSync } from 'node:fs'
+import { connect as netConnect, createServer, type AddressInfo, type Socket } from 'node:net'
 import { hostname } from 'node:os'
 import { join } from 'node:path'
 import { connect, type NatsConnection } from '@nats-io/transport-node'
@@ -72,12 +73,63 @@ describe('RaterLease', () => {
     expect(holder.isCurrent()).toBe(true)
     const taker = await RaterLease.acquire(nc, '/data/e', { ttlMs: 600, force: true, onLost: never })
     await new Promise((r) => setTimeout(r, 500))
-    expect(lost?.message).toMatch(/lost the rater lease/)
+    expect(lost?.message).toBe('lost the rater lease on the USAGE stream (another rater took it)')
     expect(holder.isCurrent()).toBe(false)
     await holder.release()
     expect((await kv.get(LEASE_KEY))?.json<{ dataDir: string }>().dataDir).toBe('/data/e')
     await taker.release()
   })
+
+  it('a holder keeps its lease through a short outage of the server (renewals fail, then get through), and loses it after a long one', async () => {
+    // The holder's connection goes through a proxy that can cut it: an outage the client reconnects after.
+    const sockets = new Set<Socket>()
+    const target = new URL(server.url)
+    let proxy = createServer((c) => {
+      const s = netConnect(Number(target.port), target.hostname)
+      for (const x of [c, s]) {
+        sockets.add(x)
+        x.on('error', () => undefined)
+        x.on('close', () => sockets.delete(x))
+      }
+      c.pipe(s).pipe(c)
+    })
+    await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', () => r()))
+    const port = (proxy.address() as AddressInfo).port
+    const down = async () => {
+      await new Promise<void>((r) => {
+        proxy.close(() => r())
+        for (const s of sockets) s.destroy()
+      })
+    }
+    const up = async () => {
+      const next = createServer(proxy.listeners('connection')[0] as (s: Socket) => void)
+      await new Promise<void>((r) => next.listen(port, '127.0.0.1', () => r()))
+      proxy = next
+    }
+    const viaProxy = await connect({ servers: `nats://127.0.0.1:${port}`, reconnectTimeWait: 100, maxReconnectAttempts: -1 })
+    let lost: Error | undefined
+    const failed: Error[] = []
+    // Renewed every 2 s, requests time out after 1 s, lapses after 6 s: it may act for 4 s after a renewal.
+    const holder = await RaterLease.acquire(viaProxy, '/data/f', { ttlMs: 6_000, force: false, onLost: (e) => (lost = e), onRenewFailed: (e) => failed.push(e) })
+    try {
+      await down()
+      await new Promise((r) => setTimeout(r, 2_600)) // a renewal falls in the outage and fails
+      await up()
+      await new Promise((r) => setTimeout(r, 2_500)) // the next one gets through
+      expect(failed.length).toBeGreaterThan(0)
+      expect(lost).toBeUndefined()
+      expect(holder.isCurrent()).toBe(true)
+      await down()
+      await new Promise((r) => setTimeout(r, 5_500)) // past two thirds of the lapse time
+      expect(lost?.message).toMatch(/^lost the rater lease on the USAGE stream \(not renewed for \d+\.\d s: /)
+      expect(holder.isCurrent()).toBe(false)
+    } finally {
+      await up().catch(() => undefined)
+      await holder.release().catch(() => undefined)
+      await viaProxy.close()
+      proxy.close()
+    }
+  }, 30_000)
 
   it('a holder on this host whose process is gone is taken over at once', async () => {
     const kv = await new Kvm(nc).create(LEASE_BUCKET, { ttl: 30_000, history: 1 })
