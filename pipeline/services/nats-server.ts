@@ -14,6 +14,8 @@ export interface LocalNatsServer {
 export interface NatsServerOptions {
   /** The server's max_payload: the largest message it takes, so the largest usage batch. Bytes, at most 64 MiB. */
   readonly maxPayloadBytes: number
+  /** How long stop() waits for the server to end on SIGTERM before it kills it (ms). */
+  readonly stopGraceMs?: number
 }
 
 /**
@@ -54,7 +56,16 @@ export async function startNatsServer(dataDir: string, options: NatsServerOption
   const guard =
     'nats-server "$@" & child=$!; trap \'kill -TERM $child; wait $child; exit 0\' TERM INT; ' +
     'read _ignored; kill -TERM $child; wait $child'
-  const child: ChildProcess = spawn('sh', ['-c', guard, 'sh', ...args], { stdio: ['pipe', 'ignore', 'pipe'] })
+  // A process group of its own (guard and server), so that a kill reaches the server, not only the guard: killing the
+  // guard alone left a server that ignored SIGTERM (seen on a full disk) running on the data directory.
+  const child: ChildProcess = spawn('sh', ['-c', guard, 'sh', ...args], { stdio: ['pipe', 'ignore', 'pipe'], detached: true })
+  const killAll = () => {
+    try {
+      process.kill(-child.pid!, 'SIGKILL')
+    } catch {
+      child.kill('SIGKILL')
+    }
+  }
   let stderr = ''
   child.stderr?.on('data', (d: Buffer) => {
     stderr = (stderr + d.toString()).slice(-4000)
@@ -72,7 +83,7 @@ export async function startNatsServer(dataDir: string, options: NatsServerOption
       break
     } catch (err) {
       if (Date.now() > deadline) {
-        child.kill('SIGKILL')
+        killAll()
         throw new RateflowError(ErrorCode.ServiceUnavailable, `nats-server did not answer on ${url}: ${stderr.trim()}`, {
           cause: err,
         })
@@ -85,7 +96,7 @@ export async function startNatsServer(dataDir: string, options: NatsServerOption
     async stop() {
       if (child.exitCode === null) {
         child.stdin?.end()
-        const timer = setTimeout(() => child.kill('SIGKILL'), 10_000)
+        const timer = setTimeout(killAll, options.stopGraceMs ?? 10_000)
         await exited
         clearTimeout(timer)
       }
