@@ -304,7 +304,13 @@ function describe(v: unknown): string {
 export const SOURCE_NAME = /^[A-Za-z0-9_.:@-]+$/
 const NAME = SOURCE_NAME
 const OFFSET = /^(Z|[+-]\d{2}:?\d{2})$/
-export const SOURCE_HINT = 'must be letters, digits and _ . : @ - (e.g. "mqtt:plant-7")'
+/** What SOURCE_NAME allows, in words. */
+export const SOURCE_RULE = 'must be letters, digits and _ . : @ -'
+/** SOURCE_RULE with an example source, as a problem's message gives it. */
+export function sourceHint(example: string): string {
+  return `${SOURCE_RULE} (e.g. "${example}")`
+}
+const SOURCE_HINT = sourceHint('mqtt:plant-7')
 
 function checkSessions(c: Checker, v: unknown, path: string): SessionOptions | undefined {
   const o = c.obj(v, path)

@@ -3,7 +3,7 @@ import { join } from 'node:path'
 import { ValidationError, type Problem } from '../common/errors.js'
 import type { Logger } from '../common/logger.js'
 import type { BatchSink } from './batcher.js'
-import { SOURCE_HINT, SOURCE_NAME } from './config.js'
+import { SOURCE_NAME, sourceHint } from './config.js'
 import { CSV_COLUMNS, csvBatchIdPrefix, csvFileProblems, newRunId, publishCsvFile } from './csv.js'
 
 export interface CsvInboxOptions {
@@ -43,7 +43,7 @@ export function checkCsvInboxEntries(entries: readonly unknown[], path = '$.adap
     }
     // The same rule as the MQTT and syslog sources: it is half of every event's dedupe key, and shows in every row.
     if (typeof o.source === 'string' && o.source !== '' && !SOURCE_NAME.test(o.source)) {
-      problems.push({ path: `${p}.source`, message: SOURCE_HINT.replace('mqtt:plant-7', 'csv:drop') })
+      problems.push({ path: `${p}.source`, message: sourceHint('csv:drop') })
       ok = false
     }
     if (o.columns !== undefined) {

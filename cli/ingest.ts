@@ -1,7 +1,7 @@
 import { existsSync, statSync } from 'node:fs'
 import { csvBatchIdPrefix, csvFileProblems, defaultCsvSource, newRunId, publishCsvFile } from '../adapters/index.js'
 import { ValidationError, type Problem } from '../common/errors.js'
-import { SOURCE_HINT, SOURCE_NAME } from '../adapters/config.js'
+import { SOURCE_NAME, SOURCE_RULE, sourceHint } from '../adapters/config.js'
 import type { Runtime } from '../pipeline/runtime.js'
 import { Rater, raterOptionsFromEnv, type BatchOutcome } from '../pipeline/rater.js'
 import { usage } from './context.js'
@@ -34,7 +34,7 @@ export async function ingestCsv(rt: Runtime, opts: IngestOptions): Promise<Inges
   if (opts.files.length === 0) throw usage('ingest csv: give at least one FILE')
   if (opts.source !== undefined && !SOURCE_NAME.test(opts.source)) {
     // As for every adapter's source: half of every event's dedupe key.
-    throw usage(`ingest csv: --source ${opts.source === '' ? 'must not be empty' : JSON.stringify(opts.source)}: ${SOURCE_HINT.replace('mqtt:plant-7', 'csv:oct-export')}`)
+    throw usage(`ingest csv: --source ${opts.source === '' ? 'must not be empty' : JSON.stringify(opts.source)}: ${sourceHint('csv:oct-export')}`)
   }
   // Every file first (there, readable, a good header, a source it may have; gzip whole): a bad file named after a good
   // one exits 2, naming every problem, before anything is published, instead of after the good one was.
@@ -47,7 +47,7 @@ export async function ingestCsv(rt: Runtime, opts: IngestOptions): Promise<Inges
     if (opts.source === undefined && !SOURCE_NAME.test(defaultCsvSource(file))) {
       problems.push({
         path: file,
-        message: `its default source would be ${JSON.stringify(defaultCsvSource(file))}, and a source ${SOURCE_HINT.replace(/ \(e\.g\..*\)$/, '')}: give --source`,
+        message: `its default source would be ${JSON.stringify(defaultCsvSource(file))}, and a source ${SOURCE_RULE}: give --source`,
       })
     }
     problems.push(...(await csvFileProblems(file)))
