@@ -69,12 +69,10 @@ function overLong(maxRowChars: number): string {
 
 /** Where the physical line holding `start` ends (LF, CRLF or a lone CR) and where the next one starts; the text's end if it has no break. */
 function lineEnd(text: string, start: number): { end: number; next: number } {
-  for (let i = start; i < text.length; i++) {
-    const c = text.charCodeAt(i)
-    if (c === LF) return { end: i, next: i + 1 }
-    if (c === CR) return { end: i, next: i + 1 < text.length && text.charCodeAt(i + 1) === LF ? i + 2 : i + 1 }
-  }
-  return { end: text.length, next: text.length }
+  const nl = text.indexOf('\n', start)
+  const cr = text.indexOf('\r', start)
+  if (cr >= 0 && (nl < 0 || cr < nl)) return { end: cr, next: text.charCodeAt(cr + 1) === LF ? cr + 2 : cr + 1 }
+  return nl >= 0 ? { end: nl, next: nl + 1 } : { end: text.length, next: text.length }
 }
 
 /** Feed text chunks with `push`, then call `end`; each call returns the items it completed, in order. */
@@ -133,45 +131,43 @@ export class CsvRowParser {
     while (pos < n) {
       if (this.discarding) {
         // The rest of an over-long line, up to its line break: LF, CRLF or a lone CR (a CR-only file has no LF at all).
-        const nl = text.indexOf('\n', pos)
-        const cr = text.indexOf('\r', pos)
-        const brk = cr >= 0 && (nl < 0 || cr < nl) ? cr : nl
-        if (brk < 0) {
+        const brk = lineEnd(text, pos)
+        if (brk.end === n) {
           pos = n
           break
         }
         // A CR at the end of the text may be the first half of a CRLF: decide with the next chunk.
-        if (brk === cr && cr + 1 >= n && !final) {
-          pos = cr
+        if (brk.next === n && text.charCodeAt(brk.end) === CR && !final) {
+          pos = brk.end
           break
         }
         this.discarding = false
         this.line++
-        pos = brk === cr && text.charCodeAt(cr + 1) === LF ? cr + 2 : brk + 1
+        pos = brk.next
         continue
       }
       const nl = text.indexOf('\n', pos)
       if (nextQuote !== -1 && nextQuote < pos) nextQuote = text.indexOf('"', pos)
       if (nextCr !== -1 && nextCr < pos) nextCr = text.indexOf('\r', pos)
-      const lineEnd = nl < 0 ? n : nl
-      const quoteInLine = nextQuote !== -1 && nextQuote < lineEnd
+      const lfAt = nl < 0 ? n : nl
+      const quoteInLine = nextQuote !== -1 && nextQuote < lfAt
       // A CR right before the LF is part of the line break; any other CR ends a row itself (slow path).
-      const crInLine = nextCr !== -1 && nextCr < lineEnd && !(nl >= 0 && nextCr === nl - 1)
+      const crInLine = nextCr !== -1 && nextCr < lfAt && !(nl >= 0 && nextCr === nl - 1)
       if (!quoteInLine && !crInLine) {
         if (nl < 0 && !final) break
-        const end = nl >= 0 && nl > pos && text.charCodeAt(nl - 1) === CR ? nl - 1 : lineEnd
+        const end = nl >= 0 && nl > pos && text.charCodeAt(nl - 1) === CR ? nl - 1 : lfAt
         if (end - pos > this.maxRowChars) {
           // Over the limit though complete in this chunk: the same reject as a line that outgrew it while pending.
           out.push({ ok: false, error: overLong(this.maxRowChars), raw: text.slice(pos, pos + RAW_PREVIEW_BYTES), line: this.line })
           this.line++
-          pos = lineEnd + 1
+          pos = lfAt + 1
           continue
         }
         const raw = text.slice(pos, end)
         const fields = raw.split(',')
         if (!blankRow(fields)) out.push({ ok: true, fields, raw, line: this.line })
         this.line++
-        pos = lineEnd + 1
+        pos = lfAt + 1
         continue
       }
       const r = this.slowRow(text, pos, final)
