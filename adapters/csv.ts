@@ -113,19 +113,29 @@ export async function csvFileProblems(path: string, columns?: Readonly<Record<st
   } finally {
     close()
   }
-  if (!first) return [{ path: `${name}:1`, message: 'the file is empty: a header row is required' }]
-  if (!first.ok) return [{ path: `${name}:${first.line}`, message: first.error }]
-  if (hasInvalidBytes(first.raw)) {
-    const at = firstInvalidByte(first.raw)!
-    return [{ path: `${name}:${first.line}`, message: `the header is not valid UTF-8 (byte 0x${at.byte.toString(16)} at character ${at.position})` }]
-  }
   try {
-    mapHeader(first.fields, name, columns)
+    headerFields(first, name, columns)
   } catch (err) {
     if (err instanceof ValidationError) return [...err.problems]
     throw err
   }
   return []
+}
+
+/**
+ * The fields of a file's header row (`first`, the file's first item; undefined when the file has none), mapped by
+ * mapHeader. Throws ValidationError naming the problem: no header (an empty file), a header the parser could not read,
+ * a header with bytes that are not UTF-8, or what mapHeader finds.
+ */
+function headerFields(first: CsvItem | undefined, name: string, columns: Readonly<Record<string, string>> | undefined): string[] {
+  if (!first) throw new ValidationError(`CSV file ${name}`, [{ path: `${name}:1`, message: 'the file is empty: a header row is required' }])
+  if (!first.ok) throw new ValidationError(`CSV header of ${name}`, [{ path: `${name}:${first.line}`, message: first.error }])
+  const at = firstInvalidByte(first.raw)
+  if (at !== undefined) {
+    const message = `the header is not valid UTF-8 (byte 0x${at.byte.toString(16)} at character ${at.position})`
+    throw new ValidationError(`CSV header of ${name}`, [{ path: `${name}:${first.line}`, message }])
+  }
+  return mapHeader(first.fields, name, columns)
 }
 
 /**
@@ -159,8 +169,7 @@ export async function ingestCsvFile(
   const take = async (items: CsvItem[]): Promise<void> => {
     for (const item of items) {
       if (!shape) {
-        if (!item.ok) throw new ValidationError(`CSV header of ${name}`, [{ path: `${name}:${item.line}`, message: item.error }])
-        shape = rowShape(mapHeader(item.fields, name, options.columns))
+        shape = rowShape(headerFields(item, name, options.columns))
         continue
       }
       read++
@@ -203,7 +212,8 @@ export async function ingestCsvFile(
   }
   await take(parser.push(decoder.end()))
   await take(parser.end())
-  if (!shape) throw new ValidationError(`CSV file ${name}`, [{ path: `${name}:1`, message: 'the file is empty: a header row is required' }])
+  // No header at all (an empty file): headerFields throws the problem.
+  if (!shape) headerFields(undefined, name, options.columns)
   return { read }
 }
 
