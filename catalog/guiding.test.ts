@@ -64,6 +64,34 @@ describe('GuidingIndex.guide', () => {
     expect(g.kind === 'reject' && g.reason).toMatch(/account "a-1" has 2 subscriptions metering "bytes_out" .*\(s-1, s-2\): send subscription_id/)
   })
 
+  it('guides an account-only event to the active subscription, past dormant ones; holds it when all are dormant', () => {
+    const doc: AccountsDocument = {
+      customers: [
+        {
+          id: 'c-9',
+          name: 'Nine',
+          accounts: [
+            {
+              id: 'a-9',
+              currency: 'USD',
+              timezone: 'UTC',
+              bill_cycle_day: 1,
+              subscriptions: [sub('s-act'), sub('s-dor', [], { status: 'dormant' }), sub('s-dor2', [], { status: 'dormant' })],
+            },
+            { id: 'a-8', currency: 'USD', timezone: 'UTC', bill_cycle_day: 1, subscriptions: [sub('s-d1', [], { status: 'dormant' }), sub('s-d2', [], { status: 'dormant' })] },
+          ],
+        },
+      ],
+    }
+    const g = new GuidingIndex([sampleCatalog()], doc)
+    const owned = g.guide({ account_id: 'a-9', metric: 'bytes_out' }, at('2026-10-20T00:00:00Z'))
+    expect(owned.kind === 'owner' && owned.owner.subscription.id).toBe('s-act')
+    expect(g.guide({ account_id: 'a-8', metric: 'bytes_out' }, at('2026-10-20T00:00:00Z'))).toEqual({
+      kind: 'suspend',
+      reason: 'account "a-8" has only dormant subscriptions metering "bytes_out" at 2026-10-20T00:00:00.000Z (s-d1, s-d2): held until one is activated',
+    })
+  })
+
   it('suspends what guiding data may own later: unbound device, unknown account or subscription, dormant, before start, no catalog', () => {
     const reason = (ids: Parameters<GuidingIndex['guide']>[0], iso = '2026-10-20T00:00:00Z') => {
       const g = index.guide(ids, at(iso))

@@ -150,9 +150,20 @@ export class GuidingIndex {
       if (!a) return { kind: 'suspend', reason: `account "${ids.account_id}" is not known (yet)` }
       const catalog = this.catalogAt(ms)
       if (!catalog) return { kind: 'suspend', reason: `no catalog version is in force at ${isoUtc(ms)}` }
-      const candidates = a.subscriptions.filter((s) => inForce(s, ms) && meters(catalog, planOf(catalog, s.plan), ids.metric))
-      if (candidates.length === 0) {
+      const metering = a.subscriptions.filter((s) => inForce(s, ms) && meters(catalog, planOf(catalog, s.plan), ids.metric))
+      if (metering.length === 0) {
         return { kind: 'suspend', reason: `account "${a.id}" has no subscription at ${isoUtc(ms)} whose plan meters "${ids.metric}"` }
+      }
+      // A dormant subscription is not billed until it is activated (CONTRACT §6): it owns no usage while an active
+      // one meters the metric. Only dormant ones: held until one is activated (by then, with two active, ambiguous).
+      const candidates = metering.filter((s) => s.status !== 'dormant')
+      if (candidates.length === 0) {
+        return {
+          kind: 'suspend',
+          reason: `account "${a.id}" has only dormant subscriptions metering "${ids.metric}" at ${isoUtc(ms)} (${metering
+            .map((s) => s.id)
+            .join(', ')}): held until one is activated`,
+        }
       }
       if (candidates.length > 1) {
         return {
