@@ -63,8 +63,31 @@ describe('priceCharge', () => {
   it('--events on a sum meter prices the sum (Lago package: 201 units = 10)', () => {
     expect(priceCharge(catalog, 'pro', 'calls', { events: ['101', '100'] }).amount).toBe('10')
   })
-  it('--events on a unique_count meter counts distinct values', () => {
-    expect(priceCharge(catalog, 'pro', 'users', { events: ['1', '2', '1', '1.0'] }).amount).toBe('6')
+  it('--events on a unique_count meter counts distinct values, compared as text as the rater compares dimension values', () => {
+    expect(priceCharge(catalog, 'pro', 'users', { events: ['alice', 'bob', 'alice'] }).amount).toBe('6')
+    expect(priceCharge(catalog, 'pro', 'users', { events: ['1', '2', '1', '1.0'] }).amount).toBe('9')
+  })
+  it('--events on count and unique_count meters multiplies by the meter scale, as rating does', () => {
+    const scaled = validateCatalog({
+      ...catalog,
+      meters: [
+        { id: 'users', metric: 'login', aggregation: 'unique_count', dimension: 'user', scale: '2' },
+        { id: 'calls', metric: 'api_calls', aggregation: 'count', scale: '2' },
+      ],
+      plans: [
+        {
+          id: 'p',
+          billing_period: 'month',
+          charges: [
+            { id: 'users', kind: 'usage', meter: 'users', model: 'per_unit', unit_price: '3' },
+            { id: 'calls', kind: 'usage', meter: 'calls', model: 'per_unit', unit_price: '3' },
+          ],
+        },
+      ],
+    })
+    // alice, bob, carol: 3 users × scale 2 = 6 × 3 = 18; 4 calls × 2 = 8 × 3 = 24.
+    expect(priceCharge(scaled, 'p', 'users', { events: ['alice', 'bob', 'alice', 'carol'] })).toMatchObject({ amount: '18', lines: [expect.objectContaining({ quantity: '6' })] })
+    expect(priceCharge(scaled, 'p', 'calls', { events: ['1', '1', '1', '1'] }).amount).toBe('24')
   })
   it('--events on a percentage charge prices each event (2.9% + 0.30)', () => {
     const r = priceCharge(catalog, 'pro', 'card', { events: ['100', '10'] })

@@ -7,7 +7,8 @@
  *   for `percentage` it is one event's value.
  * - `{ events }` are per-event values in meter units, in arrival order. `percentage` prices each
  *   one; the other models aggregate them with the meter's aggregation (sum, count, max, min,
- *   latest = the last given, unique_count = distinct values) and price Q. time_weighted_avg
+ *   latest = the last given, unique_count = distinct values, which are the dimension's values as
+ *   text; count and unique_count times the meter's scale) and price Q. time_weighted_avg
  *   needs event times, so it takes `--quantity` only.
  * `rate` prices one per-event usage: a `time_rated` session (quantity = seconds from `start`,
  * schedules in `timezone`), or one `percentage` event (start is not needed for its price).
@@ -56,24 +57,27 @@ function usageCharge(charge: Charge, planId: string, command: string): UsageChar
   return charge
 }
 
-/** Aggregates per-event values the way the charge's meter would (values already in meter units). */
+/**
+ * Aggregates per-event values the way the charge's meter would: decimals in meter units, except for unique_count,
+ * whose values are the counted dimension's values (any text, compared exactly). count and unique_count are
+ * multiplied by the meter's scale, as the rater's fold does (meters.ts): each event, or each new value, adds the scale.
+ */
 function aggregateValues(catalog: Catalog, charge: UsageCharge, values: string[]): string {
   const meter = catalog.meters.find((m) => m.id === charge.meter)
   const aggregation = meter?.aggregation ?? 'sum'
+  const scale = meter?.scale === undefined ? ONE : parseDec(meter.scale)
+  if (aggregation === 'unique_count') return fmt(mul({ i: BigInt(new Set(values).size), e: 0 }, scale))
+  if (aggregation === 'count') return fmt(mul({ i: BigInt(values.length), e: 0 }, scale))
   const ds: Dec[] = values.map((v, k) => parseDec(v, `events[${k}]`))
   switch (aggregation) {
     case 'sum':
       return fmt(ds.reduce((s, d) => add(s, d), ZERO))
-    case 'count':
-      return fmt(mul({ i: BigInt(ds.length), e: 0 }, meter?.scale === undefined ? ONE : parseDec(meter.scale)))
     case 'max':
       return ds.length === 0 ? '0' : fmt(ds.reduce((a, b) => (cmp(b, a) > 0 ? b : a)))
     case 'min':
       return ds.length === 0 ? '0' : fmt(ds.reduce((a, b) => (cmp(b, a) < 0 ? b : a)))
     case 'latest':
       return ds.length === 0 ? '0' : fmt(ds[ds.length - 1]!)
-    case 'unique_count':
-      return String(new Set(ds.map(fmt)).size)
     case 'time_weighted_avg':
       throw new RateflowError(ErrorCode.BadUsage, `meter "${charge.meter}" is a time_weighted_avg: it needs event times; give the average with --quantity`)
   }
