@@ -92,6 +92,28 @@ describe('GuidingIndex.guide', () => {
     })
   })
 
+  it('holds usage of an account billed in another currency than the catalog in force prices in', () => {
+    const doc: AccountsDocument = {
+      customers: [
+        {
+          id: 'c-7',
+          name: 'Seven',
+          accounts: [{ id: 'a-eur', currency: 'EUR', timezone: 'UTC', bill_cycle_day: 1, subscriptions: [sub('s-eur', [{ device_id: 'fw-e', from: '2026-10-01T00:00:00Z', to: null }])] }],
+        },
+      ],
+    }
+    const usd = sampleCatalog()
+    const g = new GuidingIndex([usd], doc)
+    for (let i = 0; i < 2; i++) {
+      expect(g.guide({ device_id: 'fw-e', metric: 'bytes_out' }, at('2026-10-20T00:00:00Z'))).toEqual({
+        kind: 'suspend',
+        reason: `account "a-eur" is billed in EUR but catalog version "${usd.version}" prices in ${usd.currency}`,
+      })
+    }
+    const eur = new GuidingIndex([{ ...usd, currency: 'EUR' }], doc).guide({ device_id: 'fw-e', metric: 'bytes_out' }, at('2026-10-20T00:00:00Z'))
+    expect(eur.kind === 'owner' && eur.owner.account.id).toBe('a-eur')
+  })
+
   it('suspends what guiding data may own later: unbound device, unknown account or subscription, dormant, before start, no catalog', () => {
     const reason = (ids: Parameters<GuidingIndex['guide']>[0], iso = '2026-10-20T00:00:00Z') => {
       const g = index.guide(ids, at(iso))

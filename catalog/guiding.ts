@@ -204,7 +204,15 @@ export class GuidingIndex {
     if (!owned) {
       const plan = version.plans.get(subscription.plan)
       if (!plan) return { kind: 'suspend', reason: `plan "${subscription.plan}" is not in catalog version "${catalog.version}"` }
-      owned = { kind: 'owner', owner: { account, subscription, plan, catalog } }
+      // A catalog prices in one currency: an account billed in another cannot be priced by it (no conversion is done).
+      // Held, not rejected: correcting the account or a catalog version in its currency releases the usage.
+      owned =
+        account.currency === catalog.currency
+          ? { kind: 'owner', owner: { account, subscription, plan, catalog } }
+          : {
+              kind: 'suspend',
+              reason: `account "${account.id}" is billed in ${account.currency} but catalog version "${catalog.version}" prices in ${catalog.currency}`,
+            }
       sub.owners.set(catalog, owned)
     }
     sub.lastCatalog = catalog

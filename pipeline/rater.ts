@@ -476,8 +476,17 @@ export class Rater extends EventEmitter {
     for (const line of staged.rejectLines) rejectedRows += line
     for (const rec of staged.records) {
       if (pending.release) {
-        // A release: the record is committed already (it was suspended); rate it or leave it held.
-        if (rec.suspendLine !== undefined) continue
+        // A release: the record is committed already (it was suspended); rate it or leave it held. Still held for
+        // another reason than the stored one (a device now bound to an account the catalog cannot price, say): the
+        // held row is written again with the reason that holds it now, so suspended_usage says what to fix.
+        if (rec.suspendLine !== undefined) {
+          const h = pending.release.get(recordKey(rec.source, rec.eventId))!
+          if (rec.suspendReason !== undefined && rec.suspendReason !== h.reason) {
+            suspendedRows += heldLine({ ...h, reason: rec.suspendReason }, 'held', staged.batchId)
+            b.rows++
+          }
+          continue
+        }
       } else {
         // One probe: the key joins the index here, and leaves it again if the event turns out a reject.
         if ((late !== undefined && late.has(recordKey(rec.source, rec.eventId))) || !this.accepted.add(rec.source, rec.eventId, rec.eventMs, now)) {

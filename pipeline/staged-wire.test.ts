@@ -48,17 +48,20 @@ describe('staged batches cross to the rater unchanged', () => {
     const record = fc
       .tuple(fc.integer({ min: -8_640_000_000_000_000, max: 8_640_000_000_000_000 }), text, text, text)
       .chain(([eventMs, eventId, eventIso, quantity]) =>
-        fc.record<StagedRecord>(
-          {
-            eventId: fc.constant(eventId), eventMs: fc.constant(eventMs), usageLine: text, suspendLine: text,
-            charges: fc.array(charge(eventMs, eventId, eventIso, quantity), { maxLength: 3 }),
-            source: text,
-            raw: text,
-            origin: fc.option(text, { nil: undefined }),
-            receivedAt: fc.constant('2026-11-22 10:00:00.000'),
-          },
-          { requiredKeys: ['eventId', 'eventMs', 'usageLine', 'charges', 'source', 'raw', 'origin', 'receivedAt'] },
-        ),
+        fc
+          .tuple(
+            fc.record<StagedRecord>({
+              eventId: fc.constant(eventId), eventMs: fc.constant(eventMs), usageLine: text,
+              charges: fc.array(charge(eventMs, eventId, eventIso, quantity), { maxLength: 3 }),
+              source: text,
+              raw: text,
+              origin: fc.option(text, { nil: undefined }),
+              receivedAt: fc.constant('2026-11-22 10:00:00.000'),
+            }),
+            // A held record has its suspended_usage line and its reason (stageBatch sets both).
+            fc.option(fc.tuple(text, text), { nil: undefined }),
+          )
+          .map(([r, held]): StagedRecord => (held === undefined ? r : { ...r, suspendLine: held[0], suspendReason: held[1] })),
       )
     const line = text.map((t) => t.replace(/\n/g, '\\n') + '\n')
     const batch = fc.record<StagedBatch>({ batchId: text, read: fc.nat(), rejectLines: fc.array(line, { maxLength: 4 }), records: fc.array(record, { maxLength: 5 }) })

@@ -13,7 +13,7 @@ export interface StagedWire {
   readonly ints: Int32Array
 }
 
-// Strings of their own, in the text: per record eventId, usageLine, suspendLine (when it has one), raw, origin (when
+// Strings of their own, in the text: per record eventId, usageLine, suspendLine and suspendReason (when it has one), raw, origin (when
 // it has one), and when it has charges their eventIso and quantity (a record's charges share them, and its event id
 // and time); per charge its dimensions (when its meter reads them) and prefix. The rest repeat across a batch and go
 // once, in its table of shared strings, grouped per charge context: totalsKey, chargeRef, timezone, periodStartIso,
@@ -104,7 +104,7 @@ export function encodeStaged(b: StagedBatch): StagedWire {
     structure[s++] = hi
     structure[s++] = r.eventMs - hi * TWO_32
     own.push(r.eventId, r.usageLine)
-    if (r.suspendLine !== undefined) own.push(r.suspendLine)
+    if (r.suspendLine !== undefined) own.push(r.suspendLine, r.suspendReason ?? '')
     own.push(r.raw)
     if (r.origin !== undefined) own.push(r.origin)
     const first = r.charges[0]
@@ -187,6 +187,7 @@ export function decodeStaged(w: StagedWire): StagedBatch {
     const eventId = next()
     const usageLine = next()
     const suspendLine = hasSuspend ? next() : undefined
+    const suspendReason = hasSuspend ? next() : undefined
     const raw = next()
     const origin = hasOrigin ? next() : undefined
     const charges: StagedCharge[] = new Array(nCharges)
@@ -213,7 +214,7 @@ export function decodeStaged(w: StagedWire): StagedBatch {
         }
       }
     }
-    records[i] = { eventId, eventMs, usageLine, suspendLine, charges, source, raw, origin, receivedAt }
+    records[i] = { eventId, eventMs, usageLine, suspendLine, suspendReason, charges, source, raw, origin, receivedAt }
   }
   // Reject lines are TSV (newlines inside values escaped), so each one ends at its own \n.
   const rejectLines = nRejects === 0 ? [] : rejectText.split('\n', nRejects).map((l) => l + '\n')

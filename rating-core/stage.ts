@@ -36,6 +36,8 @@ export interface StagedRecord {
   readonly usageLine: string
   /** Set when the record waits for guiding data: suspended_usage line (ends in \n). */
   readonly suspendLine?: string
+  /** With suspendLine: why it waits (the line's reason column, unescaped). */
+  readonly suspendReason?: string
   readonly charges: StagedCharge[]
   /** The input as received, for a reject the owner decides (a model that cannot price the event): source, raw bytes (or the record's JSON), origin. */
   readonly source: string
@@ -155,7 +157,7 @@ export function stageBatch(batch: UsageBatch, guiding: GuidingIndex, receivedAtM
       const suspendLine =
         common + '\t' + tsv(raw) + '\t' + tsv(r.origin ?? '') + '\t' + tsv(g.reason) +
         '\theld\t' + receivedAtMs + '\t' + receivedAt + '\t' + batchId + '\n'
-      records.push({ eventId: r.event_id, eventMs: ms, usageLine, suspendLine, charges: [], source: lastSource!, raw, origin: r.origin, receivedAt })
+      records.push({ eventId: r.event_id, eventMs: ms, usageLine, suspendLine, suspendReason: g.reason, charges: [], source: lastSource!, raw, origin: r.origin, receivedAt })
       continue
     }
     const o = ownerRoutes(g.owner)

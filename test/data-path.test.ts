@@ -108,7 +108,7 @@ describe('ingest csv --wait on real services', () => {
     expect(rows.length).toBe(4) // re-ingesting did not double them
   })
 
-  it('holds rows of an unbound device in suspended_usage, and rates them once accounts apply binds it', async () => {
+  it('holds rows of an unbound device in suspended_usage, and rates them once accounts apply binds it to an account in the catalog\'s currency', async () => {
     const held = await query<{ event_id: string; reason: string }>(
       data,
       "SELECT event_id, reason FROM suspended_usage FINAL WHERE status = 'held' ORDER BY event_id",
@@ -140,6 +140,15 @@ describe('ingest csv --wait on real services', () => {
         },
       ],
     }
+    // Bound first to an account billed in EUR: the USD catalog cannot price it, so the rows stay held, with that reason.
+    const inEuro = { customers: [{ ...binding.customers[0]!, accounts: [{ ...binding.customers[0]!.accounts[0]!, currency: 'EUR' }] }] }
+    const none = await json<{ released: number }>(['accounts', 'apply', writeJson(join(data, 'late-eur.json'), inEuro), ...d])
+    expect(none.released).toBe(0)
+    const heldEur = await query<{ reason: string }>(data, "SELECT reason FROM suspended_usage FINAL WHERE status = 'held' ORDER BY event_id")
+    expect(heldEur.map((h) => h.reason)).toEqual([
+      expect.stringMatching(/account "a-late" is billed in EUR but catalog version "[^"]+" prices in USD/),
+      expect.stringMatching(/account "a-late" is billed in EUR but catalog version "[^"]+" prices in USD/),
+    ])
     const out = await json<{ released: number }>(['accounts', 'apply', writeJson(join(data, 'late.json'), binding), ...d])
     expect(out.released).toBe(2)
     const rated = await query<{ event_id: string; account_id: string; charge_id: string; amount: string }>(
