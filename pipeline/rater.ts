@@ -923,7 +923,7 @@ export class Rater extends EventEmitter {
       key,
       resolved,
       { event_id: row.event_id, event_time: eventIso, ms: eventMs, quantity: row.quantity, dimensions: row.dims },
-      { schedules: resolved.schedules, timezone: owner?.account.timezone ?? 'UTC', periodStart, periodEnd: period.endIso },
+      { schedules: resolved.schedules, timezone: owner?.account.timezone ?? 'UTC', periodStart, periodEnd: period.endIso, versionEndMs: resolved.versionEndMs },
     )
   }
 

@@ -13,7 +13,8 @@
  * - unique_count: number of distinct values of `dimension` × scale; events without the
  *                 dimension count nothing.
  * - time_weighted_avg: a reading holds from its event_time until the next reading's event_time
- *                 (ties ordered by event_id), the last one until period end; before the first
+ *                 (ties ordered by event_id), the last one until period end (or until the next
+ *                 catalog version takes over, when one does mid-period); before the first
  *                 reading of the period the value is 0. The average is ∫value dt / period
  *                 length, rounded half-even to 18 decimals. A gauge that should count from the
  *                 period start must report a reading at the period start.
@@ -109,8 +110,10 @@ export interface FoldResult {
 
 /**
  * Folds one event into `prior` (undefined = first event of the period). `priorQ` is prior.q
- * already parsed (callers keep it to avoid re-parsing on the hot path). `periodStartMs` and
- * `periodEndMs` (exclusive) are needed by time_weighted_avg only.
+ * already parsed (callers keep it to avoid re-parsing on the hot path). `periodStartMs`,
+ * `periodEndMs` (exclusive) and `holdEndMs` are needed by time_weighted_avg only: readings hold
+ * until `holdEndMs` (the period end, or earlier when another catalog version takes over) and the
+ * average divides by the whole period.
  */
 export function foldMeter(
   meter: Meter,
@@ -120,6 +123,7 @@ export function foldMeter(
   scaled: Dec,
   periodStartMs: number,
   periodEndMs: number,
+  holdEndMs = periodEndMs,
 ): FoldResult {
   const n = (prior?.n ?? 0) + 1
   switch (meter.aggregation) {
@@ -162,7 +166,7 @@ export function foldMeter(
       return { agg: { n, q: fmt(q), uniques: next }, q, metered: one }
     }
     case 'time_weighted_avg':
-      return foldTimeWeighted(prior, ev, scaled, n, periodStartMs, periodEndMs)
+      return foldTimeWeighted(prior, ev, scaled, n, periodStartMs, periodEndMs, holdEndMs)
   }
 }
 
@@ -173,6 +177,7 @@ function foldTimeWeighted(
   n: number,
   startMs: number,
   endMs: number,
+  holdEndMs: number,
 ): FoldResult {
   const t = ev.ms ?? eventMillis(ev.event_time)
   if (!(endMs > startMs)) throw new RateflowError(ErrorCode.BadInput, 'time_weighted_avg: the period is empty')
@@ -198,7 +203,9 @@ function foldTimeWeighted(
   }
   // The previous reading held over [t, nextT); now the new one does: Δ = (v − prev) × (nextT − t).
   const after = points[lo]
-  const nextT = after === undefined ? endMs : after[0]
+  // The last reading holds until the hold end; a reading at or after it (a version that took over after the reading
+  // was priced by this one: see RatingContext.versionEndMs) holds for no time.
+  const nextT = after === undefined ? Math.max(t, Math.min(endMs, holdEndMs)) : after[0]
   const prevV = before === undefined ? ZERO : parseDec(before[2])
   const integral = add(integral0, mul(sub(v, prevV), { i: BigInt(nextT - t), e: 0 }))
   const next = points.slice()

@@ -57,6 +57,47 @@ describe('chargeTable', () => {
   })
 })
 
+describe('a catalog version that takes over mid-period', () => {
+  // The same seat price in both versions: the version change must not change the bill.
+  const seats = (version: string, from: string): Catalog =>
+    ({
+      version,
+      effective_from: from,
+      currency: 'USD',
+      meters: [{ id: 'seats', metric: 'seats', aggregation: 'time_weighted_avg' }],
+      plans: [{ id: 'p', billing_period: 'month', charges: [{ id: 'seats', kind: 'usage', meter: 'seats', model: 'per_unit', unit_price: '10' }] }],
+    }) as Catalog
+  const g1 = seats('g1', '2026-01-01T00:00:00Z')
+  const g2 = seats('g2', '2026-10-16T00:00:00Z')
+  const reading = (version: string, eventIso: string, quantity: string): StagedCharge => ({
+    ...staged('seats', eventIso, quantity),
+    totalsKey: `s1\u0000seats\u00002026-10-01T00:00:00.000Z\u0000\u0000${version}`,
+    chargeRef: chargeRef(version, 'p', 'seats'),
+  })
+  const amount = (line: string | Error) => {
+    if (typeof line !== 'string') throw line
+    return line.split('\t')[2]!.trim()
+  }
+
+  it('ends each version at the next one\'s effective_from, the latest at Infinity, whatever the order given', () => {
+    const t = chargeTable([g2, g1])
+    expect(t.get(chargeRef('g1', 'p', 'seats'))!.versionEndMs).toBe(Date.parse('2026-10-16T00:00:00Z'))
+    expect(t.get(chargeRef('g2', 'p', 'seats'))!.versionEndMs).toBe(Infinity)
+  })
+
+  it('holds a time_weighted_avg reading only until the next version takes over: the two versions bill the period once', () => {
+    const totals = new RunningTotals(chargeTable([g1, g2]))
+    // 10 seats all October, reported at the start of each version's part: 10 × 15/31 under g1, 10 × 16/31 under g2.
+    const a1 = amount(totals.foldEvent([reading('g1', '2026-10-01T00:00:00.000Z', '10')]))
+    const a2 = amount(totals.foldEvent([reading('g2', '2026-10-16T00:00:00.000Z', '10')]))
+    expect([a1, a2]).toEqual(['48.387096774', '51.612903226'])
+    expect((Number(a1) + Number(a2)).toFixed(6)).toBe('100.000000') // = price --quantity 10
+    // One version alone holds the reading to the period end.
+    const alone = new RunningTotals(chargeTable([g1]))
+    expect(amount(alone.foldEvent([reading('g1', '2026-10-01T00:00:00.000Z', '10')]))).toBe('100')
+  })
+})
+
 describe('RunningTotals.foldEvent', () => {
   it('returns each charge line with metered quantity and amount, the increment of its running total', () => {
     const totals = new RunningTotals(chargeTable([catalog]))

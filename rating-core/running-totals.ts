@@ -17,17 +17,23 @@ export interface ResolvedCharge {
   readonly charge: UsageCharge
   readonly meter: Meter
   readonly schedules: Schedule[]
+  /** Epoch ms at which the next catalog version takes over (exclusive end of this version's prices); Infinity for the latest. */
+  readonly versionEndMs: number
 }
 
 /** Every usage charge of these catalog versions by its chargeRef (`version\0plan\0charge`); charges whose meter is missing are left out. */
 export function chargeTable(catalogs: readonly Catalog[]): Map<string, ResolvedCharge> {
   const table = new Map<string, ResolvedCharge>()
-  for (const cat of catalogs) {
+  const froms = catalogs.map((c) => Date.parse(c.effective_from))
+  for (const [i, cat] of catalogs.entries()) {
+    // The earliest effective_from after this version's: versions are append-only, but the list need not be sorted.
+    let versionEndMs = Infinity
+    for (const from of froms) if (from > froms[i]! && from < versionEndMs) versionEndMs = from
     for (const plan of cat.plans) {
       for (const charge of plan.charges) {
         if (charge.kind !== 'usage') continue
         const meter = cat.meters.find((m) => m.id === charge.meter)
-        if (meter) table.set(chargeRef(cat.version, plan.id, charge.id), { charge, meter, schedules: cat.schedules ?? [] })
+        if (meter) table.set(chargeRef(cat.version, plan.id, charge.id), { charge, meter, schedules: cat.schedules ?? [], versionEndMs })
       }
     }
   }
@@ -146,7 +152,7 @@ export class RunningTotals {
   // The event and context handed to the fold, reused: foldUsageEvent keeps neither object (only the strings in
   // them), and one event and context object per charge were half of what a fold allocated.
   private readonly ev: UsageEventInput = { event_id: '', event_time: '', ms: 0, quantity: '', dimensions: {} }
-  private readonly ctx: RatingContext = { schedules: [], timezone: '', periodStart: '', periodEnd: '' }
+  private readonly ctx: RatingContext = { schedules: [], timezone: '', periodStart: '', periodEnd: '', versionEndMs: Infinity }
 
   /** Folds one charge of an event into its cell; returns its rated_usage line. */
   private foldCharge(c: StagedCharge, cell: Cell): string {
@@ -161,6 +167,7 @@ export class RunningTotals {
     ctx.timezone = c.timezone
     ctx.periodStart = c.periodStartIso
     ctx.periodEnd = c.periodEndIso
+    ctx.versionEndMs = resolved.versionEndMs
     const r = foldUsageEvent(resolved.charge, resolved.meter, cell.t, ev, ctx)
     // Checked before the total moves: a value the store cannot hold would fail the flush's insert, and the batch,
     // delivered again after every restart, would stop the rater for good (a poison message). It is the event's reject.
