@@ -101,6 +101,19 @@ export class SyslogFramer {
     return out
   }
 
+  /**
+   * The connection is being closed on our side (shutdown) while the peer has not ended it: bytes of a message that
+   * has not ended yet are one error frame (raw kept, not rated: the message may be cut), so nothing vanishes.
+   */
+  cut(reason: string): Frame[] {
+    if (this.closed) return []
+    this.closed = true
+    const b = this.buf
+    this.buf = Buffer.alloc(0)
+    if (this.discarding || b.length === 0) return []
+    return [{ ok: false, error: `${reason}: ${b.length} bytes of a message that had not ended`, preview: Buffer.from(b.subarray(0, RAW_PREVIEW_BYTES)), fatal: false }]
+  }
+
   /** End of stream: a last unterminated line is a message; a partial octet-counted frame is an error. */
   end(): Frame[] {
     if (this.closed) return []

@@ -35,7 +35,7 @@ afterEach(async () => {
   for (const a of adapters.splice(0)) await a.stop().catch(() => undefined)
 })
 
-function setup(o: Partial<SyslogAdapterOptions> = {}, sink?: (b: UsageBatch) => Promise<void>) {
+function setup(o: Partial<SyslogAdapterOptions> = {}, sink?: (b: UsageBatch) => Promise<void>, tcpDrainMs?: number) {
   const batches: UsageBatch[] = []
   const { logger, lines } = capture()
   const options: SyslogAdapterOptions = {
@@ -45,6 +45,7 @@ function setup(o: Partial<SyslogAdapterOptions> = {}, sink?: (b: UsageBatch) => 
   const adapter = new SyslogAdapter(options, {
     sink: sink ?? (async (b) => { batches.push(b) }),
     logger,
+    ...(tcpDrainMs === undefined ? {} : { tcpDrainMs }),
   })
   adapters.push(adapter)
   const records = (): WireRecord[] => batches.flatMap((b) => b.records)
@@ -232,6 +233,38 @@ describe('SyslogAdapter flow control', () => {
     await waitFor(() => g.batches.flatMap((b) => b.records).length === 200, 'all 200 records')
     expect(g.batches.flatMap((b) => b.records).map((r) => r.event_id)).toEqual(Array.from({ length: 200 }, (_, i) => `e${i}`))
     expect(t.adapter.stats.udpDropped).toBe(0)
+  })
+
+  it('stop() delivers every line a TCP sender wrote and closed before it, even while the batcher held the socket paused', async () => {
+    // A slow store: each batch of 100 takes 20 ms, so most of the 2,000 lines are still in the socket at stop().
+    const stored: UsageBatch[] = []
+    const t = setup({ batching: { max_records: 100, max_delay_ms: 5, max_in_flight: 1 } }, async (b) => {
+      await new Promise((r) => setTimeout(r, 20))
+      stored.push(b)
+    })
+    await t.adapter.start()
+    const c = net.connect(t.adapter.ports.tcp!, '127.0.0.1')
+    await new Promise<void>((resolve) => c.end(Array.from({ length: 2000 }, (_, i) => line(i)).join(''), resolve))
+    await waitFor(() => t.adapter.stats.messages >= 1, 'the first message')
+    await t.adapter.stop()
+    expect(stored.flatMap((b) => b.records).map((r) => r.event_id)).toEqual(Array.from({ length: 2000 }, (_, i) => `e${i}`))
+  })
+
+  it('stop() cuts a connection its peer keeps open after the drain time; a half-sent message becomes a reject', async () => {
+    const t = setup({}, undefined, 300)
+    await t.adapter.start()
+    const c = net.connect(t.adapter.ports.tcp!, '127.0.0.1')
+    // The peer ignores our FIN (allowHalfOpen) and never ends its side.
+    c.setNoDelay(true)
+    ;(c as net.Socket & { allowHalfOpen: boolean }).allowHalfOpen = true
+    c.write(line(1) + 'event_id=e2 device_id=fw-1 metric=bytes_out quan')
+    await waitFor(() => t.records().length === 1, 'the whole line')
+    await t.adapter.stop()
+    expect(t.records().map((r) => r.event_id)).toEqual(['e1'])
+    expect(t.rejects()).toEqual([
+      expect.objectContaining({ raw: 'event_id=e2 device_id=fw-1 metric=bytes_out quan', reason: expect.stringMatching(/connection still open when the adapter stopped: 48 bytes of a message that had not ended/) }),
+    ])
+    c.destroy()
   })
 
   it('UDP drops datagrams while the batcher is full, counts them and warns', async () => {

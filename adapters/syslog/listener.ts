@@ -30,6 +30,8 @@ export interface SyslogAdapterDeps {
   readonly maxBatchBytes?: number
   /** Clock for 3164 years and session idle timeouts; Date.now by default. */
   readonly now?: () => number
+  /** How long stop() reads open TCP connections before cutting them; TCP_DRAIN_MS by default. */
+  readonly tcpDrainMs?: number
 }
 
 export interface SyslogStats {
@@ -49,13 +51,17 @@ export interface SyslogStats {
   sessionsEvicted: number
 }
 
+/** How long a stopping adapter goes on reading open TCP connections for what their peers sent before it stopped. */
+export const TCP_DRAIN_MS = 5_000
+
 export class SyslogAdapter {
   private readonly feed: BatchFeed
   private readonly merger: SessionMerger | undefined
   private readonly now: () => number
   private udp: dgram.Socket | undefined
   private tcp: net.Server | undefined
-  private readonly sockets = new Set<net.Socket>()
+  /** Open TCP connections, and for each: `finished` once its socket closed and every frame it brought was handed on; `cut` ends it now. */
+  private readonly connections = new Map<net.Socket, { finished: Promise<void>; cut(): void }>()
   private udpWait: Promise<void> | undefined
   private overloadDrops = 0
   private sessionTimer: NodeJS.Timeout | undefined
@@ -129,10 +135,14 @@ export class SyslogAdapter {
   }
 
   /**
-   * Drains: 1. stop accepting (close listeners, end connections) 2. close open sessions (`session_close=shutdown`:
-   * syslog cannot replay them) 3. flush the batcher and wait until everything is stored.
+   * Drains: 1. stop accepting; a TCP connection is ended on our side (FIN) and read until its peer ends it, up to
+   * `TCP_DRAIN_MS`: lines a sender wrote before the stop are still in the socket, and a sender that closed after
+   * writing has lost nothing; a connection still open then is cut, its unfinished message a reject 2. close open
+   * sessions (`session_close=shutdown`: syslog cannot replay them) 3. flush the batcher and wait until everything is
+   * stored.
    */
   async stop(): Promise<void> {
+    await this.drainConnections()
     await this.closeListeners()
     if (this.sessionTimer) clearInterval(this.sessionTimer)
     if (this.merger) {
@@ -154,9 +164,29 @@ export class SyslogAdapter {
     if (udp) await new Promise<void>((resolve) => udp.close(() => resolve()))
     if (tcp) {
       const closed = new Promise<void>((resolve) => tcp.close(() => resolve()))
-      for (const s of this.sockets) s.destroy()
+      for (const s of this.connections.keys()) s.destroy()
       await closed
     }
+  }
+
+  private async drainConnections(): Promise<void> {
+    const tcp = this.tcp
+    if (!tcp) return
+    // No new connections; the ones open go on being read.
+    const closed = new Promise<void>((resolve) => tcp.close(() => resolve()))
+    this.tcp = undefined
+    const open = [...this.connections]
+    for (const [socket] of open) socket.end()
+    const all = Promise.all(open.map(([, c]) => c.finished))
+    let timer: NodeJS.Timeout | undefined
+    const drained = await Promise.race([all.then(() => true), new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), this.deps.tcpDrainMs ?? TCP_DRAIN_MS)))])
+    clearTimeout(timer)
+    if (!drained) {
+      this.deps.logger.warn({ source: this.options.source, open: this.connections.size }, 'syslog TCP connections still open at shutdown; cutting them')
+      for (const c of this.connections.values()) c.cut()
+    }
+    await all
+    await closed
   }
 
   private expireSessions(): void {
@@ -192,10 +222,18 @@ export class SyslogAdapter {
 
   private onConnection(socket: net.Socket): void {
     this.counts.tcpConnections++
-    this.sockets.add(socket)
     const peer = `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'}`
     const framer = new SyslogFramer(this.options.max_message_bytes)
     let n = 0
+    // Finished once the socket has closed and no frame waits for the batcher: only then has every frame it brought
+    // been handed on, and a drain may flush the batcher.
+    let waiting = false
+    let closed = false
+    let finish!: () => void
+    const finished = new Promise<void>((resolve) => (finish = resolve))
+    const settle = (): void => {
+      if (closed && !waiting) finish()
+    }
     // Frames handled one after the other; while one waits for the batcher, the socket is paused.
     const run = (frames: Frame[], done?: () => void): void => {
       for (let i = 0; i < frames.length; i++) {
@@ -213,16 +251,23 @@ export class SyslogAdapter {
           }
         }
         if (p) {
+          waiting = true
           socket.pause()
           const rest = frames.slice(i + 1)
           p.then(
             () => {
+              waiting = false
               run(rest, done)
-              if (!socket.destroyed) socket.resume()
+              // Resumed only if the rest did not stop at the batcher again: resuming then let the next chunk's frames
+              // run beside the ones still waiting (out of order, and past the backpressure).
+              if (!waiting && !socket.destroyed) socket.resume()
+              settle()
             },
             (err: unknown) => {
+              waiting = false
               this.deps.logger.error({ err, source: this.options.source, peer }, 'syslog TCP: batcher failed; closing the connection')
               socket.destroy()
+              settle()
             },
           )
           return
@@ -230,10 +275,21 @@ export class SyslogAdapter {
       }
       done?.()
     }
+    this.connections.set(socket, {
+      finished,
+      cut: () => {
+        run(framer.cut('connection still open when the adapter stopped'))
+        socket.destroy()
+      },
+    })
     socket.on('data', (chunk: Buffer) => run(framer.push(chunk)))
     socket.on('end', () => run(framer.end(), () => socket.end()))
     socket.on('error', (err) => this.deps.logger.debug({ err, peer }, 'syslog TCP connection error'))
-    socket.on('close', () => this.sockets.delete(socket))
+    socket.on('close', () => {
+      this.connections.delete(socket)
+      closed = true
+      settle()
+    })
   }
 
   private decode(bytes: Buffer, origin: string): WireItem[] {
