@@ -57,3 +57,20 @@ describe('stageBatch rejects', () => {
     expect(reason).toBe('quantity 18446744073709551615 is not a non-negative decimal with at most 29 integer and 9 fraction digits')
   })
 })
+
+describe('rejected_usage keys', () => {
+  it('keeps apart the rejects of records made from one input that fail for different reasons; the same reject again is one key', () => {
+    const guiding = new GuidingIndex([validateCatalog(sampleCatalog())], validateAccounts(sampleAccounts({ customers: 2, devicesPerAccount: 1 })))
+    // One appliance log line, three records (as a syslog mapping makes them): one priced, two of metrics no charge prices.
+    const raw = 'date=2026-10-05 time=10:00:00 devid=fw sentbyte=1200 rcvdbyte=5400 duration=30'
+    const rec = (metric: string): WireRecord => ({ event_id: `h-${metric}`, source: 'syslog:fw', event_time: '2026-10-05T10:00:00Z', device_id: deviceId(1, 1), metric, quantity: '1', raw, origin: 'syslog tcp 127.0.0.1:5000 #1' })
+    const stage = () => stageBatch({ id: 'b', records: [rec('bytes_out'), rec('cpu_temp'), rec('fan_rpm')], rejects: [] }, guiding, Date.parse('2026-11-22T10:00:00Z'))
+    const keys = (lines: string[]) => lines.map((l) => l.split('\t')[5])
+    const first = stage()
+    expect(first.records).toHaveLength(1)
+    expect(first.rejectLines).toHaveLength(2)
+    const [a, b] = keys(first.rejectLines)
+    expect(a).not.toBe(b)
+    expect(keys(stage().rejectLines)).toEqual([a, b])
+  })
+})

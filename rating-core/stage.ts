@@ -433,8 +433,10 @@ function rejectOf(source: string, raw: string, origin: string | undefined, reaso
 /** A rejected_usage line (ends in \n). */
 export function rejectLine(j: WireReject, receivedAt: string, batchId: string): string {
   const origin = j.origin ?? ''
-  // The same bad input at the same place is one row (ReplacingMergeTree key), however often it is sent.
-  const rejectKey = createHash('sha1').update(origin).update('\u0000').update(j.raw).digest('hex')
+  // The same bad input at the same place for the same reason is one row (ReplacingMergeTree key), however often it
+  // is sent. The reason is part of it: one input can fail several ways (a syslog line that makes three records, two
+  // of them of metrics no charge prices), and each must stay a row of its own.
+  const rejectKey = createHash('sha1').update(origin).update('\u0000').update(j.raw).update('\u0000').update(j.reason).digest('hex')
   return (
     tsv(j.source) + '\t' + tsv(j.raw) + '\t' + tsv(origin ? `${origin}: ${j.reason}` : j.reason) + '\t' + tsv(origin) + '\t' +
     receivedAt + '\t' + rejectKey + '\t' + batchId + '\n'
