@@ -9,7 +9,7 @@
  */
 import type { RecordMapping } from './config.js'
 import type { CanonicalRecord, WireRecord } from '../rating-core/record.js'
-import { contentEventId, quantityText, reject, type WireItem } from './wire.js'
+import { contentEventId, inexactQuantity, quantityText, reject, type WireItem } from './wire.js'
 
 export interface MappingContext {
   readonly source: string
@@ -141,6 +141,8 @@ export function applyMapping(get: (field: string) => unknown, m: RecordMapping, 
     if (raw === undefined || raw === null || raw === '') continue
     const q = quantityText(raw)
     if (q === undefined) return fail(`quantity field ${quantity} (metric ${metric}) must be a decimal string or number, got ${typeof raw === 'object' ? 'an object' : typeof raw}`)
+    const inexact = inexactQuantity(raw)
+    if (inexact !== undefined) return fail(`quantity field ${quantity} (metric ${metric}): ${inexact}`)
     out.push(
       completeRecord(
         {

@@ -75,3 +75,26 @@ export function quantityText(v: unknown): string | undefined {
   if (typeof v === 'bigint') return v.toString()
   return undefined
 }
+
+/** Significant digits a binary double holds exactly for every decimal (DBL_DIG). */
+const EXACT_DIGITS = 15
+
+/**
+ * Why a quantity that arrived as a number (JSON, msgpack float) may not be the value the sender wrote, or undefined
+ * when it is. A reader turns a JSON number into a binary double: an integer above 2^53 − 1 or a decimal of more than
+ * 15 significant digits may come out as a neighbour (9007199254740993 reads as 9007199254740992), and billing a
+ * changed quantity is worse than refusing it. Sent as a string, any decimal is kept exactly.
+ */
+export function inexactQuantity(v: unknown): string | undefined {
+  if (typeof v !== 'number' || !Number.isFinite(v)) return undefined
+  const text = String(v)
+  if (Number.isInteger(v) ? !Number.isSafeInteger(v) : significantDigits(text) > EXACT_DIGITS) {
+    return `quantity ${text} was sent as a number with more digits than a JSON number keeps exactly (integers up to 9007199254740991, decimals of ${EXACT_DIGITS} significant digits); send it as a string, e.g. "quantity": "12345678901234567891"`
+  }
+  return undefined
+}
+
+function significantDigits(text: string): number {
+  const mantissa = text.replace(/^-/, '').replace(/e.*$/i, '').replace('.', '')
+  return mantissa.replace(/^0+/, '').length
+}

@@ -62,6 +62,26 @@ describe('decodePayload', () => {
       ['expected a record object, got number (mqtt devices/fw-1/usage [3])', '5'],
     ])
   })
+  it('takes a JSON-number quantity only when the number is exactly what was written; else a reject asking for a string', () => {
+    const text = (q: string) => Buffer.from(`{"event_id":"e1","event_time":"2026-10-01T12:00:00Z","metric":"bytes_out","quantity":${q}}`)
+    for (const q of ['9007199254740991', '123456789012.345', '0.000000001', '-12.5', '1e3']) {
+      expect(recs(decodePayload(text(q), ctx())).map((r) => r.quantity), q).toEqual([String(Number(q))])
+    }
+    // Read as a double these become neighbours: 9007199254740992, 12345678901234567000, 123456789012.12346.
+    for (const q of ['9007199254740993', '12345678901234567891', '123456789012.123456']) {
+      const out = decodePayload(text(q), ctx())
+      expect(recs(out), q).toEqual([])
+      expect(rejs(out)[0]!.reason, q).toMatch(/was sent as a number with more digits than a JSON number keeps exactly .*send it as a string/)
+    }
+    // As strings they are kept digit for digit.
+    expect(recs(decodePayload(json({ ...base, quantity: '9007199254740993' }), ctx()))[0]!.quantity).toBe('9007199254740993')
+    // A vendor mapping's quantity field, too.
+    const mapped = decodePayload(Buffer.from('{"id":"m1","ts":1790856000,"stats":{"tx":9007199254740993}}'), ctx({
+      mapping: { event_id: 'id', event_time: 'ts', time_format: 'unix_s' as const, time_zone: 'Z', dimensions: {}, metrics: [{ metric: 'bytes_out', quantity: 'stats.tx' }] },
+    }))
+    expect(rejs(mapped)[0]!.reason).toMatch(/quantity field stats\.tx \(metric bytes_out\): quantity 9007199254740992 was sent as a number/)
+  })
+
   it('passes a bad quantity string on; rejects wrong types and missing fields', () => {
     expect(recs(decodePayload(json({ ...base, quantity: 'twelve' }), ctx()))[0]!.quantity).toBe('twelve')
     expect(recs(decodePayload(json({ ...base, quantity: 12.5 }), ctx()))[0]!.quantity).toBe('12.5')

@@ -9,7 +9,7 @@
 import { unpack } from 'msgpackr'
 import type { DeviceIdLevel, MqttAdapterOptions } from '../config.js'
 import { applyMapping, completeRecord, getPath, type MappingContext, type PartialRecord } from '../mapping.js'
-import { RAW_PREVIEW_BYTES, quantityText, rawText, reject, type WireItem } from '../wire.js'
+import { RAW_PREVIEW_BYTES, inexactQuantity, quantityText, rawText, reject, type WireItem } from '../wire.js'
 
 export interface PayloadContext {
   readonly options: Pick<MqttAdapterOptions, 'source' | 'format' | 'mapping' | 'max_message_bytes' | 'device_id_level' | 'topics'>
@@ -104,6 +104,8 @@ function canonicalFromObject(v: unknown, source: string): PartialRecord | { erro
   if (o.quantity === undefined || o.quantity === null) return { error: 'missing quantity' }
   const q = quantityText(o.quantity)
   if (q === undefined) return { error: `quantity must be a decimal string or number, got ${typeName(o.quantity)}` }
+  const inexact = inexactQuantity(o.quantity)
+  if (inexact !== undefined) return { error: inexact }
   p.quantity = q
   if (o.dimensions !== undefined && o.dimensions !== null) {
     const d = o.dimensions
