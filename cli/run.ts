@@ -217,9 +217,11 @@ export async function runCommand(args: string[], g: GlobalOptions, io: Io): Prom
     })
     const srv = server
     await new Promise<void>((resolve, reject) => {
-      srv.once('error', reject)
+      const failed = (err: Error) =>
+        reject(new RateflowError(ErrorCode.ServiceUnavailable, `http: cannot listen on ${config.http.host} port ${config.http.port} (config http.port / http.host): ${err.message}`, { cause: err }))
+      srv.once('error', failed)
       srv.listen(config.http.port, config.http.host, () => {
-        srv.off('error', reject)
+        srv.off('error', failed)
         resolve()
       })
     })

@@ -1,5 +1,6 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process'
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { createServer, type AddressInfo } from 'node:net'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { gzipSync } from 'node:zlib'
@@ -238,6 +239,23 @@ describe('rateflow run with a secured MQTT broker', () => {
       await secure.stop()
     }
   }, 180_000)
+
+  it('exits 1 naming http.port, without a stack trace, when the HTTP port is taken', async () => {
+    const dir = join(tmp.dir, 'busy-http')
+    mkdirSync(dir)
+    const busy = createServer()
+    await new Promise<void>((resolve) => busy.listen(0, '127.0.0.1', resolve))
+    const port = (busy.address() as AddressInfo).port
+    try {
+      const config = writeJson(join(dir, 'rateflow.json'), { adapters: {}, http: { port, host: '127.0.0.1' } })
+      const res = await rateflow(['run', '--config', config, '--data', join(dir, 'data')])
+      expect(res.code).toBe(1)
+      expect(res.stderr).toContain(`http: cannot listen on 127.0.0.1 port ${port} (config http.port / http.host): listen EADDRINUSE`)
+      expect(res.stderr).not.toMatch(/\n\s+at /)
+    } finally {
+      busy.close()
+    }
+  }, 60_000)
 
   it('exits 2 before starting anything when a secret or TLS file is missing, naming each by its JSON path', async () => {
     const dir = join(tmp.dir, 'missing-secrets')
