@@ -79,8 +79,30 @@ export function validateRunConfig(doc: unknown, opts: { resources?: ResourceChec
       }
     }
   }
+  problems.push(...portClashes(adapters, http, o.http !== undefined && (o.http as Record<string, unknown> | null)?.port !== undefined))
   if (problems.length > 0) throw new ValidationError('invalid config', problems)
   return { adapters, csv, http }
+}
+
+/**
+ * Listeners of one config that would take the same port: the second could never start. A fixed port (not 0) of one
+ * protocol on the same host, or where either listens on every address (0.0.0.0, ::).
+ */
+function portClashes(adapters: AdaptersConfig, http: { port: number; host: string }, httpPortGiven: boolean): Problem[] {
+  const taken: Array<{ proto: 'tcp' | 'udp'; port: number; host: string; path: string }> = []
+  taken.push({ proto: 'tcp', port: http.port, host: http.host, path: httpPortGiven ? '$.http.port' : `$.http.port (default ${http.port})` })
+  adapters.syslog.forEach((a, i) => {
+    if (a.tcp_port !== undefined) taken.push({ proto: 'tcp', port: a.tcp_port, host: a.host, path: `$.adapters.syslog[${i}].tcp_port` })
+    if (a.udp_port !== undefined) taken.push({ proto: 'udp', port: a.udp_port, host: a.host, path: `$.adapters.syslog[${i}].udp_port` })
+  })
+  const any = (h: string) => h === '0.0.0.0' || h === '::'
+  const problems: Problem[] = []
+  taken.forEach((t, i) => {
+    if (t.port === 0) return
+    const first = taken.slice(0, i).find((u) => u.proto === t.proto && u.port === t.port && (u.host === t.host || any(u.host) || any(t.host)))
+    if (first) problems.push({ path: t.path, message: `${t.proto} port ${t.port} on ${t.host} is also taken by ${first.path}; each listener needs a port of its own` })
+  })
+  return problems
 }
 
 function loadConfig(file: string | undefined): RunConfig {

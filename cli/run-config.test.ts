@@ -1,0 +1,45 @@
+import { describe, expect, it } from 'vitest'
+import { ValidationError } from '../common/errors.js'
+import { validateRunConfig } from './run.js'
+
+function problems(doc: unknown): string[] {
+  try {
+    validateRunConfig(doc)
+  } catch (err) {
+    if (err instanceof ValidationError) return err.problems.map((p) => `${p.path}: ${p.message}`)
+    throw err
+  }
+  return []
+}
+
+describe('validateRunConfig: listeners that would take one port', () => {
+  it('names every listener whose port is already taken in the same config, with its JSON path', () => {
+    expect(
+      problems({
+        adapters: { syslog: [{ tcp_port: 15606, source: 'syslog:a' }, { tcp_port: 15606, udp_port: 15607, source: 'syslog:b' }, { udp_port: 15607, host: '0.0.0.0', source: 'syslog:c' }] },
+        http: { port: 15606 },
+      }),
+    ).toEqual([
+      '$.adapters.syslog[0].tcp_port: tcp port 15606 on 127.0.0.1 is also taken by $.http.port; each listener needs a port of its own',
+      '$.adapters.syslog[1].tcp_port: tcp port 15606 on 127.0.0.1 is also taken by $.http.port; each listener needs a port of its own',
+      '$.adapters.syslog[2].udp_port: udp port 15607 on 0.0.0.0 is also taken by $.adapters.syslog[1].udp_port; each listener needs a port of its own',
+    ])
+  })
+
+  it('allows one port number for UDP and TCP, port 0 anywhere, and the same port on different addresses', () => {
+    expect(
+      problems({
+        adapters: { syslog: [{ udp_port: 5514, tcp_port: 5514, source: 'syslog:edge' }, { tcp_port: 0, source: 'syslog:x' }, { tcp_port: 5514, host: '127.0.0.2', source: 'syslog:y' }] },
+        http: { port: 0 },
+      }),
+    ).toEqual([])
+  })
+})
+
+describe('validateRunConfig: the HTTP API default port', () => {
+  it('counts the default HTTP port as taken', () => {
+    expect(problems({ adapters: { syslog: [{ tcp_port: 8080, source: 'syslog:a' }] } })).toEqual([
+      '$.adapters.syslog[0].tcp_port: tcp port 8080 on 127.0.0.1 is also taken by $.http.port (default 8080); each listener needs a port of its own',
+    ])
+  })
+})
