@@ -281,9 +281,10 @@ const EXPECTED: Record<string, string> = {
   [`mau|${OCT}||models-a`]: '10',
   // seats: latest by event_time is se2 (8 Oct) = 1 → 1 × 10 = 10 → minimum 20
   [`seats|${OCT}||models-a`]: '20',
-  // bandwidth: the period is 745 h (31 days + the hour of 25 October). 100 Mbps for 149 h (to 7 Oct 03:00Z),
-  // then 200 Mbps for 596 h: (100 × 149 + 200 × 596) / 745 = 134100 / 745 = 180 → × 0.5 = 90
-  [`bandwidth|${OCT}||models-a`]: '90',
+  // bandwidth: the period is 745 h (31 days + the hour of 25 October). 100 Mbps for 149 h (to 7 Oct 03:00Z), then
+  // 200 Mbps until models-b takes over on 16 Oct 00:00Z (213 h); models-a's readings hold no further, and models-b
+  // has none: (100 × 149 + 200 × 213) / 745 = 57500 / 745 = 77.181208053… → × 0.5 = 38.590604027
+  [`bandwidth|${OCT}||models-a`]: '38.590604027',
   // lowest: min(5, 3, 4) = 3 → × 2 = 6
   [`lowest|${OCT}||models-a`]: '6',
   // voice, version A: v1 85 s day = 0.4 + 60 s × 0.2/60 + 30 s × 0.1/60 = 0.65;
