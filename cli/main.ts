@@ -6,6 +6,7 @@ import { priceCharge, rateEvent } from '../rating-core/pricing.js'
 import { ErrorCode, HeldByAnotherError, isUserError, RateflowError, ValidationError } from '../common/errors.js'
 import { DEFAULT_DATA_DIR, processIo, runtimeFor, usage, type GlobalOptions, type Io } from './context.js'
 import { queryFormat, queryRun, readOnlyQuery, runningRun } from './query.js'
+import type { Store } from '../pipeline/store.js'
 
 const HELP = `rateflow — usage mediation, rating and billing
 
@@ -36,8 +37,32 @@ const commands: Record<string, Handler> = {
       const rt = await runtimeFor(g)
       const outcome = validateCatalogVersionOrder(rt.repo.catalogs(), catalog)
       if (outcome === 'new') rt.repo.putCatalog(catalog)
-      io.out(JSON.stringify({ version: catalog.version, effective_from: catalog.effective_from, status: outcome === 'new' ? 'stored' : 'unchanged' }))
-      await releaseWhenIdle(g)
+      // Usage already rated at or after the new version's effective_from stays on the version that rated it (no
+      // re-rating): said, so it is not found out on an invoice. Checked where the store can be read (not while
+      // another process owns the embedded store: a running rater).
+      await releaseWhenIdle(g, async (store) => {
+        let ratedAfter = 0
+        if (outcome === 'new' && store !== undefined) {
+          const [row] = await store.rows<{ n: string; last: string }>(
+            `SELECT count() AS n, toString(max(event_time)) AS last FROM rated_usage WHERE event_time >= parseDateTime64BestEffort({from:String}, 3, 'UTC')`,
+            { from: catalog.effective_from },
+          )
+          ratedAfter = Number(row?.n ?? 0)
+          if (ratedAfter > 0) {
+            io.err(
+              `rateflow: warning: ${ratedAfter} rated rows have an event_time at or after ${catalog.effective_from} (the latest ${row!.last} UTC) and stay priced by the version that rated them; a catalog version does not re-price rated usage`,
+            )
+          }
+        }
+        io.out(
+          JSON.stringify({
+            version: catalog.version,
+            effective_from: catalog.effective_from,
+            status: outcome === 'new' ? 'stored' : 'unchanged',
+            ...(ratedAfter > 0 ? { rated_on_earlier_versions: ratedAfter } : {}),
+          }),
+        )
+      })
       return 0
     }
     if (sub === 'list') {
@@ -165,10 +190,24 @@ const commands: Record<string, Handler> = {
  * suspended usage here, so late bindings are rated with no manual step. A running owner polls the guiding
  * data and releases by itself; then this returns 0.
  */
-async function releaseWhenIdle(g: GlobalOptions): Promise<number> {
+/**
+ * Rates held usage the new guiding data owns, when no other process owns the store or the stream (a running rater
+ * releases by itself). `beforeRelease`, when given, runs first: with the store, or with undefined when another
+ * process owns it.
+ */
+async function releaseWhenIdle(g: GlobalOptions, beforeRelease?: (store: Store | undefined) => Promise<void>): Promise<number> {
   const rt = await runtimeFor(g)
+  let before = beforeRelease
   try {
-    const store = await rt.store()
+    let store: Store
+    try {
+      store = await rt.store()
+    } catch (err) {
+      if (err instanceof HeldByAnotherError) await before?.(undefined)
+      before = undefined
+      throw err
+    }
+    await before?.(store)
     // A store or queue others share: release only while no rater holds the stream (its lease); a running one
     // releases by itself within a second of the change.
     const queue = rt.embeddedStore && rt.ownsQueue ? undefined : await rt.queue()

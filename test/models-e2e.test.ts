@@ -2,7 +2,7 @@ import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { afterAll, afterEach, describe, expect, it } from 'vitest'
 import type { AccountsDocument, Catalog, Charge } from '../catalog/types.js'
-import { json, killStrayChildren, query, tempDir, writeJson } from './helpers/cli.js'
+import { json, killStrayChildren, query, rateflow, tempDir, writeJson } from './helpers/cli.js'
 
 /**
  * Every usage model end to end through the CSV path (CONTRACT §3, §5, §7): `ingest csv --wait` starts a real
@@ -398,5 +398,22 @@ describe('every usage model through CSV → JetStream → rating → ClickHouse'
     expect(amount('v3')).toBe('0.06')
     expect(amount('v4')).toBe('2')
     expect(amount('v5')).toBe('0.2509')
+  })
+
+  it('catalog apply of a version that takes effect before usage already rated says how much stays on earlier versions', async () => {
+    const [expected] = await query<{ n: string; last: string }>(
+      data,
+      "SELECT count() AS n, toString(max(event_time)) AS last FROM rated_usage WHERE event_time >= toDateTime64('2026-10-20 00:00:00', 3, 'UTC')",
+    )
+    expect(Number(expected!.n)).toBeGreaterThan(0)
+    const r = await rateflow(['catalog', 'apply', writeJson(join(tmps.dir, 'catalog-c.json'), catalog('models-c', '2026-10-20T00:00:00Z', '0.004')), ...d])
+    expect(r.code).toBe(0)
+    expect(JSON.parse(r.stdout)).toEqual({ version: 'models-c', effective_from: '2026-10-20T00:00:00Z', status: 'stored', rated_on_earlier_versions: Number(expected!.n) })
+    expect(r.stderr).toContain(
+      `warning: ${expected!.n} rated rows have an event_time at or after 2026-10-20T00:00:00Z (the latest ${expected!.last} UTC) and stay priced by the version that rated them`,
+    )
+    // Nothing was re-priced.
+    const [after] = await query<{ n: string }>(data, "SELECT count() AS n FROM rated_usage WHERE catalog_version = 'models-c'")
+    expect(Number(after!.n)).toBe(0)
   })
 })
