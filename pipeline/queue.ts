@@ -42,7 +42,12 @@ export interface QueueOptions {
   readonly maxAckPending: number
   /** Publishes with the same message id within this window are dropped by JetStream. */
   readonly duplicateWindowMs: number
+  /** How long close() waits for the connection to drain before closing it anyway; DRAIN_MS by default. */
+  readonly drainMs?: number
 }
+
+/** close()'s wait for a drain: pending publishes and acks take milliseconds on a server that reads its socket. */
+export const DRAIN_MS = 5_000
 export const DEFAULT_QUEUE: Readonly<QueueOptions> = Object.freeze({
   ackWaitMs: 120_000,
   maxAckPending: 256,
@@ -83,7 +88,7 @@ export async function openQueue(url: string, options: QueueOptions = DEFAULT_QUE
     throw new RateflowError(ErrorCode.ServiceUnavailable, `cannot reach NATS at ${url} (NATS_URL, or the local nats-server): ${(err as Error).message}`, { cause: err })
   }
   try {
-    return await setUp(nc, options)
+    return await setUp(nc, options, url)
   } catch (err) {
     // Closed, or the client would go on reconnecting to it for ever and the process never end.
     await nc.close().catch(() => undefined)
@@ -99,7 +104,7 @@ export async function openQueue(url: string, options: QueueOptions = DEFAULT_QUE
 }
 
 /** The stream, the rater's consumer and the Queue on an open connection. */
-async function setUp(nc: NatsConnection, options: QueueOptions): Promise<Queue> {
+async function setUp(nc: NatsConnection, options: QueueOptions, url: string): Promise<Queue> {
   const jsm = await jetstreamManager(nc)
   const ms = (n: number) => n * 1_000_000
   try {
@@ -143,7 +148,18 @@ async function setUp(nc: NatsConnection, options: QueueOptions): Promise<Queue> 
       const max = maxBatchBytes()
       // Checked here rather than left to nats.js, whose error says neither which batch nor how large.
       if (bytes.length > max) return Promise.reject(new BatchTooLargeError(batch.id, bytes.length, max))
-      return js.publish(USAGE_SUBJECT, bytes, { msgID: batch.id }).then((ack) => ({ duplicate: ack.duplicate }))
+      return js.publish(USAGE_SUBJECT, bytes, { msgID: batch.id }).then(
+        (ack) => ({ duplicate: ack.duplicate }),
+        (err: unknown) => {
+          // nats.js says "timeout" and nothing else when the server does not answer (down, or its disk full).
+          throw new RateflowError(
+            ErrorCode.ServiceUnavailable,
+            `publishing batch ${batch.id} to the JetStream stream ${USAGE_STREAM} on NATS at ${url} failed: ${(err as Error).message}` +
+              ((err as Error).name === 'TimeoutError' ? ' (no answer: the server is down, unreachable or out of disk)' : ''),
+            { cause: err },
+          )
+        },
+      )
     },
     consumer: () => js.consumers.get(USAGE_STREAM, RATER_DURABLE),
     async resetConsumer() {
@@ -152,7 +168,18 @@ async function setUp(nc: NatsConnection, options: QueueOptions): Promise<Queue> 
       await addConsumer()
     },
     async close() {
-      await nc.drain().catch(() => nc.close())
+      // Drained (pending publishes and acks flushed), but not for ever: a server that stopped reading the socket (its
+      // disk full) never lets a drain end, and the process then never exits. Closed after DRAIN_MS whatever happens.
+      let timer: NodeJS.Timeout | undefined
+      const drained = await Promise.race([
+        nc.drain().then(
+          () => true,
+          () => false,
+        ),
+        new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), options.drainMs ?? DRAIN_MS))),
+      ])
+      clearTimeout(timer)
+      if (!drained) await nc.close().catch(() => undefined)
     },
   }
 }

@@ -28,3 +28,35 @@ it('stop() ends a nats-server that does not answer SIGTERM, not only its guard: 
   await new Promise((r) => setTimeout(r, 200))
   expect(pidsOf(`nats-server -c ${store}`)).toEqual([])
 }, 30_000)
+
+it('a server that ignores SIGTERM is killed by its guard 10 s after the rateflow process that started it died (kill -9)', async () => {
+  const own = mkdtempSync(join(tmpdir(), 'rateflow-nats-orphan-'))
+  try {
+    const module = new URL('../../dist/pipeline/services/nats-server.js', import.meta.url).href
+    const script = `const m = await import(${JSON.stringify(module)}); await m.startNatsServer(${JSON.stringify(own)}, { maxPayloadBytes: 1048576 }); console.log('up'); setInterval(() => {}, 1000)`
+    const { spawn } = await import('node:child_process')
+    const parent = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] })
+    await new Promise<void>((resolve, reject) => {
+      parent.stdout!.on('data', (d: Buffer) => d.toString().includes('up') && resolve())
+      parent.once('exit', (code) => reject(new Error(`exited ${code}`)))
+    })
+    const store = join(own, 'nats')
+    const [pid] = pidsOf(`nats-server -c ${store}`)
+    expect(pid).toBeGreaterThan(0)
+    process.kill(pid!, 'SIGSTOP')
+    parent.kill('SIGKILL')
+    const deadline = Date.now() + 20_000
+    while (pidsOf(`nats-server -c ${store}`).length > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 250))
+    expect(pidsOf(`nats-server -c ${store}`)).toEqual([])
+  } finally {
+    // A guard that did not do its job must not leave the stopped server behind for the tests after this one.
+    for (const p of pidsOf(`nats-server -c ${join(own, 'nats')}`)) {
+      try {
+        process.kill(p, 'SIGKILL')
+      } catch {
+        // gone already
+      }
+    }
+    rmSync(own, { recursive: true, force: true })
+  }
+}, 40_000)
