@@ -226,13 +226,13 @@ export class SyslogAdapter {
     const framer = new SyslogFramer(this.options.max_message_bytes)
     let n = 0
     // Finished once the socket has closed and no frame waits for the batcher: only then has every frame it brought
-    // been handed on, and a drain may flush the batcher.
-    let waiting = false
+    // been handed on, and a drain may flush the batcher. A count: a cut's frame may wait beside the chain before it.
+    let waiting = 0
     let closed = false
     let finish!: () => void
     const finished = new Promise<void>((resolve) => (finish = resolve))
     const settle = (): void => {
-      if (closed && !waiting) finish()
+      if (closed && waiting === 0) finish()
     }
     // Frames handled one after the other; while one waits for the batcher, the socket is paused.
     const run = (frames: Frame[], done?: () => void): void => {
@@ -251,20 +251,20 @@ export class SyslogAdapter {
           }
         }
         if (p) {
-          waiting = true
+          waiting++
           socket.pause()
           const rest = frames.slice(i + 1)
           p.then(
             () => {
-              waiting = false
+              waiting--
               run(rest, done)
               // Resumed only if the rest did not stop at the batcher again: resuming then let the next chunk's frames
               // run beside the ones still waiting (out of order, and past the backpressure).
-              if (!waiting && !socket.destroyed) socket.resume()
+              if (waiting === 0 && !socket.destroyed) socket.resume()
               settle()
             },
             (err: unknown) => {
-              waiting = false
+              waiting--
               this.deps.logger.error({ err, source: this.options.source, peer }, 'syslog TCP: batcher failed; closing the connection')
               socket.destroy()
               settle()
