@@ -9,7 +9,7 @@ import type { Logger } from '../common/logger.js'
 import { ErrorCode, RateflowError, ValidationError, type Problem } from '../common/errors.js'
 import { isoUtc } from '../common/time.js'
 import type { UsageBatch, WireRecord } from '../rating-core/record.js'
-import { chargeRef, rejectLine, stagedReject, totalsKey, type StagedBatch } from '../rating-core/stage.js'
+import { chargeRef, rejectLine, stagedReject, totalsKey, type StagedBatch, type StagedRecord } from '../rating-core/stage.js'
 import { chargeTable, RunningTotals, type ResolvedCharge } from '../rating-core/running-totals.js'
 import { meterStateOf, type MeterState } from '../rating-core/usage-rater.js'
 import { detached } from '../common/strings.js'
@@ -196,6 +196,14 @@ export class Rater extends EventEmitter {
   private lateChecked = 0
   private lateFound = 0
   private charges = new Map<string, ResolvedCharge>()
+  /**
+   * Some charge's total depends on the order its events are folded in (percentage with free units: the allowance goes
+   * to the events folded first). A batch's events are then folded in the order a start's rebuild folds stored rows
+   * (rated_at, event_time, event_id, source), so a crash and rerun give the same amounts as one run.
+   */
+  private foldInStoredOrder = false
+  /** The last batch stamp (received_at / rated_at, ms): strictly increasing, so no two batches share one. */
+  private lastStampMs = 0
   // A charge a pool thread staged but this thread's snapshot lacks: guiding data changed after this thread last
   // read it; read it again now (only if the files did change), rather than reject the event.
   private readonly totals = new RunningTotals(this.charges, () => {
@@ -370,6 +378,15 @@ export class Rater extends EventEmitter {
     return task$
   }
 
+  /**
+   * A batch's stamp: now, or 1 ms after the last one. A start's rebuild folds stored rows by rated_at first, so two
+   * batches of one millisecond would be folded interleaved by event time where they were rated one after the other.
+   */
+  private stamp(): number {
+    this.lastStampMs = Math.max(Date.now(), this.lastStampMs + 1)
+    return this.lastStampMs
+  }
+
   private kick(): void {
     const w = this.wake
     this.wake = undefined
@@ -402,7 +419,7 @@ export class Rater extends EventEmitter {
               bytes,
               dataDir: this.deps.dataDir,
               fingerprint: this.fingerprint,
-              receivedAtMs: Date.now(),
+              receivedAtMs: this.stamp(),
               origin: `stream ${USAGE_STREAM} message ${msg.seq}`,
               messageId: msg.headers?.get('Nats-Msg-Id') || `${USAGE_STREAM}:${msg.seq}`,
             },
@@ -474,6 +491,9 @@ export class Rater extends EventEmitter {
     let rejected = 0
     const rejectedHere = staged.rejectLines.length
     for (const line of staged.rejectLines) rejectedRows += line
+    // 1. In arrival order: dedupe (the first of two events with one key wins) and held events. 2. The accepted ones
+    // folded into the totals, in arrival order, or in the order a rebuild folds stored rows (foldInStoredOrder).
+    const toRate: StagedRecord[] = []
     for (const rec of staged.records) {
       if (pending.release) {
         // A release: the record is committed already (it was suspended); rate it or leave it held. Still held for
@@ -501,6 +521,10 @@ export class Rater extends EventEmitter {
         b.rows++
         continue
       }
+      toRate.push(rec)
+    }
+    if (this.foldInStoredOrder && toRate.length > 1) toRate.sort(inStoredOrder)
+    for (const rec of toRate) {
       // Fold every charge first: a model that cannot price the event (e.g. a time_rated moment no schedule
       // covers) makes it a reject, and no running total moves for it.
       const lines = this.totals.foldEvent(rec.charges)
@@ -676,6 +700,7 @@ export class Rater extends EventEmitter {
     const catalogs = this.deps.repo.catalogs()
     this.guiding = new GuidingIndex(catalogs, this.deps.repo.accounts())
     this.charges = chargeTable(catalogs)
+    this.foldInStoredOrder = [...this.charges.values()].some((r) => r.charge.model === 'percentage' && r.charge.free_units !== undefined)
     this.totals.setCharges(this.charges)
     this.fingerprint = fp
     return true
@@ -982,7 +1007,7 @@ export class Rater extends EventEmitter {
       byKey.set(recordKey(rec.source, rec.event_id), h)
     }
     const batch: UsageBatch = { id: batchId, records, rejects: [] }
-    const wire = await this.stage({ batch, dataDir: this.deps.dataDir, fingerprint: this.fingerprint, receivedAtMs: Date.now() })
+    const wire = await this.stage({ batch, dataDir: this.deps.dataDir, fingerprint: this.fingerprint, receivedAtMs: this.stamp() })
     const staged = decodeStaged(wire)
     // Released records that the catalog now rejects stay held: rejecting them would lose accepted usage.
     this.apply({ ...staged, rejectLines: [] }, { staged: Promise.resolve(wire), release: byKey }, this.now())
@@ -1172,4 +1197,13 @@ function emptyBuffer() {
     batches: [] as string[],
     outcomes: [] as BatchOutcome[],
   }
+}
+
+/** The order a start's rebuild folds a batch's stored rows in (rated_at is the batch's): event_time, event_id, source. */
+function inStoredOrder(a: StagedRecord, b: StagedRecord): number {
+  return a.eventMs - b.eventMs || compareText(a.eventId, b.eventId) || compareText(a.source, b.source)
+}
+
+function compareText(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0
 }

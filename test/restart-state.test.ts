@@ -147,6 +147,45 @@ describe('running totals restored from a checkpoint', () => {
     expect(kept[0]!.flush_id).not.toBe(afterFirst[0]!.flush_id)
   })
 
+  it('a charge whose total depends on the fold order (percentage with free units) prices a crash and rerun as one run', async () => {
+    // The free allowance goes to the events folded first; a start refolds stored rows by (rated_at, event_time), so
+    // within a batch the rater folds in that order too. Before, a batch's events were folded in arrival order and the
+    // rerun after a kill -9 refolded them by time: 11.2 billed where the model gives 12 (the maximum).
+    const pay: Catalog = sampleCatalog()
+    pay.meters.push({ id: 'pay', metric: 'pay_amount', aggregation: 'sum' })
+    pay.plans[0]!.charges.push({
+      id: 'pay_fee', kind: 'usage', meter: 'pay', model: 'percentage', rate: '2', fixed_fee_per_event: '0.30', free_units: '100',
+      per_event_min: '0.5', per_event_max: '5', minimum: '1', maximum: '12',
+    } as Catalog['plans'][number]['charges'][number])
+    const line = (id: string, day: string, q: string) => `${id},2026-10-${day}T10:00:00Z,${deviceId(1, 1)},,,pay_amount,${q},`
+    const m1 = join(work.dir, 'pay-1.csv')
+    const m2 = join(work.dir, 'pay-2.csv')
+    writeFileSync(m1, [CSV_HEADER, line('q3', '09', '60'), line('q1', '03', '300')].join('\n') + '\n')
+    writeFileSync(m2, [CSV_HEADER, line('q5', '11', '500'), line('q7', '12', '700')].join('\n') + '\n')
+    const PAY = `SELECT event_id, toString(amount) AS amount FROM rated_usage WHERE charge_id = 'pay_fee' ORDER BY event_id`
+    const run = async (name: string, kill: boolean) => {
+      const data = join(work.dir, name)
+      await json(['catalog', 'apply', writeJson(join(work.dir, `${name}-catalog.json`), pay), '--data', data])
+      await json(['accounts', 'apply', writeJson(join(work.dir, `${name}-accounts.json`), sampleAccounts(size)), '--data', data])
+      if (kill) {
+        const killed = await rateflow(['ingest', 'csv', m1, '--source', 'csv:pay', '--wait', '--data', data], { RATEFLOW_CRASH_AT: 'after-commit:1' })
+        expect(killed.signal).toBe('SIGKILL')
+      }
+      await json(['ingest', 'csv', m1, '--source', 'csv:pay', '--wait', '--data', data])
+      await json(['ingest', 'csv', m2, '--source', 'csv:pay', '--wait', '--data', data])
+      return query<{ event_id: string; amount: string }>(data, PAY)
+    }
+    const clean = await run('pay-clean', false)
+    expect(await run('pay-killed', true)).toEqual(clean)
+    // Folded by time: q1 (300: 200 past the free 100 → 4.3), q3 (60 → 1.5), q5 (→ 5), q7 (→ 5, clamped: 12 in all).
+    expect(clean).toEqual([
+      { event_id: 'q1', amount: '4.3' },
+      { event_id: 'q3', amount: '1.5' },
+      { event_id: 'q5', amount: '5' },
+      { event_id: 'q7', amount: '1.2' },
+    ])
+  }, 120_000)
+
   it('batches the queue delivers again after their commit (acks lost) are not folded twice at the next start', async () => {
     const data = join(work.dir, 'redelivered')
     await prepare(data)
