@@ -60,3 +60,21 @@ it('a server that ignores SIGTERM is killed by its guard 10 s after the rateflow
     rmSync(own, { recursive: true, force: true })
   }
 }, 40_000)
+
+it('a process that started and stopped a server ends at once: nothing of the guard keeps its pipes open', async () => {
+  const own = mkdtempSync(join(tmpdir(), 'rateflow-nats-exit-'))
+  try {
+    const module = new URL('../../dist/pipeline/services/nats-server.js', import.meta.url).href
+    const script = `const m = await import(${JSON.stringify(module)}); const s = await m.startNatsServer(${JSON.stringify(own)}, { maxPayloadBytes: 1048576 }); await s.stop(); console.log('stopped', Date.now())`
+    const { spawn } = await import('node:child_process')
+    const child = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] })
+    let out = ''
+    child.stdout!.on('data', (d: Buffer) => (out += d.toString()))
+    await new Promise<void>((resolve) => child.once('exit', () => resolve()))
+    const stoppedAt = Number(/stopped (\d+)/.exec(out)?.[1])
+    // A watchdog's `sleep 10` holding the server's stderr pipe kept such a process alive 10 s after stop().
+    expect(Date.now() - stoppedAt).toBeLessThan(5_000)
+  } finally {
+    rmSync(own, { recursive: true, force: true })
+  }
+}, 40_000)

@@ -55,9 +55,12 @@ export async function startNatsServer(dataDir: string, options: NatsServerOption
   const args = ['-c', config, '-js', '-a', '127.0.0.1', '-p', String(port), '-sd', storeDir]
   // stop: SIGTERM, and SIGKILL 10 s later if the server is still there (one that stopped serving, on a full disk,
   // ignored SIGTERM, and the guard waited for it for ever after its parent was gone). The watchdog is killed as soon
-  // as the server is reaped, so it never signals a pid the system has handed to another process since.
+  // as the server is reaped (its sleep with it), so it never signals a pid the system has handed to another process
+  // since; it holds none of our pipes (a sleep holding stderr kept every command alive 10 s after its work was done).
   const guard =
-    'stop() { kill -TERM $child 2>/dev/null; ( sleep 10; kill -KILL $child 2>/dev/null ) & w=$!; wait $child; kill $w 2>/dev/null; }; ' +
+    'stop() { kill -TERM $child 2>/dev/null; ' +
+    '( sleep 10 & s=$!; trap \'kill $s; exit 0\' TERM; wait $s; kill -KILL $child ) </dev/null >/dev/null 2>&1 & w=$!; ' +
+    'wait $child; kill $w 2>/dev/null; }; ' +
     'nats-server "$@" & child=$!; trap \'stop; exit 0\' TERM INT; read _ignored; stop'
   // A process group of its own (guard and server), so that a kill reaches the server, not only the guard: killing the
   // guard alone left a server that ignored SIGTERM (seen on a full disk) running on the data directory.
