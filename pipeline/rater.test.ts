@@ -148,6 +148,37 @@ it('releases held usage page by page once guiding data owns it, leaving what it 
 // handlers in the process the abort hung it: a `catalog apply` on a busy machine never returned. A release with
 // nothing held (every `catalog apply` / `accounts apply` without a running rater) now starts no thread at all, and
 // a pool that was started is ended only once the tasks handed to it have settled.
+it('releases held usage after a change the fetch loop noticed first, while new usage flows', async () => {
+  const store = await rt.store()
+  const queue = await rt.queue()
+  const rater = new Rater({ store, queue, ownsQueue: true, repo: rt.repo, dataDir: dir, log: rt.log })
+  const seen = new Map<string, BatchOutcome>()
+  rater.on('outcome', (o: BatchOutcome) => seen.set(o.batchId, o))
+  await rater.start()
+  try {
+    const record = (id: string) => ({ event_id: id, source: 'test:flowing', event_time: '2026-10-06T08:00:00Z', device_id: 'fw-flow', metric: 'api_calls', quantity: '1' })
+    await queue.publish({ id: 'flow-held', records: [record('h-1'), record('h-2')], rejects: [] })
+    for (let i = 0; i < 100 && !seen.has('flow-held'); i++) await new Promise((r) => setTimeout(r, 50))
+    expect(seen.get('flow-held')).toMatchObject({ suspended: 2 })
+    const accounts = rt.repo.accounts()
+    accounts.customers[0]!.accounts[0]!.subscriptions[0]!.devices.push({ device_id: 'fw-flow', from: '2026-10-01T00:00:00Z', to: null })
+    // Usage keeps arriving, a batch every 20 ms for 3 s, so the fetch loop is the one that sees the change.
+    await new Promise((r) => setTimeout(r, 1100))
+    rt.repo.putAccounts(validateAccounts(accounts))
+    for (let i = 0; i < 150; i++) {
+      await queue.publish({ id: `flow-${i}`, records: [record(`n-${i}`)], rejects: [] })
+      await new Promise((r) => setTimeout(r, 20))
+    }
+    const held = () => store.rows<{ n: string }>("SELECT count() AS n FROM suspended_usage FINAL WHERE source = 'test:flowing' AND status = 'held'")
+    for (let i = 0; i < 100 && Number((await held())[0]!.n) > 0; i++) await new Promise((r) => setTimeout(r, 100))
+    expect(Number((await held())[0]!.n)).toBe(0)
+    const [rated] = await store.rows<{ n: string }>("SELECT count() AS n FROM rated_usage WHERE source = 'test:flowing'")
+    expect(Number(rated!.n)).toBe(152)
+  } finally {
+    await rater.stop()
+  }
+}, 60_000)
+
 it('a release-only rater with nothing held starts no staging thread; one with held rows starts one and ends it after its task', async () => {
   // piscina creates its threads through this module's Worker, read at each creation: count them.
   const threads = createRequire(import.meta.url)('node:worker_threads') as typeof import('node:worker_threads')

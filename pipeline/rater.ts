@@ -458,7 +458,7 @@ export class Rater extends EventEmitter {
           continue
         }
       } else {
-        if (this.maybeReloadGuiding()) this.releaseRequested = true
+        this.maybeReloadGuiding()
         if (this.releaseRequested) {
           this.releaseRequested = false
           await this.releaseSuspended()
@@ -707,12 +707,18 @@ export class Rater extends EventEmitter {
   }
 
   private lastGuidingCheck = 0
-  /** Re-reads guiding data at most once a second; true when it changed. */
+  /**
+   * Re-reads guiding data at most once a second; true when it changed. A change asks for a release of held usage,
+   * whichever loop saw it: a change seen by the fetch loop was not seen again by the idle loop, and usage held before
+   * it stayed held while new usage was rated on the new data.
+   */
   private maybeReloadGuiding(): boolean {
     const now = Date.now()
     if (now - this.lastGuidingCheck < 1000) return false
     this.lastGuidingCheck = now
-    return this.reloadGuiding()
+    const changed = this.reloadGuiding()
+    if (changed) this.releaseRequested = true
+    return changed
   }
 
   /**
