@@ -151,7 +151,9 @@ export async function runCommand(args: string[], g: GlobalOptions, io: Io): Prom
   const config = loadConfig(values.config)
   const rt = await runtimeFor(g)
   const log = rt.log
-  const counts = { batches: 0, read: 0, rated: 0, duplicates: 0, rejected: 0, suspended: 0 }
+  // Since this run started. Of the stream's batches: read = rated + duplicates + rejected + suspended (held when read).
+  // `released`: held usage (held by this run or before it) rated since, when the guiding data came to own it.
+  const counts = { batches: 0, read: 0, rated: 0, duplicates: 0, rejected: 0, suspended: 0, released: 0 }
   const adapters: Running[] = []
   let rater: Rater | undefined
   let server: Server | undefined
@@ -170,6 +172,11 @@ export async function runCommand(args: string[], g: GlobalOptions, io: Io): Prom
     const store = await rt.store()
     rater = new Rater({ store, queue, ownsQueue: rt.ownsQueue, repo: rt.repo, dataDir: rt.dataDir, log }, raterOptionsFromEnv())
     rater.on('outcome', (o: BatchOutcome) => {
+      // A release's page reads no input (read 0): its rated events were counted as suspended when they were read.
+      if (o.read === 0) {
+        counts.released += o.rated
+        return
+      }
       counts.batches++
       counts.read += o.read
       counts.rated += o.rated

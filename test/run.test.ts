@@ -208,6 +208,9 @@ describe('rateflow run and late guiding data', () => {
       { event_id: 'l2', account_id: 'a-001' },
     ])
     expect(await query(data, 'SELECT event_id, status FROM suspended_usage FINAL')).toEqual([{ event_id: 'l1', status: 'released' }])
+    // The stream's batches still reconcile (read = rated + duplicates + rejected + suspended); the release is apart.
+    await until('the release counted', async () => (await stats(ready.http)).outcomes.released === 1)
+    expect((await stats(ready.http)).outcomes).toEqual({ batches: 1, read: 2, rated: 1, duplicates: 0, rejected: 0, suspended: 1, released: 1 })
     r.child.kill('SIGINT')
     const res = await r.done
     expect([res.code, res.stderr]).toEqual([0, ''])
