@@ -8,8 +8,9 @@ import { validateAccounts, validateCatalog } from '../catalog/index.js'
 import { createLogger } from '../common/logger.js'
 import type { BatchOutcome } from './rater.js'
 import type { Runtime } from './runtime.js'
+import type { Store } from './store.js'
 // The built modules: the pool's worker file is resolved next to rater.js, and only dist has it compiled.
-const { DEFAULT_RATER, Rater, checkpointDue, raterOptionsFromEnv } = (await import('../dist/pipeline/rater.js' as string)) as typeof import('./rater.js')
+const { DEFAULT_RATER, Rater, checkpointDue, eachPage, raterOptionsFromEnv } = (await import('../dist/pipeline/rater.js' as string)) as typeof import('./rater.js')
 const { openRuntime } = (await import('../dist/pipeline/runtime.js' as string)) as typeof import('./runtime.js')
 
 // Real nats-server (JetStream) and embedded ClickHouse, started here; the pool runs the built worker (dist).
@@ -469,4 +470,23 @@ it('goes on rating when deleting committed intents fails: the flushes stand, the
   } finally {
     await rater.stop()
   }
+})
+
+it('eachPage stops between pages when told to (a stopping rater ends a release there; each page is committed)', async () => {
+  const asked: string[] = []
+  const store = {
+    rows: async (sql: string) => {
+      asked.push(sql)
+      return [{ id: `r${asked.length}a` }, { id: `r${asked.length}b` }]
+    },
+  } as unknown as Store
+  const seen: string[] = []
+  let stopping = false
+  await eachPage<{ id: string }>(store, 2, ['id'], ['String'], (where, limit) => `SELECT id FROM t AS k WHERE ${where} ORDER BY id ${limit}`, (rows) => {
+    seen.push(...rows.map((r) => r.id))
+    if (seen.length >= 4) stopping = true
+  }, {}, () => stopping)
+  // Full pages every time: without the stop it would never end.
+  expect(seen).toEqual(['r1a', 'r1b', 'r2a', 'r2b'])
+  expect(asked).toHaveLength(2)
 })

@@ -986,6 +986,10 @@ export class Rater extends EventEmitter {
       async (held) => {
         if (held.length > 0) released += await this.releasePage(held, `release-${startedMs}-${++pageNo}`)
       },
+      {},
+      // Stopping (Ctrl-C) ends a release between pages: each page is committed, and the rest stays held for the next
+      // start, which releases it. Waiting for a backlog of millions would hold the stop for minutes.
+      () => this.stopping,
     )
     if (released > 0) this.deps.log.info({ released }, 'released suspended usage')
     return released
@@ -1058,6 +1062,7 @@ export async function eachPage<T extends object>(
   sql: (where: string, limit: string) => string,
   visit: (rows: T[]) => void | Promise<void>,
   fixed: Record<string, unknown> = {},
+  stop: () => boolean = () => false,
 ): Promise<void> {
   const tuple = (names: readonly string[]) => `(${names.join(', ')})`
   const after = `${tuple(keyColumns.map((c) => `k.${c}`))} > ${tuple(keyTypes.map((t, i) => `{k${i}:${t}}`))}`
@@ -1065,7 +1070,7 @@ export async function eachPage<T extends object>(
   for (;;) {
     const rows = await store.rows<T>(sql(keys ? after : '1', `LIMIT ${page}`), { ...fixed, ...keys })
     await visit(rows)
-    if (rows.length < page) return
+    if (rows.length < page || stop()) return
     const last = rows[rows.length - 1]!
     keys = Object.fromEntries(keyColumns.map((c, i) => [`k${i}`, (last as Record<string, unknown>)[c]]))
   }
