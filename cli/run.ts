@@ -220,7 +220,9 @@ export async function runCommand(args: string[], g: GlobalOptions, io: Io): Prom
         // `rateflow query` on this data directory comes here: read-only SQL, the CLI's formats, errors as 400.
         const sql = url.searchParams.get('sql')
         const name = url.searchParams.get('format') ?? 'JSONEachRow'
-        if (!sql) return send(400, { error: 'query: give the SQL as ?sql=' })
+        // Missing: an HTTP caller's mistake. Empty (`rateflow query ""` forwarded here): the read-only check words it,
+        // as the CLI does when no run owns the store.
+        if (sql === null) return send(400, { error: 'query: give the SQL as ?sql=' })
         let format
         try {
           format = queryFormat(name)

@@ -133,6 +133,9 @@ describe('rateflow run', () => {
       { error: 'query: KILL is not allowed for read-only queries: give one SELECT (or WITH … SELECT), SHOW, DESCRIBE, EXPLAIN or EXISTS statement' },
     ])
     expect(await query<{ n: string }>(data, 'SELECT count() AS n FROM rated_usage')).toEqual([{ n: '55' }])
+    // An empty SQL is worded as without a running process: the CLI forwards it here.
+    const empty = await rateflow(['query', '', '--data', data])
+    expect([empty.code, empty.stderr]).toEqual([2, expect.stringContaining('the SQL is empty: give one SELECT')])
     // A gzip file cut short goes to failed/ before any of its rows is published: gzip checks its data at its end.
     const gzRows = Array.from({ length: 2000 }, (_, i) => `g${i},2026-10-05T11:00:00Z,fw-001-2,,,api_calls,1,`)
     const gz = gzipSync(`${CSV_HEADER}\n${gzRows.join('\n')}\n`)
