@@ -204,6 +204,11 @@ export class Rater extends EventEmitter {
   private foldInStoredOrder = false
   /** The last batch stamp (received_at / rated_at, ms): strictly increasing, so no two batches share one. */
   private lastStampMs = 0
+  /**
+   * Set while a release runs: the fetch loop waits for it before stamping a batch. A batch stamped before a release
+   * page but applied after it would be folded after the page by this rater and before it by a start's rebuild.
+   */
+  private releasing: Promise<unknown> | undefined
   // A charge a pool thread staged but this thread's snapshot lacks: guiding data changed after this thread last
   // read it; read it again now (only if the files did change), rather than reject the event.
   private readonly totals = new RunningTotals(this.charges, () => {
@@ -409,6 +414,7 @@ export class Rater extends EventEmitter {
           continue
         }
         this.maybeReloadGuiding()
+        while (this.releasing !== undefined) await this.releasing
         // A copy: NATS reads several messages into one shared buffer, and transferring that buffer
         // would detach the other messages' bytes.
         const bytes = new Uint8Array(msg.data)
@@ -494,6 +500,10 @@ export class Rater extends EventEmitter {
     // 1. In arrival order: dedupe (the first of two events with one key wins) and held events. 2. The accepted ones
     // folded into the totals, in arrival order, or in the order a rebuild folds stored rows (foldInStoredOrder).
     const toRate: StagedRecord[] = []
+    // The version of rows this batch rewrites in suspended_usage (ReplacingMergeTree(version)): a stamp, above the
+    // stamp every earlier batch, the held row's own included, was given (Date.now() could be below it: stamps run
+    // ahead of the clock when more than one batch a millisecond comes, and the held row would then win over its release).
+    let version: number | undefined
     for (const rec of staged.records) {
       if (pending.release) {
         // A release: the record is committed already (it was suspended); rate it or leave it held. Still held for
@@ -502,7 +512,7 @@ export class Rater extends EventEmitter {
         if (rec.suspendLine !== undefined) {
           const h = pending.release.get(recordKey(rec.source, rec.eventId))!
           if (rec.suspendReason !== undefined && rec.suspendReason !== h.reason) {
-            suspendedRows += heldLine({ ...h, reason: rec.suspendReason }, 'held', staged.batchId)
+            suspendedRows += heldLine({ ...h, reason: rec.suspendReason }, 'held', staged.batchId, (version ??= this.stamp()))
             b.rows++
           }
           continue
@@ -539,7 +549,7 @@ export class Rater extends EventEmitter {
       if (!pending.release) {
         usage += rec.usageLine
       } else {
-        suspendedRows += heldLine(pending.release.get(recordKey(rec.source, rec.eventId))!, 'released', staged.batchId)
+        suspendedRows += heldLine(pending.release.get(recordKey(rec.source, rec.eventId))!, 'released', staged.batchId, (version ??= this.stamp()))
       }
       ratedRows += lines
       b.rows += rec.charges.length
@@ -967,6 +977,16 @@ export class Rater extends EventEmitter {
    * starts after the last key read, so it does not read them again.
    */
   async releaseSuspended(): Promise<number> {
+    const run = this.releaseAll()
+    this.releasing = run.catch(() => undefined)
+    try {
+      return await run
+    } finally {
+      this.releasing = undefined
+    }
+  }
+
+  private async releaseAll(): Promise<number> {
     // Rows of a flush still in flight are not readable yet: wait, or they would stay held until the next release.
     await this.committing
     // Batch ids of the pages: unique, since recover() tells committed rows from rolled-back ones by batch id.
@@ -1175,8 +1195,9 @@ function crashPoint(point: string): void {
   if (crashSpec && crashSpec[0] === point && ++crashCount === Number(crashSpec[1] ?? 1)) process.kill(process.pid, 'SIGKILL')
 }
 
-function heldLine(h: HeldRow, status: 'held' | 'released', batchId: string): string {
-  const now = Date.now()
+/** A suspended_usage row of a held event in its new state; `version` must exceed the version of every row before it. */
+function heldLine(h: HeldRow, status: 'held' | 'released', batchId: string, version: number): string {
+  const now = version
   return (
     [h.source, h.event_id, h.event_time, h.device_id, h.account_id, h.subscription_id, h.metric, h.quantity]
       .map(tsv)
