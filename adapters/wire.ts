@@ -71,7 +71,7 @@ export function reject(source: string, raw: string, reason: string, origin: stri
 /** True for a JSON number or a string: the types a quantity may arrive as before the validate stage checks it. */
 export function quantityText(v: unknown): string | undefined {
   if (typeof v === 'string') return v
-  if (typeof v === 'number' && Number.isFinite(v)) return String(v)
+  if (typeof v === 'number' && Number.isFinite(v)) return plainDecimal(v)
   if (typeof v === 'bigint') return v.toString()
   return undefined
 }
@@ -87,14 +87,32 @@ const EXACT_DIGITS = 15
  */
 export function inexactQuantity(v: unknown): string | undefined {
   if (typeof v !== 'number' || !Number.isFinite(v)) return undefined
-  const text = String(v)
-  if (Number.isInteger(v) ? !Number.isSafeInteger(v) : significantDigits(text) > EXACT_DIGITS) {
-    return `quantity ${text} was sent as a number with more digits than a JSON number keeps exactly (integers up to 9007199254740991, decimals of ${EXACT_DIGITS} significant digits); send it as a string, e.g. "quantity": "12345678901234567891"`
+  if (Number.isInteger(v) ? !Number.isSafeInteger(v) : significantDigits(String(v)) > EXACT_DIGITS) {
+    return `quantity was sent as a JSON number with more digits than a JSON reader keeps exactly (it reads as ${plainDecimal(v)}; integers up to 9007199254740991 and decimals of ${EXACT_DIGITS} significant digits are kept); send it as a string, e.g. "quantity": "12345678901234567891"`
   }
   return undefined
 }
 
 function significantDigits(text: string): number {
   const mantissa = text.replace(/^-/, '').replace(/e.*$/i, '').replace('.', '')
-  return mantissa.replace(/^0+/, '').length
+  return mantissa.replace(/^0+/, '').replace(/0+$/, '').length
+}
+
+/**
+ * A finite number as plain decimal digits, never in exponent form (String(5e-7) is "5e-7", which is no decimal the
+ * validate stage accepts): the shortest digits that read back as the number, with the point moved by the exponent.
+ */
+export function plainDecimal(v: number): string {
+  const text = String(v)
+  const e = text.search(/e/i)
+  if (e < 0) return text
+  const sign = text.startsWith('-') ? '-' : ''
+  const mantissa = text.slice(sign.length, e)
+  const exp = Number(text.slice(e + 1))
+  const dot = mantissa.indexOf('.')
+  const digits = mantissa.replace('.', '')
+  const point = (dot < 0 ? mantissa.length : dot) + exp
+  if (point <= 0) return `${sign}0.${'0'.repeat(-point)}${digits}`
+  if (point >= digits.length) return `${sign}${digits}${'0'.repeat(point - digits.length)}`
+  return `${sign}${digits.slice(0, point)}.${digits.slice(point)}`
 }

@@ -4,6 +4,7 @@ import { mergeAccounts, validateAccounts } from '../catalog/accounts.js'
 import { validateCatalog, validateCatalogVersionOrder } from '../catalog/validate-catalog.js'
 import { priceCharge, rateEvent } from '../rating-core/pricing.js'
 import { ErrorCode, HeldByAnotherError, isUserError, RateflowError, ValidationError } from '../common/errors.js'
+import { isoUtc } from '../common/time.js'
 import { DEFAULT_DATA_DIR, processIo, runtimeFor, usage, type GlobalOptions, type Io } from './context.js'
 import { queryFormat, queryRun, readOnlyQuery, runningRun } from './query.js'
 import type { Store } from '../pipeline/store.js'
@@ -44,13 +45,13 @@ const commands: Record<string, Handler> = {
         let ratedAfter = 0
         if (outcome === 'new' && store !== undefined) {
           const [row] = await store.rows<{ n: string; last: string }>(
-            `SELECT count() AS n, toString(max(event_time)) AS last FROM rated_usage WHERE event_time >= parseDateTime64BestEffort({from:String}, 3, 'UTC')`,
+            `SELECT count() AS n, toString(toUnixTimestamp64Milli(max(event_time))) AS last FROM rated_usage WHERE event_time >= parseDateTime64BestEffort({from:String}, 3, 'UTC')`,
             { from: catalog.effective_from },
           )
           ratedAfter = Number(row?.n ?? 0)
           if (ratedAfter > 0) {
             io.err(
-              `rateflow: warning: ${ratedAfter} rated rows have an event_time at or after ${catalog.effective_from} (the latest ${row!.last} UTC) and stay priced by the version that rated them; a catalog version does not re-price rated usage`,
+              `rateflow: warning: ${ratedAfter} rated rows have an event_time at or after ${catalog.effective_from} (the latest ${isoUtc(Number(row!.last))}) and stay priced by the version that rated them; a catalog version does not re-price rated usage`,
             )
           }
         }
@@ -203,7 +204,8 @@ async function releaseWhenIdle(g: GlobalOptions, beforeRelease?: (store: Store |
     try {
       store = await rt.store()
     } catch (err) {
-      if (err instanceof HeldByAnotherError) await before?.(undefined)
+      // What was applied is stored whatever the store says: the hook still reports it.
+      await before?.(undefined)
       before = undefined
       throw err
     }

@@ -410,7 +410,7 @@ describe('every usage model through CSV → JetStream → rating → ClickHouse'
     expect(r.code).toBe(0)
     expect(JSON.parse(r.stdout)).toEqual({ version: 'models-c', effective_from: '2026-10-20T00:00:00Z', status: 'stored', rated_on_earlier_versions: Number(expected!.n) })
     expect(r.stderr).toContain(
-      `warning: ${expected!.n} rated rows have an event_time at or after 2026-10-20T00:00:00Z (the latest ${expected!.last} UTC) and stay priced by the version that rated them`,
+      `warning: ${expected!.n} rated rows have an event_time at or after 2026-10-20T00:00:00Z (the latest ${new Date(`${expected!.last.replace(' ', 'T')}Z`).toISOString()}) and stay priced by the version that rated them`,
     )
     // Nothing was re-priced.
     const [after] = await query<{ n: string }>(data, "SELECT count() AS n FROM rated_usage WHERE catalog_version = 'models-c'")
