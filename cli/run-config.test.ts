@@ -26,6 +26,12 @@ describe('validateRunConfig: listeners that would take one port', () => {
     ])
   })
 
+  it('takes localhost as 127.0.0.1', () => {
+    expect(problems({ adapters: { syslog: [{ tcp_port: 9001, host: 'localhost', source: 'syslog:b' }, { tcp_port: 9001, source: 'syslog:c' }] }, http: { port: 9002 } })).toEqual([
+      '$.adapters.syslog[1].tcp_port: tcp port 9001 on 127.0.0.1 is also taken by $.adapters.syslog[0].tcp_port; each listener needs a port of its own',
+    ])
+  })
+
   it('allows one port number for UDP and TCP, port 0 anywhere, and the same port on different addresses', () => {
     expect(
       problems({

@@ -96,6 +96,8 @@ function portClashes(adapters: AdaptersConfig, http: { port: number; host: strin
     if (a.udp_port !== undefined) taken.push({ proto: 'udp', port: a.udp_port, host: a.host, path: `$.adapters.syslog[${i}].udp_port` })
   })
   const any = (h: string) => h === '0.0.0.0' || h === '::'
+  // `localhost` is the loopback address the OS resolves it to; 127.0.0.1 on these machines.
+  for (const t of taken) if (t.host === 'localhost') t.host = '127.0.0.1'
   const problems: Problem[] = []
   taken.forEach((t, i) => {
     if (t.port === 0) return

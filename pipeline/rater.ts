@@ -541,7 +541,7 @@ export class Rater extends EventEmitter {
       if (typeof lines !== 'string') {
         if (!pending.release) {
           this.accepted.delete(rec.source, rec.eventId)
-          rejectedRows += rejectLine(stagedReject(rec, `cannot be priced: ${lines.message}`), rec.receivedAt, staged.batchId)
+          rejectedRows += rejectLine(stagedReject(rec, `cannot be priced: ${lines.message}`), rec.receivedAt, staged.batchId, rec.eventId)
           rejected++
         }
         continue

@@ -6,7 +6,7 @@ import { validateAccounts } from '../catalog/accounts.js'
 import { GuidingIndex } from '../catalog/guiding.js'
 import { validateCatalog } from '../catalog/validate-catalog.js'
 import type { WireRecord } from './record.js'
-import { stageBatch } from './stage.js'
+import { rejectLine, stageBatch } from './stage.js'
 
 setFlagsFromString('--expose-gc')
 const gc = runInNewContext('gc') as () => void
@@ -59,7 +59,7 @@ describe('stageBatch rejects', () => {
 })
 
 describe('rejected_usage keys', () => {
-  it('keeps apart the rejects of records made from one input that fail for different reasons; the same reject again is one key', () => {
+  it('keeps apart the rejects of the records one input makes; the same input of the same event is one key, whatever the reason', () => {
     const guiding = new GuidingIndex([validateCatalog(sampleCatalog())], validateAccounts(sampleAccounts({ customers: 2, devicesPerAccount: 1 })))
     // One appliance log line, three records (as a syslog mapping makes them): one priced, two of metrics no charge prices.
     const raw = 'date=2026-10-05 time=10:00:00 devid=fw sentbyte=1200 rcvdbyte=5400 duration=30'
@@ -72,5 +72,8 @@ describe('rejected_usage keys', () => {
     const [a, b] = keys(first.rejectLines)
     expect(a).not.toBe(b)
     expect(keys(stage().rejectLines)).toEqual([a, b])
+    // The same input of the same event rejected for another reason (the catalog changed in between): the same row.
+    const j = { source: 'syslog:fw', raw, origin: 'o', reason: 'one reason' }
+    expect(keys([rejectLine(j, 'now', 'b', 'e-1')])).toEqual(keys([rejectLine({ ...j, reason: 'another' }, 'later', 'c', 'e-1')]))
   })
 })

@@ -120,7 +120,7 @@ export function stageBatch(batch: UsageBatch, guiding: GuidingIndex, receivedAtM
   for (const r of batch.records) {
     const ms = validateRecord(r)
     if (typeof ms === 'string') {
-      rejectLines.push(rejectLine(asReject(r, ms), receivedAt, batchId))
+      rejectLines.push(rejectLine(asReject(r, ms), receivedAt, batchId, eventIdOf(r)))
       continue
     }
     if (r.source !== lastSource) {
@@ -149,7 +149,7 @@ export function stageBatch(batch: UsageBatch, guiding: GuidingIndex, receivedAtM
     const usageLine = common + tail
     const g = guiding.guide(r, ms)
     if (g.kind === 'reject') {
-      rejectLines.push(rejectLine(asReject(r, g.reason), receivedAt, batchId))
+      rejectLines.push(rejectLine(asReject(r, g.reason), receivedAt, batchId, eventIdOf(r)))
       continue
     }
     if (g.kind === 'suspend') {
@@ -199,7 +199,7 @@ export function stageBatch(batch: UsageBatch, guiding: GuidingIndex, receivedAtM
       const reason =
         `metric "${r.metric}"${Object.keys(dims).length ? ` with dimensions ${JSON.stringify(dims)}` : ''} is not priced by ` +
         `any usage charge of plan "${plan.id}" in catalog version "${catalog.version}"`
-      rejectLines.push(rejectLine(asReject(r, reason), receivedAt, batchId))
+      rejectLines.push(rejectLine(asReject(r, reason), receivedAt, batchId, eventIdOf(r)))
       continue
     }
     records.push({ eventId: r.event_id, eventMs: ms, usageLine, charges, source: lastSource!, raw: rawOf(r), origin: r.origin, receivedAt })
@@ -430,15 +430,22 @@ function rejectOf(source: string, raw: string, origin: string | undefined, reaso
   return origin !== undefined ? { source, raw, reason, origin } : { source, raw, reason }
 }
 
-/** A rejected_usage line (ends in \n). */
-export function rejectLine(j: WireReject, receivedAt: string, batchId: string): string {
+/**
+ * A rejected_usage line (ends in \n). `eventId`: the event the input made, when the reject is of one record (an input
+ * can make several, a FortiGate line three, and each of their rejects must stay a row of its own).
+ */
+export function rejectLine(j: WireReject, receivedAt: string, batchId: string, eventId = ''): string {
   const origin = j.origin ?? ''
-  // The same bad input at the same place for the same reason is one row (ReplacingMergeTree key), however often it
-  // is sent. The reason is part of it: one input can fail several ways (a syslog line that makes three records, two
-  // of them of metrics no charge prices), and each must stay a row of its own.
-  const rejectKey = createHash('sha1').update(origin).update('\u0000').update(j.raw).update('\u0000').update(j.reason).digest('hex')
+  // The same bad input at the same place (and of the same event) is one row (ReplacingMergeTree key), however often
+  // it is sent, whatever the reason says then: re-ingesting a file after a catalog change replaces its rejects.
+  const rejectKey = createHash('sha1').update(origin).update('\u0000').update(j.raw).update('\u0000').update(eventId).digest('hex')
   return (
     tsv(j.source) + '\t' + tsv(j.raw) + '\t' + tsv(origin ? `${origin}: ${j.reason}` : j.reason) + '\t' + tsv(origin) + '\t' +
     receivedAt + '\t' + rejectKey + '\t' + batchId + '\n'
   )
+}
+
+/** A record's event_id as text for a reject's key ('' when it has none a validation would accept). */
+function eventIdOf(r: WireRecord): string {
+  return typeof r.event_id === 'string' ? r.event_id : ''
 }
