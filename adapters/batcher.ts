@@ -187,9 +187,10 @@ export class MicroBatcher {
     ).finally(() => {
       this.inFlight--
       this.pending.delete(p)
-      // Wake every waiter on failure too, so nobody hangs; they see the failure on their next add.
-      const wake = this.failure !== undefined ? this.waiters.splice(0) : this.waiters.splice(0, 1)
-      for (const w of wake) w()
+      // Every waiter is woken: each goes on with its next item, and waits again if the batcher is still full. Waking
+      // one per stored batch left waiters behind for good when more were waiting than batches followed (a syslog
+      // drain hands on every frame it reads at once), and on failure they see it on their next add.
+      for (const w of this.waiters.splice(0)) w()
     })
     this.pending.add(p)
   }

@@ -250,6 +250,24 @@ describe('SyslogAdapter flow control', () => {
     expect(stored.flatMap((b) => b.records).map((r) => r.event_id)).toEqual(Array.from({ length: 2000 }, (_, i) => `e${i}`))
   })
 
+  it('stop() reads every line a sender that keeps its connection open wrote before it, though the batcher held the socket paused', async () => {
+    const stored: UsageBatch[] = []
+    const t = setup({ batching: { max_records: 100, max_delay_ms: 5, max_in_flight: 1 } }, async (b) => {
+      await new Promise((r) => setTimeout(r, 50))
+      stored.push(b)
+    }, 300)
+    await t.adapter.start()
+    const c = net.connect({ port: t.adapter.ports.tcp!, host: '127.0.0.1', allowHalfOpen: true })
+    // Written (handed to the kernel), and the connection kept open, as rsyslog keeps it: the drain time ends, and
+    // the connection is cut with most of these lines not yet read when the batcher paused the socket.
+    await new Promise<void>((resolve) => c.write(Array.from({ length: 5000 }, (_, i) => line(i)).join(''), () => resolve()))
+    await waitFor(() => t.adapter.stats.messages >= 1, 'the first message')
+    await t.adapter.stop()
+    expect(stored.flatMap((b) => b.records)).toHaveLength(5000)
+    expect(stored.flatMap((b) => b.rejects)).toEqual([])
+    c.destroy()
+  })
+
   it('stop() cuts a connection its peer keeps open after the drain time; a half-sent message becomes a reject', async () => {
     const t = setup({}, undefined, 300)
     await t.adapter.start()

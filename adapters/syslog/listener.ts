@@ -61,7 +61,9 @@ export class SyslogAdapter {
   private udp: dgram.Socket | undefined
   private tcp: net.Server | undefined
   /** Open TCP connections, and for each: `finished` once its socket closed and every frame it brought was handed on; `cut` ends it now. */
-  private readonly connections = new Map<net.Socket, { finished: Promise<void>; cut(): void }>()
+  private readonly connections = new Map<net.Socket, { finished: Promise<void>; drain(): void; cut(): void }>()
+  /** Set by stop(): frames no longer wait for the batcher (nor pause their socket), so everything already sent is read. */
+  private draining = false
   private udpWait: Promise<void> | undefined
   private overloadDrops = 0
   private sessionTimer: NodeJS.Timeout | undefined
@@ -176,7 +178,14 @@ export class SyslogAdapter {
     const closed = new Promise<void>((resolve) => tcp.close(() => resolve()))
     this.tcp = undefined
     const open = [...this.connections]
-    for (const [socket] of open) socket.end()
+    // Read on regardless of the batcher: a socket paused for it would still hold lines its sender wrote before the
+    // stop, in our buffer or the kernel's, and a cut would drop them (a sender that keeps its connection open, as
+    // rsyslog does, is cut). The batcher takes them all; its flush below stores them.
+    this.draining = true
+    for (const [socket, c] of open) {
+      socket.end()
+      c.drain()
+    }
     const all = Promise.all(open.map(([, c]) => c.finished))
     let timer: NodeJS.Timeout | undefined
     const drained = await Promise.race([all.then(() => true), new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), this.deps.tcpDrainMs ?? TCP_DRAIN_MS)))])
@@ -250,6 +259,22 @@ export class SyslogAdapter {
             socket.destroy()
           }
         }
+        if (p && this.draining) {
+          // Handed on already; only its storing is awaited (by finished, then the batcher's flush).
+          waiting++
+          p.then(
+            () => {
+              waiting--
+              settle()
+            },
+            (err: unknown) => {
+              waiting--
+              this.deps.logger.error({ err, source: this.options.source, peer }, 'syslog TCP: batcher failed while draining')
+              settle()
+            },
+          )
+          continue
+        }
         if (p) {
           waiting++
           socket.pause()
@@ -259,8 +284,8 @@ export class SyslogAdapter {
               waiting--
               run(rest, done)
               // Resumed only if the rest did not stop at the batcher again: resuming then let the next chunk's frames
-              // run beside the ones still waiting (out of order, and past the backpressure).
-              if (waiting === 0 && !socket.destroyed) socket.resume()
+              // run beside the ones still waiting (out of order, and past the backpressure). Draining reads on anyway.
+              if ((waiting === 0 || this.draining) && !socket.destroyed) socket.resume()
               settle()
             },
             (err: unknown) => {
@@ -277,6 +302,10 @@ export class SyslogAdapter {
     }
     this.connections.set(socket, {
       finished,
+      // A socket paused for frames still waiting is resumed by their chain once it has handed them on (in order).
+      drain: () => {
+        if (waiting === 0 && !socket.destroyed) socket.resume()
+      },
       cut: () => {
         run(framer.cut('connection still open when the adapter stopped'))
         socket.destroy()
