@@ -58,7 +58,8 @@ export async function startNatsServer(dataDir: string, options: NatsServerOption
   // as the server is reaped (its sleep with it), so it never signals a pid the system has handed to another process
   // since; it holds none of our pipes (a sleep holding stderr kept every command alive 10 s after its work was done).
   const guard =
-    'stop() { kill -TERM $child 2>/dev/null; ' +
+    // (A stop begun by a signal while one from stdin runs ends that one's watchdog first: only one can outlive it.)
+    'w=; stop() { [ -n "$w" ] && kill $w 2>/dev/null; kill -TERM $child 2>/dev/null; ' +
     '( sleep 10 & s=$!; trap \'kill $s; exit 0\' TERM; wait $s; kill -KILL $child ) </dev/null >/dev/null 2>&1 & w=$!; ' +
     'wait $child; kill $w 2>/dev/null; }; ' +
     'nats-server "$@" & child=$!; trap \'stop; exit 0\' TERM INT; read _ignored; stop'
