@@ -189,27 +189,21 @@ const commands: Record<string, Handler> = {
 /**
  * After guiding data changed: when no process owns the data directory (no `rateflow run`), release
  * suspended usage here, so late bindings are rated with no manual step. A running owner polls the guiding
- * data and releases by itself; then this returns 0.
- */
-/**
- * Rates held usage the new guiding data owns, when no other process owns the store or the stream (a running rater
- * releases by itself). `beforeRelease`, when given, runs first: with the store, or with undefined when another
- * process owns it.
+ * data and releases by itself; then this returns 0. `beforeRelease`, when given, runs first: with the store, or
+ * with undefined when it cannot be opened (another process owns it, or it failed).
  */
 async function releaseWhenIdle(g: GlobalOptions, beforeRelease?: (store: Store | undefined) => Promise<void>): Promise<number> {
   const rt = await runtimeFor(g)
-  let before = beforeRelease
   try {
     let store: Store
     try {
       store = await rt.store()
     } catch (err) {
       // What was applied is stored whatever the store says: the hook still reports it.
-      await before?.(undefined)
-      before = undefined
+      await beforeRelease?.(undefined)
       throw err
     }
-    await before?.(store)
+    await beforeRelease?.(store)
     // A store or queue others share: release only while no rater holds the stream (its lease); a running one
     // releases by itself within a second of the change.
     const queue = rt.embeddedStore && rt.ownsQueue ? undefined : await rt.queue()

@@ -89,15 +89,15 @@ export function validateRunConfig(doc: unknown, opts: { resources?: ResourceChec
  * protocol on the same host, or where either listens on every address (0.0.0.0, ::).
  */
 function portClashes(adapters: AdaptersConfig, http: { port: number; host: string }, httpPortGiven: boolean): Problem[] {
+  // `localhost` is the loopback address the OS resolves it to; 127.0.0.1 on these machines.
+  const address = (h: string) => (h === 'localhost' ? '127.0.0.1' : h)
   const taken: Array<{ proto: 'tcp' | 'udp'; port: number; host: string; path: string }> = []
-  taken.push({ proto: 'tcp', port: http.port, host: http.host, path: httpPortGiven ? '$.http.port' : `$.http.port (default ${http.port})` })
+  taken.push({ proto: 'tcp', port: http.port, host: address(http.host), path: httpPortGiven ? '$.http.port' : `$.http.port (default ${http.port})` })
   adapters.syslog.forEach((a, i) => {
-    if (a.tcp_port !== undefined) taken.push({ proto: 'tcp', port: a.tcp_port, host: a.host, path: `$.adapters.syslog[${i}].tcp_port` })
-    if (a.udp_port !== undefined) taken.push({ proto: 'udp', port: a.udp_port, host: a.host, path: `$.adapters.syslog[${i}].udp_port` })
+    if (a.tcp_port !== undefined) taken.push({ proto: 'tcp', port: a.tcp_port, host: address(a.host), path: `$.adapters.syslog[${i}].tcp_port` })
+    if (a.udp_port !== undefined) taken.push({ proto: 'udp', port: a.udp_port, host: address(a.host), path: `$.adapters.syslog[${i}].udp_port` })
   })
   const any = (h: string) => h === '0.0.0.0' || h === '::'
-  // `localhost` is the loopback address the OS resolves it to; 127.0.0.1 on these machines.
-  for (const t of taken) if (t.host === 'localhost') t.host = '127.0.0.1'
   const problems: Problem[] = []
   taken.forEach((t, i) => {
     if (t.port === 0) return
