@@ -1197,12 +1197,11 @@ function crashPoint(point: string): void {
 
 /** A suspended_usage row of a held event in its new state; `version` must exceed the version of every row before it. */
 function heldLine(h: HeldRow, status: 'held' | 'released', batchId: string, version: number): string {
-  const now = version
   return (
     [h.source, h.event_id, h.event_time, h.device_id, h.account_id, h.subscription_id, h.metric, h.quantity]
       .map(tsv)
       .join('\t') +
-    '\t' + tsvMap(h.dimensions) + '\t' + tsv(h.raw) + '\t' + tsv(h.origin) + '\t' + tsv(h.reason) + '\t' + status + '\t' + now +
+    '\t' + tsvMap(h.dimensions) + '\t' + tsv(h.raw) + '\t' + tsv(h.origin) + '\t' + tsv(h.reason) + '\t' + status + '\t' + version +
     '\t' + tsv(h.received_at) + '\t' + tsv(batchId) + '\n'
   )
 }

@@ -112,8 +112,8 @@ export interface FoldResult {
  * Folds one event into `prior` (undefined = first event of the period). `priorQ` is prior.q
  * already parsed (callers keep it to avoid re-parsing on the hot path). `periodStartMs`,
  * `periodEndMs` (exclusive) and `holdEndMs` are needed by time_weighted_avg only: readings hold
- * until `holdEndMs` (the period end, or earlier when another catalog version takes over) and the
- * average divides by the whole period.
+ * until the period end or `holdEndMs` (when the next catalog version takes over), whichever comes
+ * first, and the average divides by the whole period.
  */
 export function foldMeter(
   meter: Meter,

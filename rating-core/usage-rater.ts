@@ -296,7 +296,7 @@ export function foldUsageEvent(
 
   const startMs = meter.aggregation === 'time_weighted_avg' ? eventMillis(ctx.periodStart) : 0
   const endMs = meter.aggregation === 'time_weighted_avg' ? eventMillis(ctx.periodEnd) : 0
-  const folded = foldMeter(meter, prior?.agg, prior?.q ?? ZERO, ev, scaled, startMs, endMs, Math.min(endMs, ctx.versionEndMs ?? Infinity))
+  const folded = foldMeter(meter, prior?.agg, prior?.q ?? ZERO, ev, scaled, startMs, endMs, ctx.versionEndMs ?? endMs)
   const total = modelTotal(charge, folded.q, null)
   const next: RunningTotal = { model: charge.model, n, q: folded.q, total, fees: 0n, freeUsed: ZERO, agg: folded.agg }
   return { amount: fmtNano(total - (prior?.total ?? 0n)), metered: meteredFmt(folded.metered), next }
