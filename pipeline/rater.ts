@@ -19,7 +19,7 @@ import type { StageTask } from './rating-worker.js'
 import { decodeStaged, type StagedWire } from './staged-wire.js'
 import { committedBatches, committedBatchLines, PRUNE_INTENTS, type CommittedLookup, type Store } from './store.js'
 import { DEFAULT_LEASE_TTL_MS, RaterLease } from './rater-lease.js'
-import { chString, chTime, chTimeMs, fromTsv, tsv, tsvMap } from './tsv.js'
+import { chString, chTime, chTimeMs, fromTsv, tsv, tsvArray, tsvMap } from './tsv.js'
 
 /** What became of one batch's inputs. Conservation: read = rated + duplicates + rejected + suspended. */
 export interface BatchOutcome {
@@ -618,10 +618,10 @@ export class Rater extends EventEmitter {
     // Order matters: the intent first (recover() finds a torn flush's rows by it); usage_events (the dedupe source)
     // after the rows derived from it; `flushes` last (commit). Both big tables get each key at most once per flush
     // (the dedupe index): unique keys, no replacing pass.
-    const batches = `[${b.batches.map(chString).join(',')}]`
+    const batches = tsvArray(b.batches)
     const hasRows = b.rated.length > 0 || b.rejected.length > 0 || b.suspended.length > 0 || b.usage.length > 0
     if (hasRows) {
-      await store.insertTsv('flush_intents', `${tsv(b.flushId)}\t${chTime(isoUtc(Date.now()))}\t${tsv(batches)}\n`)
+      await store.insertTsv('flush_intents', `${tsv(b.flushId)}\t${chTime(isoUtc(Date.now()))}\t${batches}\n`)
     }
     if (b.rated.length) await store.insertTsv('rated_usage', b.rated, UNIQUE_KEYS)
     if (b.rejected.length) await store.insertTsv('rejected_usage', b.rejected)

@@ -4,7 +4,7 @@ import { join } from 'node:path'
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
 import { committedBatches, committedBatchLines, DDL, fileType, openStore, PRUNE_INTENTS, type Store } from './store.js'
-import { fromTsv, tsv } from './tsv.js'
+import { fromTsv, tsv, tsvArray, tsvMap } from './tsv.js'
 
 /** Runs `f` on an embedded store in a new temp directory, then closes the store and removes the directory. */
 async function withStore(f: (store: Store) => Promise<void>): Promise<void> {
@@ -79,6 +79,23 @@ describe('TabSeparated text back from the store', () => {
       const text = await store.text('SELECT k, v FROM t WHERE n >= {from:UInt32} ORDER BY n', 'TabSeparated', { from: 0 })
       const rows = text.split('\n').slice(0, -1).map((line) => line.split('\t').map(fromTsv))
       expect(rows).toEqual(values.map((v) => [v, v]))
+    }))
+})
+
+describe('Map and Array fields of TabSeparated input', () => {
+  // usage_events and suspended_usage store an event's dimensions as Map(String, String); the flush intents and commits
+  // name their batches as Array(String). Dimension keys and values come from devices and files: any character.
+  it('store every key, value and element as written (tsvMap, tsvArray)', () =>
+    withStore(async (store) => {
+      await store.command('CREATE TABLE t (n UInt32, m Map(String, String), a Array(String)) ENGINE = MergeTree ORDER BY n')
+      const special = ["o'brien", 'back\\slash', "\\'", "'", '\\', 'a\tb', 'line\nbreak', 'cr\r', "{'x':'y'}", 'a,b:c]', 'ünïcødé €', '😀', '']
+      const random = fc.sample(fc.string({ unit: 'grapheme', maxLength: 16 }), 200)
+      const values = [...special, ...random]
+      const rows = values.map((v, n) => ({ n, m: { [v]: v, k: `${v}|${n}` }, a: [v, `${n}`, v] }))
+      await store.insertTsv('t', rows.map((r) => `${r.n}\t${tsvMap(r.m)}\t${tsvArray(r.a)}\n`).join(''))
+      const text = await store.text('SELECT n, m, a FROM t ORDER BY n', 'JSONEachRow')
+      const back = text.trim().split('\n').map((l) => JSON.parse(l) as { n: number; m: Record<string, string>; a: string[] })
+      expect(back).toEqual(rows)
     }))
 })
 

@@ -7,20 +7,39 @@ export function tsv(value: string): string {
   return value.replace(/[\t\n\\\r]/g, (c) => (c === '\t' ? '\\t' : c === '\n' ? '\\n' : c === '\r' ? '\\r' : '\\\\'))
 }
 
-/** A Map(String,String) literal for TabSeparated input. */
+/**
+ * A Map(String,String) literal as one TabSeparated field: `{'k':'v',…}`, each key and value a quoted string
+ * (tsvQuoted). Nothing else is escaped: ClickHouse reads a Map field of TabSeparated input with its own parser,
+ * quoted strings and their escapes straight from the field's bytes, not after unescaping the field as TSV (escaping the
+ * whole literal again doubled every backslash, and a value with a quote, `o'brien`, failed the insert).
+ */
 export function tsvMap(m: Record<string, string> | undefined): string {
   if (!m) return '{}'
   let out = '{'
   let first = true
   for (const k in m) {
     const v = m[k] as string
-    out += (first ? '' : ',') + chString(k) + ':' + chString(v)
+    out += (first ? '' : ',') + tsvQuoted(k) + ':' + tsvQuoted(v)
     first = false
   }
-  return tsv(out + '}')
+  return out + '}'
 }
 
-/** A ClickHouse string literal: single-quoted, backslashes and single quotes escaped (in SQL, and in Map/Array text). */
+/** An Array(String) literal as one TabSeparated field: `['a','b']`, each a quoted string (tsvQuoted). */
+export function tsvArray(values: readonly string[]): string {
+  return '[' + values.map(tsvQuoted).join(',') + ']'
+}
+
+/**
+ * A quoted string inside a Map or Array field of TabSeparated input: single-quoted, with backslash, quote, tab,
+ * newline and carriage return escaped (`\\ \' \t \n \r`), so the field holds no raw tab or line end to cut the row.
+ */
+export function tsvQuoted(s: string): string {
+  if (!/[\\'\t\n\r]/.test(s)) return "'" + s + "'"
+  return "'" + s.replace(/[\\'\t\n\r]/g, (c) => (c === '\t' ? '\\t' : c === '\n' ? '\\n' : c === '\r' ? '\\r' : '\\' + c)) + "'"
+}
+
+/** A ClickHouse string literal in SQL: single-quoted, backslashes and single quotes escaped. Inside TabSeparated input, tsvQuoted. */
 export function chString(s: string): string {
   return "'" + s.replace(/[\\']/g, (c) => '\\' + c) + "'"
 }
