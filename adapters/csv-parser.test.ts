@@ -62,6 +62,17 @@ describe('CsvRowParser', () => {
     expect(items[2]).toEqual({ ok: true, fields: ['3', '4'], raw: '3,4', line: 3 })
   })
 
+  it('text after a closing quote costs its own line only, with LF, CRLF or lone-CR line ends, however the chunks fall', () => {
+    // A CR-only file once skipped to the next LF, which it has none of: the rows after the broken one were lost.
+    for (const eol of ['\n', '\r\n', '\r']) {
+      const text = ['a,b', '1,"x"y,2', '3,4', '5,"6"', '7,8'].join(eol) + eol
+      for (const sizes of [[text.length], [1], [2, 3], [9], [10], [11]]) {
+        const items = parseChunked(text, sizes)
+        expect(items.map((i) => [i.ok, i.line, i.raw])).toEqual([[true, 1, 'a,b'], [false, 2, '1,"x"y,2'], [true, 3, '3,4'], [true, 4, '5,6'], [true, 5, '7,8']])
+      }
+    }
+  })
+
   it('a quote open at the end of the input rejects only the line it opened on; the lines after it are rows again', () => {
     // (A later quote would close the open one, as RFC 4180 reads it: none follows here.)
     const text = 'a,b\n1,"open\n2,3\r\n4,five\n6,7'

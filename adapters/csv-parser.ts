@@ -271,18 +271,17 @@ export class CsvRowParser {
           continue
         }
         if (c === -1 || c === LF || c === CR) return this.rowEnd(text, start, k, fields, quoted, lines, final)
-        // Text after the closing quote: the row is broken; skip it up to the next LF.
-        const nl = text.indexOf('\n', k)
-        if (nl < 0 && !final) return undefined
-        const end = nl < 0 ? n : nl
+        // Text after the closing quote: the row is broken; skip it up to its line break (LF, CRLF or a lone CR).
+        const brk = lineEnd(text, k)
+        if (!final && (brk.end === n || (brk.next === n && text.charCodeAt(brk.end) === CR))) return undefined // the break may be in the next chunk, or be a CRLF's first half
         return {
           item: {
             ok: false,
             error: `column ${fields.length}: text after the closing quote (a quote inside a field must be doubled: "")`,
-            raw: text.slice(start, end > start && text.charCodeAt(end - 1) === CR ? end - 1 : end),
+            raw: text.slice(start, brk.end),
             line: this.line,
           },
-          next: nl < 0 ? n : nl + 1,
+          next: brk.next,
           lines: lines + 1,
         }
       }
