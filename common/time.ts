@@ -29,11 +29,23 @@ export function parseIsoTime(s: string): number | undefined {
     if (oh > 23 || om > 59) return undefined
     offsetMin = sign * (oh * 60 + om)
   }
-  return Date.UTC(year, month - 1, day, hour, minute, second, ms) - offsetMin * 60_000
+  return fullYearUtc(year, month - 1, day, hour, minute, second, ms) - offsetMin * 60_000
 }
 
+/** The days of a month (1–12) of a year of the proleptic Gregorian calendar, years 0–99 included. */
 export function daysInMonth(year: number, month1: number): number {
-  return new Date(Date.UTC(year, month1, 0)).getUTCDate()
+  return new Date(fullYearUtc(year, month1, 0)).getUTCDate()
+}
+
+/**
+ * Date.UTC for any year: Date.UTC reads a year of 0–99 as 1900–1999, so `0026-10-06` became 1926-10-06 (a time the
+ * input never said, held instead of refused). Such years are set with setUTCFullYear, which takes them as given.
+ */
+function fullYearUtc(year: number, month0: number, day: number, hour = 0, minute = 0, second = 0, ms = 0): number {
+  if (year >= 100) return Date.UTC(year, month0, day, hour, minute, second, ms)
+  const d = new Date(Date.UTC(2000, month0, day, hour, minute, second, ms))
+  d.setUTCFullYear(year, month0, day)
+  return d.getTime()
 }
 
 /** Epoch ms → `2026-10-01T00:00:00.000Z`. */

@@ -73,8 +73,7 @@ export function utcMillis(s: string): number | undefined {
     if (s.charCodeAt(19) !== 46 /* . */) return undefined
     ms = digits(s, 20, 3)
   }
-  // Years below 100 are left to parseIsoTime, whose Date.UTC reads them as 19xx: one answer per input.
-  if (year < 100 || month < 1 || month > 12 || day < 1 || hour < 0 || hour > 23 || minute < 0 || minute > 59 || second < 0 || second > 59 || ms < 0) {
+  if (month < 1 || month > 12 || day < 1 || hour < 0 || hour > 23 || minute < 0 || minute > 59 || second < 0 || second > 59 || ms < 0) {
     return undefined
   }
   const leap = year % 4 === 0 && (year % 100 !== 0 || year % 400 === 0)
