@@ -954,7 +954,7 @@ export class Rater extends EventEmitter {
     const resolved = this.charges.get(chargeRef(row.catalog_version, row.plan_id, row.charge_id))
     if (!resolved) return
     const periodStart = isoUtc(chTimeMs(row.period_start))
-    const key = totalsKey(row.subscription_id, row.charge_id, periodStart, row.group_key, row.catalog_version)
+    const key = totalsKey(row.subscription_id, row.plan_id, row.charge_id, periodStart, row.group_key, row.catalog_version)
     const owner = this.guiding.subscriptionOwner(row.subscription_id)
     // The time is read once: the period and the fold both take its ms.
     const eventMs = chTimeMs(row.event_time)

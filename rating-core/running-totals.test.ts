@@ -33,7 +33,7 @@ const catalog: Catalog = {
 
 function staged(charge: string, eventIso: string, quantity: string): StagedCharge {
   return {
-    totalsKey: `s1\u0000${charge}\u00002026-10-01T00:00:00.000Z\u0000\u0000v1`,
+    totalsKey: `s1\u0000p\u0000${charge}\u00002026-10-01T00:00:00.000Z\u0000\u0000v1`,
     chargeRef: chargeRef('v1', 'p', charge),
     quantity,
     dimensions: {},
@@ -71,7 +71,7 @@ describe('a catalog version that takes over mid-period', () => {
   const g2 = seats('g2', '2026-10-16T00:00:00Z')
   const reading = (version: string, eventIso: string, quantity: string): StagedCharge => ({
     ...staged('seats', eventIso, quantity),
-    totalsKey: `s1\u0000seats\u00002026-10-01T00:00:00.000Z\u0000\u0000${version}`,
+    totalsKey: `s1\u0000p\u0000seats\u00002026-10-01T00:00:00.000Z\u0000\u0000${version}`,
     chargeRef: chargeRef(version, 'p', 'seats'),
   })
   const amount = (line: string | Error) => {

@@ -82,13 +82,19 @@ export function chargeRef(version: string, plan: string, charge: string): string
 }
 
 /**
- * The running total an event of `charge` increments: one per subscription, charge, billing period, group and
+ * The running total an event of `charge` increments: one per subscription, plan, charge, billing period, group and
  * catalog version. A version that takes effect mid-period starts its own total, so each event is priced by the
  * version in force at its event_time and its amount does not depend on whether events of the other version
- * arrived first (one total across versions priced old usage again at the new price, by arrival order).
+ * arrived first (one total across versions priced old usage again at the new price, by arrival order). So does a
+ * plan change mid-period: the new plan's charge of the same id starts from nothing (one total across plans gave the
+ * new plan's free units and tiers the old plan's usage: a credit for usage, or every later event refused as priced
+ * by another model).
+ *
+ * The key's form is stored with the checkpoints of the running totals; a change to it needs a store migration that
+ * drops them (store.ts MIGRATIONS), or a start restores totals no event's key finds.
  */
-export function totalsKey(subscription: string, charge: string, periodStartIso: string, group: string, version: string): string {
-  return `${subscription}\u0000${charge}\u0000${periodStartIso}\u0000${group}\u0000${version}`
+export function totalsKey(subscription: string, plan: string, charge: string, periodStartIso: string, group: string, version: string): string {
+  return `${subscription}\u0000${plan}\u0000${charge}\u0000${periodStartIso}\u0000${group}\u0000${version}`
 }
 
 /**
@@ -323,7 +329,7 @@ class ChargeRoute {
   totalsKey(group: string, period: Period): string {
     let k = this.keys.get(group)
     if (k === undefined) {
-      k = totalsKey(this.owner.subscription.id, this.charge.id, period.startIso, group, this.owner.catalog.version)
+      k = totalsKey(this.owner.subscription.id, this.owner.plan.id, this.charge.id, period.startIso, group, this.owner.catalog.version)
       if (this.keys.size >= MAX_CACHED) this.keys.clear()
       this.keys.set(group, k)
     }
