@@ -327,6 +327,11 @@ export class RateflowRun implements RatingRun {
         counts.duplicates++
         continue
       }
+      if (rec.rejectReason !== undefined) {
+        seen.delete(rec.source, rec.eventId)
+        counts.rejected++
+        continue
+      }
       usage += rec.usageLine
       if (rec.suspendLine !== undefined) {
         usage += rec.suspendLine

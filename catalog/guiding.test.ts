@@ -142,10 +142,10 @@ describe('stageBatch reject reasons that come from the catalog', () => {
       index,
       at('2026-10-21T00:00:00Z'),
     )
-    expect(staged.records).toEqual([])
-    expect(staged.rejectLines).toHaveLength(1)
-    expect(staged.rejectLines[0]).toContain(
-      'f.csv:2: metric "cpu_temp" is not priced by any usage charge of plan "sase-pro" in catalog version "2026-11-a"',
-    )
+    // Refused, not a reject line yet: the owner rejects it unless it is a duplicate (an event rated before the catalog changed).
+    expect(staged.rejectLines).toEqual([])
+    expect(staged.records.map((r) => [r.eventId, r.rejectReason, r.charges.length, r.raw, r.origin])).toEqual([
+      ['x1', 'metric "cpu_temp" is not priced by any usage charge of plan "sase-pro" in catalog version "2026-11-a"', 0, 'x1,...', 'f.csv:2'],
+    ])
   })
 })

@@ -497,7 +497,7 @@ export class Rater extends EventEmitter {
     let rejected = 0
     const rejectedHere = staged.rejectLines.length
     for (const line of staged.rejectLines) rejectedRows += line
-    // 1. In arrival order: dedupe (the first of two events with one key wins) and held events. 2. The accepted ones
+    // 1. In arrival order: dedupe (the first of two events with one key wins), then held and refused events. 2. The accepted ones
     // folded into the totals, in arrival order, or in the order a rebuild folds stored rows (foldInStoredOrder).
     const toRate: StagedRecord[] = []
     // The version of rows this batch rewrites in suspended_usage (ReplacingMergeTree(version)): a stamp, above the
@@ -509,10 +509,13 @@ export class Rater extends EventEmitter {
         // A release: the record is committed already (it was suspended); rate it or leave it held. Still held for
         // another reason than the stored one (a device now bound to an account the catalog cannot price, say): the
         // held row is written again with the reason that holds it now, so suspended_usage says what to fix.
-        if (rec.suspendLine !== undefined) {
+        // Refused by guiding now (an account that has two subscriptions since, say): held too, as rejecting it would lose
+        // usage the input sent once; its reason says what to fix.
+        const reason = rec.suspendReason ?? rec.rejectReason
+        if (reason !== undefined) {
           const h = pending.release.get(recordKey(rec.source, rec.eventId))!
-          if (rec.suspendReason !== undefined && rec.suspendReason !== h.reason) {
-            suspendedRows += heldLine({ ...h, reason: rec.suspendReason }, 'held', staged.batchId, (version ??= this.stamp()))
+          if (reason !== h.reason) {
+            suspendedRows += heldLine({ ...h, reason }, 'held', staged.batchId, (version ??= this.stamp()))
             b.rows++
           }
           continue
@@ -521,6 +524,13 @@ export class Rater extends EventEmitter {
         // One probe: the key joins the index here, and leaves it again if the event turns out a reject.
         if ((late !== undefined && late.has(recordKey(rec.source, rec.eventId))) || !this.accepted.add(rec.source, rec.eventId, rec.eventMs, now)) {
           duplicates++
+          continue
+        }
+        if (rec.rejectReason !== undefined) {
+          // Not a duplicate, and no owner: a reject, whose key stays free for the event sent again once guiding owns it.
+          this.accepted.delete(rec.source, rec.eventId)
+          rejectedRows += rejectLine(stagedReject(rec, rec.rejectReason), rec.receivedAt, staged.batchId, rec.eventId)
+          rejected++
           continue
         }
       }
@@ -1039,7 +1049,7 @@ export class Rater extends EventEmitter {
     const batch: UsageBatch = { id: batchId, records, rejects: [] }
     const wire = await this.stage({ batch, dataDir: this.deps.dataDir, fingerprint: this.fingerprint, receivedAtMs: this.stamp() })
     const staged = decodeStaged(wire)
-    // Released records that the catalog now rejects stay held: rejecting them would lose accepted usage.
+    // A page of held rows has no reject lines (they are valid records); those guiding refuses now stay held (apply).
     this.apply({ ...staged, rejectLines: [] }, { staged: Promise.resolve(wire), release: byKey }, this.now())
     const released = this.buffered.outcomes.at(-1)?.rated ?? 0
     await this.flush()

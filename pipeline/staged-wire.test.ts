@@ -29,9 +29,12 @@ describe('staged batches cross to the rater unchanged', () => {
         ...(device_id ? { device_id } : {}), ...(account_id ? { account_id } : {}), ...(subscription_id ? { subscription_id } : {}),
       })
     }
+    // A metric no charge prices: refused by guiding.
+    records.push({ ...records[0]!, event_id: 'unpriced-1', metric: 'cpu_temp' })
     const staged = stageBatch({ id: 'b-1', records, rejects: [{ source: 'csv:w', raw: 'x\ty\n"z', reason: 'bad row' }] }, guiding, Date.parse('2026-11-22T10:00:00Z'))
     expect(staged.rejectLines.length).toBeGreaterThan(1)
     expect(staged.records.some((r) => r.suspendLine !== undefined)).toBe(true)
+    expect(staged.records.some((r) => r.rejectReason !== undefined)).toBe(true)
     expect(plain(decodeStaged(encodeStaged(staged)))).toEqual(plain(staged))
   })
 
@@ -58,10 +61,14 @@ describe('staged batches cross to the rater unchanged', () => {
               origin: fc.option(text, { nil: undefined }),
               receivedAt: fc.constant('2026-11-22 10:00:00.000'),
             }),
-            // A held record has its suspended_usage line and its reason (stageBatch sets both).
+            // A held record has its suspended_usage line and its reason (stageBatch sets both); a refused one its reason.
             fc.option(fc.tuple(text, text), { nil: undefined }),
+            fc.option(text, { nil: undefined }),
           )
-          .map(([r, held]): StagedRecord => (held === undefined ? r : { ...r, suspendLine: held[0], suspendReason: held[1] })),
+          .map(([r, held, refused]): StagedRecord => {
+            const h = held === undefined ? r : { ...r, suspendLine: held[0], suspendReason: held[1] }
+            return refused === undefined ? h : { ...h, rejectReason: refused }
+          }),
       )
     const line = text.map((t) => t.replace(/\n/g, '\\n') + '\n')
     const batch = fc.record<StagedBatch>({ batchId: text, read: fc.nat(), rejectLines: fc.array(line, { maxLength: 4 }), records: fc.array(record, { maxLength: 5 }) })

@@ -13,17 +13,21 @@ export interface StagedWire {
   readonly ints: Int32Array
 }
 
-// Strings of their own, in the text: per record eventId, usageLine, suspendLine and suspendReason (when it has one), raw, origin (when
+// Strings of their own, in the text: per record eventId, usageLine, suspendLine and suspendReason (when it has one), rejectReason
+// (when it has one), raw, origin (when
 // it has one), and when it has charges their eventIso and quantity (a record's charges share them, and its event id
 // and time); per charge its dimensions (when its meter reads them) and prefix. The rest repeat across a batch and go
 // once, in its table of shared strings, grouped per charge context: totalsKey, chargeRef, timezone, periodStartIso,
 // periodEndIso, suffix (one context per running total and batch, in practice). The ints: per record charges,
-// hasSuspend, hasOrigin, source (shared), and eventMs in two halves; per charge its context (as -1 - context when it
+// held (HELD | REFUSED bits), hasOrigin, source (shared), and eventMs in two halves; per charge its context (as -1 - context when it
 // carries dimensions); per context its six shared strings.
 const INTS_PER_RECORD = 6
 const INTS_PER_CONTEXT = 6
 const TWO_32 = 4_294_967_296
 const HEADER = 6 // read, records, reject lines, shared strings, contexts, ints of the records and charges
+/** A record's flags: it has a suspendLine (and suspendReason); it has a rejectReason. */
+const HELD = 1
+const REFUSED = 2
 
 /** The strings a charge shares with every charge of its running total in a batch. */
 interface Context {
@@ -96,7 +100,7 @@ export function encodeStaged(b: StagedBatch): StagedWire {
     // stageBatch stamps one received_at per batch; the wire carries it once.
     if (r.receivedAt !== receivedAt) throw new Error(`staged batch ${b.batchId}: records received at different times`)
     structure[s++] = r.charges.length
-    structure[s++] = r.suspendLine === undefined ? 0 : 1
+    structure[s++] = (r.suspendLine === undefined ? 0 : HELD) | (r.rejectReason === undefined ? 0 : REFUSED)
     structure[s++] = r.origin === undefined ? 0 : 1
     structure[s++] = ref(r.source)
     // An integer of ms (|ms| < 2^53) as its high and low 32 bits; the low half is read back unsigned.
@@ -105,6 +109,7 @@ export function encodeStaged(b: StagedBatch): StagedWire {
     structure[s++] = r.eventMs - hi * TWO_32
     own.push(r.eventId, r.usageLine)
     if (r.suspendLine !== undefined) own.push(r.suspendLine, r.suspendReason ?? '')
+    if (r.rejectReason !== undefined) own.push(r.rejectReason)
     own.push(r.raw)
     if (r.origin !== undefined) own.push(r.origin)
     const first = r.charges[0]
@@ -179,7 +184,8 @@ export function decodeStaged(w: StagedWire): StagedBatch {
   let s = HEADER
   for (let i = 0; i < n; i++) {
     const nCharges = ints[s++]!
-    const hasSuspend = ints[s++] === 1
+    const flags = ints[s++]!
+    const hasSuspend = (flags & HELD) !== 0
     const hasOrigin = ints[s++] === 1
     const source = shared[ints[s++]!]!
     const hi = ints[s++]!
@@ -188,6 +194,7 @@ export function decodeStaged(w: StagedWire): StagedBatch {
     const usageLine = next()
     const suspendLine = hasSuspend ? next() : undefined
     const suspendReason = hasSuspend ? next() : undefined
+    const rejectReason = (flags & REFUSED) !== 0 ? next() : undefined
     const raw = next()
     const origin = hasOrigin ? next() : undefined
     const charges: StagedCharge[] = new Array(nCharges)
@@ -214,7 +221,7 @@ export function decodeStaged(w: StagedWire): StagedBatch {
         }
       }
     }
-    records[i] = { eventId, eventMs, usageLine, suspendLine, suspendReason, charges, source, raw, origin, receivedAt }
+    records[i] = { eventId, eventMs, usageLine, suspendLine, suspendReason, rejectReason, charges, source, raw, origin, receivedAt }
   }
   // Reject lines are TSV (newlines inside values escaped), so each one ends at its own \n.
   const rejectLines = nRejects === 0 ? [] : rejectText.split('\n', nRejects).map((l) => l + '\n')

@@ -38,6 +38,12 @@ export interface StagedRecord {
   readonly suspendLine?: string
   /** With suspendLine: why it waits (the line's reason column, unescaped). */
   readonly suspendReason?: string
+  /**
+   * Set when guiding refuses the record (no single owner at its event_time, or no usage charge of the owner's plan
+   * prices its metric): why. The owner rejects it unless its key is a duplicate (an event rated before the guiding
+   * data changed, sent again, is a duplicate, not a reject); a release leaves the held row held, with this reason.
+   */
+  readonly rejectReason?: string
   readonly charges: StagedCharge[]
   /** The input as received, for a reject the owner decides (a model that cannot price the event): source, raw bytes (or the record's JSON), origin. */
   readonly source: string
@@ -48,7 +54,7 @@ export interface StagedRecord {
 
 /** One usage charge a record feeds; the owner folds it into the running total to get the amount. */
 export interface StagedCharge {
-  /** (subscription, charge, period_start, group, catalog version): the running total this event increments. */
+  /** (subscription, plan, charge, period_start, group, catalog version): the running total this event increments (totalsKey). */
   readonly totalsKey: string
   /** Looks up the charge and meter in the owner's catalog table: `version\0plan\0charge`. */
   readonly chargeRef: string
@@ -155,7 +161,7 @@ export function stageBatch(batch: UsageBatch, guiding: GuidingIndex, receivedAtM
     const usageLine = common + tail
     const g = guiding.guide(r, ms)
     if (g.kind === 'reject') {
-      rejectLines.push(rejectLine(asReject(r, g.reason), receivedAt, batchId, eventIdOf(r)))
+      records.push(refused(r, ms, lastSource!, g.reason, receivedAt))
       continue
     }
     if (g.kind === 'suspend') {
@@ -205,7 +211,7 @@ export function stageBatch(batch: UsageBatch, guiding: GuidingIndex, receivedAtM
       const reason =
         `metric "${r.metric}"${Object.keys(dims).length ? ` with dimensions ${JSON.stringify(dims)}` : ''} is not priced by ` +
         `any usage charge of plan "${plan.id}" in catalog version "${catalog.version}"`
-      rejectLines.push(rejectLine(asReject(r, reason), receivedAt, batchId, eventIdOf(r)))
+      records.push(refused(r, ms, lastSource!, reason, receivedAt))
       continue
     }
     records.push({ eventId: r.event_id, eventMs: ms, usageLine, charges, source: lastSource!, raw: rawOf(r), origin: r.origin, receivedAt })
@@ -419,6 +425,11 @@ function canonical(r: WireRecord): Omit<WireRecord, 'raw' | 'origin'> {
 /** The raw input of a record, or its canonical JSON when the adapter kept none (64-bit integers as their digits). */
 function rawOf(r: WireRecord): string {
   return r.raw ?? JSON.stringify(canonical(r), (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v))
+}
+
+/** A valid record guiding refuses (StagedRecord.rejectReason): the owner decides between a reject and a duplicate. */
+function refused(r: WireRecord, ms: number, source: string, reason: string, receivedAt: string): StagedRecord {
+  return { eventId: r.event_id, eventMs: ms, usageLine: '', rejectReason: reason, charges: [], source, raw: rawOf(r), origin: r.origin, receivedAt }
 }
 
 function asReject(r: WireRecord, reason: string): WireReject {
