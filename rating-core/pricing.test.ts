@@ -94,6 +94,14 @@ describe('priceCharge', () => {
     expect(r.amount).toBe('3.79')
     expect(r.lines).toHaveLength(2)
   })
+  it('a percentage event of value 0 pays the fixed fee, clamped to the per-event minimum (CONTRACT §3.2)', () => {
+    const fees = { ...catalog, plans: [{ id: 'p', billing_period: 'month' as const, charges: [{ id: 'fees', kind: 'usage' as const, meter: 'txn', model: 'percentage' as const, rate: '2.9', fixed_fee_per_event: '0.30', per_event_min: '0.50' }] }] }
+    // 0 → max(0 + 0.30, 0.50) = 0.50; 10 → max(0.29 + 0.30, 0.50) = 0.59.
+    expect(priceCharge(fees, 'p', 'fees', { events: ['0', '10'] })).toMatchObject({ amount: '1.09', lines: [expect.objectContaining({ amount: '0.5' }), expect.objectContaining({ amount: '0.59' })] })
+    // Inside the free allowance it is free, as any event entirely inside it.
+    const free = { ...fees, plans: [{ ...fees.plans[0]!, charges: [{ ...fees.plans[0]!.charges[0]!, free_units: '5' }] }] }
+    expect(priceCharge(free, 'p', 'fees', { events: ['0', '10'] }).amount).toBe('0.5')
+  })
   it('--quantity on a percentage charge is one event', () => {
     expect(priceCharge(catalog, 'pro', 'card', { quantity: '100' }).amount).toBe('3.2')
   })

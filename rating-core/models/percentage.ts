@@ -7,7 +7,9 @@
  * order in the pipeline): an event entirely inside the allowance is free — no fixed fee and no
  * per-event minimum, as a free transaction is not a transaction to charge for; an event that
  * straddles the end of the allowance pays the rate on the part above it plus the fixed fee.
- * Values ≤ 0 (refunds, zero-value pings) are not charged and consume no allowance.
+ * A value of 0 is an event like any other (CONTRACT §3.2 prices every event): it pays the fixed fee, clamped to the
+ * per-event minimum, unless it falls inside the allowance. Negative values (no valid event has one; `price --events`
+ * could be given one) are not charged and consume no allowance.
  * Because of the allowance the split of the total between events depends on their order; with
  * no free_units and no charge clamp the total does not.
  */
@@ -43,7 +45,7 @@ const parse = (c: PercentageCharge): Parsed => {
  */
 export function percentageEventFee(charge: PercentageCharge, v: Dec, freeUsed: Dec): { fee: bigint; freeUsed: Dec } {
   const p = cached(cache, charge, parse)
-  if (v.i <= 0n) return { fee: 0n, freeUsed }
+  if (v.i < 0n) return { fee: 0n, freeUsed }
   let billed = v
   if (p.free !== null && cmp(freeUsed, p.free) < 0) {
     const left = sub(p.free, freeUsed)
