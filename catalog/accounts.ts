@@ -1,6 +1,6 @@
 import { ValidationError, type Problem } from '../common/errors.js'
 import { isValidTimeZone, parseIsoTime } from '../common/time.js'
-import type { Account, AccountsDocument, Customer, DeviceBinding, Subscription } from './types.js'
+import type { Account, AccountsDocument, Catalog, Customer, DeviceBinding, Subscription } from './types.js'
 
 const DECIMAL = /^\d+(\.\d+)?$/
 
@@ -9,9 +9,10 @@ const DECIMAL = /^\d+(\.\d+)?$/
  * JSON path; unknown fields are problems too (a misspelt `bill_cycle_day` must not pass silently).
  * Device bindings of one device must not overlap in time across the whole document. With `complete` (the document
  * is every account there is: the stored ones merged with a file's), each `parent_account` must name an account of
- * the document other than itself; a file alone may name a parent that is stored already.
+ * the document other than itself; with `knownAccounts` (the ids stored already), each must name an account of the
+ * document or one of those; with neither, a file alone may name any parent.
  */
-export function validateAccounts(doc: unknown, opts: { readonly complete?: boolean } = {}): AccountsDocument {
+export function validateAccounts(doc: unknown, opts: { readonly complete?: boolean; readonly knownAccounts?: ReadonlySet<string> } = {}): AccountsDocument {
   const problems: Problem[] = []
   const p = (path: string, message: string) => problems.push({ path, message })
   const obj = (v: unknown, path: string, allowed: readonly string[], required: readonly string[]): v is Record<string, unknown> => {
@@ -120,10 +121,12 @@ export function validateAccounts(doc: unknown, opts: { readonly complete?: boole
       })
     })
   }
-  if (opts.complete) {
+  if (opts.complete || opts.knownAccounts) {
     for (const { id, parent, path } of parents) {
       if (parent === id) p(path, `account "${id}" cannot be its own parent`)
-      else if (!ids.account.has(parent)) p(path, `account "${String(id)}" names parent account "${parent}", which is neither in this file nor stored`)
+      else if (!ids.account.has(parent) && !opts.knownAccounts?.has(parent)) {
+        p(path, `account "${String(id)}" names parent account "${parent}", which is neither in this file nor stored`)
+      }
     }
   }
   if (problems.length > 0) throw new ValidationError('accounts', problems)
@@ -158,6 +161,75 @@ export function mergeAccounts(current: AccountsDocument, incoming: AccountsDocum
     existing.accounts = [...accounts.values()]
   }
   return { customers: [...customers.values()] }
+}
+
+/**
+ * `accounts apply`: checks the file (`doc`) against the stored accounts and returns the file and the merged document to
+ * store. Throws a ValidationError listing every problem, each at its JSON path in the file: first those of the file
+ * itself, a parent account neither in the file nor stored included; once the file has none, those the merge makes
+ * (a device binding overlapping a stored one, an account id the file gives another customer than the stored one).
+ * A problem that lies in a stored entity the file does not name is shown by that entity's ids
+ * (`stored customer "c" account "a"…`), as the file has no path to it.
+ */
+export function applyAccounts(stored: AccountsDocument, doc: unknown): { incoming: AccountsDocument; merged: AccountsDocument } {
+  const known = new Set<string>()
+  for (const c of stored.customers) for (const a of c.accounts) known.add(a.id)
+  const incoming = validateAccounts(doc, { knownAccounts: known })
+  const merged = mergeAccounts(stored, incoming)
+  try {
+    validateAccounts(merged, { complete: true })
+  } catch (err) {
+    if (!(err instanceof ValidationError)) throw err
+    const where = filePaths(merged, incoming)
+    throw new ValidationError('accounts (merged with the stored accounts)', err.problems.map((q) => ({ path: where(q.path), message: q.message.replace(MERGED_PATH_IN_TEXT, where) })))
+  }
+  return { incoming, merged }
+}
+
+/**
+ * The subscriptions of `incoming` whose plan no catalog version of `catalogs` has, at their path: not an error (the
+ * catalog may be applied later), but until a version has the plan their usage is held, so `accounts apply` warns.
+ */
+export function plansNotInCatalog(incoming: AccountsDocument, catalogs: readonly Catalog[]): Problem[] {
+  const plans = new Set<string>()
+  for (const c of catalogs) for (const p of c.plans) plans.add(p.id)
+  const out: Problem[] = []
+  incoming.customers.forEach((c, ci) =>
+    c.accounts.forEach((a, ai) =>
+      a.subscriptions.forEach((s, si) => {
+        if (!plans.has(s.plan)) {
+          out.push({ path: `$.customers[${ci}].accounts[${ai}].subscriptions[${si}].plan`, message: `plan "${s.plan}" is in no stored catalog version: its usage is held until one has it` })
+        }
+      }),
+    ),
+  )
+  return out
+}
+
+const MERGED_PATH = /^\$\.customers\[(\d+)\](?:\.accounts\[(\d+)\](?:\.subscriptions\[(\d+)\])?)?/
+const MERGED_PATH_IN_TEXT = /\$\.customers\[\d+\](?:\.accounts\[\d+\](?:\.subscriptions\[\d+\])?)?(?:\.[a-z_]+(?:\[\d+\])?)*/g
+
+/** Translates a JSON path in the merged document into one in the file, or into the stored entity's ids. */
+function filePaths(merged: AccountsDocument, incoming: AccountsDocument): (path: string) => string {
+  return (path) => {
+    const m = MERGED_PATH.exec(path)
+    if (!m) return path
+    const rest = path.slice(m[0].length)
+    const c = merged.customers[Number(m[1])]
+    const a = m[2] === undefined ? undefined : c?.accounts[Number(m[2])]
+    const s = m[3] === undefined ? undefined : a?.subscriptions[Number(m[3])]
+    if (c === undefined) return path
+    const fc = incoming.customers.findIndex((x) => x.id === c.id)
+    const fa = fc < 0 || a === undefined ? -1 : incoming.customers[fc]!.accounts.findIndex((x) => x.id === a.id)
+    const fs = fa < 0 || s === undefined ? -1 : incoming.customers[fc]!.accounts[fa]!.subscriptions.findIndex((x) => x.id === s.id)
+    // The deepest entity the path names must come from the file for the path to point into it.
+    const inFile = s !== undefined ? fs >= 0 : a !== undefined ? fa >= 0 : fc >= 0
+    if (inFile) {
+      return `$.customers[${fc}]` + (a === undefined ? '' : `.accounts[${fa}]`) + (s === undefined ? '' : `.subscriptions[${fs}]`) + rest
+    }
+    const ids = [`stored customer "${c.id}"`, a === undefined ? '' : ` account "${a.id}"`, s === undefined ? '' : ` subscription "${s.id}"`].join('')
+    return rest === '' ? ids : `${ids} ${rest.replace(/^\./, '')}`
+  }
 }
 
 export type { DeviceBinding }

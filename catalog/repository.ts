@@ -8,6 +8,13 @@ import type { AccountsDocument, Catalog } from './types.js'
  * Plain files, so every process (CLI, rater, scheduler) reads them without owning the store, and a
  * billing engineer can read them too. Writes are atomic (write + rename).
  */
+/** The accounts stored under data directory `dataDir` (none when it has none), read without creating anything. */
+export function storedAccounts(dataDir: string): AccountsDocument {
+  const file = join(dataDir, 'catalog', 'accounts.json')
+  if (!existsSync(file)) return { customers: [] }
+  return JSON.parse(readFileSync(file, 'utf8')) as AccountsDocument
+}
+
 export class CatalogRepository {
   private readonly dir: string
   constructor(dataDir: string) {
@@ -38,9 +45,7 @@ export class CatalogRepository {
   }
 
   accounts(): AccountsDocument {
-    const file = join(this.dir, 'accounts.json')
-    if (!existsSync(file)) return { customers: [] }
-    return JSON.parse(readFileSync(file, 'utf8')) as AccountsDocument
+    return storedAccounts(join(this.dir, '..'))
   }
 
   putAccounts(doc: AccountsDocument): void {

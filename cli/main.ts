@@ -1,9 +1,10 @@
 import { readFileSync } from 'node:fs'
 import { parseArgs, type ParseArgsConfig } from 'node:util'
-import { mergeAccounts, validateAccounts } from '../catalog/accounts.js'
+import { applyAccounts, plansNotInCatalog } from '../catalog/accounts.js'
+import { storedAccounts } from '../catalog/repository.js'
 import { validateCatalog, validateCatalogVersionOrder } from '../catalog/validate-catalog.js'
 import { priceCharge, rateEvent } from '../rating-core/pricing.js'
-import { ErrorCode, HeldByAnotherError, isUserError, RateflowError, ValidationError } from '../common/errors.js'
+import { ErrorCode, HeldByAnotherError, isUserError, RateflowError } from '../common/errors.js'
 import { isoUtc } from '../common/time.js'
 import { DEFAULT_DATA_DIR, processIo, runtimeFor, usage, type GlobalOptions, type Io } from './context.js'
 import { queryFormat, queryRun, readOnlyQuery, runningRun } from './query.js'
@@ -91,16 +92,11 @@ const commands: Record<string, Handler> = {
     const [sub, ...rest] = args
     if (sub !== 'apply') throw usage('accounts: expected "apply FILE"')
     const { positionals } = parse(rest, {}, 1)
-    const incoming = validateAccounts(readJson(positionals[0]!))
+    // Checked before the data directory is opened: a bad file changes nothing, not even a directory.
+    const { incoming, merged } = applyAccounts(storedAccounts(g.data), readJson(positionals[0]!))
     const rt = await runtimeFor(g)
-    let merged
-    try {
-      merged = validateAccounts(mergeAccounts(rt.repo.accounts(), incoming), { complete: true })
-    } catch (err) {
-      if (err instanceof ValidationError) throw new ValidationError('accounts (merged with the stored accounts)', err.problems)
-      throw err
-    }
     rt.repo.putAccounts(merged)
+    for (const w of plansNotInCatalog(incoming, rt.repo.catalogs())) io.err(`rateflow: warning: ${w.path}: ${w.message}`)
     const count = (k: 'accounts' | 'subscriptions') =>
       k === 'accounts'
         ? incoming.customers.reduce((s, c) => s + c.accounts.length, 0)

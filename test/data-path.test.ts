@@ -188,6 +188,22 @@ describe('bad files and documents exit 2 and name every problem', () => {
     expect(await json(['accounts', 'apply', writeJson(join(data, 'orphan.json'), child), ...d])).toMatchObject({ accounts: 1 })
   })
 
+  it('a problem the merge with the stored accounts makes is named at its path in the file', async () => {
+    // One customer (index 0 of this file, not of the stored accounts) binding a device that a stored account holds.
+    const thief = { customers: [{ id: 'c-thief', name: 'Thief', accounts: [{ id: 'a-thief', currency: 'USD', timezone: 'UTC', bill_cycle_day: 1, subscriptions: [{ id: 's-thief', plan: 'sase-pro', start: '2026-10-01T00:00:00Z', status: 'active', devices: [{ device_id: 'fw-001-1', from: '2026-10-01T00:00:00Z', to: null }] }] }] }] }
+    const r = await rateflow(['accounts', 'apply', writeJson(join(data, 'thief.json'), thief), ...d])
+    expect(r.code).toBe(2)
+    expect(r.stderr).toMatch(/accounts \(merged with the stored accounts\): 1 problem/)
+    expect(r.stderr).toMatch(/\$\.customers\[0\]\.accounts\[0\]\.subscriptions\[0\]\.devices\[0\]: device "fw-001-1" is already bound in this period at stored customer "c-001" account "a-001" subscription "s-001" devices\[0\]/)
+  })
+
+  it('a subscription to a plan no stored catalog version has applies, with a warning naming its path', async () => {
+    const typo = { customers: [{ id: 'c-typo', name: 'Typo', accounts: [{ id: 'a-typo', currency: 'USD', timezone: 'UTC', bill_cycle_day: 1, subscriptions: [{ id: 's-typo', plan: 'sase-prp', start: '2026-10-01T00:00:00Z', status: 'active' }] }] }] }
+    const r = await rateflow(['accounts', 'apply', writeJson(join(data, 'typo.json'), typo), ...d])
+    expect(r.code).toBe(0)
+    expect(r.stderr).toMatch(/warning: \$\.customers\[0\]\.accounts\[0\]\.subscriptions\[0\]\.plan: plan "sase-prp" is in no stored catalog version: its usage is held until one has it/)
+  })
+
   it('a missing file', async () => {
     const r = await rateflow(['ingest', 'csv', join(data, 'nope.csv'), ...d])
     expect(r.code).toBe(2)
@@ -214,8 +230,11 @@ describe('bad files and documents exit 2 and name every problem', () => {
     bad.customers[0].accounts[0].bill_cycle_day = 31
     bad.customers[1].accounts[0].subscriptions[0].devices[0].from = '2026-10-01'
     bad.customers[1].accounts[0].subscriptions[0].sttaus = 'active'
+    // A parent that is neither in the file nor stored: in the same list, not left for a second run.
+    bad.customers[1].accounts[0].parent_account = 'ghost'
     const r = await rateflow(['accounts', 'apply', writeJson(join(data, 'bad-accounts.json'), bad), ...d])
     expect(r.code).toBe(2)
+    expect(r.stderr).toMatch(/\$\.customers\[1\]\.accounts\[0\]\.parent_account: account "a-002" names parent account "ghost", which is neither in this file nor stored/)
     expect(r.stderr).toMatch(/\$\.customers\[0\]\.accounts\[0\]\.timezone: unknown IANA time zone "Mars\/Olympus"/)
     expect(r.stderr).toMatch(/\$\.customers\[0\]\.accounts\[0\]\.bill_cycle_day/)
     expect(r.stderr).toMatch(/\$\.customers\[1\]\.accounts\[0\]\.subscriptions\[0\]\.devices\[0\]\.from: "2026-10-01" is not an ISO-8601 time with offset/)
