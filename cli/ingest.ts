@@ -41,7 +41,7 @@ export async function ingestCsv(rt: Runtime, opts: IngestOptions): Promise<Inges
   const problems: Problem[] = []
   for (const file of opts.files) {
     if (!existsSync(file) || !statSync(file).isFile()) {
-      problems.push({ path: file, message: 'no such file' })
+      problems.push({ path: file, message: !existsSync(file) ? 'no such file' : statSync(file).isDirectory() ? 'is a directory, not a CSV file' : 'is not a regular file' })
       continue
     }
     if (opts.source === undefined && !SOURCE_NAME.test(defaultCsvSource(file))) {

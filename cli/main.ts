@@ -244,13 +244,19 @@ function readJson(file: string): unknown {
   }
 }
 
-/** parseArgs with strict options; `positionals` = exact count, or -1 for any. */
+/** parseArgs with strict options; `positionals` = exact count, or -1 for any. An option given twice is a usage error (which one was meant?). */
 function parse(args: string[], options: NonNullable<ParseArgsConfig['options']>, positionals: number) {
   let parsed
   try {
-    parsed = parseArgs({ args, options, allowPositionals: true, strict: true })
+    parsed = parseArgs({ args, options, allowPositionals: true, strict: true, tokens: true })
   } catch (err) {
     throw usage((err as Error).message)
+  }
+  const seen = new Set<string>()
+  for (const t of parsed.tokens) {
+    if (t.kind !== 'option' || options[t.name]?.multiple) continue
+    if (seen.has(t.name)) throw usage(`--${t.name} is given more than once`)
+    seen.add(t.name)
   }
   if (positionals >= 0 && parsed.positionals.length !== positionals) {
     throw usage(`expected ${positionals} argument${positionals === 1 ? '' : 's'}, got ${parsed.positionals.length}`)
@@ -263,14 +269,16 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
   // --data is global: take it out wherever it stands.
   const g: GlobalOptions = { data: process.env.RATEFLOW_DATA ?? DEFAULT_DATA_DIR }
   const args: string[] = []
+  let dataGiven = false
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!
-    if (a === '--data') {
-      const v = argv[++i]
+    if (a === '--data' || a.startsWith('--data=')) {
+      const v = a === '--data' ? argv[++i] : a.slice(7)
       if (!v) return fail(io, usage('--data needs a directory'))
+      if (dataGiven) return fail(io, usage('--data is given more than once'))
+      dataGiven = true
       g.data = v
-    } else if (a.startsWith('--data=')) g.data = a.slice(7)
-    else args.push(a)
+    } else args.push(a)
   }
   const [name, ...rest] = args
   if (!name || name === '--help' || name === '-h' || name === 'help') {

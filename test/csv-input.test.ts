@@ -160,6 +160,17 @@ describe('ingest csv checks every file before publishing any', () => {
     const bad = await rateflow(['ingest', 'csv', f, '--source', 'bad source!', '--wait', ...d])
     expect(bad.code).toBe(2)
     expect(bad.stderr).toMatch(/--source "bad source!": must be letters, digits and _ \. : @ - \(e\.g\. "csv:oct-export"\)/)
+    // Given twice: which one was meant? (The last one was taken silently.) So is --data.
+    const twice = await rateflow(['ingest', 'csv', f, '--source', 'csv:a', '--source', 'csv:b', '--wait', ...d])
+    expect([twice.code, twice.stderr]).toEqual([2, expect.stringMatching(/--source is given more than once/)])
+    const dataTwice = await rateflow(['ingest', 'csv', f, '--source', 'csv:a', '--data', data, ...d])
+    expect([dataTwice.code, dataTwice.stderr]).toEqual([2, expect.stringMatching(/--data is given more than once/)])
+  })
+
+  it('a directory where a file should be is named as one', async () => {
+    const r = await rateflow(['ingest', 'csv', data, '--source', 'csv:dir', ...d])
+    expect(r.code).toBe(2)
+    expect(r.stderr).toContain(`${data}: is a directory, not a CSV file`)
   })
 })
 
