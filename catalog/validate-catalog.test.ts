@@ -93,6 +93,14 @@ describe('validateCatalog', () => {
     expect(cat.plans[0]?.charges).toHaveLength(9)
   })
 
+  it('takes an effective_from of a year below 100 as written, its leap days included (Date.UTC read it as 19xx)', () => {
+    for (const t of ['0026-01-01T00:00:00Z', '0000-02-29T00:00:00Z']) {
+      const doc = goodCatalog()
+      doc.effective_from = t
+      expect(paths(doc)).toEqual([])
+    }
+  })
+
   it('rejects a non-object document at $', () => {
     expect(paths(42)).toEqual(['$'])
     expect(paths([])).toEqual(['$'])
@@ -140,6 +148,7 @@ describe('validateCatalog', () => {
     { name: 'missing version', edit: (d) => delete d.version, path: '$.version', message: /required/ },
     { name: 'missing plans', edit: (d) => delete d.plans, path: '$.plans' },
     { name: 'impossible date', edit: (d) => (d.effective_from = '2026-02-30T00:00:00Z'), path: '$.effective_from' },
+    { name: 'impossible date of a year below 100', edit: (d) => (d.effective_from = '0025-02-29T00:00:00Z'), path: '$.effective_from' },
     { name: 'offset form accepted? no: bad offset', edit: (d) => (d.effective_from = '2026-01-01T00:00:00+25:00'), path: '$.effective_from' },
     { name: 'decimal as JSON number', edit: (d) => (d.plans[0].charges[0].amount = 99), path: '$.plans[0].charges[0].amount', message: /JSON number/ },
     { name: 'decimal with exponent', edit: (d) => (d.plans[0].charges[0].amount = '1e3'), path: '$.plans[0].charges[0].amount' },

@@ -7,6 +7,7 @@
  * for usage the catalog author meant to give away.
  */
 import { ValidationError, type Problem } from '../common/errors.js'
+import { daysInMonth } from '../common/time.js'
 import type { Catalog } from './types.js'
 
 type Obj = Record<string, unknown>
@@ -72,9 +73,8 @@ function isoToMillis(s: string): number | null {
   const minute = Number(mi)
   const second = sec === undefined ? 0 : Number(sec)
   if (month < 1 || month > 12 || day < 1 || hour > 23 || minute > 59 || second > 59) return null
-  // Date.UTC rolls 2026-02-30 over to March; a round trip catches impossible dates.
-  const probe = new Date(Date.UTC(year, month - 1, day))
-  if (probe.getUTCFullYear() !== year || probe.getUTCMonth() !== month - 1 || probe.getUTCDate() !== day) return null
+  // An impossible date (2026-02-30) is refused, for years 0000–0099 too (daysInMonth takes them as written).
+  if (day > daysInMonth(year, month)) return null
   if (oh !== undefined && (Number(oh) > 23 || Number(om) > 59)) return null
   const t = Date.parse(s)
   return Number.isNaN(t) ? null : t

@@ -15,6 +15,12 @@ describe('parseIsoTime', () => {
     expect(daysInMonth(1900, 2)).toBe(28)
   })
 
+  it('the fast path of event times has no answer where parseIsoTime has none: a year that is not four digits', () => {
+    for (const s of ['2x26-10-06T00:00:00Z', '-026-10-06T00:00:00Z', '+026-10-06T00:00:00Z', ' 026-10-06T00:00:00Z', '20260-10-06T00:00:00Z']) {
+      expect([s, utcMillis(s), parseIsoTime(s)]).toEqual([s, undefined, undefined])
+    }
+  })
+
   it("agrees with the fast path of event times (utcMillis) for every instant of years 0000–9999", () => {
     fc.assert(
       fc.property(fc.integer({ min: -62_167_219_200_000, max: 253_402_300_799_999 }), fc.boolean(), (ms, withMs) => {

@@ -73,7 +73,8 @@ export function utcMillis(s: string): number | undefined {
     if (s.charCodeAt(19) !== 46 /* . */) return undefined
     ms = digits(s, 20, 3)
   }
-  if (month < 1 || month > 12 || day < 1 || hour < 0 || hour > 23 || minute < 0 || minute > 59 || second < 0 || second > 59 || ms < 0) {
+  // digits() gives -1 for a field that is not all digits ("2x26"): no answer here, parseIsoTime refuses it too.
+  if (year < 0 || month < 1 || month > 12 || day < 1 || hour < 0 || hour > 23 || minute < 0 || minute > 59 || second < 0 || second > 59 || ms < 0) {
     return undefined
   }
   const leap = year % 4 === 0 && (year % 100 !== 0 || year % 400 === 0)
