@@ -194,6 +194,9 @@ export class CsvRowParser {
         for (const item of this.scan(rest.slice(first.next), false)) out.push(item)
         return out
       }
+      // A row within the limit whose own break, a CR at the end, waits for the next chunk (a CRLF's first half?): the
+      // CR made the text longer than the limit, not the row.
+      if (first.end === this.rest.length - 1 && first.end <= this.maxRowChars) return out
       out.push({
         ok: false,
         error: overLong(this.maxRowChars),
@@ -202,8 +205,19 @@ export class CsvRowParser {
       })
       // Line breaks inside the dropped part still count, so later rows keep their true line numbers.
       for (let i = this.rest.indexOf('\n'); i >= 0; i = this.rest.indexOf('\n', i + 1)) this.line++
-      this.rest = ''
-      this.discarding = true
+      if (first.end === this.rest.length) {
+        // No line break yet: skip the rest of the line as it comes.
+        this.discarding = true
+        this.rest = ''
+      } else if (first.end === this.rest.length - 1 && this.rest.charCodeAt(first.end) === CR) {
+        // Its own break is a CR at the end, maybe a CRLF's first half: kept, so the skip ends on it (and on an LF after
+        // it), not on the next row's break.
+        this.discarding = true
+        this.rest = '\r'
+      } else {
+        // Complete with its LF or CRLF (counted above): nothing more to skip.
+        this.rest = ''
+      }
     }
     return out
   }
@@ -273,7 +287,8 @@ export class CsvRowParser {
         if (c === -1 || c === LF || c === CR) return this.rowEnd(text, start, k, fields, quoted, lines, final)
         // Text after the closing quote: the row is broken; skip it up to its line break (LF, CRLF or a lone CR).
         const brk = lineEnd(text, k)
-        if (!final && (brk.end === n || (brk.next === n && text.charCodeAt(brk.end) === CR))) return undefined // the break may be in the next chunk, or be a CRLF's first half
+        // The break may be in the next chunk, or a CR at the very end may be a CRLF's first half.
+        if (!final && (brk.end === n || (brk.end === n - 1 && text.charCodeAt(brk.end) === CR))) return undefined
         return {
           item: {
             ok: false,
