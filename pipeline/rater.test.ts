@@ -106,6 +106,25 @@ it('an event the pool staged under a catalog version this thread has not read ye
   }
 })
 
+// A batch id is any text a message's id can be (another tool's Nats-Msg-Id, say): the flush's intent, its commit row and
+// committed_batches must name it as it is. The commit row escaped its Array field twice: a quote failed the commit.
+it("commits a batch whose id holds a quote, a backslash and a tab, naming it as it is in every table", async () => {
+  const id = "other-tool:o'brien\\x\tend"
+  const { rater, outcome } = await startedRater(id)
+  try {
+    const queue = await rt.queue()
+    await queue.publish({ id, records: [{ event_id: 'q-1', source: 'test:odd-batch', event_time: '2026-10-05T10:00:00Z', device_id: deviceId(1, 1), metric: 'api_calls', quantity: '1' }], rejects: [] })
+    expect(await outcome).toMatchObject({ read: 1, rated: 1 })
+    const store = await rt.store()
+    const named = async (sql: string) => (await store.rows<{ n: string }>(sql, { id }))[0]!.n
+    expect(await named('SELECT count() AS n FROM flushes WHERE has(batches, {id:String})')).toBe('1')
+    expect(await named('SELECT count() AS n FROM committed_batches WHERE batch_id = {id:String}')).toBe('1')
+    expect(await named('SELECT count() AS n FROM rated_usage WHERE batch_id = {id:String}')).toBe('1')
+  } finally {
+    await rater.stop()
+  }
+})
+
 // A release read every held row at once and staged them as one batch: months of usage held for an account not
 // loaded yet would sit in memory whole. It goes page by page now, each page committed before the next is read.
 it('releases held usage page by page once guiding data owns it, leaving what it still cannot own held', async () => {

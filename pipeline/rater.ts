@@ -649,21 +649,10 @@ export class Rater extends EventEmitter {
     const sum = (k: keyof BatchOutcome) => b.outcomes.reduce((s, o) => s + (o[k] as number), 0)
     // Strictly later than every flush before it, even within one millisecond or after the clock stepped back.
     this.lastCommitMs = Math.max(Date.now(), this.lastCommitMs + 1)
-    await store.insertTsv(
-      'flushes',
-      [
-        b.flushId,
-        chTime(isoUtc(this.lastCommitMs)),
-        batches,
-        sum('rated'),
-        sum('duplicates'),
-        sum('rejected'),
-        sum('suspended'),
-        b.outcomes.filter((o) => o.read === 0).reduce((s, o) => s + o.rated, 0),
-      ]
-        .map((v) => tsv(String(v)))
-        .join('\t') + '\n',
-    )
+    const released = b.outcomes.filter((o) => o.read === 0).reduce((s, o) => s + o.rated, 0)
+    // `batches` is an Array field, written once as such (tsvArray): escaping it again as text doubled its backslashes.
+    const counts = [sum('rated'), sum('duplicates'), sum('rejected'), sum('suspended'), released].join('\t')
+    await store.insertTsv('flushes', `${tsv(b.flushId)}\t${chTime(isoUtc(this.lastCommitMs))}\t${batches}\t${counts}\n`)
     crashPoint('after-commit')
     for (const m of b.msgs) m.ack()
     if (hasRows) {
