@@ -521,16 +521,21 @@ export class Rater extends EventEmitter {
           continue
         }
       } else {
-        // One probe: the key joins the index here, and leaves it again if the event turns out a reject.
-        if ((late !== undefined && late.has(recordKey(rec.source, rec.eventId))) || !this.accepted.add(rec.source, rec.eventId, rec.eventMs, now)) {
-          duplicates++
+        const isLate = late !== undefined && late.has(recordKey(rec.source, rec.eventId))
+        if (rec.rejectReason !== undefined) {
+          // Refused by guiding: a duplicate when its key was taken (an event rated before the guiding data changed),
+          // else a reject whose key stays free for the event sent again once guiding owns it. Asked, not added: an add
+          // made a generation of the index for the event's time (one per future-dated refused event), left empty.
+          if (isLate || this.accepted.has(rec.source, rec.eventId)) duplicates++
+          else {
+            rejectedRows += rejectLine(stagedReject(rec, rec.rejectReason), rec.receivedAt, staged.batchId, rec.eventId)
+            rejected++
+          }
           continue
         }
-        if (rec.rejectReason !== undefined) {
-          // Not a duplicate, and no owner: a reject, whose key stays free for the event sent again once guiding owns it.
-          this.accepted.delete(rec.source, rec.eventId)
-          rejectedRows += rejectLine(stagedReject(rec, rec.rejectReason), rec.receivedAt, staged.batchId, rec.eventId)
-          rejected++
+        // One probe: the key joins the index here, and leaves it again if the event turns out a reject.
+        if (isLate || !this.accepted.add(rec.source, rec.eventId, rec.eventMs, now)) {
+          duplicates++
           continue
         }
       }
