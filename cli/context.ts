@@ -1,4 +1,5 @@
 import { existsSync, statSync } from 'node:fs'
+import { parseArgs, type ParseArgsConfig } from 'node:util'
 import { ErrorCode, RateflowError } from '../common/errors.js'
 import { createLogger, type Logger } from '../common/logger.js'
 import type { Runtime } from '../pipeline/runtime.js'
@@ -38,4 +39,24 @@ export async function runtimeFor(opts: GlobalOptions, log: Logger = createLogger
 
 export function usage(message: string): RateflowError {
   return new RateflowError(ErrorCode.BadUsage, message)
+}
+
+/** parseArgs with strict options; `positionals` = exact count, or -1 for any. An option given twice is a usage error (which one was meant?). */
+export function parse(args: string[], options: NonNullable<ParseArgsConfig['options']>, positionals: number) {
+  let parsed
+  try {
+    parsed = parseArgs({ args, options, allowPositionals: true, strict: true, tokens: true })
+  } catch (err) {
+    throw usage((err as Error).message)
+  }
+  const seen = new Set<string>()
+  for (const t of parsed.tokens) {
+    if (t.kind !== 'option' || options[t.name]?.multiple) continue
+    if (seen.has(t.name)) throw usage(`--${t.name} is given more than once`)
+    seen.add(t.name)
+  }
+  if (positionals >= 0 && parsed.positionals.length !== positionals) {
+    throw usage(`expected ${positionals} argument${positionals === 1 ? '' : 's'}, got ${parsed.positionals.length}`)
+  }
+  return parsed
 }

@@ -1,12 +1,11 @@
 import { readFileSync } from 'node:fs'
-import { parseArgs, type ParseArgsConfig } from 'node:util'
 import { applyAccounts, plansNotInCatalog } from '../catalog/accounts.js'
 import { storedAccounts } from '../catalog/repository.js'
 import { validateCatalog, validateCatalogVersionOrder } from '../catalog/validate-catalog.js'
 import { priceCharge, rateEvent } from '../rating-core/pricing.js'
 import { ErrorCode, HeldByAnotherError, isUserError, RateflowError } from '../common/errors.js'
 import { isoUtc } from '../common/time.js'
-import { DEFAULT_DATA_DIR, processIo, runtimeFor, usage, type GlobalOptions, type Io } from './context.js'
+import { DEFAULT_DATA_DIR, parse, processIo, runtimeFor, usage, type GlobalOptions, type Io } from './context.js'
 import { queryFormat, queryRun, readOnlyQuery, runningRun } from './query.js'
 import type { Store } from '../pipeline/store.js'
 
@@ -242,26 +241,6 @@ function readJson(file: string): unknown {
   } catch (err) {
     throw new RateflowError(ErrorCode.BadInput, `${file}: not valid JSON: ${(err as Error).message}`)
   }
-}
-
-/** parseArgs with strict options; `positionals` = exact count, or -1 for any. An option given twice is a usage error (which one was meant?). */
-function parse(args: string[], options: NonNullable<ParseArgsConfig['options']>, positionals: number) {
-  let parsed
-  try {
-    parsed = parseArgs({ args, options, allowPositionals: true, strict: true, tokens: true })
-  } catch (err) {
-    throw usage((err as Error).message)
-  }
-  const seen = new Set<string>()
-  for (const t of parsed.tokens) {
-    if (t.kind !== 'option' || options[t.name]?.multiple) continue
-    if (seen.has(t.name)) throw usage(`--${t.name} is given more than once`)
-    seen.add(t.name)
-  }
-  if (positionals >= 0 && parsed.positionals.length !== positionals) {
-    throw usage(`expected ${positionals} argument${positionals === 1 ? '' : 's'}, got ${parsed.positionals.length}`)
-  }
-  return parsed
 }
 
 /** Entry point: returns the exit code. */

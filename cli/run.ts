@@ -2,7 +2,6 @@ import { existsSync, readFileSync } from 'node:fs'
 import { createServer, type Server } from 'node:http'
 import os from 'node:os'
 import type { AddressInfo } from 'node:net'
-import { parseArgs } from 'node:util'
 import { validateAdapterConfig, type AdaptersConfig, type ResourceCheck } from '../adapters/config.js'
 import { CsvInbox, checkCsvInboxEntries, type CsvInboxOptions } from '../adapters/csv-inbox.js'
 import { MqttAdapter } from '../adapters/mqtt/index.js'
@@ -10,7 +9,7 @@ import { BUILTIN_MAPPINGS, SyslogAdapter } from '../adapters/syslog/index.js'
 import { ErrorCode, RateflowError, ValidationError, type Problem } from '../common/errors.js'
 import type { UsageBatch } from '../rating-core/record.js'
 import { Rater, raterOptionsFromEnv, type BatchOutcome } from '../pipeline/rater.js'
-import { runtimeFor, usage, type GlobalOptions, type Io } from './context.js'
+import { parse, runtimeFor, usage, type GlobalOptions, type Io } from './context.js'
 import { announceRun, queryFormat, readOnlyQuery } from './query.js'
 
 export interface RunConfig {
@@ -144,13 +143,13 @@ interface Running {
 
 /** `rateflow run [--config rateflow.json]` (CONTRACT §1, §8). */
 export async function runCommand(args: string[], g: GlobalOptions, io: Io): Promise<number> {
-  let values
+  let configFile: string | undefined
   try {
-    ;({ values } = parseArgs({ args, options: { config: { type: 'string' } }, allowPositionals: false, strict: true }))
+    configFile = parse(args, { config: { type: 'string' } }, 0).values.config as string | undefined
   } catch (err) {
     throw usage(`run: ${(err as Error).message}`)
   }
-  const config = loadConfig(values.config)
+  const config = loadConfig(configFile)
   const rt = await runtimeFor(g)
   const log = rt.log
   // Since this run started. Of the stream's batches: read = rated + duplicates + rejected + suspended (held when read).

@@ -281,6 +281,11 @@ describe('rateflow run with a secured MQTT broker', () => {
     expect(res.stderr).toContain(`$.adapters.mqtt[1].password_file: cannot read ${join(dir, 'password.txt')}: ENOENT`)
     expect(res.stderr).toMatch(/3 problems/)
   }, 60_000)
+
+  it('exits 2 when --config is given twice, naming it (the last one was taken silently)', async () => {
+    const res = await rateflow(['run', '--config', join(tmp.dir, 'a.json'), '--config', join(tmp.dir, 'b.json'), '--data', join(tmp.dir, 'twice')])
+    expect([res.code, res.stderr]).toEqual([2, expect.stringContaining('run: --config is given more than once')])
+  })
 })
 
 /** True once the broker has nothing left to deliver: no message arrived in the last 2 s and every message is acked. */
