@@ -827,11 +827,17 @@ export class Rater extends EventEmitter {
     const { store } = this.deps
     const [last] = await store.rows<{ ms: string }>('SELECT toString(toUnixTimestamp64Milli(max(committed_at))) AS ms FROM flushes')
     this.lastCommitMs = Math.max(this.lastCommitMs, Number(last?.ms ?? 0))
-    const [checkpoint] = await store.rows<{ flush_id: string; ms: string }>(
+    let [checkpoint] = await store.rows<{ flush_id: string; ms: string }>(
       `SELECT flush_id, toString(toUnixTimestamp64Milli(committed_at)) AS ms FROM flushes
        WHERE flush_id IN (SELECT DISTINCT flush_id FROM rating_checkpoints)
        ORDER BY committed_at DESC, flush_id DESC LIMIT 1`,
     )
+    if (checkpoint && (await this.keyedTheOldWay(checkpoint.flush_id))) {
+      // Restored, its totals would be found by no event's key: usage priced from nothing again (free units granted
+      // twice, tiers reset). Dropped with the stale ones below; every rated row is folded instead.
+      this.deps.log.warn({ checkpoint: checkpoint.flush_id }, 'checkpoint of the running totals keyed without their plan (an earlier release): folding every rated row instead')
+      checkpoint = undefined
+    }
     const stale = await store.rows<{ flush_id: string }>('SELECT DISTINCT flush_id FROM rating_checkpoints WHERE flush_id != {id:String}', {
       id: checkpoint?.flush_id ?? '',
     })
@@ -890,6 +896,19 @@ export class Rater extends EventEmitter {
     )
     this.totalsComplete = true
     return { checkpoint: checkpoint?.flush_id ?? null, folded }
+  }
+
+  /**
+   * True when a checkpoint's totals are keyed the way releases before running totals were kept per plan: five parts
+   * (subscription, charge, period, group, version) where totalsKey makes six. Asked at every start, not once by a
+   * migration: a rater of an earlier release sharing the store could write such a checkpoint after any migration ran.
+   */
+  private async keyedTheOldWay(flushId: string): Promise<boolean> {
+    const [row] = await this.deps.store.rows<{ n: string }>(
+      "SELECT count() AS n FROM rating_checkpoints WHERE flush_id = {id:String} AND countSubstrings(totals_key, char(0)) = 4",
+      { id: flushId },
+    )
+    return Number(row?.n ?? 0) > 0
   }
 
   /**

@@ -201,21 +201,6 @@ describe('committed_batches on embedded ClickHouse', () => {
       await store.insertTsv('flushes', commit('new-1', ['e']))
       await store.migrate()
       expect(await committedBatches(store, ['e'])).toEqual(new Set())
-      expect(await store.rows('SELECT name FROM store_migrations ORDER BY name')).toEqual([{ name: 'committed_batches' }, { name: 'totals_keys_with_plan' }])
-    }))
-
-  it('migrate() drops the checkpoints of running totals keyed without their plan, once', () =>
-    withStore(async (store) => {
-      await store.migrate()
-      // A checkpoint of an older release: its keys name no plan, so no event's key would find them.
-      const old = 's-1\u0000calls\u00002026-10-01T00:00:00.000Z\u0000\u0000v1'
-      await store.insertTsv('rating_checkpoints', `f-old\t${tsv(old)}\t{}\n`)
-      await store.command("ALTER TABLE store_migrations DELETE WHERE name = 'totals_keys_with_plan' SETTINGS mutations_sync = 2")
-      await store.migrate()
-      expect(await store.rows('SELECT count() AS n FROM rating_checkpoints')).toEqual([{ n: '0' }])
-      // Once: a checkpoint written after it stays.
-      await store.insertTsv('rating_checkpoints', `f-new\t${tsv('s-1\u0000p\u0000calls\u00002026-10-01T00:00:00.000Z\u0000\u0000v1')}\t{}\n`)
-      await store.migrate()
-      expect(await store.rows('SELECT flush_id FROM rating_checkpoints')).toEqual([{ flush_id: 'f-new' }])
+      expect(await store.rows('SELECT name FROM store_migrations')).toEqual([{ name: 'committed_batches' }])
     }))
 })

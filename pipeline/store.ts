@@ -124,13 +124,6 @@ const MIGRATIONS: ReadonlyArray<{ name: string; sql: string }> = [
     name: 'committed_batches',
     sql: 'INSERT INTO committed_batches SELECT b, flush_id FROM flushes ARRAY JOIN batches AS b',
   },
-  {
-    // Running totals are keyed by plan too (stage.ts totalsKey) since this migration: a checkpoint keyed the old way
-    // would restore totals no event's key finds. Without a checkpoint a start folds every rated row instead (slower,
-    // once; the next checkpoint has the new keys). Repeating it drops checkpoints that a later one replaces anyway.
-    name: 'totals_keys_with_plan',
-    sql: 'TRUNCATE TABLE rating_checkpoints',
-  },
 ]
 
 export type QueryFormat = 'JSONEachRow' | 'CSV' | 'Pretty' | 'PrettyCompact' | 'TabSeparated' | 'TabSeparatedWithNames'

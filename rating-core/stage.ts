@@ -96,8 +96,8 @@ export function chargeRef(version: string, plan: string, charge: string): string
  * new plan's free units and tiers the old plan's usage: a credit for usage, or every later event refused as priced
  * by another model).
  *
- * The key's form is stored with the checkpoints of the running totals; a change to it needs a store migration that
- * drops them (store.ts MIGRATIONS), or a start restores totals no event's key finds.
+ * The key's form is stored with the checkpoints of the running totals: a start must tell a checkpoint of another form
+ * and fold the rated rows instead (rater.ts keyedTheOldWay), or it restores totals no event's key finds.
  */
 export function totalsKey(subscription: string, plan: string, charge: string, periodStartIso: string, group: string, version: string): string {
   return `${subscription}\u0000${plan}\u0000${charge}\u0000${periodStartIso}\u0000${group}\u0000${version}`

@@ -234,6 +234,29 @@ describe('running totals restored from a checkpoint', () => {
   })
 })
 
+describe('a checkpoint of an earlier release', () => {
+  it('keyed without the plan, is dropped and every rated row folded instead: the usage after it is priced as one run', async () => {
+    const data = join(work.dir, 'old-keys')
+    await prepare(data)
+    await json(['ingest', 'csv', files.first, '--source', SOURCE, '--wait', '--data', data])
+    // The checkpoint's keys as an earlier release wrote them: subscription, charge, period, group, version (no plan).
+    const rt = openRuntime({ dataDir: data, log: createLogger('test') })
+    try {
+      const store = await rt.store()
+      await store.command(`INSERT INTO rating_checkpoints SELECT flush_id, arrayStringConcat(arrayConcat([parts[1]], arraySlice(parts, 3)), char(0)), state
+        FROM (SELECT flush_id, splitByChar('\\0', totals_key) AS parts, state FROM rating_checkpoints)`)
+      await store.command("ALTER TABLE rating_checkpoints DELETE WHERE countSubstrings(totals_key, char(0)) = 5 SETTINGS mutations_sync = 2")
+      expect(await store.rows('SELECT DISTINCT countSubstrings(totals_key, char(0)) AS n FROM rating_checkpoints')).toEqual([{ n: '4' }])
+    } finally {
+      await rt.close()
+    }
+    const second = await rateflow(['ingest', 'csv', files.second, '--source', SOURCE, '--wait', '--data', data], { RATEFLOW_LOG: 'info' })
+    expect(second.code).toBe(0)
+    expect(startLog(second.stderr)).toMatchObject({ checkpoint: null, folded: EVENTS / 2 })
+    expect(await query(data, DUMP)).toEqual(uninterrupted)
+  })
+})
+
 describe('the dedupe index read back from the store', () => {
   it('knows every committed event id, whatever characters it holds: the same file again is all duplicates', async () => {
     const data = join(work.dir, 'odd-ids')
