@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import { sampleAccounts } from '../bench/sample-data.js'
 import { ValidationError } from '../common/errors.js'
-import { mergeAccounts, validateAccounts } from './accounts.js'
+import { applyAccounts, mergeAccounts, validateAccounts } from './accounts.js'
 
 function withParent(parent: string, id = 'a-child'): Record<string, any> {
   return {
@@ -42,5 +42,30 @@ describe('validateAccounts: parent accounts', () => {
     expect(problemsOf(() => validateAccounts(mergeAccounts(stored, self), { complete: true }))).toEqual([
       '$.customers[1].accounts[0].parent_account: account "a-child" cannot be its own parent',
     ])
+  })
+})
+
+describe('applyAccounts', () => {
+  const stored = validateAccounts(sampleAccounts({ customers: 2, devicesPerAccount: 1 }))
+  const sub = (devices: string[]) => ({ id: 's-001', plan: 'sase-pro', start: '2026-10-01T00:00:00Z', status: 'active', devices: devices.map((device_id) => ({ device_id, from: '2026-10-01T00:00:00Z', to: null })) })
+  const file = (devices: string[], parent?: string) => ({
+    customers: [{ id: 'c-001', name: 'One', accounts: [{ id: 'a-001', currency: 'USD', timezone: 'UTC', bill_cycle_day: 1, ...(parent ? { parent_account: parent } : {}), subscriptions: [sub(devices)] }] }],
+  })
+
+  it("reports a conflict with a stored entity at the file's path, whichever comes first in the merged accounts", () => {
+    // fw-002-1 is stored under c-002, which comes after c-001 in the merged accounts: the overlap is found at c-002.
+    expect(problemsOf(() => applyAccounts(stored, file(['fw-001-1', 'fw-002-1'])))).toEqual([
+      '$.customers[0].accounts[0].subscriptions[0].devices[1]: device "fw-002-1" is already bound in this period at stored customer "c-002" account "a-002" subscription "s-002" devices[0]',
+    ])
+  })
+
+  it("checks parents against the file and the stored accounts in the same pass as the file's other problems", () => {
+    const bad = file(['fw-001-1'], 'ghost') as Record<string, any>
+    bad.customers[0].accounts[0].timezone = 'Mars/Olympus'
+    expect(problemsOf(() => applyAccounts(stored, bad))).toEqual([
+      '$.customers[0].accounts[0].timezone: unknown IANA time zone "Mars/Olympus"',
+      '$.customers[0].accounts[0].parent_account: account "a-001" names parent account "ghost", which is neither in this file nor stored',
+    ])
+    expect(problemsOf(() => applyAccounts(stored, file(['fw-001-1'], 'a-002')))).toEqual([])
   })
 })

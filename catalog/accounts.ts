@@ -181,7 +181,16 @@ export function applyAccounts(stored: AccountsDocument, doc: unknown): { incomin
   } catch (err) {
     if (!(err instanceof ValidationError)) throw err
     const where = filePaths(merged, incoming)
-    throw new ValidationError('accounts (merged with the stored accounts)', err.problems.map((q) => ({ path: where(q.path), message: q.message.replace(MERGED_PATH_IN_TEXT, where) })))
+    const inFile = (path: string) => path.startsWith('$')
+    const problems = err.problems.map((q) => {
+      const path = where(q.path)
+      // A conflict is reported at the later of its two places in the merged document; when that is a stored entity
+      // and the other, named in the message, is the file's, it is reported at the file's place instead.
+      const other = [...q.message.matchAll(MERGED_PATH_IN_TEXT)].map((m) => m[0]).find((m) => inFile(where(m)))
+      if (!inFile(path) && other !== undefined) return { path: where(other), message: q.message.replace(other, path).replace(MERGED_PATH_IN_TEXT, where) }
+      return { path, message: q.message.replace(MERGED_PATH_IN_TEXT, where) }
+    })
+    throw new ValidationError('accounts (merged with the stored accounts)', problems)
   }
   return { incoming, merged }
 }

@@ -3,11 +3,6 @@ import { mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync, exists
 import { join } from 'node:path'
 import type { AccountsDocument, Catalog } from './types.js'
 
-/**
- * Guiding data on disk under `<data>/catalog/`: one JSON file per catalog version and one accounts file.
- * Plain files, so every process (CLI, rater, scheduler) reads them without owning the store, and a
- * billing engineer can read them too. Writes are atomic (write + rename).
- */
 /** The accounts stored under data directory `dataDir` (none when it has none), read without creating anything. */
 export function storedAccounts(dataDir: string): AccountsDocument {
   const file = join(dataDir, 'catalog', 'accounts.json')
@@ -15,6 +10,11 @@ export function storedAccounts(dataDir: string): AccountsDocument {
   return JSON.parse(readFileSync(file, 'utf8')) as AccountsDocument
 }
 
+/**
+ * Guiding data on disk under `<data>/catalog/`: one JSON file per catalog version and one accounts file.
+ * Plain files, so every process (CLI, rater, scheduler) reads them without owning the store, and a
+ * billing engineer can read them too. Writes are atomic (write + rename).
+ */
 export class CatalogRepository {
   private readonly dir: string
   constructor(dataDir: string) {

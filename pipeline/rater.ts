@@ -1062,7 +1062,8 @@ export class Rater extends EventEmitter {
     const batch: UsageBatch = { id: batchId, records, rejects: [] }
     const wire = await this.stage({ batch, dataDir: this.deps.dataDir, fingerprint: this.fingerprint, receivedAtMs: this.stamp() })
     const staged = decodeStaged(wire)
-    // A page of held rows has no reject lines (they are valid records); those guiding refuses now stay held (apply).
+    // Held rows stay held unless rated: those guiding refuses now (apply), and those validation refuses now (their reject
+    // lines are dropped here; a held row was valid when it was held, so only a stricter release can refuse it).
     this.apply({ ...staged, rejectLines: [] }, { staged: Promise.resolve(wire), release: byKey }, this.now())
     const released = this.buffered.outcomes.at(-1)?.rated ?? 0
     await this.flush()

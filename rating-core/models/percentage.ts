@@ -8,8 +8,8 @@
  * per-event minimum, as a free transaction is not a transaction to charge for; an event that
  * straddles the end of the allowance pays the rate on the part above it plus the fixed fee.
  * A value of 0 is an event like any other (CONTRACT §3.2 prices every event): it pays the fixed fee, clamped to the
- * per-event minimum, unless it falls inside the allowance. Negative values (no valid event has one; `price --events`
- * could be given one) are not charged and consume no allowance.
+ * per-event minimum, unless it falls inside the allowance. A negative value is not charged and consumes no allowance
+ * (none reaches here: validation and `price --events` refuse them).
  * Because of the allowance the split of the total between events depends on their order; with
  * no free_units and no charge clamp the total does not.
  */
