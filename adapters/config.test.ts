@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import { ValidationError } from '../common/errors.js'
-import { DEFAULT_ADAPTER_BATCHING, DEFAULT_SESSIONS, topicFilterProblem, validateAdapterConfig } from './config.js'
+import { DEFAULT_ADAPTER_BATCHING, DEFAULT_SESSIONS, filtersOverlap, topicFilterProblem, validateAdapterConfig } from './config.js'
 import { BUILTIN_MAPPINGS, FORTIGATE } from './syslog/mappings.js'
 
 const problems = (doc: unknown) => {
@@ -67,7 +67,7 @@ describe('validateAdapterConfig', () => {
       mqtt: [
         { ...m, url: 'mqtts://b:8883', source: 'mqtt:a', username: 'u', password: 'p', password_env: 'PW', password_file: '/run/secrets/pw' },
         { ...m, url: 'mqtt://b:1883', source: 'mqtt:b', protocol_version: 4, password_file: '/run/secrets/pw', tls: { ca: 'ca.pem' } },
-        { ...m, url: 'mqtt://b:1883', source: 'mqtt:c', username: 'u', password_env: 'not a name' },
+        { topics: ['t2'], url: 'mqtt://b:1883', source: 'mqtt:c', username: 'u', password_env: 'not a name' },
       ],
     })).toEqual([
       '$.adapters.mqtt[0].password_env: give one of password, password_env, password_file (found password and password_env and password_file)',
@@ -96,11 +96,37 @@ describe('validateAdapterConfig', () => {
     expect(problems({ mqtt: {} })).toEqual(['$.adapters.mqtt: must be an array, got an object'])
   })
 
-  it('refuses two instances with the same client id on one broker', () => {
-    const m = { url: 'mqtt://b', topics: ['t'] }
-    expect(problems({ mqtt: [{ ...m, source: 'mqtt:a', client_id: 'x' }, { ...m, source: 'mqtt:b', client_id: 'x' }] })).toEqual([
+  it('refuses two instances with the same client id on one broker (mqtt://localhost and mqtt://127.0.0.1:1883 are one)', () => {
+    expect(problems({ mqtt: [{ url: 'mqtt://localhost', topics: ['t1'], source: 'mqtt:a', client_id: 'x' }, { url: 'mqtt://127.0.0.1:1883', topics: ['t2'], source: 'mqtt:b', client_id: 'x' }] })).toEqual([
       '$.adapters.mqtt[1].client_id: "x" is also used by $.adapters.mqtt[0] on the same broker; the broker would disconnect one of them in a loop',
     ])
+  })
+
+  it('refuses two adapters on one broker whose filters a topic can match both: each message would be rated twice', () => {
+    const m = (source: string, topics: string[], more: Record<string, unknown> = {}) => ({ url: 'mqtt://127.0.0.1:1883', topics, source, ...more })
+    expect(problems({ mqtt: [m('mqtt:a', ['devices/+/usage']), m('mqtt:b', ['alarms/#', 'devices/#'])] })).toEqual([
+      '$.adapters.mqtt[1].topics[1]: "devices/#" overlaps "devices/+/usage" of $.adapters.mqtt[0] on the same broker: a message on a topic both match would be rated twice, once under each source (use one adapter, or the same shared_group and filter)',
+    ])
+    // Not: disjoint filters, other brokers, or one shared subscription (the same group and filter: the broker splits it).
+    const fine = (doc: unknown) => expect(() => validateAdapterConfig(doc, { presets: BUILTIN_MAPPINGS, hostname: 'h1' })).not.toThrow()
+    fine({ mqtt: [m('mqtt:a', ['devices/+/usage']), m('mqtt:b', ['devices/+/alarms', 'plant/#'])] })
+    fine({ mqtt: [m('mqtt:a', ['devices/#']), { ...m('mqtt:b', ['devices/#']), url: 'mqtt://127.0.0.1:1884' }] })
+    fine({ mqtt: [m('mqtt:a', ['devices/#'], { shared_group: 'raters' }), m('mqtt:b', ['$share/raters/devices/#'])] })
+    expect(problems({ mqtt: [m('mqtt:a', ['devices/#'], { shared_group: 'raters' }), m('mqtt:b', ['devices/+'], { shared_group: 'raters' })] })).toHaveLength(1)
+  })
+})
+
+describe('filtersOverlap', () => {
+  it('is true when some topic matches both filters', () => {
+    const cases: Array<[string, string, boolean]> = [
+      ['a/b', 'a/b', true], ['a/b', 'a/c', false], ['a/+', 'a/b', true], ['a/+', 'a/b/c', false], ['a/#', 'a', true], ['a/#', 'a/b/c', true],
+      ['#', 'x/y', true], ['+/b', 'a/+', true], ['+/+', 'a', false], ['a/+/c', 'a/b/+', true], ['a/+/c', 'a/b/d', false], ['#', '$SYS/x', false],
+      ['+/x', '$SYS/x', false], ['$SYS/#', '$SYS/x', true], ['a/', 'a/+', true], ['a', 'a/+', false],
+    ]
+    for (const [a, b, overlap] of cases) {
+      expect([a, b, filtersOverlap(a, b)]).toEqual([a, b, overlap])
+      expect([b, a, filtersOverlap(b, a)]).toEqual([b, a, overlap])
+    }
   })
 })
 

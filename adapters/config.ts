@@ -664,6 +664,42 @@ export interface ValidateAdapterOptions {
  * JSON path; otherwise returns frozen options with defaults filled in. Two instances (MQTT or syslog) sharing a
  * `source` is an error: the dedupe key (source, event_id) would mix their events.
  */
+/** A broker's identity for comparing adapters: scheme, host (localhost as 127.0.0.1) and port (the scheme's default when none). */
+export function brokerKey(url: string): string {
+  try {
+    const u = new URL(url)
+    const scheme = u.protocol.replace(/:$/, '').toLowerCase()
+    const port = u.port || ({ mqtt: '1883', tcp: '1883', mqtts: '8883', ssl: '8883', tls: '8883', ws: '80', wss: '443' } as Record<string, string>)[scheme] || ''
+    const host = u.hostname.toLowerCase() === 'localhost' ? '127.0.0.1' : u.hostname.toLowerCase()
+    return `${scheme}://${host}:${port}`
+  } catch {
+    return url
+  }
+}
+
+/** A topic filter as subscribed: its shared-subscription group (from `$share/<group>/` or `shared_group`) and the filter itself. */
+function sharedFilter(topic: string, sharedGroup: string | undefined): { group: string | undefined; filter: string } {
+  const m = /^\$share\/([^/]+)\/(.*)$/.exec(topic)
+  return m ? { group: m[1], filter: m[2]! } : { group: sharedGroup, filter: topic }
+}
+
+/**
+ * True when some topic matches both MQTT filters: `+` is one level, `#` the rest (the parent level included: `a/#`
+ * matches `a`), and a wildcard first level matches no topic starting with `$` (MQTT 4.7.2).
+ */
+export function filtersOverlap(a: string, b: string): boolean {
+  const x = a.split('/')
+  const y = b.split('/')
+  if ((x[0]!.startsWith('$') && (y[0] === '+' || y[0] === '#')) || (y[0]!.startsWith('$') && (x[0] === '+' || x[0] === '#'))) return false
+  for (let i = 0; ; i++) {
+    const p = x[i]
+    const q = y[i]
+    if (p === '#' || q === '#') return true
+    if (p === undefined || q === undefined) return p === q
+    if (p !== '+' && q !== '+' && p !== q) return false
+  }
+}
+
 export function validateAdapterConfig(doc: unknown, opts: ValidateAdapterOptions = {}): AdaptersConfig {
   const path = opts.path ?? '$.adapters'
   const presets = opts.presets ?? {}
@@ -708,11 +744,35 @@ export function validateAdapterConfig(doc: unknown, opts: ValidateAdapterOptions
     }
     const clientIds = new Map<string, string>()
     out.mqtt.forEach((m, i) => {
-      const key = `${m.url}\u0000${m.client_id}`
+      const key = `${brokerKey(m.url)}\u0000${m.client_id}`
       const first = clientIds.get(key)
       if (first !== undefined) {
         c.add(`${mqttPaths[i]!}.client_id`, `${JSON.stringify(m.client_id)} is also used by ${first} on the same broker; the broker would disconnect one of them in a loop`)
       } else clientIds.set(key, mqttPaths[i]!)
+    })
+    // Two adapters subscribed to one broker with filters a topic can match both: each such message would be rated
+    // twice, once under each source (the dedupe key is (source, event_id), so nothing catches it). Allowed only as one
+    // shared subscription: the same group and filter, whose messages the broker splits between its members.
+    out.mqtt.forEach((m, i) => {
+      m.topics.forEach((t, ti) => {
+        const a = sharedFilter(t, m.shared_group)
+        // The first earlier adapter on the same broker with a filter that overlaps this one: one problem per filter.
+        for (let j = 0; j < i; j++) {
+          const earlier = out.mqtt[j]!
+          if (brokerKey(earlier.url) !== brokerKey(m.url)) continue
+          const clash = earlier.topics.find((u) => {
+            const b = sharedFilter(u, earlier.shared_group)
+            if (a.group !== undefined && a.group === b.group && a.filter === b.filter) return false
+            return filtersOverlap(a.filter, b.filter)
+          })
+          if (clash === undefined) continue
+          c.add(
+            `${mqttPaths[i]!}.topics[${ti}]`,
+            `${JSON.stringify(t)} overlaps ${JSON.stringify(clash)} of ${mqttPaths[j]!} on the same broker: a message on a topic both match would be rated twice, once under each source (use one adapter, or the same shared_group and filter)`,
+          )
+          break
+        }
+      })
     })
   }
   if (c.problems.length > 0) throw new ValidationError('invalid adapters config', c.problems)

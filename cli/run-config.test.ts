@@ -1,3 +1,6 @@
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { ValidationError } from '../common/errors.js'
 import { validateRunConfig } from './run.js'
@@ -47,5 +50,41 @@ describe('validateRunConfig: the HTTP API default port', () => {
     expect(problems({ adapters: { syslog: [{ tcp_port: 8080, source: 'syslog:a' }] } })).toEqual([
       '$.adapters.syslog[0].tcp_port: tcp port 8080 on 127.0.0.1 is also taken by $.http.port (default 8080); each listener needs a port of its own',
     ])
+  })
+})
+
+describe('validateRunConfig: CSV inboxes that would rate each file twice', () => {
+  it('names a directory two entries watch, however its path is written, and a watch path that is a file', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'rateflow-watch-'))
+    try {
+      mkdirSync(join(dir, 'inbox'))
+      symlinkSync(join(dir, 'inbox'), join(dir, 'link'))
+      writeFileSync(join(dir, 'file.csv'), '')
+      const entries = [
+        { watch: join(dir, 'inbox'), source: 'csv:a' },
+        { watch: join(dir, 'inbox') + '/', source: 'csv:b' },
+        { watch: join(dir, 'link'), source: 'csv:c' },
+        { watch: join(dir, 'file.csv'), source: 'csv:d' },
+        { watch: join(dir, 'other'), source: 'csv:e' },
+      ]
+      const onMachine = (doc: unknown) => {
+        try {
+          validateRunConfig(doc, { resources: { env: {} } })
+        } catch (err) {
+          if (err instanceof ValidationError) return err.problems.map((p) => `${p.path}: ${p.message}`)
+          throw err
+        }
+        return []
+      }
+      expect(onMachine({ adapters: { csv: entries }, http: { port: 0 } })).toEqual([
+        `$.adapters.csv[1].watch: ${join(dir, 'inbox')}/ is the directory $.adapters.csv[0] watches too: each file dropped there would be rated once per entry, under each source`,
+        `$.adapters.csv[2].watch: ${join(dir, 'link')} is the directory $.adapters.csv[0] watches too: each file dropped there would be rated once per entry, under each source`,
+        `$.adapters.csv[3].watch: ${join(dir, 'file.csv')} is a file, not a directory to watch`,
+      ])
+      // Without looking at the machine, the same absolute path is still caught.
+      expect(problems({ adapters: { csv: entries.slice(0, 2) }, http: { port: 0 } })).toHaveLength(1)
+    } finally {
+      rmSync(dir, { recursive: true, force: true })
+    }
   })
 })

@@ -1,4 +1,5 @@
-import { existsSync, readFileSync } from 'node:fs'
+import { existsSync, readFileSync, realpathSync, statSync } from 'node:fs'
+import { resolve } from 'node:path'
 import { createServer, type Server } from 'node:http'
 import os from 'node:os'
 import type { AddressInfo } from 'node:net'
@@ -59,6 +60,7 @@ export function validateRunConfig(doc: unknown, opts: { resources?: ResourceChec
         if (others.has(s) || seen.has(s)) problems.push({ path: `$.adapters.csv[${i}].source`, message: `${JSON.stringify(s)} is already used by another adapter` })
         else seen.set(s, `$.adapters.csv[${i}]`)
       })
+      problems.push(...watchProblems(rawCsv, opts.resources !== undefined))
     }
   }
   if (o.http !== undefined) {
@@ -81,6 +83,35 @@ export function validateRunConfig(doc: unknown, opts: { resources?: ResourceChec
   problems.push(...portClashes(adapters, http, o.http !== undefined && (o.http as Record<string, unknown> | null)?.port !== undefined))
   if (problems.length > 0) throw new ValidationError('invalid config', problems)
   return { adapters, csv, http }
+}
+
+/**
+ * The CSV inboxes' directories: one directory watched by two entries would have each file dropped there rated once per
+ * entry, under each source (the dedupe key is (source, event_id), so nothing catches it), and the entries race to move
+ * it. Compared as absolute paths, and with `onMachine` as real paths (a symlink to a watched directory is that
+ * directory); with `onMachine`, a path that exists and is no directory is named too (the inbox creates a missing one).
+ */
+function watchProblems(entries: readonly unknown[], onMachine: boolean): Problem[] {
+  const problems: Problem[] = []
+  const seen = new Map<string, string>()
+  entries.forEach((e, i) => {
+    const w = (e as Record<string, unknown> | null)?.watch
+    if (typeof w !== 'string' || w === '') return
+    const path = `$.adapters.csv[${i}].watch`
+    let dir = resolve(w)
+    if (onMachine && existsSync(dir)) {
+      if (!statSync(dir).isDirectory()) {
+        problems.push({ path, message: `${w} is a file, not a directory to watch` })
+        return
+      }
+      dir = realpathSync(dir)
+    }
+    const first = seen.get(dir)
+    if (first !== undefined) {
+      problems.push({ path, message: `${w} is the directory ${first} watches too: each file dropped there would be rated once per entry, under each source` })
+    } else seen.set(dir, `$.adapters.csv[${i}]`)
+  })
+  return problems
 }
 
 /**

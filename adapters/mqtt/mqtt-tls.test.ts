@@ -202,8 +202,8 @@ describe('validateAdapterConfig with resources: secrets and TLS files checked be
     expect(problems({
       mqtt: [
         { ...base, source: 'mqtt:a', username: 'u', password_env: 'NOT_SET_HERE', tls: { ca: join(dir, 'missing.pem'), cert: pki.client.cert, key: pki.server.key } },
-        { ...base, source: 'mqtt:b', username: 'u', password_file: empty, tls: { ca: notPem } },
-        { ...base, source: 'mqtt:c', username: 'u', password_file: join(dir, 'no-such-file') },
+        { ...base, topics: ['u/+'], source: 'mqtt:b', username: 'u', password_file: empty, tls: { ca: notPem } },
+        { ...base, topics: ['v/+'], source: 'mqtt:c', username: 'u', password_file: join(dir, 'no-such-file') },
       ],
     })).toEqual([
       '$.adapters.mqtt[0].password_env: environment variable NOT_SET_HERE is not set (or empty)',
