@@ -65,16 +65,16 @@ export function runningRun(dataDir: string): RunInfo | undefined {
 }
 
 /**
- * Asks the running `rateflow run` to answer the query (its HTTP API, `GET /v1/query`), for a data directory that
- * process owns: chDB binds a directory to one process, so another process cannot open it while it runs.
+ * Asks the running `rateflow run` to answer the query (its HTTP API, `POST /v1/query` with the SQL as the body: any
+ * length, where a URL's is bounded), for a data directory that process owns: chDB binds a directory to one process, so
+ * another process cannot open it while it runs.
  */
 export async function queryRun(run: RunInfo, sql: string, format: string): Promise<string> {
   const url = new URL('/v1/query', run.http)
-  url.searchParams.set('sql', sql)
   url.searchParams.set('format', format)
   let res: Response
   try {
-    res = await fetch(url)
+    res = await fetch(url, { method: 'POST', body: sql, headers: { 'content-type': 'text/plain; charset=utf-8' } })
   } catch (err) {
     throw new RateflowError(ErrorCode.Internal, `query: the rateflow run (pid ${run.pid}) at ${run.http} did not answer: ${(err as Error).message}`)
   }
@@ -84,7 +84,8 @@ export async function queryRun(run: RunInfo, sql: string, format: string): Promi
     try {
       return (JSON.parse(body) as { error?: string }).error ?? body
     } catch {
-      return body
+      // Not the API's JSON (a proxy, or Node refusing the request before the API saw it): its status says what.
+      return `query: the rateflow run (pid ${run.pid}) at ${run.http} answered HTTP ${res.status}${body.trim() ? `: ${body.trim()}` : ''}`
     }
   })()
   throw new RateflowError(res.status === 400 ? ErrorCode.BadInput : ErrorCode.Internal, message)

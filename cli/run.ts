@@ -1,6 +1,6 @@
 import { existsSync, readFileSync, realpathSync, statSync } from 'node:fs'
 import { resolve } from 'node:path'
-import { createServer, type Server } from 'node:http'
+import { createServer, type IncomingMessage, type Server } from 'node:http'
 import os from 'node:os'
 import type { AddressInfo } from 'node:net'
 import { validateAdapterConfig, type AdaptersConfig, type ResourceCheck } from '../adapters/config.js'
@@ -83,6 +83,30 @@ export function validateRunConfig(doc: unknown, opts: { resources?: ResourceChec
   problems.push(...portClashes(adapters, http, o.http !== undefined && (o.http as Record<string, unknown> | null)?.port !== undefined))
   if (problems.length > 0) throw new ValidationError('invalid config', problems)
   return { adapters, csv, http }
+}
+
+/** How long a stop waits for HTTP requests in progress before it closes their connections. */
+const HTTP_DRAIN_MS = 5_000
+
+/** The largest SQL `/v1/query` reads from a POST body. */
+const MAX_QUERY_BYTES = 1024 * 1024
+
+/** A request's body as UTF-8 text, or undefined when it is longer than `max` bytes (the rest is read and dropped). */
+function readBody(req: IncomingMessage, max: number): Promise<string | undefined> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = []
+    let size = 0
+    const take = (c: Buffer) => {
+      size += c.length
+      if (size <= max) return void chunks.push(c)
+      req.off('data', take)
+      req.resume()
+      resolve(undefined)
+    }
+    req.on('data', take)
+    req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')))
+    req.on('error', reject)
+  })
 }
 
 /**
@@ -246,28 +270,40 @@ export async function runCommand(args: string[], g: GlobalOptions, io: Io): Prom
         res.writeHead(status, { 'content-type': 'application/json' })
         res.end(JSON.stringify(body))
       }
-      if (req.method !== 'GET') return send(405, { error: 'method not allowed' })
+      const isQuery = url.pathname === '/v1/query'
+      if (req.method !== 'GET' && !(isQuery && req.method === 'POST')) return send(405, { error: 'method not allowed' })
       if (url.pathname === '/health') return send(200, { status: 'ok' })
-      if (url.pathname === '/v1/query') {
-        // `rateflow query` on this data directory comes here: read-only SQL, the CLI's formats, errors as 400.
-        const sql = url.searchParams.get('sql')
+      if (isQuery) {
+        // `rateflow query` on this data directory comes here: read-only SQL, the CLI's formats, errors as 400. The SQL
+        // comes as ?sql= (GET), or as the body of a POST: a long IN list passes Node's 16 KiB limit on a request's
+        // headers once URL-encoded, and was refused with 431 before it was read.
         const name = url.searchParams.get('format') ?? 'JSONEachRow'
-        // Missing: an HTTP caller's mistake. Empty (`rateflow query ""` forwarded here): the read-only check words it,
-        // as the CLI does when no run owns the store.
-        if (sql === null) return send(400, { error: 'query: give the SQL as ?sql=' })
-        let format
+        let format: ReturnType<typeof queryFormat>
         try {
           format = queryFormat(name)
         } catch (err) {
           return send(400, { error: (err as Error).message })
         }
-        readOnlyQuery(store, sql, format).then(
-          (text) => {
-            res.writeHead(200, { 'content-type': name === 'JSONEachRow' ? 'application/x-ndjson' : 'text/plain; charset=utf-8' })
-            res.end(text)
-          },
-          (err: unknown) => send(err instanceof RateflowError && err.code === ErrorCode.BadInput ? 400 : 500, { error: (err as Error).message }),
-        )
+        const answer = (sql: string) =>
+          readOnlyQuery(store, sql, format).then(
+            (text) => {
+              res.writeHead(200, { 'content-type': name === 'JSONEachRow' ? 'application/x-ndjson' : 'text/plain; charset=utf-8' })
+              res.end(text)
+            },
+            (err: unknown) => send(err instanceof RateflowError && err.code === ErrorCode.BadInput ? 400 : 500, { error: (err as Error).message }),
+          )
+        if (req.method === 'POST') {
+          readBody(req, MAX_QUERY_BYTES).then(
+            (sql) => (sql === undefined ? send(413, { error: `query: the SQL is longer than ${MAX_QUERY_BYTES} bytes` }) : answer(sql)),
+            (err: unknown) => send(400, { error: `query: could not read the SQL: ${(err as Error).message}` }),
+          )
+          return
+        }
+        const sql = url.searchParams.get('sql')
+        // Missing: an HTTP caller's mistake. Empty (`rateflow query ""` forwarded here): the read-only check words it,
+        // as the CLI does when no run owns the store.
+        if (sql === null) return send(400, { error: 'query: give the SQL as ?sql= or as the body of a POST' })
+        void answer(sql)
         return
       }
       if (url.pathname === '/v1/stats') {
@@ -312,7 +348,17 @@ export async function runCommand(args: string[], g: GlobalOptions, io: Io): Prom
       }
     }
     withdraw?.()
-    if (server) await new Promise<void>((resolve) => server!.close(() => resolve()))
+    if (server) {
+      // close() waits for every open connection: one client that connected and sent nothing (a probe, a scanner) held
+      // the stop for as long as it stayed. Idle ones are closed now, and any left after HTTP_DRAIN_MS (a query still
+      // being answered) then.
+      const srv = server
+      const closed = new Promise<void>((resolve) => srv.close(() => resolve()))
+      srv.closeIdleConnections()
+      const cut = setTimeout(() => srv.closeAllConnections(), HTTP_DRAIN_MS)
+      await closed
+      clearTimeout(cut)
+    }
     try {
       await rater?.stop()
     } finally {

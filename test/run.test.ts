@@ -1,6 +1,6 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process'
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
-import { createServer, type AddressInfo } from 'node:net'
+import { connect, createServer, type AddressInfo, type Socket } from 'node:net'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { gzipSync } from 'node:zlib'
@@ -188,6 +188,31 @@ describe('rateflow run', () => {
     expect(Number(rows[0]!.ids)).toBe(N)
     expect(Number(rows[0]!.n)).toBe(N)
   }, 240_000)
+})
+
+describe('rateflow run and its HTTP API', () => {
+  it('answers `rateflow query` of any length, and stops on SIGINT with idle HTTP connections open', async () => {
+    const { data, config } = await setup('http')
+    const r = start(config, data)
+    const ready = await r.ready
+    // ~40 KB of SQL: past Node's 16 KiB limit on request headers once in a URL (it failed with an empty message).
+    const ids = Array.from({ length: 3000 }, (_, i) => `'m-${i}'`).join(',')
+    const long = await rateflow(['query', `SELECT count() AS n FROM rated_usage WHERE event_id IN (${ids})`, '--data', data])
+    expect([long.code, long.stdout.trim(), long.stderr]).toEqual([0, '{"n":"0"}', ''])
+    // Clients that connected and sent nothing, or half a request's headers: they must not hold the stop.
+    const port = Number(new URL(ready.http).port)
+    const idle = await new Promise<Socket>((resolve) => { const s = connect(port, '127.0.0.1', () => resolve(s)) })
+    const half = await new Promise<Socket>((resolve) => { const s = connect(port, '127.0.0.1', () => resolve(s)) })
+    half.write('GET /health HTTP/1.1\r\nHost: x\r\n')
+    for (const s of [idle, half]) s.on('error', () => {})
+    const t0 = Date.now()
+    r.child.kill('SIGINT')
+    const res = await r.done
+    expect(res.code).toBe(0)
+    expect(Date.now() - t0).toBeLessThan(30_000)
+    idle.destroy()
+    half.destroy()
+  }, 120_000)
 })
 
 describe('rateflow run and late guiding data', () => {
