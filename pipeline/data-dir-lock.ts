@@ -1,42 +1,121 @@
-import { closeSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs'
+import { linkSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { ErrorCode, HeldByAnotherError, RateflowError } from '../common/errors.js'
 
 /**
  * One process owns a data directory at a time: chDB binds its directory to one process, and the local
- * nats-server's store is one server's. The lock file holds the owner's pid; a lock whose process is gone
- * (kill -9) is taken over. File system only, so a command that merely asks who owns a directory (`query`)
- * loads none of the services.
+ * nats-server's store is one server's. The lock file names the owner: its pid, and where the system tells them, when
+ * that process started and the boot it started in, so a pid a later process reuses (after a reboot, say) is not
+ * taken for the owner. A lock whose process is gone (kill -9) is taken over. File system only, so a command that
+ * merely asks who owns a directory (`query`) loads none of the services.
+ *
+ * The file is created whole (written aside, then linked into place: no moment where it exists empty), and taken over
+ * by renaming it away first, then checking that what was renamed is the stale lock that was judged (if not, it is put
+ * back): of two processes that find one stale lock at once, one takes it over and the other finds the new owner.
  */
 export function acquireLock(dataDir: string): () => void {
   const file = lockFile(dataDir)
-  for (let attempt = 0; attempt < 2; attempt++) {
+  const mine = `${file}.${process.pid}.new`
+  writeFileSync(mine, lockText(process.pid))
+  try {
+    for (let attempt = 0; attempt < 5; attempt++) {
+      try {
+        linkSync(mine, file)
+        return () => rmSync(file, { force: true })
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err
+      }
+      const text = readLock(file)
+      if (text === undefined) continue // gone meanwhile: try again
+      const pid = liveOwner(text)
+      if (pid === process.pid) return () => rmSync(file, { force: true })
+      if (pid !== undefined) throw new HeldByAnotherError(`data directory ${dataDir} is in use by rateflow process ${pid}; stop it, or use another --data`)
+      takeOver(file, text)
+    }
+  } finally {
+    rmSync(mine, { force: true })
+  }
+  throw new RateflowError(ErrorCode.Internal, `could not lock ${dataDir}: its lock file ${file} kept changing`)
+}
+
+/** Moves a stale lock (`judged`: its text when it was found stale) out of the way, unless another process replaced it. */
+function takeOver(file: string, judged: string): void {
+  const aside = `${file}.${process.pid}.stale`
+  try {
+    renameSync(file, aside)
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return // another process moved it first
+    throw err
+  }
+  if (readLock(aside) !== judged) {
+    // Another process took the lock over between the read and the rename: this is its fresh lock. Put it back.
     try {
-      const fd = openSync(file, 'wx')
-      writeSync(fd, String(process.pid))
-      closeSync(fd)
-      return () => rmSync(file, { force: true })
+      linkSync(aside, file)
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err
-      const pid = lockOwner(dataDir)
-      if (pid !== undefined && pid !== process.pid) {
-        throw new HeldByAnotherError(`data directory ${dataDir} is in use by rateflow process ${pid}; stop it, or use another --data`)
-      }
-      rmSync(file, { force: true })
     }
   }
-  throw new RateflowError(ErrorCode.Internal, `could not lock ${dataDir}`)
+  rmSync(aside, { force: true })
 }
 
 /** The pid of the live process holding the directory's lock, or undefined (no lock, or its process is gone). */
 export function lockOwner(dataDir: string): number | undefined {
-  let pid: number
+  const text = readLock(lockFile(dataDir))
+  return text === undefined ? undefined : liveOwner(text)
+}
+
+function readLock(file: string): string | undefined {
   try {
-    pid = Number(readFileSync(lockFile(dataDir), 'utf8').trim())
+    return readFileSync(file, 'utf8')
   } catch {
     return undefined
   }
-  return pid && processAlive(pid) ? pid : undefined
+}
+
+/**
+ * The pid a lock's text names, when that process still runs: `pid` (an earlier release's lock: the pid alone decides),
+ * or `pid start boot`, where the process of that pid must have started at `start` (clock ticks after boot,
+ * /proc/<pid>/stat) in boot `boot` (/proc/sys/kernel/random/boot_id).
+ */
+function liveOwner(text: string): number | undefined {
+  const [p, start, boot] = text.trim().split(' ')
+  const pid = Number(p)
+  if (!Number.isInteger(pid) || pid <= 0 || !processAlive(pid)) return undefined
+  if (start === undefined || boot === undefined) return pid
+  const now = processStart(pid)
+  // Where the system does not tell (no /proc), the pid alone decides, as before.
+  if (now === undefined || currentBoot() === undefined) return pid
+  return now === start && currentBoot() === boot ? pid : undefined
+}
+
+/** A lock file's text for the process `pid`. */
+function lockText(pid: number): string {
+  const start = processStart(pid)
+  const boot = currentBoot()
+  return start !== undefined && boot !== undefined ? `${pid} ${start} ${boot}\n` : `${pid}\n`
+}
+
+/** When process `pid` started, in clock ticks after boot (field 22 of /proc/<pid>/stat), or undefined without /proc. */
+function processStart(pid: number): string | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    // Fields after the command name, which is in parentheses and may hold spaces: state is field 3, starttime 22.
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]
+  } catch {
+    return undefined
+  }
+}
+
+let bootId: string | null | undefined
+function currentBoot(): string | undefined {
+  if (bootId === undefined) {
+    try {
+      bootId = readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim()
+    } catch {
+      bootId = null
+    }
+  }
+  return bootId ?? undefined
 }
 
 function lockFile(dataDir: string): string {
