@@ -1,13 +1,21 @@
 import { createHash } from 'node:crypto'
 import { mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync, existsSync } from 'node:fs'
 import { join } from 'node:path'
+import { ErrorCode, RateflowError } from '../common/errors.js'
 import type { AccountsDocument, Catalog } from './types.js'
 
 /** The accounts stored under data directory `dataDir` (none when it has none), read without creating anything. */
 export function storedAccounts(dataDir: string): AccountsDocument {
   const file = join(dataDir, 'catalog', 'accounts.json')
   if (!existsSync(file)) return { customers: [] }
-  return JSON.parse(readFileSync(file, 'utf8')) as AccountsDocument
+  let text: string
+  try {
+    text = readFileSync(file, 'utf8')
+  } catch (err) {
+    // A read's message does not say of what (`EISDIR: illegal operation on a directory, read`).
+    throw new RateflowError(ErrorCode.NotFound, `${file}: cannot read the stored accounts: ${(err as Error).message}`, { cause: err })
+  }
+  return JSON.parse(text) as AccountsDocument
 }
 
 /**

@@ -29,12 +29,19 @@ export async function runtimeFor(opts: GlobalOptions, log: Logger = createLogger
   const { openRuntime } = await import('../pipeline/runtime.js')
   // A file where the data directory should be is bad usage (exit 2), not a failed mkdir with a stack trace.
   if (existsSync(opts.data) && !statSync(opts.data).isDirectory()) throw usage(`--data ${opts.data} is not a directory`)
-  return openRuntime({
-    dataDir: opts.data,
-    log,
-    natsUrl: process.env.NATS_URL || undefined,
-    clickhouseUrl: process.env.CLICKHOUSE_URL || undefined,
-  })
+  try {
+    return openRuntime({
+      dataDir: opts.data,
+      log,
+      natsUrl: process.env.NATS_URL || undefined,
+      clickhouseUrl: process.env.CLICKHOUSE_URL || undefined,
+    })
+  } catch (err) {
+    // The directory cannot be made or written (a read-only mount, no permission, a file in its path): bad usage.
+    const code = (err as NodeJS.ErrnoException).code
+    if (typeof code === 'string' && (err as NodeJS.ErrnoException).syscall !== undefined) throw usage(`--data ${opts.data}: cannot use it as a data directory: ${(err as Error).message}`)
+    throw err
+  }
 }
 
 export function usage(message: string): RateflowError {

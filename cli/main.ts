@@ -279,8 +279,10 @@ function fail(io: Io, err: unknown): number {
     return 2
   }
   // A RateflowError says what and where on purpose (a service unreachable, the store failing): its message is the
-  // report. Anything else is unexpected, and its stack is what helps.
-  io.err(`rateflow: ${err instanceof RateflowError ? err.message : err instanceof Error ? (err.stack ?? err.message) : String(err)}`)
+  // report. So does a failed system call (`EROFS: read-only file system, open '…/accounts.json.tmp'`): what and where,
+  // from the machine, not from a defect. Anything else is unexpected, and its stack is what helps.
+  const systemCall = err instanceof Error && typeof (err as NodeJS.ErrnoException).syscall === 'string'
+  io.err(`rateflow: ${err instanceof RateflowError || systemCall ? (err as Error).message : err instanceof Error ? (err.stack ?? err.message) : String(err)}`)
   return 1
 }
 

@@ -16,7 +16,11 @@ import { ErrorCode, HeldByAnotherError, RateflowError } from '../common/errors.j
 export function acquireLock(dataDir: string): () => void {
   const file = lockFile(dataDir)
   const mine = `${file}.${process.pid}.new`
-  writeFileSync(mine, lockText(process.pid))
+  try {
+    writeFileSync(mine, lockText(process.pid))
+  } catch (err) {
+    throw new RateflowError(ErrorCode.BadUsage, `data directory ${dataDir}: cannot write its lock file: ${(err as Error).message}`, { cause: err })
+  }
   try {
     for (let attempt = 0; attempt < 5; attempt++) {
       try {

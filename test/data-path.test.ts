@@ -1,4 +1,4 @@
-import { writeFileSync } from 'node:fs'
+import { mkdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { sampleAccounts, sampleCatalog, sampleCsvLines } from '../bench/sample-data.js'
@@ -202,6 +202,22 @@ describe('bad files and documents exit 2 and name every problem', () => {
     const r = await rateflow(['accounts', 'apply', writeJson(join(data, 'typo.json'), typo), ...d])
     expect(r.code).toBe(0)
     expect(r.stderr).toMatch(/warning: \$\.customers\[0\]\.accounts\[0\]\.subscriptions\[0\]\.plan: plan "sase-prp" is in no stored catalog version: its usage is held until one has it/)
+  })
+
+  it('a data directory that cannot be made, or stored accounts that cannot be read, are named without a stack trace', async () => {
+    // A regular file where a directory of the path should be.
+    const blocker = join(data, 'not-a-dir')
+    writeFileSync(blocker, '')
+    const r = await rateflow(['query', 'SELECT 1', '--data', join(blocker, 'sub')])
+    expect(r.code).toBe(2)
+    expect(r.stderr).toMatch(new RegExp(`--data ${join(blocker, 'sub')}: cannot use it as a data directory: ENOTDIR`))
+    // The accounts file's place taken by a directory: the system's message, with the file it is about, and no stack.
+    const other = join(data, 'odd-data')
+    mkdirSync(join(other, 'catalog', 'accounts.json'), { recursive: true })
+    const a = await rateflow(['accounts', 'apply', writeJson(join(data, 'small-accounts.json'), sampleAccounts({ customers: 1, devicesPerAccount: 1 })), '--data', other])
+    expect(a.code).toBe(1)
+    expect(a.stderr).toMatch(/accounts\.json/)
+    expect(a.stderr).not.toMatch(/\n\s+at /)
   })
 
   it('a missing file', async () => {
