@@ -4,7 +4,7 @@ import { join } from 'node:path'
 import { gzipSync } from 'node:zlib'
 import { afterAll, describe, expect, it } from 'vitest'
 import { MicroBatcher } from './batcher.js'
-import { ingestCsvFile } from './csv.js'
+import { ingestCsvFile, mapHeader } from './csv.js'
 import { ValidationError } from '../common/errors.js'
 import type { UsageBatch } from '../rating-core/record.js'
 
@@ -84,5 +84,17 @@ describe('ingestCsvFile', () => {
   it('a bad header fails the file before anything is published; so does an empty file', async () => {
     await expect(ingest('e.csv', 'when,device\n1,2\n')).rejects.toThrow(ValidationError)
     await expect(ingest('f.csv', '\n\n')).rejects.toThrow(/the file is empty/)
+  })
+})
+
+describe('mapHeader', () => {
+  it('refuses a dim.__proto__ column (each row would drop its value without a trace), naming the column', () => {
+    try {
+      mapHeader(['event_id', 'event_time', 'device_id', 'metric', 'quantity', 'dim.__proto__'], 'u.csv')
+      throw new Error('expected a ValidationError')
+    } catch (err) {
+      expect(err).toBeInstanceOf(ValidationError)
+      expect((err as ValidationError).problems).toEqual([{ path: 'u.csv:1 column 6', message: 'dimension name "__proto__" is reserved; give the dimension another name' }])
+    }
   })
 })

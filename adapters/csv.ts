@@ -8,6 +8,7 @@ import type { WireRecord } from '../rating-core/record.js'
 import { DEFAULT_BATCHING, MicroBatcher, type BatchSink } from './batcher.js'
 import { CsvRowParser, type CsvItem } from './csv-parser.js'
 import { EscapingUtf8Decoder, firstInvalidByte, hasInvalidBytes, originalBytes } from './utf8-text.js'
+import { reservedDimensionName } from './wire.js'
 
 /** The CSV columns of CONTRACT §5, plus `dim.<name>` columns for dimensions. */
 export const CSV_COLUMNS = ['event_id', 'event_time', 'device_id', 'account_id', 'subscription_id', 'metric', 'quantity'] as const
@@ -49,6 +50,8 @@ export function mapHeader(header: readonly string[], file: string, columns: Read
     const target = columns[name] ?? name
     if (!(CSV_COLUMNS as readonly string[]).includes(target) && !/^dim\.[^\s]+$/.test(target)) {
       problems.push({ path: `${file}:1 column ${i + 1}`, message: `unknown column "${name}" (expected ${CSV_COLUMNS.join(', ')} or dim.<name>; or map it in the adapter's "columns")` })
+    } else if (target.startsWith('dim.') && reservedDimensionName(target.slice(4)) !== undefined) {
+      problems.push({ path: `${file}:1 column ${i + 1}`, message: reservedDimensionName(target.slice(4))! })
     }
     return target
   })

@@ -9,7 +9,7 @@
  */
 import type { RecordMapping } from './config.js'
 import type { CanonicalRecord, WireRecord } from '../rating-core/record.js'
-import { contentEventId, inexactQuantity, quantityText, reject, type WireItem } from './wire.js'
+import { contentEventId, inexactNumber, inexactQuantity, quantityText, reject, type WireItem } from './wire.js'
 
 export interface MappingContext {
   readonly source: string
@@ -58,10 +58,15 @@ export function completeRecord(p: PartialRecord, ctx: MappingContext): WireItem 
   return { record: r }
 }
 
-/** A field value as text: strings as they are, numbers and booleans printed; anything else is a type error. */
+/**
+ * A field value as text: strings as they are, numbers and booleans printed; anything else is a type error, and so is a
+ * number no reader keeps exactly (inexactNumber: an id 1234567890123456789 read as …800 merged events).
+ */
 function scalar(v: unknown): string | undefined | { error: string } {
   if (v === undefined || v === null) return undefined
   if (typeof v === 'string') return v
+  const inexact = inexactNumber(v)
+  if (inexact !== undefined) return { error: inexact }
   if (typeof v === 'number' || typeof v === 'boolean' || typeof v === 'bigint') return String(v)
   return { error: Array.isArray(v) ? 'an array' : typeof v === 'object' ? 'an object' : typeof v }
 }

@@ -16,9 +16,10 @@ export type CanonicalField = (typeof CANONICAL_FIELDS)[number]
 export const RAW_PREVIEW_BYTES = 1024
 
 const utf8 = new TextDecoder('utf-8', { fatal: true })
-// Control characters other than tab, CR and LF mean the input is binary, whatever its encoding validity.
+// C0 control characters other than tab, CR and LF mean the input is binary, whatever its encoding validity. DEL (0x7f)
+// is not one of them: JSON allows it unescaped in a string, and a payload holding one was refused as binary.
 // eslint-disable-next-line no-control-regex
-const CONTROL = /[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]/
+const CONTROL = /[\x00-\x08\x0b\x0c\x0e-\x1f]/
 const NOT_PLAIN_TEXT = /[^\x20-\x7e\t\r\n]/
 
 /**
@@ -91,6 +92,27 @@ export function inexactQuantity(v: unknown): string | undefined {
     return `quantity was sent as a JSON number with more digits than a JSON reader keeps exactly (it reads as ${plainDecimal(v)}; integers up to 9007199254740991 and decimals of ${EXACT_DIGITS} significant digits are kept); send it as a string, e.g. "quantity": "12345678901234567891"`
   }
   return undefined
+}
+
+/**
+ * Why a text field (an id, an owner, a dimension value) that arrived as a number may not be what the sender wrote (a
+ * phrase: "a JSON number with more digits …"), or undefined when it is: the same rule as inexactQuantity. An id read as its neighbour merges two events into one
+ * (1234567890123456789 and …790 both read as …800: the second is dropped as a duplicate); sent as a string it is kept.
+ */
+export function inexactNumber(v: unknown): string | undefined {
+  if (typeof v !== 'number' || !Number.isFinite(v)) return undefined
+  if (Number.isInteger(v) ? !Number.isSafeInteger(v) : significantDigits(String(v)) > EXACT_DIGITS) {
+    return `a JSON number with more digits than a JSON reader keeps exactly (it reads as ${plainDecimal(v)}); send it as a string`
+  }
+  return undefined
+}
+
+/**
+ * A dimension name an object cannot hold as an own key when set by assignment (`__proto__`): kept, it would vanish
+ * without a trace. Refused instead, with this reason.
+ */
+export function reservedDimensionName(name: string): string | undefined {
+  return name === '__proto__' ? `dimension name ${JSON.stringify(name)} is reserved; give the dimension another name` : undefined
 }
 
 function significantDigits(text: string): number {

@@ -113,6 +113,26 @@ describe('decodePayload', () => {
     expect(r.reason).toMatch(/^message of 5000 bytes exceeds max_message_bytes 4096; raw keeps its first 1024 bytes/)
     expect(r.raw).toHaveLength(1024)
   })
+  it('a DEL character (0x7f) in a JSON string is text, not binary', () => {
+    const r = recs(decodePayload(Buffer.from(JSON.stringify({ ...base, dimensions: { x: 'a\x7fb' } })), ctx()))
+    expect(r.map((x) => x.dimensions)).toEqual([{ x: 'a\x7fb' }])
+  })
+  it('refuses numbers no JSON reader keeps exactly in ids, owners and dimensions, and a dimension named __proto__', () => {
+    // Two readings whose ids differ only past 2^53: read as numbers they were one id, and the second was a duplicate.
+    const mapping = { event_id: 'msg_id', device_id: 'serial', metrics: [{ metric: 'bytes_out', quantity: 'tx' }], dimensions: { iccid: 'iccid' }, event_time: 'ts', time_format: 'unix_s' as const, time_zone: 'Z' }
+    const one = (v: Record<string, unknown>) => decodePayload(Buffer.from(JSON.stringify({ msg_id: 1, serial: 'fw-1', tx: 1, ts: 1790856000, ...v }).replace(/"@(\d+)"/g, '$1')), ctx({ mapping }))
+    expect(rejs(one({ msg_id: '@1234567890123456789' })).map((x) => x.reason)).toEqual([
+      'event_id field msg_id must be a string or number, got a JSON number with more digits than a JSON reader keeps exactly (it reads as 1234567890123456800); send it as a string (mqtt devices/fw-1/usage)',
+    ])
+    expect(rejs(one({ serial: '@98765432109876543210' }))[0]!.reason).toMatch(/^device_id field serial must be a string or number, got a JSON number with more digits/)
+    expect(rejs(one({ iccid: '@89014103211118510720' }))[0]!.reason).toMatch(/^dimension iccid field iccid must be a string or number, got a JSON number with more digits/)
+    expect(recs(one({ msg_id: '@9007199254740991', iccid: '8901410321111851072' })).map((r) => [r.event_id, r.dimensions])).toEqual([['9007199254740991:bytes_out', { iccid: '8901410321111851072' }]])
+    // The canonical form: dimension values.
+    const dims = (d: string) => decodePayload(Buffer.from(`{"event_id":"e1","event_time":"2026-10-01T12:00:00Z","metric":"bytes_out","quantity":"1","dimensions":${d}}`), ctx())
+    expect(rejs(dims('{"iccid":89014103211118510720}'))[0]!.reason).toMatch(/^dimensions\.iccid must be a string, got a JSON number with more digits than a JSON reader keeps exactly \(it reads as 89014103211118510000\)/)
+    expect(recs(dims('{"rate":1.1,"n":42}')).map((r) => r.dimensions)).toEqual([{ rate: '1.1', n: '42' }])
+    expect(rejs(dims('{"__proto__":"x"}'))[0]!.reason).toMatch(/^dimension name "__proto__" is reserved/)
+  })
   it('msgpack payloads, and invalid msgpack', () => {
     expect(recs(decodePayload(pack([base, { ...base, event_id: 'e2' }]), ctx({ format: 'msgpack' }))).map((r) => r.event_id)).toEqual(['e1', 'e2'])
     const garbage = Buffer.from([0xde, 0xad, 0xbe, 0xef])

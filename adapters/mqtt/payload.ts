@@ -9,7 +9,7 @@
 import { unpack } from 'msgpackr'
 import type { DeviceIdLevel, MqttAdapterOptions } from '../config.js'
 import { applyMapping, completeRecord, getPath, type MappingContext, type PartialRecord } from '../mapping.js'
-import { RAW_PREVIEW_BYTES, inexactQuantity, quantityText, rawText, reject, type WireItem } from '../wire.js'
+import { RAW_PREVIEW_BYTES, inexactNumber, inexactQuantity, quantityText, rawText, reject, reservedDimensionName, type WireItem } from '../wire.js'
 
 export interface PayloadContext {
   readonly options: Pick<MqttAdapterOptions, 'source' | 'format' | 'mapping' | 'max_message_bytes' | 'device_id_level' | 'topics'>
@@ -114,6 +114,10 @@ function canonicalFromObject(v: unknown, source: string): PartialRecord | { erro
     const src = d as Record<string, unknown>
     for (const k in src) {
       const x = src[k]
+      const reserved = reservedDimensionName(k)
+      if (reserved !== undefined) return { error: reserved }
+      const inexact = inexactNumber(x)
+      if (inexact !== undefined) return { error: `dimensions.${k} must be a string, got ${inexact}` }
       if (typeof x === 'string') (dims ??= {})[k] = x
       else if (typeof x === 'number' || typeof x === 'boolean') (dims ??= {})[k] = String(x)
       else return { error: `dimensions.${k} must be a string, got ${typeName(x)}` }

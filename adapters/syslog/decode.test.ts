@@ -34,6 +34,16 @@ describe('decodeSyslog, canonical key=value body', () => {
     expect(rec(dec('<13>1 2026-10-01T12:00:02Z h a - - - device_id=d metric=m quantity=1'))[0]!.event_id).not.toBe(a)
     expect(rec(dec('<13>1 2026-10-01T12:00:01Z h a - - - device_id=d metric=m quantity=1', { source: 'syslog:other' }))[0]!.event_id).not.toBe(a)
   })
+  it('the content hash and raw are of the message, not its framing: with or without a line ending, one event', () => {
+    const line = '<134>1 2026-10-12T12:00:00Z fw-1 app - - - metric=api_calls quantity=1 device_id=fw-1'
+    const ids = [line, `${line}\n`, `${line}\r\n`].map((s) => rec(dec(s))[0]!)
+    expect(new Set(ids.map((r) => r.event_id)).size).toBe(1)
+    expect(ids.map((r) => r.raw)).toEqual([line, line, line])
+  })
+  it('refuses a dimension named __proto__ (an object would drop it without a trace), with a reason', () => {
+    expect(rej(dec('<13>1 2026-10-01T12:00:01Z h a - - - device_id=d metric=m quantity=1 dim.__proto__=x')).reason).toMatch(/dimension name "__proto__" is reserved/)
+    expect(rej(dec('<13>1 2026-10-01T12:00:01Z h a - - [u dim.__proto__="x"] device_id=d metric=m quantity=1')).reason).toMatch(/dimension name "__proto__" is reserved/)
+  })
   it('passes a bad quantity string on for the validate stage', () => {
     expect(rec(dec('<13>1 2026-10-01T12:00:01Z h a - - - device_id=d metric=m quantity=lots'))[0]!.quantity).toBe('lots')
   })

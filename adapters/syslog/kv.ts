@@ -3,6 +3,7 @@
  * `\"` and `\\` escapes. Appliance traffic logs (FortiGate and alike) use the same shape.
  */
 import type { PartialRecord } from '../mapping.js'
+import { reservedDimensionName } from '../wire.js'
 
 export type KvResult = { readonly ok: true; readonly fields: Map<string, string> } | { readonly ok: false; readonly error: string }
 
@@ -91,7 +92,12 @@ export function canonicalFromKv(body: ReadonlyMap<string, string>, sd: ReadonlyM
     if (v !== undefined && v !== '') p[k] = v
   }
   const dims: Record<string, string> = {}
-  for (const [k, v] of fields) if (k.startsWith('dim.')) dims[k.slice(4)] = v
+  for (const [k, v] of fields) {
+    if (!k.startsWith('dim.')) continue
+    const reserved = reservedDimensionName(k.slice(4))
+    if (reserved !== undefined) return { error: reserved }
+    dims[k.slice(4)] = v
+  }
   if (Object.keys(dims).length > 0) p.dimensions = dims
   return p
 }
@@ -141,8 +147,11 @@ function canonicalFromBody(body: ReadonlyMap<string, string>): PartialRecord | {
       case 'account_id': account = v; break
       case 'subscription_id': subscription = v; break
       default:
-        if (k.length > 4 && k.startsWith('dim.')) (dims ??= {})[k.slice(4)] = v
-        else return unknownKey(k)
+        if (k.length > 4 && k.startsWith('dim.')) {
+          const reserved = reservedDimensionName(k.slice(4))
+          if (reserved !== undefined) return { error: reserved }
+          ;(dims ??= {})[k.slice(4)] = v
+        } else return unknownKey(k)
     }
   }
   if (metric === undefined || metric === '') return { error: 'missing metric=' }
