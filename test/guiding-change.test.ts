@@ -1,8 +1,8 @@
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { afterAll, afterEach, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import type { AccountsDocument, Catalog } from '../catalog/types.js'
-import { json, killStrayChildren, query, tempDir, writeJson } from './helpers/cli.js'
+import { cliDataDir, json, query, writeJson } from './helpers/cli.js'
 
 /**
  * Guiding data that changes after usage was rated or held, on the real services (nats-server with JetStream, embedded
@@ -10,13 +10,7 @@ import { json, killStrayChildren, query, tempDir, writeJson } from './helpers/cl
  * §1: duplicates are counted, never billed, and an event billed once is never reported as not billed); a held event
  * that guiding now refuses stays held, with the reason that holds it now.
  */
-const tmp = tempDir()
-const data = tmp.dir
-const d = ['--data', data]
-afterEach(() => {
-  killStrayChildren()
-})
-afterAll(() => tmp.cleanup())
+const { data, d } = cliDataDir()
 
 type Counts = { read: number; rated: number; duplicates: number; rejected: number; suspended: number }
 

@@ -1,8 +1,8 @@
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { afterAll, afterEach, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import type { AccountsDocument, Catalog } from '../catalog/types.js'
-import { json, killStrayChildren, query, tempDir, writeJson } from './helpers/cli.js'
+import { cliDataDir, json, query, writeJson } from './helpers/cli.js'
 
 /**
  * A subscription moved to another plan mid-period (`accounts apply` with a new `plan`), on the real services: the new
@@ -11,13 +11,7 @@ import { json, killStrayChildren, query, tempDir, writeJson } from './helpers/cl
  * `ingest csv --wait` process, so every step after the first starts from the totals the previous one checkpointed.
  * Expected amounts are worked out by hand below.
  */
-const tmp = tempDir()
-const data = tmp.dir
-const d = ['--data', data]
-afterEach(() => {
-  killStrayChildren()
-})
-afterAll(() => tmp.cleanup())
+const { data, d } = cliDataDir()
 
 const catalog: Catalog = {
   version: 'k1',

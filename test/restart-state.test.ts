@@ -5,6 +5,7 @@ import { CSV_HEADER, deviceId, sampleAccounts, sampleCatalog, sampleCsvLines } f
 import type { Catalog } from '../catalog/types.js'
 import { createLogger } from '../common/logger.js'
 import type { Runtime } from '../pipeline/runtime.js'
+import type { Store } from '../pipeline/store.js'
 import { json, killStrayChildren, query, rateflow, tempDir, writeJson } from './helpers/cli.js'
 // The built module, as the other tests that open a runtime in this process.
 const { openRuntime } = (await import('../dist/pipeline/runtime.js' as string)) as { openRuntime: (o: { dataDir: string; log: ReturnType<typeof createLogger> }) => Runtime }
@@ -84,6 +85,18 @@ function startLog(stderr: string): { checkpoint: string | null; folded: number; 
   const [line] = logLines<{ checkpoint: string | null; folded: number; totals: number }>(stderr, 'rater state rebuilt from the store')
   if (!line) throw new Error(`no start-up line in:\n${stderr}`)
   return line
+}
+
+/** A store that rated the first half of the file, then had `edit` done to it directly (as another release, say, left it). */
+async function firstHalfThenEdit(data: string, edit: (store: Store) => Promise<unknown>): Promise<void> {
+  await prepare(data)
+  await json(['ingest', 'csv', files.first, '--source', SOURCE, '--wait', '--data', data])
+  const rt = openRuntime({ dataDir: data, log: createLogger('test') })
+  try {
+    await edit(await rt.store())
+  } finally {
+    await rt.close()
+  }
 }
 
 let files: ReturnType<typeof writeFiles>
@@ -215,15 +228,8 @@ describe('running totals restored from a checkpoint', () => {
 
   it('a store without a checkpoint (written before checkpoints existed) is folded whole, and gets one', async () => {
     const data = join(work.dir, 'legacy')
-    await prepare(data)
-    await json(['ingest', 'csv', files.first, '--source', SOURCE, '--wait', '--data', data])
     // As a store written before checkpoints existed: rated rows, no checkpoint.
-    const rt = openRuntime({ dataDir: data, log: createLogger('test') })
-    try {
-      await (await rt.store()).command('TRUNCATE TABLE rating_checkpoints')
-    } finally {
-      await rt.close()
-    }
+    await firstHalfThenEdit(data, (store) => store.command('TRUNCATE TABLE rating_checkpoints'))
     const second = await rateflow(['ingest', 'csv', files.second, '--source', SOURCE, '--wait', '--data', data], { RATEFLOW_LOG: 'info' })
     expect(second.code).toBe(0)
     expect(startLog(second.stderr)).toMatchObject({ checkpoint: null, folded: EVENTS / 2 })
@@ -237,19 +243,13 @@ describe('running totals restored from a checkpoint', () => {
 describe('a checkpoint of an earlier release', () => {
   it('keyed without the plan, is dropped and every rated row folded instead: the usage after it is priced as one run', async () => {
     const data = join(work.dir, 'old-keys')
-    await prepare(data)
-    await json(['ingest', 'csv', files.first, '--source', SOURCE, '--wait', '--data', data])
     // The checkpoint's keys as an earlier release wrote them: subscription, charge, period, group, version (no plan).
-    const rt = openRuntime({ dataDir: data, log: createLogger('test') })
-    try {
-      const store = await rt.store()
+    await firstHalfThenEdit(data, async (store) => {
       await store.command(`INSERT INTO rating_checkpoints SELECT flush_id, arrayStringConcat(arrayConcat([parts[1]], arraySlice(parts, 3)), char(0)), state
         FROM (SELECT flush_id, splitByChar('\\0', totals_key) AS parts, state FROM rating_checkpoints)`)
       await store.command("ALTER TABLE rating_checkpoints DELETE WHERE countSubstrings(totals_key, char(0)) = 5 SETTINGS mutations_sync = 2")
       expect(await store.rows('SELECT DISTINCT countSubstrings(totals_key, char(0)) AS n FROM rating_checkpoints')).toEqual([{ n: '4' }])
-    } finally {
-      await rt.close()
-    }
+    })
     const second = await rateflow(['ingest', 'csv', files.second, '--source', SOURCE, '--wait', '--data', data], { RATEFLOW_LOG: 'info' })
     expect(second.code).toBe(0)
     expect(startLog(second.stderr)).toMatchObject({ checkpoint: null, folded: EVENTS / 2 })

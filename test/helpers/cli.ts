@@ -2,6 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
+import { afterAll, afterEach } from 'vitest'
 
 export const BIN = resolve(import.meta.dirname, '../../bin/rateflow.js')
 
@@ -47,6 +48,19 @@ export function rateflow(args: string[], env: Record<string, string> = {}): Prom
 export function tempDir(prefix = 'rateflow-test-'): { dir: string; cleanup(): void } {
   const dir = mkdtempSync(join(tmpdir(), prefix))
   return { dir, cleanup: () => rmSync(dir, { recursive: true, force: true }) }
+}
+
+/**
+ * A data directory for one test file's CLI runs: removed after the file's tests, with any child process a test left
+ * running killed after each test. `d` is `['--data', data]`.
+ */
+export function cliDataDir(): { data: string; d: string[] } {
+  const tmp = tempDir()
+  afterEach(() => {
+    killStrayChildren()
+  })
+  afterAll(() => tmp.cleanup())
+  return { data: tmp.dir, d: ['--data', tmp.dir] }
 }
 
 export function writeJson(path: string, value: unknown): string {
