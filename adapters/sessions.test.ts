@@ -95,17 +95,81 @@ describe('SessionMerger', () => {
     expect(s.records[0]!.quantity).toBe('42')
   })
 
-  it('passes through non-session records and unmergeable values; reports an unknown kind', () => {
+  it('passes through non-session records; reports unmergeable values and an unknown kind', () => {
     const m = new SessionMerger(opts())
     const plain: WireRecord = { event_id: 'x', source: 's', event_time: '2026-10-01T00:00:00Z', device_id: 'd', metric: 'm', quantity: '1' }
     expect(m.push(plain, 0)).toEqual({ absorbed: false, closed: [] })
-    expect(m.push(ev('interim', '2026-10-01T00:00:00Z', 'm', 'lots'), 0).absorbed).toBe(false)
-    expect(m.push(ev('interim', 'yesterday', 'm', '1'), 0).absorbed).toBe(false)
+    expect(m.push(ev('interim', '2026-10-01T00:00:00Z', 'm', 'lots'), 0)).toMatchObject({ absorbed: false, problem: expect.stringMatching(/^quantity "lots"/) })
+    expect(m.push(ev('interim', 'yesterday', 'm', '1'), 0)).toMatchObject({ absorbed: false, problem: expect.stringMatching(/^event_time "yesterday"/) })
     const bad = m.push(ev('pause', '2026-10-01T00:00:00Z', 'm', '1'), 0)
     expect(bad.absorbed).toBe(false)
     expect(bad.problem).toMatch(/session_event="pause"; expected start, interim or stop/)
     expect(m.push(ev(undefined, '2026-10-01T00:00:00Z', 'm', '1'), 0).problem).toMatch(/\(missing\)/)
     expect(m.open).toBe(0)
+  })
+
+  describe('an event the validate stage would reject is not absorbed: it is a problem of its own, the session goes on', () => {
+    const QTY = /is not a non-negative decimal with at most 29 integer and 9 fraction digits$/
+    const TIME = /is not an ISO-8601 time with offset/
+
+    it('a negative delta is not subtracted, an exponent is not added (delta)', () => {
+      const m = new SessionMerger<string>(opts({ interim: 'delta' }))
+      const neg = m.push(ev('start', '2026-10-01T12:00:00Z', 'bytes_out', '-50'), 0, 'a')
+      expect(neg).toEqual({ absorbed: false, problem: expect.stringMatching(QTY), closed: [] })
+      expect(neg.problem).toMatch(/^quantity "-50" /)
+      expect(m.open).toBe(0)
+      expect(m.push(ev('interim', '2026-10-01T12:00:10Z', 'bytes_out', '5'), 1, 'b').absorbed).toBe(true)
+      expect(m.push(ev('interim', '2026-10-01T12:00:20Z', 'bytes_out', '1e2'), 2, 'c').problem).toMatch(/^quantity "1e2" /)
+      const s = m.push(ev('stop', '2026-10-01T12:00:30Z', 'bytes_out', '80'), 3, 'd').closed[0]!
+      expect(byMetric(s.records).bytes_out!.quantity).toBe('85')
+      // Tags of the refused events are not held by the session: the caller acknowledges them with their reject.
+      expect(s.tags).toEqual(['b', 'd'])
+    })
+
+    it('exponent and over-long quantities do not replace the cumulative value', () => {
+      const m = new SessionMerger(opts({ interim: 'cumulative' }))
+      m.push(ev('start', '2026-10-01T12:00:00Z', 'bytes_out', '10'), 0)
+      expect(m.push(ev('interim', '2026-10-01T12:00:10Z', 'bytes_out', '1e3'), 1).problem).toMatch(QTY)
+      expect(m.push(ev('interim', '2026-10-01T12:00:20Z', 'bytes_out', '0.0000000001'), 2).problem).toMatch(QTY)
+      expect(m.push(ev('interim', '2026-10-01T12:00:25Z', 'bytes_out', '1'.repeat(30)), 3).problem).toMatch(QTY)
+      const s = m.push(ev('stop', '2026-10-01T12:00:30Z', 'bytes_out', '2e3'), 4)
+      expect(s.problem).toMatch(/^quantity "2e3" /)
+      expect(s.closed).toEqual([])
+      const [closed] = m.drain()
+      expect(byMetric(closed!.records).bytes_out!.quantity).toBe('10')
+    })
+
+    it('a malformed event_time neither overrides the cumulative value nor moves the session time', () => {
+      const m = new SessionMerger(opts({ interim: 'cumulative' }))
+      m.push(ev('start', '2026-10-17T12:00:00Z', 'bytes_out', '0'), 0)
+      m.push(ev('interim', '2026-10-17T12:30:00Z', 'bytes_out', '40'), 1)
+      const bad = m.push(ev('interim', 'Oct 17 2026 13:00', 'bytes_out', '999'), 2)
+      expect(bad).toEqual({ absorbed: false, problem: expect.stringMatching(TIME), closed: [] })
+      expect(bad.problem).toMatch(/^event_time "Oct 17 2026 13:00" /)
+      const s = m.push(ev('stop', '2026-10-17T12:45:00Z', 'bytes_out', '60'), 3).closed[0]!
+      const r = byMetric(s.records)
+      expect(r.bytes_out!.quantity).toBe('60')
+      expect(r.session_seconds!.quantity).toBe('2700')
+    })
+
+    it('a zone-less first event is refused on its own; the session starts with the next valid one', () => {
+      const m = new SessionMerger(opts({ interim: 'cumulative' }))
+      const v1 = ev('start', '2026-10-17T13:00:00', 'bytes_out', '5', { raw: 'v1', origin: 'o1' })
+      const v2 = ev('interim', '2026-10-17T13:05:00+02:00', 'bytes_out', '70', { raw: 'v2', origin: 'o2' })
+      expect(m.push(v1, 0).problem).toMatch(/^event_time "2026-10-17T13:00:00" is not an ISO-8601 time with offset/)
+      expect(m.push(v2, 1).absorbed).toBe(true)
+      const [s] = m.drain()
+      for (const r of s!.records) expect(r).toMatchObject({ event_time: '2026-10-17T13:05:00+02:00', raw: 'v2', origin: 'o2' })
+      expect(byMetric(s!.records).bytes_out!.quantity).toBe('70')
+      expect(byMetric(s!.records).session_seconds!.quantity).toBe('0')
+      expect(byMetric(s!.records).bytes_out!.dimensions!.session_flag).toBe('no_start')
+    })
+
+    it('a time outside the store\'s range is refused as the validate stage refuses it', () => {
+      const m = new SessionMerger(opts())
+      expect(m.push(ev('start', '2300-01-01T00:00:00Z', 'bytes_out', '1'), 0).problem).toMatch(/^event_time "2300-01-01T00:00:00Z" is outside the range the store holds/)
+      expect(m.open).toBe(0)
+    })
   })
 
   it('keeps sessions of different owners apart; drain closes the rest as shutdown', () => {

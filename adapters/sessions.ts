@@ -4,6 +4,11 @@
  * Contract (pure: no timers, no I/O; the caller passes the clock):
  * - A record is a session event when it has the `id_dimension` dimension. Its kind is the `kind_dimension`
  *   dimension (values from `kinds`). Others are not absorbed and the caller sends them on unchanged.
+ * - A session event the validate stage would reject (a negative or malformed quantity, an event_time without an
+ *   offset, …) is not absorbed: it comes back with the validate stage's reason as `problem`, for the caller to
+ *   reject with its own raw and origin, and its session goes on with the valid events. Absorbed, it would change
+ *   the merged value (a negative delta subtracts) or the session's time with no reject, or get the whole merged
+ *   session rejected under the raw of another message.
  * - The session key is (source, owner, session id), owner = device_id, else account_id, else subscription_id.
  * - Metric values merge per metric: `cumulative` keeps the value of the latest event (by event_time, ties by
  *   arrival: counters are running totals), `delta` adds them up. A repeated event_id inside a session is
@@ -28,6 +33,7 @@
 import BigImport from 'big.js'
 import type { SessionOptions } from './config.js'
 import type { WireRecord } from '../rating-core/record.js'
+import { validateRecord } from '../rating-core/validate.js'
 
 // big.js ships CommonJS types with `export =`; under NodeNext the default import is the constructor.
 const Big = BigImport
@@ -46,9 +52,12 @@ export interface ClosedSession<T> {
 }
 
 export interface PushResult<T> {
-  /** False: not a session event (or one whose values cannot be merged); send the record on unchanged. */
+  /** False: not a session event, or one that cannot be merged (then `problem` says why); not absorbed, not held. */
   readonly absorbed: boolean
-  /** Set when the record is a session event that cannot be merged for a reason the sender can fix. */
+  /**
+   * Set when the record is a session event that cannot be merged (an unknown kind, or a field the validate stage
+   * rejects, with its reason): the caller rejects the record, with its raw and origin, instead of sending it on.
+   */
   readonly problem?: string
   /** Sessions this record closed: the least recently active one when it opened one too many, its own on stop. */
   readonly closed: ClosedSession<T>[]
@@ -120,15 +129,11 @@ export class SessionMerger<T = never> {
         closed: [],
       }
     }
-    const at = Date.parse(record.event_time)
-    let value: Big
-    try {
-      value = new Big(record.quantity)
-    } catch {
-      // Not mergeable; the validate stage rejects the record with its own reason.
-      return { absorbed: false, closed: [] }
-    }
-    if (Number.isNaN(at)) return { absorbed: false, closed: [] }
+    // The validate stage's own rules, so that an event is absorbed exactly when it would have been rated on its own;
+    // on success the result is its event time in epoch ms.
+    const at = validateRecord(record)
+    if (typeof at === 'string') return { absorbed: false, problem: at, closed: [] }
+    const value = new Big(record.quantity)
 
     const ownerText = record.device_id ?? record.account_id ?? record.subscription_id ?? ''
     const key = `${record.source}\u0000${ownerText}\u0000${sessionId}`

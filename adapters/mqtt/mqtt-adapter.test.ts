@@ -194,6 +194,34 @@ describe('MqttAdapter on a real mosquitto', () => {
     expect(t.adapter.stats).toMatchObject({ sessionsOpen: 1, sessionsEvicted: 1 })
   })
 
+  it('sessions: an event the validate stage would reject is a reject of its own, acked once stored; its session is billed without it', async () => {
+    const t = setup({ sessions: { ...DEFAULT_SESSIONS, interim: 'cumulative' } })
+    adapters.push(t.adapter)
+    await t.adapter.start()
+    const ev = (id: string, kind: string, q: string, time = '2026-10-01T12:00:00Z') =>
+      JSON.stringify({ event_id: id, event_time: time, metric: 'bytes_out', quantity: q, dimensions: { session_id: 'E7', session_event: kind } })
+    await publish('devices/fw-7/usage', [ev('e1', 'start', '10'), ev('e2', 'interim', '1e3'), ev('e3', 'interim', '20', 'Oct 17 2026 13:00'), ev('e4', 'stop', '2e3')])
+    await waitFor(() => t.batches.flatMap((b) => b.rejects).length === 3 && t.adapter.stats.acked === 3, 'three rejects, acked')
+    const rejects = t.batches.flatMap((b) => b.rejects)
+    expect(rejects.map((r) => [JSON.parse(r.raw).event_id, r.origin])).toEqual([
+      ['e2', 'mqtt devices/fw-7/usage'],
+      ['e3', 'mqtt devices/fw-7/usage'],
+      ['e4', 'mqtt devices/fw-7/usage'],
+    ])
+    expect(rejects[0]!.reason).toBe('quantity "1e3" is not a non-negative decimal with at most 29 integer and 9 fraction digits (mqtt devices/fw-7/usage)')
+    expect(rejects[1]!.reason).toMatch(/^event_time "Oct 17 2026 13:00" is not an ISO-8601 time with offset/)
+    expect(rejects[2]!.reason).toMatch(/^quantity "2e3" /)
+    // The refused stop closed nothing: the session stays open with its start, whose ack stays held.
+    expect(t.records()).toEqual([])
+    expect(t.adapter.stats).toMatchObject({ sessionsOpen: 1, acked: 3 })
+    await publish('devices/fw-7/usage', [ev('e5', 'stop', '30', '2026-10-01T12:00:40Z')])
+    await waitFor(() => t.adapter.stats.acked === 5, 'all five acked')
+    expect(t.records().map((r) => [r.metric, r.quantity, r.dimensions?.session_close])).toEqual([
+      ['session_seconds', '40', 'stop'],
+      ['bytes_out', '30', 'stop'],
+    ])
+  })
+
   it('start() fails with a clear error when the broker is unreachable', async () => {
     const dead = await freePort()
     const t = setup({ url: `mqtt://127.0.0.1:${dead}`, connect_timeout_s: 1 })

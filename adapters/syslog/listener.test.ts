@@ -128,6 +128,30 @@ describe('SyslogAdapter with util-linux logger', () => {
       ['bytes_out', '150', '2026-10-01T12:00:00Z', 'stop'],
     ])
   })
+
+  it('a session line the validate stage would reject is a reject of its own, and its session is billed without it', async () => {
+    const t = setup({ sessions: { ...DEFAULT_SESSIONS, interim: 'delta' } })
+    await t.adapter.start()
+    const port = t.adapter.ports.tcp!
+    const line = (id: string, kind: string, q: string, time: string) =>
+      `event_id=${id} device_id=fw-1 metric=bytes_out quantity=${q} dim.session_id=S2 dim.session_event=${kind} event_time=${time}`
+    // A negative delta would subtract; a zone-less first event would give the merged session a time validate refuses.
+    await logger_(port, ['--tcp', '--rfc5424'], line('s2a', 'start', '-50', '2026-10-01T12:00:00Z'))
+    await logger_(port, ['--tcp', '--rfc5424'], line('s2b', 'interim', '5', '2026-10-01T11:00:00'))
+    await logger_(port, ['--tcp', '--rfc5424'], line('s2c', 'stop', '80', '2026-10-01T12:01:00Z'))
+    await waitFor(() => t.records().length === 2 && t.rejects().length === 2, 'merged records and two rejects')
+    expect(t.records().map((r) => [r.metric, r.quantity, r.event_time, r.dimensions?.session_close])).toEqual([
+      ['session_seconds', '0', '2026-10-01T12:01:00Z', 'stop'],
+      ['bytes_out', '80', '2026-10-01T12:01:00Z', 'stop'],
+    ])
+    const [neg, zoneless] = t.rejects()
+    expect(neg!.raw).toContain('event_id=s2a ')
+    expect(neg!.reason).toMatch(/^quantity "-50" is not a non-negative decimal .*\(syslog tcp 127\.0\.0\.1:\d+ #1\)$/)
+    expect(neg!.origin).toMatch(/^syslog tcp 127\.0\.0\.1:\d+ #1$/)
+    expect(zoneless!.raw).toContain('event_id=s2b ')
+    expect(zoneless!.reason).toMatch(/^event_time "2026-10-01T11:00:00" is not an ISO-8601 time with offset/)
+    expect(t.records()[1]!.raw).toContain('event_id=s2c ')
+  })
 })
 
 describe('SyslogAdapter open-session limit', () => {
