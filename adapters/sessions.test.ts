@@ -183,6 +183,22 @@ describe('SessionMerger', () => {
     expect(m.open).toBe(0)
   })
 
+  it('drain with a pick closes only the sessions whose tags it accepts; the rest stay open', () => {
+    const m = new SessionMerger<string>(opts())
+    const sid = (id: string) => ({ dimensions: { session_id: id, session_event: 'start' } })
+    m.push(ev('start', '2026-10-01T12:00:00Z', 'bytes_out', '1', sid('A')), 0, 'ack')
+    m.push(ev('start', '2026-10-01T12:00:00Z', 'bytes_out', '2', sid('B')), 1, 'none')
+    m.push(ev('interim', '2026-10-01T12:00:05Z', 'bytes_out', '3', sid('A')), 2, 'none')
+    m.push(ev('start', '2026-10-01T12:00:00Z', 'bytes_out', '4', sid('C')), 3, 'ack')
+    const closed = m.drain((tags) => tags.includes('none'))
+    expect(closed.map((s) => [s.key.split('\u0000')[2], s.close, s.tags])).toEqual([
+      ['B', 'shutdown', ['none']],
+      ['A', 'shutdown', ['ack', 'none']],
+    ])
+    expect(m.open).toBe(1)
+    expect(m.drain().map((s) => s.key.split('\u0000')[2])).toEqual(['C'])
+  })
+
   it('max_open_sessions: opening one too many closes the least recently active session early, billed and flagged', () => {
     const m = new SessionMerger<string>(opts({ max_open_sessions: 3 }))
     const sid = (id: string) => ({ dimensions: { session_id: id, session_event: 'start', region: 'eu' } })

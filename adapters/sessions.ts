@@ -215,9 +215,14 @@ export class SessionMerger<T = never> {
     return first.done ? undefined : first.value.lastSeen + this.idleMs
   }
 
-  /** Closes every open session (`session_close=shutdown`), for sources that cannot replay them. */
-  drain(): ClosedSession<T>[] {
-    return [...this.sessions.values()].map((s) => this.close(s, 'shutdown'))
+  /**
+   * Closes the open sessions (`session_close=shutdown`) whose tags `pick` accepts, every one without it: for
+   * inputs that cannot be replayed. The others stay open.
+   */
+  drain(pick?: (tags: readonly T[]) => boolean): ClosedSession<T>[] {
+    const out: ClosedSession<T>[] = []
+    for (const s of this.sessions.values()) if (!pick || pick(s.tags)) out.push(this.close(s, 'shutdown')) // deleting the current entry keeps a Map iterator valid
+    return out
   }
 
   /** Forgets every open session and returns their tags (their inputs will be redelivered). */
