@@ -60,10 +60,10 @@ function setup(o: Partial<MqttAdapterOptions> = {}, sink?: (b: UsageBatch) => Pr
   return { adapter, batches, records, options }
 }
 
-/** Publishes each line as one QoS 1 message with a single mosquitto_pub. */
-async function publish(topic: string, lines: string[]): Promise<void> {
+/** Publishes each line as one message (QoS 1 unless told) with a single mosquitto_pub. */
+async function publish(topic: string, lines: string[], qos: 0 | 1 = 1): Promise<void> {
   await new Promise<void>((resolve, reject) => {
-    const p = spawn('mosquitto_pub', ['-h', '127.0.0.1', '-p', String(port), '-q', '1', '-t', topic, '-l'], { stdio: ['pipe', 'ignore', 'pipe'] })
+    const p = spawn('mosquitto_pub', ['-h', '127.0.0.1', '-p', String(port), '-q', String(qos), '-t', topic, '-l'], { stdio: ['pipe', 'ignore', 'pipe'] })
     let err = ''
     p.stderr.on('data', (d: Buffer) => (err += d.toString()))
     p.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`mosquitto_pub exited ${code}: ${err}`))))
@@ -220,6 +220,48 @@ describe('MqttAdapter on a real mosquitto', () => {
       ['session_seconds', '40', 'stop'],
       ['bytes_out', '30', 'stop'],
     ])
+  })
+
+  it('sessions with qos 0: stop() closes open sessions as shutdown and stores them, as nothing redelivers their messages', async () => {
+    const t = setup({ qos: 0, sessions: { ...DEFAULT_SESSIONS, interim: 'cumulative' } })
+    await t.adapter.start()
+    const ev = (id: string, kind: string, q: string, time: string, session = 'Q0') =>
+      JSON.stringify({ event_id: id, event_time: time, metric: 'bytes_out', quantity: q, dimensions: { session_id: session, session_event: kind } })
+    await publish('devices/fw-8/usage', [ev('q1', 'start', '0', '2026-10-01T12:00:00Z'), ev('q2', 'interim', '40', '2026-10-01T12:00:30Z'), ev('q3', 'start', '7', '2026-10-01T12:00:10Z', 'Q1')], 0)
+    await waitFor(() => t.adapter.stats.messages === 3, 'three messages')
+    expect(t.adapter.stats.sessionsOpen).toBe(2)
+    await t.adapter.stop()
+    expect(t.records().map((r) => [r.dimensions?.session_id, r.metric, r.quantity, r.dimensions?.session_close])).toEqual([
+      ['Q0', 'session_seconds', '30', 'shutdown'],
+      ['Q0', 'bytes_out', '40', 'shutdown'],
+      ['Q1', 'session_seconds', '0', 'shutdown'],
+      ['Q1', 'bytes_out', '7', 'shutdown'],
+    ])
+    expect(t.adapter.stats.sessionsOpen).toBe(0)
+  })
+
+  it('sessions with qos 1: stop() leaves a session of QoS 1 messages open for redelivery, and closes one holding a message published at QoS 0', async () => {
+    const clientId = `rateflow-sess-stop-${process.pid}`
+    const t = setup({ client_id: clientId, sessions: { ...DEFAULT_SESSIONS, interim: 'cumulative' } })
+    await t.adapter.start()
+    const ev = (id: string, session: string) =>
+      JSON.stringify({ event_id: id, event_time: '2026-10-01T12:00:00Z', metric: 'bytes_out', quantity: '9', dimensions: { session_id: session, session_event: 'start' } })
+    await publish('devices/fw-9/usage', [ev('k1', 'K1')], 1)
+    await publish('devices/fw-9/usage', [ev('k0', 'K0')], 0)
+    await waitFor(() => t.adapter.stats.messages === 2, 'two messages')
+    await t.adapter.stop()
+    expect(t.records().map((r) => [r.dimensions?.session_id, r.metric, r.dimensions?.session_close])).toEqual([
+      ['K0', 'session_seconds', 'shutdown'],
+      ['K0', 'bytes_out', 'shutdown'],
+    ])
+    expect(t.adapter.stats).toMatchObject({ sessionsOpen: 1, acked: 0 })
+
+    const next = setup({ client_id: clientId, sessions: { ...DEFAULT_SESSIONS, interim: 'cumulative' } })
+    adapters.push(next.adapter)
+    await next.adapter.start()
+    await waitFor(() => next.adapter.stats.messages === 1, 'the QoS 1 start redelivered')
+    expect(next.adapter.stats.sessionsOpen).toBe(1)
+    expect(next.records()).toEqual([])
   })
 
   it('start() fails with a clear error when the broker is unreachable', async () => {

@@ -19,7 +19,9 @@
  * - When a batch fails to store, the connection is dropped on purpose: the broker redelivers every unacked
  *   message, including those of the failed batch, to the reconnected client.
  * With sessions configured, the acks of absorbed start/interim messages are held until the merged records are
- * stored, so an open session survives a crash by redelivery; size `receive_maximum` for the open sessions.
+ * stored, so an open session survives a crash by redelivery; size `receive_maximum` for the open sessions. A
+ * message delivered at QoS 0 (every one with `qos: 0`, and one published at QoS 0 whatever the subscription) has
+ * no ack and is never redelivered: stop() closes the open sessions holding one (`session_close=shutdown`).
  */
 import { readFileSync } from 'node:fs'
 import mqtt from 'mqtt'
@@ -236,6 +238,13 @@ export function subscriptionFilters(o: Pick<MqttAdapterOptions, 'topics' | 'shar
   return o.topics.map((t) => (o.shared_group !== undefined ? `$share/${o.shared_group}/${t}` : t))
 }
 
+/**
+ * The session tag of a message delivered at QoS 0: nothing to ack, and the broker cannot redeliver it, so a session
+ * holding one is closed at stop rather than left for the next start. Compared by identity.
+ */
+const NOT_REDELIVERED: StoredCallback = () => undefined
+const holdsNotRedelivered = (tags: readonly StoredCallback[]): boolean => tags.includes(NOT_REDELIVERED)
+
 export class MqttAdapter {
   private client: MqttClient | undefined
   private readonly feed: BatchFeed
@@ -335,8 +344,10 @@ export class MqttAdapter {
 
   /**
    * Drains: 1. stop taking messages (new ones stay unacked and go to the next run) 2. wait for those being added
-   * 3. flush and wait until stored, which sends their PUBACKs 4. disconnect, keeping the broker session. Open
-   * sessions are not emitted: their messages are unacked and come back on the next start.
+   * 3. close the open sessions holding a message delivered at QoS 0 (`session_close=shutdown`): the broker cannot
+   * redeliver it, so left open its events would be neither rated nor rejected 4. flush and wait until stored, which
+   * sends their PUBACKs 5. disconnect, keeping the broker session. The other open sessions are not emitted: their
+   * messages are unacked and come back on the next start.
    */
   async stop(): Promise<void> {
     this.stopping = true
@@ -344,6 +355,10 @@ export class MqttAdapter {
     while (this.inProgress.size > 0) await Promise.all([...this.inProgress])
     let failure: unknown
     try {
+      if (this.merger) {
+        const adds = this.merger.drain(holdsNotRedelivered).flatMap((s) => this.sessionAdds(s.records, s.tags))
+        await this.addSeq(adds, 0)
+      }
       await this.feed.flush()
     } catch (err) {
       failure = err
@@ -435,7 +450,7 @@ export class MqttAdapter {
     const out: Array<{ item: WireItem; onStored?: StoredCallback }> = []
     for (const item of items) {
       if ('record' in item && this.merger) {
-        const tag = latch ? latch.hold() : (): void => undefined
+        const tag = latch ? latch.hold() : NOT_REDELIVERED
         const res = this.merger.push(item.record, this.now(), tag)
         if (!res.absorbed) {
           // The merger did not keep the tag; release it and hold the part for the batcher instead.
