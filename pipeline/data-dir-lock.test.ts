@@ -1,11 +1,11 @@
 import { execFile, spawn } from 'node:child_process'
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, readdirSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { afterAll, describe, expect, it } from 'vitest'
 import { HeldByAnotherError } from '../common/errors.js'
-import { acquireLock, lockOwner } from './data-dir-lock.js'
+import { acquireLock, lockOwner, removeStaleLock } from './data-dir-lock.js'
 
 const dirs: string[] = []
 const newDir = () => {
@@ -51,6 +51,32 @@ describe('the data directory lock', () => {
       // An earlier release's lock, the pid alone: a live pid holds it.
       writeFileSync(join(dir, 'owner.pid'), `${other.pid}\n`)
       expect(() => acquireLock(dir)).toThrow(HeldByAnotherError)
+    } finally {
+      other.stop()
+    }
+  })
+
+  it('a stale lock is removed only if it still holds the text judged stale, and only by the holder of the takeover guard', () => {
+    const dir = newDir()
+    const file = join(dir, 'owner.pid')
+    const other = otherProcess()
+    try {
+      const stat = readFileSync(`/proc/${other.pid}/stat`, 'utf8')
+      const live = `${other.pid} ${stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]} ${readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim()}\n`
+      // Judged stale ("999999999"), then another process took it over before this one acted: its lock stays.
+      writeFileSync(file, live)
+      removeStaleLock(dir, '999999999\n')
+      expect(readFileSync(file, 'utf8')).toBe(live)
+      // Another process holds the guard: nothing is removed now, even a lock still stale.
+      writeFileSync(file, '999999999\n')
+      writeFileSync(`${file}.takeover`, '1')
+      removeStaleLock(dir, '999999999\n')
+      expect(readFileSync(file, 'utf8')).toBe('999999999\n')
+      // A guard left by a process that died holding it goes once old; the next attempt removes the stale lock.
+      utimesSync(`${file}.takeover`, new Date(Date.now() - 60_000), new Date(Date.now() - 60_000))
+      removeStaleLock(dir, '999999999\n')
+      removeStaleLock(dir, '999999999\n')
+      expect(readdirSync(dir)).toEqual([])
     } finally {
       other.stop()
     }

@@ -1,4 +1,4 @@
-import { linkSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs'
+import { linkSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { ErrorCode, HeldByAnotherError, RateflowError } from '../common/errors.js'
 
@@ -9,9 +9,12 @@ import { ErrorCode, HeldByAnotherError, RateflowError } from '../common/errors.j
  * taken for the owner. A lock whose process is gone (kill -9) is taken over. File system only, so a command that
  * merely asks who owns a directory (`query`) loads none of the services.
  *
- * The file is created whole (written aside, then linked into place: no moment where it exists empty), and taken over
- * by renaming it away first, then checking that what was renamed is the stale lock that was judged (if not, it is put
- * back): of two processes that find one stale lock at once, one takes it over and the other finds the new owner.
+ * The file is created whole (written aside, then linked into place: no moment where it exists empty). A stale one is
+ * removed only by the holder of a takeover guard (`owner.pid.takeover`, created exclusively), and only if it still
+ * holds the text that was judged stale: a dead owner cannot change it, and no one can link over it while it exists, so
+ * the check and the removal cannot race with another process taking over. Of processes that find one stale lock at
+ * once, one takes it over and the others find the new owner. A guard left by a process that died holding it is
+ * removed once it is GUARD_STALE_MS old.
  */
 export function acquireLock(dataDir: string): () => void {
   const file = lockFile(dataDir)
@@ -22,7 +25,8 @@ export function acquireLock(dataDir: string): () => void {
     throw new RateflowError(ErrorCode.BadUsage, `data directory ${dataDir}: cannot write its lock file: ${(err as Error).message}`, { cause: err })
   }
   try {
-    for (let attempt = 0; attempt < 5; attempt++) {
+    // Each round either links the lock, finds its live owner, or removes a stale one (or waits for whoever does).
+    for (let attempt = 0; attempt < 100; attempt++) {
       try {
         linkSync(mine, file)
         return () => rmSync(file, { force: true })
@@ -34,7 +38,7 @@ export function acquireLock(dataDir: string): () => void {
       const pid = liveOwner(text)
       if (pid === process.pid) return () => rmSync(file, { force: true })
       if (pid !== undefined) throw new HeldByAnotherError(`data directory ${dataDir} is in use by rateflow process ${pid}; stop it, or use another --data`)
-      takeOver(file, text)
+      removeStaleLock(dataDir, text)
     }
   } finally {
     rmSync(mine, { force: true })
@@ -42,24 +46,35 @@ export function acquireLock(dataDir: string): () => void {
   throw new RateflowError(ErrorCode.Internal, `could not lock ${dataDir}: its lock file ${file} kept changing`)
 }
 
-/** Moves a stale lock (`judged`: its text when it was found stale) out of the way, unless another process replaced it. */
-function takeOver(file: string, judged: string): void {
-  const aside = `${file}.${process.pid}.stale`
+/** How old a takeover guard must be to be taken for one a process left when it died holding it. */
+const GUARD_STALE_MS = 10_000
+
+/**
+ * Removes a stale lock of `dataDir` (`judged`: its text when it was found stale) under the takeover guard, if it still
+ * holds that text. Returns without removing anything when another process holds the guard (the caller reads the lock
+ * again). Exported for tests, which play the other process's part in between.
+ */
+export function removeStaleLock(dataDir: string, judged: string): void {
+  const file = lockFile(dataDir)
+  const guard = `${file}.takeover`
   try {
-    renameSync(file, aside)
+    writeFileSync(guard, String(process.pid), { flag: 'wx' })
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return // another process moved it first
-    throw err
-  }
-  if (readLock(aside) !== judged) {
-    // Another process took the lock over between the read and the rename: this is its fresh lock. Put it back.
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err
     try {
-      linkSync(aside, file)
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err
+      if (Date.now() - statSync(guard).mtimeMs > GUARD_STALE_MS) rmSync(guard, { force: true })
+    } catch {
+      // gone meanwhile
     }
+    // Another process is taking over: give it a moment, then read the lock again.
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 20)
+    return
   }
-  rmSync(aside, { force: true })
+  try {
+    if (readLock(file) === judged) rmSync(file, { force: true })
+  } finally {
+    rmSync(guard, { force: true })
+  }
 }
 
 /** The pid of the live process holding the directory's lock, or undefined (no lock, or its process is gone). */
