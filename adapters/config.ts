@@ -664,23 +664,30 @@ export interface ValidateAdapterOptions {
  * JSON path; otherwise returns frozen options with defaults filled in. Two instances (MQTT or syslog) sharing a
  * `source` is an error: the dedupe key (source, event_id) would mix their events.
  */
-/** A broker's identity for comparing adapters: scheme, host (localhost as 127.0.0.1) and port (the scheme's default when none). */
+/**
+ * A broker listener's identity for comparing adapters: its scheme (`tcp` as `mqtt`, `ssl` and `tls` as `mqtts`: the
+ * client library's aliases), host (localhost, 127.0.0.1 and ::1 as one loopback) and port (the scheme's default when
+ * none). Two listeners of one broker (mqtt and mqtts) still compare as two: the URLs alone cannot tell one broker from
+ * two on one host.
+ */
 export function brokerKey(url: string): string {
   try {
     const u = new URL(url)
-    const scheme = u.protocol.replace(/:$/, '').toLowerCase()
-    const port = u.port || ({ mqtt: '1883', tcp: '1883', mqtts: '8883', ssl: '8883', tls: '8883', ws: '80', wss: '443' } as Record<string, string>)[scheme] || ''
-    const host = u.hostname.toLowerCase() === 'localhost' ? '127.0.0.1' : u.hostname.toLowerCase()
-    return `${scheme}://${host}:${port}`
+    const given = u.protocol.replace(/:$/, '').toLowerCase()
+    const scheme = ({ tcp: 'mqtt', ssl: 'mqtts', tls: 'mqtts' } as Record<string, string>)[given] ?? given
+    const port = u.port || ({ mqtt: '1883', mqtts: '8883', ws: '80', wss: '443' } as Record<string, string>)[scheme] || ''
+    const host = u.hostname.toLowerCase()
+    const loopback = host === 'localhost' || host === '127.0.0.1' || host === '[::1]' || host === '::1'
+    return `${scheme}://${loopback ? 'loopback' : host}:${port}`
   } catch {
     return url
   }
 }
 
-/** A topic filter as subscribed: its shared-subscription group (from `$share/<group>/` or `shared_group`) and the filter itself. */
-function sharedFilter(topic: string, sharedGroup: string | undefined): { group: string | undefined; filter: string } {
-  const m = /^\$share\/([^/]+)\/(.*)$/.exec(topic)
-  return m ? { group: m[1], filter: m[2]! } : { group: sharedGroup, filter: topic }
+/** The topic filter of a subscription, without a `$share/<group>/` prefix. */
+function sharedFilter(topic: string): string {
+  const m = /^\$share\/[^/]+\/(.*)$/.exec(topic)
+  return m ? m[1]! : topic
 }
 
 /**
@@ -751,24 +758,21 @@ export function validateAdapterConfig(doc: unknown, opts: ValidateAdapterOptions
       } else clientIds.set(key, mqttPaths[i]!)
     })
     // Two adapters subscribed to one broker with filters a topic can match both: each such message would be rated
-    // twice, once under each source (the dedupe key is (source, event_id), so nothing catches it). Allowed only as one
-    // shared subscription: the same group and filter, whose messages the broker splits between its members.
+    // twice, once under each source (the dedupe key is (source, event_id), so nothing catches it). One shared
+    // subscription split between two adapters is no way out: a message redelivered after a crash may go to the other
+    // member, and be rated again under its source.
     out.mqtt.forEach((m, i) => {
       m.topics.forEach((t, ti) => {
-        const a = sharedFilter(t, m.shared_group)
+        const a = sharedFilter(t)
         // The first earlier adapter on the same broker with a filter that overlaps this one: one problem per filter.
         for (let j = 0; j < i; j++) {
           const earlier = out.mqtt[j]!
           if (brokerKey(earlier.url) !== brokerKey(m.url)) continue
-          const clash = earlier.topics.find((u) => {
-            const b = sharedFilter(u, earlier.shared_group)
-            if (a.group !== undefined && a.group === b.group && a.filter === b.filter) return false
-            return filtersOverlap(a.filter, b.filter)
-          })
+          const clash = earlier.topics.find((u) => filtersOverlap(a, sharedFilter(u)))
           if (clash === undefined) continue
           c.add(
             `${mqttPaths[i]!}.topics[${ti}]`,
-            `${JSON.stringify(t)} overlaps ${JSON.stringify(clash)} of ${mqttPaths[j]!} on the same broker: a message on a topic both match would be rated twice, once under each source (use one adapter, or the same shared_group and filter)`,
+            `${JSON.stringify(t)} overlaps ${JSON.stringify(clash)} of ${mqttPaths[j]!} on the same broker: a message on a topic both match would be rated twice, once under each source; subscribe to it in one adapter`,
           )
           break
         }

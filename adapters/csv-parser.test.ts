@@ -89,6 +89,20 @@ describe('CsvRowParser', () => {
     )
   })
 
+  it('gives the same items however the text is chunked with a small row limit too (the over-long paths), down to 2', () => {
+    const text = fc.array(fc.constantFrom('a', ',', '"x"', '"x"y', '\r', '\n', '\r\n'), { maxLength: 40 }).map((a) => a.join(''))
+    const sizes = fc.array(fc.integer({ min: 1, max: 9 }), { minLength: 1, maxLength: 5 })
+    // Which rows are rows and which rejects, on which lines: a row over the limit is refused either way, but the reason
+    // may name the limit or what else is wrong with it, by where the chunks fall.
+    const view = (items: CsvItem[]) => items.map((i) => [i.ok, i.line, i.ok ? i.raw : ''])
+    fc.assert(
+      fc.property(text, sizes, fc.integer({ min: 2, max: 8 }), (t, s, max) => {
+        expect(view(parseChunked(t, s, max))).toEqual(view(parseChunked(t, [t.length || 1], max)))
+      }),
+      { numRuns: 5000 },
+    )
+  })
+
   it('text after a closing quote costs its own line only, with LF, CRLF or lone-CR line ends, however the chunks fall', () => {
     // A CR-only file once skipped to the next LF, which it has none of: the rows after the broken one were lost.
     for (const eol of ['\n', '\r\n', '\r']) {

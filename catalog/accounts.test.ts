@@ -59,6 +59,14 @@ describe('applyAccounts', () => {
     ])
   })
 
+  it('names stored entities whose ids hold $ patterns as they are', () => {
+    const odd = structuredClone(stored)
+    odd.customers[1]!.id = "c-$`-$&-$'-2"
+    expect(problemsOf(() => applyAccounts(odd, file(['fw-001-1', 'fw-002-1'])))).toEqual([
+      `$.customers[0].accounts[0].subscriptions[0].devices[1]: device "fw-002-1" is already bound in this period at stored customer "c-$\`-$&-$'-2" account "a-002" subscription "s-002" devices[0]`,
+    ])
+  })
+
   it("checks parents against the file and the stored accounts in the same pass as the file's other problems", () => {
     const bad = file(['fw-001-1'], 'ghost') as Record<string, any>
     bad.customers[0].accounts[0].timezone = 'Mars/Olympus'

@@ -187,7 +187,8 @@ export function applyAccounts(stored: AccountsDocument, doc: unknown): { incomin
       // A conflict is reported at the later of its two places in the merged document; when that is a stored entity
       // and the other, named in the message, is the file's, it is reported at the file's place instead.
       const other = [...q.message.matchAll(MERGED_PATH_IN_TEXT)].map((m) => m[0]).find((m) => inFile(where(m)))
-      if (!inFile(path) && other !== undefined) return { path: where(other), message: q.message.replace(other, path).replace(MERGED_PATH_IN_TEXT, where) }
+      // Replaced by functions: a `$&` or `$'` in an id is text, not a replacement pattern.
+      if (!inFile(path) && other !== undefined) return { path: where(other), message: q.message.replace(other, () => path).replace(MERGED_PATH_IN_TEXT, where) }
       return { path, message: q.message.replace(MERGED_PATH_IN_TEXT, where) }
     })
     throw new ValidationError('accounts (merged with the stored accounts)', problems)

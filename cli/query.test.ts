@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest'
 import { ErrorCode, RateflowError } from '../common/errors.js'
 import { openStore, type Store } from '../pipeline/store.js'
 import { TABLE_FUNCTIONS } from '../pipeline/read-only-sql.js'
-import { queryFormat, readOnlyQuery } from './query.js'
+import { queryFormat, queryRun, readOnlyQuery } from './query.js'
 
 describe('queryFormat', () => {
   it('maps the CLI names to ClickHouse formats, JSONEachRow by default', () => {
@@ -123,4 +123,54 @@ describe('readOnlyQuery on embedded ClickHouse', () => {
       expect(await run('WITH 2 AS x SELECT x AS n')).toEqual({ n: 2 })
       expect(await run('SELECT count() AS n FROM rated_usage')).toEqual({ n: '0' })
     }))
+})
+
+describe('queryRun (a query answered by a running `rateflow run`)', () => {
+  /** A stand-in for the run's HTTP API that answers every request with `answer`, and its RunInfo. */
+  async function standIn(answer: (res: import('node:http').ServerResponse) => void) {
+    const { createServer } = await import('node:http')
+    const server = createServer((req, res) => {
+      req.resume()
+      req.on('end', () => answer(res))
+    })
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
+    const port = (server.address() as import('node:net').AddressInfo).port
+    return { run: { pid: 1, http: `http://127.0.0.1:${port}` }, close: () => new Promise<void>((r) => { server.closeAllConnections(); server.close(() => r()) }) }
+  }
+  const errorOf = async (p: Promise<unknown>) => p.then(() => undefined, (e: unknown) => e as RateflowError)
+
+  it('an answer cut part way (the run stopped) is a runtime error that says so, not a stack trace', async () => {
+    const s = await standIn((res) => {
+      res.writeHead(200, { 'content-type': 'text/plain' })
+      res.write('x'.repeat(8192))
+      setTimeout(() => res.socket?.destroy(), 50)
+    })
+    try {
+      const err = await errorOf(queryRun(s.run, 'SELECT 1', 'JSONEachRow'))
+      expect(err).toBeInstanceOf(RateflowError)
+      expect([err!.code, err!.message]).toEqual([ErrorCode.Internal, expect.stringMatching(/^query: the rateflow run \(pid 1\) at http:\/\/127\.0\.0\.1:\d+ stopped while answering: /)])
+    } finally {
+      await s.close()
+    }
+  })
+
+  it('SQL longer than the run reads (413) is bad input, as a refused statement (400) is; other answers are named by status', async () => {
+    for (const [status, body, code] of [
+      [413, '{"error":"query: the SQL is longer than 1048576 bytes"}', ErrorCode.BadInput],
+      [400, '{"error":"query: KILL is not allowed"}', ErrorCode.BadInput],
+      [431, '', ErrorCode.Internal],
+    ] as const) {
+      const s = await standIn((res) => {
+        res.writeHead(status)
+        res.end(body)
+      })
+      try {
+        const err = await errorOf(queryRun(s.run, 'SELECT 1', 'JSONEachRow'))
+        expect(err!.code).toBe(code)
+        if (status === 431) expect(err!.message).toMatch(/answered HTTP 431$/)
+      } finally {
+        await s.close()
+      }
+    }
+  })
 })

@@ -78,7 +78,13 @@ export async function queryRun(run: RunInfo, sql: string, format: string): Promi
   } catch (err) {
     throw new RateflowError(ErrorCode.Internal, `query: the rateflow run (pid ${run.pid}) at ${run.http} did not answer: ${(err as Error).message}`)
   }
-  const body = await res.text()
+  let body: string
+  try {
+    body = await res.text()
+  } catch (err) {
+    // The answer was cut part way: the run stopped (its stop closes connections still open after a few seconds).
+    throw new RateflowError(ErrorCode.Internal, `query: the rateflow run (pid ${run.pid}) at ${run.http} stopped while answering: ${(err as Error).message}`)
+  }
   if (res.status === 200) return body
   const message = (() => {
     try {
@@ -88,5 +94,6 @@ export async function queryRun(run: RunInfo, sql: string, format: string): Promi
       return `query: the rateflow run (pid ${run.pid}) at ${run.http} answered HTTP ${res.status}${body.trim() ? `: ${body.trim()}` : ''}`
     }
   })()
-  throw new RateflowError(res.status === 400 ? ErrorCode.BadInput : ErrorCode.Internal, message)
+  // 400: a refused statement; 413: SQL longer than the run reads. Both are the input's, as without a run.
+  throw new RateflowError(res.status === 400 || res.status === 413 ? ErrorCode.BadInput : ErrorCode.Internal, message)
 }

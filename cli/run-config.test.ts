@@ -66,6 +66,8 @@ describe('validateRunConfig: CSV inboxes that would rate each file twice', () =>
         { watch: join(dir, 'link'), source: 'csv:c' },
         { watch: join(dir, 'file.csv'), source: 'csv:d' },
         { watch: join(dir, 'other'), source: 'csv:e' },
+        { watch: join(dir, 'inbox', 'done'), source: 'csv:f' },
+        { watch: join(dir, 'other-2'), source: 'csv:g' },
       ]
       const onMachine = (doc: unknown) => {
         try {
@@ -80,6 +82,7 @@ describe('validateRunConfig: CSV inboxes that would rate each file twice', () =>
         `$.adapters.csv[1].watch: ${join(dir, 'inbox')}/ is the directory $.adapters.csv[0] watches too: each file dropped there would be rated once per entry, under each source`,
         `$.adapters.csv[2].watch: ${join(dir, 'link')} is the directory $.adapters.csv[0] watches too: each file dropped there would be rated once per entry, under each source`,
         `$.adapters.csv[3].watch: ${join(dir, 'file.csv')} is a file, not a directory to watch`,
+        `$.adapters.csv[5].watch: ${join(dir, 'inbox', 'done')} and the directory $.adapters.csv[0] watches lie one inside the other: a file one inbox moves to its done/ or failed/ could be rated again by the other`,
       ])
       // Without looking at the machine, the same absolute path is still caught.
       expect(problems({ adapters: { csv: entries.slice(0, 2) }, http: { port: 0 } })).toHaveLength(1)

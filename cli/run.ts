@@ -1,5 +1,5 @@
 import { existsSync, readFileSync, realpathSync, statSync } from 'node:fs'
-import { resolve } from 'node:path'
+import { resolve, sep } from 'node:path'
 import { createServer, type IncomingMessage, type Server } from 'node:http'
 import os from 'node:os'
 import type { AddressInfo } from 'node:net'
@@ -112,12 +112,14 @@ function readBody(req: IncomingMessage, max: number): Promise<string | undefined
 /**
  * The CSV inboxes' directories: one directory watched by two entries would have each file dropped there rated once per
  * entry, under each source (the dedupe key is (source, event_id), so nothing catches it), and the entries race to move
- * it. Compared as absolute paths, and with `onMachine` as real paths (a symlink to a watched directory is that
- * directory); with `onMachine`, a path that exists and is no directory is named too (the inbox creates a missing one).
+ * it. So would one inside another's (an inbox moves each file it rated to its `done/`, where the inner one finds it).
+ * Compared as absolute paths, and with `onMachine` as real paths (a symlink to a watched directory is that directory);
+ * with `onMachine`, a path that exists and is no directory is named too (the inbox creates a missing one).
  */
 function watchProblems(entries: readonly unknown[], onMachine: boolean): Problem[] {
   const problems: Problem[] = []
   const seen = new Map<string, string>()
+  const within = (a: string, b: string) => a === b || a.startsWith(b.endsWith(sep) ? b : b + sep)
   entries.forEach((e, i) => {
     const w = (e as Record<string, unknown> | null)?.watch
     if (typeof w !== 'string' || w === '') return
@@ -131,8 +133,11 @@ function watchProblems(entries: readonly unknown[], onMachine: boolean): Problem
       dir = realpathSync(dir)
     }
     const first = seen.get(dir)
+    const nested = [...seen].find(([d]) => within(dir, d) || within(d, dir))
     if (first !== undefined) {
       problems.push({ path, message: `${w} is the directory ${first} watches too: each file dropped there would be rated once per entry, under each source` })
+    } else if (nested !== undefined) {
+      problems.push({ path, message: `${w} and the directory ${nested[1]} watches lie one inside the other: a file one inbox moves to its done/ or failed/ could be rated again by the other` })
     } else seen.set(dir, `$.adapters.csv[${i}]`)
   })
   return problems

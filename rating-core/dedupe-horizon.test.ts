@@ -25,6 +25,21 @@ describe('HorizonIndex', () => {
     expect(ix.add('s', 'e-2', T0, T0 + 8 * HOUR)).toBe(true)
   })
 
+  it('drops a generation a delete leaves empty: future-dated events accepted and then refused leave none behind', () => {
+    const ix = new HorizonIndex(10 * HOUR)
+    ix.add('s', 'now', T0, T0)
+    for (let i = 0; i < 100; i++) {
+      expect(ix.add('s', `future-${i}`, T0 + (i + 1) * 24 * HOUR, T0)).toBe(true)
+      expect(ix.delete('s', `future-${i}`)).toBe(true)
+    }
+    expect(ix.generationCount).toBe(1)
+    // Keys of a generation with others left stay; the index still works after the drops.
+    expect(ix.add('s', 'f-a', T0 + 48 * HOUR, T0)).toBe(true)
+    expect(ix.add('s', 'f-b', T0 + 48 * HOUR, T0)).toBe(true)
+    ix.delete('s', 'f-a')
+    expect([ix.generationCount, ix.has('s', 'f-b'), ix.add('s', 'now', T0, T0), ix.add('s', 'f-a', T0 + 48 * HOUR, T0)]).toEqual([2, true, false, true])
+  })
+
   it('holds a key until max(event time, acceptance) is past the horizon, then drops it with its generation', () => {
     const ix = new HorizonIndex(10 * HOUR)
     // Accepted at T0 for an event of a month before: held for the horizon after its acceptance.

@@ -91,7 +91,17 @@ export class HorizonIndex {
 
   /** Removes the key (an accepted event that turned out a reject); true when it was held. */
   delete(source: string, eventId: string): boolean {
-    for (const g of this.generations.values()) if (g.delete(source, eventId)) return true
+    for (const [n, g] of this.generations) {
+      if (!g.delete(source, eventId)) continue
+      // Left empty (a future-dated event accepted, then refused by its model): dropped now, as no evict would drop it
+      // before its time, and every add probes every generation held. No key goes with it.
+      if (g.size === 0) {
+        this.generations.delete(n)
+        this.order = this.order.filter((x) => x !== n)
+        if (n === this.lastNumber) this.lastNumber = Number.NaN
+      }
+      return true
+    }
     return false
   }
 

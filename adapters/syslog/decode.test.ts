@@ -39,6 +39,9 @@ describe('decodeSyslog, canonical key=value body', () => {
     const ids = [line, `${line}\n`, `${line}\r\n`].map((s) => rec(dec(s))[0]!)
     expect(new Set(ids.map((r) => r.event_id)).size).toBe(1)
     expect(ids.map((r) => r.raw)).toEqual([line, line, line])
+    // A reject's raw too: the same input shows the same raw wherever it is refused.
+    const bad = '<134>1 2026-10-12T12:00:00Z fw-1 app - - - metric=api_calls bogus=1'
+    expect([bad, `${bad}\n`, `${bad}\r\n`].map((s) => rej(dec(s)).raw)).toEqual([bad, bad, bad])
   })
   it('refuses a dimension named __proto__ (an object would drop it without a trace), with a reason', () => {
     expect(rej(dec('<13>1 2026-10-01T12:00:01Z h a - - - device_id=d metric=m quantity=1 dim.__proto__=x')).reason).toMatch(/dimension name "__proto__" is reserved/)

@@ -21,10 +21,11 @@ export interface DecodeContext {
 export function decodeSyslog(bytes: Uint8Array, ctx: DecodeContext): WireItem[] {
   const { source } = ctx.options
   const raw = rawText(bytes)
-  const fail = (reason: string): WireItem[] => [reject(source, raw, reason, ctx.origin)]
-  if (raw.startsWith('base64:')) return fail('binary data, not a syslog text message')
+  if (raw.startsWith('base64:')) return [reject(source, raw, 'binary data, not a syslog text message', ctx.origin)]
   let text = raw
   while (text.endsWith('\n') || text.endsWith('\r')) text = text.slice(0, -1)
+  // A reject's raw is the message without its line ending too, as a record's is (mappingContext).
+  const fail = (reason: string): WireItem[] => [reject(source, text, reason, ctx.origin)]
 
   const pri = parsePri(text)
   if ('error' in pri) return fail(pri.error)
