@@ -13,7 +13,10 @@ export interface MicroBatcherOptions {
    * Default DEFAULT_BATCHING.maxBytes, what a NATS server with its default max_payload takes.
    */
   readonly maxBytes?: number
-  /** Flush a non-empty buffer at most this long after its first item arrived. */
+  /**
+   * Flush a non-empty buffer at most this long after its first item arrived. `Infinity`: never by time, only by
+   * `maxRecords`, `maxBytes` and `flush()`, so the cuts depend on the items alone (a file's batches).
+   */
   readonly maxDelayMs: number
   /** Batches published but not yet stored; past this, `add` asks the caller to wait (backpressure). */
   readonly maxInFlight: number
@@ -102,7 +105,7 @@ export class MicroBatcher {
     if (onStored) this.callbacks.push(onStored)
     const size = this.records.length + this.rejects.length
     if (size >= this.options.maxRecords || this.bytes >= this.maxBytes) this.cut()
-    else if (size === 1 && this.timer === undefined) {
+    else if (size === 1 && this.timer === undefined && Number.isFinite(this.options.maxDelayMs)) {
       this.timer = setTimeout(() => this.cut(), this.options.maxDelayMs)
     }
     if (this.inFlight >= this.options.maxInFlight) return this.capacity()

@@ -4,7 +4,7 @@ import { join } from 'node:path'
 import { gzipSync } from 'node:zlib'
 import { afterAll, describe, expect, it } from 'vitest'
 import { MicroBatcher } from './batcher.js'
-import { ingestCsvFile, mapHeader } from './csv.js'
+import { ingestCsvFile, mapHeader, publishCsvFile } from './csv.js'
 import { ValidationError } from '../common/errors.js'
 import type { UsageBatch } from '../rating-core/record.js'
 
@@ -97,4 +97,26 @@ describe('mapHeader', () => {
       expect((err as ValidationError).problems).toEqual([{ path: 'u.csv:1 column 6', message: 'dimension name "__proto__" is reserved; give the dimension another name' }])
     }
   })
+})
+
+describe('publishCsvFile', () => {
+  it('cuts a file into the same batches however busy the thread is: by count and size, never by time', async () => {
+    const rows = Array.from({ length: 20_500 }, (_, i) => `s${i},2026-10-05T11:00:00Z,fw-1,,,api_calls,1,`)
+    const file = join(dir, 'slow.csv')
+    writeFileSync(file, [HEADER, ...rows].join('\n') + '\n')
+    const sizes: number[] = []
+    // The thread kept busy for 60 ms after each batch (as a rater in the same process keeps it), while the reader holds
+    // a part-filled batch: the batcher's 50 ms timer cut batches there, so two runs of one file were cut differently.
+    const r = await publishCsvFile({ path: file, source: 'csv:slow', batchIdPrefix: 'slow:' }, async (b) => {
+      sizes.push(b.records.length)
+      setImmediate(() => {
+        const until = Date.now() + 60
+        while (Date.now() < until) {
+          // busy
+        }
+      })
+    })
+    expect(r.read).toBe(20_500)
+    expect(sizes).toEqual([...Array.from({ length: 20 }, () => 1000), 500])
+  }, 30_000)
 })

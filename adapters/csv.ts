@@ -304,7 +304,15 @@ export function csvBatchIdPrefix(source: string, path: string, runId: string): s
  * stored, with the rows read and the batches published. A bad header throws ValidationError before any batch.
  */
 export async function publishCsvFile(plan: CsvPublishPlan, sink: BatchSink): Promise<CsvFileResult & { readonly batches: number }> {
-  const batcher = new MicroBatcher(sink, { ...DEFAULT_BATCHING, maxBytes: plan.maxBatchBytes ?? DEFAULT_BATCHING.maxBytes, batchId: (seq) => `${plan.batchIdPrefix}${seq}` })
+  // No cut by time: a file's batches are the same whatever the machine's speed. A rater folds a batch's events in event
+  // time order when a percentage charge has free units (pipeline/rater.ts foldInStoredOrder), so where a batch ends
+  // decides per-event amounts; a 50 ms cut while the reader waited for the queue made two runs of one file differ.
+  const batcher = new MicroBatcher(sink, {
+    ...DEFAULT_BATCHING,
+    maxDelayMs: Number.POSITIVE_INFINITY,
+    maxBytes: plan.maxBatchBytes ?? DEFAULT_BATCHING.maxBytes,
+    batchId: (seq) => `${plan.batchIdPrefix}${seq}`,
+  })
   const r = await ingestCsvFile(plan.path, plan, batcher)
   await batcher.flush()
   return { read: r.read, batches: batcher.batches }
