@@ -21,7 +21,7 @@
  */
 import type { Schedule, TimeRatedCharge, TimeRatedRate } from '../catalog/types.js'
 import { ErrorCode, RateflowError } from '../common/errors.js'
-import { zoneOffsetMs } from '../common/time.js'
+import { parseIsoTime, zoneOffsetMs } from '../common/time.js'
 import { type Dec, type RoundingMode, ONE, ZERO, add, cmp, divInt, fmt, fmtNano, min, mul, parseDec, pow10, sub, toNano } from './decimal.js'
 import type { PriceLine, PriceResult } from './models/common.js'
 
@@ -313,8 +313,10 @@ function fracRound(f: Frac, dp: number, mode: RoundingMode): bigint {
 }
 
 export function rateTimedEvent(charge: TimeRatedCharge, schedules: Schedule[], start: string, seconds: string, timezone: string): PriceResult {
-  const startMs = Date.parse(start)
-  if (Number.isNaN(startMs)) throw new RateflowError(ErrorCode.BadInput, `start is not an ISO-8601 time: ${JSON.stringify(start)}`)
+  // The pipeline's rule for event times (an ISO-8601 time with its offset): Date.parse read a time without one in the
+  // machine's zone, so one quote differed by machine, and took 2026-02-30 as 2 March.
+  const startMs = parseIsoTime(start)
+  if (startMs === undefined) throw new RateflowError(ErrorCode.BadInput, `start ${JSON.stringify(start)} is not an ISO-8601 time with offset, e.g. 2026-10-02T17:59:00Z`)
   const dur = parseDec(seconds, 'seconds')
   if (dur.i < 0n) throw new RateflowError(ErrorCode.BadInput, `a session cannot last ${seconds} seconds`)
   const lines: PriceLine[] = []

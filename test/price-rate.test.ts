@@ -202,6 +202,8 @@ const commands = {
   unknownPlan: ['price', '--catalog', catalogFile, '--plan', 'gold', '--charge', 'stripe_graduated', '--quantity', '1'],
   unknownChargeRate: rate('fonts', '2026-10-05T09:00:00Z', '1'),
   badQuantity: price('stripe_graduated', '--quantity', '12kB'),
+  startWithoutOffset: rate('cgrates_voice', '2026-10-02T17:59:00', '120'),
+  startImpossible: rate('cgrates_voice', '2026-02-30T10:00:00Z', '120'),
   negativeQuantity: price('stripe_graduated', '--quantity=-5'),
   timeRatedViaPrice: price('cgrates_voice', '--quantity', '60'),
   notJson: ['price', '--catalog', join(tmp.dir, 'not-json.json'), '--plan', 'published', '--charge', 'x', '--quantity', '1'],
@@ -387,6 +389,11 @@ describe('price and rate refuse bad input with exit 2 and say what is wrong', ()
   it('a quantity that is not a decimal, or is negative', () => {
     expect(refused('badQuantity')).toMatch(/quantity: not a plain decimal string: "12kB"/)
     expect(refused('negativeQuantity')).toMatch(/--quantity "-5" is negative/)
+  })
+
+  it("a start that is no ISO-8601 time with offset (it was read in the machine's zone, and 2026-02-30 as 2 March)", () => {
+    expect(refused('startWithoutOffset')).toMatch(/start "2026-10-02T17:59:00" is not an ISO-8601 time with offset, e\.g\. 2026-10-02T17:59:00Z/)
+    expect(refused('startImpossible')).toMatch(/start "2026-02-30T10:00:00Z" is not an ISO-8601 time with offset/)
   })
 
   it('a charge the command does not price, pointing to the command that does', () => {
