@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs'
 import { applyAccounts, plansNotInCatalog } from '../catalog/accounts.js'
 import { storedAccounts } from '../catalog/repository.js'
 import { validateCatalog, validateCatalogVersionOrder } from '../catalog/validate-catalog.js'
-import { priceCharge, rateEvent } from '../rating-core/pricing.js'
+import { findCharge, priceCharge, rateEvent } from '../rating-core/pricing.js'
 import { ErrorCode, HeldByAnotherError, isUserError, RateflowError } from '../common/errors.js'
 import { isoUtc } from '../common/time.js'
 import { DEFAULT_DATA_DIR, parse, processIo, runtimeFor, usage, type GlobalOptions, type Io } from './context.js'
@@ -144,11 +144,16 @@ const commands: Record<string, Handler> = {
     )
     const { catalog, plan, charge } = required(values, ['catalog', 'plan', 'charge'], 'price')
     if ((values.quantity === undefined) === (values.events === undefined)) throw usage('price: give exactly one of --quantity Q or --events q1,q2,…')
+    const cat = validateCatalog(readJson(catalog))
+    // A unique_count meter's values are a dimension's values: any text, compared exactly as the rater compares them
+    // (not trimmed, and "-x" is no negative number). Every other meter's are decimals.
+    const found = findCharge(cat, plan, charge).charge
+    const asText = found.kind === 'usage' && cat.meters.find((m) => m.id === found.meter)?.aggregation === 'unique_count'
     const input =
       values.quantity !== undefined
         ? { quantity: nonNegative(String(values.quantity), '--quantity') }
-        : { events: String(values.events).split(',').map((v, k) => nonNegative(v.trim(), `--events value ${k + 1}`)) }
-    io.out(JSON.stringify(priceCharge(validateCatalog(readJson(catalog)), plan, charge, input)))
+        : { events: String(values.events).split(',').map((v, k) => (asText ? v : nonNegative(v.trim(), `--events value ${k + 1}`))) }
+    io.out(JSON.stringify(priceCharge(cat, plan, charge, input)))
     return 0
   },
   rate: async (args, _g, io) => {

@@ -66,6 +66,8 @@ describe('priceCharge', () => {
   it('--events on a unique_count meter counts distinct values, compared as text as the rater compares dimension values', () => {
     expect(priceCharge(catalog, 'pro', 'users', { events: ['alice', 'bob', 'alice'] }).amount).toBe('6')
     expect(priceCharge(catalog, 'pro', 'users', { events: ['1', '2', '1', '1.0'] }).amount).toBe('9')
+    // Not trimmed (" u1" is another value), "-x" is a value like any, and an event without a value ('') counts none.
+    expect(priceCharge(catalog, 'pro', 'users', { events: ['u1', ' u1', '', '-x', 'u1'] }).amount).toBe('9')
   })
   it('--events on count and unique_count meters multiplies by the meter scale, as rating does', () => {
     const scaled = validateCatalog({

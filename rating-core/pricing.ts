@@ -66,9 +66,10 @@ function aggregateValues(catalog: Catalog, charge: UsageCharge, values: string[]
   const meter = catalog.meters.find((m) => m.id === charge.meter)
   const aggregation = meter?.aggregation ?? 'sum'
   const scale = meter?.scale === undefined ? ONE : parseDec(meter.scale)
-  if (aggregation === 'unique_count') return fmt(mul({ i: BigInt(new Set(values).size), e: 0 }, scale))
+  // An event without the dimension ('') counts no value, as the rater's fold counts none for it.
+  if (aggregation === 'unique_count') return fmt(mul({ i: BigInt(new Set(values.filter((v) => v !== '')).size), e: 0 }, scale))
   if (aggregation === 'count') return fmt(mul({ i: BigInt(values.length), e: 0 }, scale))
-  const ds: Dec[] = values.map((v, k) => parseDec(v, `events[${k}]`))
+  const ds: Dec[] = values.map((v, k) => parseDec(v, `--events value ${k + 1}`))
   switch (aggregation) {
     case 'sum':
       return fmt(ds.reduce((s, d) => add(s, d), ZERO))

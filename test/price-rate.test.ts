@@ -203,6 +203,8 @@ const commands = {
   unknownChargeRate: rate('fonts', '2026-10-05T09:00:00Z', '1'),
   badQuantity: price('stripe_graduated', '--quantity', '12kB'),
   startWithoutOffset: rate('cgrates_voice', '2026-10-02T17:59:00', '120'),
+  // A unique_count meter's values as the rater compares them: " u4" is not "u4", "-x" is a value, '' counts none.
+  uniqueText: ['price', '--catalog', join(tmp.dir, 'uniq.json'), '--plan', 'p', '--charge', 'users', '--events', 'u1,u2,u3,u4, u4,-x,'],
   startImpossible: rate('cgrates_voice', '2026-02-30T10:00:00Z', '120'),
   negativeQuantity: price('stripe_graduated', '--quantity=-5'),
   timeRatedViaPrice: price('cgrates_voice', '--quantity', '60'),
@@ -215,6 +217,11 @@ const results = {} as Record<keyof typeof commands, CliResult>
 beforeAll(async () => {
   writeJson(catalogFile, catalog)
   writeFileSync(join(tmp.dir, 'not-json.json'), '{"version": ')
+  writeJson(join(tmp.dir, 'uniq.json'), {
+    version: 'u1', effective_from: '2026-01-01T00:00:00Z', currency: 'USD',
+    meters: [{ id: 'users', metric: 'login', aggregation: 'unique_count', dimension: 'user' }],
+    plans: [{ id: 'p', billing_period: 'month', charges: [{ id: 'users', kind: 'usage', meter: 'users', model: 'per_unit', unit_price: '4', free_units: '3' }] }],
+  })
   const invalid = structuredClone(catalog) as unknown as Record<string, any>
   invalid.currency = 'usd'
   invalid.plans[0].charges[1].tiers[1].unit_price = 6.5
@@ -374,6 +381,14 @@ describe('rateflow rate: one event, JSON with a line per step', () => {
       ['30', '0.025'],
       ['18', '0.015'],
     ])
+  })
+})
+
+describe('price on a unique_count meter', () => {
+  it('counts the values as text, as the rater does: u1, u2, u3, u4, " u4", "-x" are 6 users, 3 above the free 3 at 4 = 12', () => {
+    const r = results.uniqueText
+    expect([r.code, r.stderr]).toEqual([0, ''])
+    expect(JSON.parse(r.stdout)).toMatchObject({ amount: '12' })
   })
 })
 

@@ -72,7 +72,7 @@ export function pricePercentage(charge: PercentageCharge, values: string[]): Pri
   let used = ZERO
   let sum = 0n
   values.forEach((s, k) => {
-    const v = parseDec(s, `values[${k}]`)
+    const v = parseDec(s, `--events value ${k + 1}`)
     const r = percentageEventFee(charge, v, used)
     used = r.freeUsed
     sum += r.fee
