@@ -2,7 +2,7 @@ import fc from 'fast-check'
 import { Packr, unpack } from 'msgpackr'
 import { describe, expect, it } from 'vitest'
 import type { UsageBatch, WireRecord } from '../rating-core/record.js'
-import { decodeBatch, encodeBatch, MAX_DIM_KEYS, measureBatch } from './batch-wire.js'
+import { BatchDecodeError, decodeBatch, encodeBatch, MAX_DIM_KEYS, measureBatch } from './batch-wire.js'
 
 /** What a round trip promises to keep: absent, undefined and null fields all absent; `{}` dimensions absent. */
 function normal(b: UsageBatch): UsageBatch {
@@ -128,6 +128,10 @@ describe('usage batches on the wire (version 2, columns)', () => {
     expect(() => decodeBatch(packr.pack({ id: 'b', records: [{ event_id: 'e', raw: {} }], rejects: [] }))).toThrow(/records\[0\].raw holds object/)
     expect(() => decodeBatch(packr.pack({ id: 7, records: [], rejects: [] }))).toThrow(/version 1 batch without a string id/)
     expect(() => decodeBatch(packr.pack({ v: 2, id: 'b', n: 1e9, cols: { event_id: 'e' }, rejects: [] }))).toThrow(/n is 1000000000; a batch holds at most 1,000,000 records/)
+    // Shapes no check names: still a BatchDecodeError (one reject), not a TypeError that fails the rater on every start.
+    for (const dims of ['str', { keys: ['a'], cols: 'x' }]) {
+      expect(() => decodeBatch(v2({ dims }))).toThrow(BatchDecodeError)
+    }
   })
 
   it('keeps a dimension named __proto__ as data, per key and per record', () => {

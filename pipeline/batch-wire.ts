@@ -141,6 +141,17 @@ function encode(batch: UsageBatch): Uint8Array {
 
 /** Decodes a batch of version 2, or of version 1 (a map per record, as published before version 2). */
 export function decodeBatch(bytes: Uint8Array): UsageBatch {
+  try {
+    return decodeBatchUnchecked(bytes)
+  } catch (err) {
+    // A shape the checks below did not foresee (a `dims` that is a string, say) fails as a TypeError somewhere inside:
+    // it is still bytes that are not a usage batch, one reject, not a rater that fails on every start.
+    if (err instanceof BatchDecodeError) throw err
+    throw new BatchDecodeError(`not a usage batch: ${(err as Error).message}`)
+  }
+}
+
+function decodeBatchUnchecked(bytes: Uint8Array): UsageBatch {
   let wire: Partial<BatchWireV2> & { records?: WireRecord[] }
   try {
     wire = codec.unpack(bytes) as typeof wire
