@@ -3,7 +3,10 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, expect, it } from 'vitest'
-import { DEFAULT_QUEUE, openQueue } from './queue.js'
+import { connect } from '@nats-io/transport-node'
+import { DiscardPolicy, jetstreamManager, RetentionPolicy } from '@nats-io/jetstream'
+import { ErrorCode, RateflowError } from '../common/errors.js'
+import { DEFAULT_QUEUE, openQueue, streamProblems } from './queue.js'
 import { startNatsServer } from './services/nats-server.js'
 
 const dir = mkdtempSync(join(tmpdir(), 'rateflow-queue-'))
@@ -28,3 +31,33 @@ it('a server that stops answering: publish fails naming NATS, the stream and the
     await server.stop()
   }
 }, 60_000)
+
+it('an existing USAGE stream whose settings would drop or replay batches is refused, naming each setting; a safe one is used', async () => {
+  const sub = join(dir, 'preset')
+  const server = await startNatsServer(sub, { maxPayloadBytes: 1024 * 1024, stopGraceMs: 1_000 })
+  try {
+    const nc = await connect({ servers: server.url })
+    const jsm = await jetstreamManager(nc)
+    // Made beforehand by another tool: keeps 100 messages and drops the oldest, and keeps acked ones.
+    await jsm.streams.add({ name: 'USAGE', subjects: ['usage.>'], retention: RetentionPolicy.Limits, max_msgs: 100, discard: DiscardPolicy.Old })
+    const err = await openQueue(server.url).then(() => undefined, (e: unknown) => e as RateflowError)
+    expect(err).toBeInstanceOf(RateflowError)
+    expect(err!.code).toBe(ErrorCode.BadConfig)
+    expect(err!.message).toMatch(/the JetStream stream USAGE on NATS at .* was made with other settings than rateflow needs: retention is "limits", not "workqueue" .*; discard is "old" with max_msgs 100 \(a full stream would drop batches not rated yet\)/)
+    // A work queue that refuses new messages when full (discard new) loses nothing: it is used.
+    await jsm.streams.delete('USAGE')
+    await jsm.streams.add({ name: 'USAGE', subjects: ['usage.>'], retention: RetentionPolicy.Workqueue, max_msgs: 100_000, discard: DiscardPolicy.New })
+    const queue = await openQueue(server.url)
+    await queue.close()
+    await nc.close()
+  } finally {
+    await server.stop()
+  }
+}, 60_000)
+
+it('streamProblems: workqueue with no limits, or limits with discard new, is safe', () => {
+  expect(streamProblems({ retention: 'workqueue', discard: 'old', max_msgs: -1, max_bytes: -1, max_age: 0 })).toEqual([])
+  expect(streamProblems({ retention: 'workqueue', discard: 'new', max_bytes: 1e9 })).toEqual([])
+  expect(streamProblems({ retention: 'interest' })).toHaveLength(1)
+  expect(streamProblems({ retention: 'workqueue', discard: 'new', max_age: 3_600_000_000_000 })).toEqual(['max_age is 3600000000000 ns (batches not rated in time would be dropped)'])
+})

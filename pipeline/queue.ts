@@ -92,6 +92,7 @@ export async function openQueue(url: string, options: QueueOptions = DEFAULT_QUE
   } catch (err) {
     // Closed, or the client would go on reconnecting to it for ever and the process never end.
     await nc.close().catch(() => undefined)
+    if (err instanceof RateflowError) throw err
     const noJetStream = (err as Error).name === 'JetStreamNotEnabled' || /jetstream is not enabled/i.test((err as Error).message)
     throw new RateflowError(
       ErrorCode.ServiceUnavailable,
@@ -103,13 +104,53 @@ export async function openQueue(url: string, options: QueueOptions = DEFAULT_QUE
   }
 }
 
+/**
+ * What in an existing USAGE stream's settings would lose usage or replay it: a stream made by hand, or by another tool,
+ * was used whatever its settings, and one keeping 100 messages with `discard: old` dropped batches before they were
+ * rated, without a word. Empty when the settings are safe.
+ */
+export function streamProblems(config: {
+  retention?: string
+  discard?: string
+  max_msgs?: number
+  max_bytes?: number
+  max_age?: number
+  max_msgs_per_subject?: number
+}): string[] {
+  const problems: string[] = []
+  if (config.retention !== RetentionPolicy.Workqueue) {
+    problems.push(`retention is ${JSON.stringify(config.retention)}, not "workqueue" (a rated batch must leave the stream once acked, or every start reads it again)`)
+  }
+  const limits = (['max_msgs', 'max_bytes', 'max_age', 'max_msgs_per_subject'] as const).filter((k) => (config[k] ?? -1) > 0)
+  if (config.discard !== 'new' && limits.length > 0) {
+    problems.push(`discard is ${JSON.stringify(config.discard ?? 'old')} with ${limits.map((k) => `${k} ${config[k]}`).join(', ')} (a full stream would drop batches not rated yet)`)
+  }
+  if ((config.max_age ?? 0) > 0 && config.discard === 'new') {
+    problems.push(`max_age is ${config.max_age} ns (batches not rated in time would be dropped)`)
+  }
+  return problems
+}
+
 /** The stream, the rater's consumer and the Queue on an open connection. */
 async function setUp(nc: NatsConnection, options: QueueOptions, url: string): Promise<Queue> {
   const jsm = await jetstreamManager(nc)
   const ms = (n: number) => n * 1_000_000
+  let existing
   try {
-    await jsm.streams.info(USAGE_STREAM)
+    existing = await jsm.streams.info(USAGE_STREAM)
   } catch {
+    existing = undefined
+  }
+  if (existing !== undefined) {
+    const problems = streamProblems(existing.config)
+    if (problems.length > 0) {
+      throw new RateflowError(
+        ErrorCode.BadConfig,
+        `the JetStream stream ${USAGE_STREAM} on NATS at ${url} was made with other settings than rateflow needs: ${problems.join('; ')}. ` +
+          `Delete the stream (rateflow makes it again) once nothing in it waits to be rated, or change these settings`,
+      )
+    }
+  } else {
     // Work-queue retention: a batch is deleted once the rater acks it, so the store's disk use is
     // bounded by the backlog, not by history (history lives in ClickHouse).
     await jsm.streams.add({
