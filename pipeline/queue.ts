@@ -135,22 +135,25 @@ export function streamProblems(config: {
 async function setUp(nc: NatsConnection, options: QueueOptions, url: string): Promise<Queue> {
   const jsm = await jetstreamManager(nc)
   const ms = (n: number) => n * 1_000_000
-  let existing
-  try {
-    existing = await jsm.streams.info(USAGE_STREAM)
-  } catch {
-    existing = undefined
-  }
-  if (existing !== undefined) {
-    const problems = streamProblems(existing.config)
-    if (problems.length > 0) {
-      throw new RateflowError(
-        ErrorCode.BadConfig,
-        `the JetStream stream ${USAGE_STREAM} on NATS at ${url} was made with other settings than rateflow needs: ${problems.join('; ')}. ` +
-          `Delete the stream (rateflow makes it again) once nothing in it waits to be rated, or change these settings`,
-      )
+  // Made when missing: at start, and again when found gone while running (deleted by hand, a server that lost its store).
+  const ensureStream = async (): Promise<void> => {
+    let existing
+    try {
+      existing = await jsm.streams.info(USAGE_STREAM)
+    } catch {
+      existing = undefined
     }
-  } else {
+    if (existing !== undefined) {
+      const problems = streamProblems(existing.config)
+      if (problems.length > 0) {
+        throw new RateflowError(
+          ErrorCode.BadConfig,
+          `the JetStream stream ${USAGE_STREAM} on NATS at ${url} was made with other settings than rateflow needs: ${problems.join('; ')}. ` +
+            `Delete the stream (rateflow makes it again) once nothing in it waits to be rated, or change these settings`,
+        )
+      }
+      return
+    }
     // Work-queue retention: a batch is deleted once the rater acks it, so the store's disk use is
     // bounded by the backlog, not by history (history lives in ClickHouse).
     await jsm.streams.add({
@@ -161,6 +164,7 @@ async function setUp(nc: NatsConnection, options: QueueOptions, url: string): Pr
       duplicate_window: ms(options.duplicateWindowMs),
     })
   }
+  await ensureStream()
   const addConsumer = () =>
     jsm.consumers.add(USAGE_STREAM, {
       durable_name: RATER_DURABLE,
@@ -189,7 +193,11 @@ async function setUp(nc: NatsConnection, options: QueueOptions, url: string): Pr
       const max = maxBatchBytes()
       // Checked here rather than left to nats.js, whose error says neither which batch nor how large.
       if (bytes.length > max) return Promise.reject(new BatchTooLargeError(batch.id, bytes.length, max))
-      return js.publish(USAGE_SUBJECT, bytes, { msgID: batch.id }).then(
+      const send = () => js.publish(USAGE_SUBJECT, bytes, { msgID: batch.id })
+      // No stream takes the subject (it was deleted while running): made again, and the publish sent once more under
+      // the same message id (a duplicate if the first did land). Without this every publish failed until a restart.
+      const missingStream = (err: unknown) => (err as Error).name === 'JetStreamNotEnabled' || /no responders|jetstream is not enabled/i.test((err as Error).message)
+      return send().catch(async (err: unknown) => (missingStream(err) ? (await ensureStream(), send()) : Promise.reject(err))).then(
         (ack) => ({ duplicate: ack.duplicate }),
         (err: unknown) => {
           // nats.js says "timeout" and nothing else when the server does not answer (down, or its disk full).
@@ -202,7 +210,16 @@ async function setUp(nc: NatsConnection, options: QueueOptions, url: string): Pr
         },
       )
     },
-    consumer: () => js.consumers.get(USAGE_STREAM, RATER_DURABLE),
+    async consumer() {
+      try {
+        return await js.consumers.get(USAGE_STREAM, RATER_DURABLE)
+      } catch {
+        // Gone (deleted by hand, or with its stream): made again, as at start; the rater then pulls again.
+        await ensureStream()
+        await addConsumer().catch(() => undefined)
+        return js.consumers.get(USAGE_STREAM, RATER_DURABLE)
+      }
+    },
     async resetConsumer() {
       // Work-queue retention keeps unacked messages when the consumer goes; the new one starts at the first.
       await jsm.consumers.delete(USAGE_STREAM, RATER_DURABLE).catch(() => undefined)

@@ -2,6 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { jetstreamManager } from '@nats-io/jetstream'
 import { afterAll, beforeAll, expect, it } from 'vitest'
 import { deviceId, sampleAccounts, sampleCatalog } from '../bench/sample-data.js'
 import { validateAccounts, validateCatalog } from '../catalog/index.js'
@@ -143,6 +144,34 @@ it('refused events leave the dedupe index as it was', async () => {
     await rater.stop()
   }
 })
+
+// The stream or the rater's consumer deleted by hand while a rater runs: the rater went on waiting, without a word,
+// for someone to make them again, and publishes failed ("no responders") until a restart. Both are made again now.
+it('rates on after its consumer, or the whole stream, was deleted while it ran', async () => {
+  const { rater } = await startedRater('none')
+  const queue = await rt.queue()
+  const jsm = await jetstreamManager(queue.nc)
+  const outcomeOf = (id: string) => new Promise<BatchOutcome>((resolve) => rater.on('outcome', (o: BatchOutcome) => o.batchId === id && resolve(o)))
+  const batch = (id: string) => ({ id, records: [{ event_id: id, source: 'test:gone', event_time: '2026-10-05T10:00:00Z', device_id: deviceId(1, 1), metric: 'api_calls', quantity: '1' }], rejects: [] })
+  try {
+    await new Promise((r) => setTimeout(r, 500))
+    await jsm.consumers.delete('USAGE', 'rater')
+    const first = outcomeOf('gone-consumer')
+    await queue.publish(batch('gone-consumer'))
+    expect(await within(30_000, first)).toMatchObject({ read: 1, rated: 1 })
+    await jsm.streams.delete('USAGE')
+    const second = outcomeOf('gone-stream')
+    await queue.publish(batch('gone-stream'))
+    expect(await within(30_000, second)).toMatchObject({ read: 1, rated: 1 })
+  } finally {
+    await rater.stop()
+  }
+}, 90_000)
+
+/** `p`, or a rejection after `ms`. */
+function within<T>(ms: number, p: Promise<T>): Promise<T> {
+  return Promise.race([p, new Promise<T>((_, reject) => setTimeout(() => reject(new Error(`nothing after ${ms} ms`)), ms).unref())])
+}
 
 // A release read every held row at once and staged them as one batch: months of usage held for an account not
 // loaded yet would sit in memory whole. It goes page by page now, each page committed before the next is read.

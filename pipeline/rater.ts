@@ -405,39 +405,53 @@ export class Rater extends EventEmitter {
     while (!this.stopping) {
       const consumer = await this.deps.queue.consumer()
       if (this.stopping) return
-      this.messages = await consumer.consume({ max_messages: this.options.stageAhead, expires: 5_000 })
+      // Ends when the stream or this consumer is gone (deleted by hand while running): the loop then asks for the
+      // consumer again, which makes both anew. By default consume() waited, without a word, for someone else to.
+      this.messages = await consumer.consume({ max_messages: this.options.stageAhead, expires: 5_000, abort_on_missing_resource: true })
       // stop() may have run while consume() was being set up: it stopped no iterator then, so stop this one.
       if (this.stopping) this.messages.stop()
-      for await (const msg of this.messages) {
-        if (this.stopping) {
-          msg.nak()
-          continue
-        }
-        this.maybeReloadGuiding()
-        while (this.releasing !== undefined) await this.releasing
-        // A copy: NATS reads several messages into one shared buffer, and transferring that buffer
-        // would detach the other messages' bytes.
-        const bytes = new Uint8Array(msg.data)
-        this.queueOfWork.push({
-          msg,
-          staged: this.stage(
-            {
-              bytes,
-              dataDir: this.deps.dataDir,
-              fingerprint: this.fingerprint,
-              receivedAtMs: this.stamp(),
-              origin: `stream ${USAGE_STREAM} message ${msg.seq}`,
-              messageId: msg.headers?.get('Nats-Msg-Id') || `${USAGE_STREAM}:${msg.seq}`,
-            },
-            [bytes.buffer as ArrayBuffer],
-          ),
-        })
-        this.kick()
-        while (this.queueOfWork.length >= this.options.stageAhead && !this.stopping) {
-          await new Promise((r) => setTimeout(r, 1))
-        }
+      try {
+        await this.takeMessages(this.messages)
+      } catch (err) {
+        if (this.stopping) return
+        this.deps.log.warn({ err }, 'JetStream consume failed (stream or consumer gone?); pulling again')
+        await new Promise((r) => setTimeout(r, 200))
+        continue
       }
       if (!this.stopping) this.deps.log.warn('JetStream consume ended; pulling again')
+    }
+  }
+
+  /** Hands each fetched message to the pool, in order, until the iterator ends (or throws). */
+  private async takeMessages(messages: AsyncIterable<JsMsg>): Promise<void> {
+    for await (const msg of messages) {
+      if (this.stopping) {
+        msg.nak()
+        continue
+      }
+      this.maybeReloadGuiding()
+      while (this.releasing !== undefined) await this.releasing
+      // A copy: NATS reads several messages into one shared buffer, and transferring that buffer
+      // would detach the other messages' bytes.
+      const bytes = new Uint8Array(msg.data)
+      this.queueOfWork.push({
+        msg,
+        staged: this.stage(
+          {
+            bytes,
+            dataDir: this.deps.dataDir,
+            fingerprint: this.fingerprint,
+            receivedAtMs: this.stamp(),
+            origin: `stream ${USAGE_STREAM} message ${msg.seq}`,
+            messageId: msg.headers?.get('Nats-Msg-Id') || `${USAGE_STREAM}:${msg.seq}`,
+          },
+          [bytes.buffer as ArrayBuffer],
+        ),
+      })
+      this.kick()
+      while (this.queueOfWork.length >= this.options.stageAhead && !this.stopping) {
+        await new Promise((r) => setTimeout(r, 1))
+      }
     }
   }
 
