@@ -44,6 +44,8 @@ export interface QueueOptions {
   readonly duplicateWindowMs: number
   /** How long close() waits for the connection to drain before closing it anyway; DRAIN_MS by default. */
   readonly drainMs?: number
+  /** How long a publish is tried again while the stream is full or the server does not answer; PUBLISH_RETRY_MS by default (at most half the duplicate window). */
+  readonly publishRetryMs?: number
 }
 
 /** close()'s wait for a drain: pending publishes and acks take milliseconds on a server that reads its socket. */
@@ -131,6 +133,35 @@ export function streamProblems(config: {
   return problems
 }
 
+/** How long a publish is tried again while the stream is full or the server does not answer, by default. */
+export const PUBLISH_RETRY_MS = 60_000
+
+/** A stream that refuses messages because it is full (`discard: new` limits, or the server's JetStream storage). */
+function streamFull(err: unknown): boolean {
+  return /insufficient resources|maximum (messages|bytes|messages per subject) exceeded/i.test((err as Error).message)
+}
+
+/**
+ * `send`, tried again for up to `budgetMs` while the failure is one that passes: a full stream (a rater drains it:
+ * backpressure, where a rerun of a file larger than the stream failed at the same point each time), or no answer (a
+ * server restarting; the client reconnects). Safe under one message id: JetStream drops a publish it already has
+ * within its duplicate window, which the budget stays inside.
+ */
+async function retried<T>(send: () => Promise<T>, budgetMs: number): Promise<T> {
+  const started = Date.now()
+  let wait = 100
+  for (;;) {
+    try {
+      return await send()
+    } catch (err) {
+      const passing = streamFull(err) || (err as Error).name === 'TimeoutError' || /timeout|disconnect|connection closed/i.test((err as Error).message)
+      if (!passing || Date.now() - started + wait > budgetMs) throw err
+      await new Promise((r) => setTimeout(r, wait))
+      wait = Math.min(wait * 2, 2_000)
+    }
+  }
+}
+
 /** The stream, the rater's consumer and the Queue on an open connection. */
 async function setUp(nc: NatsConnection, options: QueueOptions, url: string): Promise<Queue> {
   const jsm = await jetstreamManager(nc)
@@ -197,14 +228,16 @@ async function setUp(nc: NatsConnection, options: QueueOptions, url: string): Pr
       // No stream takes the subject (it was deleted while running): made again, and the publish sent once more under
       // the same message id (a duplicate if the first did land). Without this every publish failed until a restart.
       const missingStream = (err: unknown) => (err as Error).name === 'JetStreamNotEnabled' || /no responders|jetstream is not enabled/i.test((err as Error).message)
-      return send().catch(async (err: unknown) => (missingStream(err) ? (await ensureStream(), send()) : Promise.reject(err))).then(
+      const once = () => send().catch(async (err: unknown) => (missingStream(err) ? (await ensureStream(), send()) : Promise.reject(err)))
+      return retried(once, options.publishRetryMs ?? Math.min(PUBLISH_RETRY_MS, options.duplicateWindowMs / 2)).then(
         (ack) => ({ duplicate: ack.duplicate }),
         (err: unknown) => {
           // nats.js says "timeout" and nothing else when the server does not answer (down, or its disk full).
           throw new RateflowError(
             ErrorCode.ServiceUnavailable,
             `publishing batch ${batch.id} to the JetStream stream ${USAGE_STREAM} on NATS at ${url} failed: ${(err as Error).message}` +
-              ((err as Error).name === 'TimeoutError' ? ' (no answer: the server is down, unreachable or out of disk)' : ''),
+              ((err as Error).name === 'TimeoutError' ? ' (no answer: the server is down, unreachable or out of disk)' : '') +
+              (streamFull(err) ? ' (the stream is full: nothing rates its batches, or it is too small for the backlog)' : ''),
             { cause: err },
           )
         },
