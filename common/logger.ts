@@ -1,11 +1,19 @@
 import { pino, type Logger } from 'pino'
+import { ErrorCode, RateflowError } from './errors.js'
 
 export type { Logger }
 
+/** The levels RATEFLOW_LOG takes. */
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const
+
 /**
  * The process logger. Logs go to stderr so that command output on stdout (JSON counts, query results)
- * stays machine-readable. Level from RATEFLOW_LOG (default `warn` for CLI commands, `info` for `run`).
+ * stays machine-readable. Level from RATEFLOW_LOG (default `warn` for CLI commands, `info` for `run`); another value
+ * is bad usage naming the variable (exit 2), as every RATEFLOW_* knob's.
  */
 export function createLogger(name: string, level = process.env.RATEFLOW_LOG ?? 'warn'): Logger {
+  if (!(LOG_LEVELS as readonly string[]).includes(level)) {
+    throw new RateflowError(ErrorCode.BadUsage, `RATEFLOW_LOG: ${JSON.stringify(level)} is not a log level (one of ${LOG_LEVELS.join(', ')})`)
+  }
   return pino({ name, level, base: { pid: process.pid } }, pino.destination(2))
 }

@@ -220,6 +220,11 @@ describe('bad files and documents exit 2 and name every problem', () => {
     expect(a.stderr).not.toMatch(/\n\s+at /)
   })
 
+  it('a RATEFLOW_LOG that is no log level is bad usage naming the variable, as every RATEFLOW_* knob', async () => {
+    const r = await rateflow(['catalog', 'list', ...d], { RATEFLOW_LOG: 'loud' })
+    expect([r.code, r.stderr.trim()]).toEqual([2, 'rateflow: RATEFLOW_LOG: "loud" is not a log level (one of fatal, error, warn, info, debug, trace, silent)'])
+  })
+
   it('a missing file', async () => {
     const r = await rateflow(['ingest', 'csv', join(data, 'nope.csv'), ...d])
     expect(r.code).toBe(2)
