@@ -64,9 +64,13 @@ export function contentEventId(source: string, raw: string, metric: string, posi
   return `sha1:${h.digest('hex')}`
 }
 
-/** A reject with the raw input and a reason that says what is wrong and where. */
+/**
+ * A reject with the raw input, a reason that says what is wrong, and where (`origin`). The reject row's reason starts
+ * with the origin (rating-core/stage.ts rejectLine), so the reason does not repeat it: it read
+ * `mqtt t: invalid JSON … (mqtt t)`.
+ */
 export function reject(source: string, raw: string, reason: string, origin: string): { reject: WireReject } {
-  return { reject: { source, raw, reason: `${reason} (${origin})`, origin } }
+  return { reject: { source, raw, reason, origin } }
 }
 
 /** True for a JSON number or a string: the types a quantity may arrive as before the validate stage checks it. */

@@ -92,8 +92,8 @@ describe('MqttAdapter on a real mosquitto', () => {
       ['e3', 'other', 'mqtt devices/fw-1/usage [1]'],
     ])
     const rejects = t.batches.flatMap((b) => b.rejects)
-    expect(rejects[0]).toMatchObject({ source: 'mqtt:plant', raw: '{not json', reason: expect.stringMatching(/^invalid JSON: .*\(mqtt devices\/fw-1\/usage\)$/) })
-    expect(rejects[1]!.reason).toBe('quantity must be a decimal string or number, got an object (mqtt devices/fw-1/usage)')
+    expect(rejects[0]).toMatchObject({ source: 'mqtt:plant', raw: '{not json', reason: expect.stringMatching(/^invalid JSON: .*[^)]$/) })
+    expect(rejects[1]!.reason).toBe('quantity must be a decimal string or number, got an object')
     expect(m.records()[0]).toMatchObject({ event_id: 'e5', device_id: 'fw-5', metric: 'api_calls', quantity: '3', source: 'mqtt:bin' })
     await waitFor(() => t.adapter.stats.acked === 4, 'acks of all four messages')
   })
@@ -208,7 +208,7 @@ describe('MqttAdapter on a real mosquitto', () => {
       ['e3', 'mqtt devices/fw-7/usage'],
       ['e4', 'mqtt devices/fw-7/usage'],
     ])
-    expect(rejects[0]!.reason).toBe('quantity "1e3" is not a non-negative decimal with at most 29 integer and 9 fraction digits (mqtt devices/fw-7/usage)')
+    expect(rejects[0]!.reason).toBe('quantity "1e3" is not a non-negative decimal with at most 29 integer and 9 fraction digits')
     expect(rejects[1]!.reason).toMatch(/^event_time "Oct 17 2026 13:00" is not an ISO-8601 time with offset/)
     expect(rejects[2]!.reason).toMatch(/^quantity "2e3" /)
     // The refused stop closed nothing: the session stays open with its start, whose ack stays held.
