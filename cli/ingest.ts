@@ -75,6 +75,8 @@ export async function ingestCsv(rt: Runtime, opts: IngestOptions): Promise<Inges
     })
     rater.on('error', (err: unknown) => {
       raterFailure = err
+      // Nothing this process publishes now would be rated by it: publishes waiting for room in the stream stop waiting.
+      queue.stopRetrying()
       settle?.()
     })
     await rater.start()
@@ -88,6 +90,8 @@ export async function ingestCsv(rt: Runtime, opts: IngestOptions): Promise<Inges
       // and its second reading counts duplicates, instead of JetStream dropping its batches as repeats of the first.
       const plan = { path: file, source, batchIdPrefix: csvBatchIdPrefix(source, file, `${runId}.${i}`), maxBatchBytes: queue.maxBatchBytes }
       const r = await publishCsvFile(plan, (batch) => {
+        // The rater failed (a full disk, say): the file stops here, and the command exits with the rater's error.
+        if (raterFailure !== undefined) return Promise.reject(raterFailure)
         mine.add(batch.id)
         published++
         return queue.publish(batch).then(() => undefined)
@@ -96,6 +100,7 @@ export async function ingestCsv(rt: Runtime, opts: IngestOptions): Promise<Inges
     }
     if (!rater) return { read, batches: published }
     done = true
+    if (raterFailure !== undefined) throw raterFailure
     if (mine.size > 0 && raterFailure === undefined) await new Promise<void>((resolve) => (settle = resolve))
     if (raterFailure !== undefined) throw raterFailure
   } finally {

@@ -8,10 +8,10 @@ export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', '
 
 /**
  * The process logger. Logs go to stderr so that command output on stdout (JSON counts, query results)
- * stays machine-readable. Level from RATEFLOW_LOG (default `warn` for CLI commands, `info` for `run`); another value
- * is bad usage naming the variable (exit 2), as every RATEFLOW_* knob's.
+ * stays machine-readable. Level from RATEFLOW_LOG (default `warn`; empty is unset, as for every RATEFLOW_* knob);
+ * another value is bad usage naming the variable (exit 2), as for the other knobs.
  */
-export function createLogger(name: string, level = process.env.RATEFLOW_LOG ?? 'warn'): Logger {
+export function createLogger(name: string, level = process.env.RATEFLOW_LOG || 'warn'): Logger {
   if (!(LOG_LEVELS as readonly string[]).includes(level)) {
     throw new RateflowError(ErrorCode.BadUsage, `RATEFLOW_LOG: ${JSON.stringify(level)} is not a log level (one of ${LOG_LEVELS.join(', ')})`)
   }

@@ -6,7 +6,7 @@ import { afterAll, expect, it } from 'vitest'
 import { connect } from '@nats-io/transport-node'
 import { DiscardPolicy, jetstreamManager, RetentionPolicy } from '@nats-io/jetstream'
 import { ErrorCode, RateflowError } from '../common/errors.js'
-import { DEFAULT_QUEUE, openQueue, streamProblems } from './queue.js'
+import { DEFAULT_QUEUE, openQueue, retried, streamProblems } from './queue.js'
 import { startNatsServer } from './services/nats-server.js'
 
 const dir = mkdtempSync(join(tmpdir(), 'rateflow-queue-'))
@@ -43,10 +43,10 @@ it('an existing USAGE stream whose settings would drop or replay batches is refu
     const err = await openQueue(server.url).then(() => undefined, (e: unknown) => e as RateflowError)
     expect(err).toBeInstanceOf(RateflowError)
     expect(err!.code).toBe(ErrorCode.BadConfig)
-    expect(err!.message).toMatch(/the JetStream stream USAGE on NATS at .* was made with other settings than rateflow needs: retention is "limits", not "workqueue" .*; discard is "old" with max_msgs 100 \(a full stream would drop batches not rated yet\)/)
-    // A work queue that refuses new messages when full (discard new) loses nothing: it is used.
+    expect(err!.message).toMatch(/the JetStream stream USAGE on NATS at .* was made with other settings than rateflow needs: retention is "limits", not "workqueue" .*; max_msgs 100 \(rateflow needs a stream without limits: a limit drops batches not rated yet, or refuses batches it could never take\)/)
+    // A work queue without limits (as rateflow makes it) is used.
     await jsm.streams.delete('USAGE')
-    await jsm.streams.add({ name: 'USAGE', subjects: ['usage.>'], retention: RetentionPolicy.Workqueue, max_msgs: 100_000, discard: DiscardPolicy.New })
+    await jsm.streams.add({ name: 'USAGE', subjects: ['usage.>'], retention: RetentionPolicy.Workqueue })
     const queue = await openQueue(server.url)
     await queue.close()
     await nc.close()
@@ -55,43 +55,30 @@ it('an existing USAGE stream whose settings would drop or replay batches is refu
   }
 }, 60_000)
 
-it('streamProblems: workqueue with no limits, or limits with discard new, is safe', () => {
+it('streamProblems: only a work queue without limits is safe', () => {
   expect(streamProblems({ retention: 'workqueue', discard: 'old', max_msgs: -1, max_bytes: -1, max_age: 0 })).toEqual([])
-  expect(streamProblems({ retention: 'workqueue', discard: 'new', max_bytes: 1e9 })).toEqual([])
+  expect(streamProblems({ retention: 'workqueue', discard: 'new', max_bytes: 1e9 })).toHaveLength(1)
   expect(streamProblems({ retention: 'interest' })).toHaveLength(1)
-  expect(streamProblems({ retention: 'workqueue', discard: 'new', max_age: 3_600_000_000_000 })).toEqual(['max_age is 3600000000000 ns (batches not rated in time would be dropped)'])
+  expect(streamProblems({ retention: 'workqueue', discard: 'new', max_msgs_per_subject: 3 })).toHaveLength(1)
+  expect(streamProblems({ retention: 'workqueue', max_msg_size: -1, max_msgs: -1, max_bytes: -1, max_age: 0, max_msgs_per_subject: -1 })).toEqual([])
 })
 
-it('a full stream is backpressure: a publish waits while the rater drains it, and fails naming the full stream only after its budget', async () => {
-  const sub = join(dir, 'full')
-  const server = await startNatsServer(sub, { maxPayloadBytes: 1024 * 1024, stopGraceMs: 1_000 })
-  const batch = (id: string) => ({ id, records: [{ event_id: id, source: 'csv:t', event_time: '2026-10-01T00:00:00Z', device_id: 'd', metric: 'm', quantity: '1' }], rejects: [] })
-  try {
-    const nc = await connect({ servers: server.url })
-    // A work queue that holds two batches and refuses more (discard new): safe settings, a small stream.
-    await (await jetstreamManager(nc)).streams.add({ name: 'USAGE', subjects: ['usage.>'], retention: RetentionPolicy.Workqueue, max_msgs: 2, discard: DiscardPolicy.New })
-    await nc.close()
-    const queue = await openQueue(server.url, { ...DEFAULT_QUEUE, publishRetryMs: 10_000 })
-    try {
-      await queue.publish(batch('f1'))
-      await queue.publish(batch('f2'))
-      // The third waits for room: a consumer takes one batch 700 ms later.
-      const third = queue.publish(batch('f3'))
-      setTimeout(() => {
-        void (async () => {
-          const m = await (await queue.consumer()).next()
-          m?.ack()
-        })()
-      }, 700)
-      await expect(third).resolves.toEqual({ duplicate: false })
-      // Nothing drains it now: the fourth fails after the budget, saying the stream is full.
-      const short = await openQueue(server.url, { ...DEFAULT_QUEUE, publishRetryMs: 1_000 })
-      await expect(short.publish(batch('f4'))).rejects.toThrow(/publishing batch f4 .* failed: .*maximum messages exceeded.* \(the stream is full: nothing rates its batches, or it is too small for the backlog\)/)
-      await short.close()
-    } finally {
-      await queue.close()
-    }
-  } finally {
-    await server.stop()
+it('retried: a full stream or no answer is tried again until it passes or the budget ends; other failures, or a stop, end it at once', async () => {
+  const failing = (messages: string[], then: string) => {
+    let n = 0
+    return { calls: () => n, send: async () => (n < messages.length ? Promise.reject(new Error(messages[n++])) : (n++, then)) }
   }
-}, 60_000)
+  const full = failing(['maximum messages exceeded', 'insufficient resources'], 'stored')
+  await expect(retried(full.send, 5_000)).resolves.toBe('stored')
+  expect(full.calls()).toBe(3)
+  const bad = failing(['invalid subject'], 'stored')
+  await expect(retried(bad.send, 5_000)).rejects.toThrow('invalid subject')
+  expect(bad.calls()).toBe(1)
+  const forever = failing(Array(100).fill('insufficient resources'), 'stored')
+  const t = performance.now()
+  await expect(retried(forever.send, 600)).rejects.toThrow('insufficient resources')
+  expect(performance.now() - t).toBeLessThan(3_000)
+  const stopped = failing(Array(100).fill('insufficient resources'), 'stored')
+  await expect(retried(stopped.send, 60_000, () => true)).rejects.toThrow('insufficient resources')
+  expect(stopped.calls()).toBe(1)
+})

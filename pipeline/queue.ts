@@ -70,6 +70,8 @@ export interface Queue {
    * BatchTooLargeError, publishing nothing, when the encoding is larger than `maxBatchBytes`.
    */
   publish(batch: UsageBatch): Promise<{ duplicate: boolean }>
+  /** Publishes waiting for room in a full stream, or for a server to answer, stop waiting and fail (the caller stops). */
+  stopRetrying(): void
   /** The durable pull consumer the rater reads. */
   consumer(): Promise<Consumer>
   /**
@@ -118,17 +120,18 @@ export function streamProblems(config: {
   max_bytes?: number
   max_age?: number
   max_msgs_per_subject?: number
+  max_msg_size?: number
 }): string[] {
   const problems: string[] = []
   if (config.retention !== RetentionPolicy.Workqueue) {
     problems.push(`retention is ${JSON.stringify(config.retention)}, not "workqueue" (a rated batch must leave the stream once acked, or every start reads it again)`)
   }
-  const limits = (['max_msgs', 'max_bytes', 'max_age', 'max_msgs_per_subject'] as const).filter((k) => (config[k] ?? -1) > 0)
-  if (config.discard !== 'new' && limits.length > 0) {
-    problems.push(`discard is ${JSON.stringify(config.discard ?? 'old')} with ${limits.map((k) => `${k} ${config[k]}`).join(', ')} (a full stream would drop batches not rated yet)`)
-  }
-  if ((config.max_age ?? 0) > 0 && config.discard === 'new') {
-    problems.push(`max_age is ${config.max_age} ns (batches not rated in time would be dropped)`)
+  // No limits at all: with `discard: old` a full stream drops batches not rated yet, a per-subject limit drops them
+  // even with `discard: new` (every batch has one subject), max_age drops them by age, and with `discard: new` a batch
+  // larger than max_bytes never fits. A work queue's size is its backlog already.
+  const limits = (['max_msgs', 'max_bytes', 'max_age', 'max_msgs_per_subject', 'max_msg_size'] as const).filter((k) => (config[k] ?? -1) > 0)
+  if (limits.length > 0) {
+    problems.push(`${limits.map((k) => `${k} ${config[k]}`).join(', ')} (rateflow needs a stream without limits: a limit drops batches not rated yet, or refuses batches it could never take)`)
   }
   return problems
 }
@@ -145,9 +148,13 @@ function streamFull(err: unknown): boolean {
  * `send`, tried again for up to `budgetMs` while the failure is one that passes: a full stream (a rater drains it:
  * backpressure, where a rerun of a file larger than the stream failed at the same point each time), or no answer (a
  * server restarting; the client reconnects). Safe under one message id: JetStream drops a publish it already has
- * within its duplicate window, which the budget stays inside.
+ * within its duplicate window, which the budget stays inside. `stopped`: asked before each wait; true ends the retries.
+ *
+ * Publishes in flight at once (a batcher keeps several) may be stored out of their order while the stream is full:
+ * one that failed waits while a later one finds room. Per-event amounts that depend on the order (README, "Amounts are
+ * per event") can then differ from a run that was not held up.
  */
-async function retried<T>(send: () => Promise<T>, budgetMs: number): Promise<T> {
+export async function retried<T>(send: () => Promise<T>, budgetMs: number, stopped: () => boolean = () => false): Promise<T> {
   const started = Date.now()
   let wait = 100
   for (;;) {
@@ -155,7 +162,7 @@ async function retried<T>(send: () => Promise<T>, budgetMs: number): Promise<T> 
       return await send()
     } catch (err) {
       const passing = streamFull(err) || (err as Error).name === 'TimeoutError' || /timeout|disconnect|connection closed/i.test((err as Error).message)
-      if (!passing || Date.now() - started + wait > budgetMs) throw err
+      if (!passing || stopped() || Date.now() - started + wait > budgetMs) throw err
       await new Promise((r) => setTimeout(r, wait))
       wait = Math.min(wait * 2, 2_000)
     }
@@ -210,6 +217,7 @@ async function setUp(nc: NatsConnection, options: QueueOptions, url: string): Pr
     await addConsumer()
   }
   const js = jetstream(nc)
+  let retriesStopped = false
   const maxBatchBytes = () => maxBatchBytesFor(nc.info?.max_payload ?? NATS_DEFAULT_MAX_PAYLOAD)
   return {
     nc,
@@ -229,7 +237,7 @@ async function setUp(nc: NatsConnection, options: QueueOptions, url: string): Pr
       // the same message id (a duplicate if the first did land). Without this every publish failed until a restart.
       const missingStream = (err: unknown) => (err as Error).name === 'JetStreamNotEnabled' || /no responders|jetstream is not enabled/i.test((err as Error).message)
       const once = () => send().catch(async (err: unknown) => (missingStream(err) ? (await ensureStream(), send()) : Promise.reject(err)))
-      return retried(once, options.publishRetryMs ?? Math.min(PUBLISH_RETRY_MS, options.duplicateWindowMs / 2)).then(
+      return retried(once, options.publishRetryMs ?? Math.min(PUBLISH_RETRY_MS, options.duplicateWindowMs / 2), () => retriesStopped).then(
         (ack) => ({ duplicate: ack.duplicate }),
         (err: unknown) => {
           // nats.js says "timeout" and nothing else when the server does not answer (down, or its disk full).
@@ -243,11 +251,16 @@ async function setUp(nc: NatsConnection, options: QueueOptions, url: string): Pr
         },
       )
     },
+    stopRetrying() {
+      retriesStopped = true
+    },
     async consumer() {
       try {
         return await js.consumers.get(USAGE_STREAM, RATER_DURABLE)
-      } catch {
-        // Gone (deleted by hand, or with its stream): made again, as at start; the rater then pulls again.
+      } catch (err) {
+        // Gone (deleted by hand, or with its stream): made again, as at start; the rater then pulls again. Any other
+        // failure (no answer) is the caller's to see: a stream taken for missing would be made again over its settings.
+        if (!/not found/i.test((err as Error).message)) throw err
         await ensureStream()
         await addConsumer().catch(() => undefined)
         return js.consumers.get(USAGE_STREAM, RATER_DURABLE)
