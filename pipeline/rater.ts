@@ -211,9 +211,7 @@ export class Rater extends EventEmitter {
   private releasing: Promise<unknown> | undefined
   // A charge a pool thread staged but this thread's snapshot lacks: guiding data changed after this thread last
   // read it; read it again now (only if the files did change), rather than reject the event.
-  private readonly totals = new RunningTotals(this.charges, () => {
-    if (this.reloadGuiding()) this.releaseRequested = true
-  })
+  private readonly totals = new RunningTotals(this.charges, () => this.reloadGuiding())
   private guiding!: GuidingIndex
   private fingerprint = ''
   private queueOfWork: Pending[] = []
@@ -722,31 +720,30 @@ export class Rater extends EventEmitter {
     }
   }
 
-  private reloadGuiding(force = false): boolean {
+  /**
+   * Reads the guiding data again when its files changed (always with `force`). A change asks for a release of held
+   * usage, whichever path saw it: a change seen by the fetch loop was not seen again by the idle loop, and usage held
+   * before it stayed held while new usage was rated on the new data.
+   */
+  private reloadGuiding(force = false): void {
     const fp = this.deps.repo.fingerprint()
-    if (!force && fp === this.fingerprint) return false
+    if (!force && fp === this.fingerprint) return
     const catalogs = this.deps.repo.catalogs()
     this.guiding = new GuidingIndex(catalogs, this.deps.repo.accounts())
     this.charges = chargeTable(catalogs)
     this.foldInStoredOrder = [...this.charges.values()].some((r) => r.charge.model === 'percentage' && r.charge.free_units !== undefined)
     this.totals.setCharges(this.charges)
     this.fingerprint = fp
-    return true
+    this.releaseRequested = true
   }
 
   private lastGuidingCheck = 0
-  /**
-   * Re-reads guiding data at most once a second; true when it changed. A change asks for a release of held usage,
-   * whichever loop saw it: a change seen by the fetch loop was not seen again by the idle loop, and usage held before
-   * it stayed held while new usage was rated on the new data.
-   */
-  private maybeReloadGuiding(): boolean {
+  /** Re-reads guiding data (reloadGuiding) at most once a second. */
+  private maybeReloadGuiding(): void {
     const now = Date.now()
-    if (now - this.lastGuidingCheck < 1000) return false
+    if (now - this.lastGuidingCheck < 1000) return
     this.lastGuidingCheck = now
-    const changed = this.reloadGuiding()
-    if (changed) this.releaseRequested = true
-    return changed
+    this.reloadGuiding()
   }
 
   /**
