@@ -1,6 +1,6 @@
 import { existsSync, statSync } from 'node:fs'
 import { parseArgs, type ParseArgsConfig } from 'node:util'
-import { ErrorCode, RateflowError } from '../common/errors.js'
+import { ErrorCode, isSystemCallError, RateflowError } from '../common/errors.js'
 import { createLogger, type Logger } from '../common/logger.js'
 import type { Runtime } from '../pipeline/runtime.js'
 
@@ -38,8 +38,7 @@ export async function runtimeFor(opts: GlobalOptions, log: Logger = createLogger
     })
   } catch (err) {
     // The directory cannot be made or written (a read-only mount, no permission, a file in its path): bad usage.
-    const code = (err as NodeJS.ErrnoException).code
-    if (typeof code === 'string' && (err as NodeJS.ErrnoException).syscall !== undefined) throw usage(`--data ${opts.data}: cannot use it as a data directory: ${(err as Error).message}`)
+    if (isSystemCallError(err)) throw usage(`--data ${opts.data}: cannot use it as a data directory: ${err.message}`)
     throw err
   }
 }

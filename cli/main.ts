@@ -3,7 +3,7 @@ import { applyAccounts, plansNotInCatalog } from '../catalog/accounts.js'
 import { storedAccounts } from '../catalog/repository.js'
 import { validateCatalog, validateCatalogVersionOrder } from '../catalog/validate-catalog.js'
 import { findCharge, priceCharge, rateEvent } from '../rating-core/pricing.js'
-import { ErrorCode, HeldByAnotherError, isUserError, RateflowError } from '../common/errors.js'
+import { ErrorCode, HeldByAnotherError, isSystemCallError, isUserError, RateflowError } from '../common/errors.js'
 import { isoUtc } from '../common/time.js'
 import { DEFAULT_DATA_DIR, parse, processIo, runtimeFor, usage, type GlobalOptions, type Io } from './context.js'
 import { queryFormat, queryRun, readOnlyQuery, runningRun } from './query.js'
@@ -286,8 +286,7 @@ function fail(io: Io, err: unknown): number {
   // A RateflowError says what and where on purpose (a service unreachable, the store failing): its message is the
   // report. So does a failed system call (`EROFS: read-only file system, open '…/accounts.json.tmp'`): what and where,
   // from the machine, not from a defect. Anything else is unexpected, and its stack is what helps.
-  const systemCall = err instanceof Error && typeof (err as NodeJS.ErrnoException).syscall === 'string'
-  io.err(`rateflow: ${err instanceof RateflowError || systemCall ? (err as Error).message : err instanceof Error ? (err.stack ?? err.message) : String(err)}`)
+  io.err(`rateflow: ${err instanceof RateflowError || isSystemCallError(err) ? err.message : err instanceof Error ? (err.stack ?? err.message) : String(err)}`)
   return 1
 }
 

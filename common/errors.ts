@@ -55,6 +55,14 @@ export class ValidationError extends RateflowError {
   }
 }
 
+/**
+ * True for the error of a failed system call (Node's errors with a `code` and a `syscall`, such as `EROFS: read-only
+ * file system, open '…'`): its message says what and where, from the machine, not from a defect.
+ */
+export function isSystemCallError(err: unknown): err is NodeJS.ErrnoException {
+  return err instanceof Error && typeof (err as NodeJS.ErrnoException).code === 'string' && typeof (err as NodeJS.ErrnoException).syscall === 'string'
+}
+
 /** True when the error means "the user gave bad input or usage" (exit code 2). */
 export function isUserError(err: unknown): boolean {
   return (
