@@ -40,8 +40,9 @@ export async function ingestCsv(rt: Runtime, opts: IngestOptions): Promise<Inges
   // one exits 2, naming every problem, before anything is published, instead of after the good one was.
   const problems: Problem[] = []
   for (const file of opts.files) {
-    if (!existsSync(file) || !statSync(file).isFile()) {
-      problems.push({ path: file, message: !existsSync(file) ? 'no such file' : statSync(file).isDirectory() ? 'is a directory, not a CSV file' : 'is not a regular file' })
+    const stat = existsSync(file) ? statSync(file) : undefined
+    if (!stat?.isFile()) {
+      problems.push({ path: file, message: stat === undefined ? 'no such file' : stat.isDirectory() ? 'is a directory, not a CSV file' : 'is not a regular file' })
       continue
     }
     if (opts.source === undefined && !SOURCE_NAME.test(defaultCsvSource(file))) {
@@ -100,7 +101,6 @@ export async function ingestCsv(rt: Runtime, opts: IngestOptions): Promise<Inges
     }
     if (!rater) return { read, batches: published }
     done = true
-    if (raterFailure !== undefined) throw raterFailure
     if (mine.size > 0 && raterFailure === undefined) await new Promise<void>((resolve) => (settle = resolve))
     if (raterFailure !== undefined) throw raterFailure
   } finally {
