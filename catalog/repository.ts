@@ -4,9 +4,12 @@ import { join } from 'node:path'
 import { ErrorCode, RateflowError } from '../common/errors.js'
 import type { AccountsDocument, Catalog } from './types.js'
 
+/** The accounts file of data directory `dataDir`. */
+const accountsFile = (dataDir: string) => join(dataDir, 'catalog', 'accounts.json')
+
 /** The accounts stored under data directory `dataDir` (none when it has none), read without creating anything. */
 export function storedAccounts(dataDir: string): AccountsDocument {
-  const file = join(dataDir, 'catalog', 'accounts.json')
+  const file = accountsFile(dataDir)
   if (!existsSync(file)) return { customers: [] }
   let text: string
   try {
@@ -25,7 +28,7 @@ export function storedAccounts(dataDir: string): AccountsDocument {
  */
 export class CatalogRepository {
   private readonly dir: string
-  constructor(dataDir: string) {
+  constructor(private readonly dataDir: string) {
     this.dir = join(dataDir, 'catalog')
     mkdirSync(join(this.dir, 'versions'), { recursive: true })
   }
@@ -53,11 +56,11 @@ export class CatalogRepository {
   }
 
   accounts(): AccountsDocument {
-    return storedAccounts(join(this.dir, '..'))
+    return storedAccounts(this.dataDir)
   }
 
   putAccounts(doc: AccountsDocument): void {
-    atomicWrite(join(this.dir, 'accounts.json'), JSON.stringify(doc, null, 2) + '\n')
+    atomicWrite(accountsFile(this.dataDir), JSON.stringify(doc, null, 2) + '\n')
   }
 
   /**
@@ -69,7 +72,7 @@ export class CatalogRepository {
     const h = createHash('sha1')
     const dir = join(this.dir, 'versions')
     for (const f of readdirSync(dir).filter((f) => f.endsWith('.json')).sort()) h.update(f).update(readFileSync(join(dir, f)))
-    const acc = join(this.dir, 'accounts.json')
+    const acc = accountsFile(this.dataDir)
     if (existsSync(acc)) h.update(readFileSync(acc))
     return h.digest('hex')
   }
