@@ -48,10 +48,11 @@ export function mapHeader(header: readonly string[], file: string, columns: Read
   const fields = header.map((raw, i) => {
     const name = raw.trim().replace(/^\uFEFF/, '')
     const target = columns[name] ?? name
+    const reserved = target.startsWith('dim.') ? reservedDimensionName(target.slice(4)) : undefined
     if (!(CSV_COLUMNS as readonly string[]).includes(target) && !/^dim\.[^\s]+$/.test(target)) {
       problems.push({ path: `${file}:1 column ${i + 1}`, message: `unknown column "${name}" (expected ${CSV_COLUMNS.join(', ')} or dim.<name>; or map it in the adapter's "columns")` })
-    } else if (target.startsWith('dim.') && reservedDimensionName(target.slice(4)) !== undefined) {
-      problems.push({ path: `${file}:1 column ${i + 1}`, message: reservedDimensionName(target.slice(4))! })
+    } else if (reserved !== undefined) {
+      problems.push({ path: `${file}:1 column ${i + 1}`, message: reserved })
     }
     return target
   })

@@ -91,8 +91,7 @@ const EXACT_DIGITS = 15
  * changed quantity is worse than refusing it. Sent as a string, any decimal is kept exactly.
  */
 export function inexactQuantity(v: unknown): string | undefined {
-  if (typeof v !== 'number' || !Number.isFinite(v)) return undefined
-  if (Number.isInteger(v) ? !Number.isSafeInteger(v) : significantDigits(String(v)) > EXACT_DIGITS) {
+  if (readsInexactly(v)) {
     return `quantity was sent as a JSON number with more digits than a JSON reader keeps exactly (it reads as ${plainDecimal(v)}; integers up to 9007199254740991 and decimals of ${EXACT_DIGITS} significant digits are kept); send it as a string, e.g. "quantity": "12345678901234567891"`
   }
   return undefined
@@ -104,8 +103,7 @@ export function inexactQuantity(v: unknown): string | undefined {
  * (1234567890123456789 and …790 both read as …800: the second is dropped as a duplicate); sent as a string it is kept.
  */
 export function inexactNumber(v: unknown): string | undefined {
-  if (typeof v !== 'number' || !Number.isFinite(v)) return undefined
-  if (Number.isInteger(v) ? !Number.isSafeInteger(v) : significantDigits(String(v)) > EXACT_DIGITS) {
+  if (readsInexactly(v)) {
     return `a JSON number with more digits than a JSON reader keeps exactly (it reads as ${plainDecimal(v)}); send it as a string`
   }
   return undefined
@@ -117,6 +115,12 @@ export function inexactNumber(v: unknown): string | undefined {
  */
 export function reservedDimensionName(name: string): string | undefined {
   return name === '__proto__' ? `dimension name ${JSON.stringify(name)} is reserved; give the dimension another name` : undefined
+}
+
+/** A finite number a JSON reader may have read as a neighbour of what was sent: an unsafe integer, or over 15 significant digits. */
+function readsInexactly(v: unknown): v is number {
+  if (typeof v !== 'number' || !Number.isFinite(v)) return false
+  return Number.isInteger(v) ? !Number.isSafeInteger(v) : significantDigits(String(v)) > EXACT_DIGITS
 }
 
 function significantDigits(text: string): number {

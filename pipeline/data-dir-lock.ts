@@ -24,19 +24,20 @@ export function acquireLock(dataDir: string): () => void {
   } catch (err) {
     throw new RateflowError(ErrorCode.BadUsage, `data directory ${dataDir}: cannot write its lock file: ${(err as Error).message}`, { cause: err })
   }
+  const release = () => rmSync(file, { force: true })
   try {
     // Each round either links the lock, finds its live owner, or removes a stale one (or waits for whoever does).
     for (let attempt = 0; attempt < 100; attempt++) {
       try {
         linkSync(mine, file)
-        return () => rmSync(file, { force: true })
+        return release
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err
       }
       const text = readLock(file)
       if (text === undefined) continue // gone meanwhile: try again
       const pid = liveOwner(text)
-      if (pid === process.pid) return () => rmSync(file, { force: true })
+      if (pid === process.pid) return release
       if (pid !== undefined) throw new HeldByAnotherError(`data directory ${dataDir} is in use by rateflow process ${pid}; stop it, or use another --data`)
       removeStaleLock(dataDir, text)
     }
