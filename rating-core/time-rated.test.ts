@@ -184,12 +184,14 @@ describe('rateTimedEvent', () => {
       )
     })
 
-    it('a session longer than a cached span (900 days in UTC, which never changes its offset) is priced in full', () => {
+    it('a session running past the end of a cached span (366 days in UTC, its span cached from 300 days before) is priced in full', () => {
       const always: Schedule[] = [{ id: 'all', weekdays: [1, 2, 3, 4, 5, 6, 7], from: '00:00', to: '24:00' }]
       const flat: TimeRatedCharge = { id: 'flat', kind: 'usage', meter: 'm', model: 'time_rated', rates: [{ schedule: 'all', steps: [{ from: '0', unit_price: '0.01', per: '1', increment: '1' }] }] }
-      const seconds = 900 * 86_400
-      expect(rateTimedEvent(flat, always, '2026-01-01T00:00:00Z', String(seconds), 'UTC').amount).toBe(String(seconds / 100))
-      expect(timedEventNano(flat, always, Date.parse('2026-01-01T00:00:00Z'), parseDec(String(seconds)), 'UTC', null)).toBe(BigInt(seconds) * 10_000_000n)
+      const start = Date.parse('2031-01-01T00:00:00Z')
+      zoneOffset('UTC', start - 300 * 86_400_000)
+      const seconds = 366 * 86_400
+      expect(rateTimedEvent(flat, always, '2031-01-01T00:00:00Z', String(seconds), 'UTC').amount).toBe(String(seconds / 100))
+      expect(timedEventNano(flat, always, start, parseDec(String(seconds)), 'UTC', null)).toBe(BigInt(seconds) * 10_000_000n)
     })
 
     it('an 80-day session (more than a hundred parts: day, evening, weekend) costs the same in the ms path as in the exact one, twice over', () => {
@@ -203,15 +205,14 @@ describe('rateTimedEvent', () => {
       expect(timedEventNano(voice, schedules, start, dur, TZ, null)).toBe(exact)
     })
 
-    it('sessions either side of the longest one priced in JS integers of ms (4,503,599,627 s) cost the same per second', () => {
+    it('sessions either side of the longest one JS integers of ms could price (4,503,599,627 s) are refused at once, as any above 366 days', () => {
       const always: Schedule[] = [{ id: 'all', weekdays: [1, 2, 3, 4, 5, 6, 7], from: '00:00', to: '24:00' }]
       const flat: TimeRatedCharge = { id: 'flat', kind: 'usage', meter: 'm', model: 'time_rated', rates: [{ schedule: 'all', steps: [{ from: '0', unit_price: '0.01', per: '1', increment: '1' }] }] }
       for (const seconds of [4_503_599_627n, 4_503_599_628n, 4_503_599_627_001n]) {
         const dur = seconds > 10n ** 12n ? { i: seconds, e: 3 } : { i: seconds, e: 0 }
-        const expected = dur.e === 3 ? ((seconds + 999n) / 1000n) * 10_000_000n : seconds * 10_000_000n
-        expect(timedEventNano(flat, always, Date.parse('1970-01-01T00:00:00Z'), dur, 'UTC', null)).toBe(expected)
+        expect(() => timedEventNano(flat, always, Date.parse('1970-01-01T00:00:00Z'), dur, 'UTC', null)).toThrow(/at most 31622400 seconds/)
       }
-    }, 60_000)
+    })
 
     it('offsets: CET +1 before 2026-03-29T01:00Z, CEST +2 after; back to +1 at 2026-10-25T01:00Z', () => {
       expect(zoneOffset(TZ, Date.parse('2026-03-29T00:59:59Z'))).toBe(3_600_000)
@@ -268,6 +269,18 @@ describe('rateTimedEvent', () => {
 
   it('negative seconds are BAD_INPUT', () => {
     expect(() => rateTimedEvent(voice, schedules, '2026-10-01T08:00:00Z', '-1', TZ)).toThrow(/cannot last/)
+  })
+
+  it('a session longer than 366 days is BAD_INPUT naming the limit, on both paths; 366 days is priced', () => {
+    const start = Date.parse('2026-10-01T08:00:00Z')
+    // 10^11 s (and the same with a sub-millisecond digit, the exact path) were split window by window for minutes.
+    for (const s of ['100000000000', '31622401', '31622400.0001']) {
+      expect(() => timedEventNano(voice, schedules, start, parseDec(s), TZ, null)).toThrow(expect.objectContaining({ code: 'BAD_INPUT' }))
+      expect(() => rateTimedEvent(voice, schedules, '2026-10-01T08:00:00Z', s, TZ)).toThrow(/longer than a time_rated charge prices \(at most 31622400 seconds, 366 days\)/)
+    }
+    const year = rateTimedEvent(voice, schedules, '2026-10-01T08:00:00Z', '31622400', TZ)
+    expect(toNano(parseDec(year.amount))).toBe(timedEventNano(voice, schedules, start, parseDec('31622400'), TZ, null))
+    expect(Number(year.amount)).toBeGreaterThan(0)
   })
 })
 

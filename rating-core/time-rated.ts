@@ -327,6 +327,14 @@ export function rateTimedEvent(charge: TimeRatedCharge, schedules: Schedule[], s
 const caps = new WeakMap<TimeRatedCharge, bigint | null>()
 
 /**
+ * The longest session priced: 366 days. A session is split and priced one schedule window at a time, so its cost
+ * grows with its length (~50 ms for 366 days here); a duration of 10^11 seconds (a counter sent as a duration, say)
+ * ran for minutes, held its whole batch, and came back with the batch after every restart. A longer one is bad input:
+ * the event's reject, with the limit in its reason.
+ */
+export const MAX_SESSION_SECONDS: Dec = { i: 366n * 86_400n, e: 0 }
+
+/**
  * The price of a session of `dur` seconds from `startMs`, in nano-units (9 decimals), as rateTimedEvent
  * prices it; appends the lines when given an array. Rating passes null: describing each block cost more
  * than pricing it.
@@ -341,6 +349,12 @@ export function timedEventNano(
 ): bigint {
   if (dur.i < 0n) throw new RateflowError(ErrorCode.BadInput, `a session cannot last ${fmt(dur)} seconds`)
   if (dur.i === 0n) return 0n
+  if (cmp(dur, MAX_SESSION_SECONDS) > 0) {
+    throw new RateflowError(
+      ErrorCode.BadInput,
+      `charge ${charge.id}: a session of ${fmt(dur)} seconds is longer than a time_rated charge prices (at most ${fmt(MAX_SESSION_SECONDS)} seconds, 366 days)`,
+    )
+  }
   if (lines === null) {
     const plan = msPlanOf(charge)
     const durMs = plan === null ? -1 : sessionMillis(dur)

@@ -80,16 +80,20 @@ it('a session no schedule covers is rejected as "cannot be priced", with raw row
       'e1,2026-11-04T10:00:00Z,gw-1,,,session_seconds,300', // Wednesday 10:00: 0.5 + 5 min × 0.01 = 0.55
       'e2,2026-11-08T10:00:00Z,gw-1,,,session_seconds,120', // Sunday: no schedule covers it
       'e3,2026-11-05T17:59:00Z,gw-1,,,session_seconds,60', // Thursday 17:59–18:00: 0.5 + 1 min × 0.01 = 0.51
+      // A valid quantity, but ~3,000 years as a session: split window by window it held the batch for good.
+      'e4,2026-11-04T11:00:00Z,gw-1,,,session_seconds,100000000000',
     ].join('\n') + '\n',
   )
   const counts = await json(['ingest', 'csv', csv, '--source', 'csv:s', '--wait', ...d])
-  expect(counts).toEqual({ read: 3, rated: 2, duplicates: 0, rejected: 1, suspended: 0 })
+  expect(counts).toEqual({ read: 4, rated: 2, duplicates: 0, rejected: 2, suspended: 0 })
 
-  const rejected = await query<{ raw: string; reason: string }>(tmp.dir, 'SELECT raw, reason FROM rejected_usage')
-  expect(rejected).toHaveLength(1)
+  const rejected = await query<{ raw: string; reason: string }>(tmp.dir, 'SELECT raw, reason FROM rejected_usage ORDER BY raw')
+  expect(rejected).toHaveLength(2)
   expect(rejected[0]!.raw).toBe('e2,2026-11-08T10:00:00Z,gw-1,,,session_seconds,120')
   expect(rejected[0]!.reason).toMatch(/sessions\.csv:3/)
   expect(rejected[0]!.reason).toMatch(/cannot be priced: charge support: no rate's schedule covers weekday 7 10:00 in UTC/)
+  expect(rejected[1]!.raw).toBe('e4,2026-11-04T11:00:00Z,gw-1,,,session_seconds,100000000000')
+  expect(rejected[1]!.reason).toMatch(/sessions\.csv:5: cannot be priced: charge support: a session of 100000000000 seconds is longer than a time_rated charge prices \(at most 31622400 seconds, 366 days\)/)
 
   const rated = await query<{ event_id: string; amount: string }>(
     tmp.dir,
