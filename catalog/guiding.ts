@@ -116,14 +116,15 @@ export class GuidingIndex {
   }
 
   /**
-   * The account of a subscription, and the billing period length of its plan in a catalog version
-   * (month when that version lacks the plan).
+   * The account of a subscription, its exclusive end in epoch ms (Infinity when open), and the billing period
+   * length of its plan in a catalog version (month when that version lacks the plan).
    */
-  subscriptionOwner(id: string): { account: Account; billingPeriod(version: string): Plan['billing_period'] } | undefined {
+  subscriptionOwner(id: string): { account: Account; endMs: number; billingPeriod(version: string): Plan['billing_period'] } | undefined {
     const s = this.subscriptions.get(id)
     if (!s) return undefined
     return {
       account: s.account,
+      endMs: s.end,
       billingPeriod: (version) =>
         this.versions.find((v) => v.catalog.version === version)?.plans.get(s.subscription.plan)?.billing_period ?? 'month',
     }

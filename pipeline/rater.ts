@@ -211,7 +211,11 @@ export class Rater extends EventEmitter {
   private releasing: Promise<unknown> | undefined
   // A charge a pool thread staged but this thread's snapshot lacks: guiding data changed after this thread last
   // read it; read it again now (only if the files did change), rather than reject the event.
-  private readonly totals = new RunningTotals(this.charges, () => this.reloadGuiding())
+  private readonly totals = new RunningTotals(
+    this.charges,
+    () => this.reloadGuiding(),
+    (subscriptionId) => this.guiding.subscriptionOwner(subscriptionId)?.endMs ?? Infinity,
+  )
   private guiding!: GuidingIndex
   private fingerprint = ''
   private queueOfWork: Pending[] = []
@@ -998,7 +1002,14 @@ export class Rater extends EventEmitter {
       key,
       resolved,
       { event_id: row.event_id, event_time: eventIso, ms: eventMs, quantity: row.quantity, dimensions: row.dims },
-      { schedules: resolved.schedules, timezone: owner?.account.timezone ?? 'UTC', periodStart, periodEnd: period.endIso, versionEndMs: resolved.versionEndMs },
+      {
+        schedules: resolved.schedules,
+        timezone: owner?.account.timezone ?? 'UTC',
+        periodStart,
+        periodEnd: period.endIso,
+        // As foldCharge holds a reading: to the next catalog version or the subscription's end.
+        holdEndMs: Math.min(resolved.versionEndMs, owner?.endMs ?? Infinity),
+      },
     )
   }
 

@@ -204,7 +204,7 @@ function foldTimeWeighted(
   // The previous reading held over [t, nextT); now the new one does: Δ = (v − prev) × (nextT − t).
   const after = points[lo]
   // The last reading holds until the hold end; a reading at or after it (a version that took over after the reading
-  // was priced by this one: see RatingContext.versionEndMs) holds for no time.
+  // was priced by this one: see RatingContext.holdEndMs) holds for no time.
   const nextT = after === undefined ? Math.max(t, Math.min(endMs, holdEndMs)) : after[0]
   const prevV = before === undefined ? ZERO : parseDec(before[2])
   const integral = add(integral0, mul(sub(v, prevV), { i: BigInt(nextT - t), e: 0 }))

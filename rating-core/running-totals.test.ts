@@ -96,6 +96,17 @@ describe('a catalog version that takes over mid-period', () => {
     const alone = new RunningTotals(chargeTable([g1]))
     expect(amount(alone.foldEvent([reading('g1', '2026-10-01T00:00:00.000Z', '10')]))).toBe('100')
   })
+
+  it('holds a reading until its subscription ends (the key\'s first part), when that comes before the next version', () => {
+    const ends = new Map([['s1', Date.parse('2026-10-11T00:00:00Z')]])
+    const totals = new RunningTotals(chargeTable([g1, g2]), undefined, (id) => ends.get(id) ?? Infinity)
+    // 10 seats from 1 October, the subscription ending on the 11th: 10 × 10/31.
+    expect(amount(totals.foldEvent([reading('g1', '2026-10-01T00:00:00.000Z', '10')]))).toBe('32.258064516')
+    // Ending after the next version took over: the version's end holds (10 × 15/31).
+    ends.set('s1', Date.parse('2026-10-20T00:00:00Z'))
+    const later = new RunningTotals(chargeTable([g1, g2]), undefined, (id) => ends.get(id) ?? Infinity)
+    expect(amount(later.foldEvent([reading('g1', '2026-10-01T00:00:00.000Z', '10')]))).toBe('48.387096774')
+  })
 })
 
 describe('RunningTotals.foldEvent', () => {

@@ -55,6 +55,8 @@ export class RunningTotals {
 
   /**
    * `charges` resolves a StagedCharge's chargeRef; it is read per event, so a new table can be swapped in.
+   * `subscriptionEndMs`, when given, is a subscription's exclusive end in epoch ms (Infinity when open): a
+   * time_weighted_avg reading holds no longer than it (holdEndOf). Without it, readings hold to the period end.
    * `onMissingCharge`, when given, is called once for a chargeRef the table does not hold, before that is an error:
    * the owner may reload its guiding data then and swap the new table in (setCharges). Why: staging runs in other
    * threads, which load guiding data when a batch tells them to and read the files as they are at that moment, so
@@ -63,6 +65,7 @@ export class RunningTotals {
   constructor(
     private charges: ReadonlyMap<string, ResolvedCharge>,
     private readonly onMissingCharge?: (chargeRef: string) => void,
+    private readonly subscriptionEndMs?: (subscriptionId: string) => number,
   ) {}
 
   /** Uses another charge table from now on (guiding data reloaded); totals are kept. */
@@ -141,6 +144,16 @@ export class RunningTotals {
     return cell
   }
 
+  /**
+   * Until when a time_weighted_avg reading of this total holds (RatingContext.holdEndMs): the next catalog version
+   * or the end of the subscription the total belongs to (its key's first part), whichever is first. Asked per reading
+   * of such meters only, from the guiding data in force, as staging guided the event by.
+   */
+  private holdEndOf(totalsKey: string, resolved: ResolvedCharge): number {
+    if (this.subscriptionEndMs === undefined) return resolved.versionEndMs
+    return Math.min(resolved.versionEndMs, this.subscriptionEndMs(totalsKey.slice(0, totalsKey.indexOf('\u0000'))))
+  }
+
   /** The charge under `chargeRef` after onMissingCharge has had its chance to reload; throws when still missing. */
   private missing(chargeRef: string): ResolvedCharge {
     this.onMissingCharge?.(chargeRef)
@@ -152,7 +165,7 @@ export class RunningTotals {
   // The event and context handed to the fold, reused: foldUsageEvent keeps neither object (only the strings in
   // them), and one event and context object per charge were half of what a fold allocated.
   private readonly ev: UsageEventInput = { event_id: '', event_time: '', ms: 0, quantity: '', dimensions: {} }
-  private readonly ctx: RatingContext = { schedules: [], timezone: '', periodStart: '', periodEnd: '', versionEndMs: Infinity }
+  private readonly ctx: RatingContext = { schedules: [], timezone: '', periodStart: '', periodEnd: '', holdEndMs: Infinity }
 
   /** Folds one charge of an event into its cell; returns its rated_usage line. */
   private foldCharge(c: StagedCharge, cell: Cell): string {
@@ -167,7 +180,7 @@ export class RunningTotals {
     ctx.timezone = c.timezone
     ctx.periodStart = c.periodStartIso
     ctx.periodEnd = c.periodEndIso
-    ctx.versionEndMs = resolved.versionEndMs
+    ctx.holdEndMs = resolved.meter.aggregation === 'time_weighted_avg' ? this.holdEndOf(c.totalsKey, resolved) : resolved.versionEndMs
     const r = foldUsageEvent(resolved.charge, resolved.meter, cell.t, ev, ctx)
     // Checked before the total moves: a value the store cannot hold would fail the flush's insert, and the batch,
     // delivered again after every restart, would stop the rater for good (a poison message). It is the event's reject.

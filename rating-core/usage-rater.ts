@@ -64,11 +64,12 @@ export interface RatingContext {
   /** Exclusive period end, ISO-8601 (time_weighted_avg). */
   periodEnd: string
   /**
-   * Epoch ms at which the next catalog version takes over, when one does (time_weighted_avg): a reading priced by
-   * this version holds until the period end or this, whichever comes first, so a version that takes effect
-   * mid-period bills its own part of the period, and the next version's readings the rest (never both).
+   * Epoch ms (exclusive) after which a reading holds no longer (time_weighted_avg), when before the period end: the
+   * next catalog version taking over (a version that takes effect mid-period bills its own part of the period, and
+   * the next version's readings the rest, never both), or the subscription's end (a cancelled subscription's seats
+   * are not billed past it), whichever comes first. Absent: the period end.
    */
-  versionEndMs?: number | undefined
+  holdEndMs?: number | undefined
 }
 
 /**
@@ -296,7 +297,7 @@ export function foldUsageEvent(
 
   const startMs = meter.aggregation === 'time_weighted_avg' ? eventMillis(ctx.periodStart) : 0
   const endMs = meter.aggregation === 'time_weighted_avg' ? eventMillis(ctx.periodEnd) : 0
-  const folded = foldMeter(meter, prior?.agg, prior?.q ?? ZERO, ev, scaled, startMs, endMs, ctx.versionEndMs ?? endMs)
+  const folded = foldMeter(meter, prior?.agg, prior?.q ?? ZERO, ev, scaled, startMs, endMs, ctx.holdEndMs ?? endMs)
   const total = modelTotal(charge, folded.q, null)
   const next: RunningTotal = { model: charge.model, n, q: folded.q, total, fees: 0n, freeUsed: ZERO, agg: folded.agg }
   return { amount: fmtNano(total - (prior?.total ?? 0n)), metered: meteredFmt(folded.metered), next }
