@@ -142,6 +142,11 @@ export interface TimeRatedCharge extends UsageChargeBase {
   max_cost_per_event?: Decimal
   max_cost_strategy?: 'free'
   rounding?: { decimals: number; mode: 'up' | 'down' | 'half_even' }
+  /**
+   * The period's first free_units seconds of sessions, in the order they are rated, are free: a session entirely
+   * inside the allowance costs nothing (no connect fee); one that straddles its end is billed from there on.
+   */
+  free_units?: Decimal
 }
 
 export type UsageCharge =

@@ -38,9 +38,9 @@ const MODEL_FIELDS: Record<(typeof MODELS)[number], string[]> = {
   package: ['package_size', 'package_price', 'free_units'],
   percentage: ['rate', 'fixed_fee_per_event', 'per_event_min', 'per_event_max', 'free_units'],
   graduated_percentage: ['tiers', 'free_units'],
-  // time_rated prices each session on its own: a period clamp or free allowance would make an
-  // event's price depend on the order sessions arrive in, so minimum/maximum are refused below.
-  time_rated: ['rates', 'max_cost_per_event', 'max_cost_strategy', 'rounding'],
+  // time_rated, like percentage, prices each event on its own: its free allowance and the charge's clamp are consumed
+  // in the order events are rated, so they decide which event pays, not what the period's events pay in all.
+  time_rated: ['rates', 'max_cost_per_event', 'max_cost_strategy', 'rounding', 'free_units'],
 }
 
 function isObj(v: unknown): v is Obj {
@@ -447,8 +447,6 @@ function checkCharge(c: Checker, ch: Obj, p: string, meters: Map<string, Obj>, s
       break
     }
     case 'time_rated':
-      if (ch.minimum !== undefined) c.add(`${p}.minimum`, 'not supported for time_rated (each session is priced on its own; use max_cost_per_event)')
-      if (ch.maximum !== undefined) c.add(`${p}.maximum`, 'not supported for time_rated (each session is priced on its own; use max_cost_per_event)')
       checkTimeRated(c, ch, p, schedules)
       break
   }

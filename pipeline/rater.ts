@@ -197,8 +197,8 @@ export class Rater extends EventEmitter {
   private lateFound = 0
   private charges = new Map<string, ResolvedCharge>()
   /**
-   * Some charge's total depends on the order its events are folded in (percentage with free units: the allowance goes
-   * to the events folded first). A batch's events are then folded in the order a start's rebuild folds stored rows
+   * Some charge's total depends on the order its events are folded in (percentage or time_rated with free units: the
+   * allowance goes to the events folded first). A batch's events are then folded in the order a start's rebuild folds stored rows
    * (rated_at, event_time, event_id, source), so a crash and rerun give the same amounts as one run.
    */
   private foldInStoredOrder = false
@@ -735,7 +735,9 @@ export class Rater extends EventEmitter {
     const catalogs = this.deps.repo.catalogs()
     this.guiding = new GuidingIndex(catalogs, this.deps.repo.accounts())
     this.charges = chargeTable(catalogs)
-    this.foldInStoredOrder = [...this.charges.values()].some((r) => r.charge.model === 'percentage' && r.charge.free_units !== undefined)
+    this.foldInStoredOrder = [...this.charges.values()].some(
+      (r) => (r.charge.model === 'percentage' || r.charge.model === 'time_rated') && r.charge.free_units !== undefined,
+    )
     this.totals.setCharges(this.charges)
     this.fingerprint = fp
     this.releaseRequested = true

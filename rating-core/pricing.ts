@@ -23,7 +23,7 @@ import { pricePackage } from './models/package.js'
 import { pricePercentage } from './models/percentage.js'
 import { pricePerUnit } from './models/per-unit.js'
 import { priceVolume } from './models/volume.js'
-import { rateTimedEvent } from './time-rated.js'
+import { rateTimedSession } from './time-rated.js'
 
 export type { PriceLine, PriceResult } from './models/common.js'
 
@@ -120,7 +120,7 @@ export function rateEvent(catalog: Catalog, planId: string, chargeId: string, st
   const charge = usageCharge(c, planId, 'rate')
   const currency = catalog.currency
   if (charge.model === 'time_rated') {
-    return { ...rateTimedEvent(charge, catalog.schedules ?? [], start, quantity, timezone), currency }
+    return { ...rateTimedSession(charge, catalog.schedules ?? [], start, quantity, timezone), currency }
   }
   if (charge.model === 'percentage') return { ...pricePercentage(charge, [quantity]), currency }
   throw new RateflowError(

@@ -313,7 +313,9 @@ describe('the rating path (whole milliseconds) against the priced lines (exact d
         fc.integer({ min: Date.parse('2026-01-01T00:00:00Z') / 1000, max: Date.parse('2027-01-01T00:00:00Z') / 1000 }),
         fc.oneof(dec(200, 0), dec(4000, 1), dec(90_000, 0), dec(100, 3), dec(100, 4)),
         fc.constantFrom('Europe/Berlin', 'America/New_York', 'Asia/Kolkata', 'Australia/Lord_Howe', 'UTC'),
-        (c, startS, seconds, tz) => {
+        // The free allowance's share of the session (free_units): none, whole milliseconds, or finer.
+        fc.oneof(fc.constant('0'), dec(120, 0), dec(60, 3), dec(10, 4)),
+        (c, startS, seconds, tz, freeText) => {
           const charge: TimeRatedCharge = {
             id: 'p',
             kind: 'usage',
@@ -330,6 +332,11 @@ describe('the rating path (whole milliseconds) against the priced lines (exact d
           const start = new Date(startS * 1000).toISOString()
           const priced = rateTimedEvent(charge, schedules, start, seconds, tz)
           expect(timedEventNano(charge, schedules, startS * 1000, parseDec(seconds), tz, null)).toBe(toNano(parseDec(priced.amount)))
+          const free = parseDec(freeText)
+          const withFree = rateTimedEvent(charge, schedules, start, seconds, tz, free)
+          expect(timedEventNano(charge, schedules, startS * 1000, parseDec(seconds), tz, null, free)).toBe(toNano(parseDec(withFree.amount)))
+          // Free seconds never make a session dearer.
+          expect(toNano(parseDec(withFree.amount)) <= toNano(parseDec(priced.amount)) || c.cap !== undefined).toBe(true)
         },
       ),
       { numRuns: 500 },

@@ -23,7 +23,7 @@ import type { Schedule, TimeRatedCharge, TimeRatedRate } from '../catalog/types.
 import { ErrorCode, RateflowError } from '../common/errors.js'
 import { parseIsoTime, zoneOffsetMs } from '../common/time.js'
 import { type Dec, type RoundingMode, ONE, ZERO, add, cmp, divInt, fmt, fmtNano, min, mul, parseDec, pow10, sub, toNano } from './decimal.js'
-import type { PriceLine, PriceResult } from './models/common.js'
+import { type Clamp, type PriceLine, type PriceResult, applyClamp, cached, decField, parseClamp } from './models/common.js'
 
 // ---- time zones ----------------------------------------------------------------------------
 
@@ -312,7 +312,11 @@ function fracRound(f: Frac, dp: number, mode: RoundingMode): bigint {
   return divInt(f.n * pow10(dp), f.d, mode)
 }
 
-export function rateTimedEvent(charge: TimeRatedCharge, schedules: Schedule[], start: string, seconds: string, timezone: string): PriceResult {
+/**
+ * The price of one session with its lines. `free`: seconds of the session the period's free allowance covers (its
+ * first ones; see timedEventNano).
+ */
+export function rateTimedEvent(charge: TimeRatedCharge, schedules: Schedule[], start: string, seconds: string, timezone: string, free: Dec = ZERO): PriceResult {
   // The pipeline's rule for event times (an ISO-8601 time with its offset): Date.parse read a time without one in the
   // machine's zone, so one quote differed by machine, and took 2026-02-30 as 2 March.
   const startMs = parseIsoTime(start)
@@ -320,8 +324,48 @@ export function rateTimedEvent(charge: TimeRatedCharge, schedules: Schedule[], s
   const dur = parseDec(seconds, 'seconds')
   if (dur.i < 0n) throw new RateflowError(ErrorCode.BadInput, `a session cannot last ${seconds} seconds`)
   const lines: PriceLine[] = []
-  const total = timedEventNano(charge, schedules, startMs, dur, timezone, lines)
+  const total = timedEventNano(charge, schedules, startMs, dur, timezone, lines, free)
   return { amount: fmtNano(total), lines }
+}
+
+/** A time_rated charge's period terms: its free allowance in seconds and the clamp of its period total. */
+interface PeriodTerms {
+  readonly free: Dec | null
+  readonly clamp: Clamp
+}
+const periodTerms = new WeakMap<TimeRatedCharge, PeriodTerms>()
+function termsOf(charge: TimeRatedCharge): PeriodTerms {
+  return cached(periodTerms, charge, (c) => ({ free: decField(c.free_units, c.id, 'free_units'), clamp: parseClamp(c) }))
+}
+
+/**
+ * How many of a session's `seconds` the period's free allowance covers, given `freeUsed` seconds of it taken by the
+ * sessions rated before in the period, and the allowance used after it. Sessions take the allowance in the order they
+ * are rated, as percentage events take theirs (CONTRACT §3.2: free_units are subtracted from Q first).
+ */
+export function timedFreeSeconds(charge: TimeRatedCharge, seconds: Dec, freeUsed: Dec): { free: Dec; freeUsed: Dec } {
+  const { free } = termsOf(charge)
+  if (free === null || seconds.i <= 0n || cmp(freeUsed, free) >= 0) return { free: ZERO, freeUsed }
+  const left = sub(free, freeUsed)
+  const here = cmp(seconds, left) <= 0 ? seconds : left
+  return { free: here, freeUsed: add(freeUsed, here) }
+}
+
+/** A time_rated charge's period total from the sum of its sessions' prices: clamped to [minimum, maximum]. */
+export function timedPeriodTotal(charge: TimeRatedCharge, sumOfFees: bigint, lines: PriceLine[] | null): bigint {
+  return applyClamp(sumOfFees, termsOf(charge).clamp, lines)
+}
+
+/**
+ * `rateflow rate` of a time_rated charge: one session as the period's only one, so its free allowance and the charge's
+ * minimum and maximum apply, as `rate` of a percentage event applies that model's (lines say so).
+ */
+export function rateTimedSession(charge: TimeRatedCharge, schedules: Schedule[], start: string, seconds: string, timezone: string): PriceResult {
+  const dur = parseDec(seconds, 'seconds')
+  const { free } = timedFreeSeconds(charge, dur, ZERO)
+  const r = rateTimedEvent(charge, schedules, start, seconds, timezone, free)
+  const total = timedPeriodTotal(charge, toNano(parseDec(r.amount)), r.lines)
+  return { amount: fmtNano(total), lines: r.lines }
 }
 
 const caps = new WeakMap<TimeRatedCharge, bigint | null>()
@@ -338,6 +382,11 @@ export const MAX_SESSION_SECONDS: Dec = { i: 366n * 86_400n, e: 0 }
  * The price of a session of `dur` seconds from `startMs`, in nano-units (9 decimals), as rateTimedEvent
  * prices it; appends the lines when given an array. Rating passes null: describing each block cost more
  * than pricing it.
+ *
+ * `free` (0 ≤ free): the session's first seconds the period's free allowance covers (timedFreeSeconds). Billing
+ * starts there, in whole increments of the step in force from there (steps still count from the session's start);
+ * a session the allowance covers whole costs nothing, not even its connect fee, and one it covers in part pays the
+ * connect fee, as a percentage event straddling its allowance pays its fixed fee.
  */
 export function timedEventNano(
   charge: TimeRatedCharge,
@@ -346,6 +395,7 @@ export function timedEventNano(
   dur: Dec,
   timezone: string,
   lines: PriceLine[] | null,
+  free: Dec = ZERO,
 ): bigint {
   if (dur.i < 0n) throw new RateflowError(ErrorCode.BadInput, `a session cannot last ${fmt(dur)} seconds`)
   if (dur.i === 0n) return 0n
@@ -355,11 +405,16 @@ export function timedEventNano(
       `charge ${charge.id}: a session of ${fmt(dur)} seconds is longer than a time_rated charge prices (at most ${fmt(MAX_SESSION_SECONDS)} seconds, 366 days)`,
     )
   }
+  if (cmp(free, dur) >= 0) {
+    lines?.push({ description: `free_units: all ${fmt(dur)} s of the session`, quantity: fmt(dur), amount: '0' })
+    return 0n
+  }
   if (lines === null) {
     const plan = msPlanOf(charge)
     const durMs = plan === null ? -1 : sessionMillis(dur)
-    if (plan !== null && durMs >= 0) {
-      const total = msSessionNano(charge, plan, splitSessionMs(charge, schedules, startMs, durMs, timezone), durMs)
+    const freeMs = free.i === 0n ? 0 : sessionMillis(free)
+    if (plan !== null && durMs >= 0 && freeMs >= 0) {
+      const total = msSessionNano(charge, plan, splitSessionMs(charge, schedules, startMs, durMs, timezone), durMs, freeMs)
       return plan.cap !== null && total > plan.cap ? plan.cap : total
     }
   }
@@ -378,7 +433,10 @@ export function timedEventNano(
     }
   }
 
-  let t: Dec = ZERO
+  if (lines !== null && free.i > 0n) {
+    lines.push({ description: `free_units: the first ${fmt(free)} s of the session`, quantity: fmt(free), amount: '0' })
+  }
+  let t: Dec = free
   let k = 0
   while (cmp(t, dur) < 0) {
     while (k < parts.length - 1 && cmp(parts[k]!.to, t) <= 0) k++
@@ -529,14 +587,17 @@ function msPlanOf(charge: TimeRatedCharge): MsPlan | null {
   return plan
 }
 
-/** timedEventNano's rounded, uncapped price of a session whose `n` parts splitSessionMs left in splitParts. */
-function msSessionNano(charge: TimeRatedCharge, plan: MsPlan, n: number, durMs: number): bigint {
+/**
+ * timedEventNano's rounded, uncapped price of a session whose `n` parts splitSessionMs left in splitParts, billed from
+ * `fromMs` (its free first milliseconds; below durMs).
+ */
+function msSessionNano(charge: TimeRatedCharge, plan: MsPlan, n: number, durMs: number, fromMs: number): bigint {
   const parts = splitParts
   let num = plan.rates.get(parts[0]!.rate)!.connect
   // Milliseconds billed by the last step seen, summed while the step does not change (a BigInt op per step, not per part).
   let step: MsStep | undefined
   let billedMs = 0
-  let t = 0
+  let t = fromMs
   let k = 0
   while (t < durMs) {
     while (k < n - 1 && parts[k]!.toMs <= t) k++

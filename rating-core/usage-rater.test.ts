@@ -266,6 +266,39 @@ describe('rateUsageEvent: per-event models', () => {
     expect(r2.amount).toBe('1')
     expect(periodTotal(c, r2.state)).toMatchObject({ quantity: '151', amount: '63' })
   })
+
+  it('time_rated with free_units, minimum and maximum (CONTRACT §3.1): free seconds taken in rating order, the clamp on Σ prices', () => {
+    const c: UsageCharge = {
+      id: 't',
+      kind: 'usage',
+      meter: 'm',
+      model: 'time_rated',
+      rates: [
+        { schedule: 'day', connect_fee: '1', steps: [{ from: '0', unit_price: '1', per: '1', increment: '60' }, { from: '60', unit_price: '1', per: '1', increment: '1' }] },
+        { schedule: 'evening', steps: [{ from: '0', unit_price: '0.5', per: '60', increment: '60' }] },
+        { schedule: 'weekend', steps: [{ from: '0', unit_price: '0', per: '1', increment: '1' }] },
+      ],
+      free_units: '90',
+      minimum: '5',
+      maximum: '100',
+    }
+    const secs: Meter = { id: 'm', metric: 'session_seconds', aggregation: 'sum' }
+    const call = (id: string, at: string, quantity: string) => ({ event_id: id, event_time: at, quantity, dimensions: {} })
+    // Thursday 10:00 Berlin, 60 s: inside the free 90 s, no connect fee; the period total rises to the minimum, 5.
+    const r1 = rateUsageEvent(c, secs, undefined, call('a', '2026-10-01T08:00:00Z', '60'), ctx)
+    // 61 s, the last 30 free seconds first: billed from 30 s, one 60 s block (60) + connect 1 = 61; total 61.
+    const r2 = rateUsageEvent(c, secs, r1.state, call('b', '2026-10-01T09:00:00Z', '61'), ctx)
+    // 61 s with no allowance left: 62; Σ 123 is capped at 100.
+    const r3 = rateUsageEvent(c, secs, r2.state, call('c', '2026-10-01T10:00:00Z', '61'), ctx)
+    // Thursday 20:00 Berlin, 90 s: 1 more, above the cap.
+    const r4 = rateUsageEvent(c, secs, JSON.parse(JSON.stringify(r3.state)) as MeterState, call('d', '2026-10-01T18:00:00Z', '90'), ctx)
+    expect([r1.amount, r2.amount, r3.amount, r4.amount]).toEqual(['5', '56', '39', '0'])
+    expect(r2.state).toMatchObject({ free_used: '90', fees: '61', total: '61' })
+    expect(r4.state).toMatchObject({ free_used: '90', fees: '124', total: '100' })
+    expect(periodTotal(c, r4.state)).toMatchObject({ quantity: '272', amount: '100' })
+    // No session: the minimum.
+    expect(periodTotal(c, undefined)).toMatchObject({ amount: '5' })
+  })
 })
 
 // ---- property tests ----------------------------------------------------------------------

@@ -12,15 +12,18 @@
  * still carries the model at Q = 0 (first tier's flat_fee, minimum): periodTotal(undefined).
  *
  * An amount is negative when T goes down: a `sum` meter fed a negative correction, `min` and
- * `latest` meters (a lower reading), a `time_weighted_avg` reading below the one it replaces.
- * `max`, `count`, `unique_count` and non-negative `sum` never produce negative amounts because
- * every model is non-decreasing in Q.
+ * `latest` meters (a lower reading), a `time_weighted_avg` reading below the one it replaces, and
+ * `volume` where Q crosses into a cheaper tier (10 at 1.2 = 12, then 10.5 at 0.75 = 7.875).
+ * `max`, `count`, `unique_count` and non-negative `sum` give no negative amounts with the other
+ * models, which are non-decreasing in Q.
  *
  * Per-event models:
  * - percentage: each event pays its own fee (models/percentage.ts); the free allowance of
  *   value is consumed in the order events are rated, so which event is free depends on order
  *   (the total does not when there is no free allowance). The charge clamp applies to Σ fees.
- * - time_rated: each session is priced on its own (time-rated.ts); the state only sums them.
+ * - time_rated: each session is priced on its own (time-rated.ts), less the part of it the free
+ *   allowance of seconds covers (consumed in the order sessions are rated, as for percentage);
+ *   the charge clamp applies to Σ prices.
  *
  * The state is immutable: rateUsageEvent returns a new one and never mutates `prior`, so a
  * caller can keep the prior state until its write commits. A rater that keeps totals in memory
@@ -38,7 +41,7 @@ import { evaluatePackage } from './models/package.js'
 import { percentageEventFee, percentageTotal } from './models/percentage.js'
 import { evaluatePerUnit } from './models/per-unit.js'
 import { evaluateVolume } from './models/volume.js'
-import { rateTimedEvent, timedEventNano } from './time-rated.js'
+import { rateTimedEvent, timedEventNano, timedFreeSeconds, timedPeriodTotal } from './time-rated.js'
 
 export { groupKey, meterAccepts }
 export type { PriceLine }
@@ -85,7 +88,7 @@ export interface MeterState extends MeterAggregate {
   total: string
   /** percentage / time_rated: Σ per-event fees before the charge clamp. */
   fees?: string
-  /** percentage: free allowance (of value) consumed so far. */
+  /** percentage: free allowance (of value) consumed so far; time_rated: seconds of it, when the charge has one. */
   free_used?: string
 }
 
@@ -124,7 +127,7 @@ export interface RunningTotal {
   readonly total: bigint
   /** percentage / time_rated: Σ per-event fees in nano-units before the charge clamp; else 0. */
   readonly fees: bigint
-  /** percentage: free allowance (of value) consumed so far; else 0. */
+  /** percentage: free allowance (of value) consumed so far; time_rated: of seconds; else 0. */
   readonly freeUsed: Dec
   /** Aggregations other than sum (count, max, min, latest, unique_count, time_weighted_avg): the aggregate as foldMeter keeps it. */
   readonly agg: MeterAggregate | undefined
@@ -170,8 +173,9 @@ export function runningTotalOf(s: MeterState): RunningTotal {
 export function meterStateOf(t: RunningTotal): MeterState {
   let s: MeterState
   if (t.model === 'time_rated') {
-    const fees = fmtNano(t.fees)
-    s = { v: 1, model: t.model, n: t.n, q: fmt(t.q), total: fees, fees }
+    s = { v: 1, model: t.model, n: t.n, q: fmt(t.q), total: fmtNano(t.total), fees: fmtNano(t.fees) }
+    // Only with a free allowance: a state of a charge without one keeps the shape it always had.
+    if (t.freeUsed.i !== 0n) s.free_used = fmt(t.freeUsed)
   } else if (t.model === 'percentage') {
     s = { v: 1, model: t.model, n: t.n, q: fmt(t.q), total: fmtNano(t.total), fees: fmtNano(t.fees), free_used: fmt(t.freeUsed) }
   } else if (t.agg === undefined) {
@@ -213,13 +217,16 @@ function checkPrior(charge: UsageCharge, prior: MeterState | undefined): void {
   }
 }
 
-/** A time_rated session's price in nano-units; the session lasts the event's scaled quantity in seconds. */
-function sessionFee(charge: TimeRatedCharge, scale: Dec | null, scaled: Dec, ev: UsageEventInput, ctx: RatingContext): bigint {
+/**
+ * A time_rated session's price in nano-units; the session lasts the event's scaled quantity in seconds, of which the
+ * first `free` the period's free allowance covers.
+ */
+function sessionFee(charge: TimeRatedCharge, scale: Dec | null, scaled: Dec, free: Dec, ev: UsageEventInput, ctx: RatingContext): bigint {
   if (scale !== null) {
     // A scaled duration goes through its text, as `rateflow rate` would be given it (same limits, same price).
-    return toNano(parseDec(rateTimedEvent(charge, ctx.schedules, ev.event_time, fmt(scaled), ctx.timezone).amount))
+    return toNano(parseDec(rateTimedEvent(charge, ctx.schedules, ev.event_time, fmt(scaled), ctx.timezone, free).amount))
   }
-  return timedEventNano(charge, ctx.schedules, ev.ms ?? eventMillis(ev.event_time), scaled, ctx.timezone, null)
+  return timedEventNano(charge, ctx.schedules, ev.ms ?? eventMillis(ev.event_time), scaled, ctx.timezone, null, free)
 }
 
 /** meteredFmt(scaled) for the rated row; without a scale that is the quantity itself whenever it is already canonical. */
@@ -270,12 +277,15 @@ export function foldUsageEvent(
   const n = (prior?.n ?? 0) + 1
 
   if (charge.model === 'time_rated') {
-    // The session's own price; the total only keeps Σ seconds and Σ prices for the invoice.
-    const fee = sessionFee(charge, scale, scaled, ev, ctx)
+    // The session's own price, less what the period's free allowance covers; the total is Σ prices clamped to the
+    // charge's minimum and maximum, and the event's amount its increment (as for percentage).
+    const f = timedFreeSeconds(charge, scaled, prior?.freeUsed ?? ZERO)
+    const fee = sessionFee(charge, scale, scaled, f.free, ev, ctx)
     const q = prior === undefined ? scaled : add(prior.q, scaled)
     const fees = (prior?.fees ?? 0n) + fee
-    const next: RunningTotal = { model: charge.model, n, q, total: fees, fees, freeUsed: ZERO, agg: undefined }
-    return { amount: fmtNano(fee), metered: meteredText(scale, scaled, ev.quantity), next }
+    const total = timedPeriodTotal(charge, fees, null)
+    const next: RunningTotal = { model: charge.model, n, q, total, fees, freeUsed: f.freeUsed, agg: undefined }
+    return { amount: fmtNano(total - (prior?.total ?? 0n)), metered: meteredText(scale, scaled, ev.quantity), next }
   }
 
   if (charge.model === 'percentage') {
@@ -316,7 +326,8 @@ export function periodTotal(charge: UsageCharge, state: MeterState | undefined, 
   if (charge.model === 'time_rated') {
     const fees = hot?.fees ?? 0n
     if (state !== undefined) lines.push({ description: `${state.n} sessions`, quantity: fmt(q), amount: fmtNano(fees) })
-    return { quantity: fmt(q), amount: fmtNano(fees), lines }
+    const total = timedPeriodTotal(charge, fees, lines)
+    return { quantity: fmt(q), amount: fmtNano(total), lines }
   }
   if (charge.model === 'percentage') {
     const fees = hot?.fees ?? 0n

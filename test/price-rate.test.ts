@@ -153,6 +153,28 @@ const catalog: Catalog = {
           max_cost_per_event: '2',
           max_cost_strategy: 'free',
         },
+        // CGRateS RT_20CNT at peak as above, with this catalog's period terms (CONTRACT §3.1 allows them on any usage
+        // charge): the first 30 s of the period's sessions free, and the period's total capped at 0.5.
+        {
+          id: 'bundle_voice',
+          kind: 'usage',
+          meter: 'seconds',
+          model: 'time_rated',
+          rates: [
+            {
+              schedule: 'peak',
+              connect_fee: '0.4',
+              steps: [
+                { from: '0', unit_price: '0.2', per: '60', increment: '60' },
+                { from: '60', unit_price: '0.1', per: '60', increment: '30' },
+              ],
+            },
+          ],
+          rounding: { decimals: 4, mode: 'up' },
+          free_units: '30',
+          minimum: '0',
+          maximum: '0.5',
+        },
         // MagnusBilling wiki, "Call Price Calculation" (github.com/magnussolution/magnusbilling/wiki/EN--price_calculation):
         // 0.05 per 60 s, initial block 30 s, increment 6 s. Comparable because 30 is a multiple of 6 (MagnusBilling
         // rounds the whole duration up to the increment; here the seconds after the first block are).
@@ -198,6 +220,8 @@ const commands = {
   cgrates85: rate('cgrates_voice', '2014-08-04T13:00:00Z', '85'),
   cgratesSplit: rate('cgrates_voice', '2026-10-05T18:59:00+02:00', '150', '--timezone', 'Europe/Berlin'),
   magnus45: rate('magnus_voice', '2026-10-05T09:00:00Z', '45'),
+  bundle85: rate('bundle_voice', '2014-08-04T13:00:00Z', '85'),
+  bundle20: rate('bundle_voice', '2014-08-04T13:00:00Z', '20'),
   // Exit 2.
   unknownPlan: ['price', '--catalog', catalogFile, '--plan', 'gold', '--charge', 'stripe_graduated', '--quantity', '1'],
   unknownChargeRate: rate('fonts', '2026-10-05T09:00:00Z', '1'),
@@ -381,6 +405,29 @@ describe('rateflow rate: one event, JSON with a line per step', () => {
       ['30', '0.025'],
       ['18', '0.015'],
     ])
+  })
+})
+
+describe('rateflow rate of a time_rated charge with free_units, minimum and maximum: the session as its period\'s only one', () => {
+  it('85 s with 30 s free: billed from 30 s (connect 0.4 + one 60 s block 0.2 = 0.6), capped by the maximum at 0.5', () => {
+    expect(quote('bundle85')).toEqual({
+      amount: '0.5',
+      currency: 'USD',
+      lines: [
+        { description: 'connect fee (peak)', quantity: '1', unit_price: '0.4', amount: '0.4' },
+        { description: 'free_units: the first 30 s of the session', quantity: '30', amount: '0' },
+        { description: 'peak: 60 s from 30 s at 0.2 per 60 s in 60 s increments', quantity: '60', amount: '0.2' },
+        { description: 'maximum charge cap', quantity: '1', amount: '-0.1' },
+      ],
+    })
+  })
+
+  it('20 s inside the free 30 s: nothing, not even the connect fee', () => {
+    expect(quote('bundle20')).toEqual({
+      amount: '0',
+      currency: 'USD',
+      lines: [{ description: 'free_units: all 20 s of the session', quantity: '20', amount: '0' }],
+    })
   })
 })
 

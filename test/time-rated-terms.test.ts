@@ -1,0 +1,104 @@
+import { writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { afterAll, afterEach, expect, it } from 'vitest'
+import { json, killStrayChildren, query, tempDir, writeJson } from './helpers/cli.js'
+
+/**
+ * A time_rated charge with the period terms CONTRACT §3.1 allows on any usage charge: free_units (seconds), minimum
+ * and maximum. `catalog apply` takes it (they were refused), and the pipeline prices a file of sessions sent out of
+ * time order as it would in time order: within a batch, events of a charge whose total depends on their order are
+ * folded by event time. Real CLI, nats-server and embedded ClickHouse.
+ */
+const tmp = tempDir('rateflow-timed-terms-')
+const d = ['--data', tmp.dir]
+afterEach(() => {
+  killStrayChildren()
+})
+afterAll(() => tmp.cleanup())
+
+const catalog = {
+  version: 'v1',
+  effective_from: '2026-01-01T00:00:00Z',
+  currency: 'USD',
+  meters: [{ id: 'secs', metric: 'session_seconds', aggregation: 'sum' }],
+  schedules: [
+    { id: 'day', weekdays: [1, 2, 3, 4, 5], from: '00:00', to: '18:00' },
+    { id: 'evening', weekdays: [1, 2, 3, 4, 5], from: '18:00', to: '24:00' },
+    { id: 'weekend', weekdays: [6, 7], from: '00:00', to: '24:00' },
+  ],
+  plans: [
+    {
+      id: 'voice',
+      billing_period: 'month',
+      charges: [
+        {
+          id: 'calls',
+          kind: 'usage',
+          meter: 'secs',
+          model: 'time_rated',
+          rates: [
+            { schedule: 'day', connect_fee: '1', steps: [{ from: '0', unit_price: '1', per: '1', increment: '60' }, { from: '60', unit_price: '1', per: '1', increment: '1' }] },
+            { schedule: 'evening', steps: [{ from: '0', unit_price: '0.5', per: '60', increment: '60' }] },
+            { schedule: 'weekend', steps: [{ from: '0', unit_price: '0', per: '1', increment: '1' }] },
+          ],
+          free_units: '90',
+          minimum: '5',
+          maximum: '100',
+        },
+      ],
+    },
+  ],
+}
+const accounts = {
+  customers: [
+    {
+      id: 'c-1',
+      name: 'Acme',
+      accounts: [
+        {
+          id: 'a-1',
+          currency: 'USD',
+          timezone: 'Europe/Berlin',
+          bill_cycle_day: 1,
+          tax: { jurisdiction: 'DE', rate: '19' },
+          parent_account: null,
+          subscriptions: [
+            {
+              id: 's-1',
+              plan: 'voice',
+              start: '2026-10-01T00:00:00Z',
+              status: 'active',
+              quantity: '1',
+              devices: [{ device_id: 'pbx-1', from: '2026-10-01T00:00:00Z', to: null }],
+            },
+          ],
+        },
+      ],
+    },
+  ],
+}
+
+it('applies free seconds in event-time order and clamps the period to [minimum, maximum]; Σ amounts = the clamped total', async () => {
+  expect(await json(['catalog', 'apply', writeJson(join(tmp.dir, 'catalog.json'), catalog), ...d])).toMatchObject({ version: 'v1' })
+  await json(['accounts', 'apply', writeJson(join(tmp.dir, 'accounts.json'), accounts), ...d])
+  const csv = join(tmp.dir, 'calls.csv')
+  // Thursday 1 October, Berlin (UTC+2); the rows in reverse time order.
+  writeFileSync(
+    csv,
+    [
+      'event_id,event_time,device_id,account_id,subscription_id,metric,quantity',
+      'd,2026-10-01T18:00:00Z,pbx-1,,,session_seconds,90', // 20:00 evening: 2 × 60 s × 0.5/60 = 1, above the cap: 0
+      'c,2026-10-01T10:00:00Z,pbx-1,,,session_seconds,61', // no allowance left: 1 + 60 + 1 = 62; Σ 123 capped at 100: 39
+      'b,2026-10-01T09:00:00Z,pbx-1,,,session_seconds,61', // the last 30 free s; billed from 30 s: 1 + one 60 s block = 61: 56
+      'a,2026-10-01T08:00:00Z,pbx-1,,,session_seconds,60', // inside the free 90 s: 0; the total rises to the minimum: 5
+    ].join('\n') + '\n',
+  )
+  expect(await json(['ingest', 'csv', csv, '--source', 'csv:calls', '--wait', ...d])).toEqual({ read: 4, rated: 4, duplicates: 0, rejected: 0, suspended: 0 })
+  const rated = await query<{ event_id: string; amount: string }>(tmp.dir, 'SELECT event_id, toString(amount) AS amount FROM rated_usage ORDER BY event_id')
+  expect(rated).toEqual([
+    { event_id: 'a', amount: '5' },
+    { event_id: 'b', amount: '56' },
+    { event_id: 'c', amount: '39' },
+    { event_id: 'd', amount: '0' },
+  ])
+})
