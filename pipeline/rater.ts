@@ -17,7 +17,7 @@ import { HorizonIndex } from '../rating-core/dedupe-horizon.js'
 import { USAGE_STREAM, type Queue } from './queue.js'
 import type { StageTask } from './rating-worker.js'
 import { decodeStaged, type StagedWire } from './staged-wire.js'
-import { committedBatches, committedBatchLines, PRUNE_INTENTS, type CommittedLookup, type Store } from './store.js'
+import { committedBatches, committedBatchLines, PRUNE_INTENTS, RELEASE_BATCH_PREFIX, type CommittedLookup, type Store } from './store.js'
 import { DEFAULT_LEASE_TTL_MS, RaterLease } from './rater-lease.js'
 import { chString, chTime, chTimeMs, fromTsv, tsv, tsvArray, tsvMap } from './tsv.js'
 
@@ -1051,7 +1051,7 @@ export class Rater extends EventEmitter {
          FROM suspended_usage AS k FINAL WHERE k.status = 'held' AND ${where}
          ORDER BY k.source, k.event_id ${limit}`,
       async (held) => {
-        if (held.length > 0) released += await this.releasePage(held, `release-${startedMs}-${++pageNo}`)
+        if (held.length > 0) released += await this.releasePage(held, `${RELEASE_BATCH_PREFIX}${startedMs}-${++pageNo}`)
       },
       {},
       // Stopping (Ctrl-C) ends a release between pages: each page is committed, and the rest stays held for the next

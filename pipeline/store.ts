@@ -343,6 +343,9 @@ export async function openStore(opts: { dataDir: string; url?: string | undefine
         const named = await store.rows<{ batch_id: string }>(`SELECT DISTINCT arrayJoin(batches) AS batch_id FROM flush_intents WHERE flush_id IN (${tornIds})`)
         const committed = await committedBatches(store, named.map((r) => r.batch_id))
         const batches = named.map((r) => r.batch_id).filter((b) => !committed.has(b))
+        // A torn release's held events are written back as held before its rows go (restoreHeld).
+        const releases = batches.filter((b) => b.startsWith(RELEASE_BATCH_PREFIX))
+        if (releases.length > 0) await restoreHeld(store, releases)
         // Not filtered on every commit again: committedBatches just left out every batch a flush committed.
         if (batches.length > 0) await deleteRows(store, `batch_id IN (${batches.map(chString).join(', ')})`)
         // Their intents are done with (a crash before this line only repeats the deletes above, which then find nothing).
@@ -372,15 +375,50 @@ export async function openStore(opts: { dataDir: string; url?: string | undefine
 /** Committed flushes' intents kept before recover() prunes them (see there). */
 export const PRUNE_INTENTS = 1000
 
+/**
+ * How the batch id of a page of released held usage begins (the rater's releases). A queue batch's id begins with its
+ * source (`<source>:…`), so one of a source named `release-…` matches too: its suspended rows are new held events, which
+ * restoreHeld then copies as held and the batch's redelivery holds again, one key and one state (harmless).
+ */
+export const RELEASE_BATCH_PREFIX = 'release-'
+
+/** How the batch id of held rows recover() wrote back begins (restoreHeld). */
+const RESTORED_BATCH_PREFIX = 'restored:'
+
+/**
+ * Writes the held events a torn release rewrote back as held, before recover() deletes the release's rows.
+ *
+ * Why: a release rewrites each event's suspended_usage row (ReplacingMergeTree(version)) as `released`, or as `held`
+ * with a new reason, at a higher version. Deleting those rows by batch id gives the event back its older held row only
+ * while the two rows sit in different parts: a merge between the crash and the next start (a ClickHouse server merges
+ * while the rater is down) keeps the higher version alone, the delete then removed the event from suspended_usage for
+ * good, and no release ever found it again. So each rewritten row is copied first as `held`, at its own version, under a
+ * batch id no recovery deletes (the torn id prefixed). Inserted before the delete: a crash in between copies the rows
+ * again on the next start, identical rows one key and version keep as one.
+ */
+async function restoreHeld(store: Store, releaseBatches: readonly string[]): Promise<void> {
+  // Columns by position, without aliases: an alias `batch_id` would be what the WHERE reads (ClickHouse resolves a
+  // name to the SELECT's alias first), and it matched no row.
+  await store.command(
+    `INSERT INTO suspended_usage
+       SELECT source, event_id, event_time, device_id, account_id, subscription_id, metric, quantity, dimensions, raw, origin,
+              reason, 'held', version, received_at, concat(${chString(RESTORED_BATCH_PREFIX)}, batch_id)
+       FROM suspended_usage WHERE batch_id IN (${releaseBatches.map(chString).join(', ')})`,
+  )
+}
+
 /** recover() on a store written before flush intents: every flushed table's batch ids are read (grows with history). */
 async function recoverByScan(store: Store): Promise<number> {
   const orphans = new Set<string>()
   for (const t of FLUSHED_TABLES) {
-    const rows = await store.rows<{ batch_id: string }>(`SELECT DISTINCT batch_id FROM ${t} WHERE batch_id NOT IN (${COMMITTED_BATCHES})`)
+    const rows = await store.rows<{ batch_id: string }>(
+      `SELECT DISTINCT batch_id FROM ${t} WHERE batch_id NOT IN (${COMMITTED_BATCHES}) AND NOT startsWith(batch_id, ${chString(RESTORED_BATCH_PREFIX)})`,
+    )
     for (const r of rows) orphans.add(r.batch_id)
   }
   if (orphans.size === 0) return 0
-  await deleteRows(store, `batch_id NOT IN (${COMMITTED_BATCHES})`)
+  // Held rows a recovery wrote back (restoreHeld) belong to no flush, and are kept.
+  await deleteRows(store, `batch_id NOT IN (${COMMITTED_BATCHES}) AND NOT startsWith(batch_id, ${chString(RESTORED_BATCH_PREFIX)})`)
   return orphans.size
 }
 
