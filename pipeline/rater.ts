@@ -570,10 +570,19 @@ export class Rater extends EventEmitter {
       // covers) makes it a reject, and no running total moves for it.
       const lines = this.totals.foldEvent(rec.charges)
       if (typeof lines !== 'string') {
+        const reason = `cannot be priced: ${lines.message}`
         if (!pending.release) {
           this.accepted.delete(rec.source, rec.eventId)
-          rejectedRows += rejectLine(stagedReject(rec, `cannot be priced: ${lines.message}`), rec.receivedAt, staged.batchId, rec.eventId)
+          rejectedRows += rejectLine(stagedReject(rec, reason), rec.receivedAt, staged.batchId, rec.eventId)
           rejected++
+        } else {
+          // Owned now, but its charge cannot price it (a time_rated moment no schedule covers): it stays held, and its
+          // row says so instead of the reason that held it before (a binding that is there now).
+          const h = pending.release.get(recordKey(rec.source, rec.eventId))!
+          if (reason !== h.reason) {
+            suspendedRows += heldLine({ ...h, reason }, 'held', staged.batchId, (version ??= this.stamp()))
+            b.rows++
+          }
         }
         continue
       }

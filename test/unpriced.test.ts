@@ -147,3 +147,39 @@ it('an amount too large for the store is that event\'s reject; the events around
     big.cleanup()
   }
 })
+
+it('a held event its new owner cannot price stays held with that reason, not the one that held it before', async () => {
+  const late = tempDir('rateflow-unpriced-late-')
+  const ld = ['--data', late.dir]
+  try {
+    await json(['catalog', 'apply', writeJson(join(late.dir, 'catalog.json'), catalog), ...ld])
+    const unbound = structuredClone(accounts)
+    unbound.customers[0]!.accounts[0]!.subscriptions[0]!.devices = []
+    await json(['accounts', 'apply', writeJson(join(late.dir, 'unbound.json'), unbound), ...ld])
+    const csv = join(late.dir, 'sessions.csv')
+    writeFileSync(
+      csv,
+      [
+        'event_id,event_time,device_id,account_id,subscription_id,metric,quantity',
+        'h1,2026-11-04T10:00:00Z,gw-1,,,session_seconds,300', // Wednesday 10:00: priced once bound, 0.55
+        'h2,2026-11-08T10:00:00Z,gw-1,,,session_seconds,120', // Sunday: no schedule covers it
+      ].join('\n') + '\n',
+    )
+    expect(await json(['ingest', 'csv', csv, '--source', 'csv:late', '--wait', ...ld])).toMatchObject({ read: 2, suspended: 2 })
+    expect(await json(['accounts', 'apply', writeJson(join(late.dir, 'accounts.json'), accounts), ...ld])).toMatchObject({ released: 1 })
+    const held = await query<{ event_id: string; status: string; reason: string }>(
+      late.dir,
+      'SELECT event_id, toString(status) AS status, reason FROM suspended_usage FINAL ORDER BY event_id',
+    )
+    expect(held.map((h) => [h.event_id, h.status])).toEqual([
+      ['h1', 'released'],
+      ['h2', 'held'],
+    ])
+    // It said `device "gw-1" has no binding …`, which the binding made false.
+    expect(held[1]!.reason).toMatch(/^cannot be priced: charge support: no rate's schedule covers weekday 7 10:00 in UTC/)
+    const rated = await query<{ event_id: string; amount: string }>(late.dir, 'SELECT event_id, toString(amount) AS amount FROM rated_usage')
+    expect(rated).toEqual([{ event_id: 'h1', amount: '0.55' }])
+  } finally {
+    late.cleanup()
+  }
+})
