@@ -43,6 +43,21 @@ describe('validateAccounts: parent accounts', () => {
       '$.customers[1].accounts[0].parent_account: account "a-child" cannot be its own parent',
     ])
   })
+
+  it('a longer parent cycle is a problem, in one file and across applies (named once)', () => {
+    const acct = (id: string, parent: string) => ({ id, currency: 'USD', timezone: 'UTC', bill_cycle_day: 1, parent_account: parent, subscriptions: [] })
+    const two = { customers: [{ id: 'c-x', name: 'X', accounts: [acct('a-x', 'a-y'), acct('a-y', 'a-x')] }] }
+    expect(problemsOf(() => validateAccounts(two, { knownAccounts: new Set() }))).toEqual([
+      '$.customers[0].accounts[0].parent_account: accounts form a parent cycle: "a-x" → "a-y" → "a-x"',
+    ])
+    // Stored: p-2 → p-1, p-3 → p-2; the file makes p-1 → p-3.
+    const chain = validateAccounts({ customers: [{ id: 'c-p', name: 'P', accounts: [acct('p-2', 'p-1'), acct('p-3', 'p-2'), { ...acct('p-1', 'x'), parent_account: null }] }] })
+    const closing = { customers: [{ id: 'c-p', name: 'P', accounts: [acct('p-1', 'p-3')] }] }
+    // Named at the first account of the cycle in the merged accounts, here a stored one, by its ids.
+    expect(problemsOf(() => applyAccounts(chain, closing))).toEqual([
+      'stored customer "c-p" account "p-2" parent_account: accounts form a parent cycle: "p-2" → "p-1" → "p-3" → "p-2"',
+    ])
+  })
 })
 
 describe('applyAccounts', () => {

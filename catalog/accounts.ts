@@ -129,6 +129,22 @@ export function validateAccounts(doc: unknown, opts: { readonly complete?: boole
       }
     }
   }
+  // Longer cycles (a-1 → a-2 → a-1), within the document: a merged one has every account, stored and applied. Each
+  // cycle is named once, at the first of its accounts in the document.
+  const parentOf = new Map(parents.filter((x) => typeof x.id === 'string' && x.parent !== x.id).map((x) => [x.id as string, x]))
+  const named = new Set<string>()
+  for (const start of parentOf.values()) {
+    const chain = [start.id as string]
+    for (let at = parentOf.get(start.parent); at !== undefined && !named.has(at.id as string); at = parentOf.get(at.parent)) {
+      if (at.id === start.id) {
+        for (const a of chain) named.add(a)
+        p(start.path, `accounts form a parent cycle: ${[...chain, start.id].map((a) => `"${String(a)}"`).join(' → ')}`)
+        break
+      }
+      if (chain.length > parentOf.size) break
+      chain.push(at.id as string)
+    }
+  }
   if (problems.length > 0) throw new ValidationError('accounts', problems)
   return doc as AccountsDocument
 }

@@ -122,7 +122,7 @@ describe('GuidingIndex.guide', () => {
     expect(reason({ device_id: 'fw-9', metric: 'bytes_out' })).toBe('device "fw-9" has no binding at 2026-10-20T00:00:00.000Z')
     expect(reason({ account_id: 'a-9', metric: 'bytes_out' })).toBe('account "a-9" is not known (yet)')
     expect(reason({ subscription_id: 's-9', metric: 'bytes_out' })).toBe('subscription "s-9" is not known (yet)')
-    expect(reason({ subscription_id: 's-4', metric: 'bytes_out' })).toMatch(/subscription "s-4" is dormant/)
+    expect(reason({ subscription_id: 's-4', metric: 'bytes_out' })).toMatch(/subscription "s-4" is dormant: its usage is held until it is active \(`accounts apply` with "status": "active"\)/)
     expect(reason({ subscription_id: 's-3', metric: 'bytes_out' }, '2026-09-30T00:00:00Z')).toBe(
       'subscription "s-3" is not in force at 2026-09-30T00:00:00.000Z',
     )

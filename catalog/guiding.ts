@@ -195,7 +195,7 @@ export class GuidingIndex {
       return { kind: 'suspend', reason: `subscription "${subscription.id}" is not in force at ${isoUtc(ms)}` }
     }
     if (sub.dormant) {
-      return { kind: 'suspend', reason: `subscription "${subscription.id}" is dormant until a delivered fulfilment activates it` }
+      return { kind: 'suspend', reason: `subscription "${subscription.id}" is dormant: its usage is held until it is active (\`accounts apply\` with "status": "active")` }
     }
     const version = this.versionAt(ms)
     if (!version) return { kind: 'suspend', reason: `no catalog version is in force at ${isoUtc(ms)}` }
