@@ -64,6 +64,32 @@ describe('GuidingIndex.guide', () => {
     expect(g.kind === 'reject' && g.reason).toMatch(/account "a-1" has 2 subscriptions metering "bytes_out" .*\(s-1, s-2\): send subscription_id/)
   })
 
+  it('guides an account-only event by its dimensions when the meters of its subscriptions filter them apart', () => {
+    const catalog = {
+      version: 'dir',
+      effective_from: '2026-01-01T00:00:00Z',
+      currency: 'USD',
+      meters: [
+        { id: 'out', metric: 'bytes', aggregation: 'sum' as const, filter: { direction: 'out' } },
+        { id: 'in', metric: 'bytes', aggregation: 'sum' as const, filter: { direction: 'in' } },
+      ],
+      plans: ['out', 'in'].map((d) => ({ id: `p-${d}`, billing_period: 'month' as const, charges: [{ id: d, kind: 'usage' as const, meter: d, model: 'per_unit' as const, unit_price: '1' }] })),
+    }
+    const doc: AccountsDocument = {
+      customers: [{ id: 'c', name: 'C', accounts: [{ id: 'a', currency: 'USD', timezone: 'UTC', bill_cycle_day: 1, subscriptions: [sub('s-out', [], { plan: 'p-out' }), sub('s-in', [], { plan: 'p-in' })] }] }],
+    }
+    const g = new GuidingIndex([catalog], doc)
+    const owner = (dimensions?: Record<string, string>) => {
+      const r = g.guide({ account_id: 'a', metric: 'bytes', dimensions }, at('2026-10-05T00:00:00Z'))
+      return r.kind === 'owner' ? r.owner.subscription.id : r.reason
+    }
+    expect(owner({ direction: 'out' })).toBe('s-out')
+    expect(owner({ direction: 'in' })).toBe('s-in')
+    // Neither filter takes it: as ambiguous as before, naming both.
+    expect(owner()).toMatch(/account "a" has 2 subscriptions metering "bytes" at .* \(s-out, s-in\): send subscription_id/)
+    expect(owner({ direction: 'up' })).toMatch(/\(s-out, s-in\): send subscription_id/)
+  })
+
   it('guides an account-only event to the active subscription, past dormant ones; holds it when all are dormant', () => {
     const doc: AccountsDocument = {
       customers: [

@@ -51,6 +51,8 @@ export interface OwnerIds {
   account_id?: string | undefined
   subscription_id?: string | undefined
   metric: string
+  /** The event's dimensions: they tell apart an account's subscriptions whose meters read one metric with other filters. */
+  dimensions?: Record<string, string> | undefined
 }
 
 /**
@@ -166,15 +168,19 @@ export class GuidingIndex {
             .join(', ')}): held until one is activated`,
         }
       }
-      if (candidates.length > 1) {
+      // Several: the one whose meters also take the event's dimensions (a meter of `bytes` filtered on direction=out in one
+      // plan, direction=in in the other), if exactly one does.
+      const taking = candidates.length > 1 ? candidates.filter((s) => meters(catalog, planOf(catalog, s.plan), ids.metric, ids.dimensions ?? {})) : candidates
+      if (taking.length !== 1) {
+        const named = taking.length > 1 ? taking : candidates
         return {
           kind: 'reject',
-          reason: `account "${a.id}" has ${candidates.length} subscriptions metering "${ids.metric}" at ${isoUtc(ms)} (${candidates
+          reason: `account "${a.id}" has ${named.length} subscriptions metering "${ids.metric}"${taking.length > 1 && Object.keys(ids.dimensions ?? {}).length > 0 ? ` with these dimensions` : ''} at ${isoUtc(ms)} (${named
             .map((s) => s.id)
             .join(', ')}): send subscription_id`,
         }
       }
-      sub = this.subscriptions.get(candidates[0]!.id)!
+      sub = this.subscriptions.get(taking[0]!.id)!
     } else {
       return { kind: 'reject', reason: 'no owner id: device_id, account_id and subscription_id are all empty' }
     }
@@ -238,10 +244,17 @@ function planOf(catalog: Catalog, id: string): Plan | undefined {
   return catalog.plans.find((p) => p.id === id)
 }
 
-/** True when one of the plan's usage charges reads a meter of this metric (filters aside). */
-function meters(catalog: Catalog, plan: Plan | undefined, metric: string): boolean {
+/**
+ * True when one of the plan's usage charges reads a meter of this metric; given `dimensions`, one whose filter they
+ * also pass (without, filters aside).
+ */
+function meters(catalog: Catalog, plan: Plan | undefined, metric: string, dimensions?: Record<string, string>): boolean {
   if (!plan) return false
   return plan.charges.some(
-    (c) => c.kind === 'usage' && catalog.meters.some((m) => m.id === c.meter && m.metric === metric),
+    (c) =>
+      c.kind === 'usage' &&
+      catalog.meters.some(
+        (m) => m.id === c.meter && m.metric === metric && (dimensions === undefined || Object.entries(m.filter ?? {}).every(([k, v]) => dimensions[k] === v)),
+      ),
   )
 }
