@@ -60,11 +60,37 @@ describe('validateAccounts: parent accounts', () => {
   })
 })
 
+describe('applyAccounts: billing cycles', () => {
+  it("refuses to change a stored account's bill_cycle_day or timezone, with the merge's other problems, each at its path", () => {
+    const stored = validateAccounts(sampleAccounts({ customers: 1, devicesPerAccount: 1 }))
+    const a = structuredClone(stored.customers[0]!.accounts[0]!) as unknown as Record<string, unknown>
+    const was = { day: a.bill_cycle_day, tz: a.timezone }
+    a.bill_cycle_day = 15
+    a.timezone = 'Pacific/Kiritimati'
+    const file = { customers: [{ ...stored.customers[0]!, accounts: [a] }] }
+    expect(problemsOf(() => applyAccounts(stored, file))).toEqual([
+      `$.customers[0].accounts[0].bill_cycle_day: account "a-001" is stored with bill_cycle_day ${was.day}: changing it to 15 would make its billing periods overlap those already rated (free units, flat fees and minimums given twice), and a change from a period boundary on is not supported`,
+      `$.customers[0].accounts[0].timezone: account "a-001" is stored with timezone "${String(was.tz)}": changing it to "Pacific/Kiritimati" would make its billing periods overlap those already rated (free units, flat fees and minimums given twice), and a change from a period boundary on is not supported`,
+    ])
+    // With a merge conflict too (a device stored under another account): both, in one run.
+    const two = validateAccounts(sampleAccounts({ customers: 2, devicesPerAccount: 1 }))
+    const d = structuredClone(two.customers[1]!.accounts[0]!.subscriptions[0]!) as unknown as Record<string, unknown>
+    d.id = 's-new'
+    const both = { customers: [{ ...two.customers[0]!, accounts: [{ ...a, subscriptions: [...two.customers[0]!.accounts[0]!.subscriptions, d] }] }] }
+    const problems = problemsOf(() => applyAccounts(two, both))
+    expect(problems).toHaveLength(3)
+    expect(problems[2]).toMatch(/^\$\.customers\[0\]\.accounts\[0\]\.subscriptions\[1\]\.devices\[0\]: device "fw-002-1" is already bound in this period/)
+    // Unchanged, it applies.
+    expect(problemsOf(() => applyAccounts(stored, { customers: [stored.customers[0]!] }))).toEqual([])
+  })
+})
+
 describe('applyAccounts', () => {
   const stored = validateAccounts(sampleAccounts({ customers: 2, devicesPerAccount: 1 }))
   const sub = (devices: string[]) => ({ id: 's-001', plan: 'sase-pro', start: '2026-10-01T00:00:00Z', status: 'active', devices: devices.map((device_id) => ({ device_id, from: '2026-10-01T00:00:00Z', to: null })) })
   const file = (devices: string[], parent?: string) => ({
-    customers: [{ id: 'c-001', name: 'One', accounts: [{ id: 'a-001', currency: 'USD', timezone: 'UTC', bill_cycle_day: 1, ...(parent ? { parent_account: parent } : {}), subscriptions: [sub(devices)] }] }],
+    // a-001 as stored (sampleAccounts), but for its devices and parent.
+    customers: [{ id: 'c-001', name: 'One', accounts: [{ id: 'a-001', currency: 'USD', timezone: 'Europe/Berlin', bill_cycle_day: 1, ...(parent ? { parent_account: parent } : {}), subscriptions: [sub(devices)] }] }],
   })
 
   it("reports a conflict with a stored entity at the file's path, whichever comes first in the merged accounts", () => {

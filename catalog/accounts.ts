@@ -192,13 +192,14 @@ export function applyAccounts(stored: AccountsDocument, doc: unknown): { incomin
   for (const c of stored.customers) for (const a of c.accounts) known.add(a.id)
   const incoming = validateAccounts(doc, { knownAccounts: known })
   const merged = mergeAccounts(stored, incoming)
+  let problems: Problem[] = []
   try {
     validateAccounts(merged, { complete: true })
   } catch (err) {
     if (!(err instanceof ValidationError)) throw err
     const where = filePaths(merged, incoming)
     const inFile = (path: string) => path.startsWith('$')
-    const problems = err.problems.map((q) => {
+    problems = err.problems.map((q) => {
       const path = where(q.path)
       // A conflict is reported at the later of its two places in the merged document; when that is a stored entity
       // and the other, named in the message, is the file's, it is reported at the file's place instead.
@@ -207,9 +208,37 @@ export function applyAccounts(stored: AccountsDocument, doc: unknown): { incomin
       if (!inFile(path) && other !== undefined) return { path: where(other), message: q.message.replace(other, () => path).replace(MERGED_PATH_IN_TEXT, where) }
       return { path, message: q.message.replace(MERGED_PATH_IN_TEXT, where) }
     })
-    throw new ValidationError('accounts (merged with the stored accounts)', problems)
   }
+  problems.unshift(...cycleChanges(stored, incoming))
+  if (problems.length > 0) throw new ValidationError('accounts (merged with the stored accounts)', problems)
   return { incoming, merged }
+}
+
+/**
+ * Stored accounts whose `bill_cycle_day` or `timezone` the file changes, at the file's paths. Billing periods are worked
+ * out from them per event: a change made the periods after it start elsewhere, overlapping those already rated, and
+ * each overlapping period gave free units, first-tier flat fees and minimums again (a 1 → 15 change billed 15–31
+ * October in two periods). Changing a cycle from a period boundary on is not built, so the change is refused.
+ */
+function cycleChanges(stored: AccountsDocument, incoming: AccountsDocument): Problem[] {
+  const byId = new Map<string, Account>()
+  for (const c of stored.customers) for (const a of c.accounts) byId.set(a.id, a)
+  const out: Problem[] = []
+  incoming.customers.forEach((c, ci) =>
+    c.accounts.forEach((a, ai) => {
+      const was = byId.get(a.id)
+      if (was === undefined) return
+      for (const field of ['bill_cycle_day', 'timezone'] as const) {
+        if (a[field] !== was[field]) {
+          out.push({
+            path: `$.customers[${ci}].accounts[${ai}].${field}`,
+            message: `account "${a.id}" is stored with ${field} ${JSON.stringify(was[field])}: changing it to ${JSON.stringify(a[field])} would make its billing periods overlap those already rated (free units, flat fees and minimums given twice), and a change from a period boundary on is not supported`,
+          })
+        }
+      }
+    }),
+  )
+  return out
 }
 
 /**
