@@ -526,8 +526,9 @@ export class Rater extends EventEmitter {
         // another reason than the stored one (a device now bound to an account the catalog cannot price, say): the
         // held row is written again with the reason that holds it now, so suspended_usage says what to fix.
         // Refused by guiding now (an account that has two subscriptions since, say): held too, as rejecting it would lose
-        // usage the input sent once; its reason says what to fix.
-        const reason = rec.suspendReason ?? rec.rejectReason
+        // usage the input sent once; its reason says what to fix. Guiding words a refusal for an event just sent ("send
+        // subscription_id"), which a held one cannot follow: sent again, it is a duplicate of itself.
+        const reason = rec.suspendReason ?? (rec.rejectReason === undefined ? undefined : rec.rejectReason + HELD_REFUSAL)
         if (reason !== undefined) {
           const h = pending.release.get(recordKey(rec.source, rec.eventId))!
           if (reason !== h.reason) {
@@ -1262,6 +1263,10 @@ function heldLine(h: HeldRow, status: 'held' | 'released', batchId: string, vers
     '\t' + tsv(h.received_at) + '\t' + tsv(batchId) + '\n'
   )
 }
+
+/** Appended to guiding's refusal of a held event: what a person can do about it. */
+export const HELD_REFUSAL =
+  ' (held: this event is stored already, so sending it again with other ids counts as a duplicate; change the accounts data so that it has one owner, and the next release rates it)'
 
 /** A record's dedupe key as one string: the key of a release's map, and of a batch's late duplicates (lateDuplicates). */
 function recordKey(source: string, eventId: string): string {

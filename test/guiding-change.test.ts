@@ -64,7 +64,7 @@ describe('guiding data that changes after usage was rated or held', () => {
     expect(await json<Counts>(['ingest', 'csv', fixed, '--source', 'csv:rr', '--wait', ...d])).toEqual({ read: 1, rated: 1, duplicates: 0, rejected: 0, suspended: 0 })
   })
 
-  it('a held event that guiding refuses after a change stays held, with the reason that holds it now', async () => {
+  it('a held event that guiding refuses after a change stays held, with the reason that holds it now and what releases it', async () => {
     // Account "b" is not known yet: held.
     const h = csv('h.csv', ['h1,2026-03-05T00:00:00Z,,b,,api_calls,5'])
     expect(await json<Counts>(['ingest', 'csv', h, '--source', 'csv:held', '--wait', ...d])).toMatchObject({ read: 1, suspended: 1 })
@@ -74,7 +74,22 @@ describe('guiding data that changes after usage was rated or held', () => {
     // it would lose usage sent once), and says so.
     const both = accounts(account('a', [sub('s1'), sub('s2')]), account('b', [sub('sb1'), sub('sb2')]))
     await json(['accounts', 'apply', writeJson(join(data, 'acc3.json'), both), ...d])
-    expect(await held()).toEqual([{ status: 'held', reason: expect.stringMatching(/account "b" has 2 subscriptions/) }])
+    // Guiding words it for an event just sent ("send subscription_id"); a held one sent again is a duplicate, so the
+    // reason says what does work.
+    expect(await held()).toEqual([
+      {
+        status: 'held',
+        reason: expect.stringMatching(
+          /account "b" has 2 subscriptions.*send subscription_id \(held: this event is stored already, so sending it again with other ids counts as a duplicate; change the accounts data so that it has one owner/,
+        ),
+      },
+    ])
     expect(await query(data, "SELECT raw FROM rejected_usage FINAL WHERE source = 'csv:held'")).toEqual([])
+    const again = csv('h2.csv', ['h1,2026-03-05T00:00:00Z,,b,sb1,api_calls,5'])
+    expect(await json<Counts>(['ingest', 'csv', again, '--source', 'csv:held', '--wait', ...d])).toMatchObject({ read: 1, duplicates: 1 })
+    // As it says: one owner, and it is rated.
+    const one = accounts(account('a', [sub('s1'), sub('s2')]), account('b', [sub('sb1'), { ...sub('sb2'), end: '2026-02-01T00:00:00Z' }]))
+    expect(await json(['accounts', 'apply', writeJson(join(data, 'acc4.json'), one), ...d])).toMatchObject({ released: 1 })
+    expect(await held()).toEqual([{ status: 'released', reason: expect.any(String) }])
   })
 })
