@@ -101,7 +101,11 @@ const commands: Record<string, Handler> = {
         ? incoming.customers.reduce((s, c) => s + c.accounts.length, 0)
         : incoming.customers.reduce((s, c) => s + c.accounts.reduce((t, a) => t + a.subscriptions.length, 0), 0)
     const released = await releaseWhenIdle(g)
-    io.out(JSON.stringify({ customers: incoming.customers.length, accounts: count('accounts'), subscriptions: count('subscriptions'), released }))
+    if (released === undefined) {
+      // `released: 0` alone read as "nothing this data owns was held" while the running rater was releasing it.
+      io.err('rateflow: held usage this data owns is released by the rater running on this data directory or stream (its /v1/stats counts it), not by this command')
+    }
+    io.out(JSON.stringify({ customers: incoming.customers.length, accounts: count('accounts'), subscriptions: count('subscriptions'), released: released ?? 0 }))
     return 0
   },
   ingest: async (args, g, io) => {
@@ -189,10 +193,10 @@ const commands: Record<string, Handler> = {
 /**
  * After guiding data changed: when no process owns the data directory (no `rateflow run`), release
  * suspended usage here, so late bindings are rated with no manual step. A running owner polls the guiding
- * data and releases by itself; then this returns 0. `beforeRelease`, when given, runs first: with the store, or
+ * data and releases by itself; then this returns undefined. `beforeRelease`, when given, runs first: with the store, or
  * with undefined when it cannot be opened (another process owns it, or it failed).
  */
-async function releaseWhenIdle(g: GlobalOptions, beforeRelease?: (store: Store | undefined) => Promise<void>): Promise<number> {
+async function releaseWhenIdle(g: GlobalOptions, beforeRelease?: (store: Store | undefined) => Promise<void>): Promise<number | undefined> {
   const rt = await runtimeFor(g)
   try {
     let store: Store
@@ -211,7 +215,7 @@ async function releaseWhenIdle(g: GlobalOptions, beforeRelease?: (store: Store |
     return await Rater.releaseOnly({ store, queue, ownsQueue: rt.ownsQueue, repo: rt.repo, dataDir: rt.dataDir, log: rt.log })
   } catch (err) {
     // The data directory or the stream is another process's: a running rater releases by itself.
-    if (err instanceof HeldByAnotherError) return 0
+    if (err instanceof HeldByAnotherError) return undefined
     throw err
   } finally {
     await rt.close()

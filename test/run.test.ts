@@ -229,7 +229,11 @@ describe('rateflow run and late guiding data', () => {
     // Bind the device. The command writes the guiding data and leaves the release to the running rater.
     const accounts = sampleAccounts({ customers: 2, devicesPerAccount: 2 })
     accounts.customers[0]!.accounts[0]!.subscriptions[0]!.devices!.push({ device_id: 'fw-new-9', from: '2026-10-01T00:00:00Z', to: null })
-    await json(['accounts', 'apply', writeJson(join(tmp.dir, 'late-accounts-2.json'), accounts), '--data', data])
+    const applied = await rateflow(['accounts', 'apply', writeJson(join(tmp.dir, 'late-accounts-2.json'), accounts), '--data', data])
+    expect(applied.code).toBe(0)
+    expect(JSON.parse(applied.stdout)).toMatchObject({ released: 0 })
+    // Not this command's release, and it says whose: "released": 0 alone read as "nothing was held".
+    expect(applied.stderr).toMatch(/held usage this data owns is released by the rater running on this data directory or stream/)
     await until('the held event rated', async () => (await query<{ n: string }>(data, "SELECT count() AS n FROM rated_usage WHERE event_id = 'l1'"))[0]!.n === '1')
     expect(await query(data, "SELECT event_id, account_id FROM rated_usage WHERE source = 'csv:drop' ORDER BY event_id")).toEqual([
       { event_id: 'l1', account_id: 'a-001' },
