@@ -383,10 +383,12 @@ export const MAX_SESSION_SECONDS: Dec = { i: 366n * 86_400n, e: 0 }
  * prices it; appends the lines when given an array. Rating passes null: describing each block cost more
  * than pricing it.
  *
- * `free` (0 ≤ free): the session's first seconds the period's free allowance covers (timedFreeSeconds). Billing
- * starts there, in whole increments of the step in force from there (steps still count from the session's start);
- * a session the allowance covers whole costs nothing, not even its connect fee, and one it covers in part pays the
- * connect fee, as a percentage event straddling its allowance pays its fixed fee.
+ * `free` (0 ≤ free): seconds of the session the period's free allowance covers (timedFreeSeconds). The session is
+ * billed in its blocks as without it, and the first `free` billed seconds cost nothing: so the allowance never makes a
+ * session dearer (starting the blocks at `free` did, where a first block of a free step ran past the session's end
+ * and a later, priced step then billed what it had covered). A session the allowance covers whole costs nothing, not
+ * even its connect fee; one it covers in part pays the connect fee, as a percentage event straddling its allowance
+ * pays its fixed fee.
  */
 export function timedEventNano(
   charge: TimeRatedCharge,
@@ -433,10 +435,9 @@ export function timedEventNano(
     }
   }
 
-  if (lines !== null && free.i > 0n) {
-    lines.push({ description: `free_units: the first ${fmt(free)} s of the session`, quantity: fmt(free), amount: '0' })
-  }
-  let t: Dec = free
+  // Free seconds not yet set against billed ones.
+  let freeLeft = free
+  let t: Dec = ZERO
   let k = 0
   while (cmp(t, dur) < 0) {
     while (k < parts.length - 1 && cmp(parts[k]!.to, t) <= 0) k++
@@ -453,14 +454,19 @@ export function timedEventNano(
     const e = Math.max(span.e, step.increment.e)
     const blocks = divInt(span.i * pow10(e - span.e), step.increment.i * pow10(e - step.increment.e), 'ceil')
     const billed = mul({ i: blocks, e: 0 }, step.increment)
-    const cost = fracOf(mul(billed, step.price), step.per)
+    const covered = freeLeft.i === 0n ? ZERO : min(billed, freeLeft)
+    if (covered.i !== 0n) freeLeft = sub(freeLeft, covered)
+    const charged = covered.i === 0n ? billed : sub(billed, covered)
+    const cost = fracOf(mul(charged, step.price), step.per)
     exact = fracAdd(exact, cost)
     if (lines !== null) {
       const a = fracRound(cost, 9, 'half_even')
       linesNano += a
       const l: PriceLine = {
-        description: `${part.rate.schedule}: ${fmt(billed)} s from ${fmt(t)} s at ${fmt(step.price)} per ${fmt(step.per)} s in ${fmt(step.increment)} s increments`,
-        quantity: fmt(billed),
+        description:
+          `${part.rate.schedule}: ${fmt(billed)} s from ${fmt(t)} s at ${fmt(step.price)} per ${fmt(step.per)} s in ${fmt(step.increment)} s increments` +
+          (covered.i === 0n ? '' : `, ${fmt(covered)} s of them free (free_units)`),
+        quantity: fmt(charged),
         amount: fmtNano(a),
       }
       if (cmp(step.per, ONE) === 0) l.unit_price = fmt(step.price)
@@ -588,16 +594,17 @@ function msPlanOf(charge: TimeRatedCharge): MsPlan | null {
 }
 
 /**
- * timedEventNano's rounded, uncapped price of a session whose `n` parts splitSessionMs left in splitParts, billed from
- * `fromMs` (its free first milliseconds; below durMs).
+ * timedEventNano's rounded, uncapped price of a session whose `n` parts splitSessionMs left in splitParts, whose first
+ * `freeMs` billed milliseconds cost nothing (below durMs).
  */
-function msSessionNano(charge: TimeRatedCharge, plan: MsPlan, n: number, durMs: number, fromMs: number): bigint {
+function msSessionNano(charge: TimeRatedCharge, plan: MsPlan, n: number, durMs: number, freeMs: number): bigint {
   const parts = splitParts
   let num = plan.rates.get(parts[0]!.rate)!.connect
   // Milliseconds billed by the last step seen, summed while the step does not change (a BigInt op per step, not per part).
   let step: MsStep | undefined
   let billedMs = 0
-  let t = fromMs
+  let freeLeft = freeMs
+  let t = 0
   let k = 0
   while (t < durMs) {
     while (k < n - 1 && parts[k]!.toMs <= t) k++
@@ -619,7 +626,10 @@ function msSessionNano(charge: TimeRatedCharge, plan: MsPlan, n: number, durMs: 
       step = st
       billedMs = 0
     }
-    billedMs += billed
+    // The free milliseconds cover the first billed ones (timedEventNano).
+    const covered = freeLeft < billed ? freeLeft : billed
+    freeLeft -= covered
+    billedMs += billed - covered
     t += billed
   }
   if (step !== undefined) num += BigInt(billedMs) * step.perMs

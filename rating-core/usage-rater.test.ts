@@ -280,22 +280,22 @@ describe('rateUsageEvent: per-event models', () => {
       ],
       free_units: '90',
       minimum: '5',
-      maximum: '100',
+      maximum: '90',
     }
     const secs: Meter = { id: 'm', metric: 'session_seconds', aggregation: 'sum' }
     const call = (id: string, at: string, quantity: string) => ({ event_id: id, event_time: at, quantity, dimensions: {} })
     // Thursday 10:00 Berlin, 60 s: inside the free 90 s, no connect fee; the period total rises to the minimum, 5.
     const r1 = rateUsageEvent(c, secs, undefined, call('a', '2026-10-01T08:00:00Z', '60'), ctx)
-    // 61 s, the last 30 free seconds first: billed from 30 s, one 60 s block (60) + connect 1 = 61; total 61.
+    // 61 s with the last 30 free seconds: its 60 s block has 30 free (30) + 1 s + connect 1 = 32; total 32.
     const r2 = rateUsageEvent(c, secs, r1.state, call('b', '2026-10-01T09:00:00Z', '61'), ctx)
-    // 61 s with no allowance left: 62; Σ 123 is capped at 100.
+    // 61 s with no allowance left: 62; Σ 94 is capped at 90.
     const r3 = rateUsageEvent(c, secs, r2.state, call('c', '2026-10-01T10:00:00Z', '61'), ctx)
     // Thursday 20:00 Berlin, 90 s: 1 more, above the cap.
     const r4 = rateUsageEvent(c, secs, JSON.parse(JSON.stringify(r3.state)) as MeterState, call('d', '2026-10-01T18:00:00Z', '90'), ctx)
-    expect([r1.amount, r2.amount, r3.amount, r4.amount]).toEqual(['5', '56', '39', '0'])
-    expect(r2.state).toMatchObject({ free_used: '90', fees: '61', total: '61' })
-    expect(r4.state).toMatchObject({ free_used: '90', fees: '124', total: '100' })
-    expect(periodTotal(c, r4.state)).toMatchObject({ quantity: '272', amount: '100' })
+    expect([r1.amount, r2.amount, r3.amount, r4.amount]).toEqual(['5', '27', '58', '0'])
+    expect(r2.state).toMatchObject({ free_used: '90', fees: '32', total: '32' })
+    expect(r4.state).toMatchObject({ free_used: '90', fees: '95', total: '90' })
+    expect(periodTotal(c, r4.state)).toMatchObject({ quantity: '272', amount: '90' })
     // No session: the minimum.
     expect(periodTotal(c, undefined)).toMatchObject({ amount: '5' })
   })

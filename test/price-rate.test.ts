@@ -409,15 +409,15 @@ describe('rateflow rate: one event, JSON with a line per step', () => {
 })
 
 describe('rateflow rate of a time_rated charge with free_units, minimum and maximum: the session as its period\'s only one', () => {
-  it('85 s with 30 s free: billed from 30 s (connect 0.4 + one 60 s block 0.2 = 0.6), capped by the maximum at 0.5', () => {
+  it('85 s with 30 s free: the first 30 billed s free (connect 0.4 + 30 s × 0.2/60 + 30 s × 0.1/60 = 0.55), capped by the maximum at 0.5', () => {
     expect(quote('bundle85')).toEqual({
       amount: '0.5',
       currency: 'USD',
       lines: [
         { description: 'connect fee (peak)', quantity: '1', unit_price: '0.4', amount: '0.4' },
-        { description: 'free_units: the first 30 s of the session', quantity: '30', amount: '0' },
-        { description: 'peak: 60 s from 30 s at 0.2 per 60 s in 60 s increments', quantity: '60', amount: '0.2' },
-        { description: 'maximum charge cap', quantity: '1', amount: '-0.1' },
+        { description: 'peak: 60 s from 0 s at 0.2 per 60 s in 60 s increments, 30 s of them free (free_units)', quantity: '30', amount: '0.1' },
+        { description: 'peak: 30 s from 60 s at 0.1 per 60 s in 30 s increments', quantity: '30', amount: '0.05' },
+        { description: 'maximum charge cap', quantity: '1', amount: '-0.05' },
       ],
     })
   })

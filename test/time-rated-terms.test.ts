@@ -43,7 +43,7 @@ const catalog = {
           ],
           free_units: '90',
           minimum: '5',
-          maximum: '100',
+          maximum: '90',
         },
       ],
     },
@@ -88,8 +88,8 @@ it('applies free seconds in event-time order and clamps the period to [minimum, 
     [
       'event_id,event_time,device_id,account_id,subscription_id,metric,quantity',
       'd,2026-10-01T18:00:00Z,pbx-1,,,session_seconds,90', // 20:00 evening: 2 × 60 s × 0.5/60 = 1, above the cap: 0
-      'c,2026-10-01T10:00:00Z,pbx-1,,,session_seconds,61', // no allowance left: 1 + 60 + 1 = 62; Σ 123 capped at 100: 39
-      'b,2026-10-01T09:00:00Z,pbx-1,,,session_seconds,61', // the last 30 free s; billed from 30 s: 1 + one 60 s block = 61: 56
+      'c,2026-10-01T10:00:00Z,pbx-1,,,session_seconds,61', // no allowance left: 1 + 60 + 1 = 62; Σ 94 capped at 90: 58
+      'b,2026-10-01T09:00:00Z,pbx-1,,,session_seconds,61', // the last 30 free s cover half its 60 s block: 1 + 30 + 1 = 32: 27
       'a,2026-10-01T08:00:00Z,pbx-1,,,session_seconds,60', // inside the free 90 s: 0; the total rises to the minimum: 5
     ].join('\n') + '\n',
   )
@@ -97,8 +97,8 @@ it('applies free seconds in event-time order and clamps the period to [minimum, 
   const rated = await query<{ event_id: string; amount: string }>(tmp.dir, 'SELECT event_id, toString(amount) AS amount FROM rated_usage ORDER BY event_id')
   expect(rated).toEqual([
     { event_id: 'a', amount: '5' },
-    { event_id: 'b', amount: '56' },
-    { event_id: 'c', amount: '39' },
+    { event_id: 'b', amount: '27' },
+    { event_id: 'c', amount: '58' },
     { event_id: 'd', amount: '0' },
   ])
 })
