@@ -8,6 +8,7 @@ import { isoUtc } from '../common/time.js'
 import { DEFAULT_DATA_DIR, parse, processIo, runtimeFor, usage, type GlobalOptions, type Io } from './context.js'
 import { queryFormat, queryRun, readOnlyQuery, runningRun } from './query.js'
 import type { Store } from '../pipeline/store.js'
+import { analystLimitsFromEnv } from '../pipeline/analyst-limits.js'
 
 const HELP = `rateflow — usage mediation, rating and billing
 
@@ -122,6 +123,8 @@ const commands: Record<string, Handler> = {
     const { values, positionals } = parse(args, { format: { type: 'string' } }, 1)
     const format = (values.format as string | undefined) ?? 'JSONEachRow'
     const f = queryFormat(format)
+    // Checked even when a run answers (it applies its own): a bad value is named before anything is asked.
+    const limits = analystLimitsFromEnv()
     // While `rateflow run` owns an embedded store, it answers: no other process can open the directory.
     const run = process.env.CLICKHOUSE_URL ? undefined : runningRun(g.data)
     if (run !== undefined) {
@@ -130,7 +133,7 @@ const commands: Record<string, Handler> = {
     }
     const rt = await runtimeFor(g)
     try {
-      io.out(await readOnlyQuery(await rt.store(), positionals[0]!, f))
+      io.out(await readOnlyQuery(await rt.store(), positionals[0]!, f, limits))
     } finally {
       await rt.close()
     }

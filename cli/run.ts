@@ -10,6 +10,7 @@ import { BUILTIN_MAPPINGS, SyslogAdapter } from '../adapters/syslog/index.js'
 import { ErrorCode, RateflowError, ValidationError, type Problem } from '../common/errors.js'
 import type { UsageBatch } from '../rating-core/record.js'
 import { Rater, raterOptionsFromEnv, type BatchOutcome } from '../pipeline/rater.js'
+import { analystLimitsFromEnv } from '../pipeline/analyst-limits.js'
 import { parse, runtimeFor, usage, type GlobalOptions, type Io } from './context.js'
 import { announceRun, queryFormat, readOnlyQuery } from './query.js'
 
@@ -210,6 +211,8 @@ export async function runCommand(args: string[], g: GlobalOptions, io: Io): Prom
     throw usage(`run: ${(err as Error).message}`)
   }
   const config = loadConfig(configFile)
+  // Before anything starts, as the config: a bad value exits 2 naming the variable.
+  const limits = analystLimitsFromEnv()
   const rt = await runtimeFor(g)
   const log = rt.log
   // Since this run started. Of the stream's batches: read = rated + duplicates + rejected + suspended (held when read).
@@ -290,7 +293,7 @@ export async function runCommand(args: string[], g: GlobalOptions, io: Io): Prom
           return send(400, { error: (err as Error).message })
         }
         const answer = (sql: string) =>
-          readOnlyQuery(store, sql, format).then(
+          readOnlyQuery(store, sql, format, limits).then(
             (text) => {
               res.writeHead(200, { 'content-type': name === 'JSONEachRow' ? 'application/x-ndjson' : 'text/plain; charset=utf-8' })
               res.end(text)

@@ -4,6 +4,7 @@ import { open } from 'node:fs/promises'
 import { join } from 'node:path'
 import { createClient, type ClickHouseClient } from '@clickhouse/client'
 import { ErrorCode, RateflowError } from '../common/errors.js'
+import { DEFAULT_ANALYST_LIMITS, type AnalystLimits } from './analyst-limits.js'
 import { isoUtc } from '../common/time.js'
 import { readOnlyStatement } from './read-only-sql.js'
 import { chString, chTime, tsv } from './tsv.js'
@@ -135,11 +136,23 @@ const READ_SETTINGS = {
 } as const
 
 /**
- * Settings of an analyst's read: read-only, and times printed as ISO-8601 with their offset (`2026-10-05T11:00:00.000Z`),
- * as CONTRACT gives every time in JSON output; ClickHouse's own form (`2026-10-05 11:00:00.000`) names no zone. The
- * store's internal reads keep that form, which they parse.
+ * Settings of an analyst's read: its limits, times printed as ISO-8601 with their offset (`2026-10-05T11:00:00.000Z`),
+ * as CONTRACT gives every time in JSON output (ClickHouse's own form, `2026-10-05 11:00:00.000`, names no zone; the
+ * store's internal reads keep it, as they parse it), and read-only. `readonly` comes last: chDB applies the settings
+ * as SETs in this order, and after `readonly = 1` no other may change (so neither can the analyst's SQL).
  */
-const ANALYST_SETTINGS = { ...READ_SETTINGS, date_time_output_format: 'iso', readonly: '1' } as const
+function analystSettings(l: AnalystLimits): Record<string, string | number> {
+  const MiB = 1024 * 1024
+  return {
+    ...READ_SETTINGS,
+    date_time_output_format: 'iso',
+    max_execution_time: l.timeoutS,
+    max_memory_usage: String(l.maxMemoryMb * MiB),
+    max_result_bytes: String(l.maxResultMb * MiB),
+    result_overflow_mode: 'throw',
+    readonly: '1',
+  }
+}
 
 export interface InsertOptions {
   /**
@@ -175,7 +188,12 @@ export interface Store {
    * so on the writer's session every later insert would be refused); on a server the setting belongs to the
    * request alone.
    */
-  readOnlyText(sql: string, format: QueryFormat): Promise<string>
+  readOnlyText(sql: string, format: QueryFormat, limits?: AnalystLimits): Promise<string>
+  /**
+   * readOnlyText's answer as bytes, within `limits` (DEFAULT_ANALYST_LIMITS when not given): a result past V8's
+   * longest string (~512 MiB) is still printed, where a string failed with V8's own message.
+   */
+  readOnlyBytes(sql: string, format: QueryFormat, limits?: AnalystLimits): Promise<Buffer>
   /** Text of an internal query in the given format (no readonly session setting), with `{name:Type}` parameters. */
   text(sql: string, format: QueryFormat, params?: Record<string, unknown>): Promise<string>
   command(sql: string): Promise<void>
@@ -227,20 +245,23 @@ export async function openStore(opts: { dataDir: string; url?: string | undefine
       throw new RateflowError(ErrorCode.StoreFailure, `${what}: ${(err as Error).message}`, { cause: err })
     }
   }
-  const execText = async (
+  const execBytes = async (
     sql: string,
     format: QueryFormat,
     settings: Record<string, string | number>,
     on = client,
     params?: Record<string, unknown>,
-  ) => {
+  ): Promise<Buffer> => {
     // exec + an explicit FORMAT clause: the client's query() knows only streamable formats, not Pretty.
     const query = sql.trim().replace(/;+\s*$/, '') + '\nFORMAT ' + format
     const rs = await on.exec({ query, clickhouse_settings: settings, ...(params ? { query_params: params } : {}) })
     const chunks: Buffer[] = []
     for await (const c of rs.stream) chunks.push(Buffer.from(c as Uint8Array))
-    return Buffer.concat(chunks).toString('utf8')
+    return chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks)
   }
+  const execText = async (...args: Parameters<typeof execBytes>) => (await execBytes(...args)).toString('utf8')
+  const readOnlyBytes = (sql: string, format: QueryFormat, limits: AnalystLimits = DEFAULT_ANALYST_LIMITS) =>
+    execBytes(readOnlyStatement(sql), format, analystSettings(limits), analysts?.() ?? client)
   const columns = async (table: string): Promise<Array<{ name: string; type: string }>> => {
     const rs = await client.query({
       query: `SELECT name, type FROM system.columns WHERE database = currentDatabase() AND table = {t:String} ORDER BY position`,
@@ -313,7 +334,8 @@ export async function openStore(opts: { dataDir: string; url?: string | undefine
     },
     // readonly=1 does not stop what the engine does outside its permission checks (INTO OUTFILE, KILL): the
     // statement is checked first.
-    readOnlyText: async (sql, format) => execText(readOnlyStatement(sql), format, ANALYST_SETTINGS, analysts?.() ?? client),
+    readOnlyText: async (sql, format, limits) => (await readOnlyBytes(sql, format, limits)).toString('utf8'),
+    readOnlyBytes,
     text: (sql, format, params) => wrap('query', () => execText(sql, format, READ_SETTINGS, client, params)),
     command(sql) {
       return wrap('command', async () => {
