@@ -131,11 +131,13 @@ const commands: Record<string, Handler> = {
       io.out(await queryRun(run, positionals[0]!, format))
       return 0
     }
-    const rt = await runtimeFor(g)
+    // An existing store only: a mistyped --data must not create an empty one and answer from it.
+    const { openStoreToRead } = await import('../pipeline/runtime.js')
+    const opened = await openStoreToRead({ dataDir: g.data, clickhouseUrl: process.env.CLICKHOUSE_URL || undefined })
     try {
-      io.out(await readOnlyQuery(await rt.store(), positionals[0]!, f, limits))
+      io.out(await readOnlyQuery(opened.store, positionals[0]!, f, limits))
     } finally {
-      await rt.close()
+      await opened.close()
     }
     return 0
   },

@@ -208,9 +208,10 @@ export interface Store {
 
 /**
  * Opens the store: a ClickHouse server when `url` is given (CLICKHOUSE_URL), otherwise chDB embedded with
- * its data under `dataDir/clickhouse`. Same DDL, same SQL either way.
+ * its data under `dataDir/clickhouse`. Same DDL, same SQL either way. `toRead`: for reads only (analysts' queries);
+ * embedded, no directory is made and the insert spool is left alone (the caller checked the store exists).
  */
-export async function openStore(opts: { dataDir: string; url?: string | undefined }): Promise<Store> {
+export async function openStore(opts: { dataDir: string; url?: string | undefined; toRead?: boolean }): Promise<Store> {
   let client: ClickHouseClient
   /** Analysts' reads: embedded, a second session on the same data (opened on the first read); else `client`. */
   let analysts: (() => ClickHouseClient) | undefined
@@ -227,11 +228,13 @@ export async function openStore(opts: { dataDir: string; url?: string | undefine
   } else {
     mode = 'embedded'
     const path = join(opts.dataDir, 'clickhouse')
-    mkdirSync(path, { recursive: true })
-    // Insert files of a process that died mid-insert are garbage: their rows were never committed.
-    spool = join(opts.dataDir, 'clickhouse-spool')
-    rmSync(spool, { recursive: true, force: true })
-    mkdirSync(spool, { recursive: true })
+    if (!opts.toRead) {
+      mkdirSync(path, { recursive: true })
+      // Insert files of a process that died mid-insert are garbage: their rows were never committed.
+      spool = join(opts.dataDir, 'clickhouse-spool')
+      rmSync(spool, { recursive: true, force: true })
+      mkdirSync(spool, { recursive: true })
+    }
     const { createChdbConnection } = await import('chdb/connection')
     const open = () => createClient({ connection: createChdbConnection({ path }) } as Parameters<typeof createClient>[0])
     client = open()

@@ -1,7 +1,35 @@
-import { describe, expect, it } from 'vitest'
-import { cliDataDir, rateflow } from './helpers/cli.js'
+import { existsSync, mkdirSync, readdirSync } from 'node:fs'
+import { join } from 'node:path'
+import { beforeAll, describe, expect, it } from 'vitest'
+import { sampleCatalog } from '../bench/sample-data.js'
+import { cliDataDir, json, rateflow, writeJson } from './helpers/cli.js'
 
-const { d } = cliDataDir()
+const { data, d } = cliDataDir()
+
+beforeAll(async () => {
+  // A store, as any data directory in use has: `catalog apply` makes it.
+  await json(['catalog', 'apply', writeJson(join(data, 'catalog-file.json'), sampleCatalog()), ...d])
+}, 60_000)
+
+describe('rateflow query on a data directory without a store', () => {
+  it('exits 2 naming the directory, and creates nothing: neither the directory nor a store in an empty one', async () => {
+    const missing = join(data, 'typo')
+    const r = await rateflow(['query', 'SELECT count() FROM rated_usage', '--data', missing])
+    expect([r.code, r.stdout, r.stderr]).toEqual([
+      2,
+      '',
+      `rateflow: no Rateflow store in ${missing} (it has no clickhouse/): give --data the data directory your Rateflow writes (the default is ./.rateflow)\n`,
+    ])
+    expect(existsSync(missing)).toBe(false)
+    const empty = join(data, 'empty')
+    mkdirSync(empty)
+    const e = await rateflow(['query', 'SELECT count() FROM rated_usage', '--data', empty])
+    expect([e.code, e.stderr, readdirSync(empty)]).toEqual([2, expect.stringContaining(`no Rateflow store in ${empty}`), []])
+    // The store that exists answers.
+    const ok = await rateflow(['query', 'SELECT count() AS n FROM rated_usage', ...d])
+    expect([ok.code, ok.stdout, ok.stderr]).toEqual([0, '{"n":"0"}\n', ''])
+  }, 60_000)
+})
 
 describe('rateflow query: analysts\' limits', () => {
   it('a query past RATEFLOW_QUERY_TIMEOUT_S stops at the limit and exits 2 naming it and its variable', async () => {
