@@ -120,7 +120,10 @@ const commands: Record<string, Handler> = {
     return 0
   },
   query: async (args, g, io) => {
-    const { values, positionals } = parse(args, { format: { type: 'string' } }, 1)
+    const { values, positionals } = parse(args, { format: { type: 'string' } }, -1)
+    if (positionals.length !== 1) {
+      throw usage(`query: expected the SQL as one argument, got ${positionals.length}${positionals.length > 1 ? ' (quote the SQL)' : ''}: rateflow query "SELECT …" [--format JSONEachRow|CSV|Pretty]`)
+    }
     const format = (values.format as string | undefined) ?? 'JSONEachRow'
     const f = queryFormat(format)
     // Checked even when a run answers (it applies its own): a bad value is named before anything is asked.

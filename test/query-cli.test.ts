@@ -31,6 +31,16 @@ describe('rateflow query on a data directory without a store', () => {
   }, 60_000)
 })
 
+describe('rateflow query: its arguments', () => {
+  it('no SQL, or SQL in more than one argument, exits 2 naming the command and what it takes', async () => {
+    const usage = 'rateflow query "SELECT …" [--format JSONEachRow|CSV|Pretty]'
+    const none = await rateflow(['query', ...d])
+    expect([none.code, none.stderr]).toEqual([2, `rateflow: query: expected the SQL as one argument, got 0: ${usage}\n`])
+    const two = await rateflow(['query', 'SELECT', '1', ...d])
+    expect([two.code, two.stderr]).toEqual([2, `rateflow: query: expected the SQL as one argument, got 2 (quote the SQL): ${usage}\n`])
+  })
+})
+
 describe('rateflow query: analysts\' limits', () => {
   it('a query past RATEFLOW_QUERY_TIMEOUT_S stops at the limit and exits 2 naming it and its variable', async () => {
     const t0 = Date.now()
