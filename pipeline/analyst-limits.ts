@@ -2,7 +2,7 @@ import { ValidationError, type Problem } from '../common/errors.js'
 
 /**
  * Bounds of one analyst's query (`rateflow query`, `/v1/query`). Without them `SELECT count() FROM numbers(1e11)` ran
- * for hours, held `rateflow run`'s stop until it ended (a running chDB query cannot be cancelled: see README), and
+ * for hours (and held `rateflow run`'s stop until it ended, before the stop cancelled it: Store.close), and
  * `SELECT number FROM numbers(3e7)` grew to 3.4 GB before failing on V8's string length. A billing analyst's heavy
  * reads (a year of rated_usage grouped by account) take seconds to a minute here, so the defaults leave them room.
  */

@@ -135,6 +135,9 @@ const READ_SETTINGS = {
   output_format_json_quote_64bit_integers: 1,
 } as const
 
+/** The log_comment of every analyst's query. */
+const ANALYST_MARK = 'rateflow-analyst'
+
 /**
  * Settings of an analyst's read: its limits, times printed as ISO-8601 with their offset (`2026-10-05T11:00:00.000Z`),
  * as CONTRACT gives every time in JSON output (ClickHouse's own form, `2026-10-05 11:00:00.000`, names no zone; the
@@ -150,6 +153,8 @@ function analystSettings(l: AnalystLimits): Record<string, string | number> {
     max_memory_usage: String(l.maxMemoryMb * MiB),
     max_result_bytes: String(l.maxResultMb * MiB),
     result_overflow_mode: 'throw',
+    // Marks the query as an analyst's in system.processes, where close() finds it to cancel it.
+    log_comment: ANALYST_MARK,
     readonly: '1',
   }
 }
@@ -263,8 +268,29 @@ export async function openStore(opts: { dataDir: string; url?: string | undefine
     return chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks)
   }
   const execText = async (...args: Parameters<typeof execBytes>) => (await execBytes(...args)).toString('utf8')
-  const readOnlyBytes = (sql: string, format: QueryFormat, limits: AnalystLimits = DEFAULT_ANALYST_LIMITS) =>
-    execBytes(readOnlyStatement(sql), format, analystSettings(limits), analysts?.() ?? client)
+  /** Embedded: analysts' queries still running, which close() cancels and waits for. */
+  const analystQueries = new Set<Promise<unknown>>()
+  const readOnlyBytes = (sql: string, format: QueryFormat, limits: AnalystLimits = DEFAULT_ANALYST_LIMITS) => {
+    const p = execBytes(readOnlyStatement(sql), format, analystSettings(limits), analysts?.() ?? client)
+    if (analysts) {
+      const settled: Promise<unknown> = p.then(
+        (): void => void analystQueries.delete(settled),
+        (): void => void analystQueries.delete(settled),
+      )
+      analystQueries.add(settled)
+    }
+    return p
+  }
+  /**
+   * Embedded: cancels the analysts' queries still running and waits for them to end. A chDB session closed under a
+   * running query aborts the engine, and a `rateflow run` stopping waited for an analyst's query to its end (hours for
+   * `SELECT count() FROM numbers(1e11)`): a KILL from the writer's session ends one in ~20 ms here.
+   */
+  const cancelAnalystQueries = async (): Promise<void> => {
+    if (analystQueries.size === 0) return
+    await client.command({ query: `KILL QUERY WHERE Settings['log_comment'] = ${chString(ANALYST_MARK)} ASYNC` }).catch(() => undefined)
+    await Promise.all([...analystQueries])
+  }
   const columns = async (table: string): Promise<Array<{ name: string; type: string }>> => {
     const rs = await client.query({
       query: `SELECT name, type FROM system.columns WHERE database = currentDatabase() AND table = {t:String} ORDER BY position`,
@@ -386,6 +412,7 @@ export async function openStore(opts: { dataDir: string; url?: string | undefine
       return rolledBack
     },
     async close() {
+      await cancelAnalystQueries()
       await analystClient?.close()
       await client.close()
       if (spool) rmSync(spool, { recursive: true, force: true })

@@ -231,6 +231,28 @@ describe('rateflow run and its HTTP API', () => {
   }, 120_000)
 })
 
+describe('rateflow run stopping during an analyst\'s query', () => {
+  it('cancels the query once the HTTP drain is over, and exits 0 within seconds', async () => {
+    const { data, config } = await setup('stop-query')
+    const r = start(config, data)
+    const ready = await r.ready
+    // It would run for hours; the default limit ends it after 300 s, which the stop waited for (the test's timeout is less).
+    const long = fetch(`${ready.http}/v1/query?sql=${encodeURIComponent('SELECT count() FROM numbers(1e14)')}`).then(
+      (res) => res.status,
+      (err: unknown) => (err as Error).message,
+    )
+    await new Promise((resolve) => setTimeout(resolve, 1000))
+    const t0 = Date.now()
+    r.child.kill('SIGINT')
+    const res = await r.done
+    expect([res.code, res.signal]).toEqual([0, null])
+    // 5 s of HTTP drain, then the cancel: ~20 ms here.
+    expect(Date.now() - t0).toBeLessThan(20_000)
+    // The client's connection was closed with the rest after the drain.
+    expect(await long).toBe('fetch failed')
+  }, 120_000)
+})
+
 describe('rateflow run and late guiding data', () => {
   it('rates held usage once `accounts apply` binds its device, while run owns the data directory', async () => {
     const { data, config, inbox } = await setup('late')
