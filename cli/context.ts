@@ -13,11 +13,18 @@ export const DEFAULT_DATA_DIR = './.rateflow'
 
 /** Output sinks, injectable so commands can be exercised in-process. */
 export interface Io {
-  out(text: string): void
+  /** Text, or bytes of UTF-8 text (a query's result, which may be longer than a JS string can be); a newline is added when it has none. */
+  out(text: string | Uint8Array): void
   err(text: string): void
 }
 export const processIo: Io = {
-  out: (t) => process.stdout.write(t.endsWith('\n') ? t : t + '\n'),
+  out: (t) => {
+    if (typeof t === 'string') process.stdout.write(t.endsWith('\n') ? t : t + '\n')
+    else {
+      process.stdout.write(t)
+      if (t[t.length - 1] !== 0x0a) process.stdout.write('\n')
+    }
+  },
   err: (t) => process.stderr.write(t.endsWith('\n') ? t : t + '\n'),
 }
 

@@ -8,6 +8,7 @@ import { isoUtc } from '../common/time.js'
 import { DEFAULT_DATA_DIR, parse, processIo, runtimeFor, usage, type GlobalOptions, type Io } from './context.js'
 import { queryFormat, queryRun, readOnlyQuery, runningRun } from './query.js'
 import type { Store } from '../pipeline/store.js'
+import { analystLimitsFromEnv } from '../pipeline/analyst-limits.js'
 
 const HELP = `rateflow — usage mediation, rating and billing
 
@@ -123,20 +124,27 @@ const commands: Record<string, Handler> = {
     return 0
   },
   query: async (args, g, io) => {
-    const { values, positionals } = parse(args, { format: { type: 'string' } }, 1)
+    const { values, positionals } = parse(args, { format: { type: 'string' } }, -1)
+    if (positionals.length !== 1) {
+      throw usage(`query: expected the SQL as one argument, got ${positionals.length}${positionals.length > 1 ? ' (quote the SQL)' : ''}: rateflow query "SELECT …" [--format JSONEachRow|CSV|Pretty]`)
+    }
     const format = (values.format as string | undefined) ?? 'JSONEachRow'
     const f = queryFormat(format)
+    // Checked even when a run answers (it applies its own): a bad value is named before anything is asked.
+    const limits = analystLimitsFromEnv()
     // While `rateflow run` owns an embedded store, it answers: no other process can open the directory.
     const run = process.env.CLICKHOUSE_URL ? undefined : runningRun(g.data)
     if (run !== undefined) {
       io.out(await queryRun(run, positionals[0]!, format))
       return 0
     }
-    const rt = await runtimeFor(g)
+    // An existing store only: a mistyped --data must not create an empty one and answer from it.
+    const { openStoreToRead } = await import('../pipeline/runtime.js')
+    const opened = await openStoreToRead({ dataDir: g.data, clickhouseUrl: process.env.CLICKHOUSE_URL || undefined })
     try {
-      io.out(await readOnlyQuery(await rt.store(), positionals[0]!, f))
+      io.out(await readOnlyQuery(opened.store, positionals[0]!, f, limits))
     } finally {
-      await rt.close()
+      await opened.close()
     }
     return 0
   },

@@ -2,6 +2,7 @@ import { readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { ErrorCode, RateflowError } from '../common/errors.js'
 import { lockOwner } from '../pipeline/data-dir-lock.js'
+import { ANALYST_LIMIT_VARS, DEFAULT_ANALYST_LIMITS, type AnalystLimits } from '../pipeline/analyst-limits.js'
 import type { QueryFormat, Store } from '../pipeline/store.js'
 import { usage } from './context.js'
 
@@ -22,16 +23,38 @@ export function queryFormat(name: string | undefined): QueryFormat {
 }
 
 /**
- * Runs an analyst's SQL read-only and returns the text: the store runs one read statement and refuses anything else
- * (INTO OUTFILE, KILL, writes, DDL, settings changes, a second statement, a FORMAT clause; see readOnlyStatement).
- * Any error the store gives is bad input (exit 2; HTTP 400 on /v1/query), with the store's message after `query: `.
+ * Runs an analyst's SQL read-only within `limits` and returns the text's bytes: the store runs one read statement and
+ * refuses anything else (INTO OUTFILE, KILL, writes, DDL, settings changes, a second statement, a FORMAT clause; see
+ * readOnlyStatement). Any error the store gives is bad input (exit 2; HTTP 400 on /v1/query), with the store's message
+ * after `query: `; a limit that stopped the query is named first, with the variable that sets it.
  */
-export async function readOnlyQuery(store: Store, sql: string, format: QueryFormat): Promise<string> {
+export async function readOnlyQuery(store: Store, sql: string, format: QueryFormat, limits: AnalystLimits = DEFAULT_ANALYST_LIMITS): Promise<Buffer> {
   try {
-    return await store.readOnlyText(sql, format)
+    return await store.readOnlyBytes(sql, format, limits)
   } catch (err) {
-    throw new RateflowError(ErrorCode.BadInput, `query: ${(err as Error).message.trim()}`, { cause: err })
+    const message = (err as Error).message.trim()
+    const limit = limitHit(err, limits)
+    throw new RateflowError(ErrorCode.BadInput, `query: ${limit ? `${limit}: ` : ''}${message}`, { cause: err })
   }
+}
+
+/**
+ * Which analysts' limit stopped a query, and how to change it, by ClickHouse's error code (TIMEOUT_EXCEEDED 159,
+ * MEMORY_LIMIT_EXCEEDED 241, TOO_MANY_ROWS_OR_BYTES 396); undefined for any other error.
+ */
+function limitHit(err: unknown, limits: AnalystLimits): string | undefined {
+  const code = String((err as { code?: unknown }).code ?? '')
+  const v = ANALYST_LIMIT_VARS
+  if (code === '159') {
+    return `the query ran longer than the analysts' limit of ${limits.timeoutS} s (${v.timeoutS.name}; set it higher for a longer query, or narrow the query)`
+  }
+  if (code === '241') {
+    return `the query needed more memory than allowed (${v.maxMemoryMb.name}=${limits.maxMemoryMb} MiB a query; set it higher, or aggregate or filter more)`
+  }
+  if (code === '396') {
+    return `the result is larger than the analysts' limit of ${limits.maxResultMb} MiB (${v.maxResultMb.name}; aggregate, filter or add a LIMIT, or set it higher)`
+  }
+  return undefined
 }
 
 /** Where `rateflow run` tells other commands on its data directory how to reach its HTTP API. */
@@ -69,7 +92,7 @@ export function runningRun(dataDir: string): RunInfo | undefined {
  * length, where a URL's is bounded), for a data directory that process owns: chDB binds a directory to one process, so
  * another process cannot open it while it runs.
  */
-export async function queryRun(run: RunInfo, sql: string, format: string): Promise<string> {
+export async function queryRun(run: RunInfo, sql: string, format: string): Promise<Buffer> {
   const url = new URL('/v1/query', run.http)
   url.searchParams.set('format', format)
   let res: Response
@@ -78,14 +101,16 @@ export async function queryRun(run: RunInfo, sql: string, format: string): Promi
   } catch (err) {
     throw new RateflowError(ErrorCode.Internal, `query: the rateflow run (pid ${run.pid}) at ${run.http} did not answer: ${(err as Error).message}`)
   }
-  let body: string
+  let bytes: Buffer
   try {
-    body = await res.text()
+    // Bytes, not text: a result may be longer than a JS string can be.
+    bytes = Buffer.from(await res.arrayBuffer())
   } catch (err) {
     // The answer was cut part way: the run stopped (its stop closes connections still open after a few seconds).
     throw new RateflowError(ErrorCode.Internal, `query: the rateflow run (pid ${run.pid}) at ${run.http} stopped while answering: ${(err as Error).message}`)
   }
-  if (res.status === 200) return body
+  if (res.status === 200) return bytes
+  const body = bytes.toString('utf8')
   const message = (() => {
     try {
       return (JSON.parse(body) as { error?: string }).error ?? body

@@ -2,7 +2,7 @@ import { existsSync, readFileSync, realpathSync, statSync } from 'node:fs'
 import { resolve, sep } from 'node:path'
 import { createServer, type IncomingMessage, type Server } from 'node:http'
 import os from 'node:os'
-import type { AddressInfo } from 'node:net'
+import { isIP, type AddressInfo } from 'node:net'
 import { validateAdapterConfig, type AdaptersConfig, type ResourceCheck } from '../adapters/config.js'
 import { CsvInbox, checkCsvInboxEntries, type CsvInboxOptions } from '../adapters/csv-inbox.js'
 import { MqttAdapter } from '../adapters/mqtt/index.js'
@@ -10,6 +10,7 @@ import { BUILTIN_MAPPINGS, SyslogAdapter } from '../adapters/syslog/index.js'
 import { ErrorCode, RateflowError, ValidationError, type Problem } from '../common/errors.js'
 import type { UsageBatch } from '../rating-core/record.js'
 import { Rater, raterOptionsFromEnv, type BatchOutcome } from '../pipeline/rater.js'
+import { analystLimitsFromEnv } from '../pipeline/analyst-limits.js'
 import { parse, runtimeFor, usage, type GlobalOptions, type Io } from './context.js'
 import { announceRun, queryFormat, readOnlyQuery } from './query.js'
 
@@ -90,6 +91,41 @@ const HTTP_DRAIN_MS = 5_000
 
 /** The largest SQL `/v1/query` reads from a POST body. */
 const MAX_QUERY_BYTES = 1024 * 1024
+
+/**
+ * Why a request is refused as another site's, or undefined when it may be answered. A web page the analyst opens can
+ * make the browser ask this API: by a name the page's owner points at 127.0.0.1 (DNS rebinding: the request carries
+ * that name as its Host, and the page may read the answer, billing data included), or from its own origin (an Origin
+ * header of that site). So the Host must be an IP address, `localhost` or the configured http.host (any port), and an
+ * Origin, when sent, must be the Host itself. A request without Host (HTTP/1.0) comes from no browser, and passes.
+ */
+export function foreignRequest(headers: { host?: string | undefined; origin?: string | undefined }, configuredHost: string): string | undefined {
+  const host = headers.host
+  if (host !== undefined) {
+    let name: string
+    try {
+      name = new URL(`http://${host}`).hostname.toLowerCase()
+    } catch {
+      return `Host ${JSON.stringify(host)} is not a host name`
+    }
+    const bare = name.startsWith('[') && name.endsWith(']') ? name.slice(1, -1) : name
+    if (isIP(bare) === 0 && bare !== 'localhost' && bare !== configuredHost.toLowerCase()) {
+      return `Host ${JSON.stringify(host)} is not this API's: ask it by IP address, localhost or ${configuredHost} (config http.host), as a name pointed here by another site is refused`
+    }
+  }
+  const origin = headers.origin
+  if (origin !== undefined) {
+    let same = false
+    try {
+      const o = new URL(origin)
+      same = host !== undefined && o.protocol === 'http:' && o.host === new URL(`http://${host}`).host
+    } catch {
+      same = false
+    }
+    if (!same) return `Origin ${JSON.stringify(origin)} is not this API's own (${host ?? 'no Host'}): a page of another site may not ask it`
+  }
+  return undefined
+}
 
 /** A request's body as UTF-8 text, or undefined when it is longer than `max` bytes (the rest is read and dropped). */
 function readBody(req: IncomingMessage, max: number): Promise<string | undefined> {
@@ -210,6 +246,8 @@ export async function runCommand(args: string[], g: GlobalOptions, io: Io): Prom
     throw usage(`run: ${(err as Error).message}`)
   }
   const config = loadConfig(configFile)
+  // Before anything starts, as the config: a bad value exits 2 naming the variable.
+  const limits = analystLimitsFromEnv()
   const rt = await runtimeFor(g)
   const log = rt.log
   // Since this run started. Of the stream's batches: read = rated + duplicates + rejected + suspended (held when read).
@@ -275,6 +313,8 @@ export async function runCommand(args: string[], g: GlobalOptions, io: Io): Prom
         res.writeHead(status, { 'content-type': 'application/json' })
         res.end(JSON.stringify(body))
       }
+      const foreign = foreignRequest(req.headers, config.http.host)
+      if (foreign !== undefined) return send(403, { error: `forbidden: ${foreign}` })
       const isQuery = url.pathname === '/v1/query'
       if (req.method !== 'GET' && !(isQuery && req.method === 'POST')) return send(405, { error: 'method not allowed' })
       if (url.pathname === '/health') return send(200, { status: 'ok' })
@@ -290,7 +330,7 @@ export async function runCommand(args: string[], g: GlobalOptions, io: Io): Prom
           return send(400, { error: (err as Error).message })
         }
         const answer = (sql: string) =>
-          readOnlyQuery(store, sql, format).then(
+          readOnlyQuery(store, sql, format, limits).then(
             (text) => {
               res.writeHead(200, { 'content-type': name === 'JSONEachRow' ? 'application/x-ndjson' : 'text/plain; charset=utf-8' })
               res.end(text)

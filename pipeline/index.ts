@@ -5,5 +5,6 @@ export { DEFAULT_RATER, Rater, raterOptionsFromEnv, readCommittedKeys, type Batc
 export { BatchTooLargeError, DEFAULT_QUEUE, decodeBatch, encodeBatch, openQueue, RATER_DURABLE, USAGE_STREAM, USAGE_SUBJECT, type Queue, type QueueOptions } from './queue.js'
 export { DDL, FLUSHED_TABLES, openStore, type InsertOptions, type QueryFormat, type Store } from './store.js'
 export { readOnlyStatement } from './read-only-sql.js'
+export { analystLimitsFromEnv, ANALYST_LIMIT_VARS, DEFAULT_ANALYST_LIMITS, type AnalystLimits } from './analyst-limits.js'
 export { DEFAULT_NATS_SERVER, startNatsServer, type LocalNatsServer, type NatsServerOptions } from './services/nats-server.js'
 export { startMosquitto, type LocalMosquitto } from './services/mosquitto.js'

@@ -17,6 +17,8 @@ const EMPTY = /^refused: the SQL is empty: give one SELECT \(or WITH … SELECT\
 const OUTFILE = /^refused: INTO OUTFILE is not allowed for read-only queries/
 const MANY = /^refused: more than one statement is not allowed: give one statement per query \(a trailing ; alone is fine\)$/
 const OUTSIDE = (name: string): RegExp => new RegExp(`^refused: ${name}\\(\\) is not allowed for read-only queries: it reads files or the network, or runs programs, outside the store's tables$`)
+const ESCAPED = (token: string, position: number): RegExp =>
+  new RegExp(`^refused: a quoted name with a backslash \\(${JSON.stringify(token).replace(/[\\^$.*+?()[\]{}|]/g, '\\$&')}, from position ${position}\\) is not allowed for read-only queries: write the name without escapes$`)
 const FORMAT = /^refused: a FORMAT clause is not allowed in the SQL: choose the output format with --format/
 const notRead = (what: string): RegExp =>
   new RegExp(`^refused: ${what} is not allowed for read-only queries: give one SELECT \\(or WITH … SELECT\\), SHOW, DESCRIBE, EXPLAIN or EXISTS statement$`)
@@ -148,6 +150,19 @@ const cases: Array<{ sql: string; expect: string | RegExp }> = [
   { sql: 'SELECT * FROM system.models', expect: /^refused: system\.models is not allowed for read-only queries: reading it starts a program/ },
   { sql: 'SELECT * FROM "system" . "models"', expect: /^refused: system\.models is not allowed/ },
   { sql: 'SELECT * FROM system.stack_trace', expect: /^refused: system\.stack_trace is not allowed/ },
+  // ClickHouse decodes escapes in quoted names: `stack\x5ftrace` is stack_trace to it. Any backslash in a quoted name
+  // is refused (it ran system.stack_trace, and system.models started clickhouse-library-bridge).
+  { sql: 'SELECT count() FROM system.`stack\\x5ftrace`', expect: ESCAPED('`stack\\x5ftrace`', 28) },
+  { sql: 'SELECT count() FROM `sys\\x74em`.stack_trace', expect: ESCAPED('`sys\\x74em`', 21) },
+  { sql: 'SELECT * FROM system.`model\\x73`', expect: ESCAPED('`model\\x73`', 22) },
+  { sql: 'SELECT * FROM `sys\\x74em`.`zoo\\x6beeper`', expect: ESCAPED('`sys\\x74em`', 15) },
+  { sql: 'SELECT * FROM system."stack\\137trace"', expect: ESCAPED('"stack\\137trace"', 22) },
+  { sql: 'SELECT * FROM system.`model\\u0073`', expect: ESCAPED('`model\\u0073`', 22) },
+  { sql: 'SELECT * FROM system.`stack\\_trace`', expect: ESCAPED('`stack\\_trace`', 22) },
+  { sql: 'SELECT 1 AS `a\\`b`', expect: ESCAPED('`a\\`b`', 13) },
+  { sql: 'SELECT 1 AS "tab\\there"', expect: ESCAPED('"tab\\there"', 13) },
+  // …while backslashes in string literals stay as they were, and a doubled quote in a name is no escape.
+  { sql: "SELECT 'stack\\x5ftrace' AS `a``b`", expect: "SELECT 'stack\\x5ftrace' AS `a``b`" },
   // …but a name that is only a column, alias or string is no call, and the safe table functions run.
   { sql: "SELECT 'file(x)', file_size AS url FROM t", expect: "SELECT 'file(x)', file_size AS url FROM t" },
   { sql: 'SELECT * FROM numbers(3)', expect: 'SELECT * FROM numbers(3)' },

@@ -1,5 +1,6 @@
-import { mkdirSync } from 'node:fs'
-import { resolve } from 'node:path'
+import { existsSync, mkdirSync } from 'node:fs'
+import { join, resolve } from 'node:path'
+import { ErrorCode, RateflowError } from '../common/errors.js'
 import { CatalogRepository } from '../catalog/repository.js'
 import type { Logger } from '../common/logger.js'
 import { acquireLock } from './data-dir-lock.js'
@@ -73,5 +74,43 @@ export function openRuntime(opts: RuntimeOptions): Runtime {
       if (store) await (await store.catch(() => undefined))?.close()
       lock?.()
     },
+  }
+}
+
+/**
+ * The store of an existing data directory, opened for analysts' reads (`rateflow query`): unlike Runtime.store(), it
+ * creates nothing and migrates nothing. A mistyped `--data` made a new store (directories, tables, migrations) and
+ * answered `0` with exit 0, as if the billing data were empty. Embedded, a directory without `clickhouse/` is bad usage
+ * naming it; the directory's lock is taken as by any opener (chDB binds a directory to one process). With
+ * CLICKHOUSE_URL, no DDL runs: a server without the tables answers that the table is unknown.
+ */
+export async function openStoreToRead(opts: { dataDir: string; clickhouseUrl?: string | undefined }): Promise<{ store: Store; close(): Promise<void> }> {
+  const dataDir = resolve(opts.dataDir)
+  if (opts.clickhouseUrl) {
+    const store = await openStore({ dataDir, url: opts.clickhouseUrl, toRead: true })
+    return { store, close: () => store.close() }
+  }
+  if (!existsSync(join(dataDir, 'clickhouse'))) {
+    throw new RateflowError(
+      ErrorCode.BadUsage,
+      `no Rateflow store in ${dataDir} (it has no clickhouse/): give --data the data directory your Rateflow writes (the default is ./.rateflow)`,
+    )
+  }
+  const release = acquireLock(dataDir)
+  try {
+    const store = await openStore({ dataDir, toRead: true })
+    return {
+      store,
+      close: async () => {
+        try {
+          await store.close()
+        } finally {
+          release()
+        }
+      },
+    }
+  } catch (err) {
+    release()
+    throw err
   }
 }

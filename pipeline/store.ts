@@ -4,6 +4,7 @@ import { open } from 'node:fs/promises'
 import { join } from 'node:path'
 import { createClient, type ClickHouseClient } from '@clickhouse/client'
 import { ErrorCode, RateflowError } from '../common/errors.js'
+import { DEFAULT_ANALYST_LIMITS, type AnalystLimits } from './analyst-limits.js'
 import { isoUtc } from '../common/time.js'
 import { readOnlyStatement } from './read-only-sql.js'
 import { chString, chTime, tsv } from './tsv.js'
@@ -134,12 +135,29 @@ const READ_SETTINGS = {
   output_format_json_quote_64bit_integers: 1,
 } as const
 
+/** The log_comment of every analyst's query. */
+const ANALYST_MARK = 'rateflow-analyst'
+
 /**
- * Settings of an analyst's read: read-only, and times printed as ISO-8601 with their offset (`2026-10-05T11:00:00.000Z`),
- * as CONTRACT gives every time in JSON output; ClickHouse's own form (`2026-10-05 11:00:00.000`) names no zone. The
- * store's internal reads keep that form, which they parse.
+ * Settings of an analyst's read: its limits, times printed as ISO-8601 with their offset (`2026-10-05T11:00:00.000Z`),
+ * as CONTRACT gives every time in JSON output (ClickHouse's own form, `2026-10-05 11:00:00.000`, names no zone; the
+ * store's internal reads keep it, as they parse it), and read-only. `readonly` comes last: chDB applies the settings
+ * as SETs in this order, and after `readonly = 1` no other may change (so neither can the analyst's SQL).
  */
-const ANALYST_SETTINGS = { ...READ_SETTINGS, date_time_output_format: 'iso', readonly: '1' } as const
+function analystSettings(l: AnalystLimits): Record<string, string | number> {
+  const MiB = 1024 * 1024
+  return {
+    ...READ_SETTINGS,
+    date_time_output_format: 'iso',
+    max_execution_time: l.timeoutS,
+    max_memory_usage: String(l.maxMemoryMb * MiB),
+    max_result_bytes: String(l.maxResultMb * MiB),
+    result_overflow_mode: 'throw',
+    // Marks the query as an analyst's in system.processes, where close() finds it to cancel it.
+    log_comment: ANALYST_MARK,
+    readonly: '1',
+  }
+}
 
 export interface InsertOptions {
   /**
@@ -175,7 +193,12 @@ export interface Store {
    * so on the writer's session every later insert would be refused); on a server the setting belongs to the
    * request alone.
    */
-  readOnlyText(sql: string, format: QueryFormat): Promise<string>
+  readOnlyText(sql: string, format: QueryFormat, limits?: AnalystLimits): Promise<string>
+  /**
+   * readOnlyText's answer as bytes, within `limits` (DEFAULT_ANALYST_LIMITS when not given): a result past V8's
+   * longest string (~512 MiB) is still printed, where a string failed with V8's own message.
+   */
+  readOnlyBytes(sql: string, format: QueryFormat, limits?: AnalystLimits): Promise<Buffer>
   /** Text of an internal query in the given format (no readonly session setting), with `{name:Type}` parameters. */
   text(sql: string, format: QueryFormat, params?: Record<string, unknown>): Promise<string>
   command(sql: string): Promise<void>
@@ -190,9 +213,10 @@ export interface Store {
 
 /**
  * Opens the store: a ClickHouse server when `url` is given (CLICKHOUSE_URL), otherwise chDB embedded with
- * its data under `dataDir/clickhouse`. Same DDL, same SQL either way.
+ * its data under `dataDir/clickhouse`. Same DDL, same SQL either way. `toRead`: for reads only (analysts' queries);
+ * embedded, no directory is made and the insert spool is left alone (the caller checked the store exists).
  */
-export async function openStore(opts: { dataDir: string; url?: string | undefined }): Promise<Store> {
+export async function openStore(opts: { dataDir: string; url?: string | undefined; toRead?: boolean }): Promise<Store> {
   let client: ClickHouseClient
   /** Analysts' reads: embedded, a second session on the same data (opened on the first read); else `client`. */
   let analysts: (() => ClickHouseClient) | undefined
@@ -209,11 +233,13 @@ export async function openStore(opts: { dataDir: string; url?: string | undefine
   } else {
     mode = 'embedded'
     const path = join(opts.dataDir, 'clickhouse')
-    mkdirSync(path, { recursive: true })
-    // Insert files of a process that died mid-insert are garbage: their rows were never committed.
-    spool = join(opts.dataDir, 'clickhouse-spool')
-    rmSync(spool, { recursive: true, force: true })
-    mkdirSync(spool, { recursive: true })
+    if (!opts.toRead) {
+      mkdirSync(path, { recursive: true })
+      // Insert files of a process that died mid-insert are garbage: their rows were never committed.
+      spool = join(opts.dataDir, 'clickhouse-spool')
+      rmSync(spool, { recursive: true, force: true })
+      mkdirSync(spool, { recursive: true })
+    }
     const { createChdbConnection } = await import('chdb/connection')
     const open = () => createClient({ connection: createChdbConnection({ path }) } as Parameters<typeof createClient>[0])
     client = open()
@@ -227,19 +253,43 @@ export async function openStore(opts: { dataDir: string; url?: string | undefine
       throw new RateflowError(ErrorCode.StoreFailure, `${what}: ${(err as Error).message}`, { cause: err })
     }
   }
-  const execText = async (
+  const execBytes = async (
     sql: string,
     format: QueryFormat,
     settings: Record<string, string | number>,
     on = client,
     params?: Record<string, unknown>,
-  ) => {
+  ): Promise<Buffer> => {
     // exec + an explicit FORMAT clause: the client's query() knows only streamable formats, not Pretty.
     const query = sql.trim().replace(/;+\s*$/, '') + '\nFORMAT ' + format
     const rs = await on.exec({ query, clickhouse_settings: settings, ...(params ? { query_params: params } : {}) })
     const chunks: Buffer[] = []
     for await (const c of rs.stream) chunks.push(Buffer.from(c as Uint8Array))
-    return Buffer.concat(chunks).toString('utf8')
+    return chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks)
+  }
+  const execText = async (...args: Parameters<typeof execBytes>) => (await execBytes(...args)).toString('utf8')
+  /** Embedded: analysts' queries still running, which close() cancels and waits for. */
+  const analystQueries = new Set<Promise<unknown>>()
+  const readOnlyBytes = (sql: string, format: QueryFormat, limits: AnalystLimits = DEFAULT_ANALYST_LIMITS) => {
+    const p = execBytes(readOnlyStatement(sql), format, analystSettings(limits), analysts?.() ?? client)
+    if (analysts) {
+      const settled: Promise<unknown> = p.then(
+        (): void => void analystQueries.delete(settled),
+        (): void => void analystQueries.delete(settled),
+      )
+      analystQueries.add(settled)
+    }
+    return p
+  }
+  /**
+   * Embedded: cancels the analysts' queries still running and waits for them to end. A chDB session closed under a
+   * running query aborts the engine, and a `rateflow run` stopping waited for an analyst's query to its end (hours for
+   * `SELECT count() FROM numbers(1e11)`): a KILL from the writer's session ends one in ~20 ms here.
+   */
+  const cancelAnalystQueries = async (): Promise<void> => {
+    if (analystQueries.size === 0) return
+    await client.command({ query: `KILL QUERY WHERE Settings['log_comment'] = ${chString(ANALYST_MARK)} ASYNC` }).catch(() => undefined)
+    await Promise.all([...analystQueries])
   }
   const columns = async (table: string): Promise<Array<{ name: string; type: string }>> => {
     const rs = await client.query({
@@ -313,7 +363,8 @@ export async function openStore(opts: { dataDir: string; url?: string | undefine
     },
     // readonly=1 does not stop what the engine does outside its permission checks (INTO OUTFILE, KILL): the
     // statement is checked first.
-    readOnlyText: async (sql, format) => execText(readOnlyStatement(sql), format, ANALYST_SETTINGS, analysts?.() ?? client),
+    readOnlyText: async (sql, format, limits) => (await readOnlyBytes(sql, format, limits)).toString('utf8'),
+    readOnlyBytes,
     text: (sql, format, params) => wrap('query', () => execText(sql, format, READ_SETTINGS, client, params)),
     command(sql) {
       return wrap('command', async () => {
@@ -364,6 +415,7 @@ export async function openStore(opts: { dataDir: string; url?: string | undefine
       return rolledBack
     },
     async close() {
+      await cancelAnalystQueries()
       await analystClient?.close()
       await client.close()
       if (spool) rmSync(spool, { recursive: true, force: true })

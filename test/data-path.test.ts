@@ -208,9 +208,12 @@ describe('bad files and documents exit 2 and name every problem', () => {
     // A regular file where a directory of the path should be.
     const blocker = join(data, 'not-a-dir')
     writeFileSync(blocker, '')
-    const r = await rateflow(['query', 'SELECT 1', '--data', join(blocker, 'sub')])
+    // (`catalog list`: `query` makes no directory, and says there is no store there.)
+    const r = await rateflow(['catalog', 'list', '--data', join(blocker, 'sub')])
     expect(r.code).toBe(2)
     expect(r.stderr).toMatch(new RegExp(`--data ${join(blocker, 'sub')}: cannot use it as a data directory: ENOTDIR`))
+    const q = await rateflow(['query', 'SELECT 1', '--data', join(blocker, 'sub')])
+    expect([q.code, q.stderr]).toEqual([2, expect.stringContaining(`no Rateflow store in ${join(blocker, 'sub')}`)])
     // The accounts file's place taken by a directory: the system's message, with the file it is about, and no stack.
     const other = join(data, 'odd-data')
     mkdirSync(join(other, 'catalog', 'accounts.json'), { recursive: true })

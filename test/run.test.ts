@@ -1,5 +1,6 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process'
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { request as httpRequest } from 'node:http'
 import { connect, createServer, type AddressInfo, type Socket } from 'node:net'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
@@ -193,14 +194,29 @@ describe('rateflow run', () => {
 describe('rateflow run and its HTTP API', () => {
   it('answers `rateflow query` of any length, and stops on SIGINT with idle HTTP connections open', async () => {
     const { data, config } = await setup('http')
-    const r = start(config, data)
+    const r = start(config, data, { RATEFLOW_QUERY_TIMEOUT_S: '1' })
     const ready = await r.ready
+    const port = Number(new URL(ready.http).port)
+    // A web page's requests: by a name its site points at 127.0.0.1 (DNS rebinding), or from its origin. Refused with a
+    // JSON error before anything is read; asked by IP address or localhost, the API answers, as `rateflow query` asks.
+    const sql = `/v1/query?sql=${encodeURIComponent('SELECT count() AS n FROM rated_usage')}`
+    const forbidden = (what: string) => ({ status: 403, body: { error: expect.stringMatching(new RegExp(`^forbidden: ${what}`)) as unknown } })
+    expect(await get(port, sql, { host: `attacker.example:${port}` })).toEqual(forbidden(`Host "attacker\\.example:${port}" is not this API's`))
+    expect(await get(port, '/health', { host: 'attacker.example' })).toEqual(forbidden('Host "attacker\\.example" is not this API\'s'))
+    expect(await get(port, sql, { host: `127.0.0.1:${port}`, origin: 'http://attacker.example' })).toEqual(forbidden('Origin "http://attacker\\.example" is not this API\'s own'))
+    expect(await get(port, sql, { host: `127.0.0.1:${port}`, origin: 'null' })).toEqual(forbidden('Origin "null"'))
+    expect(await get(port, sql, { host: `127.0.0.1:${port}`, origin: `http://127.0.0.1:${port}` })).toEqual({ status: 200, body: { n: '0' } })
+    expect(await get(port, sql, { host: `localhost:${port}` })).toEqual({ status: 200, body: { n: '0' } })
+    // The run's analysts' limit (its environment) holds for queries it answers: 400 naming the limit, at the limit.
+    const asked = Date.now()
+    const slow = await rateflow(['query', 'SELECT count() FROM numbers(1e11)', '--data', data])
+    expect([slow.code, slow.stderr]).toEqual([2, expect.stringContaining("query: the query ran longer than the analysts' limit of 1 s (RATEFLOW_QUERY_TIMEOUT_S")])
+    expect(Date.now() - asked).toBeLessThan(20_000)
     // ~40 KB of SQL: past Node's 16 KiB limit on request headers once in a URL (it failed with an empty message).
     const ids = Array.from({ length: 3000 }, (_, i) => `'m-${i}'`).join(',')
     const long = await rateflow(['query', `SELECT count() AS n FROM rated_usage WHERE event_id IN (${ids})`, '--data', data])
     expect([long.code, long.stdout.trim(), long.stderr]).toEqual([0, '{"n":"0"}', ''])
     // Clients that connected and sent nothing, or half a request's headers: they must not hold the stop.
-    const port = Number(new URL(ready.http).port)
     const idle = await new Promise<Socket>((resolve) => { const s = connect(port, '127.0.0.1', () => resolve(s)) })
     const half = await new Promise<Socket>((resolve) => { const s = connect(port, '127.0.0.1', () => resolve(s)) })
     half.write('GET /health HTTP/1.1\r\nHost: x\r\n')
@@ -212,6 +228,28 @@ describe('rateflow run and its HTTP API', () => {
     expect(Date.now() - t0).toBeLessThan(30_000)
     idle.destroy()
     half.destroy()
+  }, 120_000)
+})
+
+describe('rateflow run stopping during an analyst\'s query', () => {
+  it('cancels the query once the HTTP drain is over, and exits 0 within seconds', async () => {
+    const { data, config } = await setup('stop-query')
+    const r = start(config, data)
+    const ready = await r.ready
+    // It would run for hours; the default limit ends it after 300 s, which the stop waited for (the test's timeout is less).
+    const long = fetch(`${ready.http}/v1/query?sql=${encodeURIComponent('SELECT count() FROM numbers(1e14)')}`).then(
+      (res) => res.status,
+      (err: unknown) => (err as Error).message,
+    )
+    await new Promise((resolve) => setTimeout(resolve, 1000))
+    const t0 = Date.now()
+    r.child.kill('SIGINT')
+    const res = await r.done
+    expect([res.code, res.signal]).toEqual([0, null])
+    // 5 s of HTTP drain, then the cancel: ~20 ms here.
+    expect(Date.now() - t0).toBeLessThan(20_000)
+    // The client's connection was closed with the rest after the drain.
+    expect(await long).toBe('fetch failed')
   }, 120_000)
 })
 
@@ -316,6 +354,19 @@ describe('rateflow run with a secured MQTT broker', () => {
     expect([res.code, res.stderr]).toEqual([2, expect.stringContaining('run: --config is given more than once')])
   })
 })
+
+/** GET `path` from 127.0.0.1:`port` with these headers (fetch cannot set Host); the status and the JSON body. */
+function get(port: number, path: string, headers: Record<string, string>): Promise<{ status: number; body: unknown }> {
+  return new Promise((resolve, reject) => {
+    const req = httpRequest({ host: '127.0.0.1', port, path, headers }, (res) => {
+      let text = ''
+      res.on('data', (d: Buffer) => (text += d))
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: JSON.parse(text) as unknown }))
+    })
+    req.on('error', reject)
+    req.end()
+  })
+}
 
 /** True once the broker has nothing left to deliver: no message arrived in the last 2 s and every message is acked. */
 let lastMessages = -1
