@@ -245,18 +245,21 @@ describe('rateUsageEvent: per-event models', () => {
     expect(periodTotal(c, state)).toMatchObject({ quantity: '300', amount: '3.2' })
   })
 
+  // Day: connect 1, a first 60 s block, then per second at 1; evening: 0.5 per minute in minutes; weekend free.
+  const calls: UsageCharge = {
+    id: 't',
+    kind: 'usage',
+    meter: 'm',
+    model: 'time_rated',
+    rates: [
+      { schedule: 'day', connect_fee: '1', steps: [{ from: '0', unit_price: '1', per: '1', increment: '60' }, { from: '60', unit_price: '1', per: '1', increment: '1' }] },
+      { schedule: 'evening', steps: [{ from: '0', unit_price: '0.5', per: '60', increment: '60' }] },
+      { schedule: 'weekend', steps: [{ from: '0', unit_price: '0', per: '1', increment: '1' }] },
+    ],
+  }
+
   it('time_rated: each session priced on its own; the state sums them', () => {
-    const c: UsageCharge = {
-      id: 't',
-      kind: 'usage',
-      meter: 'm',
-      model: 'time_rated',
-      rates: [
-        { schedule: 'day', connect_fee: '1', steps: [{ from: '0', unit_price: '1', per: '1', increment: '60' }, { from: '60', unit_price: '1', per: '1', increment: '1' }] },
-        { schedule: 'evening', steps: [{ from: '0', unit_price: '0.5', per: '60', increment: '60' }] },
-        { schedule: 'weekend', steps: [{ from: '0', unit_price: '0', per: '1', increment: '1' }] },
-      ],
-    }
+    const c = calls
     const secs: Meter = { id: 'm', metric: 'session_seconds', aggregation: 'sum' }
     // Thursday 2026-10-01 10:00 Berlin (08:00Z): 61 s → 1 + 60 + 1 = 62
     const r1 = rateUsageEvent(c, secs, undefined, { event_id: 'a', event_time: '2026-10-01T08:00:00Z', quantity: '61', dimensions: {} }, ctx)
@@ -268,20 +271,7 @@ describe('rateUsageEvent: per-event models', () => {
   })
 
   it('time_rated with free_units, minimum and maximum (CONTRACT §3.1): free seconds taken in rating order, the clamp on Σ prices', () => {
-    const c: UsageCharge = {
-      id: 't',
-      kind: 'usage',
-      meter: 'm',
-      model: 'time_rated',
-      rates: [
-        { schedule: 'day', connect_fee: '1', steps: [{ from: '0', unit_price: '1', per: '1', increment: '60' }, { from: '60', unit_price: '1', per: '1', increment: '1' }] },
-        { schedule: 'evening', steps: [{ from: '0', unit_price: '0.5', per: '60', increment: '60' }] },
-        { schedule: 'weekend', steps: [{ from: '0', unit_price: '0', per: '1', increment: '1' }] },
-      ],
-      free_units: '90',
-      minimum: '5',
-      maximum: '90',
-    }
+    const c: UsageCharge = { ...calls, free_units: '90', minimum: '5', maximum: '90' } as UsageCharge
     const secs: Meter = { id: 'm', metric: 'session_seconds', aggregation: 'sum' }
     const call = (id: string, at: string, quantity: string) => ({ event_id: id, event_time: at, quantity, dimensions: {} })
     // Thursday 10:00 Berlin, 60 s: inside the free 90 s, no connect fee; the period total rises to the minimum, 5.

@@ -12,6 +12,16 @@ import { killStrayChildren, rateflow, tempDir, writeJson, type CliResult } from 
 const tmp = tempDir('rateflow-price-')
 const catalogFile = join(tmp.dir, 'catalog.json')
 
+// CGRateS RT_20CNT at peak (see cgrates_voice below).
+const RT_20CNT = {
+  schedule: 'peak',
+  connect_fee: '0.4',
+  steps: [
+    { from: '0', unit_price: '0.2', per: '60', increment: '60' },
+    { from: '60', unit_price: '0.1', per: '60', increment: '30' },
+  ],
+}
+
 const catalog: Catalog = {
   version: 'published-examples',
   effective_from: '2026-01-01T00:00:00Z',
@@ -137,14 +147,7 @@ const catalog: Catalog = {
           meter: 'seconds',
           model: 'time_rated',
           rates: [
-            {
-              schedule: 'peak',
-              connect_fee: '0.4',
-              steps: [
-                { from: '0', unit_price: '0.2', per: '60', increment: '60' },
-                { from: '60', unit_price: '0.1', per: '60', increment: '30' },
-              ],
-            },
+            RT_20CNT,
             { schedule: 'night', steps: [{ from: '0', unit_price: '0.05', per: '60', increment: '1' }] },
             { schedule: 'morning', steps: [{ from: '0', unit_price: '0.05', per: '60', increment: '1' }] },
             { schedule: 'weekend', steps: [{ from: '0', unit_price: '0.05', per: '60', increment: '1' }] },
@@ -160,16 +163,7 @@ const catalog: Catalog = {
           kind: 'usage',
           meter: 'seconds',
           model: 'time_rated',
-          rates: [
-            {
-              schedule: 'peak',
-              connect_fee: '0.4',
-              steps: [
-                { from: '0', unit_price: '0.2', per: '60', increment: '60' },
-                { from: '60', unit_price: '0.1', per: '60', increment: '30' },
-              ],
-            },
-          ],
+          rates: [RT_20CNT],
           rounding: { decimals: 4, mode: 'up' },
           free_units: '30',
           minimum: '0',

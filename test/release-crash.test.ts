@@ -2,8 +2,9 @@ import { execFile } from 'node:child_process'
 import { writeFileSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import { promisify } from 'node:util'
-import { afterAll, afterEach, expect, it } from 'vitest'
-import { json, killStrayChildren, query, rateflow, tempDir, writeJson } from './helpers/cli.js'
+import { expect, it } from 'vitest'
+import { cliTestDir, oneSubscription, type TestBinding } from './helpers/accounts.js'
+import { json, query, rateflow, writeJson } from './helpers/cli.js'
 
 /**
  * A release of held usage killed after writing its rows and before its commit, and suspended_usage merged before the
@@ -14,12 +15,7 @@ import { json, killStrayChildren, query, rateflow, tempDir, writeJson } from './
  * server does on its own while the rater is down. Real CLI, nats-server and embedded ClickHouse.
  */
 const ROOT = resolve(import.meta.dirname, '..')
-const tmp = tempDir('rateflow-release-crash-')
-const d = ['--data', tmp.dir]
-afterEach(() => {
-  killStrayChildren()
-})
-afterAll(() => tmp.cleanup())
+const { dir, d } = cliTestDir('rateflow-release-crash-')
 
 const catalog = {
   version: 'v1',
@@ -28,32 +24,14 @@ const catalog = {
   meters: [{ id: 'calls', metric: 'api_calls', aggregation: 'sum' }],
   plans: [{ id: 'api', billing_period: 'month', charges: [{ id: 'calls', kind: 'usage', meter: 'calls', model: 'per_unit', unit_price: '2' }] }],
 }
-const accounts = (devices: Array<{ device_id: string; from: string; to: null }>) => ({
-  customers: [
-    {
-      id: 'c-1',
-      name: 'Acme',
-      accounts: [
-        {
-          id: 'a-1',
-          currency: 'USD',
-          timezone: 'UTC',
-          bill_cycle_day: 1,
-          tax: { jurisdiction: 'US', rate: '0' },
-          parent_account: null,
-          subscriptions: [{ id: 's-1', plan: 'api', start: '2026-10-01T00:00:00Z', status: 'active', quantity: '1', devices }],
-        },
-      ],
-    },
-  ],
-})
+const accounts = (devices: TestBinding[]) => oneSubscription('api', devices)
 
 /** Merges suspended_usage's parts in a process of its own (the store is embedded: one process opens it at a time). */
 async function mergeSuspended(): Promise<void> {
   const script = `
     const { openRuntime } = await import(${JSON.stringify(join(ROOT, 'dist/pipeline/runtime.js'))})
     const { createLogger } = await import(${JSON.stringify(join(ROOT, 'dist/common/logger.js'))})
-    const rt = openRuntime({ dataDir: ${JSON.stringify(tmp.dir)}, log: createLogger('test', 'error') })
+    const rt = openRuntime({ dataDir: ${JSON.stringify(dir)}, log: createLogger('test', 'error') })
     const store = await rt.store()
     await store.command('OPTIMIZE TABLE suspended_usage FINAL')
     await rt.close()
@@ -62,21 +40,21 @@ async function mergeSuspended(): Promise<void> {
 }
 
 it('keeps held events held when a torn release was merged before the restart, and releases them on the next apply', async () => {
-  await json(['catalog', 'apply', writeJson(join(tmp.dir, 'catalog.json'), catalog), ...d])
-  await json(['accounts', 'apply', writeJson(join(tmp.dir, 'accounts.json'), accounts([])), ...d])
-  const csv = join(tmp.dir, 'calls.csv')
+  await json(['catalog', 'apply', writeJson(join(dir, 'catalog.json'), catalog), ...d])
+  await json(['accounts', 'apply', writeJson(join(dir, 'accounts.json'), accounts([])), ...d])
+  const csv = join(dir, 'calls.csv')
   const rows = Array.from({ length: 20 }, (_, i) => `e${i},2026-10-0${1 + (i % 9)}T10:00:00Z,gw-1,,,api_calls,${i + 1}`)
   writeFileSync(csv, 'event_id,event_time,device_id,account_id,subscription_id,metric,quantity\n' + rows.join('\n') + '\n')
   expect(await json(['ingest', 'csv', csv, '--source', 'csv:calls', '--wait', ...d])).toEqual({ read: 20, rated: 0, duplicates: 0, rejected: 0, suspended: 20 })
 
   // The binding releases the 20; killed after the release's rows are written, before its commit row.
-  const bound = writeJson(join(tmp.dir, 'bound.json'), accounts([{ device_id: 'gw-1', from: '2026-10-01T00:00:00Z', to: null }]))
+  const bound = writeJson(join(dir, 'bound.json'), accounts([{ device_id: 'gw-1', from: '2026-10-01T00:00:00Z', to: null }]))
   const killed = await rateflow(['accounts', 'apply', bound, ...d], { RATEFLOW_CRASH_AT: 'before-commit:1' })
   expect(killed.signal).toBe('SIGKILL')
   await mergeSuspended()
   // The merge kept the torn `released` rows alone (as a server's merge would).
   const [torn] = await query<{ released: string; held: string }>(
-    tmp.dir,
+    dir,
     "SELECT countIf(status = 'released') AS released, countIf(status = 'held') AS held FROM suspended_usage",
   )
   expect(torn).toEqual({ released: '20', held: '0' })
@@ -84,11 +62,11 @@ it('keeps held events held when a torn release was merged before the restart, an
   const again = await json<{ released: number }>(['accounts', 'apply', bound, ...d])
   expect(again.released).toBe(20)
   const [state] = await query<{ released: string; held: string }>(
-    tmp.dir,
+    dir,
     "SELECT countIf(status = 'released') AS released, countIf(status = 'held') AS held FROM suspended_usage FINAL",
   )
   expect(state).toEqual({ released: '20', held: '0' })
-  const [rated] = await query<{ n: string; amount: string }>(tmp.dir, 'SELECT count() AS n, toString(sum(amount)) AS amount FROM rated_usage')
+  const [rated] = await query<{ n: string; amount: string }>(dir, 'SELECT count() AS n, toString(sum(amount)) AS amount FROM rated_usage')
   // Σ quantities 1..20 = 210, at 2 each.
   expect(rated).toEqual({ n: '20', amount: '420' })
 })

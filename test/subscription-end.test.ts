@@ -1,7 +1,8 @@
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { afterAll, afterEach, expect, it } from 'vitest'
-import { json, killStrayChildren, query, rateflow, tempDir, writeJson } from './helpers/cli.js'
+import { expect, it } from 'vitest'
+import { cliTestDir, oneSubscription } from './helpers/accounts.js'
+import { json, query, rateflow, writeJson } from './helpers/cli.js'
 
 /**
  * A time_weighted_avg reading (seats) holds until the subscription ends, not to the period end: a subscription
@@ -9,12 +10,7 @@ import { json, killStrayChildren, query, rateflow, tempDir, writeJson } from './
  * covered: as it rates it, and as a start folds stored rows again after a kill -9 (no checkpoint written at stop),
  * whose totals then price the next reading. Real CLI, nats-server and embedded ClickHouse.
  */
-const tmp = tempDir('rateflow-sub-end-')
-const d = ['--data', tmp.dir]
-afterEach(() => {
-  killStrayChildren()
-})
-afterAll(() => tmp.cleanup())
+const { dir, d } = cliTestDir('rateflow-sub-end-')
 
 const catalog = {
   version: 'v1',
@@ -30,45 +26,18 @@ const catalog = {
     },
   ],
 }
-const accounts = {
-  customers: [
-    {
-      id: 'c-1',
-      name: 'Acme',
-      accounts: [
-        {
-          id: 'a-1',
-          currency: 'USD',
-          timezone: 'UTC',
-          bill_cycle_day: 1,
-          tax: { jurisdiction: 'US', rate: '0' },
-          parent_account: null,
-          subscriptions: [
-            {
-              id: 's-1',
-              plan: 'seats-plan',
-              start: '2026-10-01T00:00:00Z',
-              end: '2026-10-16T00:00:00Z',
-              status: 'active',
-              quantity: '1',
-              devices: [{ device_id: 'hub-1', from: '2026-10-01T00:00:00Z', to: null }],
-            },
-          ],
-        },
-      ],
-    },
-  ],
-}
+// The subscription ends (exclusively) on 16 October.
+const accounts = oneSubscription('seats-plan', [{ device_id: 'hub-1', from: '2026-10-01T00:00:00Z', to: null }], { subscription: { end: '2026-10-16T00:00:00Z' } })
 
 function csv(name: string, row: string): string {
-  const path = join(tmp.dir, name)
+  const path = join(dir, name)
   writeFileSync(path, 'event_id,event_time,device_id,account_id,subscription_id,metric,quantity\n' + row + '\n')
   return path
 }
 
 it('bills seats up to the subscription end, as rated and as folded again by a start after a kill -9', async () => {
-  await json(['catalog', 'apply', writeJson(join(tmp.dir, 'catalog.json'), catalog), ...d])
-  await json(['accounts', 'apply', writeJson(join(tmp.dir, 'accounts.json'), accounts), ...d])
+  await json(['catalog', 'apply', writeJson(join(dir, 'catalog.json'), catalog), ...d])
+  await json(['accounts', 'apply', writeJson(join(dir, 'accounts.json'), accounts), ...d])
 
   // 10 seats from 1 October, the subscription ending on the 16th: 15 of October's 31 days.
   // Q = 150/31 = 4.838709677…, T = Q × 10 = 48.387096774. Held to the period end it was Q = 10, T = 64.
@@ -77,7 +46,7 @@ it('bills seats up to the subscription end, as rated and as folded again by a st
     RATEFLOW_CRASH_AT: 'after-commit:1',
   })
   expect(killed.signal).toBe('SIGKILL')
-  const amounts = () => query<{ event_id: string; amount: string }>(tmp.dir, 'SELECT event_id, toString(amount) AS amount FROM rated_usage ORDER BY event_id')
+  const amounts = () => query<{ event_id: string; amount: string }>(dir, 'SELECT event_id, toString(amount) AS amount FROM rated_usage ORDER BY event_id')
   expect(await amounts()).toEqual([{ event_id: 'x1', amount: '48.387096774' }])
 
   // 20 seats from the 11th: the integral is 10 × 10 days + 20 × 5 days = 200 seat-days, Q = 200/31 = 6.451612903…,

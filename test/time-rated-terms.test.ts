@@ -1,7 +1,8 @@
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { afterAll, afterEach, expect, it } from 'vitest'
-import { json, killStrayChildren, query, tempDir, writeJson } from './helpers/cli.js'
+import { expect, it } from 'vitest'
+import { cliTestDir, oneSubscription } from './helpers/accounts.js'
+import { json, query, writeJson } from './helpers/cli.js'
 
 /**
  * A time_rated charge with the period terms CONTRACT §3.1 allows on any usage charge: free_units (seconds), minimum
@@ -9,12 +10,7 @@ import { json, killStrayChildren, query, tempDir, writeJson } from './helpers/cl
  * time order as it would in time order: within a batch, events of a charge whose total depends on their order are
  * folded by event time. Real CLI, nats-server and embedded ClickHouse.
  */
-const tmp = tempDir('rateflow-timed-terms-')
-const d = ['--data', tmp.dir]
-afterEach(() => {
-  killStrayChildren()
-})
-afterAll(() => tmp.cleanup())
+const { dir, d } = cliTestDir('rateflow-timed-terms-')
 
 const catalog = {
   version: 'v1',
@@ -49,39 +45,12 @@ const catalog = {
     },
   ],
 }
-const accounts = {
-  customers: [
-    {
-      id: 'c-1',
-      name: 'Acme',
-      accounts: [
-        {
-          id: 'a-1',
-          currency: 'USD',
-          timezone: 'Europe/Berlin',
-          bill_cycle_day: 1,
-          tax: { jurisdiction: 'DE', rate: '19' },
-          parent_account: null,
-          subscriptions: [
-            {
-              id: 's-1',
-              plan: 'voice',
-              start: '2026-10-01T00:00:00Z',
-              status: 'active',
-              quantity: '1',
-              devices: [{ device_id: 'pbx-1', from: '2026-10-01T00:00:00Z', to: null }],
-            },
-          ],
-        },
-      ],
-    },
-  ],
-}
+const accounts = oneSubscription('voice', [{ device_id: 'pbx-1', from: '2026-10-01T00:00:00Z', to: null }], { account: { timezone: 'Europe/Berlin' } })
 
 it('applies free seconds in event-time order and clamps the period to [minimum, maximum]; Σ amounts = the clamped total', async () => {
-  expect(await json(['catalog', 'apply', writeJson(join(tmp.dir, 'catalog.json'), catalog), ...d])).toMatchObject({ version: 'v1' })
-  await json(['accounts', 'apply', writeJson(join(tmp.dir, 'accounts.json'), accounts), ...d])
-  const csv = join(tmp.dir, 'calls.csv')
+  expect(await json(['catalog', 'apply', writeJson(join(dir, 'catalog.json'), catalog), ...d])).toMatchObject({ version: 'v1' })
+  await json(['accounts', 'apply', writeJson(join(dir, 'accounts.json'), accounts), ...d])
+  const csv = join(dir, 'calls.csv')
   // Thursday 1 October, Berlin (UTC+2); the rows in reverse time order.
   writeFileSync(
     csv,
@@ -94,7 +63,7 @@ it('applies free seconds in event-time order and clamps the period to [minimum, 
     ].join('\n') + '\n',
   )
   expect(await json(['ingest', 'csv', csv, '--source', 'csv:calls', '--wait', ...d])).toEqual({ read: 4, rated: 4, duplicates: 0, rejected: 0, suspended: 0 })
-  const rated = await query<{ event_id: string; amount: string }>(tmp.dir, 'SELECT event_id, toString(amount) AS amount FROM rated_usage ORDER BY event_id')
+  const rated = await query<{ event_id: string; amount: string }>(dir, 'SELECT event_id, toString(amount) AS amount FROM rated_usage ORDER BY event_id')
   expect(rated).toEqual([
     { event_id: 'a', amount: '5' },
     { event_id: 'b', amount: '27' },

@@ -1,6 +1,7 @@
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { afterAll, afterEach, expect, it } from 'vitest'
+import { oneSubscription } from './helpers/accounts.js'
 import { json, killStrayChildren, query, tempDir, writeJson } from './helpers/cli.js'
 
 /**
@@ -40,34 +41,7 @@ const catalog = {
     },
   ],
 }
-const accounts = {
-  customers: [
-    {
-      id: 'c-1',
-      name: 'Acme',
-      accounts: [
-        {
-          id: 'a-1',
-          currency: 'USD',
-          timezone: 'UTC',
-          bill_cycle_day: 1,
-          tax: { jurisdiction: 'US', rate: '0' },
-          parent_account: null,
-          subscriptions: [
-            {
-              id: 's-1',
-              plan: 'remote-access',
-              start: '2026-10-01T00:00:00Z',
-              status: 'active',
-              quantity: '1',
-              devices: [{ device_id: 'gw-1', from: '2026-10-01T00:00:00Z', to: null }],
-            },
-          ],
-        },
-      ],
-    },
-  ],
-}
+const accounts = oneSubscription('remote-access', [{ device_id: 'gw-1', from: '2026-10-01T00:00:00Z', to: null }])
 
 it('a session no schedule covers is rejected as "cannot be priced", with raw row and line; the others are rated', async () => {
   await json(['catalog', 'apply', writeJson(join(tmp.dir, 'catalog.json'), catalog), ...d])
@@ -153,8 +127,7 @@ it('a held event its new owner cannot price stays held with that reason, not the
   const ld = ['--data', late.dir]
   try {
     await json(['catalog', 'apply', writeJson(join(late.dir, 'catalog.json'), catalog), ...ld])
-    const unbound = structuredClone(accounts)
-    unbound.customers[0]!.accounts[0]!.subscriptions[0]!.devices = []
+    const unbound = oneSubscription('remote-access', [])
     await json(['accounts', 'apply', writeJson(join(late.dir, 'unbound.json'), unbound), ...ld])
     const csv = join(late.dir, 'sessions.csv')
     writeFileSync(
