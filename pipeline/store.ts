@@ -395,7 +395,7 @@ export async function openStore(opts: { dataDir: string; url?: string | undefine
         const committed = await committedBatches(store, named.map((r) => r.batch_id))
         const batches = named.map((r) => r.batch_id).filter((b) => !committed.has(b))
         // A torn release's held events are written back as held before its rows go (restoreHeld).
-        const releases = batches.filter((b) => b.startsWith(RELEASE_BATCH_PREFIX))
+        const releases = batches.filter((b) => RELEASE_BATCH_ID.test(b))
         if (releases.length > 0) await restoreHeld(store, releases)
         // Not filtered on every commit again: committedBatches just left out every batch a flush committed.
         if (batches.length > 0) await deleteRows(store, `batch_id IN (${batches.map(chString).join(', ')})`)
@@ -427,15 +427,18 @@ export async function openStore(opts: { dataDir: string; url?: string | undefine
 /** Committed flushes' intents kept before recover() prunes them (see there). */
 export const PRUNE_INTENTS = 1000
 
-/**
- * How the batch id of a page of released held usage begins (the rater's releases). A queue batch's id begins with its
- * source (`<source>:…`), so one of a source named `release-…` matches too: its suspended rows are new held events, which
- * restoreHeld then copies as held and the batch's redelivery holds again, one key and one state (harmless).
- */
+/** How the batch id of a page of released held usage begins (the rater's releases: `release-<ms>-<page>`). */
 export const RELEASE_BATCH_PREFIX = 'release-'
 
-/** How the batch id of held rows recover() wrote back begins (restoreHeld). */
-const RESTORED_BATCH_PREFIX = 'restored:'
+/**
+ * A release page's batch id, and nothing else: a queue batch's id is `<source>:…`, always with a ':', so a source named
+ * `release-x` does not match (taken for a release, its torn batch's new held rows were copied as held, released by the
+ * next apply, and its redelivery, whose usage_events rows the recovery had deleted, rated them a second time).
+ */
+export const RELEASE_BATCH_ID = /^release-\d+-\d+$/
+
+/** How the batch id of held rows recover() wrote back begins (restoreHeld): a '/', which no source name has. */
+const RESTORED_BATCH_PREFIX = 'restored/'
 
 /**
  * Writes the held events a torn release rewrote back as held, before recover() deletes the release's rows.

@@ -4,7 +4,7 @@ import { join, resolve } from 'node:path'
 import { promisify } from 'node:util'
 import { expect, it } from 'vitest'
 import { cliTestDir, oneSubscription, type TestBinding } from './helpers/accounts.js'
-import { json, query, rateflow, writeJson } from './helpers/cli.js'
+import { json, query, rateflow, tempDir, writeJson } from './helpers/cli.js'
 
 /**
  * A release of held usage killed after writing its rows and before its commit, and suspended_usage merged before the
@@ -69,4 +69,33 @@ it('keeps held events held when a torn release was merged before the restart, an
   const [rated] = await query<{ n: string; amount: string }>(dir, 'SELECT count() AS n, toString(sum(amount)) AS amount FROM rated_usage')
   // Σ quantities 1..20 = 210, at 2 each.
   expect(rated).toEqual({ n: '20', amount: '420' })
+})
+
+it('a torn batch of a source named release-… is no release: its events are rated once after the crash', async () => {
+  const other = tempDir('rateflow-release-source-')
+  const od = ['--data', other.dir]
+  try {
+    await json(['catalog', 'apply', writeJson(join(other.dir, 'catalog.json'), catalog), ...od])
+    await json(['accounts', 'apply', writeJson(join(other.dir, 'accounts.json'), accounts([])), ...od])
+    const csv = join(other.dir, 'calls.csv')
+    writeFileSync(csv, 'event_id,event_time,device_id,account_id,subscription_id,metric,quantity\ne1,2026-10-02T10:00:00Z,gw-1,,,api_calls,3\ne2,2026-10-02T11:00:00Z,gw-1,,,api_calls,4\n')
+    // Held, and killed before the commit: the next start deletes the batch's rows, and its redelivery holds them again.
+    const killed = await rateflow(['ingest', 'csv', csv, '--source', 'release-x', '--wait', ...od], { RATEFLOW_CRASH_AT: 'before-commit:1' })
+    expect(killed.signal).toBe('SIGKILL')
+    const bound = writeJson(join(other.dir, 'bound.json'), accounts([{ device_id: 'gw-1', from: '2026-10-01T00:00:00Z', to: null }]))
+    // Taken for a release, the torn rows were copied back as held, and released here.
+    expect(await json(['accounts', 'apply', bound, ...od])).toMatchObject({ released: 0 })
+    const again = await json<{ read: number; rated: number; duplicates: number }>(['ingest', 'csv', csv, '--source', 'release-x', '--wait', ...od])
+    expect(again.read).toBe(2)
+    const rated = await query<{ event_id: string; n: string; amount: string }>(
+      other.dir,
+      'SELECT event_id, count() AS n, toString(sum(amount)) AS amount FROM rated_usage GROUP BY event_id ORDER BY event_id',
+    )
+    expect(rated).toEqual([
+      { event_id: 'e1', n: '1', amount: '6' },
+      { event_id: 'e2', n: '1', amount: '8' },
+    ])
+  } finally {
+    other.cleanup()
+  }
 })
