@@ -1264,9 +1264,12 @@ function heldLine(h: HeldRow, status: 'held' | 'released', batchId: string, vers
   )
 }
 
-/** Appended to guiding's refusal of a held event: what a person can do about it. */
+/**
+ * Appended to the refusal of a held event (guiding's, or staging's: a metric its owner's plan does not price): what a
+ * person can do about it, since the refusal is worded for an event just sent.
+ */
 export const HELD_REFUSAL =
-  ' (held: this event is stored already, so sending it again with other ids counts as a duplicate; change the accounts data so that it has one owner, and the next release rates it)'
+  ' (held: this event is stored already, so sending it again counts as a duplicate; change the accounts or catalog data that refuse it, and the next release rates it)'
 
 /** A record's dedupe key as one string: the key of a release's map, and of a batch's late duplicates (lateDuplicates). */
 function recordKey(source: string, eventId: string): string {

@@ -80,7 +80,7 @@ describe('guiding data that changes after usage was rated or held', () => {
       {
         status: 'held',
         reason: expect.stringMatching(
-          /account "b" has 2 subscriptions.*send subscription_id \(held: this event is stored already, so sending it again with other ids counts as a duplicate; change the accounts data so that it has one owner/,
+          /account "b" has 2 subscriptions.*send subscription_id \(held: this event is stored already, so sending it again counts as a duplicate; change the accounts or catalog data that refuse it, and the next release rates it\)$/,
         ),
       },
     ])
