@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import { sampleAccounts } from '../bench/sample-data.js'
 import { ValidationError } from '../common/errors.js'
-import { applyAccounts, mergeAccounts, validateAccounts } from './accounts.js'
+import { applyAccounts, cycleChangingAccounts, mergeAccounts, validateAccounts } from './accounts.js'
 
 function withParent(parent: string, id = 'a-child'): Record<string, any> {
   return {
@@ -61,27 +61,43 @@ describe('validateAccounts: parent accounts', () => {
 })
 
 describe('applyAccounts: billing cycles', () => {
-  it("refuses to change a stored account's bill_cycle_day or timezone, with the merge's other problems, each at its path", () => {
-    const stored = validateAccounts(sampleAccounts({ customers: 1, devicesPerAccount: 1 }))
+  const stored = validateAccounts(sampleAccounts({ customers: 1, devicesPerAccount: 1 }))
+  const changed = () => {
     const a = structuredClone(stored.customers[0]!.accounts[0]!) as unknown as Record<string, unknown>
-    const was = { day: a.bill_cycle_day, tz: a.timezone }
     a.bill_cycle_day = 15
     a.timezone = 'Pacific/Kiritimati'
-    const file = { customers: [{ ...stored.customers[0]!, accounts: [a] }] }
-    expect(problemsOf(() => applyAccounts(stored, file))).toEqual([
-      `$.customers[0].accounts[0].bill_cycle_day: account "a-001" is stored with bill_cycle_day ${was.day}: changing it to 15 would make its billing periods overlap those already rated (free units, flat fees and minimums given twice), and a change from a period boundary on is not supported`,
-      `$.customers[0].accounts[0].timezone: account "a-001" is stored with timezone "${String(was.tz)}": changing it to "Pacific/Kiritimati" would make its billing periods overlap those already rated (free units, flat fees and minimums given twice), and a change from a period boundary on is not supported`,
+    return a
+  }
+  const was = stored.customers[0]!.accounts[0]!
+
+  it("refuses to change the bill_cycle_day or timezone of a stored account with rated usage, with the merge's other problems", () => {
+    const a = changed()
+    expect(cycleChangingAccounts(stored, { customers: [{ ...stored.customers[0]!, accounts: [a] }] })).toEqual(['a-001'])
+    const rated = new Set(['a-001'])
+    expect(problemsOf(() => applyAccounts(stored, { customers: [{ ...stored.customers[0]!, accounts: [a] }] }, { rated }))).toEqual([
+      `$.customers[0].accounts[0].bill_cycle_day: account "a-001" is stored with bill_cycle_day ${was.bill_cycle_day}: changing it to 15 is refused, but it has rated usage, whose billing periods the new ones would overlap (free units, flat fees and minimums given twice); a change from a period boundary on is not supported`,
+      `$.customers[0].accounts[0].timezone: account "a-001" is stored with timezone "${was.timezone}": changing it to "Pacific/Kiritimati" is refused, but it has rated usage, whose billing periods the new ones would overlap (free units, flat fees and minimums given twice); a change from a period boundary on is not supported`,
     ])
     // With a merge conflict too (a device stored under another account): both, in one run.
     const two = validateAccounts(sampleAccounts({ customers: 2, devicesPerAccount: 1 }))
     const d = structuredClone(two.customers[1]!.accounts[0]!.subscriptions[0]!) as unknown as Record<string, unknown>
     d.id = 's-new'
     const both = { customers: [{ ...two.customers[0]!, accounts: [{ ...a, subscriptions: [...two.customers[0]!.accounts[0]!.subscriptions, d] }] }] }
-    const problems = problemsOf(() => applyAccounts(two, both))
+    const problems = problemsOf(() => applyAccounts(two, both, { rated }))
     expect(problems).toHaveLength(3)
     expect(problems[2]).toMatch(/^\$\.customers\[0\]\.accounts\[0\]\.subscriptions\[1\]\.devices\[0\]: device "fw-002-1" is already bound in this period/)
-    // Unchanged, it applies.
+  })
+
+  it('lets an account with no rated usage change them; refuses when that could not be read; unchanged, it applies', () => {
+    const file = { customers: [{ ...stored.customers[0]!, accounts: [changed()] }] }
+    expect(problemsOf(() => applyAccounts(stored, file, { rated: new Set() }))).toEqual([])
+    expect(problemsOf(() => applyAccounts(stored, file, { rated: undefined }))[0]).toMatch(
+      /bill_cycle_day: .* is refused, and whether it has rated usage cannot be read while another process holds the data directory/,
+    )
+    expect(cycleChangingAccounts(stored, { customers: [stored.customers[0]!] })).toEqual([])
     expect(problemsOf(() => applyAccounts(stored, { customers: [stored.customers[0]!] }))).toEqual([])
+    // Not an accounts file at all: nothing to look up (validation names its problems).
+    expect(cycleChangingAccounts(stored, 'x')).toEqual([])
   })
 })
 

@@ -185,9 +185,14 @@ export function mergeAccounts(current: AccountsDocument, incoming: AccountsDocum
  * itself, a parent account neither in the file nor stored included; once the file has none, those the merge makes
  * (a device binding overlapping a stored one, an account id the file gives another customer than the stored one).
  * A problem that lies in a stored entity the file does not name is shown by that entity's ids
- * (`stored customer "c" account "a"…`), as the file has no path to it.
+ * (`stored customer "c" account "a"…`), as the file has no path to it. `opts.rated`: the accounts of
+ * cycleChangingAccounts that have rated usage; without it, every such account is taken to have (and its change refused).
  */
-export function applyAccounts(stored: AccountsDocument, doc: unknown): { incoming: AccountsDocument; merged: AccountsDocument } {
+export function applyAccounts(
+  stored: AccountsDocument,
+  doc: unknown,
+  opts: { rated?: ReadonlySet<string> | undefined } = {},
+): { incoming: AccountsDocument; merged: AccountsDocument } {
   const known = new Set<string>()
   for (const c of stored.customers) for (const a of c.accounts) known.add(a.id)
   const incoming = validateAccounts(doc, { knownAccounts: known })
@@ -209,32 +214,56 @@ export function applyAccounts(stored: AccountsDocument, doc: unknown): { incomin
       return { path, message: q.message.replace(MERGED_PATH_IN_TEXT, where) }
     })
   }
-  problems.unshift(...cycleChanges(stored, incoming))
+  problems.unshift(...cycleChanges(stored, incoming, opts.rated))
   if (problems.length > 0) throw new ValidationError('accounts (merged with the stored accounts)', problems)
   return { incoming, merged }
 }
 
+/** The fields a stored account keeps while it has rated usage (cycleChanges). */
+const CYCLE_FIELDS = ['bill_cycle_day', 'timezone'] as const
+
 /**
- * Stored accounts whose `bill_cycle_day` or `timezone` the file changes, at the file's paths. Billing periods are worked
- * out from them per event: a change made the periods after it start elsewhere, overlapping those already rated, and
- * each overlapping period gave free units, first-tier flat fees and minimums again (a 1 → 15 change billed 15–31
- * October in two periods). Changing a cycle from a period boundary on is not built, so the change is refused.
+ * The ids of stored accounts whose `bill_cycle_day` or `timezone` an accounts file (not yet validated) changes: those
+ * `accounts apply` must look up in the store (cycleChanges) before it can apply the file.
  */
-function cycleChanges(stored: AccountsDocument, incoming: AccountsDocument): Problem[] {
+export function cycleChangingAccounts(stored: AccountsDocument, doc: unknown): string[] {
+  const byId = new Map<string, Account>()
+  for (const c of stored.customers) for (const a of c.accounts) byId.set(a.id, a)
+  const out = new Set<string>()
+  const customers = (doc as { customers?: unknown } | null)?.customers
+  for (const c of Array.isArray(customers) ? customers : []) {
+    const accounts = (c as { accounts?: unknown } | null)?.accounts
+    for (const a of Array.isArray(accounts) ? (accounts as Array<Record<string, unknown> | null>) : []) {
+      const was = typeof a?.id === 'string' ? byId.get(a.id) : undefined
+      if (was !== undefined && CYCLE_FIELDS.some((f) => a![f] !== was[f])) out.add(was.id)
+    }
+  }
+  return [...out]
+}
+
+/**
+ * Stored accounts whose `bill_cycle_day` or `timezone` the file changes while they have rated usage (`rated`: the
+ * accounts that have, or undefined when that could not be read), at the file's paths. Billing periods are worked out
+ * from them per event: a change made the periods after it start elsewhere, overlapping those already rated, and each
+ * overlapping period gave free units, first-tier flat fees and minimums again (a 1 → 15 change billed 15–31 October in
+ * two periods). Changing a cycle from a period boundary on is not built, so such a change is refused; an account with
+ * no rated usage (a typo fixed before its first event) may change.
+ */
+function cycleChanges(stored: AccountsDocument, incoming: AccountsDocument, rated: ReadonlySet<string> | undefined): Problem[] {
   const byId = new Map<string, Account>()
   for (const c of stored.customers) for (const a of c.accounts) byId.set(a.id, a)
   const out: Problem[] = []
   incoming.customers.forEach((c, ci) =>
     c.accounts.forEach((a, ai) => {
       const was = byId.get(a.id)
-      if (was === undefined) return
-      for (const field of ['bill_cycle_day', 'timezone'] as const) {
-        if (a[field] !== was[field]) {
-          out.push({
-            path: `$.customers[${ci}].accounts[${ai}].${field}`,
-            message: `account "${a.id}" is stored with ${field} ${JSON.stringify(was[field])}: changing it to ${JSON.stringify(a[field])} would make its billing periods overlap those already rated (free units, flat fees and minimums given twice), and a change from a period boundary on is not supported`,
-          })
-        }
+      if (was === undefined || (rated !== undefined && !rated.has(a.id))) return
+      for (const field of CYCLE_FIELDS) {
+        if (a[field] === was[field]) continue
+        const why =
+          rated === undefined
+            ? 'and whether it has rated usage cannot be read while another process holds the data directory (stop it and apply again)'
+            : 'but it has rated usage, whose billing periods the new ones would overlap (free units, flat fees and minimums given twice); a change from a period boundary on is not supported'
+        out.push({ path: `$.customers[${ci}].accounts[${ai}].${field}`, message: `account "${a.id}" is stored with ${field} ${JSON.stringify(was[field])}: changing it to ${JSON.stringify(a[field])} is refused, ${why}` })
       }
     }),
   )

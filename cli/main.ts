@@ -1,5 +1,6 @@
-import { readFileSync } from 'node:fs'
-import { applyAccounts, plansNotInCatalog } from '../catalog/accounts.js'
+import { existsSync, readFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { applyAccounts, cycleChangingAccounts, plansNotInCatalog } from '../catalog/accounts.js'
 import { storedAccounts } from '../catalog/repository.js'
 import { validateCatalog, validateCatalogVersionOrder } from '../catalog/validate-catalog.js'
 import { findCharge, priceCharge, rateEvent } from '../rating-core/pricing.js'
@@ -8,6 +9,7 @@ import { isoUtc } from '../common/time.js'
 import { DEFAULT_DATA_DIR, parse, processIo, runtimeFor, usage, type GlobalOptions, type Io } from './context.js'
 import { queryFormat, queryRun, readOnlyQuery, runningRun } from './query.js'
 import type { Store } from '../pipeline/store.js'
+import { chString } from '../pipeline/tsv.js'
 import { analystLimitsFromEnv } from '../pipeline/analyst-limits.js'
 
 const HELP = `rateflow — usage mediation, rating and billing
@@ -93,7 +95,10 @@ const commands: Record<string, Handler> = {
     if (sub !== 'apply') throw usage('accounts: expected "apply FILE"')
     const { positionals } = parse(rest, {}, 1)
     // Checked before the data directory is opened: a bad file changes nothing, not even a directory.
-    const { incoming, merged } = applyAccounts(storedAccounts(g.data), readJson(positionals[0]!))
+    const stored = storedAccounts(g.data)
+    const doc = readJson(positionals[0]!)
+    const changing = cycleChangingAccounts(stored, doc)
+    const { incoming, merged } = applyAccounts(stored, doc, { rated: changing.length === 0 ? new Set() : await accountsWithRatedUsage(g, changing) })
     const rt = await runtimeFor(g)
     rt.repo.putAccounts(merged)
     for (const w of plansNotInCatalog(incoming, rt.repo.catalogs())) io.err(`rateflow: warning: ${w.path}: ${w.message}`)
@@ -196,6 +201,33 @@ const commands: Record<string, Handler> = {
     const { runDemo } = await import('./demo.js')
     return runDemo(g, io)
   },
+}
+
+/**
+ * Which of `accounts` have rows in rated_usage: asked of a running `rateflow run` that owns the store, else of the store
+ * itself, opened to read (none when there is no store yet); undefined when another process holds the data directory.
+ */
+async function accountsWithRatedUsage(g: GlobalOptions, accounts: readonly string[]): Promise<Set<string> | undefined> {
+  const sql = `SELECT DISTINCT account_id FROM rated_usage WHERE account_id IN (${accounts.map(chString).join(', ')})`
+  const url = process.env.CLICKHOUSE_URL || undefined
+  const run = url ? undefined : runningRun(g.data)
+  if (run !== undefined) {
+    const lines = (await queryRun(run, sql, 'JSONEachRow')).toString('utf8').split('\n').filter((l) => l !== '')
+    return new Set(lines.map((l) => (JSON.parse(l) as { account_id: string }).account_id))
+  }
+  if (!url && !existsSync(join(g.data, 'clickhouse'))) return new Set()
+  const { openStoreToRead } = await import('../pipeline/runtime.js')
+  try {
+    const opened = await openStoreToRead({ dataDir: g.data, clickhouseUrl: url })
+    try {
+      return new Set((await opened.store.rows<{ account_id: string }>(sql)).map((r) => r.account_id))
+    } finally {
+      await opened.close()
+    }
+  } catch (err) {
+    if (err instanceof HeldByAnotherError) return undefined
+    throw err
+  }
 }
 
 /**
