@@ -109,7 +109,11 @@ const commands: Record<string, Handler> = {
     const released = await releaseWhenIdle(g)
     if (released === undefined) {
       // `released: 0` alone read as "nothing this data owns was held" while the running rater was releasing it.
-      io.err('rateflow: held usage this data owns is released by the rater running on this data directory or stream (its /v1/stats counts it), not by this command')
+      io.err(
+        runningRun(g.data) !== undefined || process.env.CLICKHOUSE_URL || process.env.NATS_URL
+          ? 'rateflow: held usage this data owns is released by the rater running on this data directory or stream (its /v1/stats counts it), not by this command'
+          : 'rateflow: another process holds the data directory (an ingest --wait or a query, say): held usage this data owns is released by its rater, if it runs one, or when a rater next starts (rateflow run, ingest --wait), not by this command',
+      )
     }
     io.out(JSON.stringify({ customers: incoming.customers.length, accounts: count('accounts'), subscriptions: count('subscriptions'), released: released ?? 0 }))
     return 0

@@ -1,5 +1,6 @@
+import { spawn } from 'node:child_process'
 import { writeFileSync } from 'node:fs'
-import { join } from 'node:path'
+import { join, resolve } from 'node:path'
 import { expect, it } from 'vitest'
 import { cliTestDir, oneSubscription } from './helpers/accounts.js'
 import { json, query, rateflow, writeJson } from './helpers/cli.js'
@@ -8,8 +9,9 @@ import { json, query, rateflow, writeJson } from './helpers/cli.js'
  * A stored account's bill_cycle_day and timezone, through `accounts apply` (real CLI, nats-server, embedded chDB): free
  * to change before the account has rated usage (a typo fixed); refused after, with exit 2 at the field's path, as the
  * new periods would overlap those already rated and give free units and flat fees twice. Nothing of a refused file is
- * stored.
+ * stored. And what `accounts apply` says of the release when another process holds the directory.
  */
+const ROOT = resolve(import.meta.dirname, '..')
 const { dir, d } = cliTestDir('rateflow-account-cycle-')
 
 const catalog = {
@@ -51,4 +53,22 @@ it('changes a cycle while nothing is rated, and refuses to once usage is', async
     { event_id: 'a1', p: '2026-10-14 22:00:00.000' },
     { event_id: 'a2', p: '2026-10-14 22:00:00.000' },
   ])
+})
+
+it('says who releases held usage when another process holds the data directory, where "released": 0 said nothing', async () => {
+  // A process that holds the directory's lock and is no run (as a long `rateflow query` does).
+  const holder = spawn(
+    process.execPath,
+    ['--input-type=module', '-e', `const { acquireLock } = await import(${JSON.stringify(join(ROOT, 'dist/pipeline/data-dir-lock.js'))}); acquireLock(${JSON.stringify(dir)}); console.log('held'); setInterval(() => {}, 1000)`],
+    { stdio: ['ignore', 'pipe', 'inherit'] },
+  )
+  try {
+    await new Promise<void>((resolve) => holder.stdout!.once('data', () => resolve()))
+    const r = await rateflow(['accounts', 'apply', writeJson(join(dir, 'a4.json'), withCycle(15, 'Europe/Berlin')), ...d])
+    expect(r.code).toBe(0)
+    expect(JSON.parse(r.stdout)).toMatchObject({ released: 0 })
+    expect(r.stderr).toMatch(/another process holds the data directory .*held usage this data owns is released by its rater, if it runs one, or when a rater next starts/)
+  } finally {
+    holder.kill('SIGKILL')
+  }
 })
