@@ -85,6 +85,13 @@ describe('GuidingIndex.guide', () => {
     }
     expect(owner({ direction: 'out' })).toBe('s-out')
     expect(owner({ direction: 'in' })).toBe('s-in')
+    // As staging guides a record: its dimensions go with it, and the charge it feeds is the subscription's.
+    const staged = stageBatch(
+      { id: 'b', records: [{ event_id: 'x', source: 'csv:t', event_time: '2026-10-05T00:00:00Z', account_id: 'a', metric: 'bytes', quantity: '7', dimensions: { direction: 'in' } }], rejects: [] },
+      g,
+      at('2026-10-06T00:00:00Z'),
+    )
+    expect(staged.records.map((r) => [r.rejectReason, r.charges.map((c) => c.totalsKey.split('\u0000').slice(0, 3))])).toEqual([[undefined, [['s-in', 'p-in', 'in']]]])
     // Neither filter takes it: as ambiguous as before, naming both.
     expect(owner()).toMatch(/account "a" has 2 subscriptions metering "bytes" at .* \(s-out, s-in\): send subscription_id/)
     expect(owner({ direction: 'up' })).toMatch(/\(s-out, s-in\): send subscription_id/)

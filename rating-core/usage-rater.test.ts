@@ -408,6 +408,44 @@ describe('properties', () => {
     )
   })
 
+  it('time_rated with free_units, minimum and maximum: Σ amounts = periodTotal, and a JSON round trip of the state midway changes nothing', () => {
+    const rates = [
+      { schedule: 'day', connect_fee: '1', steps: [{ from: '0', unit_price: '1', per: '1', increment: '60' }, { from: '60', unit_price: '0.5', per: '1', increment: '1' }] },
+      { schedule: 'evening', steps: [{ from: '0', unit_price: '0.5', per: '60', increment: '60' }] },
+      { schedule: 'weekend', steps: [{ from: '0', unit_price: '0.01', per: '1', increment: '0.5' }] },
+    ]
+    const secs: Meter = { id: 'm', metric: 'session_seconds', aggregation: 'sum' }
+    fc.assert(
+      fc.property(
+        fc.option(decArb(300, 1), { nil: undefined }),
+        clampArb,
+        fc.array(fc.record({ minute: fc.integer({ min: 0, max: 31 * 24 * 60 - 1 }), seconds: decArb(400, 3) }), { minLength: 1, maxLength: 30 }),
+        fc.nat(),
+        (free, clamp, raw, cut) => {
+          const charge = { id: 't', kind: 'usage', meter: 'm', model: 'time_rated', rates, ...(free ? { free_units: free } : {}), ...clamp } as UsageCharge
+          const events = raw.map((r, k) => ev(r.minute, r.seconds, { event_id: `s${k}` }))
+          let state: MeterState | undefined
+          let running: RunningTotal | undefined
+          const amounts: string[] = []
+          events.forEach((e, k) => {
+            if (k === cut % events.length && running !== undefined) running = runningTotalOf(JSON.parse(JSON.stringify(meterStateOf(running))) as MeterState)
+            const a = rateUsageEvent(charge, secs, state, e, ctx)
+            const b = foldUsageEvent(charge, secs, running, e, ctx)
+            expect([b.amount, b.metered]).toEqual([a.amount, a.metered])
+            expect(JSON.stringify(meterStateOf(b.next))).toBe(JSON.stringify(a.state))
+            amounts.push(a.amount)
+            state = a.state
+            running = b.next
+          })
+          const total = periodTotal(charge, state, ctx)
+          expect(sumNano(amounts)).toBe(sumNano([total.amount]))
+          expect(sumNano(total.lines.map((l) => l.amount))).toBe(sumNano([total.amount]))
+        },
+      ),
+      { numRuns: 200 },
+    )
+  })
+
   it('a running total built for one model is refused by another', () => {
     const first = foldUsageEvent(perUnit, sumMeter, undefined, ev(1, '2'), ctx)
     const grad: UsageCharge = { id: 'c', kind: 'usage', meter: 'm', model: 'graduated', tiers: [{ up_to: null, unit_price: '1' }] }

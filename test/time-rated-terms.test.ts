@@ -2,7 +2,7 @@ import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { expect, it } from 'vitest'
 import { cliTestDir, oneSubscription } from './helpers/accounts.js'
-import { json, query, writeJson } from './helpers/cli.js'
+import { json, query, rateflow, tempDir, writeJson } from './helpers/cli.js'
 
 /**
  * A time_rated charge with the period terms CONTRACT §3.1 allows on any usage charge: free_units (seconds), minimum
@@ -70,4 +70,32 @@ it('applies free seconds in event-time order and clamps the period to [minimum, 
     { event_id: 'c', amount: '58' },
     { event_id: 'd', amount: '0' },
   ])
+})
+
+it('prices the same after a kill -9 between two files: the start folds the stored sessions into the totals again', async () => {
+  const other = tempDir('rateflow-timed-terms-restart-')
+  const od = ['--data', other.dir]
+  try {
+    await json(['catalog', 'apply', writeJson(join(other.dir, 'catalog.json'), catalog), ...od])
+    await json(['accounts', 'apply', writeJson(join(other.dir, 'accounts.json'), accounts), ...od])
+    const header = 'event_id,event_time,device_id,account_id,subscription_id,metric,quantity\n'
+    const first = join(other.dir, 'first.csv')
+    writeFileSync(first, header + 'a,2026-10-01T08:00:00Z,pbx-1,,,session_seconds,60\nb,2026-10-01T09:00:00Z,pbx-1,,,session_seconds,61\n')
+    // Killed right after its commit: no checkpoint of the totals (one is written at a stop), so the next start folds a and b.
+    const killed = await rateflow(['ingest', 'csv', first, '--source', 'csv:calls', '--wait', ...od], { RATEFLOW_CRASH_AT: 'after-commit:1' })
+    expect(killed.signal).toBe('SIGKILL')
+    const second = join(other.dir, 'second.csv')
+    writeFileSync(second, header + 'c,2026-10-01T10:00:00Z,pbx-1,,,session_seconds,61\nd,2026-10-01T18:00:00Z,pbx-1,,,session_seconds,90\n')
+    expect(await json(['ingest', 'csv', second, '--source', 'csv:calls', '--wait', ...od])).toMatchObject({ read: 2, rated: 2 })
+    const rated = await query<{ event_id: string; amount: string }>(other.dir, 'SELECT event_id, toString(amount) AS amount FROM rated_usage ORDER BY event_id')
+    // As in one run: the allowance a and b used, and the cap their total reached, are rebuilt.
+    expect(rated).toEqual([
+      { event_id: 'a', amount: '5' },
+      { event_id: 'b', amount: '27' },
+      { event_id: 'c', amount: '58' },
+      { event_id: 'd', amount: '0' },
+    ])
+  } finally {
+    other.cleanup()
+  }
 })
