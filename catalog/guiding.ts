@@ -1,5 +1,6 @@
 import { isoUtc, parseIsoTime } from '../common/time.js'
 import type { Account, AccountsDocument, Catalog, Plan, Subscription } from './types.js'
+import { meterAccepts } from '../rating-core/meters.js'
 
 /** Who owns an event, and which catalog version and plan price it. */
 export interface Owner {
@@ -253,8 +254,6 @@ function meters(catalog: Catalog, plan: Plan | undefined, metric: string, dimens
   return plan.charges.some(
     (c) =>
       c.kind === 'usage' &&
-      catalog.meters.some(
-        (m) => m.id === c.meter && m.metric === metric && (dimensions === undefined || Object.entries(m.filter ?? {}).every(([k, v]) => dimensions[k] === v)),
-      ),
+      catalog.meters.some((m) => m.id === c.meter && (dimensions === undefined ? m.metric === metric : meterAccepts(m, metric, dimensions))),
   )
 }

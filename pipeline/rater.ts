@@ -1019,8 +1019,6 @@ export class Rater extends EventEmitter {
         timezone: owner?.account.timezone ?? 'UTC',
         periodStart,
         periodEnd: period.endIso,
-        // As foldCharge holds a reading: to the next catalog version or the subscription's end.
-        holdEndMs: Math.min(resolved.versionEndMs, owner?.endMs ?? Infinity),
       },
     )
   }

@@ -126,10 +126,14 @@ export class RunningTotals {
     }
   }
 
-  /** Folds an event of `resolved` into the total under `key` (a rebuild from stored rows); throws when it cannot be priced. */
+  /**
+   * Folds an event of `resolved` into the total under `key` (a rebuild from stored rows); throws when it cannot be
+   * priced. A time_weighted_avg reading holds as foldEvent holds it (holdEndOf), whatever `ctx.holdEndMs` says.
+   */
   fold(key: string, resolved: ResolvedCharge, ev: UsageEventInput, ctx: RatingContext): FoldedUsage {
     const cell = this.cell(key)
-    const r = foldUsageEvent(resolved.charge, resolved.meter, cell.t, ev, ctx)
+    const holdEndMs = resolved.meter.aggregation === 'time_weighted_avg' ? this.holdEndOf(key, resolved) : resolved.versionEndMs
+    const r = foldUsageEvent(resolved.charge, resolved.meter, cell.t, ev, { ...ctx, holdEndMs })
     cell.t = r.next
     return r
   }
