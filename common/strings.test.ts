@@ -1,7 +1,7 @@
 import { setFlagsFromString } from 'node:v8'
 import { runInNewContext } from 'node:vm'
 import { describe, expect, it } from 'vitest'
-import { detached } from './strings.js'
+import { compareUtf8, detached } from './strings.js'
 
 setFlagsFromString('--expose-gc')
 const gc = runInNewContext('gc') as () => void
@@ -44,5 +44,16 @@ describe('detached', () => {
     // The slices keep every ~300 KB text: ~600 bytes per key at least. Detached keys hold their own characters.
     expect(sliced).toBeGreaterThan(500)
     expect(copies).toBeLessThan(250)
+  })
+})
+
+describe('compareUtf8', () => {
+  it('orders as the UTF-8 bytes do, where UTF-16 order differs (a character above U+FFFF against U+E000–U+FFFF)', () => {
+    const words = ['a', 'ab', 'b', '\uffff', '\ue000x', '😀', '😀a', 'é', '', 'z\u{10ffff}', 'z\uffee']
+    const bytes = [...words].sort((x, y) => Buffer.compare(Buffer.from(x), Buffer.from(y)))
+    expect([...words].sort(compareUtf8)).toEqual(bytes)
+    // JavaScript's own order puts 😀 (U+1F600) before U+FFFF.
+    expect([...words].sort()).not.toEqual(bytes)
+    expect(compareUtf8('same', 'same')).toBe(0)
   })
 })

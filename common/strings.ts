@@ -12,3 +12,25 @@ export function detached(s: string): string {
   if (s.length < 13) return s
   return (' ' + s).slice(1)
 }
+
+/**
+ * Compares two strings as ClickHouse sorts String columns: by their UTF-8 bytes, which is Unicode code point order.
+ * JavaScript's `<` compares UTF-16 code units instead, which puts a character above U+FFFF (a surrogate pair,
+ * 0xD800–0xDFFF) before one in U+E000–U+FFFF; the two orders differ only there.
+ */
+export function compareUtf8(a: string, b: string): number {
+  const n = Math.min(a.length, b.length)
+  for (let i = 0; i < n; i++) {
+    const x = a.charCodeAt(i)
+    const y = b.charCodeAt(i)
+    if (x === y) continue
+    // A surrogate against a unit at or above U+E000: the surrogate's character (≥ U+10000) is the larger.
+    if (x >= 0xd800 && y >= 0xd800) {
+      const xs = x < 0xe000
+      const ys = y < 0xe000
+      if (xs !== ys) return xs ? 1 : -1
+    }
+    return x < y ? -1 : 1
+  }
+  return a.length - b.length
+}

@@ -12,7 +12,7 @@ import type { UsageBatch, WireRecord } from '../rating-core/record.js'
 import { chargeRef, rejectLine, stagedReject, totalsKey, type StagedBatch, type StagedRecord } from '../rating-core/stage.js'
 import { chargeTable, RunningTotals, type ResolvedCharge } from '../rating-core/running-totals.js'
 import { meterStateOf, type MeterState } from '../rating-core/usage-rater.js'
-import { detached } from '../common/strings.js'
+import { compareUtf8, detached } from '../common/strings.js'
 import { HorizonIndex } from '../rating-core/dedupe-horizon.js'
 import { USAGE_STREAM, type Queue } from './queue.js'
 import type { StageTask } from './rating-worker.js'
@@ -1295,9 +1295,7 @@ function emptyBuffer() {
 
 /** The order a start's rebuild folds a batch's stored rows in (rated_at is the batch's): event_time, event_id, source. */
 function inStoredOrder(a: StagedRecord, b: StagedRecord): number {
-  return a.eventMs - b.eventMs || compareText(a.eventId, b.eventId) || compareText(a.source, b.source)
-}
-
-function compareText(a: string, b: string): number {
-  return a < b ? -1 : a > b ? 1 : 0
+  // Text as the store sorts it (UTF-8 bytes), or ids mixing characters above U+FFFF with U+E000–U+FFFF in one
+  // millisecond folded in one order live and in another after a restart.
+  return a.eventMs - b.eventMs || compareUtf8(a.eventId, b.eventId) || compareUtf8(a.source, b.source)
 }

@@ -48,21 +48,21 @@ describe('insertTsv on embedded ClickHouse', () => {
     }))
 })
 
-describe('readOnlyText on embedded ClickHouse', () => {
+describe('readOnlyBytes on embedded ClickHouse', () => {
   it("refuses an analyst's write, and leaves the writer able to insert (a `rateflow run` serves both)", () =>
     withStore(async (store) => {
       await store.command('CREATE TABLE t (k String) ENGINE = MergeTree ORDER BY k')
       await store.insertTsv('t', 'a\n')
-      expect(await store.readOnlyText('SELECT count() FROM t', 'TabSeparated')).toBe('1\n')
+      expect((await store.readOnlyBytes('SELECT count() FROM t', 'TabSeparated')).toString()).toBe('1\n')
       // Refused before the engine sees it; readonly=1 still stops the reads that write (EXPLAIN PIPELINE builds the
       // insert) and settings changes.
-      await expect(store.readOnlyText('INSERT INTO t VALUES (1)', 'TabSeparated')).rejects.toThrow(/INSERT is not allowed for read-only queries/)
-      await expect(store.readOnlyText("EXPLAIN PIPELINE INSERT INTO t SELECT 'x'", 'TabSeparated')).rejects.toThrow(/readonly/i)
-      await expect(store.readOnlyText('SELECT 1 SETTINGS readonly = 0', 'TabSeparated')).rejects.toThrow(/readonly/i)
+      await expect(store.readOnlyBytes('INSERT INTO t VALUES (1)', 'TabSeparated')).rejects.toThrow(/INSERT is not allowed for read-only queries/)
+      await expect(store.readOnlyBytes("EXPLAIN PIPELINE INSERT INTO t SELECT 'x'", 'TabSeparated')).rejects.toThrow(/readonly/i)
+      await expect(store.readOnlyBytes('SELECT 1 SETTINGS readonly = 0', 'TabSeparated')).rejects.toThrow(/readonly/i)
       // The writer's session is not the analysts': it goes on inserting, and analysts see what it wrote.
       await store.insertTsv('t', 'b\n', { uniqueKeys: true })
       await store.command("INSERT INTO t VALUES ('c')")
-      expect(await store.readOnlyText('SELECT count() FROM t', 'TabSeparated')).toBe('3\n')
+      expect((await store.readOnlyBytes('SELECT count() FROM t', 'TabSeparated')).toString()).toBe('3\n')
     }))
 })
 

@@ -186,17 +186,13 @@ export interface Store {
   /** Rows as objects, decimals as strings. For internal reads. */
   rows<T>(sql: string, params?: Record<string, unknown>): Promise<T[]>
   /**
-   * Text of an analyst's query in the given format. It can change nothing: only one read statement passes
-   * (readOnlyStatement: no INTO OUTFILE, no KILL, no second statement, no FORMAT clause of its own; refusals are
-   * RateflowErrors of BadInput), and it runs with `readonly=1` (no write, no DDL, no setting). Safe in a writer:
-   * embedded, it runs on a chDB session of its own on the same data (chDB keeps a query's settings on its session,
-   * so on the writer's session every later insert would be refused); on a server the setting belongs to the
-   * request alone.
-   */
-  readOnlyText(sql: string, format: QueryFormat, limits?: AnalystLimits): Promise<string>
-  /**
-   * readOnlyText's answer as bytes, within `limits` (DEFAULT_ANALYST_LIMITS when not given): a result past V8's
-   * longest string (~512 MiB) is still printed, where a string failed with V8's own message.
+   * The answer of an analyst's query in the given format, as bytes (a result past V8's longest string, ~512 MiB, is
+   * still printed, where a string failed with V8's own message), within `limits` (DEFAULT_ANALYST_LIMITS when not
+   * given). It can change nothing: only one read statement passes (readOnlyStatement: no INTO OUTFILE, no KILL, no
+   * second statement, no FORMAT clause of its own; refusals are RateflowErrors of BadInput), and it runs with
+   * `readonly=1` (no write, no DDL, no setting). Safe in a writer: embedded, it runs on a chDB session of its own on
+   * the same data (chDB keeps a query's settings on its session, so on the writer's session every later insert would
+   * be refused); on a server the setting belongs to the request alone.
    */
   readOnlyBytes(sql: string, format: QueryFormat, limits?: AnalystLimits): Promise<Buffer>
   /** Text of an internal query in the given format (no readonly session setting), with `{name:Type}` parameters. */
@@ -270,8 +266,15 @@ export async function openStore(opts: { dataDir: string; url?: string | undefine
   const execText = async (...args: Parameters<typeof execBytes>) => (await execBytes(...args)).toString('utf8')
   /** Embedded: analysts' queries still running, which close() cancels and waits for. */
   const analystQueries = new Set<Promise<unknown>>()
-  const readOnlyBytes = (sql: string, format: QueryFormat, limits: AnalystLimits = DEFAULT_ANALYST_LIMITS) => {
-    const p = execBytes(readOnlyStatement(sql), format, analystSettings(limits), analysts?.() ?? client)
+  const readOnlyBytes = (sql: string, format: QueryFormat, limits: AnalystLimits = DEFAULT_ANALYST_LIMITS): Promise<Buffer> => {
+    let statement: string
+    try {
+      statement = readOnlyStatement(sql)
+    } catch (err) {
+      // A refusal is the promise's, as for any other failure of the query (a caller's .then/.catch sees it).
+      return Promise.reject(err)
+    }
+    const p = execBytes(statement, format, analystSettings(limits), analysts?.() ?? client)
     if (analysts) {
       const settled: Promise<unknown> = p.then(
         (): void => void analystQueries.delete(settled),
@@ -363,7 +366,6 @@ export async function openStore(opts: { dataDir: string; url?: string | undefine
     },
     // readonly=1 does not stop what the engine does outside its permission checks (INTO OUTFILE, KILL): the
     // statement is checked first.
-    readOnlyText: async (sql, format, limits) => (await readOnlyBytes(sql, format, limits)).toString('utf8'),
     readOnlyBytes,
     text: (sql, format, params) => wrap('query', () => execText(sql, format, READ_SETTINGS, client, params)),
     command(sql) {
