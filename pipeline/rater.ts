@@ -268,6 +268,7 @@ export class Rater extends EventEmitter {
     const t0 = performance.now()
     const rolledBack = await store.recover()
     if (rolledBack > 0) log.warn({ rolledBack }, 'deleted rows of flushes that never committed; their batches are redelivered')
+    await this.seedStamps()
     const t1 = performance.now()
     const rebuilt = await this.rebuildTotals()
     const t2 = performance.now()
@@ -290,6 +291,7 @@ export class Rater extends EventEmitter {
       // With a queue (a shared store or queue), only while no rater holds the stream: it releases by itself.
       await rater.takeLease()
       await deps.store.recover()
+      await rater.seedStamps()
       rater.reloadGuiding(true)
       await rater.rebuildTotals()
       const released = await rater.releaseSuspended()
@@ -383,6 +385,17 @@ export class Rater extends EventEmitter {
     const settled = () => this.tasks.delete(task$)
     task$.then(settled, settled)
     return task$
+  }
+
+  /**
+   * Starts the stamps above every suspended_usage version stored. A held event's row and its release are one key of
+   * ReplacingMergeTree(version), and stamps follow the clock: after a restart with the clock set back (a VM restored,
+   * an NTP step), a release stamped below its held row lost to it, the event read as held again, and the next release
+   * rated it a second time.
+   */
+  private async seedStamps(): Promise<void> {
+    const [row] = await this.deps.store.rows<{ v: string }>('SELECT toString(max(version)) AS v FROM suspended_usage')
+    this.lastStampMs = Math.max(this.lastStampMs, Number(row?.v ?? 0))
   }
 
   /**

@@ -26,18 +26,21 @@ const catalog = {
 }
 const accounts = (devices: TestBinding[]) => oneSubscription('api', devices)
 
-/** Merges suspended_usage's parts in a process of its own (the store is embedded: one process opens it at a time). */
-async function mergeSuspended(): Promise<void> {
+/** Runs one statement on an embedded store, in a process of its own (the store is embedded: one process opens it at a time). */
+async function storeCommand(data: string, sql: string): Promise<void> {
   const script = `
     const { openRuntime } = await import(${JSON.stringify(join(ROOT, 'dist/pipeline/runtime.js'))})
     const { createLogger } = await import(${JSON.stringify(join(ROOT, 'dist/common/logger.js'))})
-    const rt = openRuntime({ dataDir: ${JSON.stringify(dir)}, log: createLogger('test', 'error') })
+    const rt = openRuntime({ dataDir: ${JSON.stringify(data)}, log: createLogger('test', 'error') })
     const store = await rt.store()
-    await store.command('OPTIMIZE TABLE suspended_usage FINAL')
+    await store.command(${JSON.stringify(sql)})
     await rt.close()
     process.exit(0)`
   await promisify(execFile)(process.execPath, ['--input-type=module', '-e', script])
 }
+
+/** Merges suspended_usage's parts, as a ClickHouse server's background merges do. */
+const mergeSuspended = () => storeCommand(dir, 'OPTIMIZE TABLE suspended_usage FINAL')
 
 it('keeps held events held when a torn release was merged before the restart, and releases them on the next apply', async () => {
   await json(['catalog', 'apply', writeJson(join(dir, 'catalog.json'), catalog), ...d])
@@ -97,5 +100,32 @@ it('a torn batch of a source named release-… is no release: its events are rat
     ])
   } finally {
     other.cleanup()
+  }
+})
+
+it('releases a held event whose row is stamped ahead of the clock (a clock set back since), once', async () => {
+  const ahead = tempDir('rateflow-release-clock-')
+  const ad = ['--data', ahead.dir]
+  try {
+    await json(['catalog', 'apply', writeJson(join(ahead.dir, 'catalog.json'), catalog), ...ad])
+    await json(['accounts', 'apply', writeJson(join(ahead.dir, 'accounts.json'), accounts([])), ...ad])
+    const csv = join(ahead.dir, 'calls.csv')
+    writeFileSync(csv, 'event_id,event_time,device_id,account_id,subscription_id,metric,quantity\nk1,2026-10-02T10:00:00Z,gw-1,,,api_calls,5\n')
+    expect(await json(['ingest', 'csv', csv, '--source', 'csv:k', '--wait', ...ad])).toMatchObject({ suspended: 1 })
+    // The held row's version a day ahead of now: as if the clock was set back a day after it was written.
+    // (A copy of the row, a day ahead: the version is the table's key, and cannot be updated.)
+    await storeCommand(
+      ahead.dir,
+      `INSERT INTO suspended_usage SELECT source, event_id, event_time, device_id, account_id, subscription_id, metric, quantity, dimensions,
+         raw, origin, reason, status, version + 86400000, received_at, batch_id FROM suspended_usage`,
+    )
+    const bound = writeJson(join(ahead.dir, 'bound.json'), accounts([{ device_id: 'gw-1', from: '2026-10-01T00:00:00Z', to: null }]))
+    expect(await json(['accounts', 'apply', bound, ...ad])).toMatchObject({ released: 1 })
+    // The release's row wins over the held one: stamped below it, the event read as held and was rated again here.
+    expect(await query(ahead.dir, 'SELECT event_id, toString(status) AS status FROM suspended_usage FINAL')).toEqual([{ event_id: 'k1', status: 'released' }])
+    expect(await json(['accounts', 'apply', bound, ...ad])).toMatchObject({ released: 0 })
+    expect(await query(ahead.dir, 'SELECT count() AS n FROM rated_usage')).toEqual([{ n: '1' }])
+  } finally {
+    ahead.cleanup()
   }
 })
