@@ -45,6 +45,19 @@ describe('SessionMerger', () => {
     expect(m.open).toBe(0)
   })
 
+  it('gives two sessions two ids when their owner and session ids hold ":" (escaped), and a device and an account of one id two sessions', () => {
+    const m = new SessionMerger(opts())
+    const stop = (device: string | undefined, session: string, extra: Partial<WireRecord> = {}) =>
+      m.push(ev('stop', '2026-10-01T12:00:00Z', 'bytes_out', '1', { device_id: device, dimensions: { session_id: session, session_event: 'stop' }, ...extra }), 0).closed[0]!.records[0]!.event_id
+    // Unescaped, both were session:ph-1:z:9:session_seconds, and the second (another account's) a duplicate.
+    expect(stop('ph-1', 'z:9')).toBe('session:ph-1:z%3A9:session_seconds')
+    expect(stop('ph-1:z', '9')).toBe('session:ph-1%3Az:9:session_seconds')
+    expect(stop('50%', 'a')).toBe('session:50%25:a:session_seconds')
+    // Device x and account x: two owners.
+    expect(stop(undefined, 's', { account_id: 'x' })).toBe('session:account=x:s:session_seconds')
+    expect(stop('x', 's')).toBe('session:x:s:session_seconds')
+  })
+
   it('cumulative keeps the value of the latest event_time even when events arrive out of order', () => {
     const m = new SessionMerger(opts())
     m.push(ev('start', '2026-10-01T12:00:00Z', 'bytes_out', '0'), 0)

@@ -135,7 +135,7 @@ export class SessionMerger<T = never> {
     if (typeof at === 'string') return { absorbed: false, problem: at, closed: [] }
     const value = new Big(record.quantity)
 
-    const ownerText = record.device_id ?? record.account_id ?? record.subscription_id ?? ''
+    const ownerText = ownerOf(record)
     const key = `${record.source}\u0000${ownerText}\u0000${sessionId}`
     this.clock = Math.max(this.clock, nowMs)
     const closed: ClosedSession<T>[] = []
@@ -239,7 +239,7 @@ export class SessionMerger<T = never> {
     if (!s.started) dimensions.session_flag = 'no_start'
     const base = (metric: string, quantity: string): WireRecord => {
       const r: WireRecord = {
-        event_id: `session:${s.ownerText}:${s.sessionId}:${metric}`,
+        event_id: `session:${s.ownerText}:${idPart(s.sessionId)}:${idPart(metric)}`,
         source: s.source,
         event_time: s.firstText,
         ...s.owner,
@@ -260,4 +260,24 @@ export class SessionMerger<T = never> {
     }
     return { key: s.key, close, records, tags: s.tags }
   }
+}
+
+/**
+ * A part of a closed session's event id with its separator escaped: `:` as `%3A` and `%` as `%25`, so that no two
+ * sessions share an id. Unescaped, device `ph-1` with session `z:9` and device `ph-1:z` with session `9` were both
+ * `session:ph-1:z:9:…`, and the second, another account's, was counted as a duplicate. A part with neither character
+ * (most device ids and session ids) is unchanged, and so is its id.
+ */
+function idPart(v: string): string {
+  return v.includes('%') || v.includes(':') ? v.replace(/%/g, '%25').replace(/:/g, '%3A') : v
+}
+
+/**
+ * The owner a session is keyed and named by: its device id, as it was; an account or subscription id marked as such,
+ * so that device `x` and account `x` are two owners (each part escaped by idPart).
+ */
+function ownerOf(record: { device_id?: string | undefined; account_id?: string | undefined; subscription_id?: string | undefined }): string {
+  if (record.device_id !== undefined) return idPart(record.device_id)
+  if (record.account_id !== undefined) return 'account=' + idPart(record.account_id)
+  return record.subscription_id !== undefined ? 'subscription=' + idPart(record.subscription_id) : ''
 }
