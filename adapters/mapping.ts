@@ -33,6 +33,8 @@ export type PartialRecord = Omit<CanonicalRecord, 'event_id' | 'event_time' | 's
  * Returns a reject naming the missing part when the record cannot be completed.
  */
 export function completeRecord(p: PartialRecord, ctx: MappingContext): WireItem {
+  const broken = illFormedText(p)
+  if (broken !== undefined) return reject(ctx.source, ctx.raw, broken, ctx.origin)
   const r: WireRecord = {
     event_id: p.event_id ?? contentEventId(ctx.source, ctx.raw, p.metric, ctx.position),
     source: ctx.source,
@@ -56,6 +58,27 @@ export function completeRecord(p: PartialRecord, ctx: MappingContext): WireItem 
   }
   if (p.dimensions && Object.keys(p.dimensions).length > 0) r.dimensions = p.dimensions
   return { record: r }
+}
+
+/** True when `s` is well-formed UTF-16 (no lone surrogate): what UTF-8, msgpack and the store can hold as it is. */
+function wellFormed(s: string): boolean {
+  return (s as unknown as { isWellFormed(): boolean }).isWellFormed()
+}
+
+/**
+ * What is wrong with a record whose text holds a lone UTF-16 surrogate, or undefined. JSON may write one (`"e\ud800"`),
+ * and no UTF-8 can: msgpack turned each into U+FFFD on the way to the rater, so ids `e\ud800` and `e\ud801` became one
+ * id, and the second event was counted a duplicate of the first, never billed.
+ */
+function illFormedText(p: PartialRecord): string | undefined {
+  for (const k of ['event_id', 'event_time', 'device_id', 'account_id', 'subscription_id', 'metric', 'quantity'] as const) {
+    const v = p[k]
+    if (typeof v === 'string' && !wellFormed(v)) return `${k} holds a lone UTF-16 surrogate (a \\ud800–\\udfff escape with no pair), which UTF-8 cannot carry`
+  }
+  for (const k in p.dimensions ?? {}) {
+    if (!wellFormed(k) || !wellFormed(p.dimensions![k]!)) return `dimension ${JSON.stringify(k)} holds a lone UTF-16 surrogate (a \\ud800–\\udfff escape with no pair), which UTF-8 cannot carry`
+  }
+  return undefined
 }
 
 /**

@@ -16,7 +16,8 @@ export function detached(s: string): string {
 /**
  * Compares two strings as ClickHouse sorts String columns: by their UTF-8 bytes, which is Unicode code point order.
  * JavaScript's `<` compares UTF-16 code units instead, which puts a character above U+FFFF (a surrogate pair,
- * 0xD800–0xDFFF) before one in U+E000–U+FFFF; the two orders differ only there.
+ * 0xD800–0xDFFF) before one in U+E000–U+FFFF; for well-formed strings the two orders differ only there. A lone
+ * surrogate has no UTF-8 (the store holds U+FFFD for it): none reaches the rater, as the adapters refuse them.
  */
 export function compareUtf8(a: string, b: string): number {
   const n = Math.min(a.length, b.length)

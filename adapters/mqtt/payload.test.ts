@@ -48,6 +48,24 @@ describe('decodePayload', () => {
     expect([acc.account_id, acc.device_id]).toEqual(['a-1', undefined])
     expect(recs(decodePayload(json({ ...base, device_id: 'x' }), ctx()))[0]!.device_id).toBe('x')
   })
+  it('rejects text with a lone UTF-16 surrogate (a JSON escape UTF-8 cannot carry), which merged two ids into one', () => {
+    // Written by hand: JSON.stringify would keep the escapes, JSON.parse makes them lone surrogates again.
+    const raw = (body: string) => Buffer.from(body)
+    const items = [
+      ...decodePayload(raw('{"event_id":"e\\ud800","event_time":"2026-10-01T12:00:00Z","metric":"m","quantity":"1"}'), ctx()),
+      ...decodePayload(raw('{"event_id":"e\\ud801","event_time":"2026-10-01T12:00:00Z","metric":"m","quantity":"1"}'), ctx()),
+      ...decodePayload(raw('{"event_id":"e3","event_time":"2026-10-01T12:00:00Z","metric":"m","quantity":"1","dimensions":{"r":"\\udc00x"}}'), ctx()),
+      ...decodePayload(raw('{"event_id":"e4","event_time":"2026-10-01T12:00:00Z","metric":"m","quantity":"1","dimensions":{"r":"\\ud83d\\ude00"}}'), ctx()),
+    ]
+    expect(rejs(items).map((r) => r.reason)).toEqual([
+      'event_id holds a lone UTF-16 surrogate (a \\ud800–\\udfff escape with no pair), which UTF-8 cannot carry',
+      'event_id holds a lone UTF-16 surrogate (a \\ud800–\\udfff escape with no pair), which UTF-8 cannot carry',
+      'dimension "r" holds a lone UTF-16 surrogate (a \\ud800–\\udfff escape with no pair), which UTF-8 cannot carry',
+    ])
+    // A pair is one character (😀), and passes.
+    expect(recs(items).map((r) => r.dimensions)).toEqual([{ r: '😀' }])
+  })
+
   it('an array: good elements pass, bad ones are rejects with their index; content hashes are stable', () => {
     const payload = json([{ ...base, event_id: undefined }, { metric: 'm' }, { ...base, event_id: undefined }, 5])
     const items = decodePayload(payload, ctx())
