@@ -98,6 +98,8 @@ const commands: Record<string, Handler> = {
     const stored = storedAccounts(g.data)
     const doc = readJson(positionals[0]!)
     const changing = cycleChangingAccounts(stored, doc)
+    // The file's own problems and the merge's first, as for any file: a cycle change is then looked up in the store.
+    if (changing.length > 0) applyAccounts(stored, doc, { rated: new Set() })
     const { incoming, merged } = applyAccounts(stored, doc, { rated: changing.length === 0 ? new Set() : await accountsWithRatedUsage(g, changing) })
     const rt = await runtimeFor(g)
     rt.repo.putAccounts(merged)
@@ -214,14 +216,15 @@ const commands: Record<string, Handler> = {
 async function accountsWithRatedUsage(g: GlobalOptions, accounts: readonly string[]): Promise<Set<string> | undefined> {
   const sql = `SELECT DISTINCT account_id FROM rated_usage WHERE account_id IN (${accounts.map(chString).join(', ')})`
   const url = process.env.CLICKHOUSE_URL || undefined
-  const run = url ? undefined : runningRun(g.data)
-  if (run !== undefined) {
-    const lines = (await queryRun(run, sql, 'JSONEachRow')).toString('utf8').split('\n').filter((l) => l !== '')
-    return new Set(lines.map((l) => (JSON.parse(l) as { account_id: string }).account_id))
-  }
-  if (!url && !existsSync(join(g.data, 'clickhouse'))) return new Set()
-  const { openStoreToRead } = await import('../pipeline/runtime.js')
   try {
+    const run = url ? undefined : runningRun(g.data)
+    if (run !== undefined) {
+      // Bounded: a run that is announced but does not answer (stopped with SIGSTOP, say) held the command for good.
+      const lines = (await queryRun(run, sql, 'JSONEachRow', ASK_RUN_MS)).toString('utf8').split('\n').filter((l) => l !== '')
+      return new Set(lines.map((l) => (JSON.parse(l) as { account_id: string }).account_id))
+    }
+    if (!url && !existsSync(join(g.data, 'clickhouse'))) return new Set()
+    const { openStoreToRead } = await import('../pipeline/runtime.js')
     const opened = await openStoreToRead({ dataDir: g.data, clickhouseUrl: url })
     try {
       return new Set((await opened.store.rows<{ account_id: string }>(sql)).map((r) => r.account_id))
@@ -230,9 +233,17 @@ async function accountsWithRatedUsage(g: GlobalOptions, accounts: readonly strin
     }
   } catch (err) {
     if (err instanceof HeldByAnotherError) return undefined
-    throw err
+    const which = accounts.map((a) => JSON.stringify(a)).join(', ')
+    throw new RateflowError(
+      ErrorCode.ServiceUnavailable,
+      `accounts apply: cannot tell whether account ${which} has rated usage (its bill_cycle_day or timezone changes, which is refused once it has): ${(err as Error).message}`,
+      { cause: err },
+    )
   }
 }
+
+/** How long `accounts apply` waits for a running `rateflow run` to say which accounts have rated usage. */
+const ASK_RUN_MS = 30_000
 
 /**
  * After guiding data changed: when no process owns the data directory (no `rateflow run`), release

@@ -90,14 +90,20 @@ export function runningRun(dataDir: string): RunInfo | undefined {
 /**
  * Asks the running `rateflow run` to answer the query (its HTTP API, `POST /v1/query` with the SQL as the body: any
  * length, where a URL's is bounded), for a data directory that process owns: chDB binds a directory to one process, so
- * another process cannot open it while it runs.
+ * another process cannot open it while it runs. `timeoutMs`: how long to wait for the whole answer (by default, as long
+ * as the run's own limits let the query run).
  */
-export async function queryRun(run: RunInfo, sql: string, format: string): Promise<Buffer> {
+export async function queryRun(run: RunInfo, sql: string, format: string, timeoutMs?: number): Promise<Buffer> {
   const url = new URL('/v1/query', run.http)
   url.searchParams.set('format', format)
   let res: Response
   try {
-    res = await fetch(url, { method: 'POST', body: sql, headers: { 'content-type': 'text/plain; charset=utf-8' } })
+    res = await fetch(url, {
+      method: 'POST',
+      body: sql,
+      headers: { 'content-type': 'text/plain; charset=utf-8' },
+      ...(timeoutMs !== undefined ? { signal: AbortSignal.timeout(timeoutMs) } : {}),
+    })
   } catch (err) {
     throw new RateflowError(ErrorCode.Internal, `query: the rateflow run (pid ${run.pid}) at ${run.http} did not answer: ${(err as Error).message}`)
   }

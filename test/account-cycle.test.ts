@@ -72,3 +72,34 @@ it('says who releases held usage when another process holds the data directory, 
     holder.kill('SIGKILL')
   }
 })
+
+it('names the account and why when it cannot ask a running rateflow run whether the account has rated usage (exit 1)', async () => {
+  // A process that holds the directory and announces a run whose HTTP API answers nothing (a closed port).
+  const run = spawn(
+    process.execPath,
+    [
+      '--input-type=module',
+      '-e',
+      `const { acquireLock } = await import(${JSON.stringify(join(ROOT, 'dist/pipeline/data-dir-lock.js'))})
+       const { writeFileSync } = await import('node:fs')
+       acquireLock(${JSON.stringify(dir)})
+       writeFileSync(${JSON.stringify(join(dir, 'run.json'))}, JSON.stringify({ pid: process.pid, http: 'http://127.0.0.1:1' }))
+       console.log('held'); setInterval(() => {}, 1000)`,
+    ],
+    { stdio: ['ignore', 'pipe', 'inherit'] },
+  )
+  try {
+    await new Promise<void>((resolve) => run.stdout!.once('data', () => resolve()))
+    // A file with problems of its own is told them first (exit 2), not that the store could not be asked.
+    const bad = withCycle(1, 'Europe/Berlin')
+    bad.customers[0]!.accounts[0]!.currency = 'usd'
+    const wrong = await rateflow(['accounts', 'apply', writeJson(join(dir, 'bad.json'), bad), ...d])
+    expect([wrong.code, wrong.stderr]).toEqual([2, expect.stringMatching(/\$\.customers\[0\]\.accounts\[0\]\.currency/)])
+    // a-1 has rated usage (the first test); asking whether it has fails.
+    const r = await rateflow(['accounts', 'apply', writeJson(join(dir, 'a5.json'), withCycle(1, 'Europe/Berlin')), ...d])
+    expect(r.code).toBe(1)
+    expect(r.stderr).toMatch(/accounts apply: cannot tell whether account "a-1" has rated usage \(its bill_cycle_day or timezone changes, which is refused once it has\): query: the rateflow run \(pid \d+\) at http:\/\/127\.0\.0\.1:1 did not answer/)
+  } finally {
+    run.kill('SIGKILL')
+  }
+})
