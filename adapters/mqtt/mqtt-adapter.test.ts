@@ -194,6 +194,27 @@ describe('MqttAdapter on a real mosquitto', () => {
     expect(t.adapter.stats).toMatchObject({ sessionsOpen: 1, sessionsEvicted: 1 })
   })
 
+  it('sessions: says when the held acks of open sessions fill receive_maximum (the broker then sends nothing more, stops included)', async () => {
+    const warnings: string[] = []
+    const options: MqttAdapterOptions = {
+      ...setup().options,
+      client_id: `rateflow-test-window-${process.pid}`,
+      receive_maximum: 3,
+      sessions: { ...DEFAULT_SESSIONS, interim: 'cumulative' },
+    }
+    const adapter = new MqttAdapter(options, { sink: async () => undefined, logger: pino({ level: 'warn' }, { write: (l: string) => void warnings.push(l) }) })
+    adapters.push(adapter)
+    await adapter.start()
+    const start = (session: string) =>
+      JSON.stringify({ event_id: `w-${session}`, event_time: '2026-10-01T12:00:00Z', metric: 'bytes_out', quantity: '1', dimensions: { session_id: session, session_event: 'start' } })
+    await publish('devices/fw-w/usage', ['A', 'B', 'C', 'D'].map(start))
+    await waitFor(() => adapter.stats.messages === 3, 'three starts')
+    await new Promise((r) => setTimeout(r, 200))
+    // The fourth waits at the broker: three acks are held by three open sessions.
+    expect(adapter.stats).toMatchObject({ messages: 3, acked: 0, sessionsOpen: 3, ackWindowFull: 1 })
+    expect(warnings.map((w) => (JSON.parse(w) as { msg: string }).msg)).toEqual([expect.stringMatching(/fill receive_maximum; the broker sends no more \(stops included\)/)])
+  })
+
   it('sessions: an event the validate stage would reject is a reject of its own, acked once stored; its session is billed without it', async () => {
     const t = setup({ sessions: { ...DEFAULT_SESSIONS, interim: 'cumulative' } })
     adapters.push(t.adapter)

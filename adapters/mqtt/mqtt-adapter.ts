@@ -59,6 +59,11 @@ export interface MqttStats {
   sessionsOpen: number
   /** Sessions closed early because `sessions.max_open_sessions` were open (billed, `session_close=max_open_sessions`). */
   sessionsEvicted: number
+  /**
+   * Times the QoS 1 messages whose acks are held reached `receive_maximum`: the broker sends no more until one is acked.
+   * With sessions, each start and interim message of an open session holds its slot until the session closes.
+   */
+  ackWindowFull: number
 }
 
 const NO_LOG = (): void => undefined
@@ -255,7 +260,11 @@ export class MqttAdapter {
   private stopping = false
   private readonly inProgress = new Set<Promise<void>>()
   private sessionTimer: NodeJS.Timeout | undefined
-  private readonly counts = { messages: 0, records: 0, rejects: 0, acked: 0, acksDropped: 0, connects: 0 }
+  private readonly counts = { messages: 0, records: 0, rejects: 0, acked: 0, acksDropped: 0, connects: 0, ackWindowFull: 0 }
+  /** QoS 1 messages of connection `heldGeneration` whose PUBACK is not sent yet (receive_maximum bounds them). */
+  private heldAcks = 0
+  private heldGeneration = -1
+  private lastWindowWarnMs = -Infinity
 
   constructor(
     private readonly options: MqttAdapterOptions,
@@ -394,6 +403,7 @@ export class MqttAdapter {
   }
 
   private sendPuback(messageId: number, generation: number): void {
+    if (generation === this.heldGeneration) this.heldAcks--
     const client = this.client
     if (!client || generation !== this.generation || !client.connected) {
       this.counts.acksDropped++
@@ -415,6 +425,7 @@ export class MqttAdapter {
     }
     this.counts.messages++
     const generation = this.generation
+    if (qos1) this.holdAck(generation)
     const messageId = packet.messageId
     const payload = Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload)
     const items = decodePayload(payload, { options: this.options, topic: packet.topic })
@@ -443,6 +454,31 @@ export class MqttAdapter {
       },
     ).finally(() => this.inProgress.delete(tracked))
     this.inProgress.add(tracked)
+  }
+
+  /**
+   * Counts a QoS 1 message whose PUBACK is now held, and says so when they fill the broker's window. Open sessions hold
+   * the acks of their start and interim messages (a call with an interim a minute holds ~60): at `receive_maximum` the
+   * broker sends nothing more, not even the stops, so sessions close by idle timeout, billed short, and their stops
+   * come after as duplicates. Nothing said so; now a warning does (once a minute), and /v1/stats counts it.
+   */
+  private holdAck(generation: number): void {
+    if (generation !== this.heldGeneration) {
+      // A new connection: the old one's acks are void, and the broker redelivers its messages.
+      this.heldGeneration = generation
+      this.heldAcks = 0
+    }
+    this.heldAcks++
+    if (this.heldAcks < this.options.receive_maximum) return
+    this.counts.ackWindowFull++
+    // Without sessions a full window is backpressure only: the batch's store releases it within its max delay.
+    const now = this.now()
+    if (this.merger === undefined || now - this.lastWindowWarnMs < 60_000) return
+    this.lastWindowWarnMs = now
+    this.deps.logger.warn(
+      { source: this.options.source, receive_maximum: this.options.receive_maximum, sessionsOpen: this.merger.open },
+      'MQTT: the messages whose acks open sessions hold fill receive_maximum; the broker sends no more (stops included) until a session closes, and sessions closing by idle timeout meanwhile are billed short: raise receive_maximum above the open sessions × their messages',
+    )
   }
 
   /** Items → batcher adds, through the session merger; registers every part of the message's ack. */
