@@ -207,6 +207,7 @@ describe('rateflow run and its HTTP API', () => {
     expect(await get(port, sql, { host: `127.0.0.1:${port}`, origin: 'null' })).toEqual(forbidden('Origin "null"'))
     expect(await get(port, sql, { host: `127.0.0.1:${port}`, origin: `http://127.0.0.1:${port}` })).toEqual({ status: 200, body: { n: '0' } })
     expect(await get(port, sql, { host: `localhost:${port}` })).toEqual({ status: 200, body: { n: '0' } })
+    expect(await get(port, sql, { host: `localhost.:${port}` })).toEqual({ status: 200, body: { n: '0' } })
     // The run's analysts' limit (its environment) holds for queries it answers: 400 naming the limit, at the limit.
     const asked = Date.now()
     const slow = await rateflow(['query', 'SELECT count() FROM numbers(1e11)', '--data', data])
