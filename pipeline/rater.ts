@@ -388,13 +388,19 @@ export class Rater extends EventEmitter {
   }
 
   /**
-   * Starts the stamps above every suspended_usage version stored. A held event's row and its release are one key of
-   * ReplacingMergeTree(version), and stamps follow the clock: after a restart with the clock set back (a VM restored,
-   * an NTP step), a release stamped below its held row lost to it, the event read as held again, and the next release
-   * rated it a second time.
+   * Starts the stamps above every suspended_usage version and every flush's commit time stored. Stamps follow the
+   * clock, and after a restart with the clock set back (a VM restored, an NTP step) they fell below stored ones: a
+   * held event's row and its release are one key of ReplacingMergeTree(version), so a release stamped below its held row
+   * lost to it, the event read as held again, and the next release rated it a second time; and a batch's stamp is its
+   * rated_at, by which a start's rebuild folds stored rows, so batches stamped below earlier ones were folded before
+   * them, and the totals of order-dependent charges (free units with a maximum) priced later events differently. A
+   * batch is committed after it is stamped, so its flush's commit time bounds its rated_at (both read cheaply: the
+   * flushes table has a row per flush, suspended_usage a few per held event).
    */
   private async seedStamps(): Promise<void> {
-    const [row] = await this.deps.store.rows<{ v: string }>('SELECT toString(max(version)) AS v FROM suspended_usage')
+    const [row] = await this.deps.store.rows<{ v: string }>(
+      `SELECT toString(greatest((SELECT toInt64(max(version)) FROM suspended_usage), (SELECT toUnixTimestamp64Milli(max(committed_at)) FROM flushes))) AS v`,
+    )
     this.lastStampMs = Math.max(this.lastStampMs, Number(row?.v ?? 0))
   }
 

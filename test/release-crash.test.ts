@@ -1,10 +1,8 @@
-import { execFile } from 'node:child_process'
 import { writeFileSync } from 'node:fs'
-import { join, resolve } from 'node:path'
-import { promisify } from 'node:util'
+import { join } from 'node:path'
 import { expect, it } from 'vitest'
 import { cliTestDir, oneSubscription, type TestBinding } from './helpers/accounts.js'
-import { json, query, rateflow, tempDir, writeJson } from './helpers/cli.js'
+import { json, query, rateflow, storeCommand, tempDir, writeJson } from './helpers/cli.js'
 
 /**
  * A release of held usage killed after writing its rows and before its commit, and suspended_usage merged before the
@@ -14,7 +12,6 @@ import { json, query, rateflow, tempDir, writeJson } from './helpers/cli.js'
  * chDB merges only while a process has the store open, so the test merges by hand (OPTIMIZE … FINAL), as a ClickHouse
  * server does on its own while the rater is down. Real CLI, nats-server and embedded ClickHouse.
  */
-const ROOT = resolve(import.meta.dirname, '..')
 const { dir, d } = cliTestDir('rateflow-release-crash-')
 
 const catalog = {
@@ -25,19 +22,6 @@ const catalog = {
   plans: [{ id: 'api', billing_period: 'month', charges: [{ id: 'calls', kind: 'usage', meter: 'calls', model: 'per_unit', unit_price: '2' }] }],
 }
 const accounts = (devices: TestBinding[]) => oneSubscription('api', devices)
-
-/** Runs one statement on an embedded store, in a process of its own (the store is embedded: one process opens it at a time). */
-async function storeCommand(data: string, sql: string): Promise<void> {
-  const script = `
-    const { openRuntime } = await import(${JSON.stringify(join(ROOT, 'dist/pipeline/runtime.js'))})
-    const { createLogger } = await import(${JSON.stringify(join(ROOT, 'dist/common/logger.js'))})
-    const rt = openRuntime({ dataDir: ${JSON.stringify(data)}, log: createLogger('test', 'error') })
-    const store = await rt.store()
-    await store.command(${JSON.stringify(sql)})
-    await rt.close()
-    process.exit(0)`
-  await promisify(execFile)(process.execPath, ['--input-type=module', '-e', script])
-}
 
 /** Merges suspended_usage's parts, as a ClickHouse server's background merges do. */
 const mergeSuspended = () => storeCommand(dir, 'OPTIMIZE TABLE suspended_usage FINAL')

@@ -2,7 +2,7 @@ import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { expect, it } from 'vitest'
 import { cliTestDir, oneSubscription } from './helpers/accounts.js'
-import { json, query, rateflow, tempDir, writeJson } from './helpers/cli.js'
+import { json, query, rateflow, storeCommand, tempDir, writeJson } from './helpers/cli.js'
 
 /**
  * A time_rated charge with the period terms CONTRACT §3.1 allows on any usage charge: free_units (seconds), minimum
@@ -99,3 +99,47 @@ it('prices the same after a kill -9 between two files: the start folds the store
     other.cleanup()
   }
 })
+
+it('folds stored sessions in the order they were rated after a restart with the clock set back', async () => {
+  const header = 'event_id,event_time,device_id,account_id,subscription_id,metric,quantity\n'
+  const files = [
+    // Thursday 1 October, Berlin. a and b take the 90 free seconds, c (evening) pays in full: 33 before e, so e's 62
+    // reaches the maximum, 90, and adds 57. Folded c first (stamped below a and b), c takes the free seconds, a and b pay
+    // in full, the total is at the maximum before e, and e adds 0.
+    'a,2026-10-01T08:00:00Z,pbx-1,,,session_seconds,60\nb,2026-10-01T09:00:00Z,pbx-1,,,session_seconds,61\n',
+    'c,2026-10-01T18:00:00Z,pbx-1,,,session_seconds,120\n',
+    'e,2026-10-01T11:00:00Z,pbx-1,,,session_seconds,61\n',
+  ]
+  const run = async (clockAheadFirst: boolean) => {
+    const t = tempDir('rateflow-timed-terms-clock-')
+    const td = ['--data', t.dir]
+    try {
+      await json(['catalog', 'apply', writeJson(join(t.dir, 'catalog.json'), catalog), ...td])
+      await json(['accounts', 'apply', writeJson(join(t.dir, 'accounts.json'), accounts), ...td])
+      for (const [i, body] of files.entries()) {
+        const f = join(t.dir, `f${i}.csv`)
+        writeFileSync(f, header + body)
+        // Killed after each commit but the last: every start folds the stored sessions again (no checkpoint).
+        const r = await rateflow(['ingest', 'csv', f, '--source', 'csv:calls', '--wait', ...td], i < files.length - 1 ? { RATEFLOW_CRASH_AT: 'after-commit:1' } : {})
+        expect(r.signal ?? r.code).toBe(i < files.length - 1 ? 'SIGKILL' : 0)
+        if (i === 0 && clockAheadFirst) {
+          // The first file rated by a clock a day ahead, set back since: its rows' rated_at and its flush's commit time.
+          await storeCommand(t.dir, 'ALTER TABLE rated_usage UPDATE rated_at = rated_at + INTERVAL 1 DAY WHERE 1 SETTINGS mutations_sync = 2')
+          await storeCommand(t.dir, 'INSERT INTO flushes SELECT flush_id, committed_at + INTERVAL 1 DAY, batches, rated, duplicates, rejected, suspended, released FROM flushes')
+          await storeCommand(t.dir, 'DELETE FROM flushes WHERE committed_at < now64() + INTERVAL 1 HOUR SETTINGS mutations_sync = 2')
+        }
+      }
+      return await query<{ event_id: string; amount: string }>(t.dir, 'SELECT event_id, toString(amount) AS amount FROM rated_usage ORDER BY event_id')
+    } finally {
+      t.cleanup()
+    }
+  }
+  const expected = [
+    { event_id: 'a', amount: '5' },
+    { event_id: 'b', amount: '27' },
+    { event_id: 'c', amount: '1' },
+    { event_id: 'e', amount: '57' },
+  ]
+  expect(await run(false)).toEqual(expected)
+  expect(await run(true)).toEqual(expected)
+}, 120_000)

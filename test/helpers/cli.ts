@@ -1,7 +1,8 @@
-import { spawn, type ChildProcess } from 'node:child_process'
+import { execFile, spawn, type ChildProcess } from 'node:child_process'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
+import { promisify } from 'node:util'
 import { afterAll, afterEach } from 'vitest'
 
 export const BIN = resolve(import.meta.dirname, '../../bin/rateflow.js')
@@ -83,4 +84,21 @@ export async function json<T>(args: string[], env: Record<string, string> = {}):
   const r = await rateflow(args, env)
   if (r.code !== 0) throw new Error(`rateflow ${args.join(' ')} exited ${r.code}: ${r.stderr}`)
   return JSON.parse(r.stdout) as T
+}
+
+/**
+ * Runs one statement on the embedded store of `data`, in a process of its own (chDB binds a data directory to one
+ * process): what a test does to a store by hand, as a ClickHouse server's merges or another process's writes would.
+ */
+export async function storeCommand(data: string, sql: string): Promise<void> {
+  const dist = resolve(import.meta.dirname, '../../dist')
+  const script = `
+    const { openRuntime } = await import(${JSON.stringify(join(dist, 'pipeline/runtime.js'))})
+    const { createLogger } = await import(${JSON.stringify(join(dist, 'common/logger.js'))})
+    const rt = openRuntime({ dataDir: ${JSON.stringify(data)}, log: createLogger('test', 'error') })
+    const store = await rt.store()
+    await store.command(${JSON.stringify(sql)})
+    await rt.close()
+    process.exit(0)`
+  await promisify(execFile)(process.execPath, ['--input-type=module', '-e', script])
 }
