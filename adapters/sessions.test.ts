@@ -53,9 +53,24 @@ describe('SessionMerger', () => {
     expect(stop('ph-1', 'z:9')).toBe('session:ph-1:z%3A9:session_seconds')
     expect(stop('ph-1:z', '9')).toBe('session:ph-1%3Az:9:session_seconds')
     expect(stop('50%', 'a')).toBe('session:50%25:a:session_seconds')
-    // Device x and account x: two owners.
+    // Device x and account x: two owners; and a device named as the marker is not the account.
     expect(stop(undefined, 's', { account_id: 'x' })).toBe('session:account=x:s:session_seconds')
     expect(stop('x', 's')).toBe('session:x:s:session_seconds')
+    expect(stop('account=x', 's')).toBe('session:account%3Dx:s:session_seconds')
+  })
+
+  it('keeps two open sessions apart whose owner and session ids join to the same text (a NUL in an id)', () => {
+    const m = new SessionMerger(opts())
+    const start = (device: string, session: string, q: string) =>
+      m.push(ev('start', '2026-10-01T12:00:00Z', 'bytes_out', q, { device_id: device, dimensions: { session_id: session, session_event: 'start' } }), 0)
+    start('a\u0000b', 'c', '5')
+    start('a', 'b\u0000c', '7')
+    expect(m.open).toBe(2)
+    const closed = m.expire(60_001).flatMap((s) => s.records.filter((r) => r.metric === 'bytes_out').map((r) => [r.device_id, r.quantity]))
+    expect(closed).toEqual([
+      ['a\u0000b', '5'],
+      ['a', '7'],
+    ])
   })
 
   it('cumulative keeps the value of the latest event_time even when events arrive out of order', () => {
@@ -204,12 +219,12 @@ describe('SessionMerger', () => {
     m.push(ev('interim', '2026-10-01T12:00:05Z', 'bytes_out', '3', sid('A')), 2, 'none')
     m.push(ev('start', '2026-10-01T12:00:00Z', 'bytes_out', '4', sid('C')), 3, 'ack')
     const closed = m.drain((tags) => tags.includes('none'))
-    expect(closed.map((s) => [s.key.split('\u0000')[2], s.close, s.tags])).toEqual([
+    expect(closed.map((s) => [s.key.split(':').at(-1), s.close, s.tags])).toEqual([
       ['B', 'shutdown', ['none']],
       ['A', 'shutdown', ['ack', 'none']],
     ])
     expect(m.open).toBe(1)
-    expect(m.drain().map((s) => s.key.split('\u0000')[2])).toEqual(['C'])
+    expect(m.drain().map((s) => s.key.split(':').at(-1))).toEqual(['C'])
   })
 
   it('max_open_sessions: opening one too many closes the least recently active session early, billed and flagged', () => {
@@ -235,7 +250,7 @@ describe('SessionMerger', () => {
     const stop = m.push(ev('stop', '2026-10-01T12:00:08Z', 'bytes_out', '9', { dimensions: { session_id: 'Z', session_event: 'stop' } }), 6)
     expect(stop.closed.map((s) => [s.close, s.key.endsWith('Z')])).toEqual([['stop', true]])
     expect(m.evicted).toBe(1)
-    expect(m.drain().map((s) => s.key.split('\u0000')[2]).sort()).toEqual(['A', 'C', 'D'])
+    expect(m.drain().map((s) => s.key.split(':').at(-1)).sort()).toEqual(['A', 'C', 'D'])
   })
 
   it('a flood of starts without stops never holds more than max_open_sessions, and bills every session once', () => {
@@ -260,13 +275,13 @@ describe('SessionMerger', () => {
     m.push(e('B', 'start'), 1000)
     m.push(e('A', 'interim'), 2000)
     expect(m.nextDeadline()).toBe(11_000)
-    expect(m.expire(11_000).map((s) => s.key.split('\u0000')[2])).toEqual(['B'])
-    expect(m.expire(12_000).map((s) => s.key.split('\u0000')[2])).toEqual(['A'])
+    expect(m.expire(11_000).map((s) => s.key.split(':').at(-1))).toEqual(['B'])
+    expect(m.expire(12_000).map((s) => s.key.split(':').at(-1))).toEqual(['A'])
     // A caller clock stepping back does not make a fresh session look older than it is.
     m.push(e('C', 'start'), 20_000)
     m.push(e('D', 'start'), 15_000)
     expect(m.expire(29_999)).toEqual([])
-    expect(m.expire(30_000).map((s) => s.key.split('\u0000')[2])).toEqual(['C', 'D'])
+    expect(m.expire(30_000).map((s) => s.key.split(':').at(-1))).toEqual(['C', 'D'])
   })
 
   it('delta total equals the sum of distinct events whatever the order and redeliveries (property)', () => {

@@ -136,7 +136,8 @@ export class SessionMerger<T = never> {
     const value = new Big(record.quantity)
 
     const ownerText = ownerOf(record)
-    const key = `${record.source}\u0000${ownerText}\u0000${sessionId}`
+    // The id's own text (parts escaped): two sessions of one key are one session with one id, and two keys two ids.
+    const key = `${record.source}\u0000${ownerText}:${idPart(sessionId)}`
     this.clock = Math.max(this.clock, nowMs)
     const closed: ClosedSession<T>[] = []
     let s = this.sessions.get(key)
@@ -263,13 +264,14 @@ export class SessionMerger<T = never> {
 }
 
 /**
- * A part of a closed session's event id with its separator escaped: `:` as `%3A` and `%` as `%25`, so that no two
- * sessions share an id. Unescaped, device `ph-1` with session `z:9` and device `ph-1:z` with session `9` were both
- * `session:ph-1:z:9:…`, and the second, another account's, was counted as a duplicate. A part with neither character
- * (most device ids and session ids) is unchanged, and so is its id.
+ * A part of a closed session's event id with its separators escaped: `%` as `%25`, `:` as `%3A` and `=` as `%3D`, so
+ * that no two sessions share an id. Unescaped, device `ph-1` with session `z:9` and device `ph-1:z` with session `9`
+ * were both `session:ph-1:z:9:…`, and the second, another account's, was counted as a duplicate; and a device named
+ * `account=x` would be account `x` (ownerOf). A part with none of them (most device and session ids) is unchanged,
+ * and so is its id.
  */
 function idPart(v: string): string {
-  return v.includes('%') || v.includes(':') ? v.replace(/%/g, '%25').replace(/:/g, '%3A') : v
+  return /[%:=]/.test(v) ? v.replace(/%/g, '%25').replace(/:/g, '%3A').replace(/=/g, '%3D') : v
 }
 
 /**
