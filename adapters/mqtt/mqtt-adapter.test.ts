@@ -215,6 +215,25 @@ describe('MqttAdapter on a real mosquitto', () => {
     expect(warnings.map((w) => (JSON.parse(w) as { msg: string }).msg)).toEqual([expect.stringMatching(/fill receive_maximum; the broker sends no more \(stops included\)/)])
   })
 
+  it('sessions: a window full of messages waiting for their batch (no session holds them) is counted, not warned of', async () => {
+    const warnings: string[] = []
+    const options: MqttAdapterOptions = {
+      ...setup().options,
+      client_id: `rateflow-test-window2-${process.pid}`,
+      receive_maximum: 5,
+      sessions: { ...DEFAULT_SESSIONS, interim: 'cumulative' },
+    }
+    const slow = async () => new Promise<void>((r) => setTimeout(r, 300))
+    const adapter = new MqttAdapter(options, { sink: slow, logger: pino({ level: 'warn' }, { write: (l: string) => void warnings.push(l) }) })
+    adapters.push(adapter)
+    await adapter.start()
+    const plain = (i: number) => JSON.stringify({ event_id: `p${i}`, event_time: '2026-10-01T12:00:00Z', metric: 'bytes_out', quantity: '1' })
+    await publish('devices/fw-p/usage', Array.from({ length: 12 }, (_, i) => plain(i)))
+    await waitFor(() => adapter.stats.acked === 12, 'all twelve acked')
+    expect(adapter.stats.ackWindowFull).toBeGreaterThan(0)
+    expect(warnings).toEqual([])
+  })
+
   it('sessions: an event the validate stage would reject is a reject of its own, acked once stored; its session is billed without it', async () => {
     const t = setup({ sessions: { ...DEFAULT_SESSIONS, interim: 'cumulative' } })
     adapters.push(t.adapter)

@@ -61,7 +61,8 @@ export interface MqttStats {
   sessionsEvicted: number
   /**
    * Times the QoS 1 messages whose acks are held reached `receive_maximum`: the broker sends no more until one is acked.
-   * With sessions, each start and interim message of an open session holds its slot until the session closes.
+   * Batching backpressure fills it too (messages waiting for their batch to be stored); with sessions, each start and
+   * interim message of an open session holds its slot until the session closes.
    */
   ackWindowFull: number
 }
@@ -263,6 +264,8 @@ export class MqttAdapter {
   private readonly counts = { messages: 0, records: 0, rejects: 0, acked: 0, acksDropped: 0, connects: 0, ackWindowFull: 0 }
   /** QoS 1 messages of connection `heldGeneration` whose PUBACK is not sent yet (receive_maximum bounds them). */
   private heldAcks = 0
+  /** Of those, the ones an open session holds (a part absorbed by the session merger). */
+  private sessionHeldAcks = 0
   private heldGeneration = -1
   private lastWindowWarnMs = -Infinity
 
@@ -287,6 +290,12 @@ export class MqttAdapter {
   async start(): Promise<void> {
     const o = this.options
     const log = this.deps.logger.child({ source: o.source })
+    if (o.protocol_version === 4 && this.merger !== undefined) {
+      // MQTT 3.1.1 has no receive_maximum: the broker's own limit bounds the messages open sessions can hold.
+      log.warn(
+        "MQTT 3.1.1 (protocol_version 4) sends no receive_maximum: the broker's limit of in-flight messages (mosquitto's max_inflight_messages, 20 by default) bounds the start and interim messages open sessions hold; past it the broker sends nothing more, stops included",
+      )
+    }
     // log: mqtt.js's debug logging costs a call per packet even when off (measured ~3% at 30k messages/s).
     const client = mqtt.connect(o.url, { ...buildClientOptions(o), manualConnect: true, log: NO_LOG })
     this.client = client
@@ -437,8 +446,18 @@ export class MqttAdapter {
       else this.counts.rejects++
       p = this.feed.add(item, qos1 ? () => this.sendPuback(messageId!, generation) : undefined)
     } else {
-      const latch = qos1 ? new AckLatch(() => this.sendPuback(messageId!, generation)) : undefined
-      const adds = this.expand(items, latch)
+      let bySession = false
+      const latch = qos1
+        ? new AckLatch(() => {
+            if (bySession && generation === this.heldGeneration) this.sessionHeldAcks--
+            this.sendPuback(messageId!, generation)
+          })
+        : undefined
+      const { adds, absorbed } = this.expand(items, latch)
+      if (latch && absorbed && generation === this.heldGeneration) {
+        bySession = true
+        this.sessionHeldAcks++
+      }
       latch?.seal()
       p = this.addSeq(adds, 0)
     }
@@ -467,28 +486,35 @@ export class MqttAdapter {
       // A new connection: the old one's acks are void, and the broker redelivers its messages.
       this.heldGeneration = generation
       this.heldAcks = 0
+      this.sessionHeldAcks = 0
     }
     this.heldAcks++
     if (this.heldAcks < this.options.receive_maximum) return
     this.counts.ackWindowFull++
-    // Without sessions a full window is backpressure only: the batch's store releases it within its max delay.
+    // A window full of messages waiting for their batch is backpressure only (the store releases it within the batch's
+    // max delay): said only when open sessions hold half of it or more.
     const now = this.now()
-    if (this.merger === undefined || now - this.lastWindowWarnMs < 60_000) return
+    if (this.sessionHeldAcks * 2 < this.options.receive_maximum || now - this.lastWindowWarnMs < 60_000) return
     this.lastWindowWarnMs = now
     this.deps.logger.warn(
-      { source: this.options.source, receive_maximum: this.options.receive_maximum, sessionsOpen: this.merger.open },
+      { source: this.options.source, receive_maximum: this.options.receive_maximum, heldBySessions: this.sessionHeldAcks, sessionsOpen: this.merger?.open ?? 0 },
       'MQTT: the messages whose acks open sessions hold fill receive_maximum; the broker sends no more (stops included) until a session closes, and sessions closing by idle timeout meanwhile are billed short: raise receive_maximum above the open sessions × their messages',
     )
   }
 
-  /** Items → batcher adds, through the session merger; registers every part of the message's ack. */
-  private expand(items: WireItem[], latch: AckLatch | undefined): Array<{ item: WireItem; onStored?: StoredCallback }> {
+  /**
+   * Items → batcher adds, through the session merger; registers every part of the message's ack. `absorbed`: an open
+   * session now holds a part of it (and so its ack).
+   */
+  private expand(items: WireItem[], latch: AckLatch | undefined): { adds: Array<{ item: WireItem; onStored?: StoredCallback }>; absorbed: boolean } {
     const out: Array<{ item: WireItem; onStored?: StoredCallback }> = []
+    let absorbed = false
     for (const item of items) {
       if ('record' in item && this.merger) {
         const tag = latch ? latch.hold() : NOT_REDELIVERED
         const res = this.merger.push(item.record, this.now(), tag)
-        if (!res.absorbed) {
+        if (res.absorbed) absorbed = true
+        else {
           // The merger did not keep the tag; release it and hold the part for the batcher instead.
           tag()
           const r = item.record
@@ -500,7 +526,7 @@ export class MqttAdapter {
       }
       out.push({ item, ...(latch && { onStored: latch.hold() }) })
     }
-    return out
+    return { adds: out, absorbed }
   }
 
   /** A closed session's records; its inputs' acks are released once all of them are stored. */
