@@ -234,6 +234,15 @@ describe('MqttAdapter on a real mosquitto', () => {
     expect(warnings).toEqual([])
   })
 
+  it('sessions on MQTT 3.1.1: says at start that the broker\'s in-flight limit, not receive_maximum, bounds what open sessions hold', async () => {
+    const warnings: string[] = []
+    const options: MqttAdapterOptions = { ...setup().options, client_id: `rateflow-test-v4-${process.pid}`, protocol_version: 4, sessions: { ...DEFAULT_SESSIONS } }
+    const adapter = new MqttAdapter(options, { sink: async () => undefined, logger: pino({ level: 'warn' }, { write: (l: string) => void warnings.push(l) }) })
+    adapters.push(adapter)
+    await adapter.start()
+    expect(warnings.map((w) => (JSON.parse(w) as { msg: string }).msg)).toEqual([expect.stringMatching(/^MQTT 3\.1\.1 \(protocol_version 4\) sends no receive_maximum: the broker's limit of in-flight messages/)])
+  })
+
   it('sessions: an event the validate stage would reject is a reject of its own, acked once stored; its session is billed without it', async () => {
     const t = setup({ sessions: { ...DEFAULT_SESSIONS, interim: 'cumulative' } })
     adapters.push(t.adapter)
