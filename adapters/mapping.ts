@@ -70,13 +70,15 @@ function wellFormed(s: string): boolean {
  * and no UTF-8 can: msgpack turned each into U+FFFD on the way to the rater, so ids `e\ud800` and `e\ud801` became one
  * id, and the second event was counted a duplicate of the first, never billed.
  */
+const LONE_SURROGATE = 'holds a lone UTF-16 surrogate (a \\ud800–\\udfff escape with no pair), which UTF-8 cannot carry'
+
 function illFormedText(p: PartialRecord): string | undefined {
   for (const k of ['event_id', 'event_time', 'device_id', 'account_id', 'subscription_id', 'metric', 'quantity'] as const) {
     const v = p[k]
-    if (typeof v === 'string' && !wellFormed(v)) return `${k} holds a lone UTF-16 surrogate (a \\ud800–\\udfff escape with no pair), which UTF-8 cannot carry`
+    if (typeof v === 'string' && !wellFormed(v)) return `${k} ${LONE_SURROGATE}`
   }
   for (const k in p.dimensions ?? {}) {
-    if (!wellFormed(k) || !wellFormed(p.dimensions![k]!)) return `dimension ${JSON.stringify(k)} holds a lone UTF-16 surrogate (a \\ud800–\\udfff escape with no pair), which UTF-8 cannot carry`
+    if (!wellFormed(k) || !wellFormed(p.dimensions![k]!)) return `dimension ${JSON.stringify(k)} ${LONE_SURROGATE}`
   }
   return undefined
 }

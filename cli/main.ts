@@ -111,10 +111,11 @@ const commands: Record<string, Handler> = {
     const released = await releaseWhenIdle(g)
     if (released === undefined) {
       // `released: 0` alone read as "nothing this data owns was held" while the running rater was releasing it.
+      const run = runningRun(g.data)
       io.err(
-        runningRun(g.data) !== undefined || process.env.CLICKHOUSE_URL || process.env.NATS_URL
-          ? 'rateflow: held usage this data owns is released by the rater running on this data directory or stream (its /v1/stats counts it), not by this command'
-          : 'rateflow: another process holds the data directory (an ingest --wait or a query, say): held usage this data owns is released by its rater, if it runs one, or when a rater next starts (rateflow run, ingest --wait), not by this command',
+        run !== undefined
+          ? `rateflow: held usage this data owns is released by the rateflow run on this data directory (pid ${run.pid}; its /v1/stats counts it), not by this command`
+          : 'rateflow: another process holds the data directory or the stream (an ingest --wait, a rater elsewhere, or a query): held usage this data owns is released by its rater, if it runs one, else by the next rater to start or the next accounts or catalog apply, not by this command',
       )
     }
     io.out(JSON.stringify({ customers: incoming.customers.length, accounts: count('accounts'), subscriptions: count('subscriptions'), released: released ?? 0 }))
@@ -234,9 +235,10 @@ async function accountsWithRatedUsage(g: GlobalOptions, accounts: readonly strin
   } catch (err) {
     if (err instanceof HeldByAnotherError) return undefined
     const which = accounts.map((a) => JSON.stringify(a)).join(', ')
+    const [account, has, its] = accounts.length === 1 ? ['account', 'has', 'its'] : ['accounts', 'have', 'their']
     throw new RateflowError(
       ErrorCode.ServiceUnavailable,
-      `accounts apply: cannot tell whether account ${which} has rated usage (its bill_cycle_day or timezone changes, which is refused once it has): ${(err as Error).message}`,
+      `accounts apply: cannot tell whether ${account} ${which} ${has} rated usage (${its} bill_cycle_day or timezone changes, which is refused once ${accounts.length === 1 ? 'it has' : 'they have'}): ${(err as Error).message}`,
       { cause: err },
     )
   }

@@ -105,7 +105,7 @@ export async function queryRun(run: RunInfo, sql: string, format: string, timeou
       ...(timeoutMs !== undefined ? { signal: AbortSignal.timeout(timeoutMs) } : {}),
     })
   } catch (err) {
-    throw new RateflowError(ErrorCode.Internal, `query: the rateflow run (pid ${run.pid}) at ${run.http} did not answer: ${(err as Error).message}`)
+    throw new RateflowError(ErrorCode.Internal, `query: the rateflow run (pid ${run.pid}) at ${run.http} did not answer: ${answerFailure(err, timeoutMs)}`)
   }
   let bytes: Buffer
   try {
@@ -113,7 +113,11 @@ export async function queryRun(run: RunInfo, sql: string, format: string, timeou
     bytes = Buffer.from(await res.arrayBuffer())
   } catch (err) {
     // The answer was cut part way: the run stopped (its stop closes connections still open after a few seconds).
-    throw new RateflowError(ErrorCode.Internal, `query: the rateflow run (pid ${run.pid}) at ${run.http} stopped while answering: ${(err as Error).message}`)
+    const timedOut = (err as Error).name === 'TimeoutError'
+    throw new RateflowError(
+      ErrorCode.Internal,
+      `query: the rateflow run (pid ${run.pid}) at ${run.http} ${timedOut ? 'did not finish answering' : 'stopped while answering'}: ${answerFailure(err, timeoutMs)}`,
+    )
   }
   if (res.status === 200) return bytes
   const body = bytes.toString('utf8')
@@ -127,4 +131,9 @@ export async function queryRun(run: RunInfo, sql: string, format: string, timeou
   })()
   // 400: a refused statement; 413: SQL longer than the run reads. Both are the input's, as without a run.
   throw new RateflowError(res.status === 400 || res.status === 413 ? ErrorCode.BadInput : ErrorCode.Internal, message)
+}
+
+/** Why a request to a run failed, a time limit named as such (fetch's own words are "The operation was aborted"). */
+function answerFailure(err: unknown, timeoutMs: number | undefined): string {
+  return (err as Error).name === 'TimeoutError' && timeoutMs !== undefined ? `no answer within ${timeoutMs / 1000} s` : (err as Error).message
 }

@@ -110,7 +110,7 @@ export function foreignRequest(headers: { host?: string | undefined; origin?: st
     }
     // `localhost.` is localhost: a trailing dot only roots the name.
     const bare = (name.startsWith('[') && name.endsWith(']') ? name.slice(1, -1) : name).replace(/\.$/, '')
-    if (isIP(bare) === 0 && bare !== 'localhost' && bare !== configuredHost.toLowerCase()) {
+    if (isIP(bare) === 0 && bare !== 'localhost' && bare !== configuredHost.toLowerCase().replace(/\.$/, '')) {
       return `Host ${JSON.stringify(host)} is not this API's: ask it by IP address, localhost or ${configuredHost} (config http.host), as a name pointed here by another site is refused`
     }
   }

@@ -1,4 +1,4 @@
-import { spawn } from 'node:child_process'
+import { spawn, type ChildProcess } from 'node:child_process'
 import { writeFileSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import { expect, it } from 'vitest'
@@ -27,6 +27,14 @@ const catalog = {
     },
   ],
 }
+/** Waits for a holder process to say it holds the directory; fails, not hangs, when it ends first. */
+function held(p: ChildProcess): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    p.stdout!.once('data', () => resolve())
+    p.once('exit', (code, signal) => reject(new Error(`the holder process ended (${code ?? signal}) before it held the data directory`)))
+  })
+}
+
 const devices = [{ device_id: 'fw-1', from: '2026-10-01T00:00:00Z', to: null }]
 const withCycle = (bill_cycle_day: number, timezone: string) => oneSubscription('p', devices, { account: { bill_cycle_day, timezone } })
 
@@ -63,11 +71,11 @@ it('says who releases held usage when another process holds the data directory, 
     { stdio: ['ignore', 'pipe', 'inherit'] },
   )
   try {
-    await new Promise<void>((resolve) => holder.stdout!.once('data', () => resolve()))
+    await held(holder)
     const r = await rateflow(['accounts', 'apply', writeJson(join(dir, 'a4.json'), withCycle(15, 'Europe/Berlin')), ...d])
     expect(r.code).toBe(0)
     expect(JSON.parse(r.stdout)).toMatchObject({ released: 0 })
-    expect(r.stderr).toMatch(/another process holds the data directory .*held usage this data owns is released by its rater, if it runs one, or when a rater next starts/)
+    expect(r.stderr).toMatch(/another process holds the data directory or the stream .*held usage this data owns is released by its rater, if it runs one, else by the next rater to start/)
   } finally {
     holder.kill('SIGKILL')
   }
@@ -89,7 +97,7 @@ it('names the account and why when it cannot ask a running rateflow run whether 
     { stdio: ['ignore', 'pipe', 'inherit'] },
   )
   try {
-    await new Promise<void>((resolve) => run.stdout!.once('data', () => resolve()))
+    await held(run)
     // A file with problems of its own is told them first (exit 2), not that the store could not be asked.
     const bad = withCycle(1, 'Europe/Berlin')
     bad.customers[0]!.accounts[0]!.currency = 'usd'
