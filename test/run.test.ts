@@ -272,7 +272,7 @@ describe('rateflow run and late guiding data', () => {
     expect(applied.code).toBe(0)
     expect(JSON.parse(applied.stdout)).toMatchObject({ released: 0 })
     // Not this command's release, and it says whose: "released": 0 alone read as "nothing was held".
-    expect(applied.stderr).toMatch(/held usage this data owns is released by the rater running on this data directory or stream/)
+    expect(applied.stderr).toMatch(/held usage this data owns is released by the rateflow run on this data directory \(pid \d+; its \/v1\/stats counts it\)/)
     await until('the held event rated', async () => (await query<{ n: string }>(data, "SELECT count() AS n FROM rated_usage WHERE event_id = 'l1'"))[0]!.n === '1')
     expect(await query(data, "SELECT event_id, account_id FROM rated_usage WHERE source = 'csv:drop' ORDER BY event_id")).toEqual([
       { event_id: 'l1', account_id: 'a-001' },
