@@ -109,6 +109,25 @@ describe('a catalog version that takes over mid-period', () => {
   })
 })
 
+describe('RunningTotals.fold (a stored row folded again)', () => {
+  it('folds a stored time_rated session longer than new events may be (rated by a release without the limit): a start does not fail on it', () => {
+    // Every day priced (the rate's schedule, all week): 1 per 60 s.
+    const allWeek = { ...catalog, schedules: [{ id: 'weekdays', weekdays: [1, 2, 3, 4, 5, 6, 7], from: '00:00', to: '24:00' }] } as Catalog
+    const key = `s1\u0000p\u0000calls\u00002026-10-01T00:00:00.000Z\u0000\u0000v1`
+    const resolved = chargeTable([allWeek]).get(chargeRef('v1', 'p', 'calls'))!
+    const ctx = { schedules: allWeek.schedules!, timezone: 'UTC', periodStart: '2026-10-01T00:00:00.000Z', periodEnd: '2026-11-01T00:00:00.000Z' }
+    // 400 days: new, it is refused.
+    const seconds = String(400 * 86_400)
+    const live = new RunningTotals(chargeTable([allWeek]))
+    expect(live.foldEvent([staged('calls', THURSDAY, seconds)])).toMatchObject({ message: expect.stringMatching(/longer than a time_rated charge prices/) })
+    const rebuilt = new RunningTotals(chargeTable([allWeek]))
+    const r = rebuilt.fold(key, resolved, { event_id: 'old', event_time: THURSDAY, ms: Date.parse(THURSDAY), quantity: seconds, dimensions: {} }, ctx)
+    // 400 × 1,440 minutes at 1 a minute.
+    expect(r.amount).toBe('576000')
+    expect(rebuilt.get(key)!.n).toBe(1)
+  })
+})
+
 describe('RunningTotals.foldEvent', () => {
   it('returns each charge line with metered quantity and amount, the increment of its running total', () => {
     const totals = new RunningTotals(chargeTable([catalog]))

@@ -128,12 +128,13 @@ export class RunningTotals {
 
   /**
    * Folds an event of `resolved` into the total under `key` (a rebuild from stored rows); throws when it cannot be
-   * priced. A time_weighted_avg reading holds as foldEvent holds it (holdEndOf), whatever `ctx.holdEndMs` says.
+   * priced. A time_weighted_avg reading holds as foldEvent holds it (holdEndOf), whatever `ctx.holdEndMs` says, and
+   * the row is priced as stored (RatingContext.stored: no limit for new events refuses it).
    */
   fold(key: string, resolved: ResolvedCharge, ev: UsageEventInput, ctx: RatingContext): FoldedUsage {
     const cell = this.cell(key)
     const holdEndMs = resolved.meter.aggregation === 'time_weighted_avg' ? this.holdEndOf(key, resolved) : resolved.versionEndMs
-    const r = foldUsageEvent(resolved.charge, resolved.meter, cell.t, ev, { ...ctx, holdEndMs })
+    const r = foldUsageEvent(resolved.charge, resolved.meter, cell.t, ev, { ...ctx, holdEndMs, stored: true })
     cell.t = r.next
     return r
   }

@@ -316,7 +316,15 @@ function fracRound(f: Frac, dp: number, mode: RoundingMode): bigint {
  * The price of one session with its lines. `free`: seconds of the session the period's free allowance covers (its
  * first ones; see timedEventNano).
  */
-export function rateTimedEvent(charge: TimeRatedCharge, schedules: Schedule[], start: string, seconds: string, timezone: string, free: Dec = ZERO): PriceResult {
+export function rateTimedEvent(
+  charge: TimeRatedCharge,
+  schedules: Schedule[],
+  start: string,
+  seconds: string,
+  timezone: string,
+  free: Dec = ZERO,
+  limited = true,
+): PriceResult {
   // The pipeline's rule for event times (an ISO-8601 time with its offset): Date.parse read a time without one in the
   // machine's zone, so one quote differed by machine, and took 2026-02-30 as 2 March.
   const startMs = parseIsoTime(start)
@@ -324,7 +332,7 @@ export function rateTimedEvent(charge: TimeRatedCharge, schedules: Schedule[], s
   const dur = parseDec(seconds, 'seconds')
   if (dur.i < 0n) throw new RateflowError(ErrorCode.BadInput, `a session cannot last ${seconds} seconds`)
   const lines: PriceLine[] = []
-  const total = timedEventNano(charge, schedules, startMs, dur, timezone, lines, free)
+  const total = timedEventNano(charge, schedules, startMs, dur, timezone, lines, free, limited)
   return { amount: fmtNano(total), lines }
 }
 
@@ -389,6 +397,9 @@ export const MAX_SESSION_SECONDS: Dec = { i: 366n * 86_400n, e: 0 }
  * and a later, priced step then billed what it had covered). A session the allowance covers whole costs nothing, not
  * even its connect fee; one it covers in part pays the connect fee, as a percentage event straddling its allowance
  * pays its fixed fee.
+ *
+ * `limited`: a session longer than MAX_SESSION_SECONDS is BAD_INPUT; false only to fold again a session rated already
+ * (RatingContext.stored), which an earlier release priced whatever its length.
  */
 export function timedEventNano(
   charge: TimeRatedCharge,
@@ -398,10 +409,11 @@ export function timedEventNano(
   timezone: string,
   lines: PriceLine[] | null,
   free: Dec = ZERO,
+  limited = true,
 ): bigint {
   if (dur.i < 0n) throw new RateflowError(ErrorCode.BadInput, `a session cannot last ${fmt(dur)} seconds`)
   if (dur.i === 0n) return 0n
-  if (cmp(dur, MAX_SESSION_SECONDS) > 0) {
+  if (limited && cmp(dur, MAX_SESSION_SECONDS) > 0) {
     throw new RateflowError(
       ErrorCode.BadInput,
       `charge ${charge.id}: a session of ${fmt(dur)} seconds is longer than a time_rated charge prices (at most ${fmt(MAX_SESSION_SECONDS)} seconds, 366 days)`,

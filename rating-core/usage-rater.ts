@@ -73,6 +73,12 @@ export interface RatingContext {
    * are not billed past it), whichever comes first. Absent: the period end.
    */
   holdEndMs?: number | undefined
+  /**
+   * The event is a stored rated row folded again (a start's rebuild): limits that refuse new events do not apply, as its
+   * amount was decided when it was rated. A time_rated session longer than MAX_SESSION_SECONDS, priced by a release
+   * without that limit, made every start fail on the store it had written.
+   */
+  stored?: boolean | undefined
 }
 
 /**
@@ -224,9 +230,9 @@ function checkPrior(charge: UsageCharge, prior: MeterState | undefined): void {
 function sessionFee(charge: TimeRatedCharge, scale: Dec | null, scaled: Dec, free: Dec, ev: UsageEventInput, ctx: RatingContext): bigint {
   if (scale !== null) {
     // A scaled duration goes through its text, as `rateflow rate` would be given it (same limits, same price).
-    return toNano(parseDec(rateTimedEvent(charge, ctx.schedules, ev.event_time, fmt(scaled), ctx.timezone, free).amount))
+    return toNano(parseDec(rateTimedEvent(charge, ctx.schedules, ev.event_time, fmt(scaled), ctx.timezone, free, ctx.stored !== true).amount))
   }
-  return timedEventNano(charge, ctx.schedules, ev.ms ?? eventMillis(ev.event_time), scaled, ctx.timezone, null, free)
+  return timedEventNano(charge, ctx.schedules, ev.ms ?? eventMillis(ev.event_time), scaled, ctx.timezone, null, free, ctx.stored !== true)
 }
 
 /** meteredFmt(scaled) for the rated row; without a scale that is the quantity itself whenever it is already canonical. */
