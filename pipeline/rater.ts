@@ -697,8 +697,10 @@ export class Rater extends EventEmitter {
     // the stream and deleted this flush's rows in its recovery. Fail instead; a restart recovers.
     this.checkLease()
     const sum = (k: keyof BatchOutcome) => b.outcomes.reduce((s, o) => s + (o[k] as number), 0)
-    // Strictly later than every flush before it, even within one millisecond or after the clock stepped back.
-    this.lastCommitMs = Math.max(Date.now(), this.lastCommitMs + 1)
+    // Strictly later than every flush before it, even within one millisecond or after the clock stepped back; and not
+    // before any stamp issued yet (they run ahead of the clock by 1 ms a batch while it is behind the store), so that a
+    // start's seedStamps, reading the latest commit time, starts above every rated_at stored.
+    this.lastCommitMs = Math.max(Date.now(), this.lastCommitMs + 1, this.lastStampMs)
     const released = b.outcomes.filter((o) => o.read === 0).reduce((s, o) => s + o.rated, 0)
     // `batches` is an Array field, written once as such (tsvArray): escaping it again as text doubled its backslashes.
     const counts = [sum('rated'), sum('duplicates'), sum('rejected'), sum('suspended'), released].join('\t')

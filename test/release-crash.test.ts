@@ -113,3 +113,34 @@ it('releases a held event whose row is stamped ahead of the clock (a clock set b
     ahead.cleanup()
   }
 })
+
+it('stamps every batch above those rated before it, over two restarts with the clock behind the store', async () => {
+  const t = tempDir('rateflow-stamp-order-')
+  const td = ['--data', t.dir]
+  try {
+    const header = 'event_id,event_time,device_id,account_id,subscription_id,metric,quantity\n'
+    const file = (name: string, body: string) => {
+      const f = join(t.dir, name)
+      writeFileSync(f, header + body)
+      return f
+    }
+    await json(['catalog', 'apply', writeJson(join(t.dir, 'catalog.json'), catalog), ...td])
+    await json(['accounts', 'apply', writeJson(join(t.dir, 'accounts.json'), accounts([{ device_id: 'gw-1', from: '2026-10-01T00:00:00Z', to: null }])), ...td])
+    const first = await rateflow(['ingest', 'csv', file('f0.csv', 'a,2026-10-01T08:00:00Z,gw-1,,,api_calls,1\n'), '--source', 'csv:s', '--wait', ...td], { RATEFLOW_CRASH_AT: 'after-commit:1' })
+    expect(first.signal).toBe('SIGKILL')
+    // That run's clock was a day ahead, and is set back since.
+    await storeCommand(t.dir, 'ALTER TABLE rated_usage UPDATE rated_at = rated_at + INTERVAL 1 DAY WHERE 1 SETTINGS mutations_sync = 2')
+    await storeCommand(t.dir, 'INSERT INTO flushes SELECT flush_id, committed_at + INTERVAL 1 DAY, batches, rated, duplicates, rejected, suspended, released FROM flushes')
+    await storeCommand(t.dir, 'DELETE FROM flushes WHERE committed_at < now64() + INTERVAL 1 HOUR SETTINGS mutations_sync = 2')
+    // Six batches (a file each) with the clock still behind: their stamps run ahead of it by 1 ms a batch, faster than
+    // commit times did, so the next start, seeded from the latest commit, stamped below them.
+    const many = ['b', 'c', 'd', 'f', 'g', 'h'].map((id, i) => file(`m${i}.csv`, `${id},2026-10-01T09:00:0${i}Z,gw-1,,,api_calls,1\n`))
+    expect((await rateflow(['ingest', 'csv', ...many, '--source', 'csv:s', '--wait', ...td])).code).toBe(0)
+    expect((await rateflow(['ingest', 'csv', file('z.csv', 'e,2026-10-01T11:00:00Z,gw-1,,,api_calls,1\n'), '--source', 'csv:s', '--wait', ...td])).code).toBe(0)
+    const rows = await query<{ event_id: string; at: string }>(t.dir, 'SELECT event_id, toString(toUnixTimestamp64Milli(rated_at)) AS at FROM rated_usage')
+    const e = Number(rows.find((r) => r.event_id === 'e')!.at)
+    expect(rows.filter((r) => r.event_id !== 'e' && Number(r.at) >= e).map((r) => r.event_id)).toEqual([])
+  } finally {
+    t.cleanup()
+  }
+}, 120_000)
