@@ -116,7 +116,7 @@ export async function queryRun(run: RunInfo, sql: string, format: string, timeou
     const timedOut = (err as Error).name === 'TimeoutError'
     throw new RateflowError(
       ErrorCode.Internal,
-      `query: the rateflow run (pid ${run.pid}) at ${run.http} ${timedOut ? 'did not finish answering' : 'stopped while answering'}: ${answerFailure(err, timeoutMs)}`,
+      `query: the rateflow run (pid ${run.pid}) at ${run.http} ${timedOut ? 'did not finish answering' : 'stopped while answering'}: ${answerFailure(err, timeoutMs, true)}`,
     )
   }
   if (res.status === 200) return bytes
@@ -134,6 +134,7 @@ export async function queryRun(run: RunInfo, sql: string, format: string, timeou
 }
 
 /** Why a request to a run failed, a time limit named as such (fetch's own words are "The operation was aborted"). */
-function answerFailure(err: unknown, timeoutMs: number | undefined): string {
-  return (err as Error).name === 'TimeoutError' && timeoutMs !== undefined ? `no answer within ${timeoutMs / 1000} s` : (err as Error).message
+function answerFailure(err: unknown, timeoutMs: number | undefined, started = false): string {
+  if ((err as Error).name !== 'TimeoutError' || timeoutMs === undefined) return (err as Error).message
+  return `no ${started ? 'full ' : ''}answer within ${timeoutMs / 1000} s`
 }

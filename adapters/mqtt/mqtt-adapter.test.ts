@@ -230,6 +230,11 @@ describe('MqttAdapter on a real mosquitto', () => {
     const plain = (i: number) => JSON.stringify({ event_id: `p${i}`, event_time: '2026-10-01T12:00:00Z', metric: 'bytes_out', quantity: '1' })
     await publish('devices/fw-p/usage', Array.from({ length: 12 }, (_, i) => plain(i)))
     await waitFor(() => adapter.stats.acked === 12, 'all twelve acked')
+    // Stops of sessions that never started: absorbed, and closed by the same message, so no session holds them.
+    const stop = (i: number) =>
+      JSON.stringify({ event_id: `s${i}`, event_time: '2026-10-01T12:00:00Z', metric: 'bytes_out', quantity: '1', dimensions: { session_id: `S${i}`, session_event: 'stop' } })
+    await publish('devices/fw-p/usage', Array.from({ length: 12 }, (_, i) => stop(i)))
+    await waitFor(() => adapter.stats.acked === 24, 'all twenty-four acked')
     expect(adapter.stats.ackWindowFull).toBeGreaterThan(0)
     expect(warnings).toEqual([])
   })
@@ -241,6 +246,12 @@ describe('MqttAdapter on a real mosquitto', () => {
     adapters.push(adapter)
     await adapter.start()
     expect(warnings.map((w) => (JSON.parse(w) as { msg: string }).msg)).toEqual([expect.stringMatching(/^MQTT 3\.1\.1 \(protocol_version 4\) sends no receive_maximum: the broker's limit of in-flight messages/)])
+    // At QoS 0 no ack is held, and nothing is said.
+    const quiet: string[] = []
+    const q0 = new MqttAdapter({ ...options, client_id: `rateflow-test-v4q0-${process.pid}`, qos: 0 }, { sink: async () => undefined, logger: pino({ level: 'warn' }, { write: (l: string) => void quiet.push(l) }) })
+    adapters.push(q0)
+    await q0.start()
+    expect(quiet).toEqual([])
   })
 
   it('sessions: an event the validate stage would reject is a reject of its own, acked once stored; its session is billed without it', async () => {

@@ -290,7 +290,7 @@ export class MqttAdapter {
   async start(): Promise<void> {
     const o = this.options
     const log = this.deps.logger.child({ source: o.source })
-    if (o.protocol_version === 4 && this.merger !== undefined) {
+    if (o.protocol_version === 4 && o.qos === 1 && this.merger !== undefined) {
       // MQTT 3.1.1 has no receive_maximum: the broker's own limit bounds the messages open sessions can hold.
       log.warn(
         "MQTT 3.1.1 (protocol_version 4) sends no receive_maximum: the broker's limit of in-flight messages (mosquitto's max_inflight_messages, 20 by default) bounds the start and interim messages open sessions hold; past it the broker sends nothing more, stops included",
@@ -503,8 +503,8 @@ export class MqttAdapter {
   }
 
   /**
-   * Items → batcher adds, through the session merger; registers every part of the message's ack. `absorbed`: an open
-   * session now holds a part of it (and so its ack).
+   * Items → batcher adds, through the session merger; registers every part of the message's ack. `absorbed`: a session
+   * still open after it holds a part of it (and so its ack).
    */
   private expand(items: WireItem[], latch: AckLatch | undefined): { adds: Array<{ item: WireItem; onStored?: StoredCallback }>; absorbed: boolean } {
     const out: Array<{ item: WireItem; onStored?: StoredCallback }> = []
@@ -513,7 +513,8 @@ export class MqttAdapter {
       if ('record' in item && this.merger) {
         const tag = latch ? latch.hold() : NOT_REDELIVERED
         const res = this.merger.push(item.record, this.now(), tag)
-        if (res.absorbed) absorbed = true
+        // Held by a session only while it stays open: a stop closes its session in the same push.
+        if (res.absorbed) absorbed ||= !res.closed.some((c) => c.tags.includes(tag))
         else {
           // The merger did not keep the tag; release it and hold the part for the batcher instead.
           tag()
