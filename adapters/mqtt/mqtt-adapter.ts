@@ -62,7 +62,8 @@ export interface MqttStats {
   /**
    * Times the QoS 1 messages whose acks are held reached `receive_maximum`: the broker sends no more until one is acked.
    * Batching backpressure fills it too (messages waiting for their batch to be stored); with sessions, each start and
-   * interim message of an open session holds its slot until the session closes.
+   * interim message of an open session holds its slot until the session closes. On MQTT 3.1.1 receive_maximum is not
+   * sent, and the broker's own in-flight limit (smaller, often) is what stops it: this count does not see that.
    */
   ackWindowFull: number
 }
