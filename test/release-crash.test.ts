@@ -22,6 +22,20 @@ const catalog = {
   plans: [{ id: 'api', billing_period: 'month', charges: [{ id: 'calls', kind: 'usage', meter: 'calls', model: 'per_unit', unit_price: '2' }] }],
 }
 const accounts = (devices: TestBinding[]) => oneSubscription('api', devices)
+const GW1: TestBinding[] = [{ device_id: 'gw-1', from: '2026-10-01T00:00:00Z', to: null }]
+
+/** A data directory of its own with the catalog and accounts binding `devices` applied, for `body`; removed after it. */
+async function withStore(prefix: string, devices: TestBinding[], body: (dir: string, d: string[]) => Promise<void>): Promise<void> {
+  const t = tempDir(prefix)
+  const d = ['--data', t.dir]
+  try {
+    await json(['catalog', 'apply', writeJson(join(t.dir, 'catalog.json'), catalog), ...d])
+    await json(['accounts', 'apply', writeJson(join(t.dir, 'accounts.json'), accounts(devices)), ...d])
+    await body(t.dir, d)
+  } finally {
+    t.cleanup()
+  }
+}
 
 /** Merges suspended_usage's parts, as a ClickHouse server's background merges do. */
 const mergeSuspended = () => storeCommand(dir, 'OPTIMIZE TABLE suspended_usage FINAL')
@@ -35,7 +49,7 @@ it('keeps held events held when a torn release was merged before the restart, an
   expect(await json(['ingest', 'csv', csv, '--source', 'csv:calls', '--wait', ...d])).toEqual({ read: 20, rated: 0, duplicates: 0, rejected: 0, suspended: 20 })
 
   // The binding releases the 20; killed after the release's rows are written, before its commit row.
-  const bound = writeJson(join(dir, 'bound.json'), accounts([{ device_id: 'gw-1', from: '2026-10-01T00:00:00Z', to: null }]))
+  const bound = writeJson(join(dir, 'bound.json'), accounts(GW1))
   const killed = await rateflow(['accounts', 'apply', bound, ...d], { RATEFLOW_CRASH_AT: 'before-commit:1' })
   expect(killed.signal).toBe('SIGKILL')
   await mergeSuspended()
@@ -59,88 +73,70 @@ it('keeps held events held when a torn release was merged before the restart, an
 })
 
 it('a torn batch of a source named release-… is no release: its events are rated once after the crash', async () => {
-  const other = tempDir('rateflow-release-source-')
-  const od = ['--data', other.dir]
-  try {
-    await json(['catalog', 'apply', writeJson(join(other.dir, 'catalog.json'), catalog), ...od])
-    await json(['accounts', 'apply', writeJson(join(other.dir, 'accounts.json'), accounts([])), ...od])
-    const csv = join(other.dir, 'calls.csv')
+  await withStore('rateflow-release-source-', [], async (dir, d) => {
+    const csv = join(dir, 'calls.csv')
     writeFileSync(csv, 'event_id,event_time,device_id,account_id,subscription_id,metric,quantity\ne1,2026-10-02T10:00:00Z,gw-1,,,api_calls,3\ne2,2026-10-02T11:00:00Z,gw-1,,,api_calls,4\n')
     // Held, and killed before the commit: the next start deletes the batch's rows, and its redelivery holds them again.
-    const killed = await rateflow(['ingest', 'csv', csv, '--source', 'release-x', '--wait', ...od], { RATEFLOW_CRASH_AT: 'before-commit:1' })
+    const killed = await rateflow(['ingest', 'csv', csv, '--source', 'release-x', '--wait', ...d], { RATEFLOW_CRASH_AT: 'before-commit:1' })
     expect(killed.signal).toBe('SIGKILL')
-    const bound = writeJson(join(other.dir, 'bound.json'), accounts([{ device_id: 'gw-1', from: '2026-10-01T00:00:00Z', to: null }]))
+    const bound = writeJson(join(dir, 'bound.json'), accounts(GW1))
     // Taken for a release, the torn rows were copied back as held, and released here.
-    expect(await json(['accounts', 'apply', bound, ...od])).toMatchObject({ released: 0 })
-    const again = await json<{ read: number; rated: number; duplicates: number }>(['ingest', 'csv', csv, '--source', 'release-x', '--wait', ...od])
+    expect(await json(['accounts', 'apply', bound, ...d])).toMatchObject({ released: 0 })
+    const again = await json<{ read: number; rated: number; duplicates: number }>(['ingest', 'csv', csv, '--source', 'release-x', '--wait', ...d])
     expect(again.read).toBe(2)
     const rated = await query<{ event_id: string; n: string; amount: string }>(
-      other.dir,
+      dir,
       'SELECT event_id, count() AS n, toString(sum(amount)) AS amount FROM rated_usage GROUP BY event_id ORDER BY event_id',
     )
     expect(rated).toEqual([
       { event_id: 'e1', n: '1', amount: '6' },
       { event_id: 'e2', n: '1', amount: '8' },
     ])
-  } finally {
-    other.cleanup()
-  }
+  })
 })
 
 it('releases a held event whose row is stamped ahead of the clock (a clock set back since), once', async () => {
-  const ahead = tempDir('rateflow-release-clock-')
-  const ad = ['--data', ahead.dir]
-  try {
-    await json(['catalog', 'apply', writeJson(join(ahead.dir, 'catalog.json'), catalog), ...ad])
-    await json(['accounts', 'apply', writeJson(join(ahead.dir, 'accounts.json'), accounts([])), ...ad])
-    const csv = join(ahead.dir, 'calls.csv')
+  await withStore('rateflow-release-clock-', [], async (dir, d) => {
+    const csv = join(dir, 'calls.csv')
     writeFileSync(csv, 'event_id,event_time,device_id,account_id,subscription_id,metric,quantity\nk1,2026-10-02T10:00:00Z,gw-1,,,api_calls,5\n')
-    expect(await json(['ingest', 'csv', csv, '--source', 'csv:k', '--wait', ...ad])).toMatchObject({ suspended: 1 })
+    expect(await json(['ingest', 'csv', csv, '--source', 'csv:k', '--wait', ...d])).toMatchObject({ suspended: 1 })
     // The held row's version a day ahead of now: as if the clock was set back a day after it was written.
     // (A copy of the row, a day ahead: the version is the table's key, and cannot be updated.)
     await storeCommand(
-      ahead.dir,
+      dir,
       `INSERT INTO suspended_usage SELECT source, event_id, event_time, device_id, account_id, subscription_id, metric, quantity, dimensions,
          raw, origin, reason, status, version + 86400000, received_at, batch_id FROM suspended_usage`,
     )
-    const bound = writeJson(join(ahead.dir, 'bound.json'), accounts([{ device_id: 'gw-1', from: '2026-10-01T00:00:00Z', to: null }]))
-    expect(await json(['accounts', 'apply', bound, ...ad])).toMatchObject({ released: 1 })
+    const bound = writeJson(join(dir, 'bound.json'), accounts(GW1))
+    expect(await json(['accounts', 'apply', bound, ...d])).toMatchObject({ released: 1 })
     // The release's row wins over the held one: stamped below it, the event read as held and was rated again here.
-    expect(await query(ahead.dir, 'SELECT event_id, toString(status) AS status FROM suspended_usage FINAL')).toEqual([{ event_id: 'k1', status: 'released' }])
-    expect(await json(['accounts', 'apply', bound, ...ad])).toMatchObject({ released: 0 })
-    expect(await query(ahead.dir, 'SELECT count() AS n FROM rated_usage')).toEqual([{ n: '1' }])
-  } finally {
-    ahead.cleanup()
-  }
+    expect(await query(dir, 'SELECT event_id, toString(status) AS status FROM suspended_usage FINAL')).toEqual([{ event_id: 'k1', status: 'released' }])
+    expect(await json(['accounts', 'apply', bound, ...d])).toMatchObject({ released: 0 })
+    expect(await query(dir, 'SELECT count() AS n FROM rated_usage')).toEqual([{ n: '1' }])
+  })
 })
 
 it('stamps every batch above those rated before it, over two restarts with the clock behind the store', async () => {
-  const t = tempDir('rateflow-stamp-order-')
-  const td = ['--data', t.dir]
-  try {
+  await withStore('rateflow-stamp-order-', GW1, async (dir, d) => {
     const header = 'event_id,event_time,device_id,account_id,subscription_id,metric,quantity\n'
     const file = (name: string, body: string) => {
-      const f = join(t.dir, name)
+      const f = join(dir, name)
       writeFileSync(f, header + body)
       return f
     }
-    await json(['catalog', 'apply', writeJson(join(t.dir, 'catalog.json'), catalog), ...td])
-    await json(['accounts', 'apply', writeJson(join(t.dir, 'accounts.json'), accounts([{ device_id: 'gw-1', from: '2026-10-01T00:00:00Z', to: null }])), ...td])
-    const first = await rateflow(['ingest', 'csv', file('f0.csv', 'a,2026-10-01T08:00:00Z,gw-1,,,api_calls,1\n'), '--source', 'csv:s', '--wait', ...td], { RATEFLOW_CRASH_AT: 'after-commit:1' })
+    const first = await rateflow(['ingest', 'csv', file('f0.csv', 'a,2026-10-01T08:00:00Z,gw-1,,,api_calls,1\n'), '--source', 'csv:s', '--wait', ...d], { RATEFLOW_CRASH_AT: 'after-commit:1' })
     expect(first.signal).toBe('SIGKILL')
     // That run's clock was a day ahead, and is set back since.
-    await storeCommand(t.dir, 'ALTER TABLE rated_usage UPDATE rated_at = rated_at + INTERVAL 1 DAY WHERE 1 SETTINGS mutations_sync = 2')
-    await storeCommand(t.dir, 'INSERT INTO flushes SELECT flush_id, committed_at + INTERVAL 1 DAY, batches, rated, duplicates, rejected, suspended, released FROM flushes')
-    await storeCommand(t.dir, 'DELETE FROM flushes WHERE committed_at < now64() + INTERVAL 1 HOUR SETTINGS mutations_sync = 2')
+    await storeCommand(dir, 'ALTER TABLE rated_usage UPDATE rated_at = rated_at + INTERVAL 1 DAY WHERE 1 SETTINGS mutations_sync = 2')
+    await storeCommand(dir, 'INSERT INTO flushes SELECT flush_id, committed_at + INTERVAL 1 DAY, batches, rated, duplicates, rejected, suspended, released FROM flushes')
+    await storeCommand(dir, 'DELETE FROM flushes WHERE committed_at < now64() + INTERVAL 1 HOUR SETTINGS mutations_sync = 2')
     // Six batches (a file each) with the clock still behind: their stamps run ahead of it by 1 ms a batch, faster than
     // commit times did, so the next start, seeded from the latest commit, stamped below them.
     const many = ['b', 'c', 'd', 'f', 'g', 'h'].map((id, i) => file(`m${i}.csv`, `${id},2026-10-01T09:00:0${i}Z,gw-1,,,api_calls,1\n`))
-    expect((await rateflow(['ingest', 'csv', ...many, '--source', 'csv:s', '--wait', ...td])).code).toBe(0)
-    expect((await rateflow(['ingest', 'csv', file('z.csv', 'e,2026-10-01T11:00:00Z,gw-1,,,api_calls,1\n'), '--source', 'csv:s', '--wait', ...td])).code).toBe(0)
-    const rows = await query<{ event_id: string; at: string }>(t.dir, 'SELECT event_id, toString(toUnixTimestamp64Milli(rated_at)) AS at FROM rated_usage')
+    expect((await rateflow(['ingest', 'csv', ...many, '--source', 'csv:s', '--wait', ...d])).code).toBe(0)
+    expect((await rateflow(['ingest', 'csv', file('z.csv', 'e,2026-10-01T11:00:00Z,gw-1,,,api_calls,1\n'), '--source', 'csv:s', '--wait', ...d])).code).toBe(0)
+    const rows = await query<{ event_id: string; at: string }>(dir, 'SELECT event_id, toString(toUnixTimestamp64Milli(rated_at)) AS at FROM rated_usage')
     const e = Number(rows.find((r) => r.event_id === 'e')!.at)
     expect(rows.filter((r) => r.event_id !== 'e' && Number(r.at) >= e).map((r) => r.event_id)).toEqual([])
-  } finally {
-    t.cleanup()
-  }
+  })
 }, 120_000)
