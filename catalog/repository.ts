@@ -21,6 +21,16 @@ export function storedAccounts(dataDir: string): AccountsDocument {
   return JSON.parse(text) as AccountsDocument
 }
 
+/** The catalog versions stored under data directory `dataDir` (none when it has none), oldest effective_from first, read without creating anything. */
+export function storedCatalogs(dataDir: string): Catalog[] {
+  const dir = join(dataDir, 'catalog', 'versions')
+  if (!existsSync(dir)) return []
+  return readdirSync(dir)
+    .filter((f) => f.endsWith('.json'))
+    .map((f) => JSON.parse(readFileSync(join(dir, f), 'utf8')) as Catalog)
+    .sort((a, b) => Date.parse(a.effective_from) - Date.parse(b.effective_from) || a.version.localeCompare(b.version))
+}
+
 /**
  * Guiding data on disk under `<data>/catalog/`: one JSON file per catalog version and one accounts file.
  * Plain files, so every process (CLI, rater, scheduler) reads them without owning the store, and a
@@ -35,11 +45,7 @@ export class CatalogRepository {
 
   /** Every stored catalog version, oldest effective_from first. */
   catalogs(): Catalog[] {
-    const dir = join(this.dir, 'versions')
-    return readdirSync(dir)
-      .filter((f) => f.endsWith('.json'))
-      .map((f) => JSON.parse(readFileSync(join(dir, f), 'utf8')) as Catalog)
-      .sort((a, b) => Date.parse(a.effective_from) - Date.parse(b.effective_from) || a.version.localeCompare(b.version))
+    return storedCatalogs(this.dataDir)
   }
 
   /** Stores a validated catalog version. Same version and same content: 'unchanged'. */

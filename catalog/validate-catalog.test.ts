@@ -199,6 +199,14 @@ describe('validateCatalog', () => {
     { name: 'model unknown', edit: (d) => (d.plans[0].charges[2].model = 'flat'), path: '$.plans[0].charges[2].model' },
     { name: 'filter value not a string', edit: (d) => (d.meters[0].filter.direction = 1), path: '$.meters[0].filter.direction' },
     { name: 'group_by duplicate', edit: (d) => (d.meters[0].group_by = ['region', 'region']), path: '$.meters[0].group_by[1]' },
+    // A version id is its file's name: one the file system cannot hold failed the apply with exit 1.
+    { name: 'a version id too long for a file name', edit: (d) => (d.version = '価格表二〇二六年十一月版改訂第二版東京大阪名古屋福岡札幌仙台'), path: '$.version', message: /too long: at most 240 characters once percent-encoded/ },
+    { name: 'a version id with a lone surrogate', edit: (d) => (d.version = 'v\ud800'), path: '$.version', message: /lone UTF-16 surrogate/ },
+    // The pricer takes no decimal over 80 characters, the store no amount over 29 integer digits.
+    { name: 'a price of 30 integer digits', edit: (d) => (d.plans[0].charges[2].unit_price = '1' + '0'.repeat(29)), path: '$.plans[0].charges[2].unit_price', message: /at most 29 integer digits/ },
+    { name: 'a tier bound of 91 characters', edit: (d) => (d.plans[0].charges[3].tiers[0].up_to = '1' + '0'.repeat(90)), path: '$.plans[0].charges[3].tiers[0].up_to', message: /at most 29 integer digits/ },
+    // Times are compared in milliseconds everywhere: 10:00:00.0001 took an event of 10:00:00.000 as on or after it.
+    { name: 'effective_from finer than a millisecond', edit: (d) => (d.effective_from = '2026-01-01T00:00:00.0001Z'), path: '$.effective_from' },
   ]
   for (const tc of cases) {
     it(`reports ${tc.name} at ${tc.path}`, () => {
@@ -210,6 +218,21 @@ describe('validateCatalog', () => {
       if (tc.message) expect(hit!.message).toMatch(tc.message)
     })
   }
+
+  it('a price of 29 integer digits with leading zeros is fine; an effective_from of milliseconds is', () => {
+    const doc = goodCatalog()
+    doc.plans[0].charges[2].unit_price = '000' + '9'.repeat(29) + '.5'
+    doc.effective_from = '2026-01-01T00:00:00.123Z'
+    expect(problemsOf(doc)).toEqual([])
+  })
+
+  it('a rate naming a schedule with problems of its own is not told the schedule is missing', () => {
+    const doc = goodCatalog()
+    doc.schedules[1].to = '17:00' // before its from: the schedule's own problem
+    const ps = problemsOf(doc)
+    expect(ps.map((p) => p.path)).toContain('$.schedules[1].to')
+    expect(ps.filter((p) => /no schedule with id/.test(p.message))).toEqual([])
+  })
 
   it('tiers, rates and steps are required, non-empty arrays: each problem named at its path', () => {
     const doc = goodCatalog()

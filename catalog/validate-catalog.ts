@@ -15,8 +15,14 @@ type Obj = Record<string, unknown>
 /** Plain decimal, optional minus; at most 18 fractional digits (checked separately for a clearer message). */
 const DECIMAL_RE = /^-?\d+(\.\d+)?$/
 const MAX_FRACTION_DIGITS = 18
+/** Integer digits of a catalog decimal: those of the store's Decimal(38, 9) (rating-core STORE_INTEGER_DIGITS). */
+const MAX_INTEGER_DIGITS = 29
+/** A version's file name, percent-encoded, fits a file system's 255 bytes with its `.json`. */
+const MAX_VERSION_NAME = 240
 /** ISO-8601 date-time with an explicit offset; seconds and fraction optional. */
-const ISO_WITH_OFFSET_RE = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2})(?::(\d{2})(?:\.\d{1,9})?)?(Z|[+-](\d{2}):(\d{2}))$/
+// Milliseconds at most: event times, catalog versions and the store compare milliseconds, so a finer effective_from took
+// an event of 10:00:00.000 for one at or after 10:00:00.0001.
+const ISO_WITH_OFFSET_RE = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2})(?::(\d{2})(?:\.\d{1,3})?)?(Z|[+-](\d{2}):(\d{2}))$/
 const CURRENCY_RE = /^[A-Z]{3}$/
 const HHMM_RE = /^(\d{2}):(\d{2})$/
 
@@ -186,9 +192,16 @@ class Checker {
       this.add(p, `must be a decimal string like "12.5", got ${describe(v)}`)
       return undefined
     }
-    const frac = splitDec(v)[1]
+    const [int, frac] = splitDec(v)
     if (frac.length > MAX_FRACTION_DIGITS) {
       this.add(p, `at most ${MAX_FRACTION_DIGITS} fractional digits, got ${frac.length}`)
+      return undefined
+    }
+    // As the store holds amounts and quantities (Decimal(38, 9): 29 integer digits): a price past it can bill no unit,
+    // and a decimal of more than 80 characters the pricer refused, rejecting every event of its charge's meter.
+    const digits = int.replace(/^-/, '').replace(/^0+(?=\d)/, '').length
+    if (digits > MAX_INTEGER_DIGITS) {
+      this.add(p, `at most ${MAX_INTEGER_DIGITS} integer digits (what rated_usage holds), got ${digits}`)
       return undefined
     }
     if ((opts.nonNegative || opts.positive) && v.startsWith('-')) {
@@ -239,7 +252,14 @@ export function validateCatalog(doc: unknown): Catalog {
   if (!c.obj(doc, '$')) throw new ValidationError('catalog', c.problems)
   c.known(doc, '$', ['version', 'effective_from', 'currency', 'meters', 'schedules', 'plans'])
 
-  c.str(doc, 'version', '$')
+  const version = c.str(doc, 'version', '$')
+  if (version !== undefined) {
+    // The version is its file's name (percent-encoded): a name the file system cannot hold failed the apply with exit 1.
+    if (!(version as unknown as { isWellFormed(): boolean }).isWellFormed()) c.add('$.version', 'holds a lone UTF-16 surrogate, which no file name can')
+    else if (encodeURIComponent(version).length > MAX_VERSION_NAME) {
+      c.add('$.version', `too long: at most ${MAX_VERSION_NAME} characters once percent-encoded for its file name, got ${encodeURIComponent(version).length}`)
+    }
+  }
   const eff = doc.effective_from
   if (eff === undefined) c.add('$.effective_from', 'required (ISO-8601 time with offset, e.g. 2026-01-01T00:00:00Z)')
   else if (typeof eff !== 'string' || isoToMillis(eff) === null) {
@@ -265,12 +285,15 @@ export function validateCatalog(doc: unknown): Catalog {
   }
 
   // ---- schedules
-  const schedules = new Map<string, ScheduleInfo>()
+  const schedules = new Map<string, ScheduleInfo | null>()
   if (doc.schedules !== undefined && c.arr(doc.schedules, '$.schedules')) {
     doc.schedules.forEach((s, i) => {
       const p = `$.schedules[${i}]`
       if (!c.obj(s, p)) return
       const info = checkSchedule(c, s, p)
+      // A schedule with problems of its own is still there: a rate naming it is not told it is missing (null: no
+      // overlap check with it either).
+      if (info === null && typeof s.id === 'string' && !schedules.has(s.id)) schedules.set(s.id, null)
       if (info && !schedules.has(info.id)) schedules.set(info.id, info)
     })
     c.uniqueIds(doc.schedules, '$.schedules', 'schedule')
@@ -378,7 +401,7 @@ function checkRevrec(c: Checker, r: unknown, p: string): void {
   c.oneOf(r, 'trigger', p, REVREC_TRIGGERS, false)
 }
 
-function checkCharge(c: Checker, ch: Obj, p: string, meters: Map<string, Obj>, schedules: Map<string, ScheduleInfo>): void {
+function checkCharge(c: Checker, ch: Obj, p: string, meters: Map<string, Obj>, schedules: Map<string, ScheduleInfo | null>): void {
   c.str(ch, 'id', p)
   c.str(ch, 'description', p, false)
   if (ch.revrec !== undefined) checkRevrec(c, ch.revrec, `${p}.revrec`)
@@ -482,7 +505,7 @@ function checkTiers(c: Checker, ch: Obj, p: string, priceField: 'unit_price' | '
   })
 }
 
-function checkTimeRated(c: Checker, ch: Obj, p: string, schedules: Map<string, ScheduleInfo>): void {
+function checkTimeRated(c: Checker, ch: Obj, p: string, schedules: Map<string, ScheduleInfo | null>): void {
   c.dec(ch, 'max_cost_per_event', p, { nonNegative: true })
   if (ch.max_cost_strategy !== undefined) {
     c.oneOf(ch, 'max_cost_strategy', p, ['free'] as const)
@@ -514,7 +537,7 @@ function checkTimeRated(c: Checker, ch: Obj, p: string, schedules: Map<string, S
         seen.set(sid, k)
         const s = schedules.get(sid)
         if (s === undefined) c.add(`${p2}.schedule`, `no schedule with id "${sid}" in $.schedules`)
-        else {
+        else if (s !== null) {
           for (const o of used) {
             const day = s.weekdays.find((w) => o.weekdays.includes(w))
             if (day !== undefined && s.from < o.to && o.from < s.to) {

@@ -1,10 +1,11 @@
 import { existsSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { applyAccounts, cycleChangingAccounts, plansNotInCatalog } from '../catalog/accounts.js'
-import { storedAccounts } from '../catalog/repository.js'
+import { storedAccounts, storedCatalogs } from '../catalog/repository.js'
 import { validateCatalog, validateCatalogVersionOrder } from '../catalog/validate-catalog.js'
 import { findCharge, priceCharge, rateEvent } from '../rating-core/pricing.js'
-import { ErrorCode, HeldByAnotherError, isSystemCallError, isUserError, RateflowError } from '../common/errors.js'
+import { ErrorCode, HeldByAnotherError, isSystemCallError, isUserError, RateflowError, ValidationError, type Problem } from '../common/errors.js'
+import type { Catalog } from '../catalog/types.js'
 import { isoUtc } from '../common/time.js'
 import { DEFAULT_DATA_DIR, parse, processIo, runtimeFor, usage, type GlobalOptions, type Io } from './context.js'
 import { queryFormat, queryRun, readOnlyQuery, runningRun } from './query.js'
@@ -37,7 +38,7 @@ const commands: Record<string, Handler> = {
     const [sub, ...rest] = args
     if (sub === 'apply') {
       const { positionals } = parse(rest, {}, 1)
-      const catalog = validateCatalog(readJson(positionals[0]!))
+      const catalog = checkedCatalog(readJson(positionals[0]!), storedCatalogs(g.data))
       const rt = await runtimeFor(g)
       const outcome = validateCatalogVersionOrder(rt.repo.catalogs(), catalog)
       if (outcome === 'new') rt.repo.putCatalog(catalog)
@@ -296,17 +297,77 @@ function nonNegative(value: string, flag: string): string {
 }
 
 function readJson(file: string): unknown {
-  let text: string
+  let bytes: Buffer
   try {
-    text = readFileSync(file, 'utf8')
+    bytes = readFileSync(file)
   } catch (err) {
     throw new RateflowError(ErrorCode.BadInput, `${file}: cannot read: ${(err as Error).message}`)
   }
+  let text: string
+  try {
+    // Strict: reading as 'utf8' replaced bad bytes with U+FFFD, so a plan id `café` saved as Latin-1 was stored as
+    // `caf\uFFFD`, and an accounts file naming `café` never matched it.
+    text = new TextDecoder('utf-8', { fatal: true }).decode(bytes)
+  } catch {
+    throw new RateflowError(ErrorCode.BadInput, `${file}: not UTF-8 (at byte ${firstBadUtf8(bytes)}): save it as UTF-8`)
+  }
+  // A byte order mark (RFC 8259 lets a reader ignore it) stopped JSON.parse at a character the message could not show.
+  if (text.charCodeAt(0) === 0xfeff) text = text.slice(1)
   try {
     return JSON.parse(text)
   } catch (err) {
     throw new RateflowError(ErrorCode.BadInput, `${file}: not valid JSON: ${(err as Error).message}`)
   }
+}
+
+/** The offset of the first byte where `bytes` stop being UTF-8. */
+function firstBadUtf8(bytes: Buffer): number {
+  let lo = 0
+  let hi = bytes.length
+  const ok = (n: number) => {
+    try {
+      new TextDecoder('utf-8', { fatal: true }).decode(bytes.subarray(0, n), { stream: true })
+      return true
+    } catch {
+      return false
+    }
+  }
+  // The longest prefix that decodes (a cut mid-character still does, as the stream waits for the rest).
+  while (lo < hi) {
+    const mid = (lo + hi + 1) >> 1
+    if (ok(mid)) lo = mid
+    else hi = mid - 1
+  }
+  return lo
+}
+
+/**
+ * A catalog file checked whole: its own problems and, with them, how it stands against the stored versions (a new
+ * version must be effective after the latest; a stored id must keep its content), so that one run names every problem.
+ * The order is checked when the file's version and effective_from are themselves valid.
+ */
+function checkedCatalog(doc: unknown, stored: Catalog[]): Catalog {
+  const problems: Problem[] = []
+  let catalog: Catalog | undefined
+  try {
+    catalog = validateCatalog(doc)
+  } catch (err) {
+    if (!(err instanceof ValidationError)) throw err
+    problems.push(...err.problems)
+  }
+  const head = doc as { version?: unknown; effective_from?: unknown } | null
+  const headOk = typeof head?.version === 'string' && typeof head.effective_from === 'string' && !problems.some((q) => q.path === '$.version' || q.path === '$.effective_from')
+  if (headOk) {
+    try {
+      validateCatalogVersionOrder(stored, (catalog ?? head) as Catalog)
+    } catch (err) {
+      if (!(err instanceof ValidationError)) throw err
+      // A stored id with other content is this file's problem only when the file is otherwise valid (else any fix differs).
+      problems.push(...err.problems.filter((q) => catalog !== undefined || q.path !== '$.version'))
+    }
+  }
+  if (problems.length > 0) throw new ValidationError('catalog', problems)
+  return catalog!
 }
 
 /** Entry point: returns the exit code. */

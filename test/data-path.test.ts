@@ -248,6 +248,31 @@ describe('bad files and documents exit 2 and name every problem', () => {
     expect(r.stderr).toMatch(/\$\.meters\[0\]\.colour/)
   })
 
+  it('a catalog back-dated before the stored versions is told so with its other problems, in one run', async () => {
+    // The data directory holds the sample catalog (effective 2026-01-01) already.
+    const bad = sampleCatalog() as unknown as Record<string, any>
+    bad.version = 'back-dated'
+    bad.effective_from = '2025-06-01T00:00:00Z'
+    bad.currency = 'usd'
+    const r = await rateflow(['catalog', 'apply', writeJson(join(data, 'back-dated.json'), bad), ...d])
+    expect(r.code).toBe(2)
+    expect(r.stderr).toMatch(/\$\.currency/)
+    expect(r.stderr).toMatch(/\$\.effective_from: must be after .*, the effective_from of stored version/)
+  })
+
+  it('a catalog file that is not UTF-8 is refused naming the byte, not stored with U+FFFD; a byte order mark is read past', async () => {
+    const cat = sampleCatalog() as unknown as Record<string, any>
+    cat.version = 'caf\u00e9-latin1'
+    cat.effective_from = '2099-01-01T00:00:00Z'
+    const text = JSON.stringify(cat)
+    writeFileSync(join(data, 'latin1.json'), Buffer.from(text, 'latin1'))
+    const r = await rateflow(['catalog', 'apply', join(data, 'latin1.json'), ...d])
+    expect([r.code, r.stderr]).toEqual([2, expect.stringMatching(/latin1\.json: not UTF-8 \(at byte \d+\): save it as UTF-8/)])
+    cat.version = 'with-bom'
+    writeFileSync(join(data, 'bom.json'), '\ufeff' + JSON.stringify(cat))
+    expect(await json(['catalog', 'apply', join(data, 'bom.json'), ...d])).toMatchObject({ version: 'with-bom' })
+  })
+
   it('an accounts file with several errors lists each with its JSON path, and stores nothing', async () => {
     const bad = sampleAccounts({ customers: 2, devicesPerAccount: 1 }) as unknown as Record<string, any>
     bad.customers[0].accounts[0].timezone = 'Mars/Olympus'
