@@ -395,13 +395,17 @@ export class Rater extends EventEmitter {
    * rated_at, by which a start's rebuild folds stored rows, so batches stamped below earlier ones were folded before
    * them, and the totals of order-dependent charges (free units with a maximum) priced later events differently. A
    * batch is committed after it is stamped, so its flush's commit time bounds its rated_at (both read cheaply: the
-   * flushes table has a row per flush, suspended_usage a few per held event).
+   * flushes table has a row per flush, suspended_usage a few per held event). The latest commit time also starts the
+   * commit times (commit(): each strictly later than the one before).
    */
   private async seedStamps(): Promise<void> {
-    const [row] = await this.deps.store.rows<{ v: string }>(
-      `SELECT toString(greatest((SELECT toInt64(max(version)) FROM suspended_usage), (SELECT toUnixTimestamp64Milli(max(committed_at)) FROM flushes))) AS v`,
+    const [row] = await this.deps.store.rows<{ version: string; committed: string }>(
+      `SELECT toString((SELECT toInt64(max(version)) FROM suspended_usage)) AS version,
+              toString((SELECT toUnixTimestamp64Milli(max(committed_at)) FROM flushes)) AS committed`,
     )
-    this.lastStampMs = Math.max(this.lastStampMs, Number(row?.v ?? 0))
+    const committed = Number(row?.committed ?? 0)
+    this.lastCommitMs = Math.max(this.lastCommitMs, committed)
+    this.lastStampMs = Math.max(this.lastStampMs, Number(row?.version ?? 0), committed)
   }
 
   /**
@@ -539,6 +543,13 @@ export class Rater extends EventEmitter {
     // stamp every earlier batch, the held row's own included, was given (Date.now() could be below it: stamps run
     // ahead of the clock when more than one batch a millisecond comes, and the held row would then win over its release).
     let version: number | undefined
+    // A released record that stays held: its row written again when the reason that holds it now is another.
+    const stillHeld = (release: Map<string, HeldRow>, rec: StagedRecord, reason: string): void => {
+      const h = release.get(recordKey(rec.source, rec.eventId))!
+      if (reason === h.reason) return
+      suspendedRows += heldLine({ ...h, reason }, 'held', staged.batchId, (version ??= this.stamp()))
+      b.rows++
+    }
     for (const rec of staged.records) {
       if (pending.release) {
         // A release: the record is committed already (it was suspended); rate it or leave it held. Still held for
@@ -549,11 +560,7 @@ export class Rater extends EventEmitter {
         // subscription_id"), which a held one cannot follow: sent again, it is a duplicate of itself.
         const reason = rec.suspendReason ?? (rec.rejectReason === undefined ? undefined : rec.rejectReason + HELD_REFUSAL)
         if (reason !== undefined) {
-          const h = pending.release.get(recordKey(rec.source, rec.eventId))!
-          if (reason !== h.reason) {
-            suspendedRows += heldLine({ ...h, reason }, 'held', staged.batchId, (version ??= this.stamp()))
-            b.rows++
-          }
+          stillHeld(pending.release, rec, reason)
           continue
         }
       } else {
@@ -598,11 +605,7 @@ export class Rater extends EventEmitter {
         } else {
           // Owned now, but its charge cannot price it (a time_rated moment no schedule covers): it stays held, and its
           // row says so instead of the reason that held it before (a binding that is there now).
-          const h = pending.release.get(recordKey(rec.source, rec.eventId))!
-          if (reason !== h.reason) {
-            suspendedRows += heldLine({ ...h, reason }, 'held', staged.batchId, (version ??= this.stamp()))
-            b.rows++
-          }
+          stillHeld(pending.release, rec, reason)
         }
         continue
       }
@@ -873,8 +876,6 @@ export class Rater extends EventEmitter {
    */
   private async rebuildTotals(): Promise<{ checkpoint: string | null; folded: number }> {
     const { store } = this.deps
-    const [last] = await store.rows<{ ms: string }>('SELECT toString(toUnixTimestamp64Milli(max(committed_at))) AS ms FROM flushes')
-    this.lastCommitMs = Math.max(this.lastCommitMs, Number(last?.ms ?? 0))
     let [checkpoint] = await store.rows<{ flush_id: string; ms: string }>(
       `SELECT flush_id, toString(toUnixTimestamp64Milli(committed_at)) AS ms FROM flushes
        WHERE flush_id IN (SELECT DISTINCT flush_id FROM rating_checkpoints)

@@ -437,7 +437,7 @@ export const RELEASE_BATCH_PREFIX = 'release-'
  * `release-x` does not match (taken for a release, its torn batch's new held rows were copied as held, released by the
  * next apply, and its redelivery, whose usage_events rows the recovery had deleted, rated them a second time).
  */
-export const RELEASE_BATCH_ID = /^release-\d+-\d+$/
+export const RELEASE_BATCH_ID = new RegExp(`^${RELEASE_BATCH_PREFIX}\\d+-\\d+$`)
 
 /** How the batch id of held rows recover() wrote back begins (restoreHeld): a '/', which no source name has. */
 const RESTORED_BATCH_PREFIX = 'restored/'
@@ -466,16 +466,15 @@ async function restoreHeld(store: Store, releaseBatches: readonly string[]): Pro
 
 /** recover() on a store written before flush intents: every flushed table's batch ids are read (grows with history). */
 async function recoverByScan(store: Store): Promise<number> {
+  // Rows of no committed flush; held rows a recovery wrote back (restoreHeld) belong to no flush, and are kept.
+  const orphan = `batch_id NOT IN (${COMMITTED_BATCHES}) AND NOT startsWith(batch_id, ${chString(RESTORED_BATCH_PREFIX)})`
   const orphans = new Set<string>()
   for (const t of FLUSHED_TABLES) {
-    const rows = await store.rows<{ batch_id: string }>(
-      `SELECT DISTINCT batch_id FROM ${t} WHERE batch_id NOT IN (${COMMITTED_BATCHES}) AND NOT startsWith(batch_id, ${chString(RESTORED_BATCH_PREFIX)})`,
-    )
+    const rows = await store.rows<{ batch_id: string }>(`SELECT DISTINCT batch_id FROM ${t} WHERE ${orphan}`)
     for (const r of rows) orphans.add(r.batch_id)
   }
   if (orphans.size === 0) return 0
-  // Held rows a recovery wrote back (restoreHeld) belong to no flush, and are kept.
-  await deleteRows(store, `batch_id NOT IN (${COMMITTED_BATCHES}) AND NOT startsWith(batch_id, ${chString(RESTORED_BATCH_PREFIX)})`)
+  await deleteRows(store, orphan)
   return orphans.size
 }
 
