@@ -9,6 +9,7 @@
  */
 import type { RecordMapping } from './config.js'
 import type { CanonicalRecord, WireRecord } from '../rating-core/record.js'
+import { isWellFormed } from '../common/strings.js'
 import { contentEventId, inexactNumber, inexactQuantity, quantityText, reject, type WireItem } from './wire.js'
 
 export interface MappingContext {
@@ -60,25 +61,20 @@ export function completeRecord(p: PartialRecord, ctx: MappingContext): WireItem 
   return { record: r }
 }
 
-/** True when `s` is well-formed UTF-16 (no lone surrogate): what UTF-8, msgpack and the store can hold as it is. */
-function wellFormed(s: string): boolean {
-  return (s as unknown as { isWellFormed(): boolean }).isWellFormed()
-}
+const LONE_SURROGATE = 'holds a lone UTF-16 surrogate (a \\ud800–\\udfff escape with no pair), which UTF-8 cannot carry'
 
 /**
  * What is wrong with a record whose text holds a lone UTF-16 surrogate, or undefined. JSON may write one (`"e\ud800"`),
  * and no UTF-8 can: msgpack turned each into U+FFFD on the way to the rater, so ids `e\ud800` and `e\ud801` became one
  * id, and the second event was counted a duplicate of the first, never billed.
  */
-const LONE_SURROGATE = 'holds a lone UTF-16 surrogate (a \\ud800–\\udfff escape with no pair), which UTF-8 cannot carry'
-
 function illFormedText(p: PartialRecord): string | undefined {
   for (const k of ['event_id', 'event_time', 'device_id', 'account_id', 'subscription_id', 'metric', 'quantity'] as const) {
     const v = p[k]
-    if (typeof v === 'string' && !wellFormed(v)) return `${k} ${LONE_SURROGATE}`
+    if (typeof v === 'string' && !isWellFormed(v)) return `${k} ${LONE_SURROGATE}`
   }
   for (const k in p.dimensions ?? {}) {
-    if (!wellFormed(k) || !wellFormed(p.dimensions![k]!)) return `dimension ${JSON.stringify(k)} ${LONE_SURROGATE}`
+    if (!isWellFormed(k) || !isWellFormed(p.dimensions![k]!)) return `dimension ${JSON.stringify(k)} ${LONE_SURROGATE}`
   }
   return undefined
 }

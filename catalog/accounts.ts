@@ -193,9 +193,8 @@ export function applyAccounts(
   doc: unknown,
   opts: { rated?: ReadonlySet<string> | undefined } = {},
 ): { incoming: AccountsDocument; merged: AccountsDocument } {
-  const known = new Set<string>()
-  for (const c of stored.customers) for (const a of c.accounts) known.add(a.id)
-  const incoming = validateAccounts(doc, { knownAccounts: known })
+  const storedById = accountsById(stored)
+  const incoming = validateAccounts(doc, { knownAccounts: new Set(storedById.keys()) })
   const merged = mergeAccounts(stored, incoming)
   let problems: Problem[] = []
   try {
@@ -214,9 +213,16 @@ export function applyAccounts(
       return { path, message: q.message.replace(MERGED_PATH_IN_TEXT, where) }
     })
   }
-  problems.unshift(...cycleChanges(stored, incoming, opts.rated))
+  problems.unshift(...cycleChanges(storedById, incoming, opts.rated))
   if (problems.length > 0) throw new ValidationError('accounts (merged with the stored accounts)', problems)
   return { incoming, merged }
+}
+
+/** The accounts of a document by id. */
+function accountsById(doc: AccountsDocument): Map<string, Account> {
+  const byId = new Map<string, Account>()
+  for (const c of doc.customers) for (const a of c.accounts) byId.set(a.id, a)
+  return byId
 }
 
 /** The fields a stored account keeps while it has rated usage (cycleChanges). */
@@ -227,8 +233,7 @@ const CYCLE_FIELDS = ['bill_cycle_day', 'timezone'] as const
  * `accounts apply` must look up in the store (cycleChanges) before it can apply the file.
  */
 export function cycleChangingAccounts(stored: AccountsDocument, doc: unknown): string[] {
-  const byId = new Map<string, Account>()
-  for (const c of stored.customers) for (const a of c.accounts) byId.set(a.id, a)
+  const byId = accountsById(stored)
   const out = new Set<string>()
   const customers = (doc as { customers?: unknown } | null)?.customers
   for (const c of Array.isArray(customers) ? customers : []) {
@@ -242,16 +247,14 @@ export function cycleChangingAccounts(stored: AccountsDocument, doc: unknown): s
 }
 
 /**
- * Stored accounts whose `bill_cycle_day` or `timezone` the file changes while they have rated usage (`rated`: the
+ * Stored accounts (`byId`) whose `bill_cycle_day` or `timezone` the file changes while they have rated usage (`rated`: the
  * accounts that have, or undefined when that could not be read), at the file's paths. Billing periods are worked out
  * from them per event: a change made the periods after it start elsewhere, overlapping those already rated, and each
  * overlapping period gave free units, first-tier flat fees and minimums again (a 1 → 15 change billed 15–31 October in
  * two periods). Changing a cycle from a period boundary on is not built, so such a change is refused; an account with
  * no rated usage (a typo fixed before its first event) may change.
  */
-function cycleChanges(stored: AccountsDocument, incoming: AccountsDocument, rated: ReadonlySet<string> | undefined): Problem[] {
-  const byId = new Map<string, Account>()
-  for (const c of stored.customers) for (const a of c.accounts) byId.set(a.id, a)
+function cycleChanges(byId: ReadonlyMap<string, Account>, incoming: AccountsDocument, rated: ReadonlySet<string> | undefined): Problem[] {
   const out: Problem[] = []
   incoming.customers.forEach((c, ci) =>
     c.accounts.forEach((a, ai) => {

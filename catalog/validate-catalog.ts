@@ -7,7 +7,9 @@
  * for usage the catalog author meant to give away.
  */
 import { ValidationError, type Problem } from '../common/errors.js'
+import { isWellFormed } from '../common/strings.js'
 import { daysInMonth } from '../common/time.js'
+import { STORE_INTEGER_DIGITS } from '../rating-core/decimal.js'
 import type { Catalog } from './types.js'
 
 type Obj = Record<string, unknown>
@@ -15,8 +17,6 @@ type Obj = Record<string, unknown>
 /** Plain decimal, optional minus; at most 18 fractional digits (checked separately for a clearer message). */
 const DECIMAL_RE = /^-?\d+(\.\d+)?$/
 const MAX_FRACTION_DIGITS = 18
-/** Integer digits of a catalog decimal: those of the store's Decimal(38, 9) (rating-core STORE_INTEGER_DIGITS). */
-const MAX_INTEGER_DIGITS = 29
 /** A version's file name, percent-encoded, fits a file system's 255 bytes with its `.json`. */
 const MAX_VERSION_NAME = 240
 /** ISO-8601 date-time with an explicit offset; seconds and fraction optional. */
@@ -200,8 +200,8 @@ class Checker {
     // As the store holds amounts and quantities (Decimal(38, 9): 29 integer digits): a price past it can bill no unit,
     // and a decimal of more than 80 characters the pricer refused, rejecting every event of its charge's meter.
     const digits = int.replace(/^-/, '').replace(/^0+(?=\d)/, '').length
-    if (digits > MAX_INTEGER_DIGITS) {
-      this.add(p, `at most ${MAX_INTEGER_DIGITS} integer digits (what rated_usage holds), got ${digits}`)
+    if (digits > STORE_INTEGER_DIGITS) {
+      this.add(p, `at most ${STORE_INTEGER_DIGITS} integer digits (what rated_usage holds), got ${digits}`)
       return undefined
     }
     if ((opts.nonNegative || opts.positive) && v.startsWith('-')) {
@@ -255,7 +255,7 @@ export function validateCatalog(doc: unknown): Catalog {
   const version = c.str(doc, 'version', '$')
   if (version !== undefined) {
     // The version is its file's name (percent-encoded): a name the file system cannot hold failed the apply with exit 1.
-    if (!(version as unknown as { isWellFormed(): boolean }).isWellFormed()) c.add('$.version', 'holds a lone UTF-16 surrogate, which no file name can')
+    if (!isWellFormed(version)) c.add('$.version', 'holds a lone UTF-16 surrogate, which no file name can')
     else if (encodeURIComponent(version).length > MAX_VERSION_NAME) {
       c.add('$.version', `too long: at most ${MAX_VERSION_NAME} characters once percent-encoded for its file name, got ${encodeURIComponent(version).length}`)
     }

@@ -35,3 +35,11 @@ export function compareUtf8(a: string, b: string): number {
   }
   return a.length - b.length
 }
+
+/**
+ * True when `s` is well-formed UTF-16, with no lone surrogate (a JSON escape `\ud800` with no pair): what UTF-8, file
+ * names, msgpack and the store can hold as it is. (String.prototype.isWellFormed, which the ES2022 library types lack.)
+ */
+export function isWellFormed(s: string): boolean {
+  return (s as unknown as { isWellFormed(): boolean }).isWellFormed()
+}

@@ -20,6 +20,9 @@ export type RoundingMode = 'half_even' | 'up' | 'down' | 'ceil' | 'floor'
 /** Plain decimal: optional minus, digits, optional fraction. No exponent, no plus, no spaces. */
 export const DECIMAL_RE = /^-?\d+(\.\d+)?$/
 
+/** Integer digits of the store's Decimal(38, 9) (rated_usage.quantity and amount): 38 − 9. */
+export const STORE_INTEGER_DIGITS = 29
+
 /** Inputs longer than this are refused: a 400-digit quantity is an attack or a bug, not usage. */
 const MAX_LENGTH = 80
 /** More fractional digits than this are refused (catalogs allow 18; scaled event quantities may need more). */

@@ -1,5 +1,6 @@
 import type { Catalog, Meter, Schedule, UsageCharge } from '../catalog/types.js'
 import { detached } from '../common/strings.js'
+import { STORE_INTEGER_DIGITS } from './decimal.js'
 import { ErrorCode, RateflowError } from '../common/errors.js'
 import { chargeRef, type StagedCharge } from './stage.js'
 import {
@@ -133,8 +134,7 @@ export class RunningTotals {
    */
   fold(key: string, resolved: ResolvedCharge, ev: UsageEventInput, ctx: RatingContext): FoldedUsage {
     const cell = this.cell(key)
-    const holdEndMs = resolved.meter.aggregation === 'time_weighted_avg' ? this.holdEndOf(key, resolved) : resolved.versionEndMs
-    const r = foldUsageEvent(resolved.charge, resolved.meter, cell.t, ev, { ...ctx, holdEndMs, stored: true })
+    const r = foldUsageEvent(resolved.charge, resolved.meter, cell.t, ev, { ...ctx, holdEndMs: this.holdEndOf(key, resolved), stored: true })
     cell.t = r.next
     return r
   }
@@ -151,11 +151,11 @@ export class RunningTotals {
 
   /**
    * Until when a time_weighted_avg reading of this total holds (RatingContext.holdEndMs): the next catalog version
-   * or the end of the subscription the total belongs to (its key's first part), whichever is first. Asked per reading
-   * of such meters only, from the guiding data in force, as staging guided the event by.
+   * or the end of the subscription the total belongs to (its key's first part), whichever is first. The subscription is
+   * looked up for readings of such meters only, from the guiding data in force, as staging guided the event by.
    */
   private holdEndOf(totalsKey: string, resolved: ResolvedCharge): number {
-    if (this.subscriptionEndMs === undefined) return resolved.versionEndMs
+    if (resolved.meter.aggregation !== 'time_weighted_avg' || this.subscriptionEndMs === undefined) return resolved.versionEndMs
     return Math.min(resolved.versionEndMs, this.subscriptionEndMs(totalsKey.slice(0, totalsKey.indexOf('\u0000'))))
   }
 
@@ -185,7 +185,7 @@ export class RunningTotals {
     ctx.timezone = c.timezone
     ctx.periodStart = c.periodStartIso
     ctx.periodEnd = c.periodEndIso
-    ctx.holdEndMs = resolved.meter.aggregation === 'time_weighted_avg' ? this.holdEndOf(c.totalsKey, resolved) : resolved.versionEndMs
+    ctx.holdEndMs = this.holdEndOf(c.totalsKey, resolved)
     const r = foldUsageEvent(resolved.charge, resolved.meter, cell.t, ev, ctx)
     // Checked before the total moves: a value the store cannot hold would fail the flush's insert, and the batch,
     // delivered again after every restart, would stop the rater for good (a poison message). It is the event's reject.
@@ -200,8 +200,7 @@ export class RunningTotals {
   }
 }
 
-/** Integer digits of the store's Decimal(38, 9) (rated_usage.quantity and amount): 38 − 9. */
-export const STORE_INTEGER_DIGITS = 29
+export { STORE_INTEGER_DIGITS }
 
 /** True when canonical decimal text (no leading zeros, at most 9 fraction digits) fits the store's Decimal(38, 9). */
 function fitsStore(s: string): boolean {

@@ -313,8 +313,8 @@ function fracRound(f: Frac, dp: number, mode: RoundingMode): bigint {
 }
 
 /**
- * The price of one session with its lines. `free`: seconds of the session the period's free allowance covers (its
- * first ones; see timedEventNano).
+ * The price of one session with its lines. `free`: seconds of the session the period's free allowance covers (they
+ * cover its first billed seconds; see timedEventNano).
  */
 export function rateTimedEvent(
   charge: TimeRatedCharge,
