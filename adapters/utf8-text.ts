@@ -55,6 +55,20 @@ export function firstInvalidByte(s: string): { byte: number; position: number } 
   return m ? { byte: m[0].charCodeAt(0) - 0xdc00, position: m.index + 1 } : undefined
 }
 
+/** The offset of the first byte of `b` that belongs to no valid UTF-8 character (validLength's rules), or undefined. */
+export function firstInvalidUtf8(b: Buffer): number | undefined {
+  if (isUtf8(b)) return undefined
+  for (let i = 0; i < b.length; ) {
+    if (b[i]! < 0x80) i++
+    else {
+      const len = validLength(b, i)
+      if (len === 0) return i
+      i += len
+    }
+  }
+  return undefined
+}
+
 /** The bytes `s` was decoded from: UTF-8 of its characters, each escape its own byte. */
 export function originalBytes(s: string): Buffer {
   const parts: Buffer[] = []

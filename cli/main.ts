@@ -1,5 +1,6 @@
 import { existsSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
+import { firstInvalidUtf8 } from '../adapters/utf8-text.js'
 import { applyAccounts, cycleChangingAccounts, plansNotInCatalog } from '../catalog/accounts.js'
 import { storedAccounts, storedCatalogs } from '../catalog/repository.js'
 import { validateCatalog, validateCatalogVersionOrder } from '../catalog/validate-catalog.js'
@@ -11,7 +12,7 @@ import { DEFAULT_DATA_DIR, parse, processIo, runtimeFor, usage, type GlobalOptio
 import { queryFormat, queryRun, readOnlyQuery, runningRun } from './query.js'
 import type { Store } from '../pipeline/store.js'
 import { chString } from '../pipeline/tsv.js'
-import { analystLimitsFromEnv } from '../pipeline/analyst-limits.js'
+import { analystLimitsFromEnv, type AnalystLimits } from '../pipeline/analyst-limits.js'
 
 const HELP = `rateflow — usage mediation, rating and billing
 
@@ -142,23 +143,10 @@ const commands: Record<string, Handler> = {
       throw usage(`query: expected the SQL as one argument, got ${positionals.length}${positionals.length > 1 ? ' (quote the SQL)' : ''}: rateflow query "SELECT …" [--format JSONEachRow|CSV|Pretty]`)
     }
     const format = (values.format as string | undefined) ?? 'JSONEachRow'
-    const f = queryFormat(format)
-    // Checked even when a run answers (it applies its own): a bad value is named before anything is asked.
+    // Both checked even when a run answers (it applies its own limits): a bad value is named before anything is asked.
+    queryFormat(format)
     const limits = analystLimitsFromEnv()
-    // While `rateflow run` owns an embedded store, it answers: no other process can open the directory.
-    const run = process.env.CLICKHOUSE_URL ? undefined : runningRun(g.data)
-    if (run !== undefined) {
-      io.out(await queryRun(run, positionals[0]!, format))
-      return 0
-    }
-    // An existing store only: a mistyped --data must not create an empty one and answer from it.
-    const { openStoreToRead } = await import('../pipeline/runtime.js')
-    const opened = await openStoreToRead({ dataDir: g.data, clickhouseUrl: process.env.CLICKHOUSE_URL || undefined })
-    try {
-      io.out(await readOnlyQuery(opened.store, positionals[0]!, f, limits))
-    } finally {
-      await opened.close()
-    }
+    io.out(await askStore(g, positionals[0]!, format, { limits }))
     return 0
   },
   price: async (args, _g, io) => {
@@ -217,22 +205,11 @@ const commands: Record<string, Handler> = {
  */
 async function accountsWithRatedUsage(g: GlobalOptions, accounts: readonly string[]): Promise<Set<string> | undefined> {
   const sql = `SELECT DISTINCT account_id FROM rated_usage WHERE account_id IN (${accounts.map(chString).join(', ')})`
-  const url = process.env.CLICKHOUSE_URL || undefined
   try {
-    const run = url ? undefined : runningRun(g.data)
-    if (run !== undefined) {
-      // Bounded: a run that is announced but does not answer (stopped with SIGSTOP, say) held the command for good.
-      const lines = (await queryRun(run, sql, 'JSONEachRow', ASK_RUN_MS)).toString('utf8').split('\n').filter((l) => l !== '')
-      return new Set(lines.map((l) => (JSON.parse(l) as { account_id: string }).account_id))
-    }
-    if (!url && !existsSync(join(g.data, 'clickhouse'))) return new Set()
-    const { openStoreToRead } = await import('../pipeline/runtime.js')
-    const opened = await openStoreToRead({ dataDir: g.data, clickhouseUrl: url })
-    try {
-      return new Set((await opened.store.rows<{ account_id: string }>(sql)).map((r) => r.account_id))
-    } finally {
-      await opened.close()
-    }
+    if (!process.env.CLICKHOUSE_URL && runningRun(g.data) === undefined && !existsSync(join(g.data, 'clickhouse'))) return new Set()
+    // Bounded: a run that is announced but does not answer (stopped with SIGSTOP, say) held the command for good.
+    const lines = (await askStore(g, sql, 'JSONEachRow', { timeoutMs: ASK_RUN_MS })).toString('utf8').split('\n').filter((l) => l !== '')
+    return new Set(lines.map((l) => (JSON.parse(l) as { account_id: string }).account_id))
   } catch (err) {
     if (err instanceof HeldByAnotherError) return undefined
     const which = accounts.map((a) => JSON.stringify(a)).join(', ')
@@ -247,6 +224,25 @@ async function accountsWithRatedUsage(g: GlobalOptions, accounts: readonly strin
 
 /** How long `accounts apply` waits for a running `rateflow run` to say which accounts have rated usage. */
 const ASK_RUN_MS = 30_000
+
+/**
+ * The answer of read-only SQL on the store of `g.data`, in the `--format` named `format`: from the `rateflow run` that
+ * owns an embedded store (no other process can open the directory while it runs), within `timeoutMs` when given; else
+ * from the store opened to read, within `limits`. Only an existing store is read: a mistyped --data must not create an
+ * empty one and answer from it.
+ */
+async function askStore(g: GlobalOptions, sql: string, format: string, opts: { limits?: AnalystLimits; timeoutMs?: number } = {}): Promise<Buffer> {
+  const url = process.env.CLICKHOUSE_URL || undefined
+  const run = url ? undefined : runningRun(g.data)
+  if (run !== undefined) return queryRun(run, sql, format, opts.timeoutMs)
+  const { openStoreToRead } = await import('../pipeline/runtime.js')
+  const opened = await openStoreToRead({ dataDir: g.data, clickhouseUrl: url })
+  try {
+    return await readOnlyQuery(opened.store, sql, queryFormat(format), opts.limits)
+  } finally {
+    await opened.close()
+  }
+}
 
 /**
  * After guiding data changed: when no process owns the data directory (no `rateflow run`), release
@@ -303,14 +299,11 @@ function readJson(file: string): unknown {
   } catch (err) {
     throw new RateflowError(ErrorCode.BadInput, `${file}: cannot read: ${(err as Error).message}`)
   }
-  let text: string
-  try {
-    // Strict: reading as 'utf8' replaced bad bytes with U+FFFD, so a plan id `café` saved as Latin-1 was stored as
-    // `caf\uFFFD`, and an accounts file naming `café` never matched it.
-    text = new TextDecoder('utf-8', { fatal: true }).decode(bytes)
-  } catch {
-    throw new RateflowError(ErrorCode.BadInput, `${file}: not UTF-8 (at byte ${firstBadUtf8(bytes)}): save it as UTF-8`)
-  }
+  // Strict: reading as 'utf8' replaced bad bytes with U+FFFD, so a plan id `café` saved as Latin-1 was stored as
+  // `caf\uFFFD`, and an accounts file naming `café` never matched it.
+  const bad = firstInvalidUtf8(bytes)
+  if (bad !== undefined) throw new RateflowError(ErrorCode.BadInput, `${file}: not UTF-8 (at byte ${bad}): save it as UTF-8`)
+  let text = bytes.toString('utf8')
   // A byte order mark (RFC 8259 lets a reader ignore it) stopped JSON.parse at a character the message could not show.
   if (text.charCodeAt(0) === 0xfeff) text = text.slice(1)
   try {
@@ -318,27 +311,6 @@ function readJson(file: string): unknown {
   } catch (err) {
     throw new RateflowError(ErrorCode.BadInput, `${file}: not valid JSON: ${(err as Error).message}`)
   }
-}
-
-/** The offset of the first byte where `bytes` stop being UTF-8. */
-function firstBadUtf8(bytes: Buffer): number {
-  let lo = 0
-  let hi = bytes.length
-  const ok = (n: number) => {
-    try {
-      new TextDecoder('utf-8', { fatal: true }).decode(bytes.subarray(0, n), { stream: true })
-      return true
-    } catch {
-      return false
-    }
-  }
-  // The longest prefix that decodes (a cut mid-character still does, as the stream waits for the rest).
-  while (lo < hi) {
-    const mid = (lo + hi + 1) >> 1
-    if (ok(mid)) lo = mid
-    else hi = mid - 1
-  }
-  return lo
 }
 
 /**
