@@ -2,7 +2,7 @@ import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { expect, it } from 'vitest'
 import { cliTestDir, oneSubscription, type TestBinding } from './helpers/accounts.js'
-import { json, query, rateflow, storeCommand, tempDir, writeJson } from './helpers/cli.js'
+import { json, query, rateflow, storeCommand, withAppliedData, writeJson } from './helpers/cli.js'
 
 /**
  * A release of held usage killed after writing its rows and before its commit, and suspended_usage merged before the
@@ -25,17 +25,7 @@ const accounts = (devices: TestBinding[]) => oneSubscription('api', devices)
 const GW1: TestBinding[] = [{ device_id: 'gw-1', from: '2026-10-01T00:00:00Z', to: null }]
 
 /** A data directory of its own with the catalog and accounts binding `devices` applied, for `body`; removed after it. */
-async function withStore(prefix: string, devices: TestBinding[], body: (dir: string, d: string[]) => Promise<void>): Promise<void> {
-  const t = tempDir(prefix)
-  const d = ['--data', t.dir]
-  try {
-    await json(['catalog', 'apply', writeJson(join(t.dir, 'catalog.json'), catalog), ...d])
-    await json(['accounts', 'apply', writeJson(join(t.dir, 'accounts.json'), accounts(devices)), ...d])
-    await body(t.dir, d)
-  } finally {
-    t.cleanup()
-  }
-}
+const withStore = (prefix: string, devices: TestBinding[], body: (dir: string, d: string[]) => Promise<void>) => withAppliedData(prefix, catalog, accounts(devices), body)
 
 /** Merges suspended_usage's parts, as a ClickHouse server's background merges do. */
 const mergeSuspended = () => storeCommand(dir, 'OPTIMIZE TABLE suspended_usage FINAL')

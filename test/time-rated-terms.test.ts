@@ -2,7 +2,7 @@ import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { expect, it } from 'vitest'
 import { cliTestDir, oneSubscription } from './helpers/accounts.js'
-import { json, query, rateflow, storeCommand, tempDir, writeJson } from './helpers/cli.js'
+import { json, query, rateflow, storeCommand, withAppliedData, writeJson } from './helpers/cli.js'
 
 /**
  * A time_rated charge with the period terms CONTRACT §3.1 allows on any usage charge: free_units (seconds), minimum
@@ -73,21 +73,17 @@ it('applies free seconds in event-time order and clamps the period to [minimum, 
 })
 
 it('prices the same after a kill -9 between two files: the start folds the stored sessions into the totals again', async () => {
-  const other = tempDir('rateflow-timed-terms-restart-')
-  const od = ['--data', other.dir]
-  try {
-    await json(['catalog', 'apply', writeJson(join(other.dir, 'catalog.json'), catalog), ...od])
-    await json(['accounts', 'apply', writeJson(join(other.dir, 'accounts.json'), accounts), ...od])
+  await withAppliedData('rateflow-timed-terms-restart-', catalog, accounts, async (dir, d) => {
     const header = 'event_id,event_time,device_id,account_id,subscription_id,metric,quantity\n'
-    const first = join(other.dir, 'first.csv')
+    const first = join(dir, 'first.csv')
     writeFileSync(first, header + 'a,2026-10-01T08:00:00Z,pbx-1,,,session_seconds,60\nb,2026-10-01T09:00:00Z,pbx-1,,,session_seconds,61\n')
     // Killed right after its commit: no checkpoint of the totals (one is written at a stop), so the next start folds a and b.
-    const killed = await rateflow(['ingest', 'csv', first, '--source', 'csv:calls', '--wait', ...od], { RATEFLOW_CRASH_AT: 'after-commit:1' })
+    const killed = await rateflow(['ingest', 'csv', first, '--source', 'csv:calls', '--wait', ...d], { RATEFLOW_CRASH_AT: 'after-commit:1' })
     expect(killed.signal).toBe('SIGKILL')
-    const second = join(other.dir, 'second.csv')
+    const second = join(dir, 'second.csv')
     writeFileSync(second, header + 'c,2026-10-01T10:00:00Z,pbx-1,,,session_seconds,61\nd,2026-10-01T18:00:00Z,pbx-1,,,session_seconds,90\n')
-    expect(await json(['ingest', 'csv', second, '--source', 'csv:calls', '--wait', ...od])).toMatchObject({ read: 2, rated: 2 })
-    const rated = await query<{ event_id: string; amount: string }>(other.dir, 'SELECT event_id, toString(amount) AS amount FROM rated_usage ORDER BY event_id')
+    expect(await json(['ingest', 'csv', second, '--source', 'csv:calls', '--wait', ...d])).toMatchObject({ read: 2, rated: 2 })
+    const rated = await query<{ event_id: string; amount: string }>(dir, 'SELECT event_id, toString(amount) AS amount FROM rated_usage ORDER BY event_id')
     // As in one run: the allowance a and b used, and the cap their total reached, are rebuilt.
     expect(rated).toEqual([
       { event_id: 'a', amount: '5' },
@@ -95,9 +91,7 @@ it('prices the same after a kill -9 between two files: the start folds the store
       { event_id: 'c', amount: '58' },
       { event_id: 'd', amount: '0' },
     ])
-  } finally {
-    other.cleanup()
-  }
+  })
 })
 
 it('folds stored sessions in the order they were rated after a restart with the clock set back', async () => {
@@ -111,28 +105,22 @@ it('folds stored sessions in the order they were rated after a restart with the 
     'e,2026-10-01T11:00:00Z,pbx-1,,,session_seconds,61\n',
   ]
   const run = async (clockAheadFirst: boolean) => {
-    const t = tempDir('rateflow-timed-terms-clock-')
-    const td = ['--data', t.dir]
-    try {
-      await json(['catalog', 'apply', writeJson(join(t.dir, 'catalog.json'), catalog), ...td])
-      await json(['accounts', 'apply', writeJson(join(t.dir, 'accounts.json'), accounts), ...td])
+    return withAppliedData('rateflow-timed-terms-clock-', catalog, accounts, async (dir, d) => {
       for (const [i, body] of files.entries()) {
-        const f = join(t.dir, `f${i}.csv`)
+        const f = join(dir, `f${i}.csv`)
         writeFileSync(f, header + body)
         // Killed after each commit but the last: every start folds the stored sessions again (no checkpoint).
-        const r = await rateflow(['ingest', 'csv', f, '--source', 'csv:calls', '--wait', ...td], i < files.length - 1 ? { RATEFLOW_CRASH_AT: 'after-commit:1' } : {})
+        const r = await rateflow(['ingest', 'csv', f, '--source', 'csv:calls', '--wait', ...d], i < files.length - 1 ? { RATEFLOW_CRASH_AT: 'after-commit:1' } : {})
         expect(r.signal ?? r.code).toBe(i < files.length - 1 ? 'SIGKILL' : 0)
         if (i === 0 && clockAheadFirst) {
           // The first file rated by a clock a day ahead, set back since: its rows' rated_at and its flush's commit time.
-          await storeCommand(t.dir, 'ALTER TABLE rated_usage UPDATE rated_at = rated_at + INTERVAL 1 DAY WHERE 1 SETTINGS mutations_sync = 2')
-          await storeCommand(t.dir, 'INSERT INTO flushes SELECT flush_id, committed_at + INTERVAL 1 DAY, batches, rated, duplicates, rejected, suspended, released FROM flushes')
-          await storeCommand(t.dir, 'DELETE FROM flushes WHERE committed_at < now64() + INTERVAL 1 HOUR SETTINGS mutations_sync = 2')
+          await storeCommand(dir, 'ALTER TABLE rated_usage UPDATE rated_at = rated_at + INTERVAL 1 DAY WHERE 1 SETTINGS mutations_sync = 2')
+          await storeCommand(dir, 'INSERT INTO flushes SELECT flush_id, committed_at + INTERVAL 1 DAY, batches, rated, duplicates, rejected, suspended, released FROM flushes')
+          await storeCommand(dir, 'DELETE FROM flushes WHERE committed_at < now64() + INTERVAL 1 HOUR SETTINGS mutations_sync = 2')
         }
       }
-      return await query<{ event_id: string; amount: string }>(t.dir, 'SELECT event_id, toString(amount) AS amount FROM rated_usage ORDER BY event_id')
-    } finally {
-      t.cleanup()
-    }
+      return await query<{ event_id: string; amount: string }>(dir, 'SELECT event_id, toString(amount) AS amount FROM rated_usage ORDER BY event_id')
+    })
   }
   const expected = [
     { event_id: 'a', amount: '5' },

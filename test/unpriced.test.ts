@@ -2,7 +2,7 @@ import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { afterAll, afterEach, expect, it } from 'vitest'
 import { oneSubscription } from './helpers/accounts.js'
-import { json, killStrayChildren, query, tempDir, writeJson } from './helpers/cli.js'
+import { json, killStrayChildren, query, tempDir, withAppliedData, writeJson } from './helpers/cli.js'
 
 /**
  * The last reject reason of the data path: a record that validates and has an owner, but that its charge
@@ -83,19 +83,15 @@ it('a session no schedule covers is rejected as "cannot be priced", with raw row
 })
 
 it('an amount too large for the store is that event\'s reject; the events around it are rated and nothing jams', async () => {
-  const big = tempDir('rateflow-big-amount-')
-  const bd = ['--data', big.dir]
-  try {
-    const cat = {
-      version: 'v1',
-      effective_from: '2026-01-01T00:00:00Z',
-      currency: 'USD',
-      meters: [{ id: 'calls', metric: 'api_calls', aggregation: 'sum' }],
-      plans: [{ id: 'remote-access', billing_period: 'month', charges: [{ id: 'api', kind: 'usage', meter: 'calls', model: 'per_unit', unit_price: '1000' }] }],
-    }
-    await json(['catalog', 'apply', writeJson(join(big.dir, 'catalog.json'), cat), ...bd])
-    await json(['accounts', 'apply', writeJson(join(big.dir, 'accounts.json'), accounts), ...bd])
-    const csv = join(big.dir, 'calls.csv')
+  const cat = {
+    version: 'v1',
+    effective_from: '2026-01-01T00:00:00Z',
+    currency: 'USD',
+    meters: [{ id: 'calls', metric: 'api_calls', aggregation: 'sum' }],
+    plans: [{ id: 'remote-access', billing_period: 'month', charges: [{ id: 'api', kind: 'usage', meter: 'calls', model: 'per_unit', unit_price: '1000' }] }],
+  }
+  await withAppliedData('rateflow-big-amount-', cat, accounts, async (dir, d) => {
+    const csv = join(dir, 'calls.csv')
     writeFileSync(
       csv,
       [
@@ -105,31 +101,24 @@ it('an amount too large for the store is that event\'s reject; the events around
         'g3,2026-10-02T12:00:00Z,gw-1,,,api_calls,2',
       ].join('\n') + '\n',
     )
-    expect(await json(['ingest', 'csv', csv, '--source', 'csv:big', '--wait', ...bd])).toEqual({ read: 3, rated: 2, duplicates: 0, rejected: 1, suspended: 0 })
-    const [reject] = await query<{ raw: string; reason: string }>(big.dir, 'SELECT raw, reason FROM rejected_usage')
+    expect(await json(['ingest', 'csv', csv, '--source', 'csv:big', '--wait', ...d])).toEqual({ read: 3, rated: 2, duplicates: 0, rejected: 1, suspended: 0 })
+    const [reject] = await query<{ raw: string; reason: string }>(dir, 'SELECT raw, reason FROM rejected_usage')
     expect(reject!.raw).toBe('g2,2026-10-02T11:00:00Z,gw-1,,,api_calls,99999999999999999999999999999')
     expect(reject!.reason).toMatch(/calls\.csv:3: cannot be priced: charge api: amount 99999999999999999999999999999000 has more than 29 integer digits/)
-    const rated = await query<{ event_id: string; amount: string }>(big.dir, 'SELECT event_id, toString(amount) AS amount FROM rated_usage ORDER BY event_id')
+    const rated = await query<{ event_id: string; amount: string }>(dir, 'SELECT event_id, toString(amount) AS amount FROM rated_usage ORDER BY event_id')
     expect(rated).toEqual([
       { event_id: 'g1', amount: '1000' },
       { event_id: 'g3', amount: '2000' },
     ])
     // The next file goes through: no batch is left to fail every later flush.
     writeFileSync(csv, 'event_id,event_time,device_id,account_id,subscription_id,metric,quantity\ng4,2026-10-03T10:00:00Z,gw-1,,,api_calls,1\n')
-    expect(await json(['ingest', 'csv', csv, '--source', 'csv:big2', '--wait', ...bd])).toMatchObject({ read: 1, rated: 1 })
-  } finally {
-    big.cleanup()
-  }
+    expect(await json(['ingest', 'csv', csv, '--source', 'csv:big2', '--wait', ...d])).toMatchObject({ read: 1, rated: 1 })
+  })
 })
 
 it('a held event its new owner cannot price stays held with that reason, not the one that held it before', async () => {
-  const late = tempDir('rateflow-unpriced-late-')
-  const ld = ['--data', late.dir]
-  try {
-    await json(['catalog', 'apply', writeJson(join(late.dir, 'catalog.json'), catalog), ...ld])
-    const unbound = oneSubscription('remote-access', [])
-    await json(['accounts', 'apply', writeJson(join(late.dir, 'unbound.json'), unbound), ...ld])
-    const csv = join(late.dir, 'sessions.csv')
+  await withAppliedData('rateflow-unpriced-late-', catalog, oneSubscription('remote-access', []), async (dir, d) => {
+    const csv = join(dir, 'sessions.csv')
     writeFileSync(
       csv,
       [
@@ -138,10 +127,10 @@ it('a held event its new owner cannot price stays held with that reason, not the
         'h2,2026-11-08T10:00:00Z,gw-1,,,session_seconds,120', // Sunday: no schedule covers it
       ].join('\n') + '\n',
     )
-    expect(await json(['ingest', 'csv', csv, '--source', 'csv:late', '--wait', ...ld])).toMatchObject({ read: 2, suspended: 2 })
-    expect(await json(['accounts', 'apply', writeJson(join(late.dir, 'accounts.json'), accounts), ...ld])).toMatchObject({ released: 1 })
+    expect(await json(['ingest', 'csv', csv, '--source', 'csv:late', '--wait', ...d])).toMatchObject({ read: 2, suspended: 2 })
+    expect(await json(['accounts', 'apply', writeJson(join(dir, 'bound.json'), accounts), ...d])).toMatchObject({ released: 1 })
     const held = await query<{ event_id: string; status: string; reason: string }>(
-      late.dir,
+      dir,
       'SELECT event_id, toString(status) AS status, reason FROM suspended_usage FINAL ORDER BY event_id',
     )
     expect(held.map((h) => [h.event_id, h.status])).toEqual([
@@ -150,9 +139,7 @@ it('a held event its new owner cannot price stays held with that reason, not the
     ])
     // It said `device "gw-1" has no binding …`, which the binding made false.
     expect(held[1]!.reason).toMatch(/^cannot be priced: charge support: no rate's schedule covers weekday 7 10:00 in UTC/)
-    const rated = await query<{ event_id: string; amount: string }>(late.dir, 'SELECT event_id, toString(amount) AS amount FROM rated_usage')
+    const rated = await query<{ event_id: string; amount: string }>(dir, 'SELECT event_id, toString(amount) AS amount FROM rated_usage')
     expect(rated).toEqual([{ event_id: 'h1', amount: '0.55' }])
-  } finally {
-    late.cleanup()
-  }
+  })
 })

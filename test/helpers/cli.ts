@@ -102,3 +102,19 @@ export async function storeCommand(data: string, sql: string): Promise<void> {
     process.exit(0)`
   await promisify(execFile)(process.execPath, ['--input-type=module', '-e', script])
 }
+
+/**
+ * A data directory of its own, with `catalog` and `accounts` applied through the CLI, for `body` (given the directory
+ * and its `--data` arguments); removed after it, whatever `body` does.
+ */
+export async function withAppliedData<T>(prefix: string, catalog: unknown, accounts: unknown, body: (dir: string, d: string[]) => Promise<T>): Promise<T> {
+  const t = tempDir(prefix)
+  const d = ['--data', t.dir]
+  try {
+    await json(['catalog', 'apply', writeJson(join(t.dir, 'catalog.json'), catalog), ...d])
+    await json(['accounts', 'apply', writeJson(join(t.dir, 'accounts.json'), accounts), ...d])
+    return await body(t.dir, d)
+  } finally {
+    t.cleanup()
+  }
+}
