@@ -34,8 +34,7 @@ export const processIo: Io = {
  */
 export async function runtimeFor(opts: GlobalOptions, log: Logger = createLogger('rateflow')): Promise<Runtime> {
   const { openRuntime } = await import('../pipeline/runtime.js')
-  // A file where the data directory should be is bad usage (exit 2), not a failed mkdir with a stack trace.
-  if (existsSync(opts.data) && !statSync(opts.data).isDirectory()) throw usage(`--data ${opts.data} is not a directory`)
+  refuseNonDirectory(opts.data)
   try {
     return openRuntime({
       dataDir: opts.data,
@@ -48,6 +47,11 @@ export async function runtimeFor(opts: GlobalOptions, log: Logger = createLogger
     if (isSystemCallError(err)) throw usage(`--data ${opts.data}: cannot use it as a data directory: ${err.message}`)
     throw err
   }
+}
+
+/** Throws bad usage when `data` exists and is not a directory: a file where the data directory should be is named (exit 2), not a failed mkdir with a stack trace. */
+export function refuseNonDirectory(data: string): void {
+  if (existsSync(data) && !statSync(data).isDirectory()) throw usage(`--data ${data} is not a directory`)
 }
 
 export function usage(message: string): RateflowError {

@@ -8,7 +8,8 @@ import { findCharge, priceCharge, rateEvent } from '../rating-core/pricing.js'
 import { ErrorCode, HeldByAnotherError, isSystemCallError, isUserError, RateflowError, ValidationError, type Problem } from '../common/errors.js'
 import type { Catalog } from '../catalog/types.js'
 import { isoUtc } from '../common/time.js'
-import { DEFAULT_DATA_DIR, parse, processIo, runtimeFor, usage, type GlobalOptions, type Io } from './context.js'
+import { logLevelFromEnv } from '../common/logger.js'
+import { DEFAULT_DATA_DIR, parse, processIo, refuseNonDirectory, runtimeFor, usage, type GlobalOptions, type Io } from './context.js'
 import { queryFormat, queryRun, readOnlyQuery, runningRun } from './query.js'
 import type { Store } from '../pipeline/store.js'
 import { chString } from '../pipeline/tsv.js'
@@ -73,8 +74,12 @@ const commands: Record<string, Handler> = {
     }
     if (sub === 'list') {
       parse(rest, {}, 0)
-      const rt = await runtimeFor(g)
-      const versions = rt.repo.catalogs()
+      // Read without opening the data directory: a mistyped --data is named, not made (and listed as empty).
+      if (!existsSync(g.data)) {
+        throw usage(`--data ${g.data}: no such directory: no catalog was applied there (catalog apply FILE --data ${g.data} makes it)`)
+      }
+      refuseNonDirectory(g.data)
+      const versions = storedCatalogs(g.data)
       io.out(
         JSON.stringify(
           versions.map((c, i) => ({
@@ -366,6 +371,8 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
   const handler = commands[name]
   if (!handler) return fail(io, usage(`unknown command "${name}"; see rateflow --help`))
   try {
+    // Checked for every command, those that log nothing included: a knob that is wrong is named wherever it is set.
+    logLevelFromEnv()
     return await handler(rest, g, io)
   } catch (err) {
     return fail(io, err)

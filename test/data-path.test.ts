@@ -1,4 +1,4 @@
-import { mkdirSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { sampleAccounts, sampleCatalog, sampleCsvLines } from '../bench/sample-data.js'
@@ -208,12 +208,21 @@ describe('bad files and documents exit 2 and name every problem', () => {
     // A regular file where a directory of the path should be.
     const blocker = join(data, 'not-a-dir')
     writeFileSync(blocker, '')
-    // (`catalog list`: `query` makes no directory, and says there is no store there.)
-    const r = await rateflow(['catalog', 'list', '--data', join(blocker, 'sub')])
+    // (`catalog apply` makes the directory; `query` and `catalog list` make none, and say there is nothing there.)
+    const r = await rateflow(['catalog', 'apply', writeJson(join(data, 'blocked-catalog.json'), sampleCatalog()), '--data', join(blocker, 'sub')])
     expect(r.code).toBe(2)
     expect(r.stderr).toMatch(new RegExp(`--data ${join(blocker, 'sub')}: cannot use it as a data directory: ENOTDIR`))
     const q = await rateflow(['query', 'SELECT 1', '--data', join(blocker, 'sub')])
     expect([q.code, q.stderr]).toEqual([2, expect.stringContaining(`no Rateflow store in ${join(blocker, 'sub')}`)])
+    const l = await rateflow(['catalog', 'list', '--data', join(blocker, 'sub')])
+    expect([l.code, l.stderr]).toEqual([2, expect.stringContaining(`--data ${join(blocker, 'sub')}: no such directory`)])
+    const f = await rateflow(['catalog', 'list', '--data', blocker])
+    expect([f.code, f.stderr]).toEqual([2, expect.stringContaining(`--data ${blocker} is not a directory`)])
+    // A mistyped directory is named and not made.
+    const typo = join(data, 'no-such-data')
+    const t = await rateflow(['catalog', 'list', '--data', typo])
+    expect([t.code, t.stderr]).toEqual([2, expect.stringMatching(/no such directory: no catalog was applied there/)])
+    expect(existsSync(typo)).toBe(false)
     // The accounts file's place taken by a directory: the system's message, with the file it is about, and no stack.
     const other = join(data, 'odd-data')
     mkdirSync(join(other, 'catalog', 'accounts.json'), { recursive: true })
