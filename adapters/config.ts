@@ -8,6 +8,7 @@
 import { X509Certificate, createPrivateKey } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import { ValidationError, type Problem } from '../common/errors.js'
+import { jsonMemberPath } from '../common/strings.js'
 
 /** How a merged session's interim updates carry their metric values. */
 export type InterimMode = 'cumulative' | 'delta'
@@ -242,7 +243,7 @@ class Checker {
   }
   keys(o: Obj, path: string, allowed: readonly string[]): void {
     for (const k of Object.keys(o)) {
-      if (!allowed.includes(k)) this.add(`${path}.${k}`, `unknown key (allowed: ${allowed.join(', ')})`)
+      if (!allowed.includes(k)) this.add(jsonMemberPath(path, k), `unknown key (allowed: ${allowed.join(', ')})`)
     }
   }
   str(o: Obj, key: string, path: string, opts: { required?: boolean; pattern?: RegExp; hint?: string } = {}): string | undefined {
@@ -396,8 +397,8 @@ function checkMapping(c: Checker, v: unknown, path: string, presets: MappingPres
     const d = c.obj(o.dimensions, `${path}.dimensions`)
     if (d) {
       for (const [k, f] of Object.entries(d)) {
-        if (!NAME.test(k)) c.add(`${path}.dimensions.${k}`, `dimension name ${SOURCE_HINT.slice(5)}`)
-        else if (typeof f !== 'string' || f.length === 0) c.add(`${path}.dimensions.${k}`, `must be a field name, got ${describe(f)}`)
+        if (!NAME.test(k)) c.add(jsonMemberPath(`${path}.dimensions`, k), `dimension name ${SOURCE_HINT.slice(5)}`)
+        else if (typeof f !== 'string' || f.length === 0) c.add(jsonMemberPath(`${path}.dimensions`, k), `must be a field name, got ${describe(f)}`)
         else dimensions[k] = f
       }
     }

@@ -10,7 +10,7 @@ describe('checkCsvInboxEntries', () => {
 
   it('reports every problem with its path, including a columns target that is no CSV column', () => {
     const r = checkCsvInboxEntries([
-      { watch: './a', source: 'csv:a', columns: { ts: 'evnt_time', region: 'dim.', n: 3 } },
+      { watch: './a', source: 'csv:a', columns: { ts: 'evnt_time', region: 'dim.', n: 3, 'Event Time': 'time' } },
       { source: 'csv:b', colour: 'red' },
       'x',
     ])
@@ -18,6 +18,8 @@ describe('checkCsvInboxEntries', () => {
       '$.adapters.csv[0].columns.ts: must be one of event_id, event_time, device_id, account_id, subscription_id, metric, quantity or dim.<name>, got "evnt_time"',
       '$.adapters.csv[0].columns.region: must be one of event_id, event_time, device_id, account_id, subscription_id, metric, quantity or dim.<name>, got "dim."',
       '$.adapters.csv[0].columns.n: must be a string',
+      // A CSV header with a space or a dot is quoted: `columns.Event Time` read as two names.
+      '$.adapters.csv[0].columns["Event Time"]: must be one of event_id, event_time, device_id, account_id, subscription_id, metric, quantity or dim.<name>, got "time"',
       '$.adapters.csv[1].colour: unknown key',
       '$.adapters.csv[1].watch: is required',
       '$.adapters.csv[2]: must be an object',

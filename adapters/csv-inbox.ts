@@ -5,6 +5,7 @@ import type { Logger } from '../common/logger.js'
 import type { BatchSink } from './batcher.js'
 import { SOURCE_NAME, sourceHint } from './config.js'
 import { CSV_COLUMNS, csvBatchIdPrefix, csvFileProblems, newRunId, publishCsvFile } from './csv.js'
+import { jsonMemberPath } from '../common/strings.js'
 
 export interface CsvInboxOptions {
   readonly watch: string
@@ -33,7 +34,7 @@ export function checkCsvInboxEntries(entries: readonly unknown[], path = '$.adap
     let ok = true
     for (const k of Object.keys(o)) {
       if (!['watch', 'source', 'columns'].includes(k)) {
-        problems.push({ path: `${p}.${k}`, message: 'unknown key' })
+        problems.push({ path: jsonMemberPath(p, k), message: 'unknown key' })
         ok = false
       }
     }
@@ -52,10 +53,10 @@ export function checkCsvInboxEntries(entries: readonly unknown[], path = '$.adap
         ok = false
       } else {
         for (const [k, v] of Object.entries(o.columns as Record<string, unknown>)) {
-          if (typeof v !== 'string') problems.push({ path: `${p}.columns.${k}`, message: 'must be a string' }), (ok = false)
+          if (typeof v !== 'string') problems.push({ path: jsonMemberPath(`${p}.columns`, k), message: 'must be a string' }), (ok = false)
           // Checked here too, not only per file: a typo would otherwise send every dropped file to failed/.
           else if (!(CSV_COLUMNS as readonly string[]).includes(v) && !/^dim\.\S+$/.test(v)) {
-            problems.push({ path: `${p}.columns.${k}`, message: `must be one of ${CSV_COLUMNS.join(', ')} or dim.<name>, got ${JSON.stringify(v)}` })
+            problems.push({ path: jsonMemberPath(`${p}.columns`, k), message: `must be one of ${CSV_COLUMNS.join(', ')} or dim.<name>, got ${JSON.stringify(v)}` })
             ok = false
           }
         }

@@ -1,6 +1,7 @@
 import { ValidationError, type Problem } from '../common/errors.js'
 import { isValidTimeZone, parseIsoTime } from '../common/time.js'
 import type { Account, AccountsDocument, Catalog, Customer, DeviceBinding, Subscription } from './types.js'
+import { jsonMemberPath } from '../common/strings.js'
 
 const DECIMAL = /^\d+(\.\d+)?$/
 
@@ -20,7 +21,7 @@ export function validateAccounts(doc: unknown, opts: { readonly complete?: boole
       p(path, 'must be an object')
       return false
     }
-    for (const k of Object.keys(v)) if (!allowed.includes(k)) p(`${path}.${k}`, `unknown field (allowed: ${allowed.join(', ')})`)
+    for (const k of Object.keys(v)) if (!allowed.includes(k)) p(jsonMemberPath(path, k), `unknown field (allowed: ${allowed.join(', ')})`)
     for (const k of required) if (!(k in v)) p(`${path}.${k}`, 'is required')
     return true
   }

@@ -7,7 +7,7 @@
  * for usage the catalog author meant to give away.
  */
 import { ValidationError, type Problem } from '../common/errors.js'
-import { isWellFormed } from '../common/strings.js'
+import { isWellFormed, jsonMemberPath } from '../common/strings.js'
 import { daysInMonth } from '../common/time.js'
 import { STORE_INTEGER_DIGITS } from '../rating-core/decimal.js'
 import type { Catalog } from './types.js'
@@ -107,7 +107,7 @@ class Checker {
   /** Reports fields of `o` not in `allowed`. */
   known(o: Obj, path: string, allowed: readonly string[]): void {
     for (const k of Object.keys(o)) {
-      if (!allowed.includes(k)) this.add(`${path}.${k}`, `unknown field "${k}"`)
+      if (!allowed.includes(k)) this.add(jsonMemberPath(path, k), `unknown field "${k}"`)
     }
   }
 
@@ -341,7 +341,7 @@ function checkMeter(c: Checker, m: Obj, p: string): void {
   c.dec(m, 'scale', p, { positive: true })
   if (m.filter !== undefined && c.obj(m.filter, `${p}.filter`)) {
     for (const [k, v] of Object.entries(m.filter)) {
-      if (typeof v !== 'string') c.add(`${p}.filter.${k}`, `must be a string (dimension values are strings), got ${describe(v)}`)
+      if (typeof v !== 'string') c.add(jsonMemberPath(`${p}.filter`, k), `must be a string (dimension values are strings), got ${describe(v)}`)
     }
   }
   if (m.group_by !== undefined && c.arr(m.group_by, `${p}.group_by`)) {

@@ -1,6 +1,5 @@
 import { existsSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { firstInvalidUtf8 } from '../adapters/utf8-text.js'
 import { applyAccounts, cycleChangingAccounts, plansNotInCatalog } from '../catalog/accounts.js'
 import { storedAccounts, storedCatalogs } from '../catalog/repository.js'
 import { validateCatalog, validateCatalogVersionOrder } from '../catalog/validate-catalog.js'
@@ -10,6 +9,7 @@ import type { Catalog } from '../catalog/types.js'
 import { isoUtc } from '../common/time.js'
 import { logLevelFromEnv } from '../common/logger.js'
 import { DEFAULT_DATA_DIR, parse, processIo, refuseNonDirectory, runtimeFor, usage, type GlobalOptions, type Io } from './context.js'
+import { readJsonFile, validatedJson } from './json-file.js'
 import { queryFormat, queryRun, readOnlyQuery, runningRun } from './query.js'
 import type { Store } from '../pipeline/store.js'
 import { chString } from '../pipeline/tsv.js'
@@ -40,7 +40,8 @@ const commands: Record<string, Handler> = {
     const [sub, ...rest] = args
     if (sub === 'apply') {
       const { positionals } = parse(rest, {}, 1)
-      const catalog = checkedCatalog(readJson(positionals[0]!), storedCatalogs(g.data))
+      const stored = storedCatalogs(g.data)
+      const catalog = validatedJson(readJsonFile(positionals[0]!), 'catalog', (doc) => checkedCatalog(doc, stored))
       const rt = await runtimeFor(g)
       const outcome = validateCatalogVersionOrder(rt.repo.catalogs(), catalog)
       if (outcome === 'new') rt.repo.putCatalog(catalog)
@@ -103,10 +104,11 @@ const commands: Record<string, Handler> = {
     const { positionals } = parse(rest, {}, 1)
     // Checked before the data directory is opened: a bad file changes nothing, not even a directory.
     const stored = storedAccounts(g.data)
-    const doc = readJson(positionals[0]!)
+    const json = readJsonFile(positionals[0]!)
+    const doc = json.doc
     const changing = cycleChangingAccounts(stored, doc)
     // The file's own problems and the merge's first, as for any file: a cycle change is then looked up in the store.
-    if (changing.length > 0) applyAccounts(stored, doc, { rated: new Set() })
+    if (changing.length > 0 || json.problems.length > 0) validatedJson(json, 'accounts', (d) => applyAccounts(stored, d, { rated: new Set() }))
     const { incoming, merged } = applyAccounts(stored, doc, { rated: changing.length === 0 ? new Set() : await accountsWithRatedUsage(g, changing) })
     const rt = await runtimeFor(g)
     rt.repo.putAccounts(merged)
@@ -162,7 +164,7 @@ const commands: Record<string, Handler> = {
     )
     const { catalog, plan, charge } = required(values, ['catalog', 'plan', 'charge'], 'price')
     if ((values.quantity === undefined) === (values.events === undefined)) throw usage('price: give exactly one of --quantity Q or --events q1,q2,…')
-    const cat = validateCatalog(readJson(catalog))
+    const cat = validatedJson(readJsonFile(catalog), 'catalog', validateCatalog)
     // A unique_count meter's values are a dimension's values: any text, compared exactly as the rater compares them
     // (not trimmed, and "-x" is no negative number). Every other meter's are decimals.
     const found = findCharge(cat, plan, charge).charge
@@ -189,7 +191,7 @@ const commands: Record<string, Handler> = {
     )
     const v = required(values, ['catalog', 'plan', 'charge', 'start', 'quantity'], 'rate')
     const tz = (values.timezone as string | undefined) ?? 'UTC'
-    io.out(JSON.stringify(rateEvent(validateCatalog(readJson(v.catalog)), v.plan, v.charge, v.start, nonNegative(v.quantity, '--quantity'), tz)))
+    io.out(JSON.stringify(rateEvent(validatedJson(readJsonFile(v.catalog), 'catalog', validateCatalog), v.plan, v.charge, v.start, nonNegative(v.quantity, '--quantity'), tz)))
     return 0
   },
   bench: async (args, _g, io) => {
@@ -295,27 +297,6 @@ function required<K extends string>(values: Record<string, unknown>, keys: K[], 
 function nonNegative(value: string, flag: string): string {
   if (value.startsWith('-')) throw usage(`${flag} "${value}" is negative: usage quantities are 0 or more`)
   return value
-}
-
-function readJson(file: string): unknown {
-  let bytes: Buffer
-  try {
-    bytes = readFileSync(file)
-  } catch (err) {
-    throw new RateflowError(ErrorCode.BadInput, `${file}: cannot read: ${(err as Error).message}`)
-  }
-  // Strict: reading as 'utf8' replaced bad bytes with U+FFFD, so a plan id `café` saved as Latin-1 was stored as
-  // `caf\uFFFD`, and an accounts file naming `café` never matched it.
-  const bad = firstInvalidUtf8(bytes)
-  if (bad !== undefined) throw new RateflowError(ErrorCode.BadInput, `${file}: not UTF-8 (at byte ${bad}): save it as UTF-8`)
-  let text = bytes.toString('utf8')
-  // A byte order mark (RFC 8259 lets a reader ignore it) stopped JSON.parse at a character the message could not show.
-  if (text.charCodeAt(0) === 0xfeff) text = text.slice(1)
-  try {
-    return JSON.parse(text)
-  } catch (err) {
-    throw new RateflowError(ErrorCode.BadInput, `${file}: not valid JSON: ${(err as Error).message}`)
-  }
 }
 
 /**

@@ -1,4 +1,4 @@
-import { existsSync, readFileSync, realpathSync, statSync } from 'node:fs'
+import { existsSync, realpathSync, statSync } from 'node:fs'
 import { resolve, sep } from 'node:path'
 import { createServer, type IncomingMessage, type Server } from 'node:http'
 import os from 'node:os'
@@ -12,6 +12,8 @@ import type { UsageBatch } from '../rating-core/record.js'
 import { Rater, raterOptionsFromEnv, type BatchOutcome } from '../pipeline/rater.js'
 import { analystLimitsFromEnv } from '../pipeline/analyst-limits.js'
 import { parse, runtimeFor, usage, type GlobalOptions, type Io } from './context.js'
+import { readJsonFile, validatedJson } from './json-file.js'
+import { jsonMemberPath } from '../common/strings.js'
 import { announceRun, queryFormat, readOnlyQuery } from './query.js'
 
 export interface RunConfig {
@@ -35,7 +37,7 @@ export function validateRunConfig(doc: unknown, opts: { resources?: ResourceChec
     throw new ValidationError('invalid config', [{ path: '$', message: 'must be a JSON object' }])
   }
   const o = doc as Record<string, unknown>
-  for (const k of Object.keys(o)) if (k !== 'adapters' && k !== 'http') problems.push({ path: `$.${k}`, message: 'unknown key' })
+  for (const k of Object.keys(o)) if (k !== 'adapters' && k !== 'http') problems.push({ path: jsonMemberPath('$', k), message: 'unknown key' })
   if (o.adapters !== undefined) {
     try {
       adapters = validateAdapterConfig(o.adapters, {
@@ -69,7 +71,7 @@ export function validateRunConfig(doc: unknown, opts: { resources?: ResourceChec
     if (typeof h !== 'object' || h === null || Array.isArray(h)) problems.push({ path: '$.http', message: 'must be an object' })
     else {
       const hh = h as Record<string, unknown>
-      for (const k of Object.keys(hh)) if (k !== 'port' && k !== 'host') problems.push({ path: `$.http.${k}`, message: 'unknown key' })
+      for (const k of Object.keys(hh)) if (k !== 'port' && k !== 'host') problems.push({ path: jsonMemberPath('$.http', k), message: 'unknown key' })
       if (hh.port !== undefined) {
         if (typeof hh.port !== 'number' || !Number.isInteger(hh.port) || hh.port < 0 || hh.port > 65535) {
           problems.push({ path: '$.http.port', message: 'must be an integer port 0..65535 (0 = any free port)' })
@@ -209,21 +211,10 @@ function loadConfig(file: string | undefined): RunConfig {
     if (!existsSync('rateflow.json')) return validateRunConfig({})
     path = 'rateflow.json'
   }
-  let text: string
-  try {
-    text = readFileSync(path, 'utf8')
-  } catch (err) {
-    throw new RateflowError(ErrorCode.BadInput, `${path}: cannot read: ${(err as Error).message}`)
-  }
-  let doc: unknown
-  try {
-    doc = JSON.parse(text)
-  } catch (err) {
-    throw new RateflowError(ErrorCode.BadInput, `${path}: not valid JSON: ${(err as Error).message}`)
-  }
+  const json = readJsonFile(path)
   try {
     // Secrets and TLS files are checked here, before any service starts, so one run names every missing one.
-    return validateRunConfig(doc, { resources: { env: process.env } })
+    return validatedJson(json, path, (doc) => validateRunConfig(doc, { resources: { env: process.env } }))
   } catch (err) {
     if (err instanceof ValidationError) throw new ValidationError(`${path}`, err.problems)
     throw err

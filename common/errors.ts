@@ -44,6 +44,8 @@ export class HeldByAnotherError extends RateflowError {
 /** A document (catalog, accounts, config, CSV header) failed validation; `problems` lists every one found. */
 export class ValidationError extends RateflowError {
   readonly problems: readonly Problem[]
+  /** What the problems are of (a file, `catalog`, `accounts`): the head of the message. */
+  readonly what: string
   constructor(what: string, problems: readonly Problem[]) {
     super(
       ErrorCode.BadInput,
@@ -51,6 +53,7 @@ export class ValidationError extends RateflowError {
         problems.map((p) => `  ${p.path}: ${p.message}`).join('\n'),
     )
     this.name = 'ValidationError'
+    this.what = what
     this.problems = problems
   }
 }

@@ -43,3 +43,11 @@ export function compareUtf8(a: string, b: string): number {
 export function isWellFormed(s: string): boolean {
   return (s as unknown as { isWellFormed(): boolean }).isWellFormed()
 }
+
+/**
+ * The JSON path of member `key` of the object at `path`: `$.a.key` for a name as JavaScript writes one, `$.a["a b"]`
+ * for any other (a key with a dot, a space or a quote read as two steps of the path, or none).
+ */
+export function jsonMemberPath(path: string, key: string): string {
+  return /^[A-Za-z_$][\w$]*$/.test(key) ? `${path}.${key}` : `${path}[${JSON.stringify(key)}]`
+}

@@ -249,12 +249,32 @@ describe('bad files and documents exit 2 and name every problem', () => {
     bad.plans[0].charges[1].unit_price = 0.08
     bad.plans[0].charges[2].meter = 'nope'
     bad.meters[0].colour = 'red'
+    bad.meters[0]['odd.key'] = 1
     const r = await rateflow(['catalog', 'apply', writeJson(join(data, 'bad-catalog.json'), bad), ...d])
     expect(r.code).toBe(2)
     expect(r.stderr).toMatch(/\$\.currency/)
     expect(r.stderr).toMatch(/\$\.plans\[0\]\.charges\[1\]\.unit_price/)
     expect(r.stderr).toMatch(/\$\.plans\[0\]\.charges\[2\]\.meter/)
     expect(r.stderr).toMatch(/\$\.meters\[0\]\.colour/)
+    // A key that is no JavaScript name is quoted: `$.meters[0].odd.key` read as two steps.
+    expect(r.stderr).toContain('$.meters[0]["odd.key"]: unknown field "odd.key"')
+  })
+
+  it('a key given twice in a catalog, accounts or price file is a problem at its path, named with the file\'s other problems', async () => {
+    // JSON.parse keeps the last of the two silently: a hand-edited price of 0.01 then 0.10 was stored as 0.10.
+    const text = JSON.stringify(sampleCatalog(), null, 2).replace(/"unit_price": "([^"]+)"/, '"unit_price": "$1", "unit_price": "9"').replace('"currency": "USD"', '"currency": "usd"')
+    const file = join(data, 'twice-catalog.json')
+    writeFileSync(file, text)
+    const r = await rateflow(['catalog', 'apply', file, ...d])
+    expect(r.code).toBe(2)
+    expect(r.stderr).toMatch(/catalog: 2 problems\n {2}\$\.plans\[0\]\.charges\[\d+\]\.unit_price: key "unit_price" is given twice \(lines \d+ and \d+\): keep one\n {2}\$\.currency:/)
+    const p = await rateflow(['price', '--catalog', file, '--plan', 'x', '--charge', 'y', '--quantity', '1'])
+    expect([p.code, p.stderr]).toEqual([2, expect.stringMatching(/unit_price: key "unit_price" is given twice/)])
+    const accounts = JSON.stringify(sampleAccounts({ customers: 1, devicesPerAccount: 1 }), null, 2).replace('"bill_cycle_day": 1', '"bill_cycle_day": 1, "bill_cycle_day": 15')
+    const afile = join(data, 'twice-accounts.json')
+    writeFileSync(afile, accounts)
+    const a = await rateflow(['accounts', 'apply', afile, ...d])
+    expect([a.code, a.stderr]).toEqual([2, expect.stringMatching(/accounts: 1 problem\n {2}\$\.customers\[0\]\.accounts\[0\]\.bill_cycle_day: key "bill_cycle_day" is given twice/)])
   })
 
   it('a catalog back-dated before the stored versions is told so with its other problems, in one run', async () => {

@@ -350,6 +350,19 @@ describe('rateflow run with a secured MQTT broker', () => {
     expect(res.stderr).toMatch(/3 problems/)
   }, 60_000)
 
+  it('exits 2 when the config file gives a key twice or is not UTF-8, naming the path and file', async () => {
+    const dir = join(tmp.dir, 'twice-key')
+    mkdirSync(dir)
+    const config = join(dir, 'rateflow.json')
+    writeFileSync(config, '{"adapters": {}, "http": {"port": 0, "host": "127.0.0.1", "host": "0.0.0.0"}, "bogus key": 1}\n')
+    const res = await rateflow(['run', '--config', config, '--data', join(dir, 'data')])
+    expect([res.code, res.stderr]).toEqual([2, expect.stringContaining(`${config}: 2 problems\n  $.http.host: key "host" is given twice (lines 1 and 1): keep one\n  $["bogus key"]: unknown`)])
+    writeFileSync(config, Buffer.from('{"adapters": {"csv": [{"watch": "./inbo\xe9", "source": "csv:a"}]}}', 'latin1'))
+    const bad = await rateflow(['run', '--config', config, '--data', join(dir, 'data')])
+    expect([bad.code, bad.stderr]).toEqual([2, expect.stringContaining(`${config}: not UTF-8 (at byte 39)`)])
+    expect(existsSync(join(dir, 'data'))).toBe(false)
+  }, 60_000)
+
   it('exits 2 when --config is given twice, naming it (the last one was taken silently)', async () => {
     const res = await rateflow(['run', '--config', join(tmp.dir, 'a.json'), '--config', join(tmp.dir, 'b.json'), '--data', join(tmp.dir, 'twice')])
     expect([res.code, res.stderr]).toEqual([2, expect.stringContaining('run: --config is given more than once')])
