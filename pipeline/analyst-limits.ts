@@ -1,3 +1,4 @@
+import { envInteger } from '../common/env.js'
 import { ValidationError, type Problem } from '../common/errors.js'
 
 /**
@@ -33,13 +34,7 @@ export function analystLimitsFromEnv(env: Readonly<Record<string, string | undef
   const problems: Problem[] = []
   const out: Record<string, number> = {}
   for (const [key, v] of Object.entries(ANALYST_LIMIT_VARS) as Array<[keyof AnalystLimits, (typeof ANALYST_LIMIT_VARS)[keyof AnalystLimits]]>) {
-    const text = env[v.name]
-    out[key] = DEFAULT_ANALYST_LIMITS[key]
-    if (text === undefined || text === '') continue
-    const n = /^[0-9]+$/.test(text.trim()) ? Number(text.trim()) : NaN
-    if (!Number.isSafeInteger(n) || n < v.min || n > v.max) {
-      problems.push({ path: v.name, message: `must be a whole number of ${v.unit} from ${v.min} to ${v.max}, got ${JSON.stringify(text)}` })
-    } else out[key] = n
+    out[key] = envInteger(env, v.name, v, DEFAULT_ANALYST_LIMITS[key], problems)
   }
   if (problems.length) throw new ValidationError('environment', problems)
   return out as unknown as AnalystLimits

@@ -66,8 +66,11 @@ it('rater options come from RATEFLOW_THREADS, RATEFLOW_FLUSH_ROWS, RATEFLOW_LOAD
       RATEFLOW_THREADS: '0', RATEFLOW_FLUSH_ROWS: '1.5', RATEFLOW_LOAD_PAGE_ROWS: 'all', RATEFLOW_CHECKPOINT_ROWS: '-3', RATEFLOW_DEDUPE_HORIZON_HOURS: '0',
     }),
   ).toThrow(
-    /RATEFLOW_THREADS: "0" is not a whole number from 1 to 64\n.*RATEFLOW_FLUSH_ROWS: "1.5" is not a whole number.*\n.*RATEFLOW_LOAD_PAGE_ROWS: "all" is not a whole number.*\n.*RATEFLOW_CHECKPOINT_ROWS: "-3" is not a whole number.*\n.*RATEFLOW_DEDUPE_HORIZON_HOURS: "0" is not a whole number from 1 to 87600/s,
+    /RATEFLOW_THREADS: must be a whole number from 1 to 64, got "0"\n.*RATEFLOW_FLUSH_ROWS: must be a whole number .*, got "1.5"\n.*RATEFLOW_LOAD_PAGE_ROWS: must be a whole number .*, got "all"\n.*RATEFLOW_CHECKPOINT_ROWS: must be a whole number .*, got "-3"\n.*RATEFLOW_DEDUPE_HORIZON_HOURS: must be a whole number from 1 to 87600, got "0"/s,
   )
+  // Digits only, as for every whole-number knob: `1e3` and `0x10` were taken as 1000 and 16 here and refused by query's.
+  expect(() => raterOptionsFromEnv({ RATEFLOW_FLUSH_ROWS: '1e3', RATEFLOW_THREADS: '0x2' })).toThrow(/RATEFLOW_THREADS: .*got "0x2"\n.*RATEFLOW_FLUSH_ROWS: .*got "1e3"/s)
+  expect(raterOptionsFromEnv({ RATEFLOW_FLUSH_ROWS: ' 5000 ' })).toMatchObject({ flushRows: 5000 })
 })
 
 // Pool threads read guiding data when a batch names a fingerprint they have not loaded, as the files are then; the
