@@ -37,7 +37,7 @@ export function completeRecord(p: PartialRecord, ctx: MappingContext): WireItem 
   const broken = illFormedText(p)
   if (broken !== undefined) return reject(ctx.source, ctx.raw, broken, ctx.origin)
   const r: WireRecord = {
-    event_id: p.event_id ?? contentEventId(ctx.source, ctx.raw, p.metric, ctx.position),
+    event_id: p.event_id ?? '',
     source: ctx.source,
     event_time: '',
     metric: p.metric,
@@ -51,12 +51,16 @@ export function completeRecord(p: PartialRecord, ctx: MappingContext): WireItem 
   if (p.device_id !== undefined) r.device_id = p.device_id
   if (p.account_id !== undefined) r.account_id = p.account_id
   if (p.subscription_id !== undefined) r.subscription_id = p.subscription_id
+  let ownerGiven = false
   if (r.device_id === undefined && r.account_id === undefined && r.subscription_id === undefined) {
     if (ctx.defaultDeviceId === undefined) {
       return reject(ctx.source, ctx.raw, 'no owner: one of device_id, account_id, subscription_id is required', ctx.origin)
     }
     r.device_id = ctx.defaultDeviceId
+    ownerGiven = true
   }
+  // After the owner: a device given from outside the record (an MQTT topic's) is part of what the content id covers.
+  if (p.event_id === undefined) r.event_id = contentEventId(ctx.source, ctx.raw, p.metric, ctx.position, ownerGiven ? r.device_id : undefined)
   if (p.dimensions && Object.keys(p.dimensions).length > 0) r.dimensions = p.dimensions
   return { record: r }
 }

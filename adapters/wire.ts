@@ -55,12 +55,15 @@ export function rawText(bytes: Uint8Array, limit?: number): string {
 
 /**
  * The event_id of a record whose input has none: sha1 over source, raw input and metric (and, when one input
- * holds several records, the record's position), so sending the same input again yields the same id and dedupes.
+ * holds several records, the record's position; and the device the record was given from outside its input, an MQTT
+ * topic's), so sending the same input again yields the same id and dedupes, and the same payload from two devices
+ * gives two ids (it gave one: the second device's usage was a duplicate of the first's, never billed).
  */
-export function contentEventId(source: string, raw: string, metric: string, position?: number): string {
+export function contentEventId(source: string, raw: string, metric: string, position?: number, device?: string): string {
   const h = createHash('sha1')
   h.update(source).update('\u0000').update(raw).update('\u0000').update(metric)
   if (position !== undefined && position > 0) h.update('\u0000').update(String(position))
+  if (device !== undefined) h.update('\u0000device=').update(device)
   return `sha1:${h.digest('hex')}`
 }
 

@@ -80,6 +80,24 @@ describe('decodePayload', () => {
       ['expected a record object, got number', '5'],
     ])
   })
+  it('a payload without event_id from two topics gives each device its own content id; the same topic again the same id', () => {
+    // Devices reporting counters on round times send byte-identical payloads: one id made the second device's usage a
+    // duplicate of the first's, never billed.
+    const payload = json({ ...base, event_id: undefined })
+    const [a] = recs(decodePayload(payload, ctx({}, 'devices/fw-1/usage')))
+    const [b] = recs(decodePayload(payload, ctx({}, 'devices/fw-2/usage')))
+    const [again] = recs(decodePayload(payload, ctx({}, 'devices/fw-1/usage')))
+    expect([a!.device_id, b!.device_id]).toEqual(['fw-1', 'fw-2'])
+    expect(a!.event_id).not.toBe(b!.event_id)
+    expect(again!.event_id).toBe(a!.event_id)
+    // A payload naming its own owner is one event whichever topic carried it (the topic gives it nothing).
+    const owned = json({ ...base, event_id: undefined, device_id: 'fw-9' })
+    expect(recs(decodePayload(owned, ctx({}, 'devices/fw-1/usage')))[0]!.event_id).toBe(recs(decodePayload(owned, ctx({}, 'devices/fw-2/usage')))[0]!.event_id)
+    // Elements of an array, and mapped payloads, likewise.
+    const many = json([{ ...base, event_id: undefined }])
+    expect(recs(decodePayload(many, ctx({}, 'devices/fw-1/usage')))[0]!.event_id).not.toBe(recs(decodePayload(many, ctx({}, 'devices/fw-2/usage')))[0]!.event_id)
+  })
+
   it('takes a JSON-number quantity only when the number is exactly what was written; else a reject asking for a string', () => {
     const text = (q: string) => Buffer.from(`{"event_id":"e1","event_time":"2026-10-01T12:00:00Z","metric":"bytes_out","quantity":${q}}`)
     // As plain decimals, never in exponent form (String(5e-7) is "5e-7", which validation refuses).
