@@ -1,9 +1,10 @@
 /**
  * RFC 3164 (BSD) messages: `<PRI>Mmm dd hh:mm:ss HOSTNAME TAG: MSG`. The timestamp has no year and no zone:
  *
- * Year rule: the timestamp is read in the configured offset (default UTC) in the current UTC year; if that
- * instant is more than 1 day after `now`, it is taken in the previous year (a December message read on
- * January 1st). Messages whose header has no timestamp at all (FortiGate sends `<189>date=… time=…`) are
+ * Year rule: the timestamp is read in the configured offset (default UTC) in the latest year, of now's UTC year and
+ * the years before and after it, in which that instant is at most 1 day after `now` (a December message read on
+ * January 1st is of the year before; a January 1st message read on December 31st in UTC, from a zone east of UTC or
+ * a clock a little fast, of the year after). Messages whose header has no timestamp at all (FortiGate sends `<189>date=… time=…`) are
  * accepted: the whole text after <PRI> is the message and the mapping supplies the time.
  */
 import { parsePri, type ParseResult } from './rfc5424.js'
@@ -42,13 +43,14 @@ export function resolve3164Time(month: number, day: number, h: number, mi: numbe
     const d = new Date(t + off * 60_000)
     return d.getUTCMonth() === month && d.getUTCDate() === day ? t : undefined
   }
-  let year = now.getUTCFullYear()
-  let t = at(year)
-  if (t === undefined || t > now.getTime() + DAY_MS) {
-    year -= 1
-    t = at(year)
+  // The latest of the years around now's UTC year that is at most a day ahead: the next year too, since in a zone
+  // east of UTC (or from a clock a little fast) January 1st begins before now's UTC year ends.
+  let year = now.getUTCFullYear() + 1
+  for (; year >= now.getUTCFullYear() - 1; year--) {
+    const t = at(year)
+    if (t !== undefined && t <= now.getTime() + DAY_MS) break
   }
-  if (t === undefined) return undefined
+  if (year < now.getUTCFullYear() - 1) return undefined
   return `${pad(year, 4)}-${pad(month + 1)}-${pad(day)}T${pad(h)}:${pad(mi)}:${pad(s)}${zoneText}`
 }
 
