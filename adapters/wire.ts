@@ -3,6 +3,7 @@
  * how raw bytes are kept, how a missing event_id is derived, and the one-of item type the batcher takes.
  */
 import { createHash } from 'node:crypto'
+import { firstInvalidUtf8 } from './utf8-text.js'
 import type { WireRecord, WireReject } from '../rating-core/record.js'
 
 /** What an adapter hands to the batcher for one input: a record, or a reject that still travels. */
@@ -52,6 +53,22 @@ export function rawText(bytes: Uint8Array, limit?: number): string {
   }
   return `base64:${Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('base64')}`
 }
+
+/**
+ * Why `bytes`, which rawText kept as `base64:`, are not text, and where: the first byte that is not UTF-8 (a Latin-1
+ * city name in a device's log is text in the wrong encoding, not "binary"), else the first control character. The
+ * offset is 0-based, of the input's bytes.
+ */
+export function notTextReason(bytes: Uint8Array): string {
+  const buf = Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+  const bad = firstInvalidUtf8(buf)
+  if (bad !== undefined) return `byte 0x${hex(buf[bad]!)} at offset ${bad} is not UTF-8 (send UTF-8 text)`
+  const m = CONTROL.exec(buf.toString('utf8'))
+  const at = m ? Buffer.byteLength(buf.toString('utf8').slice(0, m.index)) : 0
+  return `control character 0x${hex(buf[at]!)} at offset ${at}: binary data, not text`
+}
+
+const hex = (b: number) => b.toString(16).padStart(2, '0')
 
 /**
  * The event_id of a record whose input has none: sha1 over source, raw input and metric (and, when one input

@@ -143,7 +143,9 @@ describe('decodePayload', () => {
     const bad = Buffer.from('{"event_id": "e1", ')
     expect(rejs(decodePayload(bad, ctx()))[0]).toMatchObject({ raw: '{"event_id": "e1", ', reason: expect.stringMatching(/^invalid JSON: .*[^)]$/) })
     const bin = Buffer.from([0x00, 0xff, 0x10, 0x80])
-    expect(rejs(decodePayload(bin, ctx()))[0]).toMatchObject({ raw: `base64:${bin.toString('base64')}`, reason: 'payload is binary, not UTF-8 JSON' })
+    expect(rejs(decodePayload(bin, ctx()))[0]).toMatchObject({ raw: `base64:${bin.toString('base64')}`, reason: 'payload is not UTF-8 JSON: byte 0xff at offset 1 is not UTF-8 (send UTF-8 text)' })
+    // Valid UTF-8 with a control character: binary, said so, with where.
+    expect(rejs(decodePayload(Buffer.from('{"a":1}\u0001'), ctx()))[0]!.reason).toBe('payload is not UTF-8 JSON: control character 0x01 at offset 7: binary data, not text')
     const big = Buffer.from('x'.repeat(5000))
     const r = rejs(decodePayload(big, ctx({ max_message_bytes: 4096 })))[0]!
     expect(r.reason).toMatch(/^message of 5000 bytes exceeds max_message_bytes 4096; raw keeps its first 1024 bytes/)

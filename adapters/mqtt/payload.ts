@@ -9,7 +9,7 @@
 import { unpack } from 'msgpackr'
 import type { DeviceIdLevel, MqttAdapterOptions } from '../config.js'
 import { applyMapping, completeRecord, getPath, type MappingContext, type PartialRecord } from '../mapping.js'
-import { RAW_PREVIEW_BYTES, inexactNumber, inexactQuantity, quantityText, rawText, reject, reservedDimensionName, type WireItem } from '../wire.js'
+import { RAW_PREVIEW_BYTES, inexactNumber, notTextReason, inexactQuantity, quantityText, rawText, reject, reservedDimensionName, type WireItem } from '../wire.js'
 
 export interface PayloadContext {
   readonly options: Pick<MqttAdapterOptions, 'source' | 'format' | 'mapping' | 'max_message_bytes' | 'device_id_level' | 'topics'>
@@ -138,7 +138,7 @@ function decodeValue(payload: Buffer, text: string, format: 'json' | 'msgpack'):
       return { error: `invalid msgpack: ${(err as Error).message}` }
     }
   }
-  if (text.startsWith('base64:')) return { error: 'payload is binary, not UTF-8 JSON' }
+  if (text.startsWith('base64:')) return { error: `payload is not UTF-8 JSON: ${notTextReason(payload)}` }
   try {
     return { value: JSON.parse(text) as unknown }
   } catch (err) {

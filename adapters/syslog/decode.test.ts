@@ -77,7 +77,9 @@ describe('decodeSyslog, canonical key=value body', () => {
     const bytes = Buffer.from([0x3c, 0x31, 0x33, 0x3e, 0x00, 0xff, 0xfe, 0x01])
     const r = rej(dec(bytes))
     expect(r.raw).toBe(`base64:${bytes.toString('base64')}`)
-    expect(r.reason).toMatch(/binary data/)
+    expect(r.reason).toBe('not a syslog text message: byte 0xff at offset 5 is not UTF-8 (send UTF-8 text)')
+    // UTF-8 throughout, with a NUL: binary, named with where.
+    expect(rej(dec(Buffer.from('<13>1 - - - - - - a=\u0000'))).reason).toBe('not a syslog text message: control character 0x00 at offset 20: binary data, not text')
   })
 })
 
@@ -105,4 +107,10 @@ describe('decodeSyslog, FortiGate mapping', () => {
     const rs = rec(dec('<13>1 2026-10-01T12:00:01Z h a - - [meta@1 dev="fw-x"] sessionid=991 sentbyte=3', { mapping }))
     expect(rs[0]).toMatchObject({ event_id: '991:bytes_out', device_id: 'fw-x', event_time: '2026-10-01T12:00:01Z' })
   })
+})
+
+it('a message with a byte that is not UTF-8 (a Latin-1 city name) is a reject naming the byte and its offset, with its exact bytes', () => {
+  const line = Buffer.concat([Buffer.from('<134>1 2026-11-07T12:00:00Z fw-1 a - - - event_id=lat1 device_id=fw-1 metric=bytes_out quantity=1 dim.city=K'), Buffer.from([0xf6]), Buffer.from('ln')])
+  const [item] = dec(line)
+  expect(item).toEqual({ reject: expect.objectContaining({ raw: `base64:${line.toString('base64')}`, reason: `not a syslog text message: byte 0xf6 at offset ${line.length - 3} is not UTF-8 (send UTF-8 text)` }) })
 })

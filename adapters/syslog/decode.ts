@@ -6,7 +6,7 @@
  */
 import type { SyslogAdapterOptions } from '../config.js'
 import { applyMapping, completeRecord, type MappingContext } from '../mapping.js'
-import { rawText, reject, type WireItem } from '../wire.js'
+import { notTextReason, rawText, reject, type WireItem } from '../wire.js'
 import { canonicalFromBodyText, canonicalFromKv, parseKv } from './kv.js'
 import { parseRfc3164 } from './rfc3164.js'
 import { isRfc5424, parsePri, parseRfc5424 } from './rfc5424.js'
@@ -21,7 +21,7 @@ export interface DecodeContext {
 export function decodeSyslog(bytes: Uint8Array, ctx: DecodeContext): WireItem[] {
   const { source } = ctx.options
   const raw = rawText(bytes)
-  if (raw.startsWith('base64:')) return [reject(source, raw, 'binary data, not a syslog text message', ctx.origin)]
+  if (raw.startsWith('base64:')) return [reject(source, raw, `not a syslog text message: ${notTextReason(bytes)}`, ctx.origin)]
   let text = raw
   while (text.endsWith('\n') || text.endsWith('\r')) text = text.slice(0, -1)
   // A reject's raw is the message without its line ending too, as a record's is (mappingContext).
