@@ -38,6 +38,13 @@ describe('readJsonFile', () => {
     expect(j.problems).toEqual([{ path: '$.a', message: 'key "a" is given twice (lines 1 and 1): keep one' }])
   })
 
+  it('an object of many keys is checked whole, the last one given twice found', () => {
+    const keys = Array.from({ length: 100_000 }, (_, k) => `"k${k}": ${k}`)
+    const j = readJsonFile(file(`{${keys.join(',')}, "k40": 1}`))
+    expect(j.problems).toEqual([{ path: '$.k40', message: 'key "k40" is given twice (lines 1 and 1): keep one' }])
+    expect(readJsonFile(file(`{"k0": 0, "k1": 1, ${keys.slice(2).join(',')}, "k1": 2}`)).problems.map((p) => p.path)).toEqual(['$.k1'])
+  })
+
   it('the same key in sibling objects, or in an object and its parent, is no problem', () => {
     expect(readJsonFile(file('[{"id": 1}, {"id": 2, "x": {"id": 3}}]')).problems).toEqual([])
     expect(readJsonFile(file('"scalar"')).problems).toEqual([])

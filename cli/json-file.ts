@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs'
 import { firstInvalidUtf8 } from '../adapters/utf8-text.js'
 import { ErrorCode, RateflowError, ValidationError, type Problem } from '../common/errors.js'
-import { jsonMemberPath } from '../common/strings.js'
+import { duplicateJsonKeys, jsonPathText } from '../common/json-keys.js'
 
 /** A JSON document read from a file, with the problems of its text that parsing alone does not report. */
 export interface JsonFile {
@@ -36,7 +36,11 @@ export function readJsonFile(file: string): JsonFile {
   } catch (err) {
     throw new RateflowError(ErrorCode.BadInput, `${file}: not valid JSON: ${(err as Error).message}`)
   }
-  return { file, doc, problems: duplicateKeys(text) }
+  return {
+    file,
+    doc,
+    problems: duplicateJsonKeys(text).map((d) => ({ path: jsonPathText(d.path), message: `key ${JSON.stringify(d.key)} is given twice (lines ${d.firstLine} and ${d.line}): keep one` })),
+  }
 }
 
 /**
@@ -55,57 +59,4 @@ export function validatedJson<T>(json: JsonFile, what: string, validate: (doc: u
   }
   if (json.problems.length > 0) throw new ValidationError(what, json.problems)
   return value
-}
-
-interface Frame {
-  /** Keys seen so far, with the line each was first given on (objects only). */
-  keys?: Map<string, number>
-  /** The key being read (objects), or the element's index (arrays). */
-  at: string | number
-  expectKey: boolean
-}
-
-/**
- * The keys given twice in one object of `text`, which must be valid JSON (JSON.parse accepted it). One pass over the
- * text: strings are skipped whole (a brace inside one is text), and each member's name is decoded as JSON.parse
- * decodes it, so `"a"` and `"\u0061"` are the same key.
- */
-function duplicateKeys(text: string): Problem[] {
-  const problems: Problem[] = []
-  const stack: Frame[] = []
-  let line = 1
-  const path = (key: string) => {
-    let p = '$'
-    for (let i = 0; i < stack.length - 1; i++) {
-      const at = stack[i]!.at
-      p = typeof at === 'number' ? `${p}[${at}]` : jsonMemberPath(p, at)
-    }
-    return jsonMemberPath(p, key)
-  }
-  for (let i = 0; i < text.length; i++) {
-    const c = text.charCodeAt(i)
-    if (c === 0x22 /* " */) {
-      let j = i + 1
-      while (text.charCodeAt(j) !== 0x22) j += text.charCodeAt(j) === 0x5c /* \ */ ? 2 : 1
-      const top = stack[stack.length - 1]
-      if (top?.keys !== undefined && top.expectKey) {
-        const key = JSON.parse(text.slice(i, j + 1)) as string
-        const first = top.keys.get(key)
-        if (first !== undefined) {
-          problems.push({ path: path(key), message: `key ${JSON.stringify(key)} is given twice (lines ${first} and ${line}): keep one` })
-        } else top.keys.set(key, line)
-        top.at = key
-      }
-      i = j
-    } else if (c === 0x7b /* { */) stack.push({ keys: new Map(), at: '', expectKey: true })
-    else if (c === 0x5b /* [ */) stack.push({ at: 0, expectKey: false })
-    else if (c === 0x7d /* } */ || c === 0x5d /* ] */) stack.pop()
-    else if (c === 0x3a /* : */) stack[stack.length - 1]!.expectKey = false
-    else if (c === 0x2c /* , */) {
-      const top = stack[stack.length - 1]!
-      if (top.keys !== undefined) top.expectKey = true
-      else top.at = (top.at as number) + 1
-    } else if (c === 0x0a) line++
-  }
-  return problems
 }

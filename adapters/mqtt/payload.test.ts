@@ -98,6 +98,20 @@ describe('decodePayload', () => {
     expect(recs(decodePayload(many, ctx({}, 'devices/fw-1/usage')))[0]!.event_id).not.toBe(recs(decodePayload(many, ctx({}, 'devices/fw-2/usage')))[0]!.event_id)
   })
 
+  it('a key given twice is a reject naming it (JSON keeps the last value silently); in an array, of that element only', () => {
+    const one = Buffer.from('{"event_id":"dk","metric":"bytes_out","quantity":"1","quantity":"5","event_time":"2026-11-01T12:00:00Z"}')
+    expect(decodePayload(one, ctx())).toEqual([
+      { reject: expect.objectContaining({ raw: one.toString(), reason: 'key "quantity" is given twice (at $.quantity): which value was meant is not known' }) },
+    ])
+    const many = Buffer.from('[{"event_id":"a","metric":"m","quantity":"1","event_time":"2026-11-01T12:00:00Z"},{"event_id":"b","metric":"m","metric":"n","quantity":"1","event_time":"2026-11-01T12:00:00Z"}]')
+    const items = decodePayload(many, ctx())
+    expect(recs(items).map((r) => r.event_id)).toEqual(['a'])
+    expect(rejs(items)).toEqual([expect.objectContaining({ raw: many.toString(), origin: 'mqtt devices/fw-1/usage [1]', reason: 'key "metric" is given twice (at $[1].metric): which value was meant is not known' })])
+    // The same key in two elements, or in a record and its dimensions, is no duplicate.
+    const fine = Buffer.from('[{"event_id":"a","metric":"m","quantity":"1","event_time":"2026-11-01T12:00:00Z","dimensions":{"metric":"x"}},{"event_id":"b","metric":"m","quantity":"1","event_time":"2026-11-01T12:00:00Z"}]')
+    expect(recs(decodePayload(fine, ctx()))).toHaveLength(2)
+  })
+
   it('takes a JSON-number quantity only when the number is exactly what was written; else a reject asking for a string', () => {
     const text = (q: string) => Buffer.from(`{"event_id":"e1","event_time":"2026-10-01T12:00:00Z","metric":"bytes_out","quantity":${q}}`)
     // As plain decimals, never in exponent form (String(5e-7) is "5e-7", which validation refuses).

@@ -9,6 +9,7 @@
 import { unpack } from 'msgpackr'
 import type { DeviceIdLevel, MqttAdapterOptions } from '../config.js'
 import { applyMapping, completeRecord, getPath, type MappingContext, type PartialRecord } from '../mapping.js'
+import { duplicateJsonKeys, jsonPathText, type DuplicateKey } from '../../common/json-keys.js'
 import { RAW_PREVIEW_BYTES, inexactNumber, notTextReason, inexactQuantity, quantityText, rawText, reject, reservedDimensionName, type WireItem } from '../wire.js'
 
 export interface PayloadContext {
@@ -130,7 +131,7 @@ function canonicalFromObject(v: unknown, source: string): PartialRecord | { erro
 const STRING_FIELDS = ['event_id', 'event_time', 'device_id', 'account_id', 'subscription_id', 'metric'] as const
 
 /** `text` is rawText(payload), which the caller has anyway (decoding it twice was measurable). */
-function decodeValue(payload: Buffer, text: string, format: 'json' | 'msgpack'): { value: unknown } | { error: string } {
+function decodeValue(payload: Buffer, text: string, format: 'json' | 'msgpack'): { value: unknown; twice?: DuplicateKey[] } | { error: string } {
   if (format === 'msgpack') {
     try {
       return { value: unpack(payload) as unknown }
@@ -139,12 +140,18 @@ function decodeValue(payload: Buffer, text: string, format: 'json' | 'msgpack'):
     }
   }
   if (text.startsWith('base64:')) return { error: `payload is not UTF-8 JSON: ${notTextReason(payload)}` }
+  let value: unknown
   try {
-    return { value: JSON.parse(text) as unknown }
+    value = JSON.parse(text) as unknown
   } catch (err) {
     return { error: `invalid JSON: ${(err as Error).message}` }
   }
+  const twice = duplicateJsonKeys(text)
+  return twice.length === 0 ? { value } : { value, twice }
 }
+
+/** A key given twice, as a reject's reason: JSON keeps the last value, and which one the device meant is not known. */
+const twiceReason = (d: DuplicateKey) => `key ${JSON.stringify(d.key)} is given twice (at ${jsonPathText(d.path)}): which value was meant is not known`
 
 export function decodePayload(payload: Buffer, ctx: PayloadContext): WireItem[] {
   const { source, format, mapping, max_message_bytes } = ctx.options
@@ -162,6 +169,15 @@ export function decodePayload(payload: Buffer, ctx: PayloadContext): WireItem[] 
     if (!Array.isArray(value)) return [reject(source, raw, `records_path ${mapping.records_path} is not an array in the payload`, origin)]
   }
   const many = Array.isArray(value)
+  // A key given twice: the element it is in is a reject (the other elements of a top-level array go on), else the
+  // whole payload (a records_path's elements cannot be told apart from the rest of the payload here).
+  let twiceIn: Map<number, DuplicateKey> | undefined
+  if (decoded.twice !== undefined) {
+    const perElement = many && mapping?.records_path === undefined && decoded.twice.every((d) => typeof d.path[0] === 'number' && d.path.length > 1)
+    if (!perElement) return [reject(source, raw, twiceReason(decoded.twice[0]!), origin)]
+    twiceIn = new Map()
+    for (const d of decoded.twice) if (!twiceIn.has(d.path[0] as number)) twiceIn.set(d.path[0] as number, d)
+  }
   if (!many && !mapping) {
     // One canonical record, the common message: no per-element bookkeeping.
     const p = canonicalFromObject(value, source)
@@ -187,6 +203,9 @@ export function decodePayload(payload: Buffer, ctx: PayloadContext): WireItem[] 
       ...(many && { position: i }),
       ...(device !== undefined && { defaultDeviceId: device }),
     }
+    const twice = twiceIn?.get(i)
+    // Its raw is the whole payload: the element as JSON.stringify writes it again holds the key once.
+    if (twice !== undefined) return void out.push(reject(source, raw, twiceReason(twice), elOrigin))
     let items: WireItem[]
     if (mapping) {
       items = typeof el !== 'object' || el === null || Array.isArray(el)
