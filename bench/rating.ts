@@ -338,7 +338,7 @@ export class RateflowRun implements RatingRun {
         counts.suspended++
         continue
       }
-      const lines = totals.foldEvent(rec.charges)
+      const lines = totals.foldEvent(rec.charges, rec.source)
       if (typeof lines !== 'string') throw lines
       rated += lines
       if (amounts !== null) amounts.set(rec.source + '\u0000' + rec.eventId, ratedAmounts(lines))

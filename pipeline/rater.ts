@@ -121,6 +121,7 @@ interface Pending {
 /** A stored rated_usage row, with its event's quantity and dimensions from usage_events, as rebuildTotals reads it. */
 interface StoredRated {
   event_id: string
+  source: string
   subscription_id: string
   charge_id: string
   plan_id: string
@@ -590,7 +591,7 @@ export class Rater extends EventEmitter {
     for (const rec of toRate) {
       // Fold every charge first: a model that cannot price the event (e.g. a time_rated moment no schedule
       // covers) makes it a reject, and no running total moves for it.
-      const lines = this.totals.foldEvent(rec.charges)
+      const lines = this.totals.foldEvent(rec.charges, rec.source)
       if (typeof lines !== 'string') {
         const reason = `cannot be priced: ${lines.message}`
         if (!pending.release) {
@@ -909,7 +910,7 @@ export class Rater extends EventEmitter {
       after = 'AND k.batch_id IN {fold:Array(String)}'
       fixed.fold = await this.batchesRatedAfter(checkpoint.ms)
     }
-    type Row = StoredRated & { rated_at: string; source: string }
+    type Row = StoredRated & { rated_at: string }
     // A page of rated rows, then the events they priced, found by their key in usage_events (its primary key): no
     // join against all of history per page.
     const order = ['rated_at', 'event_time', 'event_id', 'source', 'charge_id']
@@ -1030,7 +1031,7 @@ export class Rater extends EventEmitter {
     this.totals.fold(
       key,
       resolved,
-      { event_id: row.event_id, event_time: eventIso, ms: eventMs, quantity: row.quantity, dimensions: row.dims },
+      { event_id: row.event_id, source: row.source, event_time: eventIso, ms: eventMs, quantity: row.quantity, dimensions: row.dims },
       {
         schedules: resolved.schedules,
         timezone: owner?.account.timezone ?? 'UTC',

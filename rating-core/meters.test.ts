@@ -81,6 +81,47 @@ describe('foldMeter', () => {
   })
 })
 
+describe('readings of two sources with one event_id and time', () => {
+  // CONTRACT §2: an event is (source, event_id). Two sites sending hourly gauges with ids like `r1` are two readings:
+  // time_weighted_avg took the second for a replay (amount 0), and latest kept whichever came first.
+  const fold = (meter: Meter, events: Array<{ src: string; q: string; id?: string; t?: string }>, prior?: MeterAggregate) => {
+    let agg = prior
+    let q: Dec = prior === undefined ? ZERO : parseDec(prior.q)
+    for (const e of events) {
+      const r = foldMeter(meter, agg, q, { event_id: e.id ?? 'r1', source: e.src, event_time: e.t ?? at(0), dimensions: {} }, parseDec(e.q), START, END)
+      agg = r.agg
+      q = r.q
+    }
+    return agg!
+  }
+  it('latest: the last by (time, id, source), whichever arrives first', () => {
+    const a = { src: 'csv:site-a', q: '5' }
+    const b = { src: 'csv:site-b', q: '7' }
+    expect(fold(m('latest'), [a, b]).q).toBe('7')
+    expect(fold(m('latest'), [b, a]).q).toBe('7')
+    // The same reading again (same source) changes nothing.
+    expect(fold(m('latest'), [b, a, b]).q).toBe('7')
+  })
+  it('time_weighted_avg: both readings are folded, in one order whatever the arrival; the same reading again is no change', () => {
+    const a = { src: 'csv:site-a', q: '5', t: at(0) }
+    const b = { src: 'csv:site-b', q: '7', t: at(0) }
+    const later = { src: 'csv:site-a', q: '1', id: 'r2', t: at(15) }
+    const ab = fold(m('time_weighted_avg'), [a, b, later])
+    const ba = fold(m('time_weighted_avg'), [later, b, a])
+    expect(ab).toEqual(ba)
+    // site-b's 7 holds from day 0 (it sorts after site-a's 5 at the same instant) to day 15, then 1 to the month's end.
+    expect(ab.integral).toBe(String(7 * 15 * 86_400_000 + 1 * 15 * 86_400_000))
+    expect(ab.points!.map((p) => p[3])).toEqual(['csv:site-a', 'csv:site-b', 'csv:site-a'])
+    expect(fold(m('time_weighted_avg'), [a], ab)).toEqual({ ...ab, n: ab.n + 1 })
+  })
+  it('readings a checkpoint of an earlier release recorded without their source match on time and id, as then', () => {
+    const old: MeterAggregate = { n: 1, q: '5', points: [[START, 'r1', '5']], integral: String(5 * (END - START)) }
+    expect(fold(m('time_weighted_avg'), [{ src: 'csv:site-a', q: '5' }], old)).toEqual({ ...old, n: 2 })
+    const oldLatest: MeterAggregate = { n: 1, q: '5', latest: { t: START, id: 'r1' } }
+    expect(fold(m('latest'), [{ src: 'csv:site-b', q: '7' }], oldLatest).q).toBe('5')
+  })
+})
+
 describe('meterAccepts / groupKey / scaledQuantity', () => {
   const meter = m('sum', { metric: 'bytes_out', filter: { direction: 'out' }, group_by: ['region'], scale: '0.001' })
   it('metric and filter', () => {

@@ -35,17 +35,25 @@ export interface MeterAggregate {
   /** The aggregated, scaled meter value Q. */
   q: string
   /** latest: the ordering key of the reading held. */
-  latest?: { t: number; id: string }
+  latest?: { t: number; id: string; src?: string }
   /** unique_count: distinct dimension values, sorted. */
   uniques?: string[]
-  /** time_weighted_avg: readings sorted by (t, id): [epoch ms, event_id, scaled value]. */
-  points?: [number, string, string][]
+  /**
+   * time_weighted_avg: readings sorted by (t, id, source): [epoch ms, event_id, scaled value, source]. The source is
+   * absent from readings a checkpoint of an earlier release recorded (readingOrder).
+   */
+  points?: [number, string, string, string?][]
   /** time_weighted_avg: Σ value × milliseconds held, up to period end. */
   integral?: string
 }
 
 export interface FoldEvent {
   event_id: string
+  /**
+   * The event's source: with event_id, its identity (CONTRACT §2). Readings of two sources with one id at one time
+   * are two readings, ordered by source (`latest`, time_weighted_avg); absent where there is none (a price on the CLI).
+   */
+  source?: string | undefined
   event_time: string
   /** event_time in epoch ms when the caller has read it already (it must be the same instant); else it is parsed. */
   ms?: number | undefined
@@ -145,9 +153,12 @@ export function foldMeter(
     case 'latest': {
       const t = ev.ms ?? eventMillis(ev.event_time)
       const held = prior?.latest
-      const newer = held === undefined || t > held.t || (t === held.t && ev.event_id > held.id)
+      const src = ev.source ?? ''
+      // The last by (event_time, event_id, source): two sources' readings with one id and time are ordered, not the
+      // first to arrive kept (a period total that depended on arrival order).
+      const newer = held === undefined || readingOrder(t, ev.event_id, src, held.t, held.id, held.src) > 0
       if (!newer && prior !== undefined) return { agg: { ...prior, n }, q: priorQ, metered: scaled }
-      return { agg: { n, q: fmt(scaled), latest: { t, id: ev.event_id } }, q: scaled, metered: scaled }
+      return { agg: { n, q: fmt(scaled), latest: src === '' ? { t, id: ev.event_id } : { t, id: ev.event_id, src } }, q: scaled, metered: scaled }
     }
     case 'unique_count': {
       const dim = meter.dimension
@@ -185,19 +196,20 @@ function foldTimeWeighted(
     throw new RateflowError(ErrorCode.BadInput, `time_weighted_avg: event ${ev.event_id} at ${ev.event_time} is outside the period`)
   }
   const points = prior?.points ?? []
-  // First index whose (t, id) sorts after the new reading.
+  const src = ev.source ?? ''
+  // First index whose (t, id, source) sorts after the new reading.
   let lo = 0
   let hi = points.length
   while (lo < hi) {
     const mid = (lo + hi) >>> 1
     const p = points[mid]!
-    if (p[0] < t || (p[0] === t && p[1] <= ev.event_id)) lo = mid + 1
+    if (readingOrder(p[0], p[1], p[3], t, ev.event_id, src) <= 0) lo = mid + 1
     else hi = mid
   }
   const before = points[lo - 1]
   const metered = v
   const integral0 = prior?.integral === undefined ? ZERO : parseDec(prior.integral)
-  if (before !== undefined && before[0] === t && before[1] === ev.event_id) {
+  if (before !== undefined && readingOrder(before[0], before[1], before[3], t, ev.event_id, src) === 0) {
     // The same reading again (a replay that escaped dedupe): no change.
     return { agg: { ...prior!, n }, q: parseDec(prior!.q), metered }
   }
@@ -209,9 +221,21 @@ function foldTimeWeighted(
   const prevV = before === undefined ? ZERO : parseDec(before[2])
   const integral = add(integral0, mul(sub(v, prevV), { i: BigInt(nextT - t), e: 0 }))
   const next = points.slice()
-  next.splice(lo, 0, [t, ev.event_id, fmt(v)])
+  next.splice(lo, 0, src === '' ? [t, ev.event_id, fmt(v)] : [t, ev.event_id, fmt(v), src])
   const q = div(integral, { i: BigInt(endMs - startMs), e: 0 }, TIME_WEIGHTED_AVG_DP, 'half_even')
   return { agg: { n, q: fmt(q), points: next, integral: fmt(integral) }, q, metered }
+}
+
+/**
+ * Orders two readings by (epoch ms, event_id, source): negative when the first sorts before the second, 0 for the same
+ * reading. A reading recorded without its source (`undefined`: a checkpoint of an earlier release) is compared on time
+ * and id alone, as that release did.
+ */
+function readingOrder(t1: number, id1: string, src1: string | undefined, t2: number, id2: string, src2: string | undefined): number {
+  if (t1 !== t2) return t1 < t2 ? -1 : 1
+  if (id1 !== id2) return id1 < id2 ? -1 : 1
+  if (src1 === undefined || src2 === undefined || src1 === src2) return 0
+  return src1 < src2 ? -1 : 1
 }
 
 /** Epoch ms of an ISO-8601 event time; the normalised UTC form every staged event has is read digit by digit. */

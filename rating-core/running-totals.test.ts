@@ -88,24 +88,24 @@ describe('a catalog version that takes over mid-period', () => {
   it('holds a time_weighted_avg reading only until the next version takes over: the two versions bill the period once', () => {
     const totals = new RunningTotals(chargeTable([g1, g2]))
     // 10 seats all October, reported at the start of each version's part: 10 × 15/31 under g1, 10 × 16/31 under g2.
-    const a1 = amount(totals.foldEvent([reading('g1', '2026-10-01T00:00:00.000Z', '10')]))
-    const a2 = amount(totals.foldEvent([reading('g2', '2026-10-16T00:00:00.000Z', '10')]))
+    const a1 = amount(totals.foldEvent([reading('g1', '2026-10-01T00:00:00.000Z', '10')], 'src'))
+    const a2 = amount(totals.foldEvent([reading('g2', '2026-10-16T00:00:00.000Z', '10')], 'src'))
     expect([a1, a2]).toEqual(['48.387096774', '51.612903226'])
     expect((Number(a1) + Number(a2)).toFixed(6)).toBe('100.000000') // = price --quantity 10
     // One version alone holds the reading to the period end.
     const alone = new RunningTotals(chargeTable([g1]))
-    expect(amount(alone.foldEvent([reading('g1', '2026-10-01T00:00:00.000Z', '10')]))).toBe('100')
+    expect(amount(alone.foldEvent([reading('g1', '2026-10-01T00:00:00.000Z', '10')], 'src'))).toBe('100')
   })
 
   it('holds a reading until its subscription ends (the key\'s first part), when that comes before the next version', () => {
     const ends = new Map([['s1', Date.parse('2026-10-11T00:00:00Z')]])
     const totals = new RunningTotals(chargeTable([g1, g2]), undefined, (id) => ends.get(id) ?? Infinity)
     // 10 seats from 1 October, the subscription ending on the 11th: 10 × 10/31.
-    expect(amount(totals.foldEvent([reading('g1', '2026-10-01T00:00:00.000Z', '10')]))).toBe('32.258064516')
+    expect(amount(totals.foldEvent([reading('g1', '2026-10-01T00:00:00.000Z', '10')], 'src'))).toBe('32.258064516')
     // Ending after the next version took over: the version's end holds (10 × 15/31).
     ends.set('s1', Date.parse('2026-10-20T00:00:00Z'))
     const later = new RunningTotals(chargeTable([g1, g2]), undefined, (id) => ends.get(id) ?? Infinity)
-    expect(amount(later.foldEvent([reading('g1', '2026-10-01T00:00:00.000Z', '10')]))).toBe('48.387096774')
+    expect(amount(later.foldEvent([reading('g1', '2026-10-01T00:00:00.000Z', '10')], 'src'))).toBe('48.387096774')
   })
 })
 
@@ -119,7 +119,7 @@ describe('RunningTotals.fold (a stored row folded again)', () => {
     // 400 days: new, it is refused.
     const seconds = String(400 * 86_400)
     const live = new RunningTotals(chargeTable([allWeek]))
-    expect(live.foldEvent([staged('calls', THURSDAY, seconds)])).toMatchObject({ message: expect.stringMatching(/longer than a time_rated charge prices/) })
+    expect(live.foldEvent([staged('calls', THURSDAY, seconds)], 'src')).toMatchObject({ message: expect.stringMatching(/longer than a time_rated charge prices/) })
     const rebuilt = new RunningTotals(chargeTable([allWeek]))
     const r = rebuilt.fold(key, resolved, { event_id: 'old', event_time: THURSDAY, ms: Date.parse(THURSDAY), quantity: seconds, dimensions: {} }, ctx)
     // 400 × 1,440 minutes at 1 a minute.
@@ -131,38 +131,38 @@ describe('RunningTotals.fold (a stored row folded again)', () => {
 describe('RunningTotals.foldEvent', () => {
   it('returns each charge line with metered quantity and amount, the increment of its running total', () => {
     const totals = new RunningTotals(chargeTable([catalog]))
-    expect(totals.foldEvent([staged('egress', THURSDAY, '3000000000')])).toBe('egress\t3\t1.5\n')
-    expect(totals.foldEvent([staged('egress', THURSDAY, '1000000000')])).toBe('egress\t1\t0.5\n')
+    expect(totals.foldEvent([staged('egress', THURSDAY, '3000000000')], 'src')).toBe('egress\t3\t1.5\n')
+    expect(totals.foldEvent([staged('egress', THURSDAY, '1000000000')], 'src')).toBe('egress\t1\t0.5\n')
     const t = totals.get(staged('egress', THURSDAY, '0').totalsKey)!
     expect([t.n, t.total]).toEqual([2, 2_000_000_000n])
   })
 
   it('an event one of whose charges cannot price it moves no total: the error comes back and the next event rates as if it never came', () => {
     const totals = new RunningTotals(chargeTable([catalog]))
-    totals.foldEvent([staged('egress', THURSDAY, '2000000000')])
+    totals.foldEvent([staged('egress', THURSDAY, '2000000000')], 'src')
     const key = staged('egress', THURSDAY, '0').totalsKey
     const before = totals.get(key)
-    const r = totals.foldEvent([staged('egress', SATURDAY, '5000000000'), staged('calls', SATURDAY, '30')])
+    const r = totals.foldEvent([staged('egress', SATURDAY, '5000000000'), staged('calls', SATURDAY, '30')], 'src')
     expect(r).toBeInstanceOf(Error)
     expect((r as Error).message).toMatch(/no rate's schedule covers weekday 6/)
     expect(totals.get(key)).toBe(before)
-    expect(totals.foldEvent([staged('egress', THURSDAY, '1000000000'), staged('calls', THURSDAY, '30')])).toBe('egress\t1\t0.5\ncalls\t30\t0.5\n')
+    expect(totals.foldEvent([staged('egress', THURSDAY, '1000000000'), staged('calls', THURSDAY, '30')], 'src')).toBe('egress\t1\t0.5\ncalls\t30\t0.5\n')
   })
 
   it('an amount or metered quantity the store cannot hold (more than 29 integer digits) is an error and moves no total', () => {
     const big = { ...catalog, plans: [{ ...catalog.plans[0]!, charges: [{ id: 'egress', kind: 'usage', meter: 'secs', model: 'per_unit', unit_price: '1000' }] }] } as Catalog
     const totals = new RunningTotals(chargeTable([big]))
-    expect(totals.foldEvent([staged('egress', THURSDAY, '1')])).toBe('egress\t1\t1000\n')
+    expect(totals.foldEvent([staged('egress', THURSDAY, '1')], 'src')).toBe('egress\t1\t1000\n')
     const key = staged('egress', THURSDAY, '0').totalsKey
     const before = totals.get(key)
-    const r = totals.foldEvent([staged('egress', THURSDAY, '99999999999999999999999999999')])
+    const r = totals.foldEvent([staged('egress', THURSDAY, '99999999999999999999999999999')], 'src')
     expect(r).toBeInstanceOf(Error)
     expect((r as Error).message).toBe("charge egress: amount 99999999999999999999999999999000 has more than 29 integer digits, more than rated_usage's Decimal(38, 9) holds")
     expect(totals.get(key)).toBe(before)
     // 29 digits still fit.
-    expect(totals.foldEvent([staged('egress', THURSDAY, '99999999999999999999999999')])).toBe('egress\t99999999999999999999999999\t99999999999999999999999999000\n')
+    expect(totals.foldEvent([staged('egress', THURSDAY, '99999999999999999999999999')], 'src')).toBe('egress\t99999999999999999999999999\t99999999999999999999999999000\n')
     const scaled = { ...catalog, meters: [{ id: 'k', metric: 'bytes_out', aggregation: 'sum', scale: '1000' }], plans: [{ ...catalog.plans[0]!, charges: [{ id: 'egress', kind: 'usage', meter: 'k', model: 'per_unit', unit_price: '0' }] }] } as Catalog
-    const r2 = new RunningTotals(chargeTable([scaled])).foldEvent([staged('egress', THURSDAY, '99999999999999999999999999999')])
+    const r2 = new RunningTotals(chargeTable([scaled])).foldEvent([staged('egress', THURSDAY, '99999999999999999999999999999')], 'src')
     expect((r2 as Error).message).toMatch(/^charge egress: metered quantity 99999999999999999999999999999000 has more than 29 integer digits/)
   })
 
@@ -170,19 +170,19 @@ describe('RunningTotals.foldEvent', () => {
     const totals = new RunningTotals(chargeTable([catalog]))
     const later = { ...staged('last', '2026-10-08T12:00:00.000Z', '7'), eventId: 'e-later' }
     const earlier = { ...staged('last', '2026-10-08T11:00:00.000Z', '3'), eventId: 'e-earlier' }
-    expect(totals.foldEvent([later])).toBe('last\t7\t7\n')
+    expect(totals.foldEvent([later], 'src')).toBe('last\t7\t7\n')
     // An older reading than the one held changes nothing.
-    expect(totals.foldEvent([earlier])).toBe('last\t3\t0\n')
-    expect(totals.get(later.totalsKey)!.agg).toEqual({ n: 2, q: '7', latest: { t: Date.parse('2026-10-08T12:00:00.000Z'), id: 'e-later' } })
+    expect(totals.foldEvent([earlier], 'src')).toBe('last\t3\t0\n')
+    expect(totals.get(later.totalsKey)!.agg).toEqual({ n: 2, q: '7', latest: { t: Date.parse('2026-10-08T12:00:00.000Z'), id: 'e-later', src: 'src' } })
     const eu = { ...staged('spread', THURSDAY, '1'), dimensions: { region: 'eu' } }
     const us = { ...staged('spread', THURSDAY, '1'), dimensions: { region: 'us' } }
-    expect([totals.foldEvent([eu]), totals.foldEvent([us]), totals.foldEvent([eu])]).toEqual(['spread\t1\t1\n', 'spread\t1\t1\n', 'spread\t0\t0\n'])
+    expect([totals.foldEvent([eu], 'src'), totals.foldEvent([us], 'src'), totals.foldEvent([eu], 'src')]).toEqual(['spread\t1\t1\n', 'spread\t1\t1\n', 'spread\t0\t0\n'])
     expect(totals.get(eu.totalsKey)!.agg).toMatchObject({ n: 3, q: '2', uniques: ['eu', 'us'] })
   })
 
   it('a charge missing from the table is an error naming it', () => {
     const totals = new RunningTotals(new Map())
-    expect((totals.foldEvent([staged('egress', THURSDAY, '1')]) as Error).message).toBe("charge v1/p/egress missing from the rater's catalog snapshot")
+    expect((totals.foldEvent([staged('egress', THURSDAY, '1')], 'src') as Error).message).toBe("charge v1/p/egress missing from the rater's catalog snapshot")
   })
 
   it('a charge missing from the table is looked up again after onMissingCharge reloads: a version applied a moment ago rates', () => {
@@ -191,24 +191,24 @@ describe('RunningTotals.foldEvent', () => {
       asked.push(ref)
       totals.setCharges(chargeTable([catalog]))
     })
-    expect(totals.foldEvent([staged('egress', THURSDAY, '2000000000')])).toBe('egress\t2\t1\n')
+    expect(totals.foldEvent([staged('egress', THURSDAY, '2000000000')], 'src')).toBe('egress\t2\t1\n')
     expect(asked).toEqual(['v1\u0000p\u0000egress'])
     // Found now: no second reload.
-    expect(totals.foldEvent([staged('egress', THURSDAY, '1000000000')])).toBe('egress\t1\t0.5\n')
+    expect(totals.foldEvent([staged('egress', THURSDAY, '1000000000')], 'src')).toBe('egress\t1\t0.5\n')
     expect(asked).toHaveLength(1)
   })
 
   it('a charge still missing after onMissingCharge is the same error, and no total moved', () => {
     const totals = new RunningTotals(new Map(), () => undefined)
-    expect((totals.foldEvent([staged('egress', THURSDAY, '1')]) as Error).message).toBe("charge v1/p/egress missing from the rater's catalog snapshot")
+    expect((totals.foldEvent([staged('egress', THURSDAY, '1')], 'src') as Error).message).toBe("charge v1/p/egress missing from the rater's catalog snapshot")
     expect(totals.get(staged('egress', THURSDAY, '1').totalsKey)).toBeUndefined()
   })
 
   it('keeps its totals when the charge table is swapped for a reloaded one', () => {
     const totals = new RunningTotals(chargeTable([catalog]))
-    totals.foldEvent([staged('egress', THURSDAY, '2000000000')])
+    totals.foldEvent([staged('egress', THURSDAY, '2000000000')], 'src')
     totals.setCharges(chargeTable([catalog]))
-    expect(totals.foldEvent([staged('egress', THURSDAY, '2000000000')])).toBe('egress\t2\t1\n')
+    expect(totals.foldEvent([staged('egress', THURSDAY, '2000000000')], 'src')).toBe('egress\t2\t1\n')
     expect(totals.size).toBe(1)
   })
 })

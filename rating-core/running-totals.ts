@@ -99,11 +99,12 @@ export class RunningTotals {
   }
 
   /**
-   * Folds one staged event into the totals of all its charges and returns its rated_usage lines. If a charge
+   * Folds one staged event of `source` into the totals of all its charges and returns its rated_usage lines. If a charge
    * cannot price it (e.g. a time_rated moment no schedule covers), every total it moved is put back and the
    * error is returned: the event becomes a reject and no total moved for it.
    */
-  foldEvent(charges: readonly StagedCharge[]): string | Error {
+  foldEvent(charges: readonly StagedCharge[], source: string): string | Error {
+    this.ev.source = source
     if (charges.length === 1) {
       // Most events feed one charge: no undo list to allocate.
       try {
@@ -169,7 +170,7 @@ export class RunningTotals {
 
   // The event and context handed to the fold, reused: foldUsageEvent keeps neither object (only the strings in
   // them), and one event and context object per charge were half of what a fold allocated.
-  private readonly ev: UsageEventInput = { event_id: '', event_time: '', ms: 0, quantity: '', dimensions: {} }
+  private readonly ev: UsageEventInput = { event_id: '', source: '', event_time: '', ms: 0, quantity: '', dimensions: {} }
   private readonly ctx: RatingContext = { schedules: [], timezone: '', periodStart: '', periodEnd: '', holdEndMs: Infinity }
 
   /** Folds one charge of an event into its cell; returns its rated_usage line. */

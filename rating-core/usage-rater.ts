@@ -48,6 +48,8 @@ export type { PriceLine }
 
 export interface UsageEventInput {
   event_id: string
+  /** The event's source (FoldEvent.source): orders readings of one id and time from two sources. */
+  source?: string | undefined
   /** UTC ISO-8601. */
   event_time: string
   /** event_time in epoch ms when the caller has read it already (it must be the same instant); else it is parsed. */
