@@ -160,7 +160,14 @@ describe('RunningTotals.foldEvent', () => {
     expect((r as Error).message).toBe("charge egress: amount 99999999999999999999999999999000 has more than 29 integer digits, more than rated_usage's Decimal(38, 9) holds")
     expect(totals.get(key)).toBe(before)
     // 29 digits still fit.
-    expect(totals.foldEvent([staged('egress', THURSDAY, '99999999999999999999999999')], 'src')).toBe('egress\t99999999999999999999999999\t99999999999999999999999999000\n')
+    expect(totals.foldEvent([staged('egress', THURSDAY, '99999999999999999999999998')], 'src')).toBe('egress\t99999999999999999999999998\t99999999999999999999999998000\n')
+    // So does each amount of the next event; but the period's total would pass 29 digits, and sum(amount) in the store
+    // wrapped around to a negative number: an error, and no total moves.
+    const full = totals.get(key)
+    expect(full!.total).toBe(99999999999999999999999999000n * 10n ** 9n)
+    const over = totals.foldEvent([staged('egress', THURSDAY, '1')], 'src')
+    expect((over as Error).message).toBe("charge egress: the period's total would pass 29 integer digits, more than rated_usage's Decimal(38, 9) sums hold")
+    expect(totals.get(key)).toBe(full)
     const scaled = { ...catalog, meters: [{ id: 'k', metric: 'bytes_out', aggregation: 'sum', scale: '1000' }], plans: [{ ...catalog.plans[0]!, charges: [{ id: 'egress', kind: 'usage', meter: 'k', model: 'per_unit', unit_price: '0' }] }] } as Catalog
     const r2 = new RunningTotals(chargeTable([scaled])).foldEvent([staged('egress', THURSDAY, '99999999999999999999999999999')], 'src')
     expect((r2 as Error).message).toMatch(/^charge egress: metered quantity 99999999999999999999999999999000 has more than 29 integer digits/)

@@ -196,12 +196,23 @@ export class RunningTotals {
         `charge ${c.chargeRef.split('\u0000')[2]}: ${!fitsStore(r.amount) ? `amount ${r.amount}` : `metered quantity ${r.metered}`} has more than ${STORE_INTEGER_DIGITS} integer digits, more than rated_usage's Decimal(38, 9) holds`,
       )
     }
+    // The period's total too: each amount fitting, their sum in the store (what an invoice reads) wrapped around to a
+    // negative number, without an error, once it passed 29 integer digits.
+    if (r.next.total >= STORE_NANO_LIMIT || r.next.total <= -STORE_NANO_LIMIT) {
+      throw new RateflowError(
+        ErrorCode.BadInput,
+        `charge ${c.chargeRef.split('\u0000')[2]}: the period's total would pass ${STORE_INTEGER_DIGITS} integer digits, more than rated_usage's Decimal(38, 9) sums hold`,
+      )
+    }
     cell.t = r.next
     return c.prefix + r.metered + '\t' + r.amount + c.suffix
   }
 }
 
 export { STORE_INTEGER_DIGITS }
+
+/** 10^38 nano-units: a total in nano-units fits Decimal(38, 9) when its magnitude is below it. */
+const STORE_NANO_LIMIT = 10n ** BigInt(STORE_INTEGER_DIGITS + 9)
 
 /** True when canonical decimal text (no leading zeros, at most 9 fraction digits) fits the store's Decimal(38, 9). */
 function fitsStore(s: string): boolean {
