@@ -118,19 +118,11 @@ export class GuidingIndex {
     return found
   }
 
-  /**
-   * The account of a subscription, its exclusive end in epoch ms (Infinity when open), and the billing period
-   * length of its plan in a catalog version (month when that version lacks the plan).
-   */
-  subscriptionOwner(id: string): { account: Account; endMs: number; billingPeriod(version: string): Plan['billing_period'] } | undefined {
+  /** The account of a subscription and its exclusive end in epoch ms (Infinity when open). */
+  subscriptionOwner(id: string): { account: Account; endMs: number } | undefined {
     const s = this.subscriptions.get(id)
     if (!s) return undefined
-    return {
-      account: s.account,
-      endMs: s.end,
-      billingPeriod: (version) =>
-        this.versions.find((v) => v.catalog.version === version)?.plans.get(s.subscription.plan)?.billing_period ?? 'month',
-    }
+    return { account: s.account, endMs: s.end }
   }
 
   account(id: string): Account | undefined {

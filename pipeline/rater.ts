@@ -1027,7 +1027,9 @@ export class Rater extends EventEmitter {
     // The time is read once: the period and the fold both take its ms.
     const eventMs = chTimeMs(row.event_time)
     const eventIso = isoUtc(eventMs)
-    const period = owner ? billingPeriod(eventMs, owner.account, owner.billingPeriod(row.catalog_version)) : { endIso: periodStart }
+    // The period of the row's own plan in its version (the charge's), not of the plan the subscription is on now: after
+    // a plan change the old plan's rows were refolded over a period of the new plan's length.
+    const period = owner ? billingPeriod(eventMs, owner.account, resolved.billingPeriod) : { endIso: periodStart }
     this.totals.fold(
       key,
       resolved,

@@ -1,4 +1,4 @@
-import type { Catalog, Meter, Schedule, UsageCharge } from '../catalog/types.js'
+import type { Catalog, Meter, Plan, Schedule, UsageCharge } from '../catalog/types.js'
 import { detached } from '../common/strings.js'
 import { STORE_INTEGER_DIGITS } from './decimal.js'
 import { ErrorCode, RateflowError } from '../common/errors.js'
@@ -13,11 +13,13 @@ import {
   type UsageEventInput,
 } from './usage-rater.js'
 
-/** A usage charge as the partition owner prices it: the charge, its meter and its catalog's schedules. */
+/** A usage charge as the partition owner prices it: the charge, its meter, its catalog's schedules and its plan's period. */
 export interface ResolvedCharge {
   readonly charge: UsageCharge
   readonly meter: Meter
   readonly schedules: Schedule[]
+  /** The billing period of the plan the charge is of, in its catalog version: the length of its totals' periods. */
+  readonly billingPeriod: Plan['billing_period']
   /** Epoch ms at which the next catalog version takes over (exclusive end of this version's prices); Infinity for the latest. */
   readonly versionEndMs: number
 }
@@ -34,7 +36,7 @@ export function chargeTable(catalogs: readonly Catalog[]): Map<string, ResolvedC
       for (const charge of plan.charges) {
         if (charge.kind !== 'usage') continue
         const meter = cat.meters.find((m) => m.id === charge.meter)
-        if (meter) table.set(chargeRef(cat.version, plan.id, charge.id), { charge, meter, schedules: cat.schedules ?? [], versionEndMs })
+        if (meter) table.set(chargeRef(cat.version, plan.id, charge.id), { charge, meter, schedules: cat.schedules ?? [], billingPeriod: plan.billing_period, versionEndMs })
       }
     }
   }
