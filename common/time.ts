@@ -105,20 +105,35 @@ export function zonedParts(ms: number, tz: string): ZonedParts {
 }
 
 const offsetCache = new Map<string, number>()
-/** Offsets are cached per 15 minutes: every zone's transitions since 1970 fall on quarter hours. */
+/**
+ * Offsets are cached per 15 minutes, the offset at the block's start. No zone changes its offset twice within one,
+ * but not every change falls on a quarter hour (Antarctica/Casey at 16:01Z in 2020–2022, America/St_Johns at hh:31
+ * until 2011, Africa/Monrovia at 00:44:30Z in 1972): a block whose start and end offsets differ is answered exactly.
+ */
 const BUCKET_MS = 15 * 60_000
 
-/** The zone's offset from UTC at an instant, in ms (local = UTC + offset; Berlin in summer: +7,200,000). */
-export function zoneOffsetMs(ms: number, tz: string): number {
-  const bucket = Math.floor(ms / BUCKET_MS)
+function bucketOffset(bucket: number, tz: string): number {
   const key = `${tz}|${bucket}`
   const hit = offsetCache.get(key)
   if (hit !== undefined) return hit
-  const at = bucket * BUCKET_MS
-  const p = zonedParts(at, tz)
-  const off = Date.UTC(p.year, p.month - 1, p.day, p.hour, p.minute, p.second) - at
+  const off = exactOffset(bucket * BUCKET_MS, tz)
   if (offsetCache.size > 200_000) offsetCache.clear()
   offsetCache.set(key, off)
+  return off
+}
+
+/** The offset at a whole second (zones change theirs at whole seconds; the formatter reads seconds). */
+function exactOffset(at: number, tz: string): number {
+  const p = zonedParts(at, tz)
+  return Date.UTC(p.year, p.month - 1, p.day, p.hour, p.minute, p.second) - at
+}
+
+/** The zone's offset from UTC at an instant, in ms (local = UTC + offset; Berlin in summer: +7,200,000). Exact to the ms. */
+export function zoneOffsetMs(ms: number, tz: string): number {
+  const bucket = Math.floor(ms / BUCKET_MS)
+  const off = bucketOffset(bucket, tz)
+  // The block holds a change of offset: read this instant's (its second's).
+  if (bucketOffset(bucket + 1, tz) !== off) return exactOffset(Math.floor(ms / 1000) * 1000, tz)
   return off
 }
 

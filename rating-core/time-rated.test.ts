@@ -173,7 +173,7 @@ describe('rateTimedEvent', () => {
     const dst: TimeRatedCharge = { id: 'dst', kind: 'usage', meter: 'm', model: 'time_rated', rates: [perSecond('early', '1'), perSecond('late', '2'), perSecond('rest', '10')] }
 
     it('offsets agree with the zone database at any instant, asked in any order (spans cached per zone)', () => {
-      const zones = ['Europe/Berlin', 'America/New_York', 'Australia/Lord_Howe', 'Asia/Kolkata', 'UTC', 'America/Sao_Paulo']
+      const zones = ['Europe/Berlin', 'America/New_York', 'Australia/Lord_Howe', 'Asia/Kolkata', 'UTC', 'America/Sao_Paulo', 'Antarctica/Casey', 'America/St_Johns']
       const from = Date.parse('2010-01-01T00:00:00Z')
       const to = Date.parse('2032-01-01T00:00:00Z')
       fc.assert(
@@ -212,6 +212,33 @@ describe('rateTimedEvent', () => {
         const dur = seconds > 10n ** 12n ? { i: seconds, e: 3 } : { i: seconds, e: 0 }
         expect(() => timedEventNano(flat, always, Date.parse('1970-01-01T00:00:00Z'), dur, 'UTC', null)).toThrow(/at most 31622400 seconds/)
       }
+    })
+
+    it('offsets change at the second a zone changes them, quarter hour or not (Casey 16:01Z, St Johns hh:31, Monrovia 00:44:30Z)', () => {
+      // Cached per quarter hour from its start, these minutes were read in the old offset: a session at 16:05Z in
+      // Antarctica/Casey on 2022-10-01 (03:05 +11) was priced by a 00:05 schedule.
+      const cases: Array<[string, string, number]> = [
+        ['Antarctica/Casey', '2022-10-01T16:00:59Z', 8 * 60],
+        ['Antarctica/Casey', '2022-10-01T16:01:00Z', 11 * 60],
+        ['Antarctica/Casey', '2022-10-01T16:05:00Z', 11 * 60],
+        ['America/St_Johns', '2011-03-13T03:30:59Z', -210],
+        ['America/St_Johns', '2011-03-13T03:31:00Z', -150],
+        ['Africa/Monrovia', '1972-01-07T00:44:29.999Z', -44.5],
+        ['Africa/Monrovia', '1972-01-07T00:44:30Z', 0],
+      ]
+      for (const [tz, at, minutes] of cases) {
+        expect([tz, at, zoneOffset(tz, Date.parse(at)) / 60_000]).toEqual([tz, at, minutes])
+        expect([tz, at, zoneOffsetMs(Date.parse(at), tz) / 60_000]).toEqual([tz, at, minutes])
+      }
+      const night: Schedule[] = [
+        { id: 'a', weekdays: [1, 2, 3, 4, 5, 6, 7], from: '00:00', to: '02:30' },
+        { id: 'b', weekdays: [1, 2, 3, 4, 5, 6, 7], from: '02:30', to: '24:00' },
+      ]
+      const perMinute = (schedule: string, price: string) => ({ schedule, steps: [{ from: '0', unit_price: price, per: '60', increment: '1' }] })
+      const calls: TimeRatedCharge = { id: 'calls', kind: 'usage', meter: 'm', model: 'time_rated', rates: [perMinute('a', '1'), perMinute('b', '100')] }
+      expect(rateTimedEvent(calls, night, '2022-10-01T16:05:00Z', '60', 'Antarctica/Casey').amount).toBe('100')
+      // A minute across the change: 16:00:30–16:01:00 is 00:00:30 +08 (a), then 03:01 +11 (b).
+      expect(rateTimedEvent(calls, night, '2022-10-01T16:00:30Z', '60', 'Antarctica/Casey').amount).toBe('50.5')
     })
 
     it('offsets: CET +1 before 2026-03-29T01:00Z, CEST +2 after; back to +1 at 2026-10-25T01:00Z', () => {

@@ -27,8 +27,6 @@ import { type Clamp, type PriceLine, type PriceResult, applyClamp, cached, decFi
 
 // ---- time zones ----------------------------------------------------------------------------
 
-/** Quarter-hour buckets: every zone's transitions since 1970 fall on them (see common/time.ts). */
-const BUCKET_MS = 15 * 60_000
 const DAY_MS = 86_400_000
 
 /**
@@ -93,36 +91,37 @@ function spanAt(tz: string, ms: number): OffsetSpan {
 
 /**
  * The span of constant offset around `ms`: probes a day apart outwards (a zone changes its offset at most a
- * few times a year), then a binary search over quarter-hour buckets for the exact transition. Spans found from
+ * few times a year), then a binary search over seconds for the exact transition (zones change at whole seconds,
+ * not always on a quarter hour: Antarctica/Casey at 16:01Z, Africa/Monrovia at 00:44:30Z). Spans found from
  * different instants may overlap; each is exact where it says it is.
  */
 function findSpan(tz: string, ms: number): OffsetSpan {
   const offset = zoneOffsetMs(ms, tz) // throws for an unknown zone
-  const bucket = Math.floor(ms / BUCKET_MS)
-  const later = edge(tz, bucket, offset, 1)
-  const earlier = edge(tz, bucket, offset, -1)
+  const second = Math.floor(ms / 1000)
+  const later = edge(tz, second, offset, 1)
+  const earlier = edge(tz, second, offset, -1)
   return {
-    from: earlier.same * BUCKET_MS,
-    to: (later.other ?? later.same + 1) * BUCKET_MS,
+    from: earlier.same * 1000,
+    to: (later.other ?? later.same + 1) * 1000,
     offset,
     endsAtTransition: later.other !== null,
   }
 }
 
-const DAY_BUCKETS = DAY_MS / BUCKET_MS
-const REACH_BUCKETS = Math.ceil(SPAN_REACH_MS / BUCKET_MS)
+const DAY_SECONDS = DAY_MS / 1000
+const REACH_SECONDS = Math.ceil(SPAN_REACH_MS / 1000)
 
 /**
- * Walks from `bucket` (whose offset is `offset`) a day at a time towards `dir` (1 later, −1 earlier), at most
- * SPAN_REACH_MS: `other` is the first bucket that way with another offset (null when none was met) and `same` the
- * last bucket before it with `offset` (or the last one probed).
+ * Walks from `second` (whose offset is `offset`) a day at a time towards `dir` (1 later, −1 earlier), at most
+ * SPAN_REACH_MS: `other` is the first second that way with another offset (null when none was met) and `same` the
+ * last second before it with `offset` (or the last one probed).
  */
-function edge(tz: string, bucket: number, offset: number, dir: 1 | -1): { same: number; other: number | null } {
-  let same = bucket
+function edge(tz: string, second: number, offset: number, dir: 1 | -1): { same: number; other: number | null } {
+  let same = second
   let other: number | null = null
-  for (let k = DAY_BUCKETS; k <= REACH_BUCKETS; k += DAY_BUCKETS) {
-    const probe = bucket + dir * k
-    if (zoneOffsetMs(probe * BUCKET_MS, tz) !== offset) {
+  for (let k = DAY_SECONDS; k <= REACH_SECONDS; k += DAY_SECONDS) {
+    const probe = second + dir * k
+    if (zoneOffsetMs(probe * 1000, tz) !== offset) {
       other = probe
       break
     }
@@ -131,7 +130,7 @@ function edge(tz: string, bucket: number, offset: number, dir: 1 | -1): { same: 
   if (other !== null) {
     while (Math.abs(other - same) > 1) {
       const m = Math.floor((same + other) / 2)
-      if (zoneOffsetMs(m * BUCKET_MS, tz) === offset) same = m
+      if (zoneOffsetMs(m * 1000, tz) === offset) same = m
       else other = m
     }
   }
