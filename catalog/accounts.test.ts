@@ -75,8 +75,8 @@ describe('applyAccounts: billing cycles', () => {
     expect(cycleChangingAccounts(stored, { customers: [{ ...stored.customers[0]!, accounts: [a] }] })).toEqual(['a-001'])
     const rated = new Set(['a-001'])
     expect(problemsOf(() => applyAccounts(stored, { customers: [{ ...stored.customers[0]!, accounts: [a] }] }, { rated }))).toEqual([
-      `$.customers[0].accounts[0].bill_cycle_day: account "a-001" is stored with bill_cycle_day ${was.bill_cycle_day}: changing it to 15 is refused, but it has rated usage, whose billing periods the new ones would overlap (free units, flat fees and minimums given twice); a change from a period boundary on is not supported`,
-      `$.customers[0].accounts[0].timezone: account "a-001" is stored with timezone "${was.timezone}": changing it to "Pacific/Kiritimati" is refused, but it has rated usage, whose billing periods the new ones would overlap (free units, flat fees and minimums given twice); a change from a period boundary on is not supported`,
+      `$.customers[0].accounts[0].bill_cycle_day: account "a-001" is stored with bill_cycle_day ${was.bill_cycle_day}: changing it to 15 is refused: it has rated usage, whose billing periods the new ones would overlap (free units, flat fees and minimums given twice); a change from a period boundary on is not supported`,
+      `$.customers[0].accounts[0].timezone: account "a-001" is stored with timezone "${was.timezone}": changing it to "Pacific/Kiritimati" is refused: it has rated usage, whose billing periods the new ones would overlap (free units, flat fees and minimums given twice); a change from a period boundary on is not supported`,
     ])
     // With a merge conflict too (a device stored under another account): both, in one run.
     const two = validateAccounts(sampleAccounts({ customers: 2, devicesPerAccount: 1 }))
@@ -92,12 +92,23 @@ describe('applyAccounts: billing cycles', () => {
     const file = { customers: [{ ...stored.customers[0]!, accounts: [changed()] }] }
     expect(problemsOf(() => applyAccounts(stored, file, { rated: new Set() }))).toEqual([])
     expect(problemsOf(() => applyAccounts(stored, file, { rated: undefined }))[0]).toMatch(
-      /bill_cycle_day: .* is refused, and whether it has rated usage cannot be read while another process holds the data directory/,
+      /bill_cycle_day: .* is refused: whether it has rated usage cannot be read while another process holds the data directory/,
     )
     expect(cycleChangingAccounts(stored, { customers: [stored.customers[0]!] })).toEqual([])
     expect(problemsOf(() => applyAccounts(stored, { customers: [stored.customers[0]!] }))).toEqual([])
     // Not an accounts file at all: nothing to look up (validation names its problems).
     expect(cycleChangingAccounts(stored, 'x')).toEqual([])
+  })
+
+  it('takes a zone written another way the zone database reads as the same zone (europe/berlin) for no change', () => {
+    expect(was.timezone).toBe('Europe/Berlin')
+    const respelled = { ...structuredClone(stored.customers[0]!.accounts[0]!), timezone: 'europe/berlin' }
+    const file = { customers: [{ ...stored.customers[0]!, accounts: [respelled] }] }
+    expect(cycleChangingAccounts(stored, file)).toEqual([])
+    expect(problemsOf(() => applyAccounts(stored, file, { rated: new Set(['a-001']) }))).toEqual([])
+    // Another zone with the same offset today is another zone.
+    const paris = { customers: [{ ...stored.customers[0]!, accounts: [{ ...respelled, timezone: 'Europe/Paris' }] }] }
+    expect(cycleChangingAccounts(stored, paris)).toEqual(['a-001'])
   })
 })
 

@@ -1,5 +1,5 @@
 import { ValidationError, type Problem } from '../common/errors.js'
-import { isValidTimeZone, parseIsoTime } from '../common/time.js'
+import { isValidTimeZone, parseIsoTime, sameTimeZone } from '../common/time.js'
 import type { Account, AccountsDocument, Catalog, Customer, DeviceBinding, Subscription } from './types.js'
 import { jsonMemberPath } from '../common/strings.js'
 
@@ -229,6 +229,11 @@ function accountsById(doc: AccountsDocument): Map<string, Account> {
 /** The fields a stored account keeps while it has rated usage (cycleChanges). */
 const CYCLE_FIELDS = ['bill_cycle_day', 'timezone'] as const
 
+/** A cycle field's new value is the stored one: a zone in another spelling (`europe/berlin`) is the same zone. */
+function sameCycleField(field: (typeof CYCLE_FIELDS)[number], now: unknown, was: unknown): boolean {
+  return now === was || (field === 'timezone' && typeof now === 'string' && typeof was === 'string' && sameTimeZone(now, was))
+}
+
 /**
  * The ids of stored accounts whose `bill_cycle_day` or `timezone` an accounts file (not yet validated) changes: those
  * `accounts apply` must look up in the store (cycleChanges) before it can apply the file.
@@ -241,7 +246,7 @@ export function cycleChangingAccounts(stored: AccountsDocument, doc: unknown): s
     const accounts = (c as { accounts?: unknown } | null)?.accounts
     for (const a of Array.isArray(accounts) ? (accounts as Array<Record<string, unknown> | null>) : []) {
       const was = typeof a?.id === 'string' ? byId.get(a.id) : undefined
-      if (was !== undefined && CYCLE_FIELDS.some((f) => a![f] !== was[f])) out.add(was.id)
+      if (was !== undefined && CYCLE_FIELDS.some((f) => !sameCycleField(f, a![f], was[f]))) out.add(was.id)
     }
   }
   return [...out]
@@ -262,12 +267,12 @@ function cycleChanges(byId: ReadonlyMap<string, Account>, incoming: AccountsDocu
       const was = byId.get(a.id)
       if (was === undefined || (rated !== undefined && !rated.has(a.id))) return
       for (const field of CYCLE_FIELDS) {
-        if (a[field] === was[field]) continue
+        if (sameCycleField(field, a[field], was[field])) continue
         const why =
           rated === undefined
-            ? 'and whether it has rated usage cannot be read while another process holds the data directory (stop it and apply again)'
-            : 'but it has rated usage, whose billing periods the new ones would overlap (free units, flat fees and minimums given twice); a change from a period boundary on is not supported'
-        out.push({ path: `$.customers[${ci}].accounts[${ai}].${field}`, message: `account "${a.id}" is stored with ${field} ${JSON.stringify(was[field])}: changing it to ${JSON.stringify(a[field])} is refused, ${why}` })
+            ? 'whether it has rated usage cannot be read while another process holds the data directory (stop it and apply again)'
+            : 'it has rated usage, whose billing periods the new ones would overlap (free units, flat fees and minimums given twice); a change from a period boundary on is not supported'
+        out.push({ path: `$.customers[${ci}].accounts[${ai}].${field}`, message: `account "${a.id}" is stored with ${field} ${JSON.stringify(was[field])}: changing it to ${JSON.stringify(a[field])} is refused: ${why}` })
       }
     }),
   )

@@ -65,6 +65,16 @@ export function isValidTimeZone(tz: string): boolean {
   }
 }
 
+/**
+ * True when `a` and `b` name the same zone, in whatever spelling the zone database takes (`europe/berlin` is
+ * `Europe/Berlin`, `Asia/Calcutta` is `Asia/Kolkata`). Unknown zones are the same only as the same text.
+ */
+export function sameTimeZone(a: string, b: string): boolean {
+  if (a === b) return true
+  if (!isValidTimeZone(a) || !isValidTimeZone(b)) return false
+  return formatter(a).resolvedOptions().timeZone === formatter(b).resolvedOptions().timeZone
+}
+
 /** The zone's formatter; an unknown zone is bad input (RateflowError BAD_INPUT). */
 function formatter(tz: string): Intl.DateTimeFormat {
   let f = formatters.get(tz)

@@ -52,7 +52,7 @@ it('changes a cycle while nothing is rated, and refuses to once usage is', async
   const refused = await rateflow(['accounts', 'apply', writeJson(join(dir, 'a3.json'), withCycle(1, 'Europe/Berlin')), ...d])
   expect(refused.code).toBe(2)
   expect(refused.stderr).toMatch(
-    /\$\.customers\[0\]\.accounts\[0\]\.bill_cycle_day: account "a-1" is stored with bill_cycle_day 15: changing it to 1 is refused, but it has rated usage/,
+    /\$\.customers\[0\]\.accounts\[0\]\.bill_cycle_day: account "a-1" is stored with bill_cycle_day 15: changing it to 1 is refused: it has rated usage/,
   )
   // Not stored: the next event is still in the 15th's period.
   writeFileSync(csv, 'event_id,event_time,device_id,account_id,subscription_id,metric,quantity\na2,2026-11-02T10:00:00Z,fw-1,,,bytes_out,100\n')
