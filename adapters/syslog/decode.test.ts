@@ -114,3 +114,13 @@ it('a message with a byte that is not UTF-8 (a Latin-1 city name) is a reject na
   const [item] = dec(line)
   expect(item).toEqual({ reject: expect.objectContaining({ raw: `base64:${line.toString('base64')}`, reason: `not a syslog text message: byte 0xf6 at offset ${line.length - 3} is not UTF-8 (send UTF-8 text)` }) })
 })
+
+it("reads rsyslog's forwarding format (the BSD layout with an RFC 3339 timestamp): host, tag, and the timestamp as event_time", () => {
+  // It was refused as "message body: expected key=value at column 1, got \"2026-11-07T12:00:00.\"".
+  const [item] = dec('<134>2026-11-07T12:00:00.123+01:00 fw-1 rateflow: event_id=rs1 device_id=fw-1 metric=bytes_out quantity=1')
+  expect(item).toEqual({ record: expect.objectContaining({ event_id: 'rs1', event_time: '2026-11-07T12:00:00.123+01:00', device_id: 'fw-1', quantity: '1' }) })
+  const [host] = dec('<134>2026-11-07T12:00:00Z fw-9 app[12]: metric=bytes_out quantity=2', { hostname_as_device_id: true })
+  expect(host).toEqual({ record: expect.objectContaining({ event_time: '2026-11-07T12:00:00Z', device_id: 'fw-9' }) })
+  // A timestamp without a zone is no RFC 3339 timestamp: the text stays the body, and is refused as such.
+  expect(rej(dec('<134>2026-11-07T12:00:00 fw-1 app: metric=m quantity=1')).reason).toMatch(/expected key=value/)
+})

@@ -4,10 +4,12 @@
  * Year rule: the timestamp is read in the configured offset (default UTC) in the latest year, of now's UTC year and
  * the years before and after it, in which that instant is at most 1 day after `now` (a December message read on
  * January 1st is of the year before; a January 1st message read on December 31st in UTC, from a zone east of UTC or
- * a clock a little fast, of the year after). Messages whose header has no timestamp at all (FortiGate sends `<189>date=… time=…`) are
- * accepted: the whole text after <PRI> is the message and the mapping supplies the time.
+ * a clock a little fast, of the year after). rsyslog's forwarding format (this layout with an RFC 3339 timestamp, which
+ * has its year and zone) is read too, its timestamp as written. Messages whose header has no timestamp at all
+ * (FortiGate sends `<189>date=… time=…`) are accepted: the whole text after <PRI> is the message and the mapping
+ * supplies the time.
  */
-import { parsePri, type ParseResult } from './rfc5424.js'
+import { parsePri, TIMESTAMP, type ParseResult } from './rfc5424.js'
 
 export interface Rfc3164Message {
   readonly pri: number
@@ -59,7 +61,13 @@ export function parseRfc3164(text: string, now: Date, zone: string): ParseResult
   if ('error' in p) return { ok: false, error: p.error }
   const rest = text.slice(p.rest)
   const h = HEADER.exec(rest)
-  if (!h) return { ok: true, message: { pri: p.pri, msg: rest } }
+  if (!h) {
+    // rsyslog's forwarding format (RSYSLOG_ForwardFormat) writes the BSD layout with an RFC 3339 timestamp, which
+    // carries its year and zone: taken as written. Its text read as the body was refused as "expected key=value".
+    const sp = rest.indexOf(' ')
+    if (sp > 0 && TIMESTAMP.test(rest.slice(0, sp))) return { ok: true, message: afterTimestamp(p.pri, rest.slice(0, sp), rest.slice(sp + 1)) }
+    return { ok: true, message: { pri: p.pri, msg: rest } }
+  }
   const [, mon, dd, hh, mi, ss] = h as unknown as [string, string, string, string, string, string]
   const hour = Number(hh)
   const min = Number(mi)
@@ -67,19 +75,23 @@ export function parseRfc3164(text: string, now: Date, zone: string): ParseResult
   if (hour > 23 || min > 59 || sec > 60) return { ok: false, error: `bad RFC 3164 time ${hh}:${mi}:${ss}` }
   const timestamp = resolve3164Time(MONTHS.indexOf(mon), Number(dd.trim()), hour, min, Math.min(sec, 59), zone, now)
   if (timestamp === undefined) return { ok: false, error: `bad RFC 3164 date ${mon} ${dd.trim()}` }
-  let after = rest.slice(h[0].length)
+  return { ok: true, message: afterTimestamp(p.pri, timestamp, rest.slice(h[0].length)) }
+}
+
+/** The message after its header's timestamp: `HOSTNAME TAG: MSG`, HOSTNAME and TAG each optional. */
+function afterTimestamp(pri: number, timestamp: string, text: string): Rfc3164Message {
+  let after = text
   const sp = after.indexOf(' ')
   let hostname = sp < 0 ? after : after.slice(0, sp)
   // A header without HOSTNAME (some appliances): the first word is already key=value body.
   if (hostname.includes('=')) hostname = ''
   else after = sp < 0 ? '' : after.slice(sp + 1)
   const t = TAG.exec(after)
-  const message: Rfc3164Message = {
-    pri: p.pri,
+  return {
+    pri,
     timestamp,
     ...(hostname !== '' && { hostname }),
     ...(t && { tag: t[1] }),
     msg: t ? after.slice(t[0].length) : after,
   }
-  return { ok: true, message }
 }

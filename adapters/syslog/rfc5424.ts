@@ -22,7 +22,8 @@ export interface Rfc5424Message {
 
 export type ParseResult<T> = { readonly ok: true; readonly message: T } | { readonly ok: false; readonly error: string }
 
-const TIMESTAMP = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|[+-]\d{2}:\d{2})$/
+/** RFC 5424's TIMESTAMP (RFC 3339 with a zone, at most 6 fraction digits). */
+export const TIMESTAMP = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|[+-]\d{2}:\d{2})$/
 
 /** Reads `<PRI>` at the start; shared with RFC 3164. Returns the value and where the header continues. */
 export function parsePri(text: string): { pri: number; rest: number } | { error: string } {
