@@ -97,6 +97,21 @@ describe('mapHeader', () => {
       expect((err as ValidationError).problems).toEqual([{ path: 'u.csv:1 column 6', message: 'dimension name "__proto__" is reserved; give the dimension another name' }])
     }
   })
+  it('a header named like a member of every object (constructor, toString, __proto__) is an unknown column, mapped or not', () => {
+    for (const columns of [undefined, { ts: 'event_time' }]) {
+      try {
+        mapHeader(['event_id', 'event_time', 'device_id', 'metric', 'quantity', 'constructor', 'toString', '__proto__'], 'u.csv', columns)
+        throw new Error('expected a ValidationError')
+      } catch (err) {
+        expect(err).toBeInstanceOf(ValidationError)
+        expect((err as ValidationError).problems.map((p) => `${p.path}: ${p.message.replace(/ \(expected.*/, '')}`)).toEqual([
+          'u.csv:1 column 6: unknown column "constructor"',
+          'u.csv:1 column 7: unknown column "toString"',
+          'u.csv:1 column 8: unknown column "__proto__"',
+        ])
+      }
+    }
+  })
 })
 
 describe('publishCsvFile', () => {

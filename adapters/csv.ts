@@ -47,7 +47,8 @@ export function mapHeader(header: readonly string[], file: string, columns: Read
   const problems: Problem[] = []
   const fields = header.map((raw, i) => {
     const name = raw.trim().replace(/^\uFEFF/, '')
-    const target = columns[name] ?? name
+    // Own keys only: a header named `constructor` or `toString` found Object.prototype's function as its target.
+    const target = Object.hasOwn(columns, name) ? columns[name]! : name
     const reserved = target.startsWith('dim.') ? reservedDimensionName(target.slice(4)) : undefined
     if (!(CSV_COLUMNS as readonly string[]).includes(target) && !/^dim\.[^\s]+$/.test(target)) {
       problems.push({ path: `${file}:1 column ${i + 1}`, message: `unknown column "${name}" (expected ${CSV_COLUMNS.join(', ')} or dim.<name>; or map it in the adapter's "columns")` })
