@@ -1,5 +1,40 @@
-import { describe, expect, it } from 'vitest'
-import { checkCsvInboxEntries } from './csv-inbox.js'
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { afterAll, describe, expect, it } from 'vitest'
+import type { Logger } from '../common/logger.js'
+import type { UsageBatch } from '../rating-core/record.js'
+import { CsvInbox, checkCsvInboxEntries } from './csv-inbox.js'
+
+const tmp = mkdtempSync(join(tmpdir(), 'rateflow-inbox-'))
+afterAll(() => rmSync(tmp, { recursive: true, force: true }))
+let dirs = 0
+
+const HEADER = 'event_id,event_time,device_id,metric,quantity'
+const csv = (...ids: string[]) => [HEADER, ...ids.map((id) => `${id},2026-10-01T00:00:00Z,d-1,api_calls,1`)].join('\n') + '\n'
+
+/** What the inbox logged, by level: the message and the file it names. */
+type Logged = Array<{ level: string; msg: string; file?: string; err?: unknown }>
+
+/** A watch folder and an inbox on it that polls every 10 ms; `sink` stores batches unless told otherwise. */
+function inbox(sink?: (b: UsageBatch) => Promise<void>) {
+  const watch = join(tmp, `inbox-${++dirs}`)
+  mkdirSync(watch)
+  const batches: UsageBatch[] = []
+  const logged: Logged = []
+  const log = (level: string) => (o: { file?: string; err?: unknown }, msg: string) => void logged.push({ level, msg, ...o })
+  const logger = { warn: log('warn'), error: log('error'), info: log('info'), debug: log('debug') } as unknown as Logger
+  const a = new CsvInbox({ watch, source: 'csv:t' }, { sink: sink ?? (async (b) => void batches.push(b)), logger, pollMs: 10 })
+  return { watch, a, batches, logged, ids: () => batches.flatMap((b) => b.records.map((r) => r.event_id)) }
+}
+
+async function until(what: string, ok: () => boolean, ms = 5_000): Promise<void> {
+  const end = Date.now() + ms
+  while (!ok()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`)
+    await new Promise((r) => setTimeout(r, 10))
+  }
+}
 
 describe('checkCsvInboxEntries', () => {
   it('accepts watch, source and a columns mapping onto CSV columns and dim.<name>', () => {
@@ -31,5 +66,23 @@ describe('checkCsvInboxEntries', () => {
     const r = checkCsvInboxEntries([{ watch: './a', source: 'bad source!' }])
     expect(r.problems.map((p) => `${p.path}: ${p.message}`)).toEqual(['$.adapters.csv[0].source: must be letters, digits and _ . : @ - (e.g. "csv:drop")'])
     expect(r.options).toEqual([])
+  })
+})
+
+describe('CsvInbox', () => {
+  it('skips an entry it cannot stat (a dangling symlink), warning once, and reads the other files', async () => {
+    const { watch, a, ids, logged } = inbox()
+    symlinkSync(join(watch, 'nowhere'), join(watch, 'a.csv'))
+    writeFileSync(join(watch, 'b.csv'), csv('b1'))
+    await a.start()
+    try {
+      await until('b.csv in done/', () => existsSync(join(watch, 'done', 'b.csv')))
+      await new Promise((r) => setTimeout(r, 100))
+    } finally {
+      await a.stop()
+    }
+    expect(ids()).toEqual(['b1'])
+    expect(logged.map((l) => [l.level, l.msg, l.file])).toEqual([['warn', 'CSV inbox: cannot read this entry (a dangling symlink?); skipped', 'a.csv']])
+    expect(readdirSync(watch).sort()).toEqual(['a.csv', 'done'])
   })
 })

@@ -77,6 +77,8 @@ export class CsvInbox {
   private running: Promise<void> | undefined
   private stopped = false
   private readonly counts: CsvInboxStats = { files: 0, failedFiles: 0, rows: 0, batches: 0 }
+  /** Entries skipped because they cannot be stat'ed, warned about once each. */
+  private readonly unreadable = new Set<string>()
 
   constructor(
     private readonly options: CsvInboxOptions,
@@ -121,13 +123,36 @@ export class CsvInbox {
   private async scan(): Promise<void> {
     const dir = this.options.watch
     if (!existsSync(dir)) return
-    const names = readdirSync(dir)
+    const entries = readdirSync(dir)
+    // A name that is gone may warn again when it comes back broken.
+    const present = new Set(entries)
+    for (const n of this.unreadable) if (!present.has(n)) this.unreadable.delete(n)
+    const names = entries
       .filter((n) => /\.csv(\.gz)?$/.test(n))
-      .filter((n) => statSync(join(dir, n)).isFile())
+      .filter((n) => this.isFile(dir, n))
       .sort()
     for (const name of names) {
       if (this.stopped) return
       await this.ingest(name)
+    }
+  }
+
+  /**
+   * Whether an entry is a file to read. One that cannot be stat'ed (a dangling symlink, a file removed since readdir)
+   * is skipped, with a warning once per name: a throw here stopped the scan, and so every other file, for as long as
+   * the entry stayed.
+   */
+  private isFile(dir: string, name: string): boolean {
+    try {
+      const file = statSync(join(dir, name)).isFile()
+      this.unreadable.delete(name)
+      return file
+    } catch (err) {
+      if (!this.unreadable.has(name)) {
+        this.unreadable.add(name)
+        this.deps.logger.warn({ source: this.options.source, file: name, err }, 'CSV inbox: cannot read this entry (a dangling symlink?); skipped')
+      }
+      return false
     }
   }
 
