@@ -1,10 +1,21 @@
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { afterAll, describe, expect, it } from 'vitest'
+import { afterAll, describe, expect, it, vi } from 'vitest'
+import { ErrorCode, RateflowError } from '../common/errors.js'
 import type { Logger } from '../common/logger.js'
 import type { UsageBatch } from '../rating-core/record.js'
 import { CsvInbox, checkCsvInboxEntries } from './csv-inbox.js'
+
+// A file named boom.csv fails its check as a defect would (a TypeError), every time.
+vi.mock('./csv.js', async (importOriginal) => {
+  const csv = await importOriginal<typeof import('./csv.js')>()
+  return {
+    ...csv,
+    csvFileProblems: (path: string, columns?: Readonly<Record<string, string>>) =>
+      path.endsWith('boom.csv') ? Promise.reject(new TypeError('target.startsWith is not a function')) : csv.csvFileProblems(path, columns),
+  }
+})
 
 const tmp = mkdtempSync(join(tmpdir(), 'rateflow-inbox-'))
 afterAll(() => rmSync(tmp, { recursive: true, force: true }))
@@ -84,5 +95,53 @@ describe('CsvInbox', () => {
     expect(ids()).toEqual(['b1'])
     expect(logged.map((l) => [l.level, l.msg, l.file])).toEqual([['warn', 'CSV inbox: cannot read this entry (a dangling symlink?); skipped', 'a.csv']])
     expect(readdirSync(watch).sort()).toEqual(['a.csv', 'done'])
+  })
+
+  it('a file that fails in a way of its own again and again goes to failed/ with the error; the files after it are read meanwhile', async () => {
+    const { watch, a, ids, logged } = inbox()
+    writeFileSync(join(watch, 'boom.csv'), csv('x1'))
+    writeFileSync(join(watch, 'c.csv'), csv('c1'))
+    await a.start()
+    try {
+      await until('boom.csv in failed/', () => existsSync(join(watch, 'failed', 'boom.csv.error.txt')))
+      await until('c.csv in done/', () => existsSync(join(watch, 'done', 'c.csv')))
+    } finally {
+      await a.stop()
+    }
+    expect(ids()).toEqual(['c1'])
+    expect(a.stats).toMatchObject({ files: 1, failedFiles: 1 })
+    const text = readFileSync(join(watch, 'failed', 'boom.csv.error.txt'), 'utf8')
+    expect(text).toMatch(/^CSV file boom\.csv: could not be ingested, 3 times in a row: target\.startsWith is not a function\n  nothing of it was published in the last attempt\nTypeError/)
+    expect(logged.filter((l) => l.file === 'boom.csv').map((l) => l.msg)).toEqual([
+      'CSV inbox: reading the file failed; it is tried again, the next files go on',
+      'CSV inbox: reading the file failed; it is tried again, the next files go on',
+      'CSV inbox: the file failed again and again; moved to failed/',
+    ])
+  })
+
+  it('a queue that refuses batches fails no file: the files stay and are read once it takes them again', async () => {
+    let down = true
+    const stored: UsageBatch[] = []
+    let refused = 0
+    const { watch, a } = inbox(async (b) => {
+      if (down) {
+        refused++
+        throw new RateflowError(ErrorCode.ServiceUnavailable, 'publishing batch failed: timeout')
+      }
+      stored.push(b)
+    })
+    writeFileSync(join(watch, 'a.csv'), csv('a1'))
+    writeFileSync(join(watch, 'b.csv'), csv('b1'))
+    await a.start()
+    try {
+      await until('ten refusals', () => refused >= 10)
+      expect(existsSync(join(watch, 'failed'))).toBe(false)
+      down = false
+      await until('both files in done/', () => existsSync(join(watch, 'done', 'a.csv')) && existsSync(join(watch, 'done', 'b.csv')))
+    } finally {
+      await a.stop()
+    }
+    expect(stored.flatMap((b) => b.records.map((r) => r.event_id))).toEqual(['a1', 'b1'])
+    expect(a.stats).toMatchObject({ files: 2, failedFiles: 0 })
   })
 })

@@ -68,15 +68,25 @@ export function checkCsvInboxEntries(entries: readonly unknown[], path = '$.adap
 }
 
 /**
+ * How often in a row a file may fail for a reason that is neither a bad file nor the queue before it goes to failed/:
+ * enough for a passing one (a read error, no file descriptor free) to clear, few enough that a file that always fails
+ * (a defect: a header named `constructor` once threw a TypeError) leaves within a few scans.
+ */
+const UNEXPECTED_FAILURE_LIMIT = 3
+
+/**
  * Watches a folder for `*.csv` / `*.csv.gz` files (polling every 500 ms). Each file is published in
  * micro-batches and, once every batch is stored, moved to `done/`; a file with a bad header goes to
- * `failed/` with `<name>.error.txt` beside it.
+ * `failed/` with `<name>.error.txt` beside it, and so does one that fails for another reason of its own
+ * UNEXPECTED_FAILURE_LIMIT times in a row. A file the queue does not take stays, and is retried.
  */
 export class CsvInbox {
   private timer: NodeJS.Timeout | undefined
   private running: Promise<void> | undefined
   private stopped = false
   private readonly counts: CsvInboxStats = { files: 0, failedFiles: 0, rows: 0, batches: 0 }
+  /** Failures in a row of a file, by name, for errors that are neither a bad file nor the queue's. */
+  private readonly failures = new Map<string, number>()
   /** Entries skipped because they cannot be stat'ed, warned about once each. */
   private readonly unreadable = new Set<string>()
 
@@ -127,6 +137,7 @@ export class CsvInbox {
     // A name that is gone may warn again when it comes back broken.
     const present = new Set(entries)
     for (const n of this.unreadable) if (!present.has(n)) this.unreadable.delete(n)
+    for (const n of this.failures.keys()) if (!present.has(n)) this.failures.delete(n)
     const names = entries
       .filter((n) => /\.csv(\.gz)?$/.test(n))
       .filter((n) => this.isFile(dir, n))
@@ -159,35 +170,70 @@ export class CsvInbox {
   private async ingest(name: string): Promise<void> {
     const { watch, source, columns } = this.options
     const path = join(watch, name)
-    const plan = {
-      path,
-      source,
-      ...(columns ? { columns } : {}),
-      ...(this.deps.maxBatchBytes !== undefined ? { maxBatchBytes: this.deps.maxBatchBytes } : {}),
-      batchIdPrefix: csvBatchIdPrefix(source, path, newRunId()),
-    }
+    // Set once the queue refused a batch: then the error, whatever the batcher makes of it, is the queue's, not the file's.
+    let queueFailed = false
+    let published = 0
     try {
+      const plan = {
+        path,
+        source,
+        ...(columns ? { columns } : {}),
+        ...(this.deps.maxBatchBytes !== undefined ? { maxBatchBytes: this.deps.maxBatchBytes } : {}),
+        batchIdPrefix: csvBatchIdPrefix(source, path, newRunId()),
+      }
       // A bad file (header, gzip that does not decompress whole) goes to failed/ before any of it is published.
       const problems = await csvFileProblems(path, columns)
       if (problems.length) throw new ValidationError(`CSV file ${name}`, problems)
       const r = await publishCsvFile(plan, async (batch) => {
         this.counts.batches++
-        await this.deps.sink(batch)
+        try {
+          await this.deps.sink(batch)
+        } catch (err) {
+          queueFailed = true
+          throw err
+        }
+        published++
       })
       this.counts.rows += r.read
       this.counts.files++
+      this.failures.delete(name)
       moveTo(watch, 'done', name)
     } catch (err) {
       if (err instanceof ValidationError) {
-        this.counts.failedFiles++
-        const target = moveTo(watch, 'failed', name)
-        writeFileSync(`${target}.error.txt`, err.message + '\n')
+        this.failures.delete(name)
+        this.fail(name, err.message)
         this.deps.logger.warn({ source, file: name }, 'CSV inbox: invalid file moved to failed/')
         return
       }
-      // Publishing failed: leave the file where it is; the next scan retries it.
-      throw err
+      // The queue is down or full: every file would fail alike, so the scan stops here and the next one retries this
+      // file first; nothing is moved to failed/ for an outage.
+      if (queueFailed) throw err
+      // Anything else is this file's own (a defect, a read error): retried a few times in case it passes, and never
+      // blocking the files after it, which the scan goes on with.
+      const failures = (this.failures.get(name) ?? 0) + 1
+      if (failures < UNEXPECTED_FAILURE_LIMIT) {
+        this.failures.set(name, failures)
+        this.deps.logger.error({ err, source, file: name, failures }, 'CSV inbox: reading the file failed; it is tried again, the next files go on')
+        return
+      }
+      this.failures.delete(name)
+      this.fail(
+        name,
+        `CSV file ${name}: could not be ingested, ${failures} times in a row: ${err instanceof Error ? err.message : String(err)}\n` +
+          (published > 0
+            ? `  ${published} batch${published === 1 ? ' was' : 'es were'} published before the failure (in the last attempt); dropping the file again once the cause is fixed bills nothing twice: its rows read already count as duplicates\n`
+            : '  nothing of it was published in the last attempt\n') +
+          (err instanceof Error && err.stack ? `${err.stack}\n` : ''),
+      )
+      this.deps.logger.error({ err, source, file: name, failures }, 'CSV inbox: the file failed again and again; moved to failed/')
     }
+  }
+
+  /** Moves `name` to failed/ with `<name>.error.txt` beside it holding `text`. */
+  private fail(name: string, text: string): void {
+    this.counts.failedFiles++
+    const target = moveTo(this.options.watch, 'failed', name)
+    writeFileSync(`${target}.error.txt`, text.endsWith('\n') ? text : text + '\n')
   }
 }
 
