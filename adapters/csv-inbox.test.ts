@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, describe, expect, it, vi } from 'vitest'
@@ -94,7 +94,7 @@ describe('CsvInbox', () => {
     }
     expect(ids()).toEqual(['b1'])
     expect(logged.map((l) => [l.level, l.msg, l.file])).toEqual([['warn', 'CSV inbox: cannot read this entry (a dangling symlink?); skipped', 'a.csv']])
-    expect(readdirSync(watch).sort()).toEqual(['a.csv', 'done'])
+    expect(readdirSync(watch).sort()).toEqual(['a.csv', 'done', 'processing'])
   })
 
   it('a file that fails in a way of its own again and again goes to failed/ with the error; the files after it are read meanwhile', async () => {
@@ -143,5 +143,61 @@ describe('CsvInbox', () => {
     }
     expect(stored.flatMap((b) => b.records.map((r) => r.event_id))).toEqual(['a1', 'b1'])
     expect(a.stats).toMatchObject({ files: 2, failedFiles: 0 })
+  })
+
+  it('a file renamed in under the name of the one being read is read too, not moved to done/ unread', async () => {
+    let release: (() => void) | undefined
+    const held = new Promise<void>((r) => (release = r))
+    const stored: UsageBatch[] = []
+    let publishing = false
+    const { watch, a } = inbox(async (b) => {
+      // The first file's batch (the file read whole) waits until the second file has taken its name in the folder.
+      publishing = true
+      if (stored.length === 0) await held
+      stored.push(b)
+    })
+    writeFileSync(join(tmp, 'big.tmp'), csv('big1', 'big2'))
+    writeFileSync(join(tmp, 'small.tmp'), csv('small1'))
+    renameSync(join(tmp, 'big.tmp'), join(watch, 'usage.csv'))
+    await a.start()
+    try {
+      await until('the first file published', () => publishing)
+      renameSync(join(tmp, 'small.tmp'), join(watch, 'usage.csv'))
+      release!()
+      await until('the second file read', () => stored.some((b) => b.records.some((r) => r.event_id === 'small1')))
+      await until('two files in done/', () => readdirSync(join(watch, 'done')).length === 2)
+    } finally {
+      release!()
+      await a.stop()
+    }
+    expect(stored.flatMap((b) => b.records.map((r) => r.event_id))).toEqual(['big1', 'big2', 'small1'])
+    expect(readdirSync(join(watch, 'processing'))).toEqual([])
+    expect(a.stats).toMatchObject({ files: 2, rows: 3 })
+  })
+
+  it('a file left in processing/ (a crash while it was read) is read first at start, with the same ids and origins as from the folder', async () => {
+    // No event_id column: the ids are content ids, which must not change with the folder the file is read from.
+    const content = 'event_time,device_id,metric,quantity\n2026-10-01T00:00:00Z,d-1,api_calls,1\n2026-10-01T00:01:00Z,d-1,api_calls,2\n'
+    const first = inbox()
+    writeFileSync(join(first.watch, 'usage.csv'), content)
+    await first.a.start()
+    await until('usage.csv in done/', () => existsSync(join(first.watch, 'done', 'usage.csv')))
+    await first.a.stop()
+
+    const again = inbox()
+    mkdirSync(join(again.watch, 'processing'))
+    writeFileSync(join(again.watch, 'processing', 'usage.csv'), content)
+    writeFileSync(join(again.watch, 'later.csv'), csv('l1'))
+    await again.a.start()
+    try {
+      await until('both in done/', () => existsSync(join(again.watch, 'done', 'usage.csv')) && existsSync(join(again.watch, 'done', 'later.csv')))
+    } finally {
+      await again.a.stop()
+    }
+    const view = (bs: UsageBatch[]) => bs.flatMap((b) => b.records.map((r) => [r.event_id, r.origin]))
+    expect(view(again.batches).slice(0, 2)).toEqual(view(first.batches))
+    expect(view(first.batches).map(([, origin]) => origin)).toEqual(['usage.csv:2', 'usage.csv:3'])
+    expect(again.ids()[2]).toBe('l1')
+    expect(readdirSync(join(again.watch, 'processing'))).toEqual([])
   })
 })

@@ -75,8 +75,8 @@ export function checkCsvInboxEntries(entries: readonly unknown[], path = '$.adap
 const UNEXPECTED_FAILURE_LIMIT = 3
 
 /**
- * Watches a folder for `*.csv` / `*.csv.gz` files (polling every 500 ms). Each file is published in
- * micro-batches and, once every batch is stored, moved to `done/`; a file with a bad header goes to
+ * Watches a folder for `*.csv` / `*.csv.gz` files (polling every 500 ms). Each file is claimed into processing/
+ * (see scan), published in micro-batches and, once every batch is stored, moved to `done/`; a file with a bad header goes to
  * `failed/` with `<name>.error.txt` beside it, and so does one that fails for another reason of its own
  * UNEXPECTED_FAILURE_LIMIT times in a row. A file the queue does not take stays, and is retried.
  */
@@ -130,21 +130,59 @@ export class CsvInbox {
     }, ms)
   }
 
+  /**
+   * 1. Files left in processing/ (a crash or kill while one was read, or a queue that refused it) are read again
+   *    first: dedupe is on (source, event_id), and a row without an id has a content id of source and row, and a
+   *    reject a key of file name, line and row, none of which depends on the folder, so the rows read before count as
+   *    duplicates, each rated once.
+   * 2. Then each file of the folder, in name order, is claimed by renaming it into processing/, read there, and moved
+   *    from there to done/ or failed/. Reading one path and moving another by name once moved a file renamed into the
+   *    folder under the same name meanwhile to done/, unread.
+   */
   private async scan(): Promise<void> {
     const dir = this.options.watch
     if (!existsSync(dir)) return
+    const processing = join(dir, PROCESSING)
     const entries = readdirSync(dir)
+    const claimed = existsSync(processing) ? readdirSync(processing) : []
     // A name that is gone may warn again when it comes back broken.
-    const present = new Set(entries)
+    const present = new Set([...entries, ...claimed.map((n) => `${PROCESSING}/${n}`)])
     for (const n of this.unreadable) if (!present.has(n)) this.unreadable.delete(n)
-    for (const n of this.failures.keys()) if (!present.has(n)) this.failures.delete(n)
-    const names = entries
-      .filter((n) => /\.csv(\.gz)?$/.test(n))
-      .filter((n) => this.isFile(dir, n))
-      .sort()
-    for (const name of names) {
+    for (const n of this.failures.keys()) if (!present.has(`${PROCESSING}/${n}`)) this.failures.delete(n)
+    const csvFiles = (names: string[], sub?: string) =>
+      names
+        .filter((n) => /\.csv(\.gz)?$/.test(n))
+        .filter((n) => this.isFile(dir, sub ? `${sub}/${n}` : n))
+        .sort()
+    for (const name of csvFiles(claimed, PROCESSING)) {
       if (this.stopped) return
       await this.ingest(name)
+    }
+    for (const name of csvFiles(entries)) {
+      if (this.stopped) return
+      if (this.claim(name)) await this.ingest(name)
+    }
+  }
+
+  /**
+   * Renames `name` into processing/; false when it cannot be now. A file of that name still there (one that failed and
+   * waits to be tried again) is never replaced: this one waits in the folder until that one leaves.
+   */
+  private claim(name: string): boolean {
+    const processing = join(this.options.watch, PROCESSING)
+    const target = join(processing, name)
+    if (existsSync(target)) return false
+    try {
+      mkdirSync(processing, { recursive: true })
+      renameSync(join(this.options.watch, name), target)
+      return true
+    } catch (err) {
+      // Gone since the listing: nothing to read. Anything else (no permission) would fail the same way at every scan.
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT' && !this.unreadable.has(name)) {
+        this.unreadable.add(name)
+        this.deps.logger.warn({ source: this.options.source, file: name, err }, 'CSV inbox: cannot move the file into processing/; skipped')
+      }
+      return false
     }
   }
 
@@ -154,6 +192,7 @@ export class CsvInbox {
    * the entry stayed.
    */
   private isFile(dir: string, name: string): boolean {
+    // `name` is relative to the folder (processing/ files are `processing/<name>`).
     try {
       const file = statSync(join(dir, name)).isFile()
       this.unreadable.delete(name)
@@ -167,9 +206,10 @@ export class CsvInbox {
     }
   }
 
+  /** Reads processing/`name` (claimed), then moves it to done/ or failed/, or leaves it there to be read again. */
   private async ingest(name: string): Promise<void> {
     const { watch, source, columns } = this.options
-    const path = join(watch, name)
+    const path = join(watch, PROCESSING, name)
     // Set once the queue refused a batch: then the error, whatever the batcher makes of it, is the queue's, not the file's.
     let queueFailed = false
     let published = 0
@@ -237,11 +277,15 @@ export class CsvInbox {
   }
 }
 
+/** Where a file is read from, once claimed. */
+const PROCESSING = 'processing'
+
+/** Moves processing/`name` to `sub`/ (done, failed), under another name when `sub` has one of that name already. */
 function moveTo(watch: string, sub: string, name: string): string {
   const dir = join(watch, sub)
   mkdirSync(dir, { recursive: true })
   let target = join(dir, name)
   if (existsSync(target)) target = join(dir, `${Date.now()}-${name}`)
-  renameSync(join(watch, name), target)
+  renameSync(join(watch, PROCESSING, name), target)
   return target
 }
