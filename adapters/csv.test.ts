@@ -4,7 +4,7 @@ import { join } from 'node:path'
 import { gzipSync } from 'node:zlib'
 import { afterAll, describe, expect, it } from 'vitest'
 import { MicroBatcher } from './batcher.js'
-import { ingestCsvFile, mapHeader, publishCsvFile } from './csv.js'
+import { csvFileProblems, ingestCsvFile, mapHeader, publishCsvFile } from './csv.js'
 import { ValidationError } from '../common/errors.js'
 import type { UsageBatch } from '../rating-core/record.js'
 
@@ -79,6 +79,16 @@ describe('ingestCsvFile', () => {
     expect(r.read).toBe(5000)
     expect(r.records.map((x) => x.raw)).toEqual(rows)
     expect(r.batches.length).toBeGreaterThanOrEqual(50)
+  })
+
+  it('a header after blank lines is named by its own line in its problems', async () => {
+    const file = join(dir, 'late-header.csv')
+    writeFileSync(file, '\n \n\nwhen,device_id,metric\n1,2,3\n')
+    expect((await csvFileProblems(file)).map((p) => `${p.path}: ${p.message.replace(/ \(expected.*/, '')}`)).toEqual([
+      'late-header.csv:4 column 1: unknown column "when"',
+      'late-header.csv:4: required column "event_time" is missing',
+      'late-header.csv:4: required column "quantity" is missing',
+    ])
   })
 
   it('a bad header fails the file before anything is published; so does an empty file', async () => {

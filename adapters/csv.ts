@@ -41,9 +41,10 @@ export function fileFingerprint(path: string): string {
 
 /**
  * Checks a header row and returns, per column index, the canonical field or `dim.<name>` it fills.
- * Throws ValidationError naming every problem (unknown columns, duplicates, missing required ones).
+ * Throws ValidationError naming every problem (unknown columns, duplicates, missing required ones) at `line`, the
+ * header's physical line (blank lines before it are skipped).
  */
-export function mapHeader(header: readonly string[], file: string, columns: Readonly<Record<string, string>> = {}): string[] {
+export function mapHeader(header: readonly string[], file: string, columns: Readonly<Record<string, string>> = {}, line = 1): string[] {
   const problems: Problem[] = []
   const fields = header.map((raw, i) => {
     const name = raw.trim().replace(/^\uFEFF/, '')
@@ -51,22 +52,22 @@ export function mapHeader(header: readonly string[], file: string, columns: Read
     const target = Object.hasOwn(columns, name) ? columns[name]! : name
     const reserved = target.startsWith('dim.') ? reservedDimensionName(target.slice(4)) : undefined
     if (!(CSV_COLUMNS as readonly string[]).includes(target) && !/^dim\.[^\s]+$/.test(target)) {
-      problems.push({ path: `${file}:1 column ${i + 1}`, message: `unknown column "${name}" (expected ${CSV_COLUMNS.join(', ')} or dim.<name>; or map it in the adapter's "columns")` })
+      problems.push({ path: `${file}:${line} column ${i + 1}`, message: `unknown column "${name}" (expected ${CSV_COLUMNS.join(', ')} or dim.<name>; or map it in the adapter's "columns")` })
     } else if (reserved !== undefined) {
-      problems.push({ path: `${file}:1 column ${i + 1}`, message: reserved })
+      problems.push({ path: `${file}:${line} column ${i + 1}`, message: reserved })
     }
     return target
   })
   const seen = new Set<string>()
   fields.forEach((f, i) => {
-    if (seen.has(f)) problems.push({ path: `${file}:1 column ${i + 1}`, message: `column "${f}" appears twice` })
+    if (seen.has(f)) problems.push({ path: `${file}:${line} column ${i + 1}`, message: `column "${f}" appears twice` })
     seen.add(f)
   })
   for (const req of ['event_time', 'metric', 'quantity'] as const) {
-    if (!seen.has(req)) problems.push({ path: `${file}:1`, message: `required column "${req}" is missing` })
+    if (!seen.has(req)) problems.push({ path: `${file}:${line}`, message: `required column "${req}" is missing` })
   }
   if (!seen.has('device_id') && !seen.has('account_id') && !seen.has('subscription_id')) {
-    problems.push({ path: `${file}:1`, message: 'no owner column: need at least one of device_id, account_id, subscription_id' })
+    problems.push({ path: `${file}:${line}`, message: 'no owner column: need at least one of device_id, account_id, subscription_id' })
   }
   if (problems.length) throw new ValidationError(`CSV header of ${file}`, problems)
   return fields
@@ -140,7 +141,7 @@ function headerFields(first: CsvItem | undefined, name: string, columns: Readonl
     const message = `the header is not valid UTF-8 (byte 0x${at.byte.toString(16)} at character ${at.position})`
     throw new ValidationError(`CSV header of ${name}`, [{ path: `${name}:${first.line}`, message }])
   }
-  return mapHeader(first.fields, name, columns)
+  return mapHeader(first.fields, name, columns, first.line)
 }
 
 /**
