@@ -202,7 +202,14 @@ describe('ingest csv counts what it is given', () => {
     const r = await rateflow(['ingest', 'csv', nov, '--wait', ...d])
     expect(r.code).toBe(0)
     expect(JSON.parse(r.stdout)).toMatchObject({ rated: 0, duplicates: 1 })
-    expect(r.stderr).toMatch(/default source is csv:<file name>, so a different file with the same name needs its own --source/)
+    expect(r.stderr).toMatch(/default source is csv:<file name>, so if a different file with the same name was ingested before, this one needs its own --source/)
+  })
+
+  it('duplicates within one file on its first ingest: the warning names repeated ids as a cause, not only an earlier file', async () => {
+    const f = file('repeats/first.csv', `${HEADER}\n${row('p1')}\n${row('p1')}\n`)
+    const r = await rateflow(['ingest', 'csv', f, '--wait', ...d])
+    expect([r.code, JSON.parse(r.stdout)]).toEqual([0, expect.objectContaining({ rated: 1, duplicates: 1 })])
+    expect(r.stderr).toMatch(/their id under the same source was ingested before, or appears earlier in the same file/)
   })
 })
 
