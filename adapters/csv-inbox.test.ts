@@ -1,6 +1,7 @@
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { gzipSync } from 'node:zlib'
 import { afterAll, describe, expect, it, vi } from 'vitest'
 import { ErrorCode, RateflowError } from '../common/errors.js'
 import type { Logger } from '../common/logger.js'
@@ -199,5 +200,19 @@ describe('CsvInbox', () => {
     expect(view(first.batches).map(([, origin]) => origin)).toEqual(['usage.csv:2', 'usage.csv:3'])
     expect(again.ids()[2]).toBe('l1')
     expect(readdirSync(join(again.watch, 'processing'))).toEqual([])
+  })
+
+  it('takes file names in any case: USAGE.CSV, and USAGE.CSV.GZ gunzipped', async () => {
+    const { watch, a, ids } = inbox()
+    writeFileSync(join(watch, 'A.CSV'), csv('u1'))
+    writeFileSync(join(watch, 'B.Csv.GZ'), gzipSync(csv('g1')))
+    await a.start()
+    try {
+      await until('both in done/', () => existsSync(join(watch, 'done', 'A.CSV')) && existsSync(join(watch, 'done', 'B.Csv.GZ')))
+    } finally {
+      await a.stop()
+    }
+    expect(ids()).toEqual(['u1', 'g1'])
+    expect(a.stats).toMatchObject({ files: 2, failedFiles: 0 })
   })
 })

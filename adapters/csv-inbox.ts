@@ -151,7 +151,8 @@ export class CsvInbox {
     for (const n of this.failures.keys()) if (!present.has(`${PROCESSING}/${n}`)) this.failures.delete(n)
     const csvFiles = (names: string[], sub?: string) =>
       names
-        .filter((n) => /\.csv(\.gz)?$/.test(n))
+        // Any case: a `.CSV` export was left in the folder without a word.
+        .filter((n) => /\.csv(\.gz)?$/i.test(n))
         .filter((n) => this.isFile(dir, sub ? `${sub}/${n}` : n))
         .sort()
     for (const name of csvFiles(claimed, PROCESSING)) {

@@ -73,10 +73,15 @@ export function mapHeader(header: readonly string[], file: string, columns: Read
   return fields
 }
 
+/** Whether a file is read as gzip: by its name, in any case (exports from Windows tools say `.CSV.GZ`). */
+function isGzipName(path: string): boolean {
+  return /\.gz$/i.test(path)
+}
+
 /** The text of a CSV file (gunzipped when it ends in `.gz`), chunk by chunk, invalid UTF-8 bytes escaped (utf8-text.ts). */
 function openCsvText(path: string): { chunks: AsyncIterable<Buffer>; decoder: EscapingUtf8Decoder; close(): void } {
   const file = createReadStream(path, { highWaterMark: 1 << 16 })
-  const input: Readable = path.endsWith('.gz') ? file.pipe(createGunzip()) : file
+  const input: Readable = isGzipName(path) ? file.pipe(createGunzip()) : file
   // The gunzip stream does not end the file stream it reads when it fails: close both.
   const close = () => {
     input.destroy()
@@ -103,7 +108,7 @@ export async function csvFileProblems(path: string, columns?: Readonly<Record<st
   const name = basename(path)
   const { chunks, decoder, close } = openCsvText(path)
   const parser = new CsvRowParser()
-  const gz = path.endsWith('.gz')
+  const gz = isGzipName(path)
   let first: CsvItem | undefined
   try {
     for await (const chunk of chunks) {
