@@ -26,6 +26,14 @@ describe('validateAdapterConfig', () => {
     expect(Object.isFrozen(cfg.mqtt[0])).toBe(true)
   })
 
+  it('a mapping named like a member of every object (constructor, toString, __proto__) is an unknown mapping', () => {
+    for (const name of ['constructor', 'toString', '__proto__']) {
+      expect(problems({ syslog: [{ tcp_port: 0, source: 'syslog:fw', mapping: name }] })).toEqual([
+        `$.adapters.syslog[0].mapping: unknown mapping ${JSON.stringify(name)} (built-in: fortigate; or give an object)`,
+      ])
+    }
+  })
+
   it('resolves a built-in mapping and session defaults', () => {
     const cfg = validateAdapterConfig({ syslog: [{ tcp_port: 0, source: 'syslog:fw', mapping: 'fortigate', sessions: { interim: 'delta' } }] }, { presets: BUILTIN_MAPPINGS })
     expect(cfg.syslog[0]!.mapping).toBe(FORTIGATE)

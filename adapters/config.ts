@@ -357,7 +357,8 @@ function checkBatching(c: Checker, v: unknown, path: string): BatchingOptions {
 
 function checkMapping(c: Checker, v: unknown, path: string, presets: MappingPresets, json: boolean): RecordMapping | undefined {
   if (typeof v === 'string') {
-    const preset = presets[v]
+    // Own keys only: "constructor" found Object.prototype's function and took it for a mapping.
+    const preset = Object.hasOwn(presets, v) ? presets[v] : undefined
     if (!preset) {
       const names = Object.keys(presets)
       c.add(path, `unknown mapping ${JSON.stringify(v)} (built-in: ${names.length ? names.join(', ') : 'none'}; or give an object)`)

@@ -1,5 +1,52 @@
-import { describe, expect, it } from 'vitest'
-import { checkCsvInboxEntries } from './csv-inbox.js'
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { gzipSync } from 'node:zlib'
+import { afterAll, describe, expect, it, vi } from 'vitest'
+import { ErrorCode, RateflowError } from '../common/errors.js'
+import type { Logger } from '../common/logger.js'
+import type { UsageBatch } from '../rating-core/record.js'
+import { CsvInbox, checkCsvInboxEntries } from './csv-inbox.js'
+
+// A file named boom.csv fails its check as a defect would (a TypeError), every time.
+vi.mock('./csv.js', async (importOriginal) => {
+  const csv = await importOriginal<typeof import('./csv.js')>()
+  return {
+    ...csv,
+    csvFileProblems: (path: string, columns?: Readonly<Record<string, string>>) =>
+      path.endsWith('boom.csv') ? Promise.reject(new TypeError('target.startsWith is not a function')) : csv.csvFileProblems(path, columns),
+  }
+})
+
+const tmp = mkdtempSync(join(tmpdir(), 'rateflow-inbox-'))
+afterAll(() => rmSync(tmp, { recursive: true, force: true }))
+let dirs = 0
+
+const HEADER = 'event_id,event_time,device_id,metric,quantity'
+const csv = (...ids: string[]) => [HEADER, ...ids.map((id) => `${id},2026-10-01T00:00:00Z,d-1,api_calls,1`)].join('\n') + '\n'
+
+/** What the inbox logged, by level: the message and the file it names. */
+type Logged = Array<{ level: string; msg: string; file?: string; err?: unknown }>
+
+/** A watch folder and an inbox on it that polls every 10 ms; `sink` stores batches unless told otherwise. */
+function inbox(sink?: (b: UsageBatch) => Promise<void>) {
+  const watch = join(tmp, `inbox-${++dirs}`)
+  mkdirSync(watch)
+  const batches: UsageBatch[] = []
+  const logged: Logged = []
+  const log = (level: string) => (o: { file?: string; err?: unknown }, msg: string) => void logged.push({ level, msg, ...o })
+  const logger = { warn: log('warn'), error: log('error'), info: log('info'), debug: log('debug') } as unknown as Logger
+  const a = new CsvInbox({ watch, source: 'csv:t' }, { sink: sink ?? (async (b) => void batches.push(b)), logger, pollMs: 10 })
+  return { watch, a, batches, logged, ids: () => batches.flatMap((b) => b.records.map((r) => r.event_id)) }
+}
+
+async function until(what: string, ok: () => boolean, ms = 5_000): Promise<void> {
+  const end = Date.now() + ms
+  while (!ok()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`)
+    await new Promise((r) => setTimeout(r, 10))
+  }
+}
 
 describe('checkCsvInboxEntries', () => {
   it('accepts watch, source and a columns mapping onto CSV columns and dim.<name>', () => {
@@ -31,5 +78,141 @@ describe('checkCsvInboxEntries', () => {
     const r = checkCsvInboxEntries([{ watch: './a', source: 'bad source!' }])
     expect(r.problems.map((p) => `${p.path}: ${p.message}`)).toEqual(['$.adapters.csv[0].source: must be letters, digits and _ . : @ - (e.g. "csv:drop")'])
     expect(r.options).toEqual([])
+  })
+})
+
+describe('CsvInbox', () => {
+  it('skips an entry it cannot stat (a dangling symlink), warning once, and reads the other files', async () => {
+    const { watch, a, ids, logged } = inbox()
+    symlinkSync(join(watch, 'nowhere'), join(watch, 'a.csv'))
+    writeFileSync(join(watch, 'b.csv'), csv('b1'))
+    await a.start()
+    try {
+      await until('b.csv in done/', () => existsSync(join(watch, 'done', 'b.csv')))
+      await new Promise((r) => setTimeout(r, 100))
+    } finally {
+      await a.stop()
+    }
+    expect(ids()).toEqual(['b1'])
+    expect(logged.map((l) => [l.level, l.msg, l.file])).toEqual([['warn', 'CSV inbox: cannot read this entry (a dangling symlink?); skipped', 'a.csv']])
+    expect(readdirSync(watch).sort()).toEqual(['a.csv', 'done', 'processing'])
+  })
+
+  it('a file that fails in a way of its own again and again goes to failed/ with the error; the files after it are read meanwhile', async () => {
+    const { watch, a, ids, logged } = inbox()
+    writeFileSync(join(watch, 'boom.csv'), csv('x1'))
+    writeFileSync(join(watch, 'c.csv'), csv('c1'))
+    await a.start()
+    try {
+      await until('boom.csv in failed/', () => existsSync(join(watch, 'failed', 'boom.csv.error.txt')))
+      await until('c.csv in done/', () => existsSync(join(watch, 'done', 'c.csv')))
+    } finally {
+      await a.stop()
+    }
+    expect(ids()).toEqual(['c1'])
+    expect(a.stats).toMatchObject({ files: 1, failedFiles: 1 })
+    const text = readFileSync(join(watch, 'failed', 'boom.csv.error.txt'), 'utf8')
+    expect(text).toMatch(/^CSV file boom\.csv: could not be ingested, 3 times in a row: target\.startsWith is not a function\n  nothing of it was published in the last attempt\nTypeError/)
+    expect(logged.filter((l) => l.file === 'boom.csv').map((l) => l.msg)).toEqual([
+      'CSV inbox: reading the file failed; it is tried again, the next files go on',
+      'CSV inbox: reading the file failed; it is tried again, the next files go on',
+      'CSV inbox: the file failed again and again; moved to failed/',
+    ])
+  })
+
+  it('a queue that refuses batches fails no file: the files stay and are read once it takes them again', async () => {
+    let down = true
+    const stored: UsageBatch[] = []
+    let refused = 0
+    const { watch, a } = inbox(async (b) => {
+      if (down) {
+        refused++
+        throw new RateflowError(ErrorCode.ServiceUnavailable, 'publishing batch failed: timeout')
+      }
+      stored.push(b)
+    })
+    writeFileSync(join(watch, 'a.csv'), csv('a1'))
+    writeFileSync(join(watch, 'b.csv'), csv('b1'))
+    await a.start()
+    try {
+      await until('ten refusals', () => refused >= 10)
+      expect(existsSync(join(watch, 'failed'))).toBe(false)
+      down = false
+      await until('both files in done/', () => existsSync(join(watch, 'done', 'a.csv')) && existsSync(join(watch, 'done', 'b.csv')))
+    } finally {
+      await a.stop()
+    }
+    expect(stored.flatMap((b) => b.records.map((r) => r.event_id))).toEqual(['a1', 'b1'])
+    expect(a.stats).toMatchObject({ files: 2, failedFiles: 0 })
+  })
+
+  it('a file renamed in under the name of the one being read is read too, not moved to done/ unread', async () => {
+    let release: (() => void) | undefined
+    const held = new Promise<void>((r) => (release = r))
+    const stored: UsageBatch[] = []
+    let publishing = false
+    const { watch, a } = inbox(async (b) => {
+      // The first file's batch (the file read whole) waits until the second file has taken its name in the folder.
+      publishing = true
+      if (stored.length === 0) await held
+      stored.push(b)
+    })
+    writeFileSync(join(tmp, 'big.tmp'), csv('big1', 'big2'))
+    writeFileSync(join(tmp, 'small.tmp'), csv('small1'))
+    renameSync(join(tmp, 'big.tmp'), join(watch, 'usage.csv'))
+    await a.start()
+    try {
+      await until('the first file published', () => publishing)
+      renameSync(join(tmp, 'small.tmp'), join(watch, 'usage.csv'))
+      release!()
+      await until('the second file read', () => stored.some((b) => b.records.some((r) => r.event_id === 'small1')))
+      await until('two files in done/', () => readdirSync(join(watch, 'done')).length === 2)
+    } finally {
+      release!()
+      await a.stop()
+    }
+    expect(stored.flatMap((b) => b.records.map((r) => r.event_id))).toEqual(['big1', 'big2', 'small1'])
+    expect(readdirSync(join(watch, 'processing'))).toEqual([])
+    expect(a.stats).toMatchObject({ files: 2, rows: 3 })
+  })
+
+  it('a file left in processing/ (a crash while it was read) is read first at start, with the same ids and origins as from the folder', async () => {
+    // No event_id column: the ids are content ids, which must not change with the folder the file is read from.
+    const content = 'event_time,device_id,metric,quantity\n2026-10-01T00:00:00Z,d-1,api_calls,1\n2026-10-01T00:01:00Z,d-1,api_calls,2\n'
+    const first = inbox()
+    writeFileSync(join(first.watch, 'usage.csv'), content)
+    await first.a.start()
+    await until('usage.csv in done/', () => existsSync(join(first.watch, 'done', 'usage.csv')))
+    await first.a.stop()
+
+    const again = inbox()
+    mkdirSync(join(again.watch, 'processing'))
+    writeFileSync(join(again.watch, 'processing', 'usage.csv'), content)
+    writeFileSync(join(again.watch, 'later.csv'), csv('l1'))
+    await again.a.start()
+    try {
+      await until('both in done/', () => existsSync(join(again.watch, 'done', 'usage.csv')) && existsSync(join(again.watch, 'done', 'later.csv')))
+    } finally {
+      await again.a.stop()
+    }
+    const view = (bs: UsageBatch[]) => bs.flatMap((b) => b.records.map((r) => [r.event_id, r.origin]))
+    expect(view(again.batches).slice(0, 2)).toEqual(view(first.batches))
+    expect(view(first.batches).map(([, origin]) => origin)).toEqual(['usage.csv:2', 'usage.csv:3'])
+    expect(again.ids()[2]).toBe('l1')
+    expect(readdirSync(join(again.watch, 'processing'))).toEqual([])
+  })
+
+  it('takes file names in any case: USAGE.CSV, and USAGE.CSV.GZ gunzipped', async () => {
+    const { watch, a, ids } = inbox()
+    writeFileSync(join(watch, 'A.CSV'), csv('u1'))
+    writeFileSync(join(watch, 'B.Csv.GZ'), gzipSync(csv('g1')))
+    await a.start()
+    try {
+      await until('both in done/', () => existsSync(join(watch, 'done', 'A.CSV')) && existsSync(join(watch, 'done', 'B.Csv.GZ')))
+    } finally {
+      await a.stop()
+    }
+    expect(ids()).toEqual(['u1', 'g1'])
+    expect(a.stats).toMatchObject({ files: 2, failedFiles: 0 })
   })
 })

@@ -68,15 +68,27 @@ export function checkCsvInboxEntries(entries: readonly unknown[], path = '$.adap
 }
 
 /**
- * Watches a folder for `*.csv` / `*.csv.gz` files (polling every 500 ms). Each file is published in
- * micro-batches and, once every batch is stored, moved to `done/`; a file with a bad header goes to
- * `failed/` with `<name>.error.txt` beside it.
+ * How often in a row a file may fail for a reason that is neither a bad file nor the queue before it goes to failed/:
+ * enough for a passing one (a read error, no file descriptor free) to clear, few enough that a file that always fails
+ * (a defect: a header named `constructor` once threw a TypeError) leaves within a few scans.
+ */
+const UNEXPECTED_FAILURE_LIMIT = 3
+
+/**
+ * Watches a folder for `*.csv` / `*.csv.gz` files (polling every 500 ms). Each file is claimed into processing/
+ * (see scan), published in micro-batches and, once every batch is stored, moved to `done/`; a file with a bad header goes to
+ * `failed/` with `<name>.error.txt` beside it, and so does one that fails for another reason of its own
+ * UNEXPECTED_FAILURE_LIMIT times in a row. A file the queue does not take stays, and is retried.
  */
 export class CsvInbox {
   private timer: NodeJS.Timeout | undefined
   private running: Promise<void> | undefined
   private stopped = false
   private readonly counts: CsvInboxStats = { files: 0, failedFiles: 0, rows: 0, batches: 0 }
+  /** Failures in a row of a file, by name, for errors that are neither a bad file nor the queue's. */
+  private readonly failures = new Map<string, number>()
+  /** Entries skipped because they cannot be stat'ed, warned about once each. */
+  private readonly unreadable = new Set<string>()
 
   constructor(
     private readonly options: CsvInboxOptions,
@@ -118,59 +130,163 @@ export class CsvInbox {
     }, ms)
   }
 
+  /**
+   * 1. Files left in processing/ (a crash or kill while one was read, or a queue that refused it) are read again
+   *    first: dedupe is on (source, event_id), and a row without an id has a content id of source and row, and a
+   *    reject a key of file name, line and row, none of which depends on the folder, so the rows read before count as
+   *    duplicates, each rated once.
+   * 2. Then each file of the folder, in name order, is claimed by renaming it into processing/, read there, and moved
+   *    from there to done/ or failed/. Reading one path and moving another by name once moved a file renamed into the
+   *    folder under the same name meanwhile to done/, unread.
+   */
   private async scan(): Promise<void> {
     const dir = this.options.watch
     if (!existsSync(dir)) return
-    const names = readdirSync(dir)
-      .filter((n) => /\.csv(\.gz)?$/.test(n))
-      .filter((n) => statSync(join(dir, n)).isFile())
-      .sort()
-    for (const name of names) {
+    const processing = join(dir, PROCESSING)
+    const entries = readdirSync(dir)
+    const claimed = existsSync(processing) ? readdirSync(processing) : []
+    // A name that is gone may warn again when it comes back broken.
+    const present = new Set([...entries, ...claimed.map((n) => `${PROCESSING}/${n}`)])
+    for (const n of this.unreadable) if (!present.has(n)) this.unreadable.delete(n)
+    for (const n of this.failures.keys()) if (!present.has(`${PROCESSING}/${n}`)) this.failures.delete(n)
+    const csvFiles = (names: string[], sub?: string) =>
+      names
+        // Any case: a `.CSV` export was left in the folder without a word.
+        .filter((n) => /\.csv(\.gz)?$/i.test(n))
+        .filter((n) => this.isFile(dir, sub ? `${sub}/${n}` : n))
+        .sort()
+    for (const name of csvFiles(claimed, PROCESSING)) {
       if (this.stopped) return
       await this.ingest(name)
     }
+    for (const name of csvFiles(entries)) {
+      if (this.stopped) return
+      if (this.claim(name)) await this.ingest(name)
+    }
   }
 
+  /**
+   * Renames `name` into processing/; false when it cannot be now. A file of that name still there (one that failed and
+   * waits to be tried again) is never replaced: this one waits in the folder until that one leaves.
+   */
+  private claim(name: string): boolean {
+    const processing = join(this.options.watch, PROCESSING)
+    const target = join(processing, name)
+    if (existsSync(target)) return false
+    try {
+      mkdirSync(processing, { recursive: true })
+      renameSync(join(this.options.watch, name), target)
+      return true
+    } catch (err) {
+      // Gone since the listing: nothing to read. Anything else (no permission) would fail the same way at every scan.
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT' && !this.unreadable.has(name)) {
+        this.unreadable.add(name)
+        this.deps.logger.warn({ source: this.options.source, file: name, err }, 'CSV inbox: cannot move the file into processing/; skipped')
+      }
+      return false
+    }
+  }
+
+  /**
+   * Whether an entry is a file to read. One that cannot be stat'ed (a dangling symlink, a file removed since readdir)
+   * is skipped, with a warning once per name: a throw here stopped the scan, and so every other file, for as long as
+   * the entry stayed.
+   */
+  private isFile(dir: string, name: string): boolean {
+    // `name` is relative to the folder (processing/ files are `processing/<name>`).
+    try {
+      const file = statSync(join(dir, name)).isFile()
+      this.unreadable.delete(name)
+      return file
+    } catch (err) {
+      if (!this.unreadable.has(name)) {
+        this.unreadable.add(name)
+        this.deps.logger.warn({ source: this.options.source, file: name, err }, 'CSV inbox: cannot read this entry (a dangling symlink?); skipped')
+      }
+      return false
+    }
+  }
+
+  /** Reads processing/`name` (claimed), then moves it to done/ or failed/, or leaves it there to be read again. */
   private async ingest(name: string): Promise<void> {
     const { watch, source, columns } = this.options
-    const path = join(watch, name)
-    const plan = {
-      path,
-      source,
-      ...(columns ? { columns } : {}),
-      ...(this.deps.maxBatchBytes !== undefined ? { maxBatchBytes: this.deps.maxBatchBytes } : {}),
-      batchIdPrefix: csvBatchIdPrefix(source, path, newRunId()),
-    }
+    const path = join(watch, PROCESSING, name)
+    // Set once the queue refused a batch: then the error, whatever the batcher makes of it, is the queue's, not the file's.
+    let queueFailed = false
+    let published = 0
     try {
+      const plan = {
+        path,
+        source,
+        ...(columns ? { columns } : {}),
+        ...(this.deps.maxBatchBytes !== undefined ? { maxBatchBytes: this.deps.maxBatchBytes } : {}),
+        batchIdPrefix: csvBatchIdPrefix(source, path, newRunId()),
+      }
       // A bad file (header, gzip that does not decompress whole) goes to failed/ before any of it is published.
       const problems = await csvFileProblems(path, columns)
       if (problems.length) throw new ValidationError(`CSV file ${name}`, problems)
       const r = await publishCsvFile(plan, async (batch) => {
         this.counts.batches++
-        await this.deps.sink(batch)
+        try {
+          await this.deps.sink(batch)
+        } catch (err) {
+          queueFailed = true
+          throw err
+        }
+        published++
       })
       this.counts.rows += r.read
       this.counts.files++
+      this.failures.delete(name)
       moveTo(watch, 'done', name)
     } catch (err) {
       if (err instanceof ValidationError) {
-        this.counts.failedFiles++
-        const target = moveTo(watch, 'failed', name)
-        writeFileSync(`${target}.error.txt`, err.message + '\n')
+        this.failures.delete(name)
+        this.fail(name, err.message)
         this.deps.logger.warn({ source, file: name }, 'CSV inbox: invalid file moved to failed/')
         return
       }
-      // Publishing failed: leave the file where it is; the next scan retries it.
-      throw err
+      // The queue is down or full: every file would fail alike, so the scan stops here and the next one retries this
+      // file first; nothing is moved to failed/ for an outage.
+      if (queueFailed) throw err
+      // Anything else is this file's own (a defect, a read error): retried a few times in case it passes, and never
+      // blocking the files after it, which the scan goes on with.
+      const failures = (this.failures.get(name) ?? 0) + 1
+      if (failures < UNEXPECTED_FAILURE_LIMIT) {
+        this.failures.set(name, failures)
+        this.deps.logger.error({ err, source, file: name, failures }, 'CSV inbox: reading the file failed; it is tried again, the next files go on')
+        return
+      }
+      this.failures.delete(name)
+      this.fail(
+        name,
+        `CSV file ${name}: could not be ingested, ${failures} times in a row: ${err instanceof Error ? err.message : String(err)}\n` +
+          (published > 0
+            ? `  ${published} batch${published === 1 ? ' was' : 'es were'} published before the failure (in the last attempt); dropping the file again once the cause is fixed bills nothing twice: its rows read already count as duplicates\n`
+            : '  nothing of it was published in the last attempt\n') +
+          (err instanceof Error && err.stack ? `${err.stack}\n` : ''),
+      )
+      this.deps.logger.error({ err, source, file: name, failures }, 'CSV inbox: the file failed again and again; moved to failed/')
     }
+  }
+
+  /** Moves `name` to failed/ with `<name>.error.txt` beside it holding `text`. */
+  private fail(name: string, text: string): void {
+    this.counts.failedFiles++
+    const target = moveTo(this.options.watch, 'failed', name)
+    writeFileSync(`${target}.error.txt`, text.endsWith('\n') ? text : text + '\n')
   }
 }
 
+/** Where a file is read from, once claimed. */
+const PROCESSING = 'processing'
+
+/** Moves processing/`name` to `sub`/ (done, failed), under another name when `sub` has one of that name already. */
 function moveTo(watch: string, sub: string, name: string): string {
   const dir = join(watch, sub)
   mkdirSync(dir, { recursive: true })
   let target = join(dir, name)
   if (existsSync(target)) target = join(dir, `${Date.now()}-${name}`)
-  renameSync(join(watch, name), target)
+  renameSync(join(watch, PROCESSING, name), target)
   return target
 }

@@ -132,6 +132,24 @@ describe('CsvRowParser', () => {
     expect(parseChunked('a,b\n1,"open to the end')[1]).toMatchObject({ ok: false, line: 2, raw: '1,"open to the end' })
   })
 
+  it('a quote never closed, "closed" by the next row\'s quoted field, rejects only the line it opened on; that row is a row', () => {
+    for (const eol of ['\n', '\r\n', '\r']) {
+      const text = ['id,q,site', 's1,1,"Main office', 's2,7,"Branch, east"', 's3,2,plain', 's4,3,"two', 'lines"'].join(eol) + eol
+      for (const sizes of [[text.length], [1], [2, 3], [7], [11]]) {
+        const items = parseChunked(text, sizes)
+        expect(items.map((i) => [i.ok, i.line, i.ok ? i.fields : i.raw])).toEqual([
+          [true, 1, ['id', 'q', 'site']],
+          [false, 2, 's1,1,"Main office'],
+          [true, 3, ['s2', '7', 'Branch, east']],
+          [true, 4, ['s3', '2', 'plain']],
+          // A quoted field over two lines, closed well, is still one row.
+          [true, 5, ['s4', '3', `two${eol}lines`]],
+        ])
+        expect((items[1] as { error: string }).error).toMatch(/a quoted field opened on this line runs to the next line, where text follows its closing quote/)
+      }
+    }
+  })
+
   it('a quote still open after maxRowChars across lines rejects its first line in full and reads the lines after it again', () => {
     const rows = Array.from({ length: 300 }, (_, i) => `${i},v${i}`)
     const text = `a,b\n1,"open\n${rows.join('\n')}\n`

@@ -12,7 +12,8 @@
  * - a UTF-8 byte order mark at the start of the input is dropped.
  * Stricter where fast-csv failed the whole file, so one bad row no longer stops the rest:
  * - text after a closing quote (`"ab"c,`) makes that row an error item with its raw text; parsing resumes at the
- *   next line;
+ *   next line; when the quoted field ran over line breaks first, only the line it opened on is the error item (a
+ *   quote never closed, "closed" by a later row's quote), and parsing resumes at the line after it;
  * - an unfinished row longer than `maxRowChars` (say, a quote never closed) becomes an error item with a preview of
  *   its first RAW_PREVIEW_BYTES characters, and the input is skipped to the next line break: memory stays bounded
  *   by `maxRowChars` plus one chunk, whatever the file holds;
@@ -285,6 +286,22 @@ export class CsvRowParser {
           continue
         }
         if (c === -1 || c === LF || c === CR) return this.rowEnd(text, start, k, fields, quoted, lines, final)
+        if (lines > 0) {
+          // A quote that spanned line breaks and then has text after it is most likely a quote never closed on the first
+          // line, "closed" by a quote of a later row: rejecting up to the break after it swallowed those rows (the next
+          // row's quoted field ended it). As for a quote never closed, only the line it opened on is rejected.
+          const first = lineEnd(text, start)
+          return {
+            item: {
+              ok: false,
+              error: `a quoted field opened on this line runs to ${lines === 1 ? 'the next line' : `${lines} lines below`}, where text follows its closing quote (a quote never closed?); this line is rejected and the lines after it are read as rows again`,
+              raw: text.slice(start, first.end),
+              line: this.line,
+            },
+            next: first.next,
+            lines: 1,
+          }
+        }
         // Text after the closing quote: the row is broken; skip it up to its line break (LF, CRLF or a lone CR).
         const brk = lineEnd(text, k)
         // The break may be in the next chunk, or a CR at the very end may be a CRLF's first half.

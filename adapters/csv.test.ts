@@ -4,7 +4,7 @@ import { join } from 'node:path'
 import { gzipSync } from 'node:zlib'
 import { afterAll, describe, expect, it } from 'vitest'
 import { MicroBatcher } from './batcher.js'
-import { ingestCsvFile, mapHeader, publishCsvFile } from './csv.js'
+import { csvFileProblems, ingestCsvFile, mapHeader, publishCsvFile } from './csv.js'
 import { ValidationError } from '../common/errors.js'
 import type { UsageBatch } from '../rating-core/record.js'
 
@@ -81,6 +81,16 @@ describe('ingestCsvFile', () => {
     expect(r.batches.length).toBeGreaterThanOrEqual(50)
   })
 
+  it('a header after blank lines is named by its own line in its problems', async () => {
+    const file = join(dir, 'late-header.csv')
+    writeFileSync(file, '\n \n\nwhen,device_id,metric\n1,2,3\n')
+    expect((await csvFileProblems(file)).map((p) => `${p.path}: ${p.message.replace(/ \(expected.*/, '')}`)).toEqual([
+      'late-header.csv:4 column 1: unknown column "when"',
+      'late-header.csv:4: required column "event_time" is missing',
+      'late-header.csv:4: required column "quantity" is missing',
+    ])
+  })
+
   it('a bad header fails the file before anything is published; so does an empty file', async () => {
     await expect(ingest('e.csv', 'when,device\n1,2\n')).rejects.toThrow(ValidationError)
     await expect(ingest('f.csv', '\n\n')).rejects.toThrow(/the file is empty/)
@@ -95,6 +105,21 @@ describe('mapHeader', () => {
     } catch (err) {
       expect(err).toBeInstanceOf(ValidationError)
       expect((err as ValidationError).problems).toEqual([{ path: 'u.csv:1 column 6', message: 'dimension name "__proto__" is reserved; give the dimension another name' }])
+    }
+  })
+  it('a header named like a member of every object (constructor, toString, __proto__) is an unknown column, mapped or not', () => {
+    for (const columns of [undefined, { ts: 'event_time' }]) {
+      try {
+        mapHeader(['event_id', 'event_time', 'device_id', 'metric', 'quantity', 'constructor', 'toString', '__proto__'], 'u.csv', columns)
+        throw new Error('expected a ValidationError')
+      } catch (err) {
+        expect(err).toBeInstanceOf(ValidationError)
+        expect((err as ValidationError).problems.map((p) => `${p.path}: ${p.message.replace(/ \(expected.*/, '')}`)).toEqual([
+          'u.csv:1 column 6: unknown column "constructor"',
+          'u.csv:1 column 7: unknown column "toString"',
+          'u.csv:1 column 8: unknown column "__proto__"',
+        ])
+      }
     }
   })
 })

@@ -41,40 +41,47 @@ export function fileFingerprint(path: string): string {
 
 /**
  * Checks a header row and returns, per column index, the canonical field or `dim.<name>` it fills.
- * Throws ValidationError naming every problem (unknown columns, duplicates, missing required ones).
+ * Throws ValidationError naming every problem (unknown columns, duplicates, missing required ones) at `line`, the
+ * header's physical line (blank lines before it are skipped).
  */
-export function mapHeader(header: readonly string[], file: string, columns: Readonly<Record<string, string>> = {}): string[] {
+export function mapHeader(header: readonly string[], file: string, columns: Readonly<Record<string, string>> = {}, line = 1): string[] {
   const problems: Problem[] = []
   const fields = header.map((raw, i) => {
     const name = raw.trim().replace(/^\uFEFF/, '')
-    const target = columns[name] ?? name
+    // Own keys only: a header named `constructor` or `toString` found Object.prototype's function as its target.
+    const target = Object.hasOwn(columns, name) ? columns[name]! : name
     const reserved = target.startsWith('dim.') ? reservedDimensionName(target.slice(4)) : undefined
     if (!(CSV_COLUMNS as readonly string[]).includes(target) && !/^dim\.[^\s]+$/.test(target)) {
-      problems.push({ path: `${file}:1 column ${i + 1}`, message: `unknown column "${name}" (expected ${CSV_COLUMNS.join(', ')} or dim.<name>; or map it in the adapter's "columns")` })
+      problems.push({ path: `${file}:${line} column ${i + 1}`, message: `unknown column "${name}" (expected ${CSV_COLUMNS.join(', ')} or dim.<name>; or map it in the adapter's "columns")` })
     } else if (reserved !== undefined) {
-      problems.push({ path: `${file}:1 column ${i + 1}`, message: reserved })
+      problems.push({ path: `${file}:${line} column ${i + 1}`, message: reserved })
     }
     return target
   })
   const seen = new Set<string>()
   fields.forEach((f, i) => {
-    if (seen.has(f)) problems.push({ path: `${file}:1 column ${i + 1}`, message: `column "${f}" appears twice` })
+    if (seen.has(f)) problems.push({ path: `${file}:${line} column ${i + 1}`, message: `column "${f}" appears twice` })
     seen.add(f)
   })
   for (const req of ['event_time', 'metric', 'quantity'] as const) {
-    if (!seen.has(req)) problems.push({ path: `${file}:1`, message: `required column "${req}" is missing` })
+    if (!seen.has(req)) problems.push({ path: `${file}:${line}`, message: `required column "${req}" is missing` })
   }
   if (!seen.has('device_id') && !seen.has('account_id') && !seen.has('subscription_id')) {
-    problems.push({ path: `${file}:1`, message: 'no owner column: need at least one of device_id, account_id, subscription_id' })
+    problems.push({ path: `${file}:${line}`, message: 'no owner column: need at least one of device_id, account_id, subscription_id' })
   }
   if (problems.length) throw new ValidationError(`CSV header of ${file}`, problems)
   return fields
 }
 
+/** Whether a file is read as gzip: by its name, in any case (exports from Windows tools say `.CSV.GZ`). */
+function isGzipName(path: string): boolean {
+  return /\.gz$/i.test(path)
+}
+
 /** The text of a CSV file (gunzipped when it ends in `.gz`), chunk by chunk, invalid UTF-8 bytes escaped (utf8-text.ts). */
 function openCsvText(path: string): { chunks: AsyncIterable<Buffer>; decoder: EscapingUtf8Decoder; close(): void } {
   const file = createReadStream(path, { highWaterMark: 1 << 16 })
-  const input: Readable = path.endsWith('.gz') ? file.pipe(createGunzip()) : file
+  const input: Readable = isGzipName(path) ? file.pipe(createGunzip()) : file
   // The gunzip stream does not end the file stream it reads when it fails: close both.
   const close = () => {
     input.destroy()
@@ -101,7 +108,7 @@ export async function csvFileProblems(path: string, columns?: Readonly<Record<st
   const name = basename(path)
   const { chunks, decoder, close } = openCsvText(path)
   const parser = new CsvRowParser()
-  const gz = path.endsWith('.gz')
+  const gz = isGzipName(path)
   let first: CsvItem | undefined
   try {
     for await (const chunk of chunks) {
@@ -139,7 +146,7 @@ function headerFields(first: CsvItem | undefined, name: string, columns: Readonl
     const message = `the header is not valid UTF-8 (byte 0x${at.byte.toString(16)} at character ${at.position})`
     throw new ValidationError(`CSV header of ${name}`, [{ path: `${name}:${first.line}`, message }])
   }
-  return mapHeader(first.fields, name, columns)
+  return mapHeader(first.fields, name, columns, first.line)
 }
 
 /**

@@ -108,10 +108,12 @@ export async function ingestCsv(rt: Runtime, opts: IngestOptions): Promise<Inges
   }
   if (counts.duplicates > 0 && opts.source === undefined) {
     // A default source is the file's name: a different file of the same name (a monthly usage.csv whose ids start
-    // again) would be counted as duplicates of the earlier one and never billed. Say so where the user looks.
+    // again) would be counted as duplicates of the earlier one and never billed. Say so where the user looks; an id
+    // repeated within the file counts alike, and the outcome does not tell the two apart, so the warning names both.
     rt.log.warn(
       { duplicates: counts.duplicates },
-      'ingest csv: some events were duplicates of events already ingested under the same source; each file\'s default source is csv:<file name>, so a different file with the same name needs its own --source',
+      'ingest csv: some events were duplicates: their id under the same source was ingested before, or appears earlier in the same file; ' +
+        'each file\'s default source is csv:<file name>, so if a different file with the same name was ingested before, this one needs its own --source',
     )
   }
   return counts

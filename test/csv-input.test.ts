@@ -80,6 +80,20 @@ describe('ingest csv keeps what it cannot read', () => {
     expect(reject!.reason).toMatch(/quoted field opened on this line is not closed/)
   })
 
+  it('a stray quote "closed" by the next row\'s quoted field costs its own line only: that row is rated', async () => {
+    const text = [
+      HEADER,
+      'r1,2026-10-05T11:00:00Z,fw-001-1,,,api_calls,1,"Main office',
+      'r2,2026-10-05T11:00:00Z,fw-001-1,,,api_calls,7,"Branch, east"',
+      row('r3', 2),
+    ].join('\n') + '\n'
+    const counts = await json<Counts>(['ingest', 'csv', file('stray.csv', text), '--source', 'csv:stray', '--wait', ...d])
+    expect(counts).toEqual({ read: 3, rated: 2, duplicates: 0, rejected: 1, suspended: 0 })
+    expect(await ratedIds('csv:stray')).toEqual(['r2', 'r3'])
+    const [reject] = await rejectsOf('csv:stray')
+    expect(reject).toMatchObject({ origin: 'stray.csv:2', raw: 'r1,2026-10-05T11:00:00Z,fw-001-1,,,api_calls,1,"Main office' })
+  })
+
   it('an event time the store cannot hold (before 1900, years 0000–0099 too, from 2300) is a reject, not a time clamped to the range', async () => {
     const text = [HEADER, row('in-range'), 'y9999,9999-01-01T00:00:00Z,fw-001-1,,,api_calls,1,', 'y1899,1899-12-31T23:59:59Z,fw-001-1,,,api_calls,1,', 'y0026,0026-10-06T00:00:00Z,fw-001-1,,,api_calls,1,'].join('\n') + '\n'
     const counts = await json<Counts>(['ingest', 'csv', file('years.csv', text), '--source', 'csv:years', '--wait', ...d])
@@ -188,7 +202,14 @@ describe('ingest csv counts what it is given', () => {
     const r = await rateflow(['ingest', 'csv', nov, '--wait', ...d])
     expect(r.code).toBe(0)
     expect(JSON.parse(r.stdout)).toMatchObject({ rated: 0, duplicates: 1 })
-    expect(r.stderr).toMatch(/default source is csv:<file name>, so a different file with the same name needs its own --source/)
+    expect(r.stderr).toMatch(/default source is csv:<file name>, so if a different file with the same name was ingested before, this one needs its own --source/)
+  })
+
+  it('duplicates within one file on its first ingest: the warning names repeated ids as a cause, not only an earlier file', async () => {
+    const f = file('repeats/first.csv', `${HEADER}\n${row('p1')}\n${row('p1')}\n`)
+    const r = await rateflow(['ingest', 'csv', f, '--wait', ...d])
+    expect([r.code, JSON.parse(r.stdout)]).toEqual([0, expect.objectContaining({ rated: 1, duplicates: 1 })])
+    expect(r.stderr).toMatch(/their id under the same source was ingested before, or appears earlier in the same file/)
   })
 })
 

@@ -191,6 +191,50 @@ describe('rateflow run', () => {
   }, 240_000)
 })
 
+describe('rateflow run and a CSV file read when it is killed', () => {
+  it('kill -9 mid-file: the restarted run reads the file left in processing/ again, and every row is rated once', async () => {
+    const N = 100_000
+    const { data, config, inbox } = await setup('csv-crash')
+    // Half the rows without event_id: their content ids must not change with the folder the file is read from.
+    const rows = Array.from({ length: N }, (_, i) => `${i % 2 ? `x${i}` : ''},2026-10-05T11:00:00Z,fw-001-1,,,api_calls,${i + 1},`)
+    writeFileSync(join(tmp.dir, 'csv-crash.tmp'), `${CSV_HEADER}\n${rows.join('\n')}\n`)
+    const first = start(config, data)
+    const ready = await first.ready
+    await run('mv', [join(tmp.dir, 'csv-crash.tmp'), join(inbox, 'usage.csv')])
+    const processing = join(inbox, 'processing', 'usage.csv')
+    const end = Date.now() + 60_000
+    for (;;) {
+      const csv = (await stats(ready.http)).adapters.find((a) => a.kind === 'csv')!.stats
+      if (csv.batches! >= 2) break
+      if (Date.now() > end) throw new Error('timed out waiting for the file to be published')
+      await new Promise((r) => setTimeout(r, 20))
+    }
+    first.child.kill('SIGKILL')
+    expect((await first.done).signal).toBe('SIGKILL')
+    // Killed while it was read: the file waits in processing/, not in the folder, and not in done/.
+    expect([existsSync(processing), existsSync(join(inbox, 'done', 'usage.csv'))]).toEqual([true, false])
+    const second = start(config, data)
+    const ready2 = await second.ready
+    await until('usage.csv in done/', async () => existsSync(join(inbox, 'done', 'usage.csv')), 180_000)
+    // The batches the first run published but did not rate come first, then the file's N rows again: done when the
+    // store holds N rows and the stream has nothing more (the rater's count stays still).
+    let last = -1
+    await until('the stream drained', async () => {
+      const read = (await stats(ready2.http)).outcomes.read!
+      const still = read === last && read >= N
+      last = read
+      if (!still) await new Promise((r) => setTimeout(r, 1_000))
+      return still && (await query<{ n: string }>(data, "SELECT count() AS n FROM rated_usage WHERE source = 'csv:drop'"))[0]!.n === String(N)
+    }, 180_000)
+    second.child.kill('SIGINT')
+    const res2 = await second.done
+    expect([res2.code, res2.stderr]).toEqual([0, ''])
+    const n = await query<{ n: string; ids: string; qty: string }>(data, "SELECT count() AS n, uniqExact(event_id) AS ids, toString(sum(quantity)) AS qty FROM rated_usage WHERE source = 'csv:drop'")
+    expect(n).toEqual([{ n: String(N), ids: String(N), qty: String((N * (N + 1)) / 2) }])
+    expect(existsSync(processing)).toBe(false)
+  }, 400_000)
+})
+
 describe('rateflow run and its HTTP API', () => {
   it('answers `rateflow query` of any length, and stops on SIGINT with idle HTTP connections open', async () => {
     const { data, config } = await setup('http')
