@@ -103,6 +103,10 @@ export async function ingestCsv(rt: Runtime, opts: IngestOptions): Promise<Inges
     done = true
     if (mine.size > 0 && raterFailure === undefined) await new Promise<void>((resolve) => (settle = resolve))
     if (raterFailure !== undefined) throw raterFailure
+    // Held usage the guiding data owns now (an apply beside this process leaves its release to this rater) is released
+    // whole before the stop, which would end it between pages.
+    await rater.settleReleases()
+    if (raterFailure !== undefined) throw raterFailure
   } finally {
     await rater?.stop()
   }

@@ -215,6 +215,31 @@ it('releases held usage page by page once guiding data owns it, leaving what it 
   }
 })
 
+// `ingest csv --wait` stops its rater once its own batches are rated. A stop ends a release between pages, so an
+// `accounts apply` beside it (which leaves the release to this rater) left most of the usage it owned held.
+it('settleReleases() returns once held usage the new guiding data owns is released whole, so a stop right after it cuts none', async () => {
+  const store = await rt.store()
+  const queue = await rt.queue()
+  const rater = new Rater({ store, queue, ownsQueue: true, repo: rt.repo, dataDir: dir, log: rt.log }, { ...DEFAULT_RATER, releasePageRows: 2 })
+  const outcome = new Promise<BatchOutcome>((resolve) => rater.on('outcome', (o: BatchOutcome) => o.batchId === 'settle-held' && resolve(o)))
+  await rater.start()
+  const held = async () => Number((await store.rows<{ n: string }>("SELECT count() AS n FROM suspended_usage FINAL WHERE source = 'test:settle' AND status = 'held'"))[0]!.n)
+  try {
+    const record = (id: string) => ({ event_id: id, source: 'test:settle', event_time: '2026-10-06T08:00:00Z', device_id: 'fw-settle', metric: 'api_calls', quantity: '1' })
+    await queue.publish({ id: 'settle-held', records: ['s-1', 's-2', 's-3', 's-4', 's-5', 's-6', 's-7'].map(record), rejects: [] })
+    expect(await outcome).toMatchObject({ suspended: 7 })
+    const accounts = rt.repo.accounts()
+    accounts.customers[0]!.accounts[0]!.subscriptions[0]!.devices.push({ device_id: 'fw-settle', from: '2026-10-01T00:00:00Z', to: null })
+    rt.repo.putAccounts(validateAccounts(accounts))
+    await rater.settleReleases()
+  } finally {
+    await rater.stop()
+  }
+  // Four pages of at most two rows, all committed before the stop.
+  expect(await held()).toBe(0)
+  expect(Number((await store.rows<{ n: string }>("SELECT count() AS n FROM rated_usage WHERE source = 'test:settle'"))[0]!.n)).toBe(7)
+})
+
 // Ending a staging thread while it still loads its code is a fatal V8 error in Node 20, and with chDB's signal
 // handlers in the process the abort hung it: a `catalog apply` on a busy machine never returned. A release with
 // nothing held (every `catalog apply` / `accounts apply` without a running rater) now starts no thread at all, and

@@ -342,6 +342,20 @@ export class Rater extends EventEmitter {
     await pool.destroy()
   }
 
+  /**
+   * Resolves once no release of held usage is asked for or running, after reading the guiding data once more (a change
+   * asks for one), or when the rater stops or fails. `ingest csv --wait` waits for it before it stops: a stop ends a
+   * release between pages, and an `accounts apply` beside it, which leaves the release to this process, left the rest
+   * of the usage it owns held until some later rater started.
+   */
+  async settleReleases(): Promise<void> {
+    this.reloadGuiding()
+    this.kick()
+    while ((this.releaseRequested || this.releasing !== undefined) && this.failure === undefined && !this.stopping) {
+      await new Promise((r) => setTimeout(r, 20))
+    }
+  }
+
   /** Asks for a release of suspended usage on the next idle moment (after guiding data changed). */
   requestRelease(): void {
     this.releaseRequested = true
