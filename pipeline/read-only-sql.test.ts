@@ -67,6 +67,17 @@ const cases: Array<{ sql: string; expect: string | RegExp }> = [
   { sql: 'SELECT t.format FROM t', expect: 'SELECT t.format FROM t' },
   { sql: 'SELECT 1e-3, 0x1p-3, 1_000, x.1 FROM t', expect: 'SELECT 1e-3, 0x1p-3, 1_000, x.1 FROM t' },
 
+  // Non-ASCII outside quotes: Unicode whitespace is whitespace; anything else is refused, naming it and where.
+  // `é SELECT …` passed as `SELECT …` and the engine answered nothing at all (exit 0: "no rows").
+  { sql: 'SELECT\u00a01', expect: 'SELECT\u00a01' },
+  { sql: "SELECT 'café', `café` FROM t", expect: "SELECT 'café', `café` FROM t" },
+  { sql: 'é SELECT count() FROM rated_usage', expect: /^refused: the character "é" \(U\+00E9, position 1\) is not allowed outside quotes: write a name with it in backquotes \(`é`\), text in single quotes$/ },
+  { sql: 'SELECT 1 AS é', expect: /^refused: the character "é" \(U\+00E9, position 13\)/ },
+  { sql: 'SELECT 1 → 2', expect: /^refused: the character "→" \(U\+2192, position 10\)/ },
+  { sql: 'SELECT 1 AS 😀', expect: /^refused: the character "😀" \(U\+1F600, position 13\)/ },
+  // A zero-width space is no whitespace to this check: `INTO<ZWSP>OUTFILE` is refused either way.
+  { sql: "SELECT 1 INTO\u200bOUTFILE 'out.txt'", expect: /^refused: the character "\u200b" \(U\+200B, position 14\)/ },
+
   // Empty.
   { sql: '', expect: EMPTY },
   { sql: '   \n', expect: EMPTY },

@@ -295,8 +295,14 @@ function tokens(sql: string): Token[] {
     } else if (isWordChar(c)) {
       push('word', start, wordEnd(sql, i + 1))
     } else if (c.charCodeAt(0) > 0x7f) {
-      // Non-ASCII outside quotes is either whitespace to ClickHouse (NBSP, zero-width space, …) or an error that
-      // fails the query: as whitespace, `INTO<NBSP>OUTFILE` reads as the two words it is.
+      // Unicode whitespace (NBSP, …) is whitespace here: `INTO<NBSP>OUTFILE` reads as the two words it is. Any other
+      // non-ASCII character outside quotes is refused: taken for whitespace, `é SELECT …` passed and the engine
+      // answered nothing at all (exit 0, an analyst read "no rows"), and what the engine makes of such a character
+      // (part of a name, or a space: U+200B) is not something this check can match in every case.
+      if (!/\s/.test(c)) {
+        const ch = String.fromCodePoint(sql.codePointAt(i)!)
+        throw refused(`the character ${JSON.stringify(ch)} (U+${sql.codePointAt(i)!.toString(16).toUpperCase().padStart(4, '0')}, position ${i + 1}) is not allowed outside quotes: write a name with it in backquotes (\`${ch}\`), text in single quotes`)
+      }
       i++
     } else {
       push('other', start, i + 1)
