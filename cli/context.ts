@@ -40,13 +40,32 @@ export async function runtimeFor(opts: GlobalOptions, log: Logger = createLogger
       dataDir: opts.data,
       log,
       natsUrl: process.env.NATS_URL || undefined,
-      clickhouseUrl: process.env.CLICKHOUSE_URL || undefined,
+      clickhouseUrl: clickhouseUrlFromEnv(),
     })
   } catch (err) {
     // The directory cannot be made or written (a read-only mount, no permission, a file in its path): bad usage.
     if (isSystemCallError(err)) throw usage(`--data ${opts.data}: cannot use it as a data directory: ${err.message}`)
     throw err
   }
+}
+
+/**
+ * CLICKHOUSE_URL: undefined when unset or empty (the store is embedded), else an http:// or https:// URL; another value
+ * is bad usage naming the variable (exit 2), where the client's own error came with its stack trace (exit 1).
+ */
+export function clickhouseUrlFromEnv(env: Readonly<Record<string, string | undefined>> = process.env): string | undefined {
+  const url = env.CLICKHOUSE_URL
+  if (url === undefined || url === '') return undefined
+  let parsed: URL | undefined
+  try {
+    parsed = new URL(url)
+  } catch {
+    parsed = undefined
+  }
+  if (parsed === undefined || (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') || parsed.hostname === '') {
+    throw usage(`CLICKHOUSE_URL: ${JSON.stringify(url)} is not an http:// or https:// URL of a ClickHouse server (e.g. http://127.0.0.1:8123)`)
+  }
+  return url
 }
 
 /** Throws bad usage when `data` exists and is not a directory: a file where the data directory should be is named (exit 2), not a failed mkdir with a stack trace. */

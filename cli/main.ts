@@ -8,7 +8,7 @@ import { ErrorCode, HeldByAnotherError, isSystemCallError, isUserError, Rateflow
 import type { Catalog } from '../catalog/types.js'
 import { isoUtc } from '../common/time.js'
 import { logLevelFromEnv } from '../common/logger.js'
-import { DEFAULT_DATA_DIR, parse, processIo, refuseNonDirectory, runtimeFor, usage, type GlobalOptions, type Io } from './context.js'
+import { DEFAULT_DATA_DIR, clickhouseUrlFromEnv, parse, processIo, refuseNonDirectory, runtimeFor, usage, type GlobalOptions, type Io } from './context.js'
 import { readJsonFile, validatedJson } from './json-file.js'
 import { queryFormat, queryRun, readOnlyQuery, runningRun } from './query.js'
 import type { Store } from '../pipeline/store.js'
@@ -213,7 +213,7 @@ const commands: Record<string, Handler> = {
 async function accountsWithRatedUsage(g: GlobalOptions, accounts: readonly string[]): Promise<Set<string> | undefined> {
   const sql = `SELECT DISTINCT account_id FROM rated_usage WHERE account_id IN (${accounts.map(chString).join(', ')})`
   try {
-    if (!process.env.CLICKHOUSE_URL && runningRun(g.data) === undefined && !existsSync(join(g.data, 'clickhouse'))) return new Set()
+    if (clickhouseUrlFromEnv() === undefined && runningRun(g.data) === undefined && !existsSync(join(g.data, 'clickhouse'))) return new Set()
     // Bounded: a run that is announced but does not answer (stopped with SIGSTOP, say) held the command for good.
     const lines = (await askStore(g, sql, 'JSONEachRow', { timeoutMs: ASK_RUN_MS })).toString('utf8').split('\n').filter((l) => l !== '')
     return new Set(lines.map((l) => (JSON.parse(l) as { account_id: string }).account_id))
@@ -239,7 +239,7 @@ const ASK_RUN_MS = 30_000
  * empty one and answer from it.
  */
 async function askStore(g: GlobalOptions, sql: string, format: string, opts: { limits?: AnalystLimits; timeoutMs?: number } = {}): Promise<Buffer> {
-  const url = process.env.CLICKHOUSE_URL || undefined
+  const url = clickhouseUrlFromEnv()
   const run = url ? undefined : runningRun(g.data)
   if (run !== undefined) return queryRun(run, sql, format, opts.timeoutMs)
   const { openStoreToRead } = await import('../pipeline/runtime.js')

@@ -33,9 +33,19 @@ export async function readOnlyQuery(store: Store, sql: string, format: QueryForm
     return await store.readOnlyBytes(sql, format, limits)
   } catch (err) {
     const message = (err as Error).message.trim()
+    // A server that does not answer is no fault of the SQL: a runtime failure (exit 1), naming where it was asked.
+    if (store.mode === 'server' && isConnectionError(err)) {
+      throw new RateflowError(ErrorCode.ServiceUnavailable, `query: the ClickHouse server of CLICKHOUSE_URL does not answer: ${message}`, { cause: err })
+    }
     const limit = limitHit(err, limits)
     throw new RateflowError(ErrorCode.BadInput, `query: ${limit ? `${limit}: ` : ''}${message}`, { cause: err })
   }
+}
+
+/** A failure to reach a server (refused, reset, timed out, no such host), not an answer from it. */
+function isConnectionError(err: unknown): boolean {
+  const code = (err as NodeJS.ErrnoException | undefined)?.code
+  return typeof code === 'string' && ['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'ENOTFOUND', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN', 'EPIPE'].includes(code)
 }
 
 /**

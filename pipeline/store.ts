@@ -2,7 +2,7 @@ import { Readable } from 'node:stream'
 import { mkdirSync, rmSync, unlinkSync } from 'node:fs'
 import { open } from 'node:fs/promises'
 import { join } from 'node:path'
-import { createClient, type ClickHouseClient } from '@clickhouse/client'
+import { ClickHouseLogLevel, createClient, type ClickHouseClient } from '@clickhouse/client'
 import { ErrorCode, RateflowError } from '../common/errors.js'
 import { DEFAULT_ANALYST_LIMITS, type AnalystLimits } from './analyst-limits.js'
 import { isoUtc } from '../common/time.js'
@@ -225,7 +225,9 @@ export async function openStore(opts: { dataDir: string; url?: string | undefine
   const structures = new Map<string, string>()
   if (opts.url) {
     mode = 'server'
-    client = createClient({ url: opts.url, request_timeout: 300_000 })
+    // The client's own log lines (a warning about progress headers at every start, a multi-line dump of each failed
+    // request) are off: a failure comes back as the error the caller reports, once, saying what and where.
+    client = createClient({ url: opts.url, request_timeout: 300_000, log: { level: ClickHouseLogLevel.OFF } })
   } else {
     mode = 'embedded'
     const path = join(opts.dataDir, 'clickhouse')

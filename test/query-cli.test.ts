@@ -3,6 +3,7 @@ import { join } from 'node:path'
 import { beforeAll, describe, expect, it } from 'vitest'
 import { sampleCatalog } from '../bench/sample-data.js'
 import { cliDataDir, json, rateflow, writeJson } from './helpers/cli.js'
+import { freePort } from '../common/net.js'
 
 const { data, d } = cliDataDir()
 
@@ -77,5 +78,16 @@ describe('rateflow query: analysts\' limits', () => {
         '  RATEFLOW_QUERY_TIMEOUT_S: must be a whole number of s from 1 to 86400, got "5s"\n' +
         '  RATEFLOW_QUERY_MAX_MEMORY_MB: must be a whole number of MiB from 16 to 1048576, got "1"\n',
     ])
+  })
+
+  it('a CLICKHOUSE_URL that is no http(s) URL exits 2 naming it; a server that does not answer exits 1 naming it, once', async () => {
+    // They came as the client's error with its stack (exit 1), and as bad input with the client's dump (exit 2).
+    for (const url of ['notaurl', 'ftp://127.0.0.1/x']) {
+      const r = await rateflow(['query', 'SELECT 1', ...d], { CLICKHOUSE_URL: url })
+      expect([r.code, r.stderr]).toEqual([2, `rateflow: CLICKHOUSE_URL: ${JSON.stringify(url)} is not an http:// or https:// URL of a ClickHouse server (e.g. http://127.0.0.1:8123)\n`])
+    }
+    const closed = await freePort()
+    const r = await rateflow(['query', 'SELECT 1', ...d], { CLICKHOUSE_URL: `http://127.0.0.1:${closed}` })
+    expect([r.code, r.stderr]).toEqual([1, `rateflow: query: the ClickHouse server of CLICKHOUSE_URL does not answer: connect ECONNREFUSED 127.0.0.1:${closed}\n`])
   })
 })
