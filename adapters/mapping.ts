@@ -21,6 +21,11 @@ export interface MappingContext {
   readonly defaultTime?: string
   /** device_id when the input names no owner (MQTT topic level, syslog HOSTNAME when enabled). */
   readonly defaultDeviceId?: string
+  /**
+   * True when `raw` holds the default device already (a syslog message's HOSTNAME): the content id then covers it as
+   * it always did. An MQTT topic is outside the payload, and is added to the content id (contentEventId).
+   */
+  readonly defaultDeviceInRaw?: boolean
   /** Position of this record in an input holding several (JSON array); part of the content hash. */
   readonly position?: number
 }
@@ -57,9 +62,9 @@ export function completeRecord(p: PartialRecord, ctx: MappingContext): WireItem 
       return reject(ctx.source, ctx.raw, 'no owner: one of device_id, account_id, subscription_id is required', ctx.origin)
     }
     r.device_id = ctx.defaultDeviceId
-    ownerGiven = true
+    ownerGiven = ctx.defaultDeviceInRaw !== true
   }
-  // After the owner: a device given from outside the record (an MQTT topic's) is part of what the content id covers.
+  // After the owner: a device given from outside the input (an MQTT topic's) is part of what the content id covers.
   if (p.event_id === undefined) r.event_id = contentEventId(ctx.source, ctx.raw, p.metric, ctx.position, ownerGiven ? r.device_id : undefined)
   if (p.dimensions && Object.keys(p.dimensions).length > 0) r.dimensions = p.dimensions
   return { record: r }

@@ -124,3 +124,12 @@ it("reads rsyslog's forwarding format (the BSD layout with an RFC 3339 timestamp
   // A timestamp without a zone is no RFC 3339 timestamp: the text stays the body, and is refused as such.
   expect(rej(dec('<134>2026-11-07T12:00:00 fw-1 app: metric=m quantity=1')).reason).toMatch(/expected key=value/)
 })
+
+it("keeps the content ids of earlier releases: a HOSTNAME taken as the device is in the message's hash already", () => {
+  // The id the release before this one gave the line: a line resent across the upgrade is a duplicate, not billed twice.
+  const [r] = dec('<134>Oct  5 11:59:00 fw-1 app: metric=bytes_out quantity=1200', { hostname_as_device_id: true })
+  expect(r).toEqual({ record: expect.objectContaining({ device_id: 'fw-1', event_id: 'sha1:1bfdf9746fa635ca9006fd7bfcd8d25b84d6ddc8' }) })
+  // Another host's same line was, and is, another event.
+  const [other] = dec('<134>Oct  5 11:59:00 fw-2 app: metric=bytes_out quantity=1200', { hostname_as_device_id: true })
+  expect((other as { record: { event_id: string } }).record.event_id).not.toBe('sha1:1bfdf9746fa635ca9006fd7bfcd8d25b84d6ddc8')
+})

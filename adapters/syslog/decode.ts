@@ -81,6 +81,7 @@ function mappingContext(ctx: DecodeContext, message: string, timestamp: string |
     raw: message,
     origin: ctx.origin,
     ...(timestamp !== undefined && { defaultTime: timestamp }),
-    ...(ctx.options.hostname_as_device_id && hostname !== undefined && { defaultDeviceId: hostname }),
+    // The HOSTNAME is part of the message, so of its content id already: syslog ids stay as earlier releases made them.
+    ...(ctx.options.hostname_as_device_id && hostname !== undefined && { defaultDeviceId: hostname, defaultDeviceInRaw: true }),
   }
 }
