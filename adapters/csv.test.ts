@@ -4,7 +4,7 @@ import { join } from 'node:path'
 import { gzipSync } from 'node:zlib'
 import { afterAll, describe, expect, it } from 'vitest'
 import { MicroBatcher } from './batcher.js'
-import { csvFileProblems, ingestCsvFile, mapHeader, publishCsvFile } from './csv.js'
+import { csvFileProblems, defaultCsvSource, ingestCsvFile, mapHeader, publishCsvFile } from './csv.js'
 import { ValidationError } from '../common/errors.js'
 import type { UsageBatch } from '../rating-core/record.js'
 
@@ -144,4 +144,16 @@ describe('publishCsvFile', () => {
     expect(r.read).toBe(20_500)
     expect(sizes).toEqual([...Array.from({ length: 20 }, () => 1000), 500])
   }, 30_000)
+})
+
+describe('defaultCsvSource', () => {
+  it('is the file name without .csv and .gz; a gzipped copy shares its file\'s source whatever the case of .gz', () => {
+    expect(defaultCsvSource('/in/usage.csv')).toBe('csv:usage')
+    expect(defaultCsvSource('/in/usage.csv.gz')).toBe('csv:usage')
+    expect(defaultCsvSource('/in/usage.csv.GZ')).toBe('csv:usage')
+    // `.CSV` was never taken off (files ingested so keep their source); its gzipped copy, read since .GZ is, is the same
+    // source, where it was csv:USAGE.CSV.GZ and every row was billed again.
+    expect(defaultCsvSource('/in/USAGE.CSV')).toBe('csv:USAGE.CSV')
+    expect(defaultCsvSource('/in/USAGE.CSV.GZ')).toBe('csv:USAGE.CSV')
+  })
 })

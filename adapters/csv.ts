@@ -299,7 +299,9 @@ export interface CsvPublishPlan extends CsvFileOptions {
 
 /** The source `ingest csv` gives a file's records without --source: `csv:` and the file's name without `.csv`/`.gz`. */
 export function defaultCsvSource(path: string): string {
-  return `csv:${basename(path).replace(/(\.csv)?(\.gz)?$/, '')}`
+  // `.gz` in any case, as it is read (USAGE.CSV.GZ is gunzipped), so a file and its gzipped copy share a source and
+  // their events dedupe; `.csv` only as written, as it always was, so files ingested before keep their sources.
+  return `csv:${basename(path).replace(/\.gz$/i, '').replace(/\.csv$/, '')}`
 }
 
 /** The batch id prefix of one run over one file: see CsvPublishPlan. Reads the file's fingerprint (stat). */
