@@ -891,10 +891,13 @@ export class Rater extends EventEmitter {
        WHERE flush_id IN (SELECT DISTINCT flush_id FROM rating_checkpoints)
        ORDER BY committed_at DESC, flush_id DESC LIMIT 1`,
     )
-    if (checkpoint && (await this.keyedTheOldWay(checkpoint.flush_id))) {
-      // Restored, its totals would be found by no event's key: usage priced from nothing again (free units granted
-      // twice, tiers reset). Dropped with the stale ones below; every rated row is folded instead.
-      this.deps.log.warn({ checkpoint: checkpoint.flush_id }, 'checkpoint of the running totals keyed without their plan (an earlier release): folding every rated row instead')
+    if (checkpoint && (await this.writtenTheOldWay(checkpoint.flush_id))) {
+      // Keyed without the plan, its totals would be found by no event's key: usage priced from nothing again (free units
+      // granted twice, tiers reset). With readings recorded without their source (latest, time_weighted_avg), two
+      // sources' readings of one id and time would stay one, where folding the stored rows (which have their source)
+      // makes them two: the totals would depend on whether a start read them from the checkpoint or from the rows.
+      // Dropped with the stale ones below; every rated row is folded instead.
+      this.deps.log.warn({ checkpoint: checkpoint.flush_id }, 'checkpoint of the running totals written by an earlier release (keyed without their plan, or readings without their source): folding every rated row instead')
       checkpoint = undefined
     }
     const stale = await store.rows<{ flush_id: string }>('SELECT DISTINCT flush_id FROM rating_checkpoints WHERE flush_id != {id:String}', {
@@ -962,10 +965,11 @@ export class Rater extends EventEmitter {
    * (subscription, charge, period, group, version) where totalsKey makes six. Asked at every start, not once by a
    * migration: a rater of an earlier release sharing the store could write such a checkpoint after any migration ran.
    */
-  private async keyedTheOldWay(flushId: string): Promise<boolean> {
+  private async writtenTheOldWay(flushId: string): Promise<boolean> {
     const [row] = await this.deps.store.rows<{ n: string }>(
-      "SELECT count() AS n FROM rating_checkpoints WHERE flush_id = {id:String} AND countSubstrings(totals_key, char(0)) = 4",
-      { id: flushId },
+      `SELECT count() AS n FROM rating_checkpoints WHERE flush_id = {id:String}
+         AND (countSubstrings(totals_key, char(0)) = 4 OR match(state, {latest:String}) OR match(state, {point:String}))`,
+      { id: flushId, latest: SOURCELESS_LATEST, point: SOURCELESS_POINT },
     )
     return Number(row?.n ?? 0) > 0
   }
@@ -1284,6 +1288,14 @@ let crashCount = 0
 function crashPoint(point: string): void {
   if (crashSpec && crashSpec[0] === point && ++crashCount === Number(crashSpec[1] ?? 1)) process.kill(process.pid, 'SIGKILL')
 }
+
+/**
+ * A checkpoint state (meterStateOf's JSON) with a `latest` reading, or a time_weighted_avg point, recorded without its
+ * source, as releases before readings were ordered by source wrote them: `"latest":{"t":…,"id":"…"}` ends after the id,
+ * and an old point is `[t,"id","value"]` (a new one has a fourth element). Matched by the store (re2 syntax).
+ */
+const SOURCELESS_LATEST = String.raw`"latest":\{"t":-?[0-9]+,"id":"(?:[^"\\]|\\.)*"\}`
+const SOURCELESS_POINT = String.raw`\[-?[0-9]+,"(?:[^"\\]|\\.)*","[-0-9.e]+"\]`
 
 /** A suspended_usage row of a held event in its new state; `version` must exceed the version of every row before it. */
 function heldLine(h: HeldRow, status: 'held' | 'released', batchId: string, version: number): string {

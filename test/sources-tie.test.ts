@@ -1,7 +1,7 @@
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
-import { json, killStrayChildren, query, withAppliedData } from './helpers/cli.js'
+import { json, killStrayChildren, query, rateflow, storeCommand, withAppliedData } from './helpers/cli.js'
 
 /**
  * Two sources may use one event_id (CONTRACT §2: an event is (source, event_id)): two sites sending seat gauges with
@@ -58,5 +58,32 @@ describe('readings of two sources with one event_id and time', () => {
     ]
     expect(await sums(['a', 'b'])).toEqual(expected)
     expect(await sums(['b', 'a'])).toEqual(expected)
+  }, 120_000)
+
+  it('a checkpoint of an earlier release, its readings without their source, is dropped and the rated rows folded instead', async () => {
+    const sums = await withAppliedData('rateflow-tie-old-', catalog, accounts, async (dir, d) => {
+      const a = join(dir, 'site-a.csv')
+      writeFileSync(a, site('5'))
+      expect(await json(['ingest', 'csv', a, '--source', 'csv:site-a', '--wait', ...d])).toMatchObject({ rated: 2 })
+      // The clean stop checkpointed the totals; written as an earlier release did: no `src` in `latest`, points of three.
+      await storeCommand(
+        dir,
+        String.raw`ALTER TABLE rating_checkpoints UPDATE state = replaceRegexpAll(replaceRegexpAll(state, ',"src":"[^"]*"', ''), '(\[-?[0-9]+,"[^"]*","[-0-9.e]+"),"[^"]*"\]', '\\1]') WHERE 1 SETTINGS mutations_sync = 2`,
+      )
+      const states = await query<{ state: string }>(dir, 'SELECT state FROM rating_checkpoints')
+      expect(states.length).toBeGreaterThan(0)
+      expect(states.some((s) => s.state.includes('src') || s.state.includes('csv:site-a'))).toBe(false)
+      const b = join(dir, 'site-b.csv')
+      writeFileSync(b, site('7'))
+      const r = await rateflow(['ingest', 'csv', b, '--source', 'csv:site-b', '--wait', ...d], { RATEFLOW_LOG: 'info' })
+      expect(r.code).toBe(0)
+      expect(r.stderr).toContain('checkpoint of the running totals written by an earlier release')
+      return query<{ charge_id: string; s: string }>(dir, 'SELECT charge_id, toString(sum(amount)) AS s FROM rated_usage GROUP BY charge_id ORDER BY charge_id')
+    })
+    // As without the old checkpoint (restored, site-b's readings were taken for site-a's again: 5 and 50).
+    expect(sums).toEqual([
+      { charge_id: 'level_fee', s: '7' },
+      { charge_id: 'seat_fee', s: '70' },
+    ])
   }, 120_000)
 })
