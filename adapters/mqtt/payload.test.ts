@@ -107,6 +107,21 @@ describe('decodePayload', () => {
     const items = decodePayload(many, ctx())
     expect(recs(items).map((r) => r.event_id)).toEqual(['a'])
     expect(rejs(items)).toEqual([expect.objectContaining({ raw: many.toString(), origin: 'mqtt devices/fw-1/usage [1]', reason: 'key "metric" is given twice (at $[1].metric): which value was meant is not known' })])
+    // With a vendor mapping, only keys on the way to what it reads count: a field of the vendor's own given twice
+    // rejected every message of that firmware.
+    const mapping = { event_id: 'id', event_time: 'ts', time_format: 'unix_s' as const, time_zone: 'Z', dimensions: { site: 'where.site' }, metrics: [{ metric: 'bytes_out', quantity: 'stats.tx' }] }
+    const vendor = (body: string) => decodePayload(Buffer.from(body), ctx({ mapping }))
+    expect(recs(vendor('{"id":"v1","ts":1790856000,"stats":{"tx":"500"},"fw":{"build":"a","build":"b"}}')).map((r) => r.quantity)).toEqual(['500'])
+    expect(rejs(vendor('{"id":"v1","ts":1790856000,"stats":{"tx":"500","tx":"9"}}'))[0]!.reason).toBe('key "tx" is given twice (at $.stats.tx): which value was meant is not known')
+    expect(rejs(vendor('{"id":"v1","ts":1790856000,"stats":{"tx":"500"},"stats":{"tx":"9"}}'))[0]!.reason).toMatch(/key "stats" is given twice/)
+    expect(rejs(vendor('{"id":"v1","ts":1790856000,"where":{"site":"a","site":"b"},"stats":{"tx":"5"}}'))[0]!.reason).toMatch(/at \$\.where\.site/)
+    // Records under a records_path: the element with one is the reject; keys beside the records, or unread, do not count.
+    const listed = (body: string) => decodePayload(Buffer.from(body), ctx({ mapping: { ...mapping, records_path: 'data' } }))
+    const two = listed('{"meta":{"v":1,"v":2},"data":[{"id":"a","ts":1790856000,"stats":{"tx":"1"},"x":1,"x":2},{"id":"b","ts":1790856000,"stats":{"tx":"2","tx":"3"}}]}')
+    expect(recs(two).map((r) => r.quantity)).toEqual(['1'])
+    expect(rejs(two).map((r) => [r.origin, r.reason])).toEqual([['mqtt devices/fw-1/usage [1]', 'key "tx" is given twice (at $.data[1].stats.tx): which value was meant is not known']])
+    expect(rejs(listed('{"data":[{"id":"a","ts":1790856000,"stats":{"tx":"1"}}],"data":[]}'))[0]!.reason).toMatch(/key "data" is given twice \(at \$\.data\)/)
+
     // The same key in two elements, or in a record and its dimensions, is no duplicate.
     const fine = Buffer.from('[{"event_id":"a","metric":"m","quantity":"1","event_time":"2026-11-01T12:00:00Z","dimensions":{"metric":"x"}},{"event_id":"b","metric":"m","quantity":"1","event_time":"2026-11-01T12:00:00Z"}]')
     expect(recs(decodePayload(fine, ctx()))).toHaveLength(2)

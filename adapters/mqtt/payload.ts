@@ -7,7 +7,7 @@
  * element is its own reject (origin `mqtt <topic> [i]`) and the good ones go on.
  */
 import { unpack } from 'msgpackr'
-import type { DeviceIdLevel, MqttAdapterOptions } from '../config.js'
+import type { DeviceIdLevel, MqttAdapterOptions, RecordMapping } from '../config.js'
 import { applyMapping, completeRecord, getPath, type MappingContext, type PartialRecord } from '../mapping.js'
 import { duplicateJsonKeys, jsonPathText, type DuplicateKey } from '../../common/json-keys.js'
 import { RAW_PREVIEW_BYTES, inexactNumber, notTextReason, inexactQuantity, quantityText, rawText, reject, reservedDimensionName, type WireItem } from '../wire.js'
@@ -150,6 +150,36 @@ function decodeValue(payload: Buffer, text: string, format: 'json' | 'msgpack'):
   return twice.length === 0 ? { value } : { value, twice }
 }
 
+/** True when `path` begins with every segment of `prefix`. */
+function startsWith(path: readonly (string | number)[], prefix: readonly (string | number)[]): boolean {
+  return prefix.length <= path.length && prefix.every((p, i) => path[i] === p)
+}
+
+const mappedPaths = new WeakMap<RecordMapping, string[][]>()
+
+/**
+ * True when a key given twice at `path` (inside one record's object) changes what `mapping` reads: the key is a field
+ * the mapping reads, or an object on the way to one (`stats` given twice, `stats.tx` mapped).
+ */
+function readByMapping(path: readonly (string | number)[], mapping: RecordMapping): boolean {
+  let paths = mappedPaths.get(mapping)
+  if (paths === undefined) {
+    const fields = [
+      mapping.event_id,
+      ...(typeof mapping.event_time === 'string' ? [mapping.event_time] : (mapping.event_time ?? [])),
+      mapping.time_zone_field,
+      mapping.device_id,
+      mapping.account_id,
+      mapping.subscription_id,
+      ...mapping.metrics.map((m) => m.quantity),
+      ...Object.values(mapping.dimensions),
+    ]
+    paths = fields.filter((f): f is string => f !== undefined).map((f) => f.split('.'))
+    mappedPaths.set(mapping, paths)
+  }
+  return paths.some((p) => startsWith(p, path))
+}
+
 /** A key given twice, as a reject's reason: JSON keeps the last value, and which one the device meant is not known. */
 const twiceReason = (d: DuplicateKey) => `key ${JSON.stringify(d.key)} is given twice (at ${jsonPathText(d.path)}): which value was meant is not known`
 
@@ -169,14 +199,24 @@ export function decodePayload(payload: Buffer, ctx: PayloadContext): WireItem[] 
     if (!Array.isArray(value)) return [reject(source, raw, `records_path ${mapping.records_path} is not an array in the payload`, origin)]
   }
   const many = Array.isArray(value)
-  // A key given twice: the element it is in is a reject (the other elements of a top-level array go on), else the
-  // whole payload (a records_path's elements cannot be told apart from the rest of the payload here).
+  // A key given twice where the record is read from: the element it is in is a reject (the other elements go on), else
+  // the whole payload. With a mapping, only a key on the way to a field the mapping reads counts: a vendor's payload
+  // with a field of its own given twice, which no record reads, was refused whole, every message alike.
   let twiceIn: Map<number, DuplicateKey> | undefined
   if (decoded.twice !== undefined) {
-    const perElement = many && mapping?.records_path === undefined && decoded.twice.every((d) => typeof d.path[0] === 'number' && d.path.length > 1)
-    if (!perElement) return [reject(source, raw, twiceReason(decoded.twice[0]!), origin)]
-    twiceIn = new Map()
-    for (const d of decoded.twice) if (!twiceIn.has(d.path[0] as number)) twiceIn.set(d.path[0] as number, d)
+    const root = mapping?.records_path?.split('.') ?? []
+    for (const d of decoded.twice) {
+      // Beside the records_path (neither on the way to it nor in it): no record reads it.
+      if (mapping && !startsWith(d.path, root) && !startsWith(root, d.path)) continue
+      // The element it is in (`[root…, index, key…]`), and its path inside that element's object.
+      const at = many && d.path.length > root.length + 1 && startsWith(d.path, root) ? d.path[root.length] : undefined
+      const within = d.path.slice(root.length + (at === undefined ? 0 : 1))
+      // On the way to the records (records_path's own keys) it always counts; inside a record, if the mapping reads it.
+      if (mapping && (at !== undefined || !many) && !readByMapping(within, mapping)) continue
+      if (typeof at !== 'number') return [reject(source, raw, twiceReason(d), origin)]
+      twiceIn ??= new Map()
+      if (!twiceIn.has(at)) twiceIn.set(at, d)
+    }
   }
   if (!many && !mapping) {
     // One canonical record, the common message: no per-element bookkeeping.
