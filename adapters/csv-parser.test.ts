@@ -132,20 +132,27 @@ describe('CsvRowParser', () => {
     expect(parseChunked('a,b\n1,"open to the end')[1]).toMatchObject({ ok: false, line: 2, raw: '1,"open to the end' })
   })
 
-  it('a quote never closed, "closed" by the next row\'s quoted field, rejects only the line it opened on; that row is a row', () => {
+  it('a quoted field over lines with text after its closing quote rejects each of its lines on its own, none read as a row', () => {
+    // A quote never closed, "closed" by the next row's quoted field (s1, s2), or a field over lines whose quote is not
+    // doubled (s5, whose second line looks like a row of its own): which rows were meant cannot be told, so none is
+    // billed, and every line is counted and kept. Rows after the span are rows again.
     for (const eol of ['\n', '\r\n', '\r']) {
-      const text = ['id,q,site', 's1,1,"Main office', 's2,7,"Branch, east"', 's3,2,plain', 's4,3,"two', 'lines"'].join(eol) + eol
+      const text = ['id,q,site', 's1,1,"Main office', 's2,7,"Branch, east"', 's3,2,plain', 's4,3,"two', 'lines"', 's5,4,"ticket 4711', 'e2,999,closed"x', 's6,5,z'].join(eol) + eol
       for (const sizes of [[text.length], [1], [2, 3], [7], [11]]) {
         const items = parseChunked(text, sizes)
         expect(items.map((i) => [i.ok, i.line, i.ok ? i.fields : i.raw])).toEqual([
           [true, 1, ['id', 'q', 'site']],
           [false, 2, 's1,1,"Main office'],
-          [true, 3, ['s2', '7', 'Branch, east']],
+          [false, 3, 's2,7,"Branch, east"'],
           [true, 4, ['s3', '2', 'plain']],
           // A quoted field over two lines, closed well, is still one row.
           [true, 5, ['s4', '3', `two${eol}lines`]],
+          [false, 7, 's5,4,"ticket 4711'],
+          [false, 8, 'e2,999,closed"x'],
+          [true, 9, ['s6', '5', 'z']],
         ])
-        expect((items[1] as { error: string }).error).toMatch(/a quoted field opened on this line runs to the next line, where text follows its closing quote/)
+        expect((items[1] as { error: string }).error).toBe('a quoted field opened on this line runs to the next line, where text follows its closing quote (a quote never closed, or one inside a field not doubled: ""); this line and the next are rejected, each on its own')
+        expect((items[2] as { error: string }).error).toBe('a line of the quoted field opened on line 2 (text follows its closing quote on line 3): rejected with it')
       }
     }
   })

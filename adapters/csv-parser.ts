@@ -12,8 +12,8 @@
  * - a UTF-8 byte order mark at the start of the input is dropped.
  * Stricter where fast-csv failed the whole file, so one bad row no longer stops the rest:
  * - text after a closing quote (`"ab"c,`) makes that row an error item with its raw text; parsing resumes at the
- *   next line; when the quoted field ran over line breaks first, only the line it opened on is the error item (a
- *   quote never closed, "closed" by a later row's quote), and parsing resumes at the line after it;
+ *   next line; when the quoted field ran over line breaks first, each of its lines is an error item of its own (a
+ *   quote never closed, "closed" by a later row's quote, or one not doubled: which rows were meant cannot be told);
  * - an unfinished row longer than `maxRowChars` (say, a quote never closed) becomes an error item with a preview of
  *   its first RAW_PREVIEW_BYTES characters, and the input is skipped to the next line break: memory stays bounded
  *   by `maxRowChars` plus one chunk, whatever the file holds;
@@ -174,6 +174,7 @@ export class CsvRowParser {
       const r = this.slowRow(text, pos, final)
       if (r === undefined) break
       if (r.item && (!r.item.ok || !blankRow(r.item.fields))) out.push(r.item)
+      if (r.items) out.push(...r.items)
       this.line += r.lines
       pos = r.next
     }
@@ -227,7 +228,7 @@ export class CsvRowParser {
    * One row that holds a quote or a lone CR, character by character from `start`. Undefined: the row is not
    * complete in `text` (and the input goes on). `lines` is how many line breaks the row spans, its own included.
    */
-  private slowRow(text: string, start: number, final: boolean): { item?: CsvItem; next: number; lines: number } | undefined {
+  private slowRow(text: string, start: number, final: boolean): { item?: CsvItem; items?: CsvItem[]; next: number; lines: number } | undefined {
     const n = text.length
     const fields: string[] = []
     let i = start
@@ -287,20 +288,29 @@ export class CsvRowParser {
         }
         if (c === -1 || c === LF || c === CR) return this.rowEnd(text, start, k, fields, quoted, lines, final)
         if (lines > 0) {
-          // A quote that spanned line breaks and then has text after it is most likely a quote never closed on the first
-          // line, "closed" by a quote of a later row: rejecting up to the break after it swallowed those rows (the next
-          // row's quoted field ended it). As for a quote never closed, only the line it opened on is rejected.
-          const first = lineEnd(text, start)
-          return {
-            item: {
+          // A quoted field over line breaks with text after its closing quote: a quote never closed on the first line,
+          // "closed" by a later row's quote, or a field over lines with a quote not doubled. Which rows were meant
+          // cannot be told, so none is billed: each line is a reject of its own, counted and kept whole, to fix and
+          // ingest again. (One reject of the whole span hid the rows in it from the counts; the first line alone
+          // rejected, the next lines read as rows, billed the rest of a broken field when it looked like a row.)
+          const brk = lineEnd(text, k)
+          if (!final && (brk.end === n || (brk.end === n - 1 && text.charCodeAt(brk.end) === CR))) return undefined
+          const items: CsvItem[] = []
+          let p = start
+          for (let l = 0; l <= lines; l++) {
+            const le = l < lines ? lineEnd(text, p) : brk
+            items.push({
               ok: false,
-              error: `a quoted field opened on this line runs to ${lines === 1 ? 'the next line' : `${lines} lines below`}, where text follows its closing quote (a quote never closed?); this line is rejected and the lines after it are read as rows again`,
-              raw: text.slice(start, first.end),
-              line: this.line,
-            },
-            next: first.next,
-            lines: 1,
+              error:
+                l === 0
+                  ? `a quoted field opened on this line runs to ${lines === 1 ? 'the next line' : `${lines} lines below`}, where text follows its closing quote (a quote never closed, or one inside a field not doubled: ""); this line and the ${lines === 1 ? 'next' : `${lines} next`} are rejected, each on its own`
+                  : `a line of the quoted field opened on line ${this.line} (text follows its closing quote on line ${this.line + lines}): rejected with it`,
+              raw: text.slice(p, le.end),
+              line: this.line + l,
+            })
+            p = le.next
           }
+          return { items, next: brk.next, lines: lines + 1 }
         }
         // Text after the closing quote: the row is broken; skip it up to its line break (LF, CRLF or a lone CR).
         const brk = lineEnd(text, k)

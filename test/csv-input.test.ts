@@ -80,7 +80,7 @@ describe('ingest csv keeps what it cannot read', () => {
     expect(reject!.reason).toMatch(/quoted field opened on this line is not closed/)
   })
 
-  it('a stray quote "closed" by the next row\'s quoted field costs its own line only: that row is rated', async () => {
+  it('a stray quote "closed" by the next row\'s quoted field rejects both lines, each counted and kept; the rows after are rated', async () => {
     const text = [
       HEADER,
       'r1,2026-10-05T11:00:00Z,fw-001-1,,,api_calls,1,"Main office',
@@ -88,10 +88,13 @@ describe('ingest csv keeps what it cannot read', () => {
       row('r3', 2),
     ].join('\n') + '\n'
     const counts = await json<Counts>(['ingest', 'csv', file('stray.csv', text), '--source', 'csv:stray', '--wait', ...d])
-    expect(counts).toEqual({ read: 3, rated: 2, duplicates: 0, rejected: 1, suspended: 0 })
-    expect(await ratedIds('csv:stray')).toEqual(['r2', 'r3'])
-    const [reject] = await rejectsOf('csv:stray')
-    expect(reject).toMatchObject({ origin: 'stray.csv:2', raw: 'r1,2026-10-05T11:00:00Z,fw-001-1,,,api_calls,1,"Main office' })
+    // Which of the two lines were rows cannot be told: neither is billed, both are in rejected_usage whole.
+    expect(counts).toEqual({ read: 3, rated: 1, duplicates: 0, rejected: 2, suspended: 0 })
+    expect(await ratedIds('csv:stray')).toEqual(['r3'])
+    expect((await rejectsOf('csv:stray')).map((r) => [r.origin, r.raw])).toEqual([
+      ['stray.csv:2', 'r1,2026-10-05T11:00:00Z,fw-001-1,,,api_calls,1,"Main office'],
+      ['stray.csv:3', 'r2,2026-10-05T11:00:00Z,fw-001-1,,,api_calls,7,"Branch, east"'],
+    ])
   })
 
   it('an event time the store cannot hold (before 1900, years 0000–0099 too, from 2300) is a reject, not a time clamped to the range', async () => {
