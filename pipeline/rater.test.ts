@@ -240,6 +240,37 @@ it('settleReleases() returns once held usage the new guiding data owns is releas
   expect(Number((await store.rows<{ n: string }>("SELECT count() AS n FROM rated_usage WHERE source = 'test:settle'"))[0]!.n)).toBe(7)
 })
 
+it('settleReleases() takes no more batches and returns while other producers keep the stream busy', async () => {
+  // A release runs when the rater is idle: batches of other processes flowing in held it off, and `ingest --wait` with it.
+  const store = await rt.store()
+  const queue = await rt.queue()
+  const rater = new Rater({ store, queue, ownsQueue: true, repo: rt.repo, dataDir: dir, log: rt.log })
+  await rater.start()
+  let flowing = true
+  const flow = (async () => {
+    // Batches of 2,000 events as fast as they are taken: the rater is never idle while they come.
+    for (let i = 0; flowing; i++) {
+      const records = Array.from({ length: 2000 }, (_, k) => ({ event_id: `i-${i}-${k}`, source: 'test:intake', event_time: '2026-10-06T08:00:00Z', device_id: deviceId(1, 1), metric: 'api_calls', quantity: '1' }))
+      await queue.publish({ id: `intake-${i}`, records, rejects: [] })
+    }
+  })()
+  try {
+    await new Promise((r) => setTimeout(r, 1500))
+    // Guiding data changes: a release is asked for, and settleReleases waits for it.
+    const accounts = rt.repo.accounts()
+    accounts.customers[0]!.accounts[0]!.subscriptions[0]!.devices.push({ device_id: 'fw-intake', from: '2026-10-01T00:00:00Z', to: null })
+    rt.repo.putAccounts(validateAccounts(accounts))
+    const settled = await Promise.race([rater.settleReleases().then(() => 'settled'), new Promise((r) => setTimeout(() => r('still waiting'), 20_000))])
+    expect(settled).toBe('settled')
+  } finally {
+    flowing = false
+    await flow
+    await rater.stop()
+    // The batches it left in the stream are no other test's to rate.
+    await (await jetstreamManager(queue.nc)).streams.purge('USAGE')
+  }
+}, 60_000)
+
 // Ending a staging thread while it still loads its code is a fatal V8 error in Node 20, and with chDB's signal
 // handlers in the process the abort hung it: a `catalog apply` on a busy machine never returned. A release with
 // nothing held (every `catalog apply` / `accounts apply` without a running rater) now starts no thread at all, and

@@ -217,6 +217,8 @@ export class Rater extends EventEmitter {
   private queueOfWork: Pending[] = []
   private wake: (() => void) | undefined
   private stopping = false
+  /** Set by settleReleases: no more batches are taken from the stream. */
+  private intakeClosed = false
   private loop: Promise<void> | undefined
   /** The flush being committed (resolved when none); flushes chain on it to commit in order. */
   private committing: Promise<void> = Promise.resolve()
@@ -343,12 +345,17 @@ export class Rater extends EventEmitter {
   }
 
   /**
-   * Resolves once no release of held usage is asked for or running, after reading the guiding data once more (a change
-   * asks for one), or when the rater stops or fails. `ingest csv --wait` waits for it before it stops: a stop ends a
-   * release between pages, and an `accounts apply` beside it, which leaves the release to this process, left the rest
-   * of the usage it owns held until some later rater started.
+   * Takes no more batches from the stream (those fetched are applied), then resolves once no release of held usage is
+   * asked for or running, after reading the guiding data once more (a change asks for one), or when the rater stops or
+   * fails. `ingest csv --wait` waits for it before it stops: a stop ends a release between pages, and an `accounts
+   * apply` beside it, which leaves the release to this process, left the rest of the usage it owns held until some
+   * later rater started. Intake ends first because a release runs when the rater is idle: other processes' batches
+   * flowing in would hold it off, and the command, for as long as they came.
    */
   async settleReleases(): Promise<void> {
+    this.intakeClosed = true
+    this.messages?.stop()
+    await this.fetcher
     this.reloadGuiding()
     this.kick()
     while ((this.releaseRequested || this.releasing !== undefined) && this.failure === undefined && !this.stopping) {
@@ -437,30 +444,30 @@ export class Rater extends EventEmitter {
     if (!this.deps.queue) throw new Error('rater started without a queue')
     // consume() can end by itself (heartbeats missed on a loaded machine, a consumer recreated): pull again
     // until told to stop, or `ingest --wait` would wait for batches nobody fetches.
-    while (!this.stopping) {
+    while (!this.stopping && !this.intakeClosed) {
       const consumer = await this.deps.queue.consumer()
-      if (this.stopping) return
+      if (this.stopping || this.intakeClosed) return
       // Ends when the stream or this consumer is gone (deleted by hand while running): the loop then asks for the
       // consumer again, which makes both anew. By default consume() waited, without a word, for someone else to.
       this.messages = await consumer.consume({ max_messages: this.options.stageAhead, expires: 5_000, abort_on_missing_resource: true })
       // stop() may have run while consume() was being set up: it stopped no iterator then, so stop this one.
-      if (this.stopping) this.messages.stop()
+      if (this.stopping || this.intakeClosed) this.messages.stop()
       try {
         await this.takeMessages(this.messages)
       } catch (err) {
-        if (this.stopping) return
+        if (this.stopping || this.intakeClosed) return
         this.deps.log.warn({ err }, 'JetStream consume failed (stream or consumer gone?); pulling again')
         await new Promise((r) => setTimeout(r, 200))
         continue
       }
-      if (!this.stopping) this.deps.log.warn('JetStream consume ended; pulling again')
+      if (!this.stopping && !this.intakeClosed) this.deps.log.warn('JetStream consume ended; pulling again')
     }
   }
 
   /** Hands each fetched message to the pool, in order, until the iterator ends (or throws). */
   private async takeMessages(messages: AsyncIterable<JsMsg>): Promise<void> {
     for await (const msg of messages) {
-      if (this.stopping) {
+      if (this.stopping || this.intakeClosed) {
         msg.nak()
         continue
       }
