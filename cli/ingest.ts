@@ -21,23 +21,21 @@ export interface IngestOptions {
   wait: boolean
   /** Called once, when reading the first file starts (with `wait`, after the rater has started): for benchmarks. */
   onReading?: () => void
+  /** checkIngest has passed these options already (the CLI checks before it opens the data directory). */
+  checked?: boolean
 }
 
 /**
- * `rateflow ingest csv FILE... [--source NAME] [--wait]`.
- *
- * Publishes each file's rows to JetStream in micro-batches. With --wait this process also runs the rater
- * until every batch it published has an outcome, and returns the counts. Without it, the batches wait in
- * JetStream for a rater (`rateflow run`, or the next `ingest --wait`), and the publish counts are returned.
+ * What `ingest csv` refuses before it opens anything: no file, a bad --source, and every file first (there, readable, a
+ * good header, a source it may have; gzip whole), so a bad file named after a good one exits 2, naming every problem,
+ * before anything is published; with --wait, the rater's RATEFLOW_* knobs. Throws bad usage or a ValidationError.
  */
-export async function ingestCsv(rt: Runtime, opts: IngestOptions): Promise<IngestCounts | { read: number; batches: number }> {
+export async function checkIngest(opts: IngestOptions): Promise<void> {
   if (opts.files.length === 0) throw usage('ingest csv: give at least one FILE')
   if (opts.source !== undefined && !SOURCE_NAME.test(opts.source)) {
     // As for every adapter's source: half of every event's dedupe key.
     throw usage(`ingest csv: --source ${opts.source === '' ? 'must not be empty' : JSON.stringify(opts.source)}: ${sourceHint('csv:oct-export')}`)
   }
-  // Every file first (there, readable, a good header, a source it may have; gzip whole): a bad file named after a good
-  // one exits 2, naming every problem, before anything is published, instead of after the good one was.
   const problems: Problem[] = []
   for (const file of opts.files) {
     const stat = existsSync(file) ? statSync(file) : undefined
@@ -54,6 +52,18 @@ export async function ingestCsv(rt: Runtime, opts: IngestOptions): Promise<Inges
     problems.push(...(await csvFileProblems(file)))
   }
   if (problems.length) throw new ValidationError('ingest csv', problems)
+  if (opts.wait) raterOptionsFromEnv()
+}
+
+/**
+ * `rateflow ingest csv FILE... [--source NAME] [--wait]`.
+ *
+ * Publishes each file's rows to JetStream in micro-batches. With --wait this process also runs the rater
+ * until every batch it published has an outcome, and returns the counts. Without it, the batches wait in
+ * JetStream for a rater (`rateflow run`, or the next `ingest --wait`), and the publish counts are returned.
+ */
+export async function ingestCsv(rt: Runtime, opts: IngestOptions): Promise<IngestCounts | { read: number; batches: number }> {
+  if (!opts.checked) await checkIngest(opts)
   const queue = await rt.queue()
   const runId = newRunId()
   const mine = new Set<string>()

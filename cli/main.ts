@@ -12,6 +12,7 @@ import { DEFAULT_DATA_DIR, clickhouseUrlFromEnv, parse, processIo, refuseNonDire
 import { readJsonFile, validatedJson } from './json-file.js'
 import { queryFormat, queryRun, readOnlyQuery, runningRun } from './query.js'
 import type { Store } from '../pipeline/store.js'
+import type { RaterOptions } from '../pipeline/rater.js'
 import { chString } from '../pipeline/tsv.js'
 import { analystLimitsFromEnv, type AnalystLimits } from '../pipeline/analyst-limits.js'
 
@@ -40,6 +41,8 @@ const commands: Record<string, Handler> = {
     const [sub, ...rest] = args
     if (sub === 'apply') {
       const { positionals } = parse(rest, {}, 1)
+      // The release after the apply is a rater: its knobs are checked before anything is stored.
+      const raterOptions = (await import('../pipeline/rater.js')).raterOptionsFromEnv()
       const stored = storedCatalogs(g.data)
       const catalog = validatedJson(readJsonFile(positionals[0]!), 'catalog', (doc) => checkedCatalog(doc, stored))
       const rt = await runtimeFor(g)
@@ -48,7 +51,7 @@ const commands: Record<string, Handler> = {
       // Usage already rated at or after the new version's effective_from stays on the version that rated it (no
       // re-rating): said, so it is not found out on an invoice. Checked where the store can be read (not while
       // another process owns the embedded store: a running rater).
-      await releaseWhenIdle(g, async (store) => {
+      await releaseWhenIdle(g, raterOptions, async (store) => {
         let ratedAfter = 0
         if (outcome === 'new' && store !== undefined) {
           const [row] = await store.rows<{ n: string; last: string }>(
@@ -102,6 +105,7 @@ const commands: Record<string, Handler> = {
     const [sub, ...rest] = args
     if (sub !== 'apply') throw usage('accounts: expected "apply FILE"')
     const { positionals } = parse(rest, {}, 1)
+    const raterOptions = (await import('../pipeline/rater.js')).raterOptionsFromEnv()
     // Checked before the data directory is opened: a bad file changes nothing, not even a directory.
     const stored = storedAccounts(g.data)
     const json = readJsonFile(positionals[0]!)
@@ -117,7 +121,7 @@ const commands: Record<string, Handler> = {
       k === 'accounts'
         ? incoming.customers.reduce((s, c) => s + c.accounts.length, 0)
         : incoming.customers.reduce((s, c) => s + c.accounts.reduce((t, a) => t + a.subscriptions.length, 0), 0)
-    const released = await releaseWhenIdle(g)
+    const released = await releaseWhenIdle(g, raterOptions)
     if (released === undefined) {
       // `released: 0` alone read as "nothing this data owns was held" while the running rater was releasing it.
       const run = runningRun(g.data)
@@ -134,10 +138,13 @@ const commands: Record<string, Handler> = {
     const [sub, ...rest] = args
     if (sub !== 'csv') throw usage('ingest: expected "csv FILE..."')
     const { values, positionals } = parse(rest, { source: { type: 'string' }, wait: { type: 'boolean' } }, -1)
+    const { checkIngest, ingestCsv } = await import('./ingest.js')
+    const opts = { files: positionals, source: values.source as string | undefined, wait: Boolean(values.wait) }
+    // Before the data directory is opened: bad input makes nothing, not even the directory.
+    await checkIngest(opts)
     const rt = await runtimeFor(g)
     try {
-      const { ingestCsv } = await import('./ingest.js')
-      const counts = await ingestCsv(rt, { files: positionals, source: values.source as string | undefined, wait: Boolean(values.wait) })
+      const counts = await ingestCsv(rt, { ...opts, checked: true })
       io.out(JSON.stringify(counts))
     } finally {
       await rt.close()
@@ -257,7 +264,7 @@ async function askStore(g: GlobalOptions, sql: string, format: string, opts: { l
  * data and releases by itself; then this returns undefined. `beforeRelease`, when given, runs first: with the store, or
  * with undefined when it cannot be opened (another process owns it, or it failed).
  */
-async function releaseWhenIdle(g: GlobalOptions, beforeRelease?: (store: Store | undefined) => Promise<void>): Promise<number | undefined> {
+async function releaseWhenIdle(g: GlobalOptions, raterOptions: RaterOptions, beforeRelease?: (store: Store | undefined) => Promise<void>): Promise<number | undefined> {
   const rt = await runtimeFor(g)
   try {
     let store: Store
@@ -273,7 +280,7 @@ async function releaseWhenIdle(g: GlobalOptions, beforeRelease?: (store: Store |
     // releases by itself within a second of the change.
     const queue = rt.embeddedStore && rt.ownsQueue ? undefined : await rt.queue()
     const { Rater } = await import('../pipeline/rater.js')
-    return await Rater.releaseOnly({ store, queue, ownsQueue: rt.ownsQueue, repo: rt.repo, dataDir: rt.dataDir, log: rt.log })
+    return await Rater.releaseOnly({ store, queue, ownsQueue: rt.ownsQueue, repo: rt.repo, dataDir: rt.dataDir, log: rt.log }, raterOptions)
   } catch (err) {
     // The data directory or the stream is another process's: a running rater releases by itself.
     if (err instanceof HeldByAnotherError) return undefined

@@ -281,10 +281,12 @@ export class Rater extends EventEmitter {
 
   /**
    * Rates suspended usage that guiding data can now own, without consuming the queue: what
-   * `accounts apply` / `catalog apply` do when no `rateflow run` owns the data directory.
+   * `accounts apply` / `catalog apply` do when no `rateflow run` owns the data directory. `options` are the
+   * RATEFLOW_* knobs (raterOptionsFromEnv), but for the threads.
    */
-  static async releaseOnly(deps: RaterDeps): Promise<number> {
-    const rater = new Rater(deps, { ...DEFAULT_RATER, threads: 1 })
+  static async releaseOnly(deps: RaterDeps, options: RaterOptions = DEFAULT_RATER): Promise<number> {
+    // One staging thread: a release stages a page at a time.
+    const rater = new Rater(deps, { ...options, threads: 1 })
     try {
       // With a queue (a shared store or queue), only while no rater holds the stream: it releases by itself.
       await rater.takeLease()

@@ -241,6 +241,20 @@ describe('bad files and documents exit 2 and name every problem', () => {
     const r = await rateflow(['ingest', 'csv', join(data, 'nope.csv'), ...d])
     expect(r.code).toBe(2)
     expect(r.stderr).toMatch(/nope\.csv: no such file/)
+    // Bad input makes nothing: a data directory that was not there is still not there.
+    const fresh = join(data, 'never-made')
+    const f = await rateflow(['ingest', 'csv', join(data, 'nope.csv'), '--data', fresh])
+    expect([f.code, existsSync(fresh)]).toEqual([2, false])
+    const s = await rateflow(['ingest', 'csv', writeJson(join(data, 'x.csv'), 'x'), '--source', 'bad name', '--data', fresh])
+    expect([s.code, existsSync(fresh)]).toEqual([2, false])
+  })
+
+  it('the rater knobs of the release after an apply are checked before anything is stored (they were ignored, bad values too)', async () => {
+    const fresh = join(data, 'knobs')
+    const c = await rateflow(['catalog', 'apply', writeJson(join(data, 'knob-catalog.json'), sampleCatalog()), '--data', fresh], { RATEFLOW_LOAD_PAGE_ROWS: 'abc' })
+    expect([c.code, c.stderr, existsSync(fresh)]).toEqual([2, expect.stringContaining('RATEFLOW_LOAD_PAGE_ROWS: must be a whole number from 1 to 10000000, got "abc"'), false])
+    const a = await rateflow(['accounts', 'apply', writeJson(join(data, 'knob-accounts.json'), sampleAccounts({ customers: 1, devicesPerAccount: 1 })), ...d], { RATEFLOW_DEDUPE_HORIZON_HOURS: '0' })
+    expect([a.code, a.stderr]).toEqual([2, expect.stringContaining('RATEFLOW_DEDUPE_HORIZON_HOURS: must be a whole number from 1 to 87600, got "0"')])
   })
 
   it('a catalog with several errors lists each with its JSON path', async () => {
