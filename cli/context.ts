@@ -77,8 +77,12 @@ export function usage(message: string): RateflowError {
   return new RateflowError(ErrorCode.BadUsage, message)
 }
 
-/** parseArgs with strict options; `positionals` = exact count, or -1 for any. An option given twice is a usage error (which one was meant?). */
-export function parse(args: string[], options: NonNullable<ParseArgsConfig['options']>, positionals: number) {
+/**
+ * parseArgs with strict options; `positionals` = exact count, or -1 for any. An option given twice is a usage error
+ * (which one was meant?). `synopsis`, when given, heads a wrong count of arguments: `catalog apply FILE: expected 1
+ * argument, got 0` says which command and what it takes.
+ */
+export function parse(args: string[], options: NonNullable<ParseArgsConfig['options']>, positionals: number, synopsis?: string) {
   let parsed
   try {
     parsed = parseArgs({ args, options, allowPositionals: true, strict: true, tokens: true })
@@ -92,7 +96,7 @@ export function parse(args: string[], options: NonNullable<ParseArgsConfig['opti
     seen.add(t.name)
   }
   if (positionals >= 0 && parsed.positionals.length !== positionals) {
-    throw usage(`expected ${positionals} argument${positionals === 1 ? '' : 's'}, got ${parsed.positionals.length}`)
+    throw usage(`${synopsis ? `${synopsis}: ` : ''}expected ${positionals} argument${positionals === 1 ? '' : 's'}, got ${parsed.positionals.length}`)
   }
   return parsed
 }

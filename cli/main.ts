@@ -40,7 +40,7 @@ const commands: Record<string, Handler> = {
   catalog: async (args, g, io) => {
     const [sub, ...rest] = args
     if (sub === 'apply') {
-      const { positionals } = parse(rest, {}, 1)
+      const { positionals } = parse(rest, {}, 1, 'catalog apply FILE')
       // The release after the apply is a rater: its knobs are checked before anything is stored.
       const raterOptions = (await import('../pipeline/rater.js')).raterOptionsFromEnv()
       const stored = storedCatalogs(g.data)
@@ -77,7 +77,7 @@ const commands: Record<string, Handler> = {
       return 0
     }
     if (sub === 'list') {
-      parse(rest, {}, 0)
+      parse(rest, {}, 0, 'catalog list')
       // Read without opening the data directory: a mistyped --data is named, not made (and listed as empty).
       if (!existsSync(g.data)) {
         throw usage(`--data ${g.data}: no such directory: no catalog was applied there (catalog apply FILE --data ${g.data} makes it)`)
@@ -104,7 +104,7 @@ const commands: Record<string, Handler> = {
   accounts: async (args, g, io) => {
     const [sub, ...rest] = args
     if (sub !== 'apply') throw usage('accounts: expected "apply FILE"')
-    const { positionals } = parse(rest, {}, 1)
+    const { positionals } = parse(rest, {}, 1, 'accounts apply FILE')
     const raterOptions = (await import('../pipeline/rater.js')).raterOptionsFromEnv()
     // Checked before the data directory is opened: a bad file changes nothing, not even a directory.
     const stored = storedAccounts(g.data)

@@ -237,6 +237,8 @@ export async function runCommand(args: string[], g: GlobalOptions, io: Io): Prom
   } catch (err) {
     throw usage(`run: ${(err as Error).message}`)
   }
+  // `--config=` (empty) read the file "" and said `: cannot read`.
+  if (configFile === '') throw usage('run: --config needs a file (rateflow.json)')
   const config = loadConfig(configFile)
   // Before anything starts, as the config: a bad value exits 2 naming the variable.
   const limits = analystLimitsFromEnv()
@@ -314,6 +316,9 @@ export async function runCommand(args: string[], g: GlobalOptions, io: Io): Prom
         // `rateflow query` on this data directory comes here: read-only SQL, the CLI's formats, errors as 400. The SQL
         // comes as ?sql= (GET), or as the body of a POST: a long IN list passes Node's 16 KiB limit on a request's
         // headers once URL-encoded, and was refused with 431 before it was read.
+        // A parameter given twice: which was meant is not for the server to guess (the first was taken, silently).
+        const twice = ['sql', 'format'].find((k) => url.searchParams.getAll(k).length > 1)
+        if (twice !== undefined) return send(400, { error: `query: ${twice} is given more than once` })
         const name = url.searchParams.get('format') ?? 'JSONEachRow'
         let format: ReturnType<typeof queryFormat>
         try {

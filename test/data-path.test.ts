@@ -247,6 +247,11 @@ describe('bad files and documents exit 2 and name every problem', () => {
     expect([f.code, existsSync(fresh)]).toEqual([2, false])
     const s = await rateflow(['ingest', 'csv', writeJson(join(data, 'x.csv'), 'x'), '--source', 'bad name', '--data', fresh])
     expect([s.code, existsSync(fresh)]).toEqual([2, false])
+    // No file at all: the command and what it takes are named.
+    const none = await rateflow(['catalog', 'apply', ...d])
+    expect([none.code, none.stderr]).toEqual([2, 'rateflow: catalog apply FILE: expected 1 argument, got 0\n'])
+    const two = await rateflow(['accounts', 'apply', 'a.json', 'b.json', ...d])
+    expect([two.code, two.stderr]).toEqual([2, 'rateflow: accounts apply FILE: expected 1 argument, got 2\n'])
   })
 
   it('the rater knobs of the release after an apply are checked before anything is stored (they were ignored, bad values too)', async () => {

@@ -134,6 +134,9 @@ describe('rateflow run', () => {
       { error: 'query: KILL is not allowed for read-only queries: give one SELECT (or WITH … SELECT), SHOW, DESCRIBE, EXPLAIN or EXISTS statement' },
     ])
     expect(await query<{ n: string }>(data, 'SELECT count() AS n FROM rated_usage')).toEqual([{ n: '55' }])
+    // A parameter given twice: the first was taken silently.
+    const twice = await fetch(`${ready.http}/v1/query?sql=${encodeURIComponent('SELECT 1')}&sql=${encodeURIComponent('SELECT 2')}`)
+    expect([twice.status, await twice.json()]).toEqual([400, { error: 'query: sql is given more than once' }])
     // An empty SQL is worded as without a running process: the CLI forwards it here.
     const empty = await rateflow(['query', '', '--data', data])
     expect([empty.code, empty.stderr]).toEqual([2, expect.stringContaining('the SQL is empty: give one SELECT')])
@@ -410,6 +413,8 @@ describe('rateflow run with a secured MQTT broker', () => {
   it('exits 2 when --config is given twice, naming it (the last one was taken silently)', async () => {
     const res = await rateflow(['run', '--config', join(tmp.dir, 'a.json'), '--config', join(tmp.dir, 'b.json'), '--data', join(tmp.dir, 'twice')])
     expect([res.code, res.stderr]).toEqual([2, expect.stringContaining('run: --config is given more than once')])
+    const empty = await rateflow(['run', '--config=', '--data', join(tmp.dir, 'twice')])
+    expect([empty.code, empty.stderr]).toEqual([2, 'rateflow: run: --config needs a file (rateflow.json)\n'])
   })
 })
 
