@@ -358,6 +358,11 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
   }
   const handler = commands[name]
   if (!handler) return fail(io, usage(`unknown command "${name}"; see rateflow --help`))
+  // `rateflow query --help`: the help, not a usage error about an unknown option.
+  if (rest.includes('--help') || rest.includes('-h')) {
+    io.out(HELP)
+    return 0
+  }
   try {
     // Checked for every command, those that log nothing included: a knob that is wrong is named wherever it is set.
     logLevelFromEnv()

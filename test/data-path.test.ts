@@ -247,6 +247,11 @@ describe('bad files and documents exit 2 and name every problem', () => {
     expect([f.code, existsSync(fresh)]).toEqual([2, false])
     const s = await rateflow(['ingest', 'csv', writeJson(join(data, 'x.csv'), 'x'), '--source', 'bad name', '--data', fresh])
     expect([s.code, existsSync(fresh)]).toEqual([2, false])
+    // Help asked of a command is the help (it was an unknown option, exit 2).
+    for (const args of [['query', '--help'], ['catalog', 'apply', '-h'], ['ingest', 'csv', '--help']]) {
+      const h = await rateflow(args)
+      expect([args, h.code, h.stdout]).toEqual([args, 0, expect.stringMatching(/^rateflow — usage mediation, rating and billing\n/)])
+    }
     // No file at all: the command and what it takes are named.
     const none = await rateflow(['catalog', 'apply', ...d])
     expect([none.code, none.stderr]).toEqual([2, 'rateflow: catalog apply FILE: expected 1 argument, got 0\n'])
