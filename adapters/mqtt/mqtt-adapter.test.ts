@@ -324,10 +324,15 @@ describe('MqttAdapter on a real mosquitto', () => {
     expect(next.records()).toEqual([])
   })
 
-  it('start() fails with a clear error when the broker is unreachable', async () => {
+  it('start() fails with a clear error when the broker is unreachable, logging the same error once, not at every try', async () => {
     const dead = await freePort()
-    const t = setup({ url: `mqtt://127.0.0.1:${dead}`, connect_timeout_s: 1 })
-    await expect(t.adapter.start()).rejects.toThrow(/no connection to mqtt:\/\/127\.0\.0\.1:\d+ within 1s/)
+    const logged: string[] = []
+    const options: MqttAdapterOptions = { ...DEFAULT_MQTT, url: `mqtt://127.0.0.1:${dead}`, topics: ['devices/+/usage'], source: 'mqtt:plant', client_id: `rateflow-test-dead-${process.pid}`, reconnect_period_ms: 100, connect_timeout_s: 2, batching: { ...DEFAULT_ADAPTER_BATCHING, max_delay_ms: 20 } }
+    const adapter = new MqttAdapter(options, { sink: async () => undefined, logger: pino({ level: 'warn' }, { write: (l: string) => void logged.push(l) }) })
+    adapters.push(adapter)
+    await expect(adapter.start()).rejects.toThrow(/no connection to mqtt:\/\/127\.0\.0\.1:\d+ within 2s \(last error: .*ECONNREFUSED.*\): is an MQTT broker running at that address\?$/)
+    // About twenty tries in 2 s: one line.
+    expect(logged.filter((l) => l.includes('MQTT client error'))).toHaveLength(1)
   })
 })
 

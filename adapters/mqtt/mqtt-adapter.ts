@@ -310,14 +310,27 @@ export class MqttAdapter {
       }
       log.info({ session_present: connack.sessionPresent, client_id: o.client_id }, 'MQTT connected')
     })
-    client.on('error', (err) => log.error({ err }, 'MQTT client error'))
+    // The client tries again every second while the broker is away: one line per error, not one a second with its
+    // stack (a `run` started before its broker printed thirty of them before giving up).
+    let lastError = { text: '', at: 0 }
+    client.on('error', (err) => {
+      const now = Date.now()
+      if (err.message === lastError.text && now - lastError.at < 60_000) return
+      lastError = { text: err.message, at: now }
+      log.error({ err: err.message }, 'MQTT client error (the same error again within a minute is not logged)')
+    })
     client.on('offline', () => log.warn('MQTT connection lost; reconnecting'))
 
     const connected = new Promise<void>((resolve, rejectP) => {
       let last: string | undefined
       const timer = setTimeout(() => {
         done()
-        rejectP(new RateflowError(ErrorCode.ServiceUnavailable, `mqtt ${o.source}: no connection to ${o.url} within ${o.connect_timeout_s}s${last !== undefined ? ` (last error: ${last})` : ''}`))
+        rejectP(
+          new RateflowError(
+            ErrorCode.ServiceUnavailable,
+            `mqtt ${o.source}: no connection to ${o.url} within ${o.connect_timeout_s}s${last !== undefined ? ` (last error: ${last})` : ''}: is an MQTT broker running at that address?`,
+          ),
+        )
       }, o.connect_timeout_s * 1000)
       const onError = (err: Error): void => {
         const d = describeConnectError(err, o)

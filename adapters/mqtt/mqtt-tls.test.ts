@@ -165,7 +165,7 @@ describe('MQTT over TLS on a real mosquitto (certificates made by openssl)', () 
   it('mqtts:// to a plain listener fails after connect_timeout_s, saying the port may not be a TLS listener', async () => {
     // mosquitto resets the connection on a ClientHello, which a restarting broker also does: not failed at once.
     const t = setup({ url: `mqtts://127.0.0.1:${broker.port}`, tls: { ca: pki.ca, reject_unauthorized: true }, connect_timeout_s: 2 })
-    await expect(t.adapter.start()).rejects.toThrow(/^mqtt mqtt:secure: no connection to mqtts:\/\/127\.0\.0\.1:\d+ within 2s \(last error: read ECONNRESET; with mqtts:\/\/ this often means the port is not a TLS listener\)$/)
+    await expect(t.adapter.start()).rejects.toThrow(/^mqtt mqtt:secure: no connection to mqtts:\/\/127\.0\.0\.1:\d+ within 2s \(last error: read ECONNRESET; with mqtts:\/\/ this often means the port is not a TLS listener\): is an MQTT broker running at that address\?$/)
   })
 
   it('a broker requiring a client certificate accepts tls.cert/tls.key and refuses a client without one', async () => {
