@@ -20,7 +20,13 @@ export async function runDemo(g: GlobalOptions, io: Io, events = 100_000): Promi
   await writeSampleCsv(usage, { events, withFaults: true })
   const d = ['--data', g.data]
   const step = async (title: string, argv: string[]) => {
-    io.out(`\n$ rateflow ${argv.join(' ')}    # ${title}`)
+    // As a shell takes it: an argument with spaces or shell characters is quoted (the SQL), so the line can be pasted.
+    const shown = argv.map((a) => {
+      const flat = a.replace(/\s+/g, ' ')
+      if (/^[\w@%+=:,./-]+$/.test(flat)) return flat
+      return /^[^"$`\\!]*$/.test(flat) ? `"${flat}"` : `'${flat.replaceAll("'", "'\\''")}'`
+    })
+    io.out(`\n$ npx rateflow ${shown.join(' ')} --data ${g.data}    # ${title}`)
     const code = await main([...argv, ...d], io)
     if (code !== 0) throw new Error(`demo step failed (exit ${code}): rateflow ${argv.join(' ')}`)
   }

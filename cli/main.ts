@@ -8,6 +8,7 @@ import { ErrorCode, HeldByAnotherError, isSystemCallError, isUserError, Rateflow
 import type { Catalog } from '../catalog/types.js'
 import { isoUtc } from '../common/time.js'
 import { logLevelFromEnv } from '../common/logger.js'
+import { namedInteger } from '../common/env.js'
 import { DEFAULT_DATA_DIR, clickhouseUrlFromEnv, parse, processIo, refuseNonDirectory, runtimeFor, usage, type GlobalOptions, type Io } from './context.js'
 import { readJsonFile, validatedJson } from './json-file.js'
 import { queryFormat, queryRun, readOnlyQuery, runningRun } from './query.js'
@@ -207,9 +208,13 @@ const commands: Record<string, Handler> = {
     return runBench(positionals[0], io.out)
   },
   demo: async (args, g, io) => {
-    parse(args, { events: { type: 'string' } }, 0)
+    const { values } = parse(args, { events: { type: 'string' } }, 0, 'demo')
+    // --events was read and ignored: the demo always wrote 100,000.
+    const problems: Problem[] = []
+    const events = namedInteger({ '--events': values.events as string | undefined }, '--events', { min: 1, max: 100_000_000 }, 100_000, problems)
+    if (problems.length > 0) throw usage(`demo: ${problems[0]!.path}: ${problems[0]!.message}`)
     const { runDemo } = await import('./demo.js')
-    return runDemo(g, io)
+    return runDemo(g, io, events)
   },
 }
 

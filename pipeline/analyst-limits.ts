@@ -1,4 +1,4 @@
-import { envInteger } from '../common/env.js'
+import { namedInteger } from '../common/env.js'
 import { ValidationError, type Problem } from '../common/errors.js'
 
 /**
@@ -34,7 +34,7 @@ export function analystLimitsFromEnv(env: Readonly<Record<string, string | undef
   const problems: Problem[] = []
   const out: Record<string, number> = {}
   for (const [key, v] of Object.entries(ANALYST_LIMIT_VARS) as Array<[keyof AnalystLimits, (typeof ANALYST_LIMIT_VARS)[keyof AnalystLimits]]>) {
-    out[key] = envInteger(env, v.name, v, DEFAULT_ANALYST_LIMITS[key], problems)
+    out[key] = namedInteger(env, v.name, v, DEFAULT_ANALYST_LIMITS[key], problems)
   }
   if (problems.length) throw new ValidationError('environment', problems)
   return out as unknown as AnalystLimits

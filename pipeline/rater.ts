@@ -6,7 +6,7 @@ import { GuidingIndex } from '../catalog/guiding.js'
 import { billingPeriod } from '../catalog/periods.js'
 import type { CatalogRepository } from '../catalog/repository.js'
 import type { Logger } from '../common/logger.js'
-import { envInteger } from '../common/env.js'
+import { namedInteger } from '../common/env.js'
 import { ErrorCode, RateflowError, ValidationError, type Problem } from '../common/errors.js'
 import { isoUtc } from '../common/time.js'
 import type { UsageBatch, WireRecord } from '../rating-core/record.js'
@@ -85,7 +85,7 @@ export const DEFAULT_RATER: Readonly<RaterOptions> = Object.freeze({
  */
 export function raterOptionsFromEnv(env: Readonly<Record<string, string | undefined>> = process.env): RaterOptions {
   const problems: Problem[] = []
-  const int = (name: string, min: number, max: number, fallback: number): number => envInteger(env, name, { min, max }, fallback, problems)
+  const int = (name: string, min: number, max: number, fallback: number): number => namedInteger(env, name, { min, max }, fallback, problems)
   const options: RaterOptions = {
     ...DEFAULT_RATER,
     threads: int('RATEFLOW_THREADS', 1, 64, DEFAULT_RATER.threads),

@@ -118,6 +118,15 @@ describe('docker-compose.yml', () => {
     expect(compose).toMatch(/rateflow:\n(?:\s+#.*\n)?\s+build: \.\n/)
   })
 
+  it('starts rateflow once the store and the queue answer (it exits at once when they do not), and again if it stops', () => {
+    // A first `up` starts ClickHouse for seconds (it makes the user and the database): rateflow started beside it exited.
+    expect(compose).toMatch(/depends_on:\n\s+nats: \{ condition: service_healthy \}\n\s+clickhouse: \{ condition: service_healthy \}/)
+    expect(compose).toMatch(/\n {4}restart: unless-stopped\n/)
+    for (const name of ['nats', 'clickhouse']) expect([name, compose.split(`\n  ${name}:\n`)[1]!.split(/\n {2}\w/)[0]]).toEqual([name, expect.stringContaining('healthcheck:')])
+    // The healthcheck runs a program of the image: the plain nats image has none (no shell, no wget).
+    expect(compose).toMatch(/image: nats:[\d.]+-alpine/)
+  })
+
   it('deploy/rateflow.json is a valid `rateflow run` config', () => {
     expect(() => validateRunConfig(JSON.parse(readFileSync(join(ROOT, 'deploy/rateflow.json'), 'utf8')))).not.toThrow()
   })

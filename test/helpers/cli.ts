@@ -28,8 +28,8 @@ export function killStrayChildren(): number {
 }
 
 /** Runs the real `rateflow` binary (built dist) as a child process. */
-export function rateflow(args: string[], env: Record<string, string> = {}): Promise<CliResult> & { child: ChildProcess } {
-  const child = spawn(process.execPath, [BIN, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
+export function rateflow(args: string[], env: Record<string, string> = {}, cwd?: string): Promise<CliResult> & { child: ChildProcess } {
+  const child = spawn(process.execPath, [BIN, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'], ...(cwd !== undefined ? { cwd } : {}) })
   let stdout = ''
   let stderr = ''
   child.stdout!.on('data', (d: Buffer) => (stdout += d))
