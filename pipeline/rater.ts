@@ -1200,8 +1200,11 @@ export async function eachPage<T extends object>(
 }
 
 /**
- * Hands every committed (source, event_id) of usage_events to `visit` with its event time in epoch ms (only those of
- * `source` when it is given, and only events at or after `since`, epoch ms, when it is given), in the table's order,
+ * Hands every committed (source, event_id) of usage_events to `visit` with the later of its event time and the time
+ * it was received, in epoch ms: what the dedupe index holds a key until (HorizonIndex: `max(event time, acceptance)`).
+ * Only those of `source` when it is given, and only those whose later time is at or after `since`, epoch ms, when it is
+ * given: a key accepted lately for an event long past is one too (held in memory; read by event time alone, a start
+ * forgot it, and the same event sent again with its time corrected was rated twice). In the table's order,
  * `page` keys a query, each page after the last key of the one before (memory: one page of text); returns how many.
  * Read as TabSeparated text and split here: the same pages as JSONEachRow objects cost several times more in parsing
  * and garbage (`rateflow bench startup`). `committed` answers which of a page's batches are committed
@@ -1221,13 +1224,13 @@ export async function readCommittedKeys(
   // batch ever committed, whose cost grows with history: a new source's empty range then costs one small read.
   const only =
     `${source === undefined ? '1' : 'k.source = {source:String}'}` +
-    `${since === undefined ? '' : ' AND k.event_time >= fromUnixTimestamp64Milli({since:Int64})'}`
+    `${since === undefined ? '' : ' AND (k.event_time >= fromUnixTimestamp64Milli({since:Int64}) OR k.received_at >= fromUnixTimestamp64Milli({since:Int64}))'}`
   let params: Record<string, unknown> = { ...(source === undefined ? {} : { source }), ...(since === undefined ? {} : { since }) }
   let after = ''
   let total = 0
   for (;;) {
     const text = await store.text(
-      `SELECT source, event_id, toUnixTimestamp64Milli(event_time), batch_id FROM usage_events AS k WHERE ${only}${after}
+      `SELECT source, event_id, greatest(toUnixTimestamp64Milli(event_time), toUnixTimestamp64Milli(received_at)), batch_id FROM usage_events AS k WHERE ${only}${after}
        ORDER BY k.source, k.event_id LIMIT ${page}`,
       'TabSeparated',
       params,

@@ -258,6 +258,25 @@ describe('a checkpoint of an earlier release', () => {
 })
 
 describe('the dedupe index read back from the store', () => {
+  it('holds a key accepted lately for an event before the horizon: the event sent again with its time corrected is a duplicate after a restart too', async () => {
+    // An event 2 h old (before a 1-hour horizon) is accepted; corrected to 30 min ago and sent again by the next
+    // process. Held in memory until its acceptance passes the horizon, a start read keys by event time alone: it was
+    // rated twice, where one process caught it.
+    const data = join(work.dir, 'corrected-time')
+    await prepare(data)
+    const env = { RATEFLOW_DEDUPE_HORIZON_HOURS: '1' }
+    const dev = deviceId(1, 1)
+    const at = (minutesAgo: number) => new Date(Date.now() - minutesAgo * 60_000).toISOString()
+    const csv = (name: string, time: string) => {
+      const f = join(work.dir, name)
+      writeFileSync(f, `${CSV_HEADER}\nL-1,${time},${dev},,,api_calls,1000,\n`)
+      return f
+    }
+    expect(await json(['ingest', 'csv', csv('late-1.csv', at(120)), '--source', 'csv:late', '--wait', '--data', data], env)).toMatchObject({ rated: 1 })
+    expect(await json(['ingest', 'csv', csv('late-2.csv', at(30)), '--source', 'csv:late', '--wait', '--data', data], env)).toMatchObject({ rated: 0, duplicates: 1 })
+    expect(await query(data, "SELECT count() AS n FROM rated_usage WHERE source = 'csv:late'")).toEqual([{ n: '1' }])
+  })
+
   it('knows every committed event id, whatever characters it holds: the same file again is all duplicates', async () => {
     const data = join(work.dir, 'odd-ids')
     await prepare(data)
@@ -299,14 +318,13 @@ describe('the dedupe index read back from the store', () => {
     })
     expect(JSON.parse(again.stdout)).toMatchObject({ rated: 0, duplicates: EVENTS / 2 })
     expect(keysRead(again.stderr)).toEqual([{ source: 'csv:a', keys: EVENTS / 2 }])
-    // And with the default horizon (a week), before which every October event lies: no key is held in memory, the
-    // store says which events it has, and every event is a duplicate still.
+    // And with the default horizon (a week), before which every October event lies: their keys are read all the same,
+    // as they were received within it (held as the running rater held them: until their acceptance is past the
+    // horizon), and every event is a duplicate still.
     const late = await rateflow(['ingest', 'csv', files.first, '--source', 'csv:a', '--wait', '--data', data], log)
     expect(JSON.parse(late.stdout)).toMatchObject({ rated: 0, duplicates: EVENTS / 2 })
     expect(logLines<{ keys: number; olderKeys: boolean; horizonHours: number }>(late.stderr, 'dedupe keys of a source read from the store')).toMatchObject([
-      { keys: 0, olderKeys: true, horizonHours: 168 },
+      { keys: EVENTS / 2, olderKeys: true, horizonHours: 168 },
     ])
-    const flushes = logLines<{ lateChecked?: number; lateDuplicates?: number }>(late.stderr, 'flush committed')
-    expect(flushes.at(-1)).toMatchObject({ lateChecked: EVENTS / 2, lateDuplicates: EVENTS / 2 })
   })
 })
