@@ -50,15 +50,18 @@ const commands: Record<string, Handler> = {
       const outcome = validateCatalogVersionOrder(rt.repo.catalogs(), catalog)
       if (outcome === 'new') rt.repo.putCatalog(catalog)
       // Usage already rated at or after the new version's effective_from stays on the version that rated it (no
-      // re-rating): said, so it is not found out on an invoice. Checked where the store can be read (not while
-      // another process owns the embedded store: a running rater).
+      // re-rating): said, so it is not found out on an invoice. Asked of the store, or of the `rateflow run` that owns it.
       await releaseWhenIdle(g, raterOptions, async (store) => {
         let ratedAfter = 0
-        if (outcome === 'new' && store !== undefined) {
-          const [row] = await store.rows<{ n: string; last: string }>(
-            `SELECT count() AS n, toString(toUnixTimestamp64Milli(max(event_time))) AS last FROM rated_usage WHERE event_time >= parseDateTime64BestEffort({from:String}, 3, 'UTC')`,
-            { from: catalog.effective_from },
-          )
+        if (outcome === 'new') {
+          // The store, or the run that owns it (it was not checked then, and said nothing: read as "none").
+          const sql = `SELECT count() AS n, toString(toUnixTimestamp64Milli(max(event_time))) AS last FROM rated_usage WHERE event_time >= parseDateTime64BestEffort(${chString(catalog.effective_from)}, 3, 'UTC')`
+          let row: { n: string; last: string } | undefined
+          try {
+            row = store !== undefined ? (await store.rows<{ n: string; last: string }>(sql))[0] : JSON.parse(Buffer.from(await askStore(g, sql, 'JSONEachRow', { timeoutMs: 30_000 })).toString('utf8'))
+          } catch (err) {
+            io.err(`rateflow: warning: whether usage at or after ${catalog.effective_from} was rated already could not be read (${(err as Error).message}); a catalog version does not re-price rated usage`)
+          }
           ratedAfter = Number(row?.n ?? 0)
           if (ratedAfter > 0) {
             io.err(

@@ -148,6 +148,12 @@ describe('rateflow run', () => {
     await until('cut.csv.gz in failed/', async () => existsSync(join(inbox, 'failed', 'cut.csv.gz.error.txt')))
     expect(readFileSync(join(inbox, 'failed', 'cut.csv.gz.error.txt'), 'utf8')).toMatch(/cut\.csv\.gz: not readable as gzip: unexpected end of file/)
     expect(await query<{ n: string }>(data, 'SELECT count() AS n FROM rated_usage')).toEqual([{ n: '55' }])
+    // A catalog version applied beside the run is checked against the usage rated already, asked of the run (it was not
+    // checked, and said nothing): the 3 CSV rows of 11:00 and the 2 syslog lines of today are on or after it.
+    const later = { ...sampleCatalog(), version: 'run-later', effective_from: '2026-10-05T10:30:00Z' }
+    const applied = await rateflow(['catalog', 'apply', writeJson(join(tmp.dir, 'later-catalog.json'), later), '--data', data])
+    expect([applied.code, JSON.parse(applied.stdout)]).toEqual([0, { version: 'run-later', effective_from: '2026-10-05T10:30:00Z', status: 'stored', rated_on_earlier_versions: 5 }])
+    expect(applied.stderr).toMatch(/^rateflow: warning: 5 rated rows have an event_time at or after 2026-10-05T10:30:00Z .*stay priced by the version that rated them/)
 
     r.child.kill('SIGINT')
     const res = await r.done
