@@ -147,10 +147,24 @@ const commands: Record<string, Handler> = {
     // Before the data directory is opened: bad input makes nothing, not even the directory.
     await checkIngest(opts)
     const rt = await runtimeFor(g)
+    // Ctrl-C ends the command at once, as a kill does (what was committed stays, the rest is rated by the same command
+    // again): said, where it ended without a word. The signal then takes its default course (exit 130 / 143).
+    const onSignal = (signal: NodeJS.Signals): void => {
+      io.err(
+        `rateflow: ingest csv: interrupted (${signal}): the events committed so far are kept; run the same command again to ingest the rest (what was rated already counts as duplicates)`,
+      )
+      process.off('SIGINT', onSignal)
+      process.off('SIGTERM', onSignal)
+      process.kill(process.pid, signal)
+    }
+    process.once('SIGINT', onSignal)
+    process.once('SIGTERM', onSignal)
     try {
       const counts = await ingestCsv(rt, { ...opts, checked: true })
       io.out(JSON.stringify(counts))
     } finally {
+      process.off('SIGINT', onSignal)
+      process.off('SIGTERM', onSignal)
       await rt.close()
     }
     return 0

@@ -80,6 +80,24 @@ describe('kill -9 in the middle of a large file, then the same command again', (
     expect(again.duplicates).toBeGreaterThan(0) // what the killed run committed is not billed twice
   })
 
+  it('Ctrl-C (SIGINT) ends it as a kill does, saying what was kept and what to do; the same command again finishes it', async () => {
+    const data = join(work.dir, 'interrupted')
+    await prepare(data)
+    const run = rateflow(['ingest', 'csv', csv, '--source', 'csv:big', '--wait', '--data', data], { RATEFLOW_LOG: 'info', ...SMALL_FLUSHES })
+    await new Promise<void>((resolve) => {
+      run.child.stderr!.on('data', (d: Buffer) => {
+        if (d.toString().includes('flush committed')) resolve()
+      })
+    })
+    run.child.kill('SIGINT')
+    const r = await run
+    // It ended without a word before.
+    expect([r.signal, r.stdout]).toEqual(['SIGINT', ''])
+    expect(r.stderr).toContain('rateflow: ingest csv: interrupted (SIGINT): the events committed so far are kept; run the same command again to ingest the rest')
+    const again = await rerunAndCompare(data)
+    expect(again.duplicates).toBeGreaterThan(0)
+  })
+
   // Every flush here also writes a checkpoint of the running totals (RATEFLOW_CHECKPOINT_ROWS=1): the torn flush
   // leaves one whose flush never committed. The rerun must start from the first flush's, and drop the torn one.
   it('between the inserts and the commit row (partial rows must be rolled back), every flush with a checkpoint', async () => {
