@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -156,22 +155,5 @@ describe('defaultCsvSource', () => {
     // source, where it was csv:USAGE.CSV.GZ and every row was billed again.
     expect(defaultCsvSource('/in/USAGE.CSV')).toBe('csv:USAGE.CSV')
     expect(defaultCsvSource('/in/USAGE.CSV.GZ')).toBe('csv:USAGE.CSV')
-  })
-})
-
-describe('content ids of rows without event_id', () => {
-  const sha1 = (text: string) => createHash('sha1').update('csv:t').update('\u0000').update(text).digest('hex')
-  const ids = async (name: string, text: string) => (await ingest(name, text)).batches.flatMap((b) => b.records.map((r) => r.event_id))
-  it('are of the row as written when its columns are in CONTRACT §5 order, as in earlier releases', async () => {
-    expect(await ids('in-order.csv', 'event_time,device_id,metric,quantity,dim.site\n2026-10-21T01:00:00Z,fw-1,api_calls,7,b\n')).toEqual([
-      sha1('2026-10-21T01:00:00Z,fw-1,api_calls,7,b'),
-    ])
-  })
-  it('are the same for the same row with its columns in another order (it was another event, billed again)', async () => {
-    const canonical = sha1('2026-10-21T01:00:00Z,fw-1,api_calls,7,b')
-    expect(await ids('swapped.csv', 'device_id,event_time,metric,quantity,dim.site\nfw-1,2026-10-21T01:00:00Z,api_calls,7,b\n')).toEqual([canonical])
-    expect(await ids('dims-first.csv', 'dim.site,quantity,metric,event_time,device_id\nb,7,api_calls,2026-10-21T01:00:00Z,fw-1\n')).toEqual([canonical])
-    // Another value is another event.
-    expect(await ids('other.csv', 'device_id,event_time,metric,quantity,dim.site\nfw-1,2026-10-21T01:00:00Z,api_calls,8,b\n')).not.toEqual([canonical])
   })
 })

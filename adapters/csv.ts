@@ -6,7 +6,7 @@ import { createGunzip } from 'node:zlib'
 import { ValidationError, type Problem } from '../common/errors.js'
 import type { WireRecord } from '../rating-core/record.js'
 import { DEFAULT_BATCHING, MicroBatcher, type BatchSink } from './batcher.js'
-import { CsvRowParser, toCsvLine, type CsvItem } from './csv-parser.js'
+import { CsvRowParser, type CsvItem } from './csv-parser.js'
 import { EscapingUtf8Decoder, firstInvalidByte, hasInvalidBytes, originalBytes } from './utf8-text.js'
 import { reservedDimensionName } from './wire.js'
 
@@ -239,17 +239,7 @@ interface RowShape {
   readonly metric: number
   readonly quantity: number
   readonly dims: ReadonlyArray<readonly [number, string]>
-  /**
-   * The columns in the order a row's content id reads them when the file has no event_id for it: the canonical
-   * columns in CONTRACT §5's order, then the rest (dimensions) in the file's order; undefined when that is the file's
-   * own order (its rows are hashed as written, as they always were). The same rows exported with their columns in
-   * another order were other events (billed again).
-   */
-  readonly hashOrder: readonly number[] | undefined
 }
-
-/** CONTRACT §5's column order, the order a row's content id reads the canonical columns in. */
-const CANONICAL_ORDER: readonly CsvColumn[] = ['event_id', 'event_time', 'device_id', 'account_id', 'subscription_id', 'metric', 'quantity']
 
 function rowShape(fields: readonly string[]): RowShape {
   const at = (c: CsvColumn) => fields.indexOf(c)
@@ -267,29 +257,15 @@ function rowShape(fields: readonly string[]): RowShape {
     metric: at('metric'),
     quantity: at('quantity'),
     dims,
-    hashOrder: hashOrder(fields),
   }
-}
-
-function hashOrder(fields: readonly string[]): readonly number[] | undefined {
-  const canonical = CANONICAL_ORDER.map((c) => fields.indexOf(c)).filter((i) => i >= 0)
-  const order = [...canonical, ...fields.map((_, i) => i).filter((i) => !canonical.includes(i))]
-  return order.every((i, k) => i === k) ? undefined : order
 }
 
 /** One row as a WireRecord; an empty cell is an absent field. */
 function toRecord(row: readonly string[], raw: string, origin: string, source: string, s: RowShape): WireRecord {
   const cell = (i: number): string | undefined => (i < 0 ? undefined : row[i] || undefined)
   const rec: WireRecord = {
-    // No event id in the file: a content hash of the row, so the same row sent twice is one event (its columns read in
-    // the canonical order: the same row with its columns in another order is the same event).
-    event_id:
-      cell(s.eventId) ??
-      createHash('sha1')
-        .update(source)
-        .update('\u0000')
-        .update(s.hashOrder === undefined ? raw : toCsvLine(s.hashOrder.map((i) => row[i] ?? '')))
-        .digest('hex'),
+    // No event id in the file: a content hash of the row, so the same row sent twice is one event.
+    event_id: cell(s.eventId) ?? createHash('sha1').update(source).update('\u0000').update(raw).digest('hex'),
     source,
     event_time: cell(s.eventTime) ?? '',
     metric: cell(s.metric) ?? '',
