@@ -157,6 +157,17 @@ describe('CsvRowParser', () => {
     }
   })
 
+  it('a blank line inside such a span is no reject (a blank line is no row anywhere)', () => {
+    const items = parseChunked('a,b,c\n1,"x,3\n4,5,6\n\n7,"q",9\n10,11,12\n')
+    expect(items.map((i) => [i.ok, i.line, i.ok ? i.fields : i.raw])).toEqual([
+      [true, 1, ['a', 'b', 'c']],
+      [false, 2, '1,"x,3'],
+      [false, 3, '4,5,6'],
+      [false, 5, '7,"q",9'],
+      [true, 6, ['10', '11', '12']],
+    ])
+  })
+
   it('a quote still open after maxRowChars across lines rejects its first line in full and reads the lines after it again', () => {
     const rows = Array.from({ length: 300 }, (_, i) => `${i},v${i}`)
     const text = `a,b\n1,"open\n${rows.join('\n')}\n`

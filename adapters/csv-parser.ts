@@ -299,6 +299,11 @@ export class CsvRowParser {
           let p = start
           for (let l = 0; l <= lines; l++) {
             const le = l < lines ? lineEnd(text, p) : brk
+            // A blank line is no row, here as anywhere: counted as a line, not as a reject.
+            if (le.end === p) {
+              p = le.next
+              continue
+            }
             items.push({
               ok: false,
               error:
