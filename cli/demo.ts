@@ -21,12 +21,12 @@ export async function runDemo(g: GlobalOptions, io: Io, events = 100_000): Promi
   const d = ['--data', g.data]
   const step = async (title: string, argv: string[]) => {
     // As a shell takes it: an argument with spaces or shell characters is quoted (the SQL), so the line can be pasted.
-    const shown = argv.map((a) => {
+    const quoted = (a: string) => {
       const flat = a.replace(/\s+/g, ' ')
       if (/^[\w@%+=:,./-]+$/.test(flat)) return flat
       return /^[^"$`\\!]*$/.test(flat) ? `"${flat}"` : `'${flat.replaceAll("'", "'\\''")}'`
-    })
-    io.out(`\n$ npx rateflow ${shown.join(' ')} --data ${g.data}    # ${title}`)
+    }
+    io.out(`\n$ npx rateflow ${argv.map(quoted).join(' ')} --data ${quoted(g.data)}    # ${title}`)
     const code = await main([...argv, ...d], io)
     if (code !== 0) throw new Error(`demo step failed (exit ${code}): rateflow ${argv.join(' ')}`)
   }

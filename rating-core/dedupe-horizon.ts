@@ -12,7 +12,7 @@ import { DedupeIndex } from './dedupe-index.js'
  *
  * What the owner must do for keys it no longer holds: an event whose time is before `now − horizon`
  * (`isLate`) may duplicate a key that was dropped, or that was committed before the owner started and not
- * loaded (the owner loads only keys whose event time is inside the horizon). The owner checks such events
+ * loaded (the owner loads only the keys it would hold: event time, or acceptance when later, inside the horizon). The owner checks such events
  * against the store's committed keys before adding them (pipeline/rater.ts). Every other event's original, if
  * there is one, has the same event time, so it is inside the horizon and held here. An event id reused by its
  * source with another event time, further apart than the horizon, is therefore a new event: outside the horizon,
