@@ -62,17 +62,26 @@ async function rerunAndCompare(data: string, env: Record<string, string> = {}): 
   return again
 }
 
+/**
+ * `ingest csv --wait` of the big file in small flushes, once its first flush has committed (still running). In an
+ * object: the run is a promise, which an async function's return would wait for.
+ */
+async function ingestUntilFirstFlush(data: string): Promise<{ run: ReturnType<typeof rateflow> }> {
+  const run = rateflow(['ingest', 'csv', csv, '--source', 'csv:big', '--wait', '--data', data], { RATEFLOW_LOG: 'info', ...SMALL_FLUSHES })
+  await new Promise<void>((resolve) => {
+    run.child.stderr!.on('data', (d: Buffer) => {
+      if (d.toString().includes('flush committed')) resolve()
+    })
+  })
+  return { run }
+}
+
 describe('kill -9 in the middle of a large file, then the same command again', () => {
   it('after a flush has committed (random point in the stream)', async () => {
     const data = join(work.dir, 'killed')
     await prepare(data)
-    const run = rateflow(['ingest', 'csv', csv, '--source', 'csv:big', '--wait', '--data', data], { RATEFLOW_LOG: 'info', ...SMALL_FLUSHES })
     // Kill as soon as the first flush committed: part of the file is rated, part is in JetStream, part unread.
-    await new Promise<void>((resolve) => {
-      run.child.stderr!.on('data', (d: Buffer) => {
-        if (d.toString().includes('flush committed')) resolve()
-      })
-    })
+    const { run } = await ingestUntilFirstFlush(data)
     run.child.kill('SIGKILL')
     const r = await run
     expect(r.signal).toBe('SIGKILL')
@@ -83,12 +92,7 @@ describe('kill -9 in the middle of a large file, then the same command again', (
   it('Ctrl-C (SIGINT) ends it as a kill does, saying what was kept and what to do; the same command again finishes it', async () => {
     const data = join(work.dir, 'interrupted')
     await prepare(data)
-    const run = rateflow(['ingest', 'csv', csv, '--source', 'csv:big', '--wait', '--data', data], { RATEFLOW_LOG: 'info', ...SMALL_FLUSHES })
-    await new Promise<void>((resolve) => {
-      run.child.stderr!.on('data', (d: Buffer) => {
-        if (d.toString().includes('flush committed')) resolve()
-      })
-    })
+    const { run } = await ingestUntilFirstFlush(data)
     run.child.kill('SIGINT')
     const r = await run
     // It ended without a word before.
