@@ -58,7 +58,7 @@ const commands: Record<string, Handler> = {
           const sql = `SELECT count() AS n, toString(toUnixTimestamp64Milli(max(event_time))) AS last FROM rated_usage WHERE event_time >= parseDateTime64BestEffort(${chString(catalog.effective_from)}, 3, 'UTC')`
           let row: { n: string; last: string } | undefined
           try {
-            row = store !== undefined ? (await store.rows<{ n: string; last: string }>(sql))[0] : JSON.parse(Buffer.from(await askStore(g, sql, 'JSONEachRow', { timeoutMs: 30_000 })).toString('utf8'))
+            row = (store !== undefined ? await store.rows<{ n: string; last: string }>(sql) : await askRows<{ n: string; last: string }>(g, sql))[0]
           } catch (err) {
             io.err(`rateflow: warning: whether usage at or after ${catalog.effective_from} was rated already could not be read (${(err as Error).message}); a catalog version does not re-price rated usage`)
           }
@@ -243,9 +243,7 @@ async function accountsWithRatedUsage(g: GlobalOptions, accounts: readonly strin
   const sql = `SELECT DISTINCT account_id FROM rated_usage WHERE account_id IN (${accounts.map(chString).join(', ')})`
   try {
     if (clickhouseUrlFromEnv() === undefined && runningRun(g.data) === undefined && !existsSync(join(g.data, 'clickhouse'))) return new Set()
-    // Bounded: a run that is announced but does not answer (stopped with SIGSTOP, say) held the command for good.
-    const lines = (await askStore(g, sql, 'JSONEachRow', { timeoutMs: ASK_RUN_MS })).toString('utf8').split('\n').filter((l) => l !== '')
-    return new Set(lines.map((l) => (JSON.parse(l) as { account_id: string }).account_id))
+    return new Set((await askRows<{ account_id: string }>(g, sql)).map((r) => r.account_id))
   } catch (err) {
     if (err instanceof HeldByAnotherError) return undefined
     const which = accounts.map((a) => JSON.stringify(a)).join(', ')
@@ -258,8 +256,20 @@ async function accountsWithRatedUsage(g: GlobalOptions, accounts: readonly strin
   }
 }
 
-/** How long `accounts apply` waits for a running `rateflow run` to say which accounts have rated usage. */
+/** How long `accounts apply` and `catalog apply` wait for a running `rateflow run` to answer what they ask of the store. */
 const ASK_RUN_MS = 30_000
+
+/**
+ * The rows of a command's own read of the store (askStore, as JSONEachRow), a running run waited for ASK_RUN_MS at
+ * most: one that is announced but does not answer (stopped with SIGSTOP, say) held the command for good.
+ */
+async function askRows<T>(g: GlobalOptions, sql: string): Promise<T[]> {
+  const text = (await askStore(g, sql, 'JSONEachRow', { timeoutMs: ASK_RUN_MS })).toString('utf8')
+  return text
+    .split('\n')
+    .filter((l) => l !== '')
+    .map((l) => JSON.parse(l) as T)
+}
 
 /**
  * The answer of read-only SQL on the store of `g.data`, in the `--format` named `format`: from the `rateflow run` that
