@@ -219,6 +219,10 @@ export class Rater extends EventEmitter {
   private stopping = false
   /** Set by settleReleases: no more batches are taken from the stream. */
   private intakeClosed = false
+  /** Stopping, or done with intake (settleReleases): the fetch loop takes no more batches, and gives back any it gets. */
+  private get takesNoBatches(): boolean {
+    return this.stopping || this.intakeClosed
+  }
   private loop: Promise<void> | undefined
   /** The flush being committed (resolved when none); flushes chain on it to commit in order. */
   private committing: Promise<void> = Promise.resolve()
@@ -446,30 +450,30 @@ export class Rater extends EventEmitter {
     if (!this.deps.queue) throw new Error('rater started without a queue')
     // consume() can end by itself (heartbeats missed on a loaded machine, a consumer recreated): pull again
     // until told to stop, or `ingest --wait` would wait for batches nobody fetches.
-    while (!this.stopping && !this.intakeClosed) {
+    while (!this.takesNoBatches) {
       const consumer = await this.deps.queue.consumer()
-      if (this.stopping || this.intakeClosed) return
+      if (this.takesNoBatches) return
       // Ends when the stream or this consumer is gone (deleted by hand while running): the loop then asks for the
       // consumer again, which makes both anew. By default consume() waited, without a word, for someone else to.
       this.messages = await consumer.consume({ max_messages: this.options.stageAhead, expires: 5_000, abort_on_missing_resource: true })
       // stop() may have run while consume() was being set up: it stopped no iterator then, so stop this one.
-      if (this.stopping || this.intakeClosed) this.messages.stop()
+      if (this.takesNoBatches) this.messages.stop()
       try {
         await this.takeMessages(this.messages)
       } catch (err) {
-        if (this.stopping || this.intakeClosed) return
+        if (this.takesNoBatches) return
         this.deps.log.warn({ err }, 'JetStream consume failed (stream or consumer gone?); pulling again')
         await new Promise((r) => setTimeout(r, 200))
         continue
       }
-      if (!this.stopping && !this.intakeClosed) this.deps.log.warn('JetStream consume ended; pulling again')
+      if (!this.takesNoBatches) this.deps.log.warn('JetStream consume ended; pulling again')
     }
   }
 
   /** Hands each fetched message to the pool, in order, until the iterator ends (or throws). */
   private async takeMessages(messages: AsyncIterable<JsMsg>): Promise<void> {
     for await (const msg of messages) {
-      if (this.stopping || this.intakeClosed) {
+      if (this.takesNoBatches) {
         msg.nak()
         continue
       }
@@ -970,9 +974,11 @@ export class Rater extends EventEmitter {
   }
 
   /**
-   * True when a checkpoint's totals are keyed the way releases before running totals were kept per plan: five parts
-   * (subscription, charge, period, group, version) where totalsKey makes six. Asked at every start, not once by a
-   * migration: a rater of an earlier release sharing the store could write such a checkpoint after any migration ran.
+   * True when a checkpoint was written by an earlier release: its totals keyed as before running totals were kept per
+   * plan (five parts: subscription, charge, period, group, version, where totalsKey makes six), or its `latest` and
+   * time_weighted_avg readings recorded without their source (SOURCELESS_LATEST, SOURCELESS_POINT). Asked at every
+   * start, not once by a migration: a rater of an earlier release sharing the store could write such a checkpoint
+   * after any migration ran.
    */
   private async writtenTheOldWay(flushId: string): Promise<boolean> {
     const [row] = await this.deps.store.rows<{ n: string }>(
