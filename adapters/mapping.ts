@@ -56,16 +56,17 @@ export function completeRecord(p: PartialRecord, ctx: MappingContext): WireItem 
   if (p.device_id !== undefined) r.device_id = p.device_id
   if (p.account_id !== undefined) r.account_id = p.account_id
   if (p.subscription_id !== undefined) r.subscription_id = p.subscription_id
-  let ownerGiven = false
+  // True when the owner is a device given from outside the input (an MQTT topic's; a syslog HOSTNAME is in the input).
+  let outsideDevice = false
   if (r.device_id === undefined && r.account_id === undefined && r.subscription_id === undefined) {
     if (ctx.defaultDeviceId === undefined) {
       return reject(ctx.source, ctx.raw, 'no owner: one of device_id, account_id, subscription_id is required', ctx.origin)
     }
     r.device_id = ctx.defaultDeviceId
-    ownerGiven = ctx.defaultDeviceInRaw !== true
+    outsideDevice = ctx.defaultDeviceInRaw !== true
   }
   // After the owner: a device given from outside the input (an MQTT topic's) is part of what the content id covers.
-  if (p.event_id === undefined) r.event_id = contentEventId(ctx.source, ctx.raw, p.metric, ctx.position, ownerGiven ? r.device_id : undefined)
+  if (p.event_id === undefined) r.event_id = contentEventId(ctx.source, ctx.raw, p.metric, ctx.position, outsideDevice ? r.device_id : undefined)
   if (p.dimensions && Object.keys(p.dimensions).length > 0) r.dimensions = p.dimensions
   return { record: r }
 }

@@ -63,8 +63,9 @@ export function notTextReason(bytes: Uint8Array): string {
   const buf = Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)
   const bad = firstInvalidUtf8(buf)
   if (bad !== undefined) return `byte 0x${hex(buf[bad]!)} at offset ${bad} is not UTF-8 (send UTF-8 text)`
-  const m = CONTROL.exec(buf.toString('utf8'))
-  const at = m ? Buffer.byteLength(buf.toString('utf8').slice(0, m.index)) : 0
+  const text = buf.toString('utf8')
+  const m = CONTROL.exec(text)
+  const at = m ? Buffer.byteLength(text.slice(0, m.index)) : 0
   return `control character 0x${hex(buf[at]!)} at offset ${at}: binary data, not text`
 }
 

@@ -2,9 +2,10 @@ import type { Problem } from './errors.js'
 
 /**
  * Reads the value named `name` in `values` (an environment variable, or a command's option) as a whole number from
- * `min` to `max` (inclusive): `fallback` when it is unset or empty (empty is unset, for every RATEFLOW_* knob). Digits only, spaces around them allowed: `1e3`, `0x10` and `5s`
- * are not taken for numbers. A bad value adds a problem naming the variable, its bounds (in `unit` when given) and the
- * text, to `problems`, and gives `fallback`: the caller throws one error naming every bad variable.
+ * `min` to `max` (inclusive): `fallback` when it is unset or empty (empty is unset, for every RATEFLOW_* knob). Digits
+ * only, spaces around them allowed: `1e3`, `0x10` and `5s` are not taken for numbers. A bad value adds a problem naming
+ * the variable, its bounds (in `unit` when given) and the text, to `problems`, and gives `fallback`: the caller throws
+ * one error naming every bad variable.
  */
 export function namedInteger(
   values: Readonly<Record<string, string | undefined>>,
