@@ -179,10 +179,7 @@ export class CsvInbox {
       return true
     } catch (err) {
       // Gone since the listing: nothing to read. Anything else (no permission) would fail the same way at every scan.
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT' && !this.unreadable.has(name)) {
-        this.unreadable.add(name)
-        this.deps.logger.warn({ source: this.options.source, file: name, err }, 'CSV inbox: cannot move the file into processing/; skipped')
-      }
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') this.skipped(name, err, 'CSV inbox: cannot move the file into processing/; skipped')
       return false
     }
   }
@@ -199,12 +196,16 @@ export class CsvInbox {
       this.unreadable.delete(name)
       return file
     } catch (err) {
-      if (!this.unreadable.has(name)) {
-        this.unreadable.add(name)
-        this.deps.logger.warn({ source: this.options.source, file: name, err }, 'CSV inbox: cannot read this entry (a dangling symlink?); skipped')
-      }
+      this.skipped(name, err, 'CSV inbox: cannot read this entry (a dangling symlink?); skipped')
       return false
     }
+  }
+
+  /** Warns that entry `name` is skipped, once while it stays unreadable (a scan runs every 500 ms). */
+  private skipped(name: string, err: unknown, message: string): void {
+    if (this.unreadable.has(name)) return
+    this.unreadable.add(name)
+    this.deps.logger.warn({ source: this.options.source, file: name, err }, message)
   }
 
   /** Reads processing/`name` (claimed), then moves it to done/ or failed/, or leaves it there to be read again. */
