@@ -122,14 +122,19 @@ const offsetCache = new Map<string, number>()
  */
 const BUCKET_MS = 15 * 60_000
 
+/**
+ * The offset of a whole block, cached: NaN for a block holding a change of offset (its start's offset and the next
+ * block's differ), where each instant is read on its own. One lookup per instant on the way.
+ */
 function bucketOffset(bucket: number, tz: string): number {
   const key = `${tz}|${bucket}`
   const hit = offsetCache.get(key)
   if (hit !== undefined) return hit
   const off = exactOffset(bucket * BUCKET_MS, tz)
+  const whole = exactOffset((bucket + 1) * BUCKET_MS, tz) === off ? off : Number.NaN
   if (offsetCache.size > 200_000) offsetCache.clear()
-  offsetCache.set(key, off)
-  return off
+  offsetCache.set(key, whole)
+  return whole
 }
 
 /** The offset at a whole second (zones change theirs at whole seconds; the formatter reads seconds). */
@@ -140,11 +145,9 @@ function exactOffset(at: number, tz: string): number {
 
 /** The zone's offset from UTC at an instant, in ms (local = UTC + offset; Berlin in summer: +7,200,000). Exact to the ms. */
 export function zoneOffsetMs(ms: number, tz: string): number {
-  const bucket = Math.floor(ms / BUCKET_MS)
-  const off = bucketOffset(bucket, tz)
+  const off = bucketOffset(Math.floor(ms / BUCKET_MS), tz)
   // The block holds a change of offset: read this instant's (its second's).
-  if (bucketOffset(bucket + 1, tz) !== off) return exactOffset(Math.floor(ms / 1000) * 1000, tz)
-  return off
+  return Number.isNaN(off) ? exactOffset(Math.floor(ms / 1000) * 1000, tz) : off
 }
 
 /**
