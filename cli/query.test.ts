@@ -1,5 +1,6 @@
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
+import { createServer, type AddressInfo } from 'node:net'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { ErrorCode, RateflowError } from '../common/errors.js'
@@ -171,6 +172,38 @@ describe('queryRun (a query answered by a running `rateflow run`)', () => {
       } finally {
         await s.close()
       }
+    }
+  })
+})
+
+describe('readOnlyQuery against a server that never answers', () => {
+  it('is a runtime failure naming CLICKHOUSE_URL once the client gives up, not bad input', async () => {
+    // A server that takes the connection and the request and says nothing. The client's plain "Timeout error." (no
+    // code) was read as the store refusing the SQL: exit 2 after five minutes, blaming the analyst's query.
+    const sockets = new Set<import('node:net').Socket>()
+    const silent = createServer((s) => {
+      sockets.add(s)
+      s.on('data', () => undefined)
+    })
+    await new Promise<void>((ok) => silent.listen(0, '127.0.0.1', ok))
+    const port = (silent.address() as AddressInfo).port
+    const dir = mkdtempSync(join(tmpdir(), 'rateflow-query-'))
+    const store = await openStore({ dataDir: dir, url: `http://127.0.0.1:${port}`, requestTimeoutMs: 300 })
+    try {
+      const err = await readOnlyQuery(store, 'SELECT 1', queryFormat(undefined)).then(
+        () => undefined,
+        (e: unknown) => e,
+      )
+      expect(err).toBeInstanceOf(RateflowError)
+      expect([(err as RateflowError).code, (err as Error).message]).toEqual([
+        ErrorCode.ServiceUnavailable,
+        'query: the ClickHouse server of CLICKHOUSE_URL does not answer: Timeout error.',
+      ])
+    } finally {
+      await store.close()
+      for (const s of sockets) s.destroy()
+      await new Promise((ok) => silent.close(ok))
+      rmSync(dir, { recursive: true, force: true })
     }
   })
 })

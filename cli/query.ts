@@ -42,10 +42,14 @@ export async function readOnlyQuery(store: Store, sql: string, format: QueryForm
   }
 }
 
-/** A failure to reach a server (refused, reset, timed out, no such host), not an answer from it. */
+/**
+ * A failure to reach a server (refused, reset, timed out, no such host), or a server that took the request and never
+ * answered (the client gives up after its request timeout with a plain "Timeout error.", no code), not an answer from it.
+ */
 function isConnectionError(err: unknown): boolean {
   const code = (err as NodeJS.ErrnoException | undefined)?.code
-  return typeof code === 'string' && ['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'ENOTFOUND', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN', 'EPIPE'].includes(code)
+  if (typeof code === 'string') return ['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'ENOTFOUND', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN', 'EPIPE'].includes(code)
+  return err instanceof Error && err.message.trim() === 'Timeout error.'
 }
 
 /**

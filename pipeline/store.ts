@@ -207,12 +207,16 @@ export interface Store {
   close(): Promise<void>
 }
 
+/** How long the client waits for a server's answer to one request before it gives up ("Timeout error."). */
+export const SERVER_REQUEST_TIMEOUT_MS = 300_000
+
 /**
  * Opens the store: a ClickHouse server when `url` is given (CLICKHOUSE_URL), otherwise chDB embedded with
  * its data under `dataDir/clickhouse`. Same DDL, same SQL either way. `toRead`: for reads only (analysts' queries);
  * embedded, no directory is made and the insert spool is left alone (the caller checked the store exists).
+ * `requestTimeoutMs`: server only, SERVER_REQUEST_TIMEOUT_MS unless given (tests give a short one).
  */
-export async function openStore(opts: { dataDir: string; url?: string | undefined; toRead?: boolean }): Promise<Store> {
+export async function openStore(opts: { dataDir: string; url?: string | undefined; toRead?: boolean; requestTimeoutMs?: number }): Promise<Store> {
   let client: ClickHouseClient
   /** Analysts' reads: embedded, a second session on the same data (opened on the first read); else `client`. */
   let analysts: (() => ClickHouseClient) | undefined
@@ -227,7 +231,7 @@ export async function openStore(opts: { dataDir: string; url?: string | undefine
     mode = 'server'
     // The client's own log lines (a warning about progress headers at every start, a multi-line dump of each failed
     // request) are off: a failure comes back as the error the caller reports, once, saying what and where.
-    client = createClient({ url: opts.url, request_timeout: 300_000, log: { level: ClickHouseLogLevel.OFF } })
+    client = createClient({ url: opts.url, request_timeout: opts.requestTimeoutMs ?? SERVER_REQUEST_TIMEOUT_MS, log: { level: ClickHouseLogLevel.OFF } })
   } else {
     mode = 'embedded'
     const path = join(opts.dataDir, 'clickhouse')
