@@ -9,7 +9,7 @@ import type { Catalog } from '../catalog/types.js'
 import { isoUtc } from '../common/time.js'
 import { logLevelFromEnv } from '../common/logger.js'
 import { namedInteger } from '../common/env.js'
-import { DEFAULT_DATA_DIR, clickhouseUrlFromEnv, parse, processIo, refuseNonDirectory, runtimeFor, usage, type GlobalOptions, type Io } from './context.js'
+import { DEFAULT_DATA_DIR, clickhouseUrlFromEnv, natsUrlFromEnv, parse, processIo, refuseNonDirectory, runtimeFor, usage, type GlobalOptions, type Io } from './context.js'
 import { readJsonFile, validatedJson } from './json-file.js'
 import { queryFormat, queryRun, readOnlyQuery, runningRun } from './query.js'
 import type { Store } from '../pipeline/store.js'
@@ -51,7 +51,7 @@ const commands: Record<string, Handler> = {
       if (outcome === 'new') rt.repo.putCatalog(catalog)
       // Usage already rated at or after the new version's effective_from stays on the version that rated it (no
       // re-rating): said, so it is not found out on an invoice. Asked of the store, or of the `rateflow run` that owns it.
-      await releaseWhenIdle(g, raterOptions, async (store) => {
+      await releaseWhenIdle(g, 'the catalog version', raterOptions, async (store) => {
         let ratedAfter = 0
         if (outcome === 'new') {
           // The store, or the run that owns it (it was not checked then, and said nothing: read as "none").
@@ -125,7 +125,7 @@ const commands: Record<string, Handler> = {
       k === 'accounts'
         ? incoming.customers.reduce((s, c) => s + c.accounts.length, 0)
         : incoming.customers.reduce((s, c) => s + c.accounts.reduce((t, a) => t + a.subscriptions.length, 0), 0)
-    const released = await releaseWhenIdle(g, raterOptions)
+    const released = await releaseWhenIdle(g, 'the accounts', raterOptions)
     if (released === undefined) {
       // `released: 0` alone read as "nothing this data owns was held" while the running rater was releasing it.
       const run = runningRun(g.data)
@@ -294,9 +294,15 @@ async function askStore(g: GlobalOptions, sql: string, format: string, opts: { l
  * After guiding data changed: when no process owns the data directory (no `rateflow run`), release
  * suspended usage here, so late bindings are rated with no manual step. A running owner polls the guiding
  * data and releases by itself; then this returns undefined. `beforeRelease`, when given, runs first: with the store, or
- * with undefined when it cannot be opened (another process owns it, or it failed).
+ * with undefined when it cannot be opened (another process owns it, or it failed). A failure of the store or queue
+ * says that `applied` (what the command stored before) is stored all the same, and who releases later.
  */
-async function releaseWhenIdle(g: GlobalOptions, raterOptions: RaterOptions, beforeRelease?: (store: Store | undefined) => Promise<void>): Promise<number | undefined> {
+async function releaseWhenIdle(
+  g: GlobalOptions,
+  applied: string,
+  raterOptions: RaterOptions,
+  beforeRelease?: (store: Store | undefined) => Promise<void>,
+): Promise<number | undefined> {
   const rt = await runtimeFor(g)
   try {
     let store: Store
@@ -316,6 +322,14 @@ async function releaseWhenIdle(g: GlobalOptions, raterOptions: RaterOptions, bef
   } catch (err) {
     // The data directory or the stream is another process's: a running rater releases by itself.
     if (err instanceof HeldByAnotherError) return undefined
+    // Exit 1 alone read as "nothing was applied", and a second apply then answered "unchanged".
+    if (err instanceof RateflowError && !isUserError(err)) {
+      throw new RateflowError(
+        err.code,
+        `${applied} ${applied.endsWith('s') ? 'are' : 'is'} stored, but held usage was not released (the next rater to start, or the next apply, releases it): ${err.message}`,
+        { cause: err },
+      )
+    }
     throw err
   } finally {
     await rt.close()
@@ -370,7 +384,10 @@ function checkedCatalog(doc: unknown, stored: Catalog[]): Catalog {
 /** Entry point: returns the exit code. */
 export async function main(argv: string[], io: Io = processIo): Promise<number> {
   // --data is global: take it out wherever it stands.
-  const g: GlobalOptions = { data: process.env.RATEFLOW_DATA ?? DEFAULT_DATA_DIR }
+  // RATEFLOW_DATA, when set, replaces the default; --data replaces both. Empty, it would be the current directory.
+  const dataEnv = process.env.RATEFLOW_DATA
+  if (dataEnv === '') return fail(io, usage('RATEFLOW_DATA is empty: set it to a data directory, or unset it for the default ./.rateflow'))
+  const g: GlobalOptions = { data: dataEnv ?? DEFAULT_DATA_DIR }
   const args: string[] = []
   let dataGiven = false
   for (let i = 0; i < argv.length; i++) {
@@ -398,6 +415,8 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
   try {
     // Checked for every command, those that log nothing included: a knob that is wrong is named wherever it is set.
     logLevelFromEnv()
+    natsUrlFromEnv()
+    clickhouseUrlFromEnv()
     return await handler(rest, g, io)
   } catch (err) {
     return fail(io, err)

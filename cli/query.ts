@@ -3,7 +3,7 @@ import { join } from 'node:path'
 import { ErrorCode, RateflowError } from '../common/errors.js'
 import { lockOwner } from '../pipeline/data-dir-lock.js'
 import { ANALYST_LIMIT_VARS, DEFAULT_ANALYST_LIMITS, type AnalystLimits } from '../pipeline/analyst-limits.js'
-import type { QueryFormat, Store } from '../pipeline/store.js'
+import { isConnectionError, type QueryFormat, type Store } from '../pipeline/store.js'
 import { usage } from './context.js'
 
 /** `rateflow query --format` names (CONTRACT §1) and the ClickHouse formats they print. */
@@ -40,16 +40,6 @@ export async function readOnlyQuery(store: Store, sql: string, format: QueryForm
     const limit = limitHit(err, limits)
     throw new RateflowError(ErrorCode.BadInput, `query: ${limit ? `${limit}: ` : ''}${message}`, { cause: err })
   }
-}
-
-/**
- * A failure to reach a server (refused, reset, timed out, no such host), or a server that took the request and never
- * answered (the client gives up after its request timeout with a plain "Timeout error.", no code), not an answer from it.
- */
-function isConnectionError(err: unknown): boolean {
-  const code = (err as NodeJS.ErrnoException | undefined)?.code
-  if (typeof code === 'string') return ['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'ENOTFOUND', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN', 'EPIPE'].includes(code)
-  return err instanceof Error && err.message.trim() === 'Timeout error.'
 }
 
 /**

@@ -207,6 +207,17 @@ export interface Store {
   close(): Promise<void>
 }
 
+/**
+ * A failure to reach a ClickHouse server (refused, reset, timed out, no such host), or a server that took the request
+ * and never answered (the client gives up after its request timeout with a plain "Timeout error.", no code), not an
+ * answer from it.
+ */
+export function isConnectionError(err: unknown): boolean {
+  const code = (err as NodeJS.ErrnoException | undefined)?.code
+  if (typeof code === 'string') return ['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'ENOTFOUND', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN', 'EPIPE'].includes(code)
+  return err instanceof Error && err.message.trim() === 'Timeout error.'
+}
+
 /** How long the client waits for a server's answer to one request before it gives up ("Timeout error."). */
 export const SERVER_REQUEST_TIMEOUT_MS = 300_000
 
@@ -252,6 +263,10 @@ export async function openStore(opts: { dataDir: string; url?: string | undefine
     try {
       return await f()
     } catch (err) {
+      // A server that cannot be reached is named as such (which variable to check), not as a failing statement.
+      if (mode === 'server' && isConnectionError(err)) {
+        throw new RateflowError(ErrorCode.ServiceUnavailable, `${what}: the ClickHouse server of CLICKHOUSE_URL does not answer: ${(err as Error).message}`, { cause: err })
+      }
       throw new RateflowError(ErrorCode.StoreFailure, `${what}: ${(err as Error).message}`, { cause: err })
     }
   }

@@ -237,6 +237,30 @@ describe('bad files and documents exit 2 and name every problem', () => {
     expect([r.code, r.stderr.trim()]).toEqual([2, 'rateflow: RATEFLOW_LOG: "loud" is not a log level (one of fatal, error, warn, info, debug, trace, silent)'])
   })
 
+  it('a NATS_URL the NATS client cannot read is bad usage naming it, before anything is made; an empty RATEFLOW_DATA too', async () => {
+    // They were "cannot reach NATS at nats://a b …: Invalid URL", exit 1, as if a server were down, after the data
+    // directory was made; an empty RATEFLOW_DATA put the store in the current directory.
+    const fresh = join(data, 'never-made-nats')
+    const csv = join(data, 'nats-url.csv')
+    writeFileSync(csv, 'event_id,event_time,device_id,account_id,subscription_id,metric,quantity\n')
+    for (const [url, named] of [
+      ['nats://a b', '"nats://a b" is not a NATS server URL'],
+      ['::::', '"::::" is not a NATS server URL'],
+      ['nats://127.0.0.1:99999', '"nats://127.0.0.1:99999" is not a NATS server URL'],
+      ['ws://127.0.0.1:4222', '"ws://127.0.0.1:4222" is not a NATS server URL'],
+      ['nats://127.0.0.1:4222, x y ,http://h', '"x y", "http://h" are not NATS server URLs'],
+    ]) {
+      const r = await rateflow(['ingest', 'csv', csv, '--wait', '--data', fresh], { NATS_URL: url })
+      expect([url, r.code, r.stderr]).toEqual([url, 2, `rateflow: NATS_URL: ${named} (e.g. nats://127.0.0.1:4222; several are separated by commas)\n`])
+      expect(existsSync(fresh)).toBe(false)
+    }
+    // Named by a command that reaches no service too, as every variable it honours.
+    const l = await rateflow(['catalog', 'list', ...d], { NATS_URL: 'nats://a b' })
+    expect(l.code).toBe(2)
+    const e = await rateflow(['catalog', 'list'], { RATEFLOW_DATA: '' })
+    expect([e.code, e.stderr]).toEqual([2, 'rateflow: RATEFLOW_DATA is empty: set it to a data directory, or unset it for the default ./.rateflow\n'])
+  })
+
   it('a missing file', async () => {
     const r = await rateflow(['ingest', 'csv', join(data, 'nope.csv'), ...d])
     expect(r.code).toBe(2)

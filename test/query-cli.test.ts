@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, readdirSync } from 'node:fs'
+import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { beforeAll, describe, expect, it } from 'vitest'
 import { sampleCatalog } from '../bench/sample-data.js'
@@ -89,5 +89,29 @@ describe('rateflow query: analysts\' limits', () => {
     const closed = await freePort()
     const r = await rateflow(['query', 'SELECT 1', ...d], { CLICKHOUSE_URL: `http://127.0.0.1:${closed}` })
     expect([r.code, r.stderr]).toEqual([1, `rateflow: query: the ClickHouse server of CLICKHOUSE_URL does not answer: connect ECONNREFUSED 127.0.0.1:${closed}\n`])
+    // Every other command names it too (it said only "create table: connect ECONNREFUSED …"); an apply says that what
+    // it applied is stored (exit 1 alone read as "not applied", and the same apply again answered "unchanged").
+    const down = { CLICKHOUSE_URL: `http://127.0.0.1:${closed}` }
+    const nowhere = `the ClickHouse server of CLICKHOUSE_URL does not answer: connect ECONNREFUSED 127.0.0.1:${closed}`
+    const other = join(data, 'server-down')
+    const csv = join(data, 'down.csv')
+    writeFileSync(csv, 'event_id,event_time,device_id,account_id,subscription_id,metric,quantity\n')
+    const i = await rateflow(['ingest', 'csv', csv, '--wait', '--data', other], down)
+    expect([i.code, i.stderr]).toEqual([1, `rateflow: create table: ${nowhere}\n`])
+    const accounts = writeJson(join(data, 'down-accounts.json'), { customers: [] })
+    for (let round = 0; round < 2; round++) {
+      const a = await rateflow(['accounts', 'apply', accounts, '--data', other], down)
+      expect([a.code, a.stdout, a.stderr]).toEqual([
+        1,
+        '',
+        `rateflow: the accounts are stored, but held usage was not released (the next rater to start, or the next apply, releases it): create table: ${nowhere}\n`,
+      ])
+    }
+    const c = await rateflow(['catalog', 'apply', join(data, 'catalog-file.json'), '--data', other], down)
+    expect([c.code, JSON.parse(c.stdout).status, c.stderr]).toEqual([
+      1,
+      'stored',
+      expect.stringContaining(`rateflow: the catalog version is stored, but held usage was not released (the next rater to start, or the next apply, releases it): create table: ${nowhere}\n`),
+    ])
   })
 })
