@@ -27,7 +27,7 @@ Usage: rateflow <command> [options]        (every command takes --data DIR, defa
   ingest csv FILE... [--source NAME] [--wait]
   query SQL [--format JSONEachRow|CSV|Pretty]   read-only SQL on the store
   price --catalog FILE --plan P --charge C (--quantity Q | --events q1,q2,…)
-  rate --catalog FILE --plan P --charge C --start TIME --quantity Q [--timezone TZ]
+  rate --catalog FILE --plan P --charge C --start TIME --quantity Q [--timezone TZ (default UTC)]
   demo                                     sample catalog, accounts and 100,000 events, end to end
   bench [NAME]                             benchmarks
 

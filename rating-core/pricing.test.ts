@@ -141,8 +141,17 @@ describe('rateEvent', () => {
     expect(rateEvent(catalog, 'pro', 'voice', '2026-10-01T17:30:00Z', '60').amount).toBe('10')
     expect(rateEvent(catalog, 'pro', 'voice', '2026-10-01T17:30:00Z', '60', 'Europe/Berlin').amount).toBe('0.5')
   })
-  it('percentage: one event', () => {
+  it('percentage: one event; a start that is no time, or a zone that does not exist, is bad input as for a session', () => {
     expect(rateEvent(catalog, 'pro', 'card', '2026-10-01T08:00:00Z', '100').amount).toBe('3.2')
+    expect(rateEvent(catalog, 'pro', 'card', '2026-10-01T08:00:00+02:00', '100', 'Europe/Berlin').amount).toBe('3.2')
+    // Taken as given before: `--start yesterday --timezone Nowhere/Land` priced.
+    for (const [start, tz, message] of [
+      ['yesterday', 'UTC', 'start "yesterday" is not an ISO-8601 time with offset, e.g. 2026-10-02T17:59:00Z'],
+      ['2026-02-30T00:00:00Z', 'UTC', 'start "2026-02-30T00:00:00Z" is not an ISO-8601 time with offset, e.g. 2026-10-02T17:59:00Z'],
+      ['2026-10-01T08:00:00Z', 'Nowhere/Land', 'unknown time zone "Nowhere/Land"'],
+    ] as const) {
+      expect(() => rateEvent(catalog, 'pro', 'card', start, '100', tz)).toThrow(expect.objectContaining({ code: 'BAD_INPUT', message }))
+    }
   })
   it('a period model is BAD_USAGE', () => {
     expect(() => rateEvent(catalog, 'pro', 'fonts', '2026-10-01T08:00:00Z', '1')).toThrow(/rateflow price/)

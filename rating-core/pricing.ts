@@ -15,6 +15,7 @@
  */
 import type { Catalog, Charge, Plan, UsageCharge } from '../catalog/types.js'
 import { ErrorCode, RateflowError } from '../common/errors.js'
+import { zoneOffsetMs } from '../common/time.js'
 import { type Dec, ONE, ZERO, add, cmp, fmt, mul, parseDec } from './decimal.js'
 import type { PriceResult } from './models/common.js'
 import { priceGraduatedPercentage } from './models/graduated-percentage.js'
@@ -23,7 +24,7 @@ import { pricePackage } from './models/package.js'
 import { pricePercentage } from './models/percentage.js'
 import { pricePerUnit } from './models/per-unit.js'
 import { priceVolume } from './models/volume.js'
-import { rateTimedSession } from './time-rated.js'
+import { rateTimedSession, startOfEvent } from './time-rated.js'
 
 export type { PriceLine, PriceResult } from './models/common.js'
 
@@ -122,7 +123,12 @@ export function rateEvent(catalog: Catalog, planId: string, chargeId: string, st
   if (charge.model === 'time_rated') {
     return { ...rateTimedSession(charge, catalog.schedules ?? [], start, quantity, timezone), currency }
   }
-  if (charge.model === 'percentage') return { ...pricePercentage(charge, [quantity]), currency }
+  if (charge.model === 'percentage') {
+    // Its price needs neither, but a quote for a time that does not exist, or in a zone that does not, is no quote
+    // (they were taken as given, and `--start yesterday` priced).
+    zoneOffsetMs(startOfEvent(start), timezone)
+    return { ...pricePercentage(charge, [quantity]), currency }
+  }
   throw new RateflowError(
     ErrorCode.BadUsage,
     `charge "${chargeId}" uses the ${charge.model} model, which prices a period's total, not one event: use \`rateflow price --quantity Q\``,

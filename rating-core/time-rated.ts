@@ -312,6 +312,17 @@ function fracRound(f: Frac, dp: number, mode: RoundingMode): bigint {
 }
 
 /**
+ * A quoted event's start, epoch ms; bad input naming it unless an ISO-8601 time with its offset (the pipeline's rule
+ * for event times: Date.parse read a time without one in the machine's zone, so one quote differed by machine, and
+ * took 2026-02-30 as 2 March).
+ */
+export function startOfEvent(start: string): number {
+  const startMs = parseIsoTime(start)
+  if (startMs === undefined) throw new RateflowError(ErrorCode.BadInput, `start ${JSON.stringify(start)} is not an ISO-8601 time with offset, e.g. 2026-10-02T17:59:00Z`)
+  return startMs
+}
+
+/**
  * The price of one session with its lines. `free`: seconds of the session the period's free allowance covers (they
  * cover its first billed seconds; see timedEventNano).
  */
@@ -324,10 +335,7 @@ export function rateTimedEvent(
   free: Dec = ZERO,
   limited = true,
 ): PriceResult {
-  // The pipeline's rule for event times (an ISO-8601 time with its offset): Date.parse read a time without one in the
-  // machine's zone, so one quote differed by machine, and took 2026-02-30 as 2 March.
-  const startMs = parseIsoTime(start)
-  if (startMs === undefined) throw new RateflowError(ErrorCode.BadInput, `start ${JSON.stringify(start)} is not an ISO-8601 time with offset, e.g. 2026-10-02T17:59:00Z`)
+  const startMs = startOfEvent(start)
   const dur = parseDec(seconds, 'seconds')
   if (dur.i < 0n) throw new RateflowError(ErrorCode.BadInput, `a session cannot last ${seconds} seconds`)
   const lines: PriceLine[] = []
