@@ -525,11 +525,17 @@ function checkTimeRated(c: Checker, ch: Obj, p: string, schedules: Map<string, S
   if (!c.list(ch.rates, rp, 'rates', 'rate')) return
   const used: ScheduleInfo[] = []
   const seen = new Map<string, number>()
+  /** Every rate names a schedule that is valid on its own: only then is what they leave uncovered worth naming. */
+  let allKnown = true
   ch.rates.forEach((rate, k) => {
     const p2 = `${rp}[${k}]`
-    if (!c.obj(rate, p2)) return
+    if (!c.obj(rate, p2)) {
+      allKnown = false
+      return
+    }
     c.known(rate, p2, ['schedule', 'connect_fee', 'steps'])
     const sid = c.str(rate, 'schedule', p2)
+    if (sid === undefined || schedules.get(sid) == null) allKnown = false
     if (sid !== undefined) {
       const first = seen.get(sid)
       if (first !== undefined) c.add(`${p2}.schedule`, `schedule "${sid}" already has a rate at ${rp}[${first}]`)
@@ -569,6 +575,30 @@ function checkTimeRated(c: Checker, ch: Obj, p: string, schedules: Map<string, S
       c.dec(st, 'increment', p3, { required: true, positive: true })
     })
   })
+  // A session starting, or running on, where no rate is could not be priced: each such event a reject, found out only
+  // as usage arrives (and versions cannot be back-dated to fix it). Said here, as an overlap is.
+  if (allKnown && used.length > 0) {
+    const gaps = uncoveredWeek(used)
+    if (gaps.length > 0) {
+      c.add(rp, `no rate covers ${gaps.join(', ')}: every moment of the week needs one (in the account's time zone), or a session then cannot be priced; a rate with unit_price "0" makes a time free`)
+    }
+  }
+}
+
+/** The stretches of the week no schedule of `used` covers, as "weekday 1 07:00–08:00" (ISO weekday, local time). */
+function uncoveredWeek(used: readonly ScheduleInfo[]): string[] {
+  const clock = (m: number) => `${String(Math.floor(m / 60)).padStart(2, '0')}:${String(m % 60).padStart(2, '0')}`
+  const gaps: string[] = []
+  for (let day = 1; day <= 7; day++) {
+    const spans = used.filter((s) => s.weekdays.includes(day)).sort((a, b) => a.from - b.from)
+    let at = 0
+    for (const s of spans) {
+      if (s.from > at) gaps.push(`weekday ${day} ${clock(at)}–${clock(s.from)}`)
+      at = Math.max(at, s.to)
+    }
+    if (at < 24 * 60) gaps.push(`weekday ${day} ${clock(at)}–${clock(24 * 60)}`)
+  }
+  return gaps
 }
 
 // ---- version history --------------------------------------------------------------------

@@ -22,6 +22,9 @@ const RT_20CNT = {
   ],
 }
 
+// This catalog's off-peak rates: 0.05 per 60 s in 1 s increments (every moment of the week needs a rate).
+const OFF_PEAK = ['night', 'morning', 'weekend'].map((schedule) => ({ schedule, steps: [{ from: '0', unit_price: '0.05', per: '60', increment: '1' }] }))
+
 const catalog: Catalog = {
   version: 'published-examples',
   effective_from: '2026-01-01T00:00:00Z',
@@ -146,12 +149,7 @@ const catalog: Catalog = {
           kind: 'usage',
           meter: 'seconds',
           model: 'time_rated',
-          rates: [
-            RT_20CNT,
-            { schedule: 'night', steps: [{ from: '0', unit_price: '0.05', per: '60', increment: '1' }] },
-            { schedule: 'morning', steps: [{ from: '0', unit_price: '0.05', per: '60', increment: '1' }] },
-            { schedule: 'weekend', steps: [{ from: '0', unit_price: '0.05', per: '60', increment: '1' }] },
-          ],
+          rates: [RT_20CNT, ...OFF_PEAK],
           rounding: { decimals: 4, mode: 'up' },
           max_cost_per_event: '2',
           max_cost_strategy: 'free',
@@ -163,7 +161,7 @@ const catalog: Catalog = {
           kind: 'usage',
           meter: 'seconds',
           model: 'time_rated',
-          rates: [RT_20CNT],
+          rates: [RT_20CNT, ...OFF_PEAK],
           rounding: { decimals: 4, mode: 'up' },
           free_units: '30',
           minimum: '0',

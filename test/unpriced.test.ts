@@ -2,11 +2,14 @@ import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { afterAll, afterEach, expect, it } from 'vitest'
 import { oneSubscription } from './helpers/accounts.js'
-import { json, killStrayChildren, query, tempDir, withAppliedData, writeJson } from './helpers/cli.js'
+import { CatalogRepository } from '../catalog/repository.js'
+import type { Catalog } from '../catalog/types.js'
+import { json, killStrayChildren, query, rateflow, tempDir, withAppliedData, writeJson } from './helpers/cli.js'
 
 /**
  * The last reject reason of the data path: a record that validates and has an owner, but that its charge
- * cannot price (here a time_rated session starting at a moment no rate's schedule covers). It goes to
+ * cannot price (here a time_rated session starting at a moment no rate's schedule covers, under a catalog version
+ * an earlier release stored: `catalog apply` refuses such gaps now; or a session too long to price). It goes to
  * rejected_usage with the raw row, its file and line and the model's reason; no running total moves for it,
  * and the rest of the file is rated. Real CLI, nats-server and embedded ClickHouse.
  */
@@ -43,8 +46,23 @@ const catalog = {
 }
 const accounts = oneSubscription('remote-access', [{ device_id: 'gw-1', from: '2026-10-01T00:00:00Z', to: null }])
 
+/**
+ * Stores `catalog` in `dir` as a release before the week-coverage check did (`catalog apply` did not refuse a gap
+ * then): such versions are still in data directories, and their gaps still make rejects. `catalog apply` of it now
+ * exits 2 naming the uncovered times, storing nothing.
+ */
+async function storeGappedCatalog(dir: string): Promise<void> {
+  const file = writeJson(join(dir, 'gapped-catalog.json'), catalog)
+  const refused = await rateflow(['catalog', 'apply', file, '--data', dir])
+  expect([refused.code, refused.stderr]).toEqual([
+    2,
+    expect.stringContaining('$.plans[0].charges[0].rates: no rate covers weekday 1 00:00–08:00, weekday 1 18:00–24:00,'),
+  ])
+  new CatalogRepository(dir).putCatalog(catalog as Catalog)
+}
+
 it('a session no schedule covers is rejected as "cannot be priced", with raw row and line; the others are rated', async () => {
-  await json(['catalog', 'apply', writeJson(join(tmp.dir, 'catalog.json'), catalog), ...d])
+  await storeGappedCatalog(tmp.dir)
   await json(['accounts', 'apply', writeJson(join(tmp.dir, 'accounts.json'), accounts), ...d])
   const csv = join(tmp.dir, 'sessions.csv')
   writeFileSync(
@@ -117,7 +135,12 @@ it('an amount too large for the store is that event\'s reject; the events around
 })
 
 it('a held event its new owner cannot price stays held with that reason, not the one that held it before', async () => {
-  await withAppliedData('rateflow-unpriced-late-', catalog, oneSubscription('remote-access', []), async (dir, d) => {
+  const t = tempDir('rateflow-unpriced-late-')
+  const dir = t.dir
+  const d = ['--data', dir]
+  try {
+    await storeGappedCatalog(dir)
+    await json(['accounts', 'apply', writeJson(join(dir, 'unbound.json'), oneSubscription('remote-access', [])), ...d])
     const csv = join(dir, 'sessions.csv')
     writeFileSync(
       csv,
@@ -141,5 +164,7 @@ it('a held event its new owner cannot price stays held with that reason, not the
     expect(held[1]!.reason).toMatch(/^cannot be priced: charge support: no rate's schedule covers weekday 7 10:00 in UTC/)
     const rated = await query<{ event_id: string; amount: string }>(dir, 'SELECT event_id, toString(amount) AS amount FROM rated_usage')
     expect(rated).toEqual([{ event_id: 'h1', amount: '0.55' }])
-  })
+  } finally {
+    t.cleanup()
+  }
 })
