@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto'
-import { mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync, existsSync } from 'node:fs'
+import { mkdirSync, readdirSync, readFileSync, renameSync, statSync, writeFileSync, existsSync } from 'node:fs'
 import { join } from 'node:path'
 import { ErrorCode, RateflowError } from '../common/errors.js'
 import type { AccountsDocument, Catalog } from './types.js'
@@ -67,6 +67,19 @@ export class CatalogRepository {
 
   putAccounts(doc: AccountsDocument): void {
     atomicWrite(accountsFile(this.dataDir), JSON.stringify(doc, null, 2) + '\n')
+  }
+
+  /**
+   * Cheap to ask per batch (two stat calls): changes when a catalog version is added or replaced (the versions
+   * folder's modification time, as each is renamed into it) or the accounts file is replaced (a new file each time,
+   * by rename: another inode, time and size). A change here is worth reading `fingerprint()` for; the fingerprint
+   * is what says the content changed (a file system with coarse times may miss two changes in one tick here, so
+   * raters ask the fingerprint once a second too).
+   */
+  stamp(): string {
+    const versions = statSync(join(this.dir, 'versions'), { bigint: true })
+    const acc = statSync(accountsFile(this.dataDir), { bigint: true, throwIfNoEntry: false })
+    return `${versions.mtimeNs}:${acc === undefined ? '-' : `${acc.ino}:${acc.mtimeNs}:${acc.size}`}`
   }
 
   /**

@@ -110,6 +110,65 @@ it('an event the pool staged under a catalog version this thread has not read ye
   }
 })
 
+// Guiding data applied while a rater runs: `accounts apply` and `catalog apply` write the files and return. The rater
+// looked at them at most once a second, so usage published right after an apply returned was guided and priced on
+// the old data for good: a device's usage billed to the account it had just left, an event priced by the version before.
+it('usage published after guiding data changed is guided and priced on the new data, however soon after', async () => {
+  const store = await rt.store()
+  const queue = await rt.queue()
+  const rater = new Rater({ store, queue, ownsQueue: true, repo: rt.repo, dataDir: dir, log: rt.log })
+  const seen = new Map<string, BatchOutcome>()
+  rater.on('outcome', (o: BatchOutcome) => seen.set(o.batchId, o))
+  const outcome = async (id: string) => {
+    for (let i = 0; i < 200 && !seen.has(id); i++) await new Promise((r) => setTimeout(r, 25))
+    return seen.get(id)
+  }
+  const record = (id: string, time: string) => ({ event_id: id, source: 'test:moved', event_time: time, device_id: 'fw-moving', metric: 'api_calls', quantity: '1000' })
+  const original = rt.repo.accounts()
+  const catalogs = rt.repo.catalogs()
+  // fw-moving belongs to the first account's subscription from October 1st.
+  const accounts = structuredClone(original)
+  const home = accounts.customers[0]!.accounts[0]!
+  home.subscriptions[0]!.devices.push({ device_id: 'fw-moving', from: '2026-10-01T00:00:00Z', to: null })
+  rt.repo.putAccounts(validateAccounts(accounts))
+  await rater.start()
+  try {
+    await queue.publish({ id: 'moved-0', records: [record('m-0', '2026-12-02T10:00:00Z')], rejects: [] })
+    expect(await outcome('moved-0')).toMatchObject({ rated: 1 })
+    // It moves to an account of its own from December 1st, and a catalog version takes effect then; the rater has just
+    // looked at the files (its batch), so a look once a second comes too late.
+    const plan = home.subscriptions[0]!.plan
+    const sub = home.subscriptions[0]!
+    sub.devices = sub.devices.map((b) => (b.device_id === 'fw-moving' ? { ...b, to: '2026-12-01T00:00:00Z' } : b))
+    accounts.customers.push({
+      id: 'c-moved',
+      name: 'Moved',
+      accounts: [
+        {
+          ...home,
+          id: 'a-moved',
+          parent_account: null,
+          subscriptions: [{ id: 's-moved', plan, start: '2026-10-01T00:00:00Z', status: 'active', quantity: '1', devices: [{ device_id: 'fw-moving', from: '2026-12-01T00:00:00Z', to: null }] }],
+        },
+      ],
+    })
+    const latest = catalogs[catalogs.length - 1]!
+    rt.repo.putAccounts(validateAccounts(accounts))
+    rt.repo.putCatalog(validateCatalog({ ...latest, version: 'moved-v2', effective_from: '2026-12-01T00:00:00Z' }))
+    await queue.publish({ id: 'moved-1', records: [record('m-1', '2026-12-02T11:00:00Z')], rejects: [] })
+    expect(await outcome('moved-1')).toMatchObject({ rated: 1 })
+    const rows = await store.rows<{ event_id: string; account_id: string; subscription_id: string; catalog_version: string }>(
+      "SELECT event_id, account_id, subscription_id, catalog_version FROM rated_usage WHERE source = 'test:moved' ORDER BY event_id",
+    )
+    expect(rows.map((r) => [r.event_id, r.account_id, r.subscription_id, r.catalog_version])).toEqual([
+      ['m-0', home.id, sub.id, latest.version],
+      ['m-1', 'a-moved', 's-moved', 'moved-v2'],
+    ])
+  } finally {
+    await rater.stop()
+  }
+})
+
 // A batch id is any text a message's id can be (another tool's Nats-Msg-Id, say): the flush's intent, its commit row and
 // committed_batches must name it as it is. The commit row escaped its Array field twice: a quote failed the commit.
 it("commits a batch whose id holds a quote, a backslash and a tab, naming it as it is in every table", async () => {

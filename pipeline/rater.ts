@@ -477,7 +477,7 @@ export class Rater extends EventEmitter {
         msg.nak()
         continue
       }
-      this.maybeReloadGuiding()
+      this.checkGuiding()
       while (this.releasing !== undefined) await this.releasing
       // A copy: NATS reads several messages into one shared buffer, and transferring that buffer
       // would detach the other messages' bytes.
@@ -798,6 +798,25 @@ export class Rater extends EventEmitter {
     this.totals.setCharges(this.charges)
     this.fingerprint = fp
     this.releaseRequested = true
+  }
+
+  /** The guiding files' stamp (CatalogRepository.stamp) when checkGuiding last read it. */
+  private guidingStamp = ''
+  /**
+   * Before each batch is staged: a change to the guiding files since the last batch is read now, so usage published
+   * after an `accounts apply` or `catalog apply` returned is guided and priced on what it applied. Checked once a
+   * second only, a batch taken in the second after an apply was rated on the old data for good: a device moved to
+   * another account billed to the old one, an event priced by the version before. Two stat calls a batch.
+   */
+  private checkGuiding(): void {
+    const stamp = this.deps.repo.stamp()
+    if (stamp === this.guidingStamp) {
+      this.maybeReloadGuiding()
+      return
+    }
+    this.guidingStamp = stamp
+    this.lastGuidingCheck = Date.now()
+    this.reloadGuiding()
   }
 
   private lastGuidingCheck = 0
