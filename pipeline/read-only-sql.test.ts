@@ -145,6 +145,15 @@ const cases: Array<{ sql: string; expect: string | RegExp }> = [
   { sql: 'SELECT ‘abc', expect: /^refused: the SQL has an unterminated string literal/ },
   { sql: "SELECT x'4G'", expect: /^refused: the SQL has a malformed hex string literal \(from position 8\)$/ },
   { sql: 'SELECT 1\0', expect: /^refused: the SQL contains a NUL character$/ },
+  // A heredoc opener never closed: each cost a search of the rest of the text, here and in the engine's lexer (800 KB of
+  // them held `rateflow run` for minutes and lost its lease).
+  { sql: 'SELECT 1 $a$', expect: /^refused: the SQL has an unterminated heredoc "\$a\$" \(from position 10\)$/ },
+  { sql: 'SELECT $$abc', expect: /^refused: the SQL has an unterminated heredoc "\$\$" \(from position 8\)$/ },
+  { sql: "SELECT $a$x$a$, '$b$'", expect: "SELECT $a$x$a$, '$b$'" },
+  { sql: 'SELECT 1 AS $x', expect: 'SELECT 1 AS $x' },
+  // Longer than the engine parses: refused before any work on it.
+  { sql: `SELECT 1 /* ${'x'.repeat(262_144)} */`, expect: /^refused: the SQL is longer than 262144 bytes \(the store's max_query_size\)/ },
+  { sql: `SELECT '${'é'.repeat(131_070)}'`, expect: /^refused: the SQL is longer than 262144 bytes/ },
   // Reads that reach outside the store: files, the network, programs, tables named by strings.
   { sql: "SELECT file('/etc/hostname')", expect: OUTSIDE('file') },
   { sql: "SELECT FILE('/etc/hostname')", expect: OUTSIDE('FILE') },

@@ -29,6 +29,9 @@ interface Token {
   readonly end: number
 }
 
+/** The longest SQL an analyst's query may be, in UTF-8 bytes: ClickHouse's default max_query_size. */
+export const MAX_SQL_BYTES = 262_144
+
 /**
  * The one read statement of `sql`, without a trailing `;` or the comments after it, ready for ` FORMAT <fmt>` to be
  * appended. Throws a RateflowError with ErrorCode.BadInput whose message names what it refused: an empty text,
@@ -40,6 +43,10 @@ interface Token {
 export function readOnlyStatement(sql: string): string {
   // A C string ends at NUL: the engine could be handed less than what was checked.
   if (sql.includes('\0')) throw refused('the SQL contains a NUL character')
+  // The engine parses at most max_query_size bytes of a statement and refuses the rest: said before any work on it.
+  if (sql.length > MAX_SQL_BYTES || Buffer.byteLength(sql) > MAX_SQL_BYTES) {
+    throw refused(`the SQL is longer than ${MAX_SQL_BYTES} bytes (the store's max_query_size): shorten it, e.g. a long IN list as a subquery`)
+  }
   const all = tokens(sql)
   const word = (t: Token | undefined): string | undefined => (t?.kind === 'word' ? sql.slice(t.start, t.end).toUpperCase() : undefined)
 
@@ -283,6 +290,9 @@ function tokens(sql: string): Token[] {
       while (isWordChar(sql[j])) j++
       const close = sql[j] === '$' ? sql.indexOf(sql.slice(i, j + 1), j + 1) : -1
       if (close >= 0) push('heredoc', start, close + (j + 1 - i))
+      // Refused, where the engine may take `$a$` for a name: each unclosed opener cost a search of the rest of the
+      // text, here and in the engine's lexer, and text of many such openers held the process for minutes.
+      else if (sql[j] === '$') throw unterminated(`heredoc ${shown(sql, { kind: 'other', start, end: j + 1 })}`, start)
       else if (!isWordChar(next)) push('other', start, i + 1)
       else push('word', start, wordEnd(sql, i + 1))
     } else if ((c === 'x' || c === 'X' || c === 'b' || c === 'B') && next === "'" && i + 2 < n) {
