@@ -207,3 +207,24 @@ describe('readOnlyQuery against a server that never answers', () => {
     }
   })
 })
+
+describe('readOnlyQuery on a store whose files are damaged', () => {
+  it('is a runtime failure of the store (exit 1), not bad input: the SQL is fine', () =>
+    withStore(async (store) => {
+      // A part's data file overwritten in the middle: "Unknown codec family code" or a checksum error was exit 2, as if
+      // the analyst's SQL were wrong.
+      await store.command('CREATE TABLE damaged (x UInt64) ENGINE = MergeTree ORDER BY x')
+      await store.command('INSERT INTO damaged SELECT number FROM numbers(200000)')
+      const [part] = await store.rows<{ path: string }>("SELECT path FROM system.parts WHERE table = 'damaged' AND active")
+      const file = ['data.bin', 'x.bin'].map((f) => join(part!.path, f)).find((f) => existsSync(f))!
+      const bytes = readFileSync(file)
+      bytes.fill(0xd8, 0, Math.min(bytes.length, 4096))
+      writeFileSync(file, bytes)
+      const err = await readOnlyQuery(store, 'SELECT sum(x) FROM damaged', queryFormat(undefined)).then(
+        () => undefined,
+        (e: unknown) => e,
+      )
+      expect(err).toBeInstanceOf(RateflowError)
+      expect([(err as RateflowError).code, (err as Error).message]).toEqual([ErrorCode.StoreFailure, expect.stringMatching(/^query: the store failed reading: /)])
+    }))
+})

@@ -25,8 +25,10 @@ export function queryFormat(name: string | undefined): QueryFormat {
 /**
  * Runs an analyst's SQL read-only within `limits` and returns the text's bytes: the store runs one read statement and
  * refuses anything else (INTO OUTFILE, KILL, writes, DDL, settings changes, a second statement, a FORMAT clause; see
- * readOnlyStatement). Any error the store gives is bad input (exit 2; HTTP 400 on /v1/query), with the store's message
- * after `query: `; a limit that stopped the query is named first, with the variable that sets it.
+ * readOnlyStatement). An error of the store's about the query is bad input (exit 2; HTTP 400 on /v1/query), with the
+ * store's message after `query: `; a limit that stopped the query is named first, with the variable that sets it. The
+ * store failing (its files unreadable or corrupt, the disk, the engine itself), a server that does not answer, or a
+ * store that is busy or closing, is a runtime failure (exit 1; HTTP 500 or 503), with the same message.
  */
 export async function readOnlyQuery(store: Store, sql: string, format: QueryFormat, limits: AnalystLimits = DEFAULT_ANALYST_LIMITS): Promise<Buffer> {
   try {
@@ -37,10 +39,37 @@ export async function readOnlyQuery(store: Store, sql: string, format: QueryForm
     if (store.mode === 'server' && isConnectionError(err)) {
       throw new RateflowError(ErrorCode.ServiceUnavailable, `query: the ClickHouse server of CLICKHOUSE_URL does not answer: ${message}`, { cause: err })
     }
+    // Refused by the check, or the store busy or closing: already worded, with their own code.
+    if (err instanceof RateflowError) throw new RateflowError(err.code, `query: ${message}`, { cause: err })
+    if (STORE_FAILURE_CODES.has(String((err as { code?: unknown }).code ?? ''))) {
+      throw new RateflowError(ErrorCode.StoreFailure, `query: the store failed reading: ${message}`, { cause: err })
+    }
     const limit = limitHit(err, limits)
     throw new RateflowError(ErrorCode.BadInput, `query: ${limit ? `${limit}: ` : ''}${message}`, { cause: err })
   }
 }
+
+/**
+ * ClickHouse's error codes that say the store failed, not the query: files unreadable, corrupt or missing, no disk
+ * space or memory left to the process, the engine's own faults. A corrupt part's "Unknown codec family code" was bad
+ * input (exit 2), as if the analyst's SQL were wrong.
+ */
+const STORE_FAILURE_CODES = new Set([
+  '33', // CANNOT_READ_ALL_DATA
+  '40', // CHECKSUM_DOESNT_MATCH
+  '49', // LOGICAL_ERROR
+  '74', // CANNOT_READ_FROM_FILE_DESCRIPTOR
+  '75', // CANNOT_WRITE_TO_FILE_DESCRIPTOR
+  '76', // CANNOT_OPEN_FILE
+  '107', // FILE_DOESNT_EXIST
+  '173', // CANNOT_ALLOCATE_MEMORY
+  '243', // NOT_ENOUGH_SPACE
+  '246', // CORRUPTED_DATA
+  '271', // CANNOT_DECOMPRESS
+  '432', // UNKNOWN_CODEC
+  '1000', // POCO_EXCEPTION
+  '1001', // STD_EXCEPTION
+])
 
 /**
  * Which analysts' limit stopped a query, and how to change it, by ClickHouse's error code (TIMEOUT_EXCEEDED 159,

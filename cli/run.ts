@@ -11,6 +11,7 @@ import { ErrorCode, RateflowError, ValidationError, type Problem } from '../comm
 import type { UsageBatch } from '../rating-core/record.js'
 import { Rater, raterOptionsFromEnv, type BatchOutcome } from '../pipeline/rater.js'
 import { analystLimitsFromEnv } from '../pipeline/analyst-limits.js'
+import type { Store } from '../pipeline/store.js'
 import { parse, runtimeFor, usage, type GlobalOptions, type Io } from './context.js'
 import { readJsonFile, validatedJson } from './json-file.js'
 import { jsonMemberPath } from '../common/strings.js'
@@ -90,6 +91,12 @@ export function validateRunConfig(doc: unknown, opts: { resources?: ResourceChec
 
 /** How long a stop waits for HTTP requests in progress before it closes their connections. */
 const HTTP_DRAIN_MS = 5_000
+
+/** A failed analyst's query as HTTP: the SQL's fault 400; the store busy, closing or unreachable 503; else 500. */
+function queryFailureStatus(err: unknown): number {
+  if (!(err instanceof RateflowError)) return 500
+  return err.code === ErrorCode.BadInput ? 400 : err.code === ErrorCode.ServiceUnavailable ? 503 : 500
+}
 
 /** The largest SQL `/v1/query` reads from a POST body. */
 const MAX_QUERY_BYTES = 1024 * 1024
@@ -249,6 +256,8 @@ export async function runCommand(args: string[], g: GlobalOptions, io: Io): Prom
   const counts = { batches: 0, read: 0, rated: 0, duplicates: 0, rejected: 0, suspended: 0, released: 0 }
   const adapters: Running[] = []
   let rater: Rater | undefined
+  /** The store, for the stop (analysts' queries waiting are refused before the HTTP drain). */
+  let opened: Store | undefined
   let server: Server | undefined
   let withdraw: (() => void) | undefined
   let exitCode = 0
@@ -263,6 +272,7 @@ export async function runCommand(args: string[], g: GlobalOptions, io: Io): Prom
   try {
     const queue = await rt.queue()
     const store = await rt.store()
+    opened = store
     rater = new Rater({ store, queue, ownsQueue: rt.ownsQueue, repo: rt.repo, dataDir: rt.dataDir, log }, raterOptionsFromEnv())
     rater.on('outcome', (o: BatchOutcome) => {
       // A release's page reads no input (read 0): its rated events were counted as suspended when they were read.
@@ -310,7 +320,11 @@ export async function runCommand(args: string[], g: GlobalOptions, io: Io): Prom
       const foreign = foreignRequest(req.headers, config.http.host)
       if (foreign !== undefined) return send(403, { error: `forbidden: ${foreign}` })
       const isQuery = url.pathname === '/v1/query'
-      if (req.method !== 'GET' && !(isQuery && req.method === 'POST')) return send(405, { error: 'method not allowed' })
+      if (req.method !== 'GET' && !(isQuery && req.method === 'POST')) {
+        // HTTP asks a 405 to say which methods the resource takes.
+        res.setHeader('allow', isQuery ? 'GET, POST' : 'GET')
+        return send(405, { error: 'method not allowed' })
+      }
       if (url.pathname === '/health') return send(200, { status: 'ok' })
       if (isQuery) {
         // `rateflow query` on this data directory comes here: read-only SQL, the CLI's formats, errors as 400. The SQL
@@ -332,7 +346,7 @@ export async function runCommand(args: string[], g: GlobalOptions, io: Io): Prom
               res.writeHead(200, { 'content-type': name === 'JSONEachRow' ? 'application/x-ndjson' : 'text/plain; charset=utf-8' })
               res.end(text)
             },
-            (err: unknown) => send(err instanceof RateflowError && err.code === ErrorCode.BadInput ? 400 : 500, { error: (err as Error).message }),
+            (err: unknown) => send(queryFailureStatus(err), { error: (err as Error).message }),
           )
         if (req.method === 'POST') {
           readBody(req, MAX_QUERY_BYTES).then(
@@ -390,6 +404,8 @@ export async function runCommand(args: string[], g: GlobalOptions, io: Io): Prom
       }
     }
     withdraw?.()
+    // Analysts' queries waiting for their turn are answered now (503, the run is stopping), within the drain below.
+    opened?.refuseAnalystQueries()
     if (server) {
       // close() waits for every open connection: one client that connected and sent nothing (a probe, a scanner) held
       // the stop for as long as it stayed. Idle ones are closed now, and any left after HTTP_DRAIN_MS (a query still

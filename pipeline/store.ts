@@ -139,6 +139,18 @@ const READ_SETTINGS = {
 const ANALYST_MARK = 'rateflow-analyst'
 
 /**
+ * Embedded: analysts' queries waiting for the one running, at most; one more is refused as the store being busy
+ * (ServiceUnavailable: exit 1, HTTP 503), where each used to wait, and a page that sent queries in a loop held the
+ * process's memory and every later analyst.
+ */
+export const MAX_WAITING_ANALYST_QUERIES = 16
+
+/** An analyst's query refused or cut because the store is closing (`rateflow run` stopping). */
+function stoppingError(): RateflowError {
+  return new RateflowError(ErrorCode.ServiceUnavailable, 'the store is closing (rateflow run is stopping): the query did not run')
+}
+
+/**
  * Settings of an analyst's read: its limits, times printed as ISO-8601 with their offset (`2026-10-05T11:00:00.000Z`),
  * as CONTRACT gives every time in JSON output (ClickHouse's own form, `2026-10-05 11:00:00.000`, names no zone; the
  * store's internal reads keep it, as they parse it), and read-only. `readonly` comes last: chDB applies the settings
@@ -195,6 +207,12 @@ export interface Store {
    * be refused); on a server the setting belongs to the request alone.
    */
   readOnlyBytes(sql: string, format: QueryFormat, limits?: AnalystLimits): Promise<Buffer>
+  /**
+   * The store is closing: analysts' queries waiting for their turn (embedded) are refused now, and so is any new one
+   * (ServiceUnavailable, "the store is closing"); the one running goes on until close() cancels it. A stopping
+   * `rateflow run` calls it first, so that its HTTP drain answers them rather than cutting them off.
+   */
+  refuseAnalystQueries(): void
   /** Text of an internal query in the given format (no readonly session setting), with `{name:Type}` parameters. */
   text(sql: string, format: QueryFormat, params?: Record<string, unknown>): Promise<string>
   command(sql: string): Promise<void>
@@ -285,8 +303,19 @@ export async function openStore(opts: { dataDir: string; url?: string | undefine
     return chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks)
   }
   const execText = async (...args: Parameters<typeof execBytes>) => (await execBytes(...args)).toString('utf8')
-  /** Embedded: analysts' queries still running, which close() cancels and waits for. */
-  const analystQueries = new Set<Promise<unknown>>()
+  /**
+   * Embedded: the analysts' queries, run one at a time in the order they came. chDB runs one query at a time on a
+   * session, and a query waiting for the session waited inside one of libuv's 4 worker threads: four analysts' queries
+   * held them all, and the writer's inserts and the CSV inbox's file work queued behind them (rating stalled for the
+   * queries' whole time limit). Queued here, a waiting query holds no thread. `running` is the query on the session.
+   */
+  const lane: Array<{ start: () => void; fail: (err: Error) => void }> = []
+  let running: Promise<unknown> | undefined
+  let closing = false
+  const runNext = (): void => {
+    if (running !== undefined) return
+    lane.shift()?.start()
+  }
   const readOnlyBytes = (sql: string, format: QueryFormat, limits: AnalystLimits = DEFAULT_ANALYST_LIMITS): Promise<Buffer> => {
     let statement: string
     try {
@@ -295,25 +324,58 @@ export async function openStore(opts: { dataDir: string; url?: string | undefine
       // A refusal is the promise's, as for any other failure of the query (a caller's .then/.catch sees it).
       return Promise.reject(err)
     }
-    const p = execBytes(statement, format, analystSettings(limits), analysts?.() ?? client)
-    if (analysts) {
-      const settled: Promise<unknown> = p.then(
-        (): void => void analystQueries.delete(settled),
-        (): void => void analystQueries.delete(settled),
+    if (!analysts) return execBytes(statement, format, analystSettings(limits), client)
+    const session = analysts
+    if (closing) return Promise.reject(stoppingError())
+    if (lane.length >= MAX_WAITING_ANALYST_QUERIES) {
+      return Promise.reject(
+        new RateflowError(
+          ErrorCode.ServiceUnavailable,
+          `the store is busy: ${lane.length} analysts' queries are waiting for the one running (the embedded store runs one at a time); try again later`,
+        ),
       )
-      analystQueries.add(settled)
     }
-    return p
+    // The time limit counts from now: the wait for the session is part of it.
+    const deadline = Date.now() + limits.timeoutS * 1000
+    return new Promise<Buffer>((resolve, reject) => {
+      lane.push({
+        fail: reject,
+        start: () => {
+          const leftS = Math.ceil((deadline - Date.now()) / 1000)
+          if (leftS < 1) {
+            reject(
+              Object.assign(new Error(`it waited its whole time for other analysts' queries to end (the embedded store runs one at a time)`), { code: '159' }),
+            )
+            runNext()
+            return
+          }
+          const p = execBytes(statement, format, analystSettings({ ...limits, timeoutS: Math.min(limits.timeoutS, leftS) }), session())
+          running = p
+          p.then(resolve, reject).finally(() => {
+            running = undefined
+            runNext()
+          })
+        },
+      })
+      runNext()
+    })
   }
   /**
-   * Embedded: cancels the analysts' queries still running and waits for them to end. A chDB session closed under a
-   * running query aborts the engine, and a `rateflow run` stopping waited for an analyst's query to its end (hours for
-   * `SELECT count() FROM numbers(1e11)`): a KILL from the writer's session ends one in ~20 ms here.
+   * Embedded: refuses the analysts' queries still waiting, cancels the one running and waits for it to end. A chDB
+   * session closed under a running query aborts the engine, and a `rateflow run` stopping waited for an analyst's query
+   * to its end (hours for `SELECT count() FROM numbers(1e11)`): a KILL from the writer's session ends one in ~20 ms
+   * here. Queries still waiting were started after the KILL, each to its own time limit.
    */
+  const refuseAnalystQueries = (): void => {
+    closing = true
+    for (const waiting of lane.splice(0)) waiting.fail(stoppingError())
+  }
   const cancelAnalystQueries = async (): Promise<void> => {
-    if (analystQueries.size === 0) return
+    refuseAnalystQueries()
+    const now = running
+    if (now === undefined) return
     await client.command({ query: `KILL QUERY WHERE Settings['log_comment'] = ${chString(ANALYST_MARK)} ASYNC` }).catch(() => undefined)
-    await Promise.all([...analystQueries])
+    await now.catch(() => undefined)
   }
   const columns = async (table: string): Promise<Array<{ name: string; type: string }>> => {
     const rs = await client.query({
@@ -388,6 +450,7 @@ export async function openStore(opts: { dataDir: string; url?: string | undefine
     // readonly=1 does not stop what the engine does outside its permission checks (INTO OUTFILE, KILL): the
     // statement is checked first.
     readOnlyBytes,
+    refuseAnalystQueries,
     text: (sql, format, params) => wrap('query', () => execText(sql, format, READ_SETTINGS, client, params)),
     command(sql) {
       return wrap('command', async () => {

@@ -307,6 +307,39 @@ describe('rateflow run stopping during an analyst\'s query', () => {
   }, 120_000)
 })
 
+describe('rateflow run under several long analysts\' queries', () => {
+  it('rates on while they wait their turn, refuses more than can wait, and a stop refuses those waiting at once', async () => {
+    // Each query waiting for the analysts' session held one of libuv's 4 threads: four held them all, and a CSV dropped
+    // meanwhile waited for their whole limit; a stop then waited for each waiting query to run to its limit in turn.
+    const { data, config, inbox } = await setup('many-queries')
+    const r = start(config, data, { RATEFLOW_QUERY_TIMEOUT_S: '60' })
+    const ready = await r.ready
+    const slow = encodeURIComponent('SELECT sleepEachRow(0.00004) FROM numbers(100000000)')
+    // One runs, 16 wait, the 18th is refused at once: the store is busy.
+    const answers = Array.from({ length: 18 }, () =>
+      fetch(`${ready.http}/v1/query?sql=${slow}`).then(
+        async (res) => [res.status, ((await res.json()) as { error?: string }).error ?? ''] as const,
+        (err: unknown) => [0, (err as Error).message] as const,
+      ),
+    )
+    await new Promise((resolve) => setTimeout(resolve, 1000))
+    writeFileSync(join(inbox, 'while.csv.tmp'), `${CSV_HEADER}\nq1,2026-10-05T11:00:00Z,fw-001-1,,,api_calls,4,\n`)
+    await run('mv', [join(inbox, 'while.csv.tmp'), join(inbox, 'while.csv')])
+    await until('the CSV rated while the queries wait', async () => ((await stats(ready.http)).outcomes.rated ?? 0) >= 1, 15_000)
+    // 405 says which methods are taken.
+    const put = await fetch(`${ready.http}/v1/query`, { method: 'PUT' })
+    expect([put.status, put.headers.get('allow')]).toEqual([405, 'GET, POST'])
+    r.child.kill('SIGINT')
+    const res = await r.done
+    expect([res.code, res.signal]).toEqual([0, null])
+    // The one running was cancelled; the 16 waiting were answered at the stop, none run to its limit.
+    const got = await Promise.all(answers)
+    const busy = 'query: the store is busy: 16 analysts\' queries are waiting for the one running (the embedded store runs one at a time); try again later'
+    const closing = 'query: the store is closing (rateflow run is stopping): the query did not run'
+    expect([got.filter((g) => g[0] === 503 && g[1] === busy).length, got.filter((g) => g[0] === 503 && g[1] === closing).length]).toEqual([1, 16])
+  }, 120_000)
+})
+
 describe('rateflow run and late guiding data', () => {
   it('rates held usage once `accounts apply` binds its device, while run owns the data directory', async () => {
     const { data, config, inbox } = await setup('late')
