@@ -108,6 +108,24 @@ function liveOwner(text: string): number | undefined {
   return now === start && currentBoot() === boot ? pid : undefined
 }
 
+/**
+ * This process's identity beyond its pid, where /proc tells: when it started (clock ticks after boot) and the boot's id.
+ * A pid is reused (a container's node runs as pid 1 after every restart); the pid with these is not.
+ */
+export function processIdentity(): { start: string; boot: string } | undefined {
+  const start = processStart(process.pid)
+  const boot = currentBoot()
+  return start !== undefined && boot !== undefined ? { start, boot } : undefined
+}
+
+/**
+ * Whether the process `pid` still runs, and is the one that started at `start` in boot `boot` when they are given
+ * (processIdentity); the pid alone decides where they are not (an earlier release's record), or where /proc is missing.
+ */
+export function processLive(pid: number, start?: string, boot?: string): boolean {
+  return liveOwner(start !== undefined && boot !== undefined ? `${pid} ${start} ${boot}` : `${pid}`) !== undefined
+}
+
 /** A lock file's text for the process `pid`. */
 function lockText(pid: number): string {
   const start = processStart(pid)

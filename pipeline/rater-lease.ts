@@ -3,7 +3,7 @@ import { jetstream } from '@nats-io/jetstream'
 import { Kvm, type KV } from '@nats-io/kv'
 import type { NatsConnection } from '@nats-io/transport-node'
 import { ErrorCode, HeldByAnotherError, RateflowError } from '../common/errors.js'
-import { processAlive } from './data-dir-lock.js'
+import { processIdentity, processLive } from './data-dir-lock.js'
 
 /** The JetStream key-value bucket of the lease, and its key: one rater per USAGE stream. */
 export const LEASE_BUCKET = 'rateflow_leases'
@@ -16,6 +16,9 @@ export interface LeaseHolder {
   readonly dataDir: string
   /** When this holder took the lease (ISO-8601 UTC). */
   readonly since: string
+  /** The holder process's start and boot (processIdentity), where known: its pid may be another process's now. */
+  readonly start?: string
+  readonly boot?: string
 }
 
 export interface LeaseOptions {
@@ -64,24 +67,32 @@ export class RaterLease {
   static async acquire(nc: NatsConnection, dataDir: string, options: LeaseOptions): Promise<RaterLease> {
     // Requests time out within a sixth of the lapse time (at least 1 s): a renewal that cannot get through fails in
     // time for the next ones to try before the lease may lapse.
-    const kv = await new Kvm(jetstream(nc, { timeout: Math.max(1000, Math.floor(options.ttlMs / 6)) })).create(LEASE_BUCKET, { ttl: options.ttlMs, history: 1 })
-    const me: LeaseHolder = { host: hostname(), pid: process.pid, dataDir, since: new Date().toISOString() }
+    const me: LeaseHolder = { host: hostname(), pid: process.pid, dataDir, since: new Date().toISOString(), ...processIdentity() }
     const value = JSON.stringify(me)
+    const url = nc.getServer()
     try {
-      return new RaterLease(kv, await kv.create(LEASE_KEY, value), value, options)
-    } catch (err) {
-      const entry = await kv.get(LEASE_KEY)
-      if (entry === null || entry.operation !== 'PUT') throw err
-      const holder = entry.json<LeaseHolder>()
-      if (options.force || (holder.host === me.host && !processAlive(holder.pid))) {
-        // Compare-and-set on the revision read: if another rater took it meanwhile, this fails and says so.
-        return new RaterLease(kv, await kv.update(LEASE_KEY, value, entry.revision), value, options)
+      const kv = await new Kvm(jetstream(nc, { timeout: Math.max(1000, Math.floor(options.ttlMs / 6)) })).create(LEASE_BUCKET, { ttl: options.ttlMs, history: 1 })
+      try {
+        return new RaterLease(kv, await kv.create(LEASE_KEY, value), value, options)
+      } catch (err) {
+        const entry = await kv.get(LEASE_KEY)
+        if (entry === null || entry.operation !== 'PUT') throw err
+        const holder = entry.json<LeaseHolder>()
+        // On this host, a holder whose process is gone, or whose pid is now another process's (this one's, say, in a
+        // container whose node runs as pid 1 after each restart: it was refused as "held by process 1" until it lapsed).
+        if (options.force || (holder.host === me.host && !processLive(holder.pid, holder.start, holder.boot))) {
+          // Compare-and-set on the revision read: if another rater took it meanwhile, this fails and says so.
+          return new RaterLease(kv, await kv.update(LEASE_KEY, value, entry.revision), value, options)
+        }
+        throw heldBy(holder, entry.created, options.ttlMs)
       }
-      const ageS = Math.round((Date.now() - entry.created.getTime()) / 1000)
-      throw new HeldByAnotherError(
-        `the USAGE stream is being rated by rateflow process ${holder.pid} on ${holder.host} (data ${holder.dataDir}, since ${holder.since}; ` +
-          `lease renewed ${ageS} s ago): one rater at a time. Stop it, or ingest without --wait and let it rate; if that process ` +
-          `is gone, its lease lapses ${Math.round(options.ttlMs / 1000)} s after its last renewal`,
+    } catch (err) {
+      if (err instanceof RateflowError) throw err
+      // The server went away or timed out while the lease was taken: said as such, not as the client's stack.
+      throw new RateflowError(
+        ErrorCode.ServiceUnavailable,
+        `taking the rater lease on NATS at ${url} failed: ${(err as Error).message} (is the server up, with JetStream storage free? run the command again once it answers)`,
+        { cause: err },
       )
     }
   }
@@ -115,8 +126,11 @@ export class RaterLease {
       }
       this.lost = true
       this.stopRenewing()
+      // "wrong last sequence: 0": no entry is left at all, it lapsed and the server removed it; another number: rewritten.
       const why = taken
-        ? 'another rater took it'
+        ? /wrong last sequence: 0\b/i.test((err as Error).message)
+          ? `it lapsed: not renewed within ${Math.round(this.options.ttlMs / 1000)} s, and the server removed it`
+          : 'another rater took it'
         : `not renewed for ${((performance.now() - this.renewedAt) / 1000).toFixed(1)} s: ${(err as Error).message}`
       this.options.onLost(new RateflowError(ErrorCode.ServiceUnavailable, `lost the rater lease on the USAGE stream (${why})`, { cause: err }))
     } finally {
@@ -136,4 +150,14 @@ export class RaterLease {
     this.stopRenewing()
     await this.kv.delete(LEASE_KEY, { previousSeq: this.revision }).catch(() => undefined)
   }
+}
+
+/** The refusal naming the lease's holder. */
+function heldBy(holder: LeaseHolder, created: Date, ttlMs: number): HeldByAnotherError {
+  const ageS = Math.round((Date.now() - created.getTime()) / 1000)
+  return new HeldByAnotherError(
+    `the USAGE stream is being rated by rateflow process ${holder.pid} on ${holder.host} (data ${holder.dataDir}, since ${holder.since}; ` +
+      `lease renewed ${ageS} s ago): one rater at a time. Stop it, or ingest without --wait and let it rate; if that process ` +
+      `is gone, its lease lapses ${Math.round(ttlMs / 1000)} s after its last renewal`,
+  )
 }

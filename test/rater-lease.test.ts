@@ -1,3 +1,4 @@
+import { spawn } from 'node:child_process'
 import { writeFileSync } from 'node:fs'
 import { connect as netConnect, createServer, type AddressInfo, type Socket } from 'node:net'
 import { hostname } from 'node:os'
@@ -6,6 +7,9 @@ import { connect, type NatsConnection } from '@nats-io/transport-node'
 import { Kvm } from '@nats-io/kv'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { sampleAccounts, sampleCatalog, sampleCsvLines } from '../bench/sample-data.js'
+import { ErrorCode, RateflowError } from '../common/errors.js'
+import { freePort } from '../common/net.js'
+import { processIdentity } from '../pipeline/data-dir-lock.js'
 import { LEASE_BUCKET, LEASE_KEY, RaterLease } from '../pipeline/rater-lease.js'
 import { startNatsServer, type LocalNatsServer } from '../pipeline/services/nats-server.js'
 import { json, killStrayChildren, query, rateflow, tempDir, writeJson } from './helpers/cli.js'
@@ -138,6 +142,47 @@ describe('RaterLease', () => {
     const lease = await RaterLease.acquire(nc, '/data/f', { ttlMs: 30_000, force: false, onLost: never })
     expect((await kv.get(LEASE_KEY))?.json<{ pid: number }>().pid).toBe(process.pid)
     await lease.release()
+  })
+
+  it("a holder on this host with this process's pid but another process's start is taken over at once: the pid was reused", async () => {
+    // A container's node runs as pid 1 after every restart: the killed one's lease named pid 1, alive (this process),
+    // and the restarted rater was refused as "held by process 1" until the lease lapsed, 30 s of exit 2 restarts.
+    const kv = await new Kvm(nc).create(LEASE_BUCKET, { ttl: 30_000, history: 1 })
+    const mine = processIdentity()
+    expect(mine).toBeDefined()
+    await kv.put(LEASE_KEY, JSON.stringify({ host: hostname(), pid: process.pid, dataDir: '/data/before', since: '2026-11-22T08:00:00.000Z', start: '1', boot: mine!.boot }))
+    const lease = await RaterLease.acquire(nc, '/data/after', { ttlMs: 30_000, force: false, onLost: never })
+    expect((await kv.get(LEASE_KEY))?.json<{ dataDir: string; start: string }>()).toMatchObject({ dataDir: '/data/after', start: mine!.start })
+    await lease.release()
+  })
+
+  it('a server that cannot hold the lease is named, not a client stack', async () => {
+    const port = await freePort()
+    const plain = spawn('nats-server', ['-a', '127.0.0.1', '-p', String(port)], { stdio: 'ignore' })
+    try {
+      let c: NatsConnection | undefined
+      for (let i = 0; i < 50 && c === undefined; i++) {
+        c = await connect({ servers: `127.0.0.1:${port}` }).catch(async () => {
+          await new Promise((r) => setTimeout(r, 100))
+          return undefined
+        })
+      }
+      try {
+        const err = await RaterLease.acquire(c!, '/data/g', { ttlMs: 30_000, force: false, onLost: never }).then(
+          () => undefined,
+          (e: unknown) => e,
+        )
+        expect(err).toBeInstanceOf(RateflowError)
+        expect([(err as RateflowError).code, (err as Error).message]).toEqual([
+          ErrorCode.ServiceUnavailable,
+          expect.stringMatching(new RegExp(`^taking the rater lease on NATS at 127\\.0\\.0\\.1:${port} failed: .+ \\(is the server up, with JetStream storage free\\?`)),
+        ])
+      } finally {
+        await c?.close()
+      }
+    } finally {
+      plain.kill()
+    }
   })
 })
 
