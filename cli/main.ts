@@ -11,10 +11,9 @@ import { logLevelFromEnv } from '../common/logger.js'
 import { namedInteger } from '../common/env.js'
 import { DEFAULT_DATA_DIR, clickhouseUrlFromEnv, natsUrlFromEnv, parse, processIo, refuseNonDirectory, runtimeFor, usage, type GlobalOptions, type Io } from './context.js'
 import { readJsonFile, validatedJson } from './json-file.js'
-import { queryFormat, queryRun, readOnlyQuery, runningRun } from './query.js'
+import { askRun, askSql, queryFormat, queryRun, readOnlyQuery, runningRun, type StoreAsk } from './query.js'
 import type { Store } from '../pipeline/store.js'
 import type { RaterOptions } from '../pipeline/rater.js'
-import { chString } from '../pipeline/tsv.js'
 import { analystLimitsFromEnv, type AnalystLimits } from '../pipeline/analyst-limits.js'
 
 const HELP = `rateflow — usage mediation, rating and billing
@@ -55,10 +54,11 @@ const commands: Record<string, Handler> = {
         let ratedAfter = 0
         if (outcome === 'new') {
           // The store, or the run that owns it (it was not checked then, and said nothing: read as "none").
-          const sql = `SELECT count() AS n, toString(toUnixTimestamp64Milli(max(event_time))) AS last FROM rated_usage WHERE event_time >= parseDateTime64BestEffort(${chString(catalog.effective_from)}, 3, 'UTC')`
+          const ask: StoreAsk = { ask: 'rated_after', at: catalog.effective_from }
           let row: { n: string; last: string } | undefined
           try {
-            row = (store !== undefined ? await store.rows<{ n: string; last: string }>(sql) : await askRows<{ n: string; last: string }>(g, sql))[0]
+            const { sql, params } = askSql(ask)
+            row = (store !== undefined ? await store.rows<{ n: string; last: string }>(sql, params) : await askRows<{ n: string; last: string }>(g, ask))[0]
           } catch (err) {
             io.err(`rateflow: warning: whether usage at or after ${catalog.effective_from} was rated already could not be read (${(err as Error).message}); a catalog version does not re-price rated usage`)
           }
@@ -240,10 +240,9 @@ const commands: Record<string, Handler> = {
  * itself, opened to read (none when there is no store yet); undefined when another process holds the data directory.
  */
 async function accountsWithRatedUsage(g: GlobalOptions, accounts: readonly string[]): Promise<Set<string> | undefined> {
-  const sql = `SELECT DISTINCT account_id FROM rated_usage WHERE account_id IN (${accounts.map(chString).join(', ')})`
   try {
     if (clickhouseUrlFromEnv() === undefined && runningRun(g.data) === undefined && !existsSync(join(g.data, 'clickhouse'))) return new Set()
-    return new Set((await askRows<{ account_id: string }>(g, sql)).map((r) => r.account_id))
+    return new Set((await askRows<{ account_id: string }>(g, { ask: 'accounts_with_rated_usage', accounts: [...accounts] })).map((r) => r.account_id))
   } catch (err) {
     if (err instanceof HeldByAnotherError) return undefined
     const which = accounts.map((a) => JSON.stringify(a)).join(', ')
@@ -260,15 +259,23 @@ async function accountsWithRatedUsage(g: GlobalOptions, accounts: readonly strin
 const ASK_RUN_MS = 30_000
 
 /**
- * The rows of a command's own read of the store (askStore, as JSONEachRow), a running run waited for ASK_RUN_MS at
- * most: one that is announced but does not answer (stopped with SIGSTOP, say) held the command for good.
+ * The rows a command's own question of the store (StoreAsk) gets: from the `rateflow run` that owns an embedded store
+ * (on its writer's session, not behind analysts' queries), waited for ASK_RUN_MS at most (one that is announced but
+ * does not answer, stopped with SIGSTOP say, held the command for good); else from the store opened to read. Only an
+ * existing store is read.
  */
-async function askRows<T>(g: GlobalOptions, sql: string): Promise<T[]> {
-  const text = (await askStore(g, sql, 'JSONEachRow', { timeoutMs: ASK_RUN_MS })).toString('utf8')
-  return text
-    .split('\n')
-    .filter((l) => l !== '')
-    .map((l) => JSON.parse(l) as T)
+async function askRows<T>(g: GlobalOptions, ask: StoreAsk): Promise<T[]> {
+  const url = clickhouseUrlFromEnv()
+  const run = url ? undefined : runningRun(g.data)
+  if (run !== undefined) return askRun<T>(run, ask, ASK_RUN_MS)
+  const { openStoreToRead } = await import('../pipeline/runtime.js')
+  const opened = await openStoreToRead({ dataDir: g.data, clickhouseUrl: url })
+  try {
+    const { sql, params } = askSql(ask)
+    return await opened.store.rows<T>(sql, params)
+  } finally {
+    await opened.close()
+  }
 }
 
 /**

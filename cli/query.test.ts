@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest'
 import { ErrorCode, RateflowError } from '../common/errors.js'
 import { openStore, type Store } from '../pipeline/store.js'
 import { TABLE_FUNCTIONS } from '../pipeline/read-only-sql.js'
-import { queryFormat, queryRun, readOnlyQuery } from './query.js'
+import { parseAsk, queryFormat, queryRun, readOnlyQuery } from './query.js'
 
 describe('queryFormat', () => {
   it('maps the CLI names to ClickHouse formats, JSONEachRow by default', () => {
@@ -227,4 +227,14 @@ describe('readOnlyQuery on a store whose files are damaged', () => {
       expect(err).toBeInstanceOf(RateflowError)
       expect([(err as RateflowError).code, (err as Error).message]).toEqual([ErrorCode.StoreFailure, expect.stringMatching(/^query: the store failed reading: /)])
     }))
+})
+
+describe('parseAsk', () => {
+  it('takes the named questions only, so /v1/ask runs no SQL it is sent', () => {
+    expect(parseAsk('{"ask":"rated_after","at":"2026-10-01T00:00:00Z"}')).toEqual({ ask: 'rated_after', at: '2026-10-01T00:00:00Z' })
+    expect(parseAsk('{"accounts":["a-1","x\\u0027y"],"ask":"accounts_with_rated_usage"}')).toEqual({ ask: 'accounts_with_rated_usage', accounts: ['a-1', "x'y"] })
+    for (const body of ['SELECT 1', '{"ask":"rated_after","at":"x","sql":"DROP TABLE rated_usage"}', '{"ask":"query","sql":"SELECT 1"}', '{"ask":"accounts_with_rated_usage","accounts":[1]}', '[]', 'null']) {
+      expect(() => parseAsk(body), body).toThrow(expect.objectContaining({ code: ErrorCode.BadInput }))
+    }
+  })
 })

@@ -129,12 +129,60 @@ export function runningRun(dataDir: string): RunInfo | undefined {
 export async function queryRun(run: RunInfo, sql: string, format: string, timeoutMs?: number): Promise<Buffer> {
   const url = new URL('/v1/query', run.http)
   url.searchParams.set('format', format)
+  return postToRun(run, url, sql, 'text/plain; charset=utf-8', timeoutMs)
+}
+
+/**
+ * A command's own question of the store (StoreAsk), answered by the running `rateflow run` on its own session
+ * (`POST /v1/ask`): analysts' queries, which run one at a time, do not hold it up. Rows as objects, decimals as strings.
+ */
+export async function askRun<T>(run: RunInfo, ask: StoreAsk, timeoutMs?: number): Promise<T[]> {
+  const bytes = await postToRun(run, new URL('/v1/ask', run.http), JSON.stringify(ask), 'application/json', timeoutMs)
+  return JSON.parse(bytes.toString('utf8')) as T[]
+}
+
+/**
+ * The questions commands ask of the store about what it holds, by name: a running run answers them on the writer's
+ * session with this SQL and these parameters only (never SQL it is sent), so they need no read-only check.
+ */
+export type StoreAsk = { ask: 'rated_after'; at: string } | { ask: 'accounts_with_rated_usage'; accounts: string[] }
+
+/** The SQL and parameters of a question (rows: rated_after `{n, last}`, last in epoch ms as text; accounts `{account_id}`). */
+export function askSql(a: StoreAsk): { sql: string; params: Record<string, unknown> } {
+  if (a.ask === 'rated_after') {
+    return {
+      sql: "SELECT count() AS n, toString(toUnixTimestamp64Milli(max(event_time))) AS last FROM rated_usage WHERE event_time >= parseDateTime64BestEffort({at:String}, 3, 'UTC')",
+      params: { at: a.at },
+    }
+  }
+  return { sql: 'SELECT DISTINCT account_id FROM rated_usage WHERE account_id IN {accounts:Array(String)}', params: { accounts: a.accounts } }
+}
+
+/** A question as a run is sent it (JSON): bad input (400) unless one of StoreAsk's shapes exactly. */
+export function parseAsk(text: string): StoreAsk {
+  let v: unknown
+  try {
+    v = JSON.parse(text)
+  } catch (err) {
+    throw new RateflowError(ErrorCode.BadInput, `ask: the body is not JSON: ${(err as Error).message}`)
+  }
+  const o = v as Record<string, unknown> | null
+  const keys = o !== null && typeof o === 'object' && !Array.isArray(o) ? Object.keys(o).sort().join(',') : ''
+  if (keys === 'ask,at' && o!.ask === 'rated_after' && typeof o!.at === 'string') return { ask: 'rated_after', at: o!.at }
+  if (keys === 'accounts,ask' && o!.ask === 'accounts_with_rated_usage' && Array.isArray(o!.accounts) && o!.accounts.every((a) => typeof a === 'string')) {
+    return { ask: 'accounts_with_rated_usage', accounts: o!.accounts as string[] }
+  }
+  throw new RateflowError(ErrorCode.BadInput, 'ask: expected {"ask":"rated_after","at":TIME} or {"ask":"accounts_with_rated_usage","accounts":[ID,…]}')
+}
+
+/** POSTs `body` to the run and returns the answer's bytes; a non-200 answer is thrown with the API's message. */
+async function postToRun(run: RunInfo, url: URL, body: string, contentType: string, timeoutMs?: number): Promise<Buffer> {
   let res: Response
   try {
     res = await fetch(url, {
       method: 'POST',
-      body: sql,
-      headers: { 'content-type': 'text/plain; charset=utf-8' },
+      body,
+      headers: { 'content-type': contentType },
       ...(timeoutMs !== undefined ? { signal: AbortSignal.timeout(timeoutMs) } : {}),
     })
   } catch (err) {
@@ -153,13 +201,13 @@ export async function queryRun(run: RunInfo, sql: string, format: string, timeou
     )
   }
   if (res.status === 200) return bytes
-  const body = bytes.toString('utf8')
+  const answer = bytes.toString('utf8')
   const message = (() => {
     try {
-      return (JSON.parse(body) as { error?: string }).error ?? body
+      return (JSON.parse(answer) as { error?: string }).error ?? answer
     } catch {
       // Not the API's JSON (a proxy, or Node refusing the request before the API saw it): its status says what.
-      return `query: the rateflow run (pid ${run.pid}) at ${run.http} answered HTTP ${res.status}${body.trim() ? `: ${body.trim()}` : ''}`
+      return `query: the rateflow run (pid ${run.pid}) at ${run.http} answered HTTP ${res.status}${answer.trim() ? `: ${answer.trim()}` : ''}`
     }
   })()
   // 400: a refused statement; 413: SQL longer than the run reads. Both are the input's, as without a run.

@@ -15,7 +15,7 @@ import type { Store } from '../pipeline/store.js'
 import { parse, runtimeFor, usage, type GlobalOptions, type Io } from './context.js'
 import { readJsonFile, validatedJson } from './json-file.js'
 import { jsonMemberPath } from '../common/strings.js'
-import { announceRun, queryFormat, readOnlyQuery } from './query.js'
+import { announceRun, askSql, parseAsk, queryFormat, readOnlyQuery, type StoreAsk } from './query.js'
 
 export interface RunConfig {
   adapters: AdaptersConfig
@@ -320,10 +320,33 @@ export async function runCommand(args: string[], g: GlobalOptions, io: Io): Prom
       const foreign = foreignRequest(req.headers, config.http.host)
       if (foreign !== undefined) return send(403, { error: `forbidden: ${foreign}` })
       const isQuery = url.pathname === '/v1/query'
-      if (req.method !== 'GET' && !(isQuery && req.method === 'POST')) {
+      const isAsk = url.pathname === '/v1/ask'
+      if (isAsk ? req.method !== 'POST' : req.method !== 'GET' && !(isQuery && req.method === 'POST')) {
         // HTTP asks a 405 to say which methods the resource takes.
-        res.setHeader('allow', isQuery ? 'GET, POST' : 'GET')
+        res.setHeader('allow', isAsk ? 'POST' : isQuery ? 'GET, POST' : 'GET')
         return send(405, { error: 'method not allowed' })
+      }
+      if (isAsk) {
+        // `catalog apply` / `accounts apply` on this data directory: a named question, answered on the writer's session.
+        readBody(req, MAX_QUERY_BYTES).then(
+          async (text) => {
+            if (text === undefined) return send(413, { error: `ask: the body is longer than ${MAX_QUERY_BYTES} bytes` })
+            let ask: StoreAsk
+            try {
+              ask = parseAsk(text)
+            } catch (err) {
+              return send(400, { error: (err as Error).message })
+            }
+            const { sql, params } = askSql(ask)
+            try {
+              send(200, await store.rows(sql, params))
+            } catch (err) {
+              send(500, { error: `ask: ${(err as Error).message}` })
+            }
+          },
+          (err: unknown) => send(400, { error: `ask: could not read the body: ${(err as Error).message}` }),
+        )
+        return
       }
       if (url.pathname === '/health') return send(200, { status: 'ok' })
       if (isQuery) {

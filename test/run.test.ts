@@ -340,6 +340,38 @@ describe('rateflow run under several long analysts\' queries', () => {
   }, 120_000)
 })
 
+describe('rateflow run answering apply commands while analysts\' queries run', () => {
+  it('accounts apply and catalog apply get their answers from the run at once, not behind the analysts', async () => {
+    // Their questions went through /v1/query, onto the analysts' session behind a long query: accounts apply exited 1
+    // after 30 s ("cannot tell whether account … has rated usage"), catalog apply lost its warning.
+    const { data, config, inbox } = await setup('asks')
+    const r = start(config, data, { RATEFLOW_QUERY_TIMEOUT_S: '60' })
+    const ready = await r.ready
+    try {
+      writeFileSync(join(inbox, 'one.csv.tmp'), `${CSV_HEADER}\na1,2026-10-05T11:00:00Z,fw-001-1,,,api_calls,4,\n`)
+      await run('mv', [join(inbox, 'one.csv.tmp'), join(inbox, 'one.csv')])
+      await until('the CSV rated', async () => ((await stats(ready.http)).outcomes.rated ?? 0) >= 1, 30_000)
+      const slow = encodeURIComponent('SELECT sleepEachRow(0.00004) FROM numbers(100000000)')
+      const answers = [0, 1].map(() => fetch(`${ready.http}/v1/query?sql=${slow}`).catch(() => undefined))
+      await new Promise((resolve) => setTimeout(resolve, 1000))
+      const accounts = sampleAccounts({ customers: 2, devicesPerAccount: 2 })
+      const owner = accounts.customers.flatMap((c) => c.accounts).find((a) => a.subscriptions.some((s) => s.devices.some((d) => d.device_id === 'fw-001-1')))!
+      owner.bill_cycle_day = 5
+      const t0 = Date.now()
+      const a = await rateflow(['accounts', 'apply', writeJson(join(tmp.dir, 'asks-cycle.json'), accounts), '--data', data])
+      expect([a.code, a.stderr]).toEqual([2, expect.stringContaining(`"${owner.id}"`)])
+      const c = await rateflow(['catalog', 'apply', writeJson(join(tmp.dir, 'asks-v2.json'), { ...sampleCatalog(), version: 'asks-v2', effective_from: '2026-10-02T00:00:00Z' }), '--data', data])
+      expect([c.code, JSON.parse(c.stdout)]).toEqual([0, expect.objectContaining({ status: 'stored', rated_on_earlier_versions: 1 })])
+      // Both well before the analysts' queries end (60 s each, one after the other).
+      expect(Date.now() - t0).toBeLessThan(25_000)
+      void answers
+    } finally {
+      r.child.kill('SIGINT')
+      await r.done
+    }
+  }, 120_000)
+})
+
 describe('rateflow run and late guiding data', () => {
   it('rates held usage once `accounts apply` binds its device, while run owns the data directory', async () => {
     const { data, config, inbox } = await setup('late')
