@@ -1,3 +1,4 @@
+import { spawn } from 'node:child_process'
 import { execFile } from 'node:child_process'
 import dgram from 'node:dgram'
 import net from 'node:net'
@@ -272,6 +273,27 @@ describe('SyslogAdapter flow control', () => {
     await waitFor(() => t.adapter.stats.messages >= 1, 'the first message')
     await t.adapter.stop()
     expect(stored.flatMap((b) => b.records).map((r) => r.event_id)).toEqual(Array.from({ length: 2000 }, (_, i) => `e${i}`))
+  })
+
+  it('stop() takes the connections the kernel accepted but the process had not yet: their lines are stored', async () => {
+    // Senders that connected while the process was busy wait in the listen backlog; closing the listener at once reset
+    // them, and `logger --tcp` calls that had returned 0 were lost without a word.
+    const t = setup()
+    await t.adapter.start()
+    const port = t.adapter.ports.tcp!
+    const senders = Array.from({ length: 4 }, (_, i) =>
+      spawn('logger', ['--server', '127.0.0.1', '--port', String(port), '--tcp', '--rfc5424', `event_id=b${i} device_id=fw-1 metric=api_calls quantity=1`], { stdio: 'ignore' }),
+    )
+    const exited = senders.map((p) => new Promise<number | null>((resolve) => p.on('exit', resolve)))
+    // Busy, as a loaded process is: the senders connect, write and exit meanwhile, and nothing accepts them.
+    const until = Date.now() + 2500
+    while (Date.now() < until) {
+      /* the event loop does not turn */
+    }
+    const stopping = t.adapter.stop()
+    expect(await Promise.all(exited)).toEqual([0, 0, 0, 0])
+    await stopping
+    expect(t.records().map((r) => r.event_id).sort()).toEqual(['b0', 'b1', 'b2', 'b3'])
   })
 
   it('stop() reads every line a sender that keeps its connection open wrote before it, though the batcher held the socket paused', async () => {

@@ -64,6 +64,8 @@ export class SyslogAdapter {
   private readonly connections = new Map<net.Socket, { finished: Promise<void>; drain(): void; cut(): void }>()
   /** Set by stop(): frames no longer wait for the batcher (nor pause their socket), so everything already sent is read. */
   private draining = false
+  /** TCP connections taken in so far: the stop turns the event loop until no more come (drainConnections). */
+  private accepted = 0
   private udpWait: Promise<void> | undefined
   private overloadDrops = 0
   private sessionTimer: NodeJS.Timeout | undefined
@@ -113,7 +115,10 @@ export class SyslogAdapter {
         this.udp = sock
       }
       if (tcp_port !== undefined) {
-        const server = net.createServer((s) => this.onConnection(s))
+        const server = net.createServer((s) => {
+          this.accepted++
+          this.onConnection(s)
+        })
         await new Promise<void>((resolve, reject) => {
           server.once('error', reject)
           server.listen(tcp_port, host, () => {
@@ -174,6 +179,17 @@ export class SyslogAdapter {
   private async drainConnections(): Promise<void> {
     const tcp = this.tcp
     if (!tcp) return
+    // Senders that connected while the process was busy wait in the kernel's listen backlog, and closing the listener
+    // resets them: their lines, which the sender counted as sent, were lost without a word. One turn of the event loop
+    // (its poll accepts every pending connection) takes them in first.
+    // Turns until one takes in no connection (libuv accepts those that are ready when it polls), 100 at most: the
+    // listener stays open meanwhile, so a sender that keeps connecting cannot hold the stop.
+    for (let turns = 0; turns < 100; turns++) {
+      const before = this.accepted
+      await new Promise((resolve) => setTimeout(resolve, 0))
+      await new Promise((resolve) => setImmediate(resolve))
+      if (this.accepted === before) break
+    }
     // No new connections; the ones open go on being read.
     const closed = new Promise<void>((resolve) => tcp.close(() => resolve()))
     this.tcp = undefined
