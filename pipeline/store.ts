@@ -349,7 +349,15 @@ export async function openStore(opts: { dataDir: string; url?: string | undefine
             runNext()
             return
           }
-          const p = execBytes(statement, format, analystSettings({ ...limits, timeoutS: Math.min(limits.timeoutS, leftS) }), session())
+          let p: Promise<Buffer>
+          try {
+            p = execBytes(statement, format, analystSettings({ ...limits, timeoutS: Math.min(limits.timeoutS, leftS) }), session())
+          } catch (err) {
+            // The session could not be opened: this query fails, the next ones try in turn.
+            reject(err)
+            runNext()
+            return
+          }
           running = p
           p.then(resolve, reject).finally(() => {
             running = undefined
