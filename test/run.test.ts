@@ -307,6 +307,29 @@ describe('rateflow run stopping during an analyst\'s query', () => {
   }, 120_000)
 })
 
+/**
+ * `n` analysts' queries of an hour or so each, sent at once to the run, a second before this returns: each answer as
+ * [status, the API's error], or [0, fetch's message] when the connection was cut.
+ */
+async function slowQueries(http: string, n: number): Promise<Array<Promise<readonly [number, string]>>> {
+  const slow = encodeURIComponent('SELECT sleepEachRow(0.00004) FROM numbers(100000000)')
+  const answers = Array.from({ length: n }, () =>
+    fetch(`${http}/v1/query?sql=${slow}`).then(
+      async (res) => [res.status, ((await res.json()) as { error?: string }).error ?? ''] as const,
+      (err: unknown) => [0, (err as Error).message] as const,
+    ),
+  )
+  await new Promise((resolve) => setTimeout(resolve, 1000))
+  return answers
+}
+
+/** Drops a one-row CSV (event `id` of fw-001-1) into the inbox and waits up to `ms` for the run to have rated a row. */
+async function dropAndRate(http: string, inbox: string, id: string, ms: number): Promise<void> {
+  writeFileSync(join(inbox, `${id}.csv.tmp`), `${CSV_HEADER}\n${id},2026-10-05T11:00:00Z,fw-001-1,,,api_calls,4,\n`)
+  await run('mv', [join(inbox, `${id}.csv.tmp`), join(inbox, `${id}.csv`)])
+  await until(`${id} rated`, async () => ((await stats(http)).outcomes.rated ?? 0) >= 1, ms)
+}
+
 describe('rateflow run under several long analysts\' queries', () => {
   it('rates on while they wait their turn, refuses more than can wait, and a stop refuses those waiting at once', async () => {
     // Each query waiting for the analysts' session held one of libuv's 4 threads: four held them all, and a CSV dropped
@@ -314,18 +337,9 @@ describe('rateflow run under several long analysts\' queries', () => {
     const { data, config, inbox } = await setup('many-queries')
     const r = start(config, data, { RATEFLOW_QUERY_TIMEOUT_S: '60' })
     const ready = await r.ready
-    const slow = encodeURIComponent('SELECT sleepEachRow(0.00004) FROM numbers(100000000)')
     // One runs, 16 wait, the 18th is refused at once: the store is busy.
-    const answers = Array.from({ length: 18 }, () =>
-      fetch(`${ready.http}/v1/query?sql=${slow}`).then(
-        async (res) => [res.status, ((await res.json()) as { error?: string }).error ?? ''] as const,
-        (err: unknown) => [0, (err as Error).message] as const,
-      ),
-    )
-    await new Promise((resolve) => setTimeout(resolve, 1000))
-    writeFileSync(join(inbox, 'while.csv.tmp'), `${CSV_HEADER}\nq1,2026-10-05T11:00:00Z,fw-001-1,,,api_calls,4,\n`)
-    await run('mv', [join(inbox, 'while.csv.tmp'), join(inbox, 'while.csv')])
-    await until('the CSV rated while the queries wait', async () => ((await stats(ready.http)).outcomes.rated ?? 0) >= 1, 15_000)
+    const answers = await slowQueries(ready.http, 18)
+    await dropAndRate(ready.http, inbox, 'q1', 15_000)
     // 405 says which methods are taken.
     const put = await fetch(`${ready.http}/v1/query`, { method: 'PUT' })
     expect([put.status, put.headers.get('allow')]).toEqual([405, 'GET, POST'])
@@ -348,12 +362,8 @@ describe('rateflow run answering apply commands while analysts\' queries run', (
     const r = start(config, data, { RATEFLOW_QUERY_TIMEOUT_S: '60' })
     const ready = await r.ready
     try {
-      writeFileSync(join(inbox, 'one.csv.tmp'), `${CSV_HEADER}\na1,2026-10-05T11:00:00Z,fw-001-1,,,api_calls,4,\n`)
-      await run('mv', [join(inbox, 'one.csv.tmp'), join(inbox, 'one.csv')])
-      await until('the CSV rated', async () => ((await stats(ready.http)).outcomes.rated ?? 0) >= 1, 30_000)
-      const slow = encodeURIComponent('SELECT sleepEachRow(0.00004) FROM numbers(100000000)')
-      const answers = [0, 1].map(() => fetch(`${ready.http}/v1/query?sql=${slow}`).catch(() => undefined))
-      await new Promise((resolve) => setTimeout(resolve, 1000))
+      await dropAndRate(ready.http, inbox, 'a1', 30_000)
+      const answers = await slowQueries(ready.http, 2)
       const accounts = sampleAccounts({ customers: 2, devicesPerAccount: 2 })
       const owner = accounts.customers.flatMap((c) => c.accounts).find((a) => a.subscriptions.some((s) => s.devices.some((d) => d.device_id === 'fw-001-1')))!
       owner.bill_cycle_day = 5
