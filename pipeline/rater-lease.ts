@@ -32,6 +32,8 @@ export interface LeaseOptions {
   readonly onRenewFailed?: (err: Error) => void
 }
 export const DEFAULT_LEASE_TTL_MS = 30_000
+/** After a renewal failed, the next is tried this much later (not a third of the lapse time later). */
+const RENEW_RETRY_MS = 1000
 
 /**
  * The right to rate the USAGE stream. Why: a rater's state (the dedupe index, the running totals) is the
@@ -71,7 +73,7 @@ export class RaterLease {
     const value = JSON.stringify(me)
     const url = nc.getServer()
     try {
-      const kv = await new Kvm(jetstream(nc, { timeout: Math.max(1000, Math.floor(options.ttlMs / 6)) })).create(LEASE_BUCKET, { ttl: options.ttlMs, history: 1 })
+      const kv = await new Kvm(jetstream(nc, { timeout: requestTimeoutMs(options.ttlMs) })).create(LEASE_BUCKET, { ttl: options.ttlMs, history: 1 })
       try {
         return new RaterLease(kv, await kv.create(LEASE_KEY, value), value, options)
       } catch (err) {
@@ -107,11 +109,29 @@ export class RaterLease {
     return !this.released && !this.lost && performance.now() - this.renewedAt < (this.options.ttlMs * 2) / 3
   }
 
+  /**
+   * isCurrent(), or, when that is false only because renewals could not get through (a broker restarting, a network
+   * blip) and the lease has not lapsed yet, renewals tried now, once a second, until one gets through (true) or the
+   * lease lapses or is lost (false). A renewal is a compare-and-set on the revision this holder last wrote: it gets
+   * through only if no other rater has written the lease since, so acting after it is as safe as after any renewal.
+   * The rater asks it before a flush: an outage of the broker of 10–20 s (the last renewal up to 10 s before it began)
+   * used to stop `rateflow run`, though no one else could have taken the stream.
+   */
+  async current(): Promise<boolean> {
+    while (!this.isCurrent()) {
+      if (this.released || this.lost || performance.now() - this.renewedAt >= this.options.ttlMs) return false
+      await this.renew()
+      if (!this.isCurrent()) await new Promise((resolve) => setTimeout(resolve, RENEW_RETRY_MS))
+    }
+    return true
+  }
+
   private async renew(): Promise<void> {
-    if (this.released || this.renewing) return
+    // Lost once is said once: a retry still pending would report it again.
+    if (this.released || this.lost || this.renewing) return
     this.renewing = true
     try {
-      this.revision = await this.kv.update(LEASE_KEY, this.value, this.revision)
+      this.revision = await withTimeout(this.kv.update(LEASE_KEY, this.value, this.revision), requestTimeoutMs(this.options.ttlMs))
       this.renewedAt = performance.now()
     } catch (err) {
       if (this.released) return
@@ -120,8 +140,12 @@ export class RaterLease {
       // Anything else (nats-server restarting, a network blip, a request timing out) may pass: the next renewal tries
       // again, until the lease may have lapsed (isCurrent). One failed renewal used to stop the rater, so a 5 s
       // restart of a shared nats-server ended `rateflow run`.
-      if (!taken && this.isCurrent()) {
+      // Until the lease lapses on the server (ttlMs after the last renewal at the latest), a renewal that gets through
+      // keeps it: tried again in a second, not at the next tick (isCurrent() is false meanwhile, so nothing is committed).
+      if (!taken && performance.now() - this.renewedAt < this.options.ttlMs) {
         this.options.onRenewFailed?.(err as Error)
+        const retry = setTimeout(() => void this.renew(), RENEW_RETRY_MS)
+        retry.unref()
         return
       }
       this.lost = true
@@ -160,4 +184,22 @@ function heldBy(holder: LeaseHolder, created: Date, ttlMs: number): HeldByAnothe
       `lease renewed ${ageS} s ago): one rater at a time. Stop it, or ingest without --wait and let it rate; if that process ` +
       `is gone, its lease lapses ${Math.round(ttlMs / 1000)} s after its last renewal`,
   )
+}
+
+/** A request about the lease times out within a sixth of the lapse time (at least 1 s). */
+function requestTimeoutMs(ttlMs: number): number {
+  return Math.max(1000, Math.floor(ttlMs / 6))
+}
+
+/**
+ * `p`, or a rejection after `ms`: a renewal sent while the client was reconnecting was seen to wait for good, past the
+ * client's own timeout, and every later renewal waited behind it. A renewal that gets through after this gave up has
+ * changed the revision: the next one's compare-and-set then fails, and the lease is given up (the safe way round).
+ */
+function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms)
+  })
+  return Promise.race([p, late]).finally(() => clearTimeout(timer))
 }

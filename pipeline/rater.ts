@@ -700,7 +700,7 @@ export class Rater extends EventEmitter {
     const started = performance.now()
     // Checked before writing too, not only before the commit row: a rater that may have lost the stream writes no
     // rows at all, so its rows cannot land beside the next rater's committed rows of the same keys.
-    this.checkLease()
+    await this.checkLease()
     // Order matters: the intent first (recover() finds a torn flush's rows by it); usage_events (the dedupe source)
     // after the rows derived from it; `flushes` last (commit). Both big tables get each key at most once per flush
     // (the dedupe index): unique keys, no replacing pass.
@@ -721,7 +721,7 @@ export class Rater extends EventEmitter {
     crashPoint('before-commit')
     // The commit is the act that needs the stream's lease: if it may have lapsed, another rater may have taken
     // the stream and deleted this flush's rows in its recovery. Fail instead; a restart recovers.
-    this.checkLease()
+    await this.checkLease()
     const sum = (k: keyof BatchOutcome) => b.outcomes.reduce((s, o) => s + (o[k] as number), 0)
     // Strictly later than every flush before it, even within one millisecond or after the clock stepped back; and not
     // before any stamp issued yet (they run ahead of the clock by 1 ms a batch while it is behind the store), so that a
@@ -774,9 +774,12 @@ export class Rater extends EventEmitter {
     }
   }
 
-  /** Throws when the stream's lease may have lapsed (another rater may hold the stream now). */
-  private checkLease(): void {
-    if (this.lease && !this.lease.isCurrent()) {
+  /**
+   * Throws when the stream's lease may have lapsed (another rater may hold the stream now); while renewals only could
+   * not get through and it has not lapsed, waits for one that does (RaterLease.current).
+   */
+  private async checkLease(): Promise<void> {
+    if (this.lease && !(await this.lease.current())) {
       throw new RateflowError(ErrorCode.ServiceUnavailable, 'not committing: the rater lease on the USAGE stream may have lapsed (not renewed in time)')
     }
   }

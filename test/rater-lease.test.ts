@@ -84,7 +84,7 @@ describe('RaterLease', () => {
     await taker.release()
   })
 
-  it('a holder keeps its lease through a short outage of the server (renewals fail, then get through), and loses it after a long one', async () => {
+  it('a holder keeps its lease through an outage of the server shorter than the lapse time (renewals fail, then get through), and loses it after a longer one', async () => {
     // The holder's connection goes through a proxy that can cut it: an outage the client reconnects after.
     const sockets = new Set<Socket>()
     const target = new URL(server.url)
@@ -99,41 +99,59 @@ describe('RaterLease', () => {
     })
     await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', () => r()))
     const port = (proxy.address() as AddressInfo).port
+    let isUp = true
     const down = async () => {
+      isUp = false
       await new Promise<void>((r) => {
         proxy.close(() => r())
         for (const s of sockets) s.destroy()
       })
     }
     const up = async () => {
+      if (isUp) return
       const next = createServer(proxy.listeners('connection')[0] as (s: Socket) => void)
-      await new Promise<void>((r) => next.listen(port, '127.0.0.1', () => r()))
+      await new Promise<void>((r, reject) => next.once('error', reject).listen(port, '127.0.0.1', () => r()))
       proxy = next
+      isUp = true
     }
     const viaProxy = await connect({ servers: `nats://127.0.0.1:${port}`, reconnectTimeWait: 100, maxReconnectAttempts: -1 })
     let lost: Error | undefined
     const failed: Error[] = []
-    // Renewed every 2 s, requests time out after 1 s, lapses after 6 s: it may act for 4 s after a renewal.
-    const holder = await RaterLease.acquire(viaProxy, '/data/f', { ttlMs: 6_000, force: false, onLost: (e) => (lost = e), onRenewFailed: (e) => failed.push(e) })
+    // Renewed every 4 s, requests time out after 2 s, lapses after 12 s: it may act for 8 s after a renewal.
+    const holder = await RaterLease.acquire(viaProxy, '/data/f', { ttlMs: 12_000, force: false, onLost: (e) => (lost = e), onRenewFailed: (e) => failed.push(e) })
+    const revision = () => (holder as unknown as { revision: number }).revision
     try {
       await down()
-      await new Promise((r) => setTimeout(r, 2_600)) // a renewal falls in the outage and fails
+      await new Promise((r) => setTimeout(r, 5_000)) // a renewal falls in the outage and fails
       await up()
-      await new Promise((r) => setTimeout(r, 2_500)) // the next one gets through
+      await new Promise((r) => setTimeout(r, 5_000)) // a later one gets through
       expect(failed.length).toBeGreaterThan(0)
       expect(lost).toBeUndefined()
       expect(holder.isCurrent()).toBe(true)
+      // Down from just after a renewal, past two thirds of the lapse time but not past the lapse: it may not act
+      // meanwhile, and a renewal that gets through once the server is back keeps it (an outage of 10–20 s used to stop
+      // the rater for good, though no one else could have taken the stream).
+      const before = revision()
+      while (revision() === before) await new Promise((r) => setTimeout(r, 20))
       await down()
-      await new Promise((r) => setTimeout(r, 5_500)) // past two thirds of the lapse time
+      await new Promise((r) => setTimeout(r, 8_500))
+      expect([holder.isCurrent(), lost]).toEqual([false, undefined])
+      await up()
+      expect(await holder.current()).toBe(true)
+      expect(lost).toBeUndefined()
+      await down()
+      // Past the lapse time, and the renewal failing after it (each waits up to 2 s, then 1 s to the next).
+      await new Promise((r) => setTimeout(r, 16_000))
       expect(lost?.message).toMatch(/^lost the rater lease on the USAGE stream \(not renewed for \d+\.\d s: /)
       expect(holder.isCurrent()).toBe(false)
+      expect(await holder.current()).toBe(false)
     } finally {
       await up().catch(() => undefined)
       await holder.release().catch(() => undefined)
       await viaProxy.close()
       proxy.close()
     }
-  }, 30_000)
+  }, 90_000)
 
   it('a holder on this host whose process is gone is taken over at once', async () => {
     const kv = await new Kvm(nc).create(LEASE_BUCKET, { ttl: 30_000, history: 1 })
