@@ -393,7 +393,6 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
   // --data is global: take it out wherever it stands.
   // RATEFLOW_DATA, when set, replaces the default; --data replaces both. Empty, it would be the current directory.
   const dataEnv = process.env.RATEFLOW_DATA
-  if (dataEnv === '') return fail(io, usage('RATEFLOW_DATA is empty: set it to a data directory, or unset it for the default ./.rateflow'))
   const g: GlobalOptions = { data: dataEnv ?? DEFAULT_DATA_DIR }
   const args: string[] = []
   let dataGiven = false
@@ -407,6 +406,7 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
       g.data = v
     } else args.push(a)
   }
+  if (!dataGiven && dataEnv === '') return fail(io, usage('RATEFLOW_DATA is empty: set it to a data directory, or unset it for the default ./.rateflow'))
   const [name, ...rest] = args
   if (!name || name === '--help' || name === '-h' || name === 'help') {
     io.out(HELP)

@@ -259,6 +259,8 @@ describe('bad files and documents exit 2 and name every problem', () => {
     expect(l.code).toBe(2)
     const e = await rateflow(['catalog', 'list'], { RATEFLOW_DATA: '' })
     expect([e.code, e.stderr]).toEqual([2, 'rateflow: RATEFLOW_DATA is empty: set it to a data directory, or unset it for the default ./.rateflow\n'])
+    // --data given: the variable is not used, so not in the way.
+    expect((await rateflow(['catalog', 'list', ...d], { RATEFLOW_DATA: '' })).code).toBe(0)
   })
 
   it('a missing file', async () => {
