@@ -238,3 +238,15 @@ describe('parseAsk', () => {
     }
   })
 })
+
+describe('readOnlyQuery, several at once on the embedded store', () => {
+  it('a query that waited its turn runs with the same limits, and answers', () =>
+    withStore(async (store) => {
+      // It was sent a shorter time limit (what was left of its own), which chDB refuses on a read-only session:
+      // "Cannot modify 'max_execution_time' setting in readonly mode", exit 2, for any query that waited a second.
+      const first = readOnlyQuery(store, 'SELECT sleepEachRow(0.5) FROM numbers(4)', queryFormat(undefined))
+      const second = readOnlyQuery(store, 'SELECT 42 AS answer', queryFormat(undefined))
+      await first
+      expect(JSON.parse((await second).toString())).toEqual({ answer: 42 })
+    }))
+})

@@ -335,7 +335,7 @@ export async function openStore(opts: { dataDir: string; url?: string | undefine
         ),
       )
     }
-    // The time limit counts from now: the wait for the session is part of it.
+    // A query that waited its whole time limit for the session does not start.
     const deadline = Date.now() + limits.timeoutS * 1000
     return new Promise<Buffer>((resolve, reject) => {
       lane.push({
@@ -351,7 +351,9 @@ export async function openStore(opts: { dataDir: string; url?: string | undefine
           }
           let p: Promise<Buffer>
           try {
-            p = execBytes(statement, format, analystSettings({ ...limits, timeoutS: Math.min(limits.timeoutS, leftS) }), session())
+            // The same settings every time: chDB keeps them on the analysts' session, and once readonly=1 is on it a
+            // query sending another value (a shorter time limit) is refused. The wait is bounded above, the run here.
+            p = execBytes(statement, format, analystSettings(limits), session())
           } catch (err) {
             // The session could not be opened: this query fails, the next ones try in turn.
             reject(err)
