@@ -87,7 +87,12 @@ export interface Queue {
 export async function openQueue(url: string, options: QueueOptions = DEFAULT_QUEUE): Promise<Queue> {
   let nc: NatsConnection
   try {
-    nc = await connect({ servers: url, name: `rateflow-${process.pid}`, maxReconnectAttempts: -1 })
+    // Several servers, comma-separated: the client reads one string as one server (the last URL of the list).
+    const servers = url
+      .split(',')
+      .map((x) => x.trim())
+      .filter((x) => x !== '')
+    nc = await connect({ servers, name: `rateflow-${process.pid}`, maxReconnectAttempts: -1 })
   } catch (err) {
     throw new RateflowError(ErrorCode.ServiceUnavailable, `cannot reach NATS at ${url} (NATS_URL, or the local nats-server): ${(err as Error).message}`, { cause: err })
   }

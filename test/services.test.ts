@@ -3,6 +3,7 @@ import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { afterAll, afterEach, expect, it } from 'vitest'
 import { freePort } from '../common/net.js'
+import { startNatsServer } from '../pipeline/services/nats-server.js'
 import { killStrayChildren, rateflow, tempDir } from './helpers/cli.js'
 
 /**
@@ -39,6 +40,20 @@ it('a NATS_URL nothing answers: exit 1 naming the address, no stack trace', asyn
   expect(r.code).toBe(1)
   expect(r.stderr.trim()).toBe(`rateflow: cannot reach NATS at nats://127.0.0.1:${port} (NATS_URL, or the local nats-server): connection refused`)
 })
+
+it('a NATS_URL of several servers: any that answers is used (only the last one was)', async () => {
+  const nats = await startNatsServer(join(tmp.dir, 'several-nats'))
+  try {
+    const dead = await freePort()
+    const accounts = join(import.meta.dirname, '..', 'examples', 'accounts.json')
+    for (const url of [`${nats.url}, nats://127.0.0.1:${dead}`, `nats://127.0.0.1:${dead},${nats.url}`]) {
+      const r = await rateflow(['accounts', 'apply', accounts, '--data', join(tmp.dir, 'several')], { NATS_URL: url })
+      expect([url, r.code, r.stderr]).toEqual([url, 0, expect.not.stringContaining('cannot reach NATS')])
+    }
+  } finally {
+    await nats.stop()
+  }
+}, 60_000)
 
 it('a --data that is a file: exit 2, bad usage', async () => {
   const file = join(tmp.dir, 'afile')
