@@ -2,7 +2,7 @@ import { existsSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { applyAccounts, cycleChangingAccounts, plansNotInCatalog } from '../catalog/accounts.js'
 import { storedAccounts, storedCatalogs } from '../catalog/repository.js'
-import { validateCatalog, validateCatalogVersionOrder } from '../catalog/validate-catalog.js'
+import { timeRatedGaps, validateCatalog, validateCatalogVersionOrder } from '../catalog/validate-catalog.js'
 import { findCharge, priceCharge, rateEvent } from '../rating-core/pricing.js'
 import { ErrorCode, HeldByAnotherError, isSystemCallError, isUserError, RateflowError, ValidationError, type Problem } from '../common/errors.js'
 import type { Catalog } from '../catalog/types.js'
@@ -48,6 +48,7 @@ const commands: Record<string, Handler> = {
       const rt = await runtimeFor(g)
       const outcome = validateCatalogVersionOrder(rt.repo.catalogs(), catalog)
       if (outcome === 'new') rt.repo.putCatalog(catalog)
+      for (const w of timeRatedGaps(catalog)) io.err(`rateflow: warning: ${w.path}: ${w.message}`)
       // Usage already rated at or after the new version's effective_from stays on the version that rated it (no
       // re-rating): said, so it is not found out on an invoice. Asked of the store, or of the `rateflow run` that owns it.
       await releaseWhenIdle(g, 'the catalog version', raterOptions, async (store) => {
