@@ -1,4 +1,4 @@
-import { linkSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { linkSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { ErrorCode, HeldByAnotherError, RateflowError } from '../common/errors.js'
 
@@ -110,12 +110,20 @@ function liveOwner(text: string): number | undefined {
 
 /**
  * This process's identity beyond its pid, where /proc tells: when it started (clock ticks after boot) and the boot's id.
- * A pid is reused (a container's node runs as pid 1 after every restart); the pid with these is not.
+ * A pid is reused (a container's node runs as pid 1 after every restart); the pid with these is not. `pidns` names the
+ * pid namespace they are read in (containers sharing a hostname each have a pid 1).
  */
-export function processIdentity(): { start: string; boot: string } | undefined {
+export function processIdentity(): { start: string; boot: string; pidns: string } | undefined {
   const start = processStart(process.pid)
   const boot = currentBoot()
-  return start !== undefined && boot !== undefined ? { start, boot } : undefined
+  let pidns: string
+  try {
+    // `pid:[4026531836]`: which pid namespace the pid and start are read in.
+    pidns = readlinkSync('/proc/self/ns/pid')
+  } catch {
+    return undefined
+  }
+  return start !== undefined && boot !== undefined ? { start, boot, pidns } : undefined
 }
 
 /**

@@ -16,9 +16,10 @@ export interface LeaseHolder {
   readonly dataDir: string
   /** When this holder took the lease (ISO-8601 UTC). */
   readonly since: string
-  /** The holder process's start and boot (processIdentity), where known: its pid may be another process's now. */
+  /** The holder process's start, boot and pid namespace (processIdentity), where known: its pid may be another's now. */
   readonly start?: string
   readonly boot?: string
+  readonly pidns?: string
 }
 
 export interface LeaseOptions {
@@ -82,7 +83,7 @@ export class RaterLease {
         const holder = entry.json<LeaseHolder>()
         // On this host, a holder whose process is gone, or whose pid is now another process's (this one's, say, in a
         // container whose node runs as pid 1 after each restart: it was refused as "held by process 1" until it lapsed).
-        if (options.force || (holder.host === me.host && !processLive(holder.pid, holder.start, holder.boot))) {
+        if (options.force || (holder.host === me.host && holderGone(holder, me))) {
           // Compare-and-set on the revision read: if another rater took it meanwhile, this fails and says so.
           return new RaterLease(kv, await kv.update(LEASE_KEY, value, entry.revision), value, options)
         }
@@ -135,8 +136,17 @@ export class RaterLease {
       this.renewedAt = performance.now()
     } catch (err) {
       if (this.released) return
-      // The compare-and-set failed: another rater wrote the lease since this one last did. Lost, at once.
-      const taken = /wrong last sequence/i.test((err as Error).message ?? '')
+      // The compare-and-set failed: the lease was written since this holder last did. By itself, when a renewal it gave
+      // up on (withTimeout) reached a stalled server later: its own text is there, under a newer revision, which it takes
+      // up. By another rater otherwise: lost, at once.
+      let taken = /wrong last sequence/i.test((err as Error).message ?? '')
+      if (taken && !/wrong last sequence: 0\b/i.test((err as Error).message)) {
+        const entry = await withTimeout(this.kv.get(LEASE_KEY), requestTimeoutMs(this.options.ttlMs)).catch(() => null)
+        if (entry !== null && entry.operation === 'PUT' && entry.string() === this.value) {
+          this.revision = entry.revision
+          taken = false
+        }
+      }
       // Anything else (nats-server restarting, a network blip, a request timing out) may pass: the next renewal tries
       // again, until the lease may have lapsed (isCurrent). One failed renewal used to stop the rater, so a 5 s
       // restart of a shared nats-server ended `rateflow run`.
@@ -202,4 +212,17 @@ function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
     timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms)
   })
   return Promise.race([p, late]).finally(() => clearTimeout(timer))
+}
+
+/**
+ * Whether the lease's holder, on this host, is gone. Its pid is read in this process's pid namespace only when it was
+ * taken in the same one: two containers with one hostname (host networking) each run node as pid 1, and a holder's
+ * pid 1 alive there says nothing of this namespace's pid 1 (taken over, two raters held the stream at once). A holder
+ * of another namespace is waited for until its lease lapses. An earlier release's record (no namespace) is judged by
+ * its pid alone, as that release did.
+ */
+function holderGone(holder: LeaseHolder, me: LeaseHolder): boolean {
+  if (holder.pidns === undefined) return !processLive(holder.pid)
+  if (holder.pidns !== me.pidns) return false
+  return !processLive(holder.pid, holder.start, holder.boot)
 }

@@ -168,10 +168,40 @@ describe('RaterLease', () => {
     const kv = await new Kvm(nc).create(LEASE_BUCKET, { ttl: 30_000, history: 1 })
     const mine = processIdentity()
     expect(mine).toBeDefined()
-    await kv.put(LEASE_KEY, JSON.stringify({ host: hostname(), pid: process.pid, dataDir: '/data/before', since: '2026-11-22T08:00:00.000Z', start: '1', boot: mine!.boot }))
+    await kv.put(LEASE_KEY, JSON.stringify({ host: hostname(), pid: process.pid, dataDir: '/data/before', since: '2026-11-22T08:00:00.000Z', start: '1', boot: mine!.boot, pidns: mine!.pidns }))
     const lease = await RaterLease.acquire(nc, '/data/after', { ttlMs: 30_000, force: false, onLost: never })
     expect((await kv.get(LEASE_KEY))?.json<{ dataDir: string; start: string }>()).toMatchObject({ dataDir: '/data/after', start: mine!.start })
     await lease.release()
+  })
+
+  it('a holder on this host in another pid namespace is not judged by this one\'s pids: it keeps the lease until it lapses', async () => {
+    // Two containers with one hostname each run node as pid 1: the other's pid 1, with another start time, was taken
+    // for a dead predecessor, and both raters held the stream at once.
+    const kv = await new Kvm(nc).create(LEASE_BUCKET, { ttl: 30_000, history: 1 })
+    const mine = processIdentity()!
+    await kv.put(LEASE_KEY, JSON.stringify({ host: hostname(), pid: process.pid, dataDir: '/data/other-ns', since: '2026-11-22T08:00:00.000Z', start: '1', boot: mine.boot, pidns: 'pid:[1]' }))
+    await expect(RaterLease.acquire(nc, '/data/h', { ttlMs: 30_000, force: false, onLost: never })).rejects.toThrow(/being rated by rateflow process \d+ .*data \/data\/other-ns/)
+  })
+
+  it('a renewal that finds the lease rewritten with its own text (a renewal it gave up on, applied late) goes on holding it', async () => {
+    // A server stalled for seconds applies a renewal the holder had stopped waiting for: the revision moved, the text is
+    // the holder's own. Taken for another rater's, the run stopped during the very outage it means to survive.
+    let lost: Error | undefined
+    const holder = await RaterLease.acquire(nc, '/data/i', { ttlMs: 30_000, force: false, onLost: (e) => (lost = e) })
+    try {
+      const kv = await new Kvm(nc).create(LEASE_BUCKET, { ttl: 30_000, history: 1 })
+      const entry = (await kv.get(LEASE_KEY))!
+      await kv.put(LEASE_KEY, entry.string())
+      await (holder as unknown as { renew(): Promise<void> }).renew()
+      await (holder as unknown as { renew(): Promise<void> }).renew()
+      expect([lost, holder.isCurrent()]).toEqual([undefined, true])
+      // Another rater's text under a new revision is a take-over, as before.
+      await kv.put(LEASE_KEY, JSON.stringify({ ...entry.json<object>(), dataDir: '/data/someone-else' }))
+      await (holder as unknown as { renew(): Promise<void> }).renew()
+      expect(lost?.message).toBe('lost the rater lease on the USAGE stream (another rater took it)')
+    } finally {
+      await holder.release()
+    }
   })
 
   it('a server that cannot hold the lease is named, not a client stack', async () => {
