@@ -233,7 +233,7 @@ describe('parseAsk', () => {
   it('takes the named questions only, so /v1/ask runs no SQL it is sent', () => {
     expect(parseAsk('{"ask":"rated_after","at":"2026-10-01T00:00:00Z"}')).toEqual({ ask: 'rated_after', at: '2026-10-01T00:00:00Z' })
     expect(parseAsk('{"accounts":["a-1","x\\u0027y"],"ask":"accounts_with_rated_usage"}')).toEqual({ ask: 'accounts_with_rated_usage', accounts: ['a-1', "x'y"] })
-    for (const body of ['SELECT 1', '{"ask":"rated_after","at":"x","sql":"DROP TABLE rated_usage"}', '{"ask":"query","sql":"SELECT 1"}', '{"ask":"accounts_with_rated_usage","accounts":[1]}', '[]', 'null']) {
+    for (const body of ['SELECT 1', '{"ask":"rated_after","at":"tomorrow"}', '{"ask":"rated_after","at":"x","sql":"DROP TABLE rated_usage"}', '{"ask":"query","sql":"SELECT 1"}', '{"ask":"accounts_with_rated_usage","accounts":[1]}', '[]', 'null']) {
       expect(() => parseAsk(body), body).toThrow(expect.objectContaining({ code: ErrorCode.BadInput }))
     }
   })

@@ -1,3 +1,4 @@
+import { parseIsoTime } from '../common/time.js'
 import { readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { ErrorCode, RateflowError } from '../common/errors.js'
@@ -168,11 +169,12 @@ export function parseAsk(text: string): StoreAsk {
   }
   const o = v as Record<string, unknown> | null
   const keys = o !== null && typeof o === 'object' && !Array.isArray(o) ? Object.keys(o).sort().join(',') : ''
-  if (keys === 'ask,at' && o!.ask === 'rated_after' && typeof o!.at === 'string') return { ask: 'rated_after', at: o!.at }
+  // A time the store would fail to read is the request's fault (400), not the store's.
+  if (keys === 'ask,at' && o!.ask === 'rated_after' && typeof o!.at === 'string' && parseIsoTime(o!.at) !== undefined) return { ask: 'rated_after', at: o!.at }
   if (keys === 'accounts,ask' && o!.ask === 'accounts_with_rated_usage' && Array.isArray(o!.accounts) && o!.accounts.every((a) => typeof a === 'string')) {
     return { ask: 'accounts_with_rated_usage', accounts: o!.accounts as string[] }
   }
-  throw new RateflowError(ErrorCode.BadInput, 'ask: expected {"ask":"rated_after","at":TIME} or {"ask":"accounts_with_rated_usage","accounts":[ID,…]}')
+  throw new RateflowError(ErrorCode.BadInput, 'ask: expected {"ask":"rated_after","at":ISO-8601 TIME} or {"ask":"accounts_with_rated_usage","accounts":[ID,…]}')
 }
 
 /** POSTs `body` to the run and returns the answer's bytes; a non-200 answer is thrown with the API's message. */
