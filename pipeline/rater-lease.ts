@@ -68,8 +68,6 @@ export class RaterLease {
 
   /** Takes the lease for this process, or throws a HeldByAnotherError (BAD_USAGE) naming its holder. */
   static async acquire(nc: NatsConnection, dataDir: string, options: LeaseOptions): Promise<RaterLease> {
-    // Requests time out within a sixth of the lapse time (at least 1 s): a renewal that cannot get through fails in
-    // time for the next ones to try before the lease may lapse.
     const me: LeaseHolder = { host: hostname(), pid: process.pid, dataDir, since: new Date().toISOString(), ...processIdentity() }
     const value = JSON.stringify(me)
     const url = nc.getServer()
@@ -136,22 +134,23 @@ export class RaterLease {
       this.renewedAt = performance.now()
     } catch (err) {
       if (this.released) return
-      // The compare-and-set failed: the lease was written since this holder last did. By itself, when a renewal it gave
-      // up on (withTimeout) reached a stalled server later: its own text is there, under a newer revision, which it takes
-      // up. By another rater otherwise: lost, at once.
-      let taken = /wrong last sequence/i.test((err as Error).message ?? '')
-      if (taken && !/wrong last sequence: 0\b/i.test((err as Error).message)) {
+      const message = (err as Error).message ?? ''
+      // The compare-and-set failed ("wrong last sequence"): the lease was written since this holder last did. By itself,
+      // when a renewal it gave up on (withTimeout) reached a stalled server later: its own text is there, under a newer
+      // revision, which it takes up. By another rater otherwise: lost, at once. "wrong last sequence: 0": no entry is
+      // left at all, it lapsed and the server removed it.
+      let taken = /wrong last sequence/i.test(message)
+      const lapsed = /wrong last sequence: 0\b/i.test(message)
+      if (taken && !lapsed) {
         const entry = await withTimeout(this.kv.get(LEASE_KEY), requestTimeoutMs(this.options.ttlMs)).catch(() => null)
         if (entry !== null && entry.operation === 'PUT' && entry.string() === this.value) {
           this.revision = entry.revision
           taken = false
         }
       }
-      // Anything else (nats-server restarting, a network blip, a request timing out) may pass: the next renewal tries
-      // again, until the lease may have lapsed (isCurrent). One failed renewal used to stop the rater, so a 5 s
-      // restart of a shared nats-server ended `rateflow run`.
-      // Until the lease lapses on the server (ttlMs after the last renewal at the latest), a renewal that gets through
-      // keeps it: tried again in a second, not at the next tick (isCurrent() is false meanwhile, so nothing is committed).
+      // Anything else (nats-server restarting, a network blip, a request timing out) may pass: until the lease lapses on
+      // the server (ttlMs after the last renewal at the latest), a renewal that gets through keeps it, so one is tried
+      // again in a second, not at the next tick (once isCurrent() is false, nothing is committed meanwhile).
       if (!taken && performance.now() - this.renewedAt < this.options.ttlMs) {
         this.options.onRenewFailed?.(err as Error)
         const retry = setTimeout(() => void this.renew(), RENEW_RETRY_MS)
@@ -160,12 +159,11 @@ export class RaterLease {
       }
       this.lost = true
       this.stopRenewing()
-      // "wrong last sequence: 0": no entry is left at all, it lapsed and the server removed it; another number: rewritten.
-      const why = taken
-        ? /wrong last sequence: 0\b/i.test((err as Error).message)
-          ? `it lapsed: not renewed within ${Math.round(this.options.ttlMs / 1000)} s, and the server removed it`
-          : 'another rater took it'
-        : `not renewed for ${((performance.now() - this.renewedAt) / 1000).toFixed(1)} s: ${(err as Error).message}`
+      const why = lapsed
+        ? `it lapsed: not renewed within ${Math.round(this.options.ttlMs / 1000)} s, and the server removed it`
+        : taken
+          ? 'another rater took it'
+          : `not renewed for ${((performance.now() - this.renewedAt) / 1000).toFixed(1)} s: ${message}`
       this.options.onLost(new RateflowError(ErrorCode.ServiceUnavailable, `lost the rater lease on the USAGE stream (${why})`, { cause: err }))
     } finally {
       this.renewing = false
@@ -196,7 +194,10 @@ function heldBy(holder: LeaseHolder, created: Date, ttlMs: number): HeldByAnothe
   )
 }
 
-/** A request about the lease times out within a sixth of the lapse time (at least 1 s). */
+/**
+ * A request about the lease times out within a sixth of the lapse time (at least 1 s): a renewal that cannot get
+ * through fails in time for the next ones to try before the lease lapses.
+ */
 function requestTimeoutMs(ttlMs: number): number {
   return Math.max(1000, Math.floor(ttlMs / 6))
 }
@@ -204,7 +205,7 @@ function requestTimeoutMs(ttlMs: number): number {
 /**
  * `p`, or a rejection after `ms`: a renewal sent while the client was reconnecting was seen to wait for good, past the
  * client's own timeout, and every later renewal waited behind it. A renewal that gets through after this gave up has
- * changed the revision: the next one's compare-and-set then fails, and the lease is given up (the safe way round).
+ * moved the revision: the next one's compare-and-set fails, finds its own text there and takes that revision up.
  */
 function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
   let timer: NodeJS.Timeout | undefined
