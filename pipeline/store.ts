@@ -335,27 +335,23 @@ export async function openStore(opts: { dataDir: string; url?: string | undefine
         ),
       )
     }
-    // A query that waited its whole time limit for the session does not start.
+    // A query waits at most its time limit for the session, then runs at most its time limit.
     const deadline = Date.now() + limits.timeoutS * 1000
     return new Promise<Buffer>((resolve, reject) => {
       lane.push({
         fail: reject,
         start: () => {
-          const leftS = Math.ceil((deadline - Date.now()) / 1000)
-          if (leftS < 1) {
-            reject(
-              Object.assign(new Error(`it waited its whole time for other analysts' queries to end (the embedded store runs one at a time)`), { code: '159' }),
-            )
-            runNext()
-            return
-          }
           let p: Promise<Buffer>
           try {
+            // TIMEOUT_EXCEEDED's code, so that the time limit is named as for a query the engine stopped.
+            if (Date.now() >= deadline) {
+              throw Object.assign(new Error(`it waited its whole time for other analysts' queries to end (the embedded store runs one at a time)`), { code: '159' })
+            }
             // The same settings every time: chDB keeps them on the analysts' session, and once readonly=1 is on it a
-            // query sending another value (a shorter time limit) is refused. The wait is bounded above, the run here.
+            // query sending another value (what was left of its time limit, say) is refused.
             p = execBytes(statement, format, analystSettings(limits), session())
           } catch (err) {
-            // The session could not be opened: this query fails, the next ones try in turn.
+            // Out of time, or the session could not be opened: this query fails, the next ones try in turn.
             reject(err)
             runNext()
             return
@@ -370,16 +366,17 @@ export async function openStore(opts: { dataDir: string; url?: string | undefine
       runNext()
     })
   }
-  /**
-   * Embedded: refuses the analysts' queries still waiting, cancels the one running and waits for it to end. A chDB
-   * session closed under a running query aborts the engine, and a `rateflow run` stopping waited for an analyst's query
-   * to its end (hours for `SELECT count() FROM numbers(1e11)`): a KILL from the writer's session ends one in ~20 ms
-   * here. Queries still waiting were started after the KILL, each to its own time limit.
-   */
+  /** Embedded: refuses the analysts' queries still waiting, and any new one (Store.refuseAnalystQueries). */
   const refuseAnalystQueries = (): void => {
     closing = true
     for (const waiting of lane.splice(0)) waiting.fail(stoppingError())
   }
+  /**
+   * Embedded: refuses the analysts' queries still waiting, cancels the one running and waits for it to end. A chDB
+   * session closed under a running query aborts the engine, and a `rateflow run` stopping waited for an analyst's query
+   * to its end (hours for `SELECT count() FROM numbers(1e11)`): a KILL from the writer's session ends one in ~20 ms
+   * here. Queries waiting are refused first: started after the KILL, each ran to its own time limit.
+   */
   const cancelAnalystQueries = async (): Promise<void> => {
     refuseAnalystQueries()
     const now = running
