@@ -11,7 +11,7 @@ import { logLevelFromEnv } from '../common/logger.js'
 import { namedInteger } from '../common/env.js'
 import { DEFAULT_DATA_DIR, clickhouseUrlFromEnv, natsUrlFromEnv, parse, processIo, refuseNonDirectory, runtimeFor, usage, type GlobalOptions, type Io } from './context.js'
 import { readJsonFile, validatedJson } from './json-file.js'
-import { askRun, askSql, queryFormat, queryRun, readOnlyQuery, runningRun, type StoreAsk } from './query.js'
+import { askRun, askSql, queryFormat, queryRun, readOnlyQuery, runningRun, type RunInfo, type StoreAsk } from './query.js'
 import type { Store } from '../pipeline/store.js'
 import type { RaterOptions } from '../pipeline/rater.js'
 import { analystLimitsFromEnv, type AnalystLimits } from '../pipeline/analyst-limits.js'
@@ -179,7 +179,7 @@ const commands: Record<string, Handler> = {
     // Both checked even when a run answers (it applies its own limits): a bad value is named before anything is asked.
     queryFormat(format)
     const limits = analystLimitsFromEnv()
-    io.out(await askStore(g, positionals[0]!, format, { limits }))
+    io.out(await askStore(g, positionals[0]!, format, limits))
     return 0
   },
   price: async (args, _g, io) => {
@@ -262,37 +262,44 @@ const ASK_RUN_MS = 30_000
 /**
  * The rows a command's own question of the store (StoreAsk) gets: from the `rateflow run` that owns an embedded store
  * (on its writer's session, not behind analysts' queries), waited for ASK_RUN_MS at most (one that is announced but
- * does not answer, stopped with SIGSTOP say, held the command for good); else from the store opened to read. Only an
- * existing store is read.
+ * does not answer, stopped with SIGSTOP say, held the command for good); else from the store opened to read.
  */
-async function askRows<T>(g: GlobalOptions, ask: StoreAsk): Promise<T[]> {
-  const url = clickhouseUrlFromEnv()
-  const run = url ? undefined : runningRun(g.data)
-  if (run !== undefined) return askRun<T>(run, ask, ASK_RUN_MS)
-  const { openStoreToRead } = await import('../pipeline/runtime.js')
-  const opened = await openStoreToRead({ dataDir: g.data, clickhouseUrl: url })
-  try {
-    const { sql, params } = askSql(ask)
-    return await opened.store.rows<T>(sql, params)
-  } finally {
-    await opened.close()
-  }
+function askRows<T>(g: GlobalOptions, ask: StoreAsk): Promise<T[]> {
+  return fromRunOrStore(
+    g,
+    (run) => askRun<T>(run, ask, ASK_RUN_MS),
+    (store) => {
+      const { sql, params } = askSql(ask)
+      return store.rows<T>(sql, params)
+    },
+  )
 }
 
 /**
  * The answer of read-only SQL on the store of `g.data`, in the `--format` named `format`: from the `rateflow run` that
- * owns an embedded store (no other process can open the directory while it runs), within `timeoutMs` when given; else
- * from the store opened to read, within `limits`. Only an existing store is read: a mistyped --data must not create an
- * empty one and answer from it.
+ * owns an embedded store, else from the store opened to read, within `limits`.
  */
-async function askStore(g: GlobalOptions, sql: string, format: string, opts: { limits?: AnalystLimits; timeoutMs?: number } = {}): Promise<Buffer> {
+function askStore(g: GlobalOptions, sql: string, format: string, limits?: AnalystLimits): Promise<Buffer> {
+  return fromRunOrStore(
+    g,
+    (run) => queryRun(run, sql, format),
+    (store) => readOnlyQuery(store, sql, queryFormat(format), limits),
+  )
+}
+
+/**
+ * `viaRun` of the `rateflow run` that owns the embedded store of `g.data` (no other process can open the directory
+ * while it runs); else `viaStore` of the store opened to read, and closed after. Only an existing store is read: a
+ * mistyped --data must not create an empty one and answer from it.
+ */
+async function fromRunOrStore<T>(g: GlobalOptions, viaRun: (run: RunInfo) => Promise<T>, viaStore: (store: Store) => Promise<T>): Promise<T> {
   const url = clickhouseUrlFromEnv()
   const run = url ? undefined : runningRun(g.data)
-  if (run !== undefined) return queryRun(run, sql, format, opts.timeoutMs)
+  if (run !== undefined) return viaRun(run)
   const { openStoreToRead } = await import('../pipeline/runtime.js')
   const opened = await openStoreToRead({ dataDir: g.data, clickhouseUrl: url })
   try {
-    return await readOnlyQuery(opened.store, sql, queryFormat(format), opts.limits)
+    return await viaStore(opened.store)
   } finally {
     await opened.close()
   }

@@ -1,7 +1,7 @@
-import { parseIsoTime } from '../common/time.js'
 import { readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { ErrorCode, RateflowError } from '../common/errors.js'
+import { parseIsoTime } from '../common/time.js'
 import { lockOwner } from '../pipeline/data-dir-lock.js'
 import { ANALYST_LIMIT_VARS, DEFAULT_ANALYST_LIMITS, type AnalystLimits } from '../pipeline/analyst-limits.js'
 import { isConnectionError, type QueryFormat, type Store } from '../pipeline/store.js'
