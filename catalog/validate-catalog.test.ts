@@ -183,7 +183,6 @@ describe('validateCatalog', () => {
     { name: 'time_rated minimum above maximum', edit: (d) => Object.assign(d.plans[0].charges[8], { minimum: '5', maximum: '1' }), path: '$.plans[0].charges[8].minimum' },
     { name: 'time_rated free_units negative', edit: (d) => (d.plans[0].charges[8].free_units = '-60'), path: '$.plans[0].charges[8].free_units' },
     { name: 'overlapping schedules in one charge', edit: (d) => (d.schedules[1].from = '17:00'), path: '$.plans[0].charges[8].rates[1].schedule', message: /overlaps/ },
-
     { name: 'same schedule twice in one charge', edit: (d) => (d.plans[0].charges[8].rates[2].schedule = 'day'), path: '$.plans[0].charges[8].rates[2].schedule' },
     { name: 'recurring billing enum', edit: (d) => (d.plans[0].charges[0].billing = 'monthly'), path: '$.plans[0].charges[0].billing' },
     { name: 'recurring proration enum', edit: (d) => (d.plans[0].charges[0].proration = 'hourly'), path: '$.plans[0].charges[0].proration' },

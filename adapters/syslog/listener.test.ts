@@ -1,5 +1,4 @@
-import { spawn } from 'node:child_process'
-import { execFile } from 'node:child_process'
+import { execFile, spawn } from 'node:child_process'
 import dgram from 'node:dgram'
 import net from 'node:net'
 import { Writable } from 'node:stream'

@@ -180,10 +180,9 @@ export class SyslogAdapter {
     const tcp = this.tcp
     if (!tcp) return
     // Senders that connected while the process was busy wait in the kernel's listen backlog, and closing the listener
-    // resets them: their lines, which the sender counted as sent, were lost without a word. One turn of the event loop
-    // (its poll accepts every pending connection) takes them in first.
-    // Turns until one takes in no connection (libuv accepts those that are ready when it polls), 100 at most: the
-    // listener stays open meanwhile, so a sender that keeps connecting cannot hold the stop.
+    // resets them: their lines, which the sender counted as sent, were lost without a word. The event loop is turned
+    // (its poll accepts the connections that are ready) until a turn takes in none, 100 turns at most: the listener
+    // stays open meanwhile, so a sender that keeps connecting cannot hold the stop.
     for (let turns = 0; turns < 100; turns++) {
       const before = this.accepted
       await new Promise((resolve) => setTimeout(resolve, 0))
