@@ -24,6 +24,23 @@ beforeAll(async () => {
   rt.repo.putAccounts(validateAccounts(sampleAccounts({ customers: 1, devicesPerAccount: 1 })))
 })
 
+/**
+ * A rater on this file's runtime, not started, that keeps every batch's outcome by batch id; `outcome(id)`
+ * waits up to 5 s for the batch's and gives it (undefined if none came).
+ */
+async function recordingRater() {
+  const store = await rt.store()
+  const queue = await rt.queue()
+  const rater = new Rater({ store, queue, ownsQueue: true, repo: rt.repo, dataDir: dir, log: rt.log })
+  const seen = new Map<string, BatchOutcome>()
+  rater.on('outcome', (o: BatchOutcome) => seen.set(o.batchId, o))
+  const outcome = async (id: string): Promise<BatchOutcome | undefined> => {
+    for (let i = 0; i < 200 && !seen.has(id); i++) await new Promise((r) => setTimeout(r, 25))
+    return seen.get(id)
+  }
+  return { store, queue, rater, outcome }
+}
+
 /** A rater on this file's runtime, started, and the outcome of the batch `batchId` once it is committed. */
 async function startedRater(batchId: string): Promise<{ rater: InstanceType<typeof Rater>; outcome: Promise<BatchOutcome> }> {
   const rater = new Rater({ store: await rt.store(), queue: await rt.queue(), ownsQueue: true, repo: rt.repo, dataDir: dir, log: rt.log })
@@ -114,15 +131,7 @@ it('an event the pool staged under a catalog version this thread has not read ye
 // looked at them at most once a second, so usage published right after an apply returned was guided and priced on
 // the old data for good: a device's usage billed to the account it had just left, an event priced by the version before.
 it('usage published after guiding data changed is guided and priced on the new data, however soon after', async () => {
-  const store = await rt.store()
-  const queue = await rt.queue()
-  const rater = new Rater({ store, queue, ownsQueue: true, repo: rt.repo, dataDir: dir, log: rt.log })
-  const seen = new Map<string, BatchOutcome>()
-  rater.on('outcome', (o: BatchOutcome) => seen.set(o.batchId, o))
-  const outcome = async (id: string) => {
-    for (let i = 0; i < 200 && !seen.has(id); i++) await new Promise((r) => setTimeout(r, 25))
-    return seen.get(id)
-  }
+  const { store, queue, rater, outcome } = await recordingRater()
   const record = (id: string, time: string) => ({ event_id: id, source: 'test:moved', event_time: time, device_id: 'fw-moving', metric: 'api_calls', quantity: '1000' })
   const original = rt.repo.accounts()
   const catalogs = rt.repo.catalogs()
@@ -335,17 +344,12 @@ it('settleReleases() takes no more batches and returns while other producers kee
 // nothing held (every `catalog apply` / `accounts apply` without a running rater) now starts no thread at all, and
 // a pool that was started is ended only once the tasks handed to it have settled.
 it('releases held usage after a change the fetch loop noticed first, while new usage flows', async () => {
-  const store = await rt.store()
-  const queue = await rt.queue()
-  const rater = new Rater({ store, queue, ownsQueue: true, repo: rt.repo, dataDir: dir, log: rt.log })
-  const seen = new Map<string, BatchOutcome>()
-  rater.on('outcome', (o: BatchOutcome) => seen.set(o.batchId, o))
+  const { store, queue, rater, outcome } = await recordingRater()
   await rater.start()
   try {
     const record = (id: string) => ({ event_id: id, source: 'test:flowing', event_time: '2026-10-06T08:00:00Z', device_id: 'fw-flow', metric: 'api_calls', quantity: '1' })
     await queue.publish({ id: 'flow-held', records: [record('h-1'), record('h-2')], rejects: [] })
-    for (let i = 0; i < 100 && !seen.has('flow-held'); i++) await new Promise((r) => setTimeout(r, 50))
-    expect(seen.get('flow-held')).toMatchObject({ suspended: 2 })
+    expect(await outcome('flow-held')).toMatchObject({ suspended: 2 })
     const accounts = rt.repo.accounts()
     accounts.customers[0]!.accounts[0]!.subscriptions[0]!.devices.push({ device_id: 'fw-flow', from: '2026-10-01T00:00:00Z', to: null })
     // Usage keeps arriving, a batch every 20 ms for 3 s, so the fetch loop is the one that sees the change.

@@ -4,7 +4,7 @@ import { sampleAccounts, sampleCatalog, writeSampleCsv } from '../bench/sample-d
 import { jetstreamManager } from '@nats-io/jetstream'
 import { openQueue, USAGE_STREAM } from '../pipeline/queue.js'
 import { startNatsServer } from '../pipeline/services/nats-server.js'
-import { json, query, rateflow, tempDir, writeJson, killStrayChildren } from './helpers/cli.js'
+import { json, query, rateflow, tempDir, writeJson, killStrayChildren, type CliResult } from './helpers/cli.js'
 
 /**
  * kill -9 of `ingest csv --wait` in the middle of a large file, then the same command again: rated_usage
@@ -63,38 +63,33 @@ async function rerunAndCompare(data: string, env: Record<string, string> = {}): 
 }
 
 /**
- * `ingest csv --wait` of the big file in small flushes, once its first flush has committed (still running). In an
- * object: the run is a promise, which an async function's return would wait for.
+ * A prepared data directory `name` under the work directory, and the `ingest csv --wait` of the big file there, in
+ * small flushes, ended by `signal` as soon as its first flush has committed: part of the file is rated, part is in
+ * JetStream, part unread.
  */
-async function ingestUntilFirstFlush(data: string): Promise<{ run: ReturnType<typeof rateflow> }> {
+async function interruptedAfterFirstFlush(name: string, signal: NodeJS.Signals): Promise<{ data: string; r: CliResult }> {
+  const data = join(work.dir, name)
+  await prepare(data)
   const run = rateflow(['ingest', 'csv', csv, '--source', 'csv:big', '--wait', '--data', data], { RATEFLOW_LOG: 'info', ...SMALL_FLUSHES })
   await new Promise<void>((resolve) => {
     run.child.stderr!.on('data', (d: Buffer) => {
       if (d.toString().includes('flush committed')) resolve()
     })
   })
-  return { run }
+  run.child.kill(signal)
+  return { data, r: await run }
 }
 
 describe('kill -9 in the middle of a large file, then the same command again', () => {
   it('after a flush has committed (random point in the stream)', async () => {
-    const data = join(work.dir, 'killed')
-    await prepare(data)
-    // Kill as soon as the first flush committed: part of the file is rated, part is in JetStream, part unread.
-    const { run } = await ingestUntilFirstFlush(data)
-    run.child.kill('SIGKILL')
-    const r = await run
+    const { data, r } = await interruptedAfterFirstFlush('killed', 'SIGKILL')
     expect(r.signal).toBe('SIGKILL')
     const again = await rerunAndCompare(data)
     expect(again.duplicates).toBeGreaterThan(0) // what the killed run committed is not billed twice
   })
 
   it('Ctrl-C (SIGINT) ends it as a kill does, saying what was kept and what to do; the same command again finishes it', async () => {
-    const data = join(work.dir, 'interrupted')
-    await prepare(data)
-    const { run } = await ingestUntilFirstFlush(data)
-    run.child.kill('SIGINT')
-    const r = await run
+    const { data, r } = await interruptedAfterFirstFlush('interrupted', 'SIGINT')
     // It ended without a word before.
     expect([r.signal, r.stdout]).toEqual(['SIGINT', ''])
     expect(r.stderr).toContain('rateflow: ingest csv: interrupted (SIGINT): the events committed so far are kept; run the same command again to ingest the rest')
