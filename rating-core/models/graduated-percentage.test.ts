@@ -26,6 +26,8 @@ const cases: { name: string; charge: GraduatedPercentageCharge; usage: string; e
   { name: 'free units', charge: { ...lago, free_units: '1000' }, usage: '1050', expect: '200.5' },
   { name: 'maximum', charge: { ...lago, maximum: '300' }, usage: '1050', expect: '300' },
   { name: 'fractional percent', charge: { ...lago, tiers: [{ up_to: null, rate: '2.5' }] }, usage: '0.01', expect: '0.00025' },
+  // 2 × 1.25000004 % = 0.0250000008, rounded once (per tier it was 0.0125 + 0.0125).
+  { name: 'the total is the exact sum over tiers rounded once', charge: { ...lago, tiers: [{ up_to: '1', rate: '1.25000004' }, { up_to: null, rate: '1.25000004' }] }, usage: '2', expect: '0.025000001' },
 ]
 
 describe('priceGraduatedPercentage', () => {

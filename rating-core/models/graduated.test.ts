@@ -1,6 +1,7 @@
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
 import type { GraduatedCharge, Tier } from '../../catalog/types.js'
+import { fmtNano, mul, parseDec, toNano } from '../decimal.js'
 import { priceGraduated } from './graduated.js'
 
 const charge = (tiers: Tier[], extra: Partial<GraduatedCharge> = {}): GraduatedCharge => ({ id: 'g', kind: 'usage', meter: 'm', model: 'graduated', tiers, ...extra })
@@ -100,6 +101,14 @@ const cases: { name: string; charge: GraduatedCharge; usage: string; expect: str
   { name: 'a first tier up_to 0 is a base fee', charge: charge([{ up_to: '0', flat_fee: '9' }, { up_to: null, unit_price: '1' }]), usage: '3', expect: '12' },
   { name: 'sub-nano share rounds half-even per line', charge: charge([{ up_to: null, unit_price: '0.0000000005' }]), usage: '1', expect: '0' },
   { name: 'sub-nano share rounds half-even per line (odd)', charge: charge([{ up_to: null, unit_price: '0.0000000005' }]), usage: '3', expect: '0.000000002' },
+  {
+    // 2 × 0.0125000004 = 0.0250000008 whichever tier holds the units: rounding each tier's 0.0125000004 apart
+    // gave 0.025, half a cent on an invoice's half-even rounding away from the model's 0.025000001.
+    name: 'the total is the exact sum over tiers rounded once, not the sum of rounded tiers',
+    charge: charge([{ up_to: '1', unit_price: '0.0125000004' }, { up_to: null, unit_price: '0.0125000004' }]),
+    usage: '2',
+    expect: '0.025000001',
+  },
 ]
 
 describe('priceGraduated', () => {
@@ -121,6 +130,18 @@ describe('priceGraduated', () => {
   it('clamp shows as an adjustment line', () => {
     const r = priceGraduated(charge(stripe.tiers, { minimum: '50' }), '1')
     expect(r.lines.at(-1)).toEqual({ description: 'minimum charge adjustment', quantity: '1', amount: '43' })
+  })
+
+  it('property: tiers of one unit price and no fees price Q as per_unit would, rounded once', () => {
+    // Prices with up to 12 decimals and quantities with up to 9: the tiers cut Q into parts whose products have
+    // more than 9 decimals, so a rounding per tier would show.
+    const dec = (digits: number) => fc.tuple(fc.integer({ min: 0, max: 999 }), fc.bigInt({ min: 0n, max: 10n ** BigInt(digits) - 1n })).map(([i, f]) => `${i}.${f.toString().padStart(digits, '0')}`)
+    fc.assert(
+      fc.property(fc.uniqueArray(fc.integer({ min: 1, max: 900 }), { maxLength: 4 }), dec(12), dec(9), (ups, price, q) => {
+        const tiers: Tier[] = [...ups.sort((a, b) => a - b).map((u) => `${u}.5`), null].map((up_to) => ({ up_to, unit_price: price }))
+        expect(priceGraduated(charge(tiers), q).amount).toBe(fmtNano(toNano(mul(parseDec(q), parseDec(price)))))
+      }),
+    )
   })
 
   it('property: total is non-decreasing in Q', () => {

@@ -31,14 +31,17 @@ const cache = new WeakMap<GraduatedCharge, Parsed>()
 const parse = (c: GraduatedCharge): Parsed => ({ tiers: parseTiers(c.id, c.tiers), free: decField(c.free_units, c.id, 'free_units'), clamp: parseClamp(c) })
 
 /**
- * Σ over reached tiers of round9(share × unit_price + flat_fee), for billable quantity `qb` ≥ 0.
+ * round9(Σ over reached tiers of share × unit_price + flat_fee), for billable quantity `qb` ≥ 0: the model's exact
+ * total rounded once, so it is the same at 9 decimals whichever way the tiers cut Q (rounding each tier apart gave
+ * up to half a unit of 1e-9 per tier, enough to move a half-cent on an invoice). Each line in `lines` shows its tier's
+ * own amount rounded to 9 decimals, so the lines can differ from the total by that much.
  * Shared with graduated_percentage, whose tier prices are rate/100.
  */
 export function graduatedSum(tiers: ParsedTier[], qb: Dec, lines: PriceLine[] | null, label = 'tier'): bigint {
   const full = lines === null ? fullTiers(tiers) : null
   if (full !== null) {
-    // Rating re-prices the period total on every event; the tiers below Q always price the same, so their
-    // rounded lines are summed once (full[k]) and only the tier holding Q is priced here. Same sum as the loop.
+    // Rating re-prices the period total on every event; the tiers below Q always price the same, so their exact
+    // amounts are summed once (full[k]) and only the tier holding Q is priced here. Same sum as the loop.
     let k = 0
     while (k < tiers.length - 1 && cmp(qb, tiers[k]!.upTo!) > 0) k++
     const t = tiers[k]!
@@ -47,9 +50,9 @@ export function graduatedSum(tiers: ParsedTier[], qb: Dec, lines: PriceLine[] | 
     const share = cmp(top, from) > 0 ? sub(top, from) : ZERO
     let exact = t.price === null ? ZERO : mul(share, t.price)
     if (t.fee !== null) exact = add(exact, t.fee)
-    return full[k]! + toNano(exact)
+    return toNano(add(full[k]!, exact))
   }
-  let sum = 0n
+  let sum: Dec = ZERO
   let prev: Dec | null = null
   for (let k = 0; k < tiers.length; k++) {
     const t = tiers[k]!
@@ -60,25 +63,24 @@ export function graduatedSum(tiers: ParsedTier[], qb: Dec, lines: PriceLine[] | 
     const share = cmp(top, from) > 0 ? sub(top, from) : ZERO
     let exact = t.price === null ? ZERO : mul(share, t.price)
     if (t.fee !== null) exact = add(exact, t.fee)
-    const amt = toNano(exact)
-    sum += amt
-    lines?.push(line(`${label} ${k + 1} ${tierRange(prev, t.upTo)}`, share, amt, t.price, t.fee))
+    sum = add(sum, exact)
+    lines?.push(line(`${label} ${k + 1} ${tierRange(prev, t.upTo)}`, share, toNano(exact), t.price, t.fee))
     if (t.upTo === null) break
     prev = t.upTo
   }
-  return sum
+  return toNano(sum)
 }
 
-const fullSums = new WeakMap<ParsedTier[], bigint[] | null>()
+const fullSums = new WeakMap<ParsedTier[], Dec[] | null>()
 
 /**
- * full[k] = Σ of the rounded lines of tiers 0 … k−1 when each is used up to its up_to; null unless the tiers
+ * full[k] = Σ of the exact amounts of tiers 0 … k−1 when each is used up to its up_to; null unless the tiers
  * ascend strictly with only the last unbounded (what catalog validation enforces), which the shortcut needs.
  */
-function fullTiers(tiers: ParsedTier[]): bigint[] | null {
+function fullTiers(tiers: ParsedTier[]): Dec[] | null {
   let full = fullSums.get(tiers)
   if (full === undefined) {
-    full = [0n]
+    full = [ZERO]
     let prev: Dec = ZERO
     for (let k = 0; k < tiers.length; k++) {
       const t = tiers[k]!
@@ -90,7 +92,7 @@ function fullTiers(tiers: ParsedTier[]): bigint[] | null {
       if (last) break
       let exact = t.price === null ? ZERO : mul(sub(t.upTo!, prev), t.price)
       if (t.fee !== null) exact = add(exact, t.fee)
-      full.push(full[k]! + toNano(exact))
+      full.push(add(full[k]!, exact))
       prev = t.upTo!
     }
     fullSums.set(tiers, full)
