@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import { ValidationError } from '../common/errors.js'
-import type { Catalog } from './types.js'
-import { timeRatedGaps, validateCatalog, validateCatalogVersionOrder } from './validate-catalog.js'
+import type { AccountsDocument, Catalog } from './types.js'
+import { timeRatedGaps, validateCatalog, validateCatalogVersionOrder, versionWarnings } from './validate-catalog.js'
 
 /** The CONTRACT §3 example, completed with one charge of every kind and model. */
 function goodCatalog(): Record<string, any> {
@@ -266,11 +266,15 @@ describe('validateCatalogVersionOrder', () => {
   const v1 = validateCatalog(goodCatalog())
   const v2 = validateCatalog({ ...goodCatalog(), version: '2026-12-a', effective_from: '2026-12-01T00:00:00Z' })
 
-  it('a first version is new', () => {
-    expect(validateCatalogVersionOrder([], v1)).toBe('new')
+  it('a first version is the latest', () => {
+    expect(validateCatalogVersionOrder([], v1)).toBe('latest')
   })
-  it('a later version is new', () => {
-    expect(validateCatalogVersionOrder([v1], v2)).toBe('new')
+  it('a later version is the latest', () => {
+    expect(validateCatalogVersionOrder([v1], v2)).toBe('latest')
+  })
+  it('a version before every stored one is the earliest', () => {
+    const early = validateCatalog({ ...goodCatalog(), version: 'early', effective_from: '2026-01-01T00:00:00.000+01:00' })
+    expect(validateCatalogVersionOrder([v2, v1], early)).toBe('earliest')
   })
   it('re-applying identical content (any key order) is unchanged', () => {
     const reordered = JSON.parse(JSON.stringify(v1, Object.keys(v1).reverse())) as Catalog
@@ -281,14 +285,49 @@ describe('validateCatalogVersionOrder', () => {
     const changed = validateCatalog({ ...goodCatalog(), currency: 'EUR' })
     expect(() => validateCatalogVersionOrder([v1], changed)).toThrow(/already stored with different content/)
   })
-  it('a new version not after the latest effective_from is a problem at $.effective_from', () => {
-    const back = validateCatalog({ ...goodCatalog(), version: 'old', effective_from: '2026-12-01T00:00:00Z' })
-    try {
-      validateCatalogVersionOrder([v1, v2], back)
-      expect.unreachable()
-    } catch (e) {
-      expect((e as ValidationError).problems.map((p) => p.path)).toEqual(['$.effective_from'])
+  it('a new version at or between stored effective_froms is a problem at $.effective_from', () => {
+    for (const at of ['2026-12-01T00:00:00Z', '2026-11-15T00:00:00Z', v1.effective_from]) {
+      const back = validateCatalog({ ...goodCatalog(), version: 'old', effective_from: at })
+      try {
+        validateCatalogVersionOrder([v1, v2], back)
+        expect.unreachable()
+      } catch (e) {
+        expect((e as ValidationError).problems.map((p) => p.path)).toEqual(['$.effective_from'])
+      }
     }
+  })
+})
+
+describe('versionWarnings', () => {
+  const v = (version: string, from: string, plans: Array<[string, 'month' | 'quarter' | 'year']>): Catalog =>
+    validateCatalog({ ...goodCatalog(), version, effective_from: from, plans: plans.map(([id, billing_period]) => ({ ...goodCatalog().plans[0], id, billing_period })) })
+  const subs = (list: Array<{ id: string; plan: string; start: string; end?: string }>): AccountsDocument => ({
+    customers: [{ id: 'c', name: 'C', accounts: [{ id: 'a', currency: 'USD', timezone: 'UTC', bill_cycle_day: 1, subscriptions: list.map((x) => ({ ...x, status: 'active' as const })) }] }],
+  })
+  const v1 = v('v1', '2026-01-01T00:00:00Z', [['p', 'month'], ['q', 'month']])
+  const v3 = v('v3', '2026-12-01T00:00:00Z', [['p', 'month'], ['q', 'month']])
+
+  it('names a plan the new version lacks only for subscriptions alive while it is in force', () => {
+    const next = v('v2', '2026-06-01T00:00:00Z', [['p', 'month']])
+    const accounts = subs([
+      { id: 'ended', plan: 'q', start: '2026-01-01T00:00:00Z', end: '2026-06-01T00:00:00Z' },
+      { id: 'later', plan: 'q', start: '2026-12-01T00:00:00Z' },
+      { id: 'alive', plan: 'q', start: '2026-01-01T00:00:00Z' },
+      { id: 'fine', plan: 'p', start: '2026-01-01T00:00:00Z' },
+    ])
+    const w = versionWarnings([v1, v3], next, accounts)
+    expect(w.map((x) => x.path)).toEqual(['$.plans'])
+    expect(w[0]!.message).toContain('plan "q" is not in version "v2", and subscription "alive" (account "a") is on it: their usage from 2026-06-01T00:00:00Z to 2026-12-01T00:00:00Z is held')
+  })
+
+  it('compares billing periods with the version before, or for an earliest version with the one after', () => {
+    const later = v('v4', '2027-01-01T00:00:00Z', [['p', 'quarter'], ['q', 'month']])
+    const w = versionWarnings([v1, v3], later, subs([]))
+    expect(w.map((x) => x.path)).toEqual(['$.plans[0].billing_period'])
+    expect(w[0]!.message).toContain('plan "p" is billed by month in version "v3" and by quarter in version "v4" from 2027-01-01T00:00:00Z')
+    const earliest = v('v0', '2025-01-01T00:00:00Z', [['p', 'month'], ['q', 'year']])
+    expect(versionWarnings([v1, v3], earliest, subs([]))[0]!.message).toContain('plan "q" is billed by year in version "v0" and by month in version "v1" from 2026-01-01T00:00:00Z')
+    expect(versionWarnings([v1], v3, subs([]))).toEqual([])
   })
 })
 

@@ -8,9 +8,9 @@
  */
 import { ValidationError, type Problem } from '../common/errors.js'
 import { isWellFormed, jsonMemberPath } from '../common/strings.js'
-import { daysInMonth } from '../common/time.js'
+import { daysInMonth, parseIsoTime } from '../common/time.js'
 import { STORE_INTEGER_DIGITS } from '../rating-core/decimal.js'
-import type { Catalog } from './types.js'
+import type { AccountsDocument, Catalog } from './types.js'
 
 type Obj = Record<string, unknown>
 
@@ -572,6 +572,66 @@ function checkTimeRated(c: Checker, ch: Obj, p: string, schedules: Map<string, S
 }
 
 /**
+ * Warnings, by JSON path, for a version `next` about to join the stored versions `stored` (it is not among them),
+ * given the stored accounts. Not problems of the file, but each leaves usage priced in a way that is found out late:
+ * - a plan that a stored subscription is on and `next` lacks, while `next` is in force during the subscription:
+ *   guiding holds that usage (nothing prices it), and no later version can price it, since each prices its own time
+ *   only; moving the subscription to a plan of `next` (`accounts apply`) releases it.
+ * - a plan whose billing_period differs in the version next to `next` in time (the one before it; for an earliest
+ *   version, the one after): the billing period in progress at the change is cut in two parts with one period_start,
+ *   each with its own running total (free units, flat fees and minimums in each).
+ */
+export function versionWarnings(stored: readonly Catalog[], next: Catalog, accounts: AccountsDocument): Problem[] {
+  const from = Date.parse(next.effective_from)
+  let before: Catalog | undefined
+  let after: Catalog | undefined
+  for (const c of stored) {
+    const t = Date.parse(c.effective_from)
+    if (t < from && (before === undefined || t > Date.parse(before.effective_from))) before = c
+    if (t > from && (after === undefined || t < Date.parse(after.effective_from))) after = c
+  }
+  const to = after === undefined ? Infinity : Date.parse(after.effective_from)
+  const out: Problem[] = []
+  const plans = new Set(next.plans.map((p) => p.id))
+  const onMissing = new Map<string, string[]>()
+  for (const customer of accounts.customers) {
+    for (const account of customer.accounts) {
+      for (const sub of account.subscriptions) {
+        if (plans.has(sub.plan)) continue
+        const start = parseIsoTime(sub.start) ?? -Infinity
+        const end = sub.end == null ? Infinity : (parseIsoTime(sub.end) ?? Infinity)
+        if (start >= to || end <= from) continue
+        const list = onMissing.get(sub.plan) ?? []
+        list.push(`"${sub.id}" (account "${account.id}")`)
+        onMissing.set(sub.plan, list)
+      }
+    }
+  }
+  for (const [plan, subs] of onMissing) {
+    const named = subs.length <= 5 ? subs.join(', ') : `${subs.slice(0, 5).join(', ')} and ${subs.length - 5} more`
+    const span = after === undefined ? `from ${next.effective_from}` : `from ${next.effective_from} to ${after.effective_from}`
+    out.push({
+      path: '$.plans',
+      message: `plan "${plan}" is not in version "${next.version}", and subscription${subs.length === 1 ? '' : 's'} ${named} ${subs.length === 1 ? 'is' : 'are'} on it: their usage ${span} is held, as nothing prices it, and no other version can (each prices its own time); moving them to a plan of this version (accounts apply) releases it`,
+    })
+  }
+  const neighbour = before ?? after
+  if (neighbour !== undefined) {
+    const [early, late] = before !== undefined ? [before, next] : [next, after!]
+    next.plans.forEach((p, i) => {
+      const other = neighbour.plans.find((q) => q.id === p.id)
+      if (other === undefined || other.billing_period === p.billing_period) return
+      const [a, b] = before !== undefined ? [other, p] : [p, other]
+      out.push({
+        path: `$.plans[${i}].billing_period`,
+        message: `plan "${p.id}" is billed by ${a.billing_period} in version "${early.version}" and by ${b.billing_period} in version "${late.version}" from ${late.effective_from}: a billing period in progress then is cut in two parts with one period_start, each priced on its own (free units, flat fees and minimums in each); give such a change an effective_from at the start of the accounts' billing periods`,
+      })
+    })
+  }
+  return out
+}
+
+/**
  * Warnings, by JSON path, for each time_rated charge of a valid catalog whose rates leave a time of the week uncovered:
  * a session starting there cannot be priced and is that event's reject, found only as usage comes (and a version cannot
  * be back-dated to fix it). Not a problem of the file: CONTRACT §3.3's own example prices the day schedule alone.
@@ -631,18 +691,22 @@ function canonicalJson(v: unknown): string {
 }
 
 /**
- * Checks that `next` may join the stored versions `existing` (each already validated).
+ * Checks that `next` may join the stored versions `existing` (each already validated), and says where it goes.
  *
  * - Same version id, same content (ignoring key order): `unchanged` — re-applying a file is harmless.
  * - Same version id, different content: a problem. A version id names prices that events were
  *   rated with; changing them in place would make re-rating and audits disagree with the past.
- * - New version id: its effective_from must be strictly after every stored version's. Versions
- *   form an append-only timeline; a back-dated version would silently change the price of
- *   periods that may already be invoiced (corrections go through `rerate --catalog-version`).
+ * - New version id effective strictly after every stored version's: `latest`. It prices events from its
+ *   effective_from on; usage rated there already stays on the version that rated it.
+ * - New version id effective strictly before every stored version's: `earliest`. It prices events up to the
+ *   earliest stored version's effective_from, where no usage was ever rated (no version was in force: such events
+ *   are held), so it changes no price: it lets usage older than the first catalog be released.
+ * - Anything in between: a problem. A version between stored ones would change the price of periods that may
+ *   already be invoiced (corrections go through `rerate --catalog-version`).
  *
- * Throws ValidationError('catalog', problems); otherwise says whether `next` is new.
+ * Throws ValidationError('catalog', problems).
  */
-export function validateCatalogVersionOrder(existing: Catalog[], next: Catalog): 'new' | 'unchanged' {
+export function validateCatalogVersionOrder(existing: Catalog[], next: Catalog): 'latest' | 'earliest' | 'unchanged' {
   const same = existing.find((e) => e.version === next.version)
   if (same !== undefined) {
     if (canonicalJson(same) === canonicalJson(next)) return 'unchanged'
@@ -654,17 +718,22 @@ export function validateCatalogVersionOrder(existing: Catalog[], next: Catalog):
     ])
   }
   const t = Date.parse(next.effective_from)
-  const problems: Problem[] = []
   let latest: Catalog | undefined
+  let earliest: Catalog | undefined
   for (const e of existing) {
-    if (latest === undefined || Date.parse(e.effective_from) > Date.parse(latest.effective_from)) latest = e
+    const from = Date.parse(e.effective_from)
+    if (latest === undefined || from > Date.parse(latest.effective_from)) latest = e
+    if (earliest === undefined || from < Date.parse(earliest.effective_from)) earliest = e
   }
-  if (latest !== undefined && !(t > Date.parse(latest.effective_from))) {
-    problems.push({
+  if (latest === undefined || t > Date.parse(latest.effective_from)) return 'latest'
+  if (t < Date.parse(earliest!.effective_from)) return 'earliest'
+  throw new ValidationError('catalog', [
+    {
       path: '$.effective_from',
-      message: `must be after ${latest.effective_from}, the effective_from of stored version "${latest.version}" (versions are append-only; back-dated prices would change billed periods)`,
-    })
-  }
-  if (problems.length > 0) throw new ValidationError('catalog', problems)
-  return 'new'
+      message:
+        `must be after ${latest.effective_from}, the effective_from of the latest stored version "${latest.version}", or before ` +
+        `${earliest!.effective_from}, that of the earliest "${earliest!.version}" (no usage is rated before it): a version between ` +
+        'stored ones would change the prices of usage already rated (versions are append-only)',
+    },
+  ])
 }

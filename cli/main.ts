@@ -2,7 +2,7 @@ import { existsSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { applyAccounts, cycleChangingAccounts, plansNotInCatalog } from '../catalog/accounts.js'
 import { storedAccounts, storedCatalogs } from '../catalog/repository.js'
-import { timeRatedGaps, validateCatalog, validateCatalogVersionOrder } from '../catalog/validate-catalog.js'
+import { timeRatedGaps, validateCatalog, validateCatalogVersionOrder, versionWarnings } from '../catalog/validate-catalog.js'
 import { findCharge, priceCharge, rateEvent } from '../rating-core/pricing.js'
 import { ErrorCode, HeldByAnotherError, isSystemCallError, isUserError, RateflowError, ValidationError, type Problem } from '../common/errors.js'
 import type { Catalog } from '../catalog/types.js'
@@ -46,14 +46,17 @@ const commands: Record<string, Handler> = {
       const stored = storedCatalogs(g.data)
       const catalog = validatedJson(readJsonFile(positionals[0]!), 'catalog', (doc) => checkedCatalog(doc, stored))
       const rt = await runtimeFor(g)
-      const outcome = validateCatalogVersionOrder(rt.repo.catalogs(), catalog)
-      if (outcome === 'new') rt.repo.putCatalog(catalog)
-      for (const w of timeRatedGaps(catalog)) io.err(`rateflow: warning: ${w.path}: ${w.message}`)
+      const before = rt.repo.catalogs()
+      const outcome = validateCatalogVersionOrder(before, catalog)
+      const warnings = [...timeRatedGaps(catalog), ...(outcome === 'unchanged' ? [] : versionWarnings(before, catalog, rt.repo.accounts()))]
+      if (outcome !== 'unchanged') rt.repo.putCatalog(catalog)
+      for (const w of warnings) io.err(`rateflow: warning: ${w.path}: ${w.message}`)
       // Usage already rated at or after the new version's effective_from stays on the version that rated it (no
       // re-rating): said, so it is not found out on an invoice. Asked of the store, or of the `rateflow run` that owns it.
       await releaseWhenIdle(g, 'the catalog version', raterOptions, async (store) => {
         let ratedAfter = 0
-        if (outcome === 'new') {
+        // An earliest version prices only time before every other version's, where nothing was rated.
+        if (outcome === 'latest') {
           // The store, or the run that owns it (it was not checked then, and said nothing: read as "none").
           const ask: StoreAsk = { ask: 'rated_after', at: catalog.effective_from }
           let row: { n: string; last: string } | undefined
@@ -74,7 +77,7 @@ const commands: Record<string, Handler> = {
           JSON.stringify({
             version: catalog.version,
             effective_from: catalog.effective_from,
-            status: outcome === 'new' ? 'stored' : 'unchanged',
+            status: outcome === 'unchanged' ? 'unchanged' : 'stored',
             ...(ratedAfter > 0 ? { rated_on_earlier_versions: ratedAfter } : {}),
           }),
         )
