@@ -86,6 +86,22 @@ function isoToMillis(s: string): number | null {
   return Number.isNaN(t) ? null : t
 }
 
+/**
+ * What keeps `s` from the form a version's effective_from is written in, when the rest of it is a time: event
+ * times and accounts take a space for the T, offsets without a colon and finer fractions, which an effective_from
+ * (stored as written, compared to the millisecond) does not. Undefined when nothing so specific is wrong.
+ */
+function effectiveFromForm(s: string): string | undefined {
+  const m = /^\d{4}-\d{2}-\d{2}([T ])\d{2}:\d{2}(?::\d{2}(?:\.(\d+))?)?(Z|[+-]\d{2}(?::?\d{2})?)$/.exec(s)
+  if (m === null) return undefined
+  const [, sep, frac, off] = m as unknown as [string, string, string | undefined, string]
+  const why: string[] = []
+  if (sep !== 'T') why.push('a "T" must join the date and the time')
+  if (frac !== undefined && frac.length > 3) why.push(`at most 3 fraction digits (milliseconds), got ${frac.length}`)
+  if (off !== 'Z' && !/^[+-]\d{2}:\d{2}$/.test(off)) why.push(`the offset must be Z or ±HH:MM, got "${off}"`)
+  return why.length === 0 ? undefined : why.join('; ')
+}
+
 /** Minutes since local midnight for "HH:MM"; "24:00" only when `allow24`. */
 function hhmm(s: string, allow24: boolean): number | null {
   const m = HHMM_RE.exec(s)
@@ -263,7 +279,8 @@ export function validateCatalog(doc: unknown): Catalog {
   const eff = doc.effective_from
   if (eff === undefined) c.add('$.effective_from', 'required (ISO-8601 time with offset, e.g. 2026-01-01T00:00:00Z)')
   else if (typeof eff !== 'string' || isoToMillis(eff) === null) {
-    c.add('$.effective_from', `must be an ISO-8601 time with offset such as 2026-01-01T00:00:00Z, got ${describe(eff)}`)
+    const why = typeof eff === 'string' ? effectiveFromForm(eff) : undefined
+    c.add('$.effective_from', `must be an ISO-8601 time with offset such as 2026-01-01T00:00:00Z, got ${describe(eff)}${why === undefined ? '' : `: ${why}`}`)
   }
   const cur = doc.currency
   if (cur === undefined) c.add('$.currency', 'required (ISO 4217 code, e.g. USD)')
