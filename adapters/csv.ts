@@ -186,13 +186,16 @@ export async function ingestCsvFile(
       read++
       const origin = `${name}:${item.line}`
       let wait: Promise<void> | undefined
-      const invalid = decoder.invalidSeen ? firstInvalidByte(item.raw) : undefined
+      // The row's exact bytes: for a quoted row, its text as read, not the fields written back. The offset named is
+      // of those bytes, as raw holds them (it was of the fields written back, a character or more off).
+      const exact = decoder.invalidSeen ? ((item.ok ? item.exact : undefined) ?? item.raw) : undefined
+      const invalid = exact !== undefined ? firstInvalidByte(exact) : undefined
       if (invalid !== undefined) {
+        const offset = originalBytes(exact!.slice(0, invalid.position - 1)).length
         const reason =
-          `byte 0x${invalid.byte.toString(16)} at character ${invalid.position} of the row is not valid UTF-8` +
+          `byte 0x${invalid.byte.toString(16).padStart(2, '0')} at offset ${offset} of the row is not valid UTF-8` +
           `${item.ok ? '' : ` (and: ${item.error})`}; raw holds the row's bytes in base64`
-        // The row's exact bytes: for a quoted row, its text as read, not the fields written back.
-        wait = batcher.add({ reject: { source, raw: rejectRaw((item.ok ? item.exact : undefined) ?? item.raw), origin, reason } })
+        wait = batcher.add({ reject: { source, raw: rejectRaw(exact!), origin, reason } })
       } else if (!item.ok) wait = batcher.add({ reject: { source, raw: item.raw, origin, reason: item.error } })
       else if (item.fields.length !== shape.width) {
         wait = batcher.add({ reject: { source, raw: item.raw, origin, reason: `has ${item.fields.length} columns, the header has ${shape.width}` } })

@@ -10,7 +10,7 @@
 import type { RecordMapping } from './config.js'
 import type { CanonicalRecord, WireRecord } from '../rating-core/record.js'
 import { isWellFormed } from '../common/strings.js'
-import { contentEventId, inexactNumber, inexactQuantity, quantityText, reject, type WireItem } from './wire.js'
+import { contentEventId, inexactNumber, inexactQuantity, outOfRangeNumber, quantityText, reject, type WireItem } from './wire.js'
 
 export interface MappingContext {
   readonly source: string
@@ -176,7 +176,7 @@ export function applyMapping(get: (field: string) => unknown, m: RecordMapping, 
     const raw = get(quantity)
     if (raw === undefined || raw === null || raw === '') continue
     const q = quantityText(raw)
-    if (q === undefined) return fail(`quantity field ${quantity} (metric ${metric}) must be a decimal string or number, got ${typeof raw === 'object' ? 'an object' : typeof raw}`)
+    if (q === undefined) return fail(`quantity field ${quantity} (metric ${metric}) must be a decimal string or number, got ${outOfRangeNumber(raw) ?? (typeof raw === 'object' ? 'an object' : typeof raw)}`)
     const inexact = inexactQuantity(raw)
     if (inexact !== undefined) return fail(`quantity field ${quantity} (metric ${metric}): ${inexact}`)
     out.push(

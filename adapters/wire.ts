@@ -102,6 +102,14 @@ export function quantityText(v: unknown): string | undefined {
   return undefined
 }
 
+/**
+ * A number a JSON reader could not hold (`1e400` reads as Infinity), described for a reason that ends "got …"; else
+ * undefined. "must be a decimal string or number, got number" said nothing of what was wrong.
+ */
+export function outOfRangeNumber(v: unknown): string | undefined {
+  return typeof v === 'number' && !Number.isFinite(v) ? `a number out of range (a JSON reader reads it as ${v}); send it as a decimal string` : undefined
+}
+
 /** Significant digits a binary double holds exactly for every decimal (DBL_DIG). */
 const EXACT_DIGITS = 15
 

@@ -66,8 +66,21 @@ describe('ingest csv keeps what it cannot read', () => {
       'caf\xe8,2026-10-05T11:00:00Z,fw-001-1,,,api_calls,2000,',
       'n3,2026-10-05T11:00:00Z,fw-001-1,,,bytes_out,5,Z\xfcrich',
     ])
-    expect(rejects[0]!.reason).toBe("latin1.csv:2: byte 0xe9 at character 4 of the row is not valid UTF-8; raw holds the row's bytes in base64")
-    expect(rejects[2]!.reason).toMatch(/^latin1.csv:4: byte 0xfc at character 49 of the row is not valid UTF-8/)
+    expect(rejects[0]!.reason).toBe("latin1.csv:2: byte 0xe9 at offset 3 of the row is not valid UTF-8; raw holds the row's bytes in base64")
+    expect(rejects[2]!.reason).toMatch(/^latin1.csv:4: byte 0xfc at offset 48 of the row is not valid UTF-8/)
+  })
+
+  it('names the offset of a bad byte in the bytes raw keeps, for a quoted row too', async () => {
+    // The position was counted in the row written back from its fields (character 3, of `u2…`), where the stored
+    // bytes have the bad byte at offset 5 (after `  "u2`).
+    const bytes = Buffer.concat([Buffer.from(`${HEADER}\n`), Buffer.from('  "u2\xff",2026-10-05T11:00:00Z,fw-001-1,,,api_calls,1,\n', 'latin1')])
+    const counts = await json<Counts>(['ingest', 'csv', file('quoted-latin1.csv', bytes), '--source', 'csv:quoted-latin1', '--wait', ...d])
+    expect(counts).toMatchObject({ read: 1, rejected: 1 })
+    const [reject] = await rejectsOf('csv:quoted-latin1')
+    const raw = Buffer.from(reject!.raw.replace(/^base64:/, ''), 'base64')
+    expect(raw.toString('latin1')).toBe('  "u2\xff",2026-10-05T11:00:00Z,fw-001-1,,,api_calls,1,')
+    expect(reject!.reason).toMatch(/^quoted-latin1.csv:2: byte 0xff at offset 5 of the row is not valid UTF-8/)
+    expect(raw[5]).toBe(0xff)
   })
 
   it('a stray quote costs its own line only: the rows after it are rated', async () => {

@@ -98,6 +98,19 @@ describe('MqttAdapter on a real mosquitto', () => {
     await waitFor(() => t.adapter.stats.acked === 4, 'acks of all four messages')
   })
 
+  it('a payload nested thousands deep is a reject, acked, and the messages after it are read', async () => {
+    // Writing an element of it back as raw text overflowed the stack inside the client's message handler: the run
+    // ended, and the broker delivered the unacknowledged message again to every restart.
+    const t = setup()
+    adapters.push(t.adapter)
+    await t.adapter.start()
+    await publish('devices/fw-1/usage', ['['.repeat(5000) + ']'.repeat(5000), rec('after-deep')])
+    await waitFor(() => t.records().length === 1 && t.batches.flatMap((b) => b.rejects).length === 1, 'the reject and the record after it')
+    expect(t.batches.flatMap((b) => b.rejects)[0]!.reason).toBe('JSON nested 5000 levels deep: at most 64 are read')
+    expect(t.records()[0]!.event_id).toBe('after-deep')
+    await waitFor(() => t.adapter.stats.acked === 2, 'acks of both messages')
+  })
+
   it('a batch the sink rejects is redelivered by the broker after the adapter reconnects', async () => {
     let calls = 0
     const stored: UsageBatch[] = []

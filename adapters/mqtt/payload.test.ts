@@ -180,6 +180,49 @@ describe('decodePayload', () => {
     expect(r.reason).toMatch(/^message of 5000 bytes exceeds max_message_bytes 4096; raw keeps its first 1024 bytes/)
     expect(r.raw).toHaveLength(1024)
   })
+  it('two oversized messages alike in their first bytes stay two rejects: the origin names each by its digest', () => {
+    const a = decodePayload(Buffer.from('x'.repeat(4000) + 'a'), ctx({ max_message_bytes: 2048 }))
+    const b = decodePayload(Buffer.from('x'.repeat(4000) + 'b'), ctx({ max_message_bytes: 2048 }))
+    expect(rejs(a)[0]!.raw).toBe(rejs(b)[0]!.raw)
+    expect(rejs(a)[0]!.origin).toMatch(/^mqtt devices\/fw-1\/usage \(message sha256 [0-9a-f]{16}…\)$/)
+    expect(rejs(a)[0]!.origin).not.toBe(rejs(b)[0]!.origin)
+  })
+  it('a payload nested past 64 levels is one reject; thousands deep, it overflowed the stack and ended the run', () => {
+    const deep = Buffer.from('['.repeat(5000) + ']'.repeat(5000))
+    expect(rejs(decodePayload(deep, ctx()))).toEqual([expect.objectContaining({ raw: deep.toString(), reason: 'JSON nested 5000 levels deep: at most 64 are read' })])
+    const ok = Buffer.from('['.repeat(63) + JSON.stringify(base) + ']'.repeat(63))
+    expect(rejs(decodePayload(ok, ctx()))).toEqual([expect.objectContaining({ reason: 'expected a record object, got an array' })])
+    const packed = pack(JSON.parse('['.repeat(100) + ']'.repeat(100)))
+    expect(rejs(decodePayload(packed, ctx({ format: 'msgpack' })))[0]!.reason).toBe('msgpack nested more than 64 levels deep: at most 64 are read')
+  })
+  it('many keys given twice deep down cost time and memory in proportion to the payload', () => {
+    // 20,000 levels and 20,000 repeated keys: a path copied per repeat filled gigabytes and took minutes.
+    const text = '['.repeat(20_000) + '{' + Array.from({ length: 20_000 }, () => '"a":1').join(',') + '}' + ']'.repeat(20_000)
+    const r = rejs(decodePayload(Buffer.from(text), ctx()))
+    expect(r).toHaveLength(1)
+    expect(r[0]!.reason).toBe('JSON nested 20001 levels deep: at most 64 are read')
+  })
+  it('msgpack: a map key given twice is a reject naming it, as in JSON', () => {
+    // msgpackr keeps the last value: a quantity given as 1 and then 999999 was rated at 999999.
+    const map = (entries: Array<[string, unknown]>) => {
+      const parts = [Buffer.from([0x80 | entries.length])]
+      for (const [k, v] of entries) parts.push(pack(k), pack(v))
+      return Buffer.concat(parts)
+    }
+    const one = map([['event_id', 'p2'], ['event_time', base.event_time], ['metric', 'bytes_out'], ['quantity', '1'], ['quantity', '999999']])
+    expect(rejs(decodePayload(one, ctx({ format: 'msgpack' })))).toEqual([
+      expect.objectContaining({ reason: 'key "quantity" is given twice (at $.quantity): which value was meant is not known' }),
+    ])
+    const good = map([['event_id', 'p3'], ['event_time', base.event_time], ['metric', 'bytes_out'], ['quantity', '1']])
+    const arr = Buffer.concat([Buffer.from([0x92]), good, map([['event_id', 'p4'], ['event_time', base.event_time], ['metric', 'm'], ['metric', 'bytes_out'], ['quantity', '2']])])
+    const items = decodePayload(arr, ctx({ format: 'msgpack' }))
+    expect(recs(items).map((r) => r.event_id)).toEqual(['p3'])
+    expect(rejs(items)).toEqual([expect.objectContaining({ origin: 'mqtt devices/fw-1/usage [1]', reason: 'key "metric" is given twice (at $[1].metric): which value was meant is not known' })])
+  })
+  it('a quantity past the range of a JSON number says so', () => {
+    const r = rejs(decodePayload(Buffer.from('{"event_id":"e1","event_time":"2026-10-01T12:00:00Z","metric":"bytes_out","quantity":1e400}'), ctx()))
+    expect(r[0]!.reason).toBe('quantity must be a decimal string or number, got a number out of range (a JSON reader reads it as Infinity); send it as a decimal string')
+  })
   it('a DEL character (0x7f) in a JSON string is text, not binary', () => {
     const r = recs(decodePayload(Buffer.from(JSON.stringify({ ...base, dimensions: { x: 'a\x7fb' } })), ctx()))
     expect(r.map((x) => x.dimensions)).toEqual([{ x: 'a\x7fb' }])

@@ -6,11 +6,13 @@
  * Contract: every message yields at least one item; an undecodable payload is one reject; in an array, each bad
  * element is its own reject (origin `mqtt <topic> [i]`) and the good ones go on.
  */
+import { createHash } from 'node:crypto'
 import { unpack } from 'msgpackr'
 import type { DeviceIdLevel, MqttAdapterOptions, RecordMapping } from '../config.js'
 import { applyMapping, completeRecord, getPath, type MappingContext, type PartialRecord } from '../mapping.js'
-import { duplicateJsonKeys, jsonPathText, type DuplicateKey } from '../../common/json-keys.js'
-import { RAW_PREVIEW_BYTES, inexactNumber, notTextReason, inexactQuantity, quantityText, rawText, reject, reservedDimensionName, type WireItem } from '../wire.js'
+import { jsonPathText, scanJsonKeys, type DuplicateKey } from '../../common/json-keys.js'
+import { scanMsgpackKeys } from './msgpack-keys.js'
+import { RAW_PREVIEW_BYTES, inexactNumber, notTextReason, inexactQuantity, outOfRangeNumber, quantityText, rawText, reject, reservedDimensionName, type WireItem } from '../wire.js'
 
 export interface PayloadContext {
   readonly options: Pick<MqttAdapterOptions, 'source' | 'format' | 'mapping' | 'max_message_bytes' | 'device_id_level' | 'topics'>
@@ -104,7 +106,7 @@ function canonicalFromObject(v: unknown, source: string): PartialRecord | { erro
   if (p.metric === undefined) return { error: 'missing metric' }
   if (o.quantity === undefined || o.quantity === null) return { error: 'missing quantity' }
   const q = quantityText(o.quantity)
-  if (q === undefined) return { error: `quantity must be a decimal string or number, got ${typeName(o.quantity)}` }
+  if (q === undefined) return { error: `quantity must be a decimal string or number, got ${outOfRangeNumber(o.quantity) ?? typeName(o.quantity)}` }
   const inexact = inexactQuantity(o.quantity)
   if (inexact !== undefined) return { error: inexact }
   p.quantity = q
@@ -131,13 +133,17 @@ function canonicalFromObject(v: unknown, source: string): PartialRecord | { erro
 const STRING_FIELDS = ['event_id', 'event_time', 'device_id', 'account_id', 'subscription_id', 'metric'] as const
 
 /** `text` is rawText(payload), which the caller has anyway (decoding it twice was measurable). */
-function decodeValue(payload: Buffer, text: string, format: 'json' | 'msgpack'): { value: unknown; twice?: DuplicateKey[] } | { error: string } {
+function decodeValue(payload: Buffer, text: string, format: 'json' | 'msgpack'): { value: unknown; twice?: TwiceKey[] } | { error: string } {
   if (format === 'msgpack') {
+    let value: unknown
     try {
-      return { value: unpack(payload) as unknown }
+      value = unpack(payload) as unknown
     } catch (err) {
       return { error: `invalid msgpack: ${(err as Error).message}` }
     }
+    const scan = scanMsgpackKeys(payload, MAX_DEPTH)
+    if (scan.depth > MAX_DEPTH) return { error: `msgpack nested more than ${MAX_DEPTH} levels deep: at most ${MAX_DEPTH} are read` }
+    return scan.twice.length === 0 ? { value } : { value, twice: scan.twice }
   }
   if (text.startsWith('base64:')) return { error: `payload is not UTF-8 JSON: ${notTextReason(payload)}` }
   let value: unknown
@@ -146,9 +152,20 @@ function decodeValue(payload: Buffer, text: string, format: 'json' | 'msgpack'):
   } catch (err) {
     return { error: `invalid JSON: ${(err as Error).message}` }
   }
-  const twice = duplicateJsonKeys(text)
-  return twice.length === 0 ? { value } : { value, twice }
+  const scan = scanJsonKeys(text)
+  if (scan.depth > MAX_DEPTH) return { error: `JSON nested ${scan.depth} levels deep: at most ${MAX_DEPTH} are read` }
+  return scan.twice.length === 0 ? { value } : { value, twice: scan.twice }
 }
+
+/**
+ * How deep a payload's objects and arrays may nest. A usage record nests two or three levels (a records array, its
+ * objects, dimensions); a payload thousands deep is no telemetry, and writing an element of one back as its raw text
+ * overflowed the stack and ended the run (on every restart, as the broker delivers the message again).
+ */
+const MAX_DEPTH = 64
+
+/** A key given twice in a payload (JSON or msgpack): where the second one stands, and the key. */
+type TwiceKey = Pick<DuplicateKey, 'path' | 'key'>
 
 /** True when `path` begins with every segment of `prefix`. */
 function startsWith(path: readonly (string | number)[], prefix: readonly (string | number)[]): boolean {
@@ -181,13 +198,37 @@ function readByMapping(path: readonly (string | number)[], mapping: RecordMappin
 }
 
 /** A key given twice, as a reject's reason: JSON keeps the last value, and which one the device meant is not known. */
-const twiceReason = (d: DuplicateKey) => `key ${JSON.stringify(d.key)} is given twice (at ${jsonPathText(d.path)}): which value was meant is not known`
+const twiceReason = (d: TwiceKey) => `key ${JSON.stringify(d.key)} is given twice (at ${jsonPathText(d.path)}): which value was meant is not known`
 
+/**
+ * The records and rejects of one MQTT message. Never throws: a payload that makes decoding fail in a way no check
+ * foresaw is one reject with its bytes and the error, so the run goes on (an exception here ended it, and the broker
+ * delivers the unacknowledged message again to every restart).
+ */
 export function decodePayload(payload: Buffer, ctx: PayloadContext): WireItem[] {
+  try {
+    return decodeChecked(payload, ctx)
+  } catch (err) {
+    const { source } = ctx.options
+    return [reject(source, rawText(payload), `payload could not be decoded: ${(err as Error).message}`, `mqtt ${ctx.topic}`)]
+  }
+}
+
+function decodeChecked(payload: Buffer, ctx: PayloadContext): WireItem[] {
   const { source, format, mapping, max_message_bytes } = ctx.options
   const origin = `mqtt ${ctx.topic}`
   if (payload.length > max_message_bytes) {
-    return [reject(source, rawText(payload, RAW_PREVIEW_BYTES), `message of ${payload.length} bytes exceeds max_message_bytes ${max_message_bytes}; raw keeps its first ${RAW_PREVIEW_BYTES} bytes`, origin)]
+    // The origin names the whole message by its digest: a reject's row is keyed by origin and raw, and two messages
+    // alike in their first bytes were one row, so the table held fewer rejects than were counted.
+    const digest = createHash('sha256').update(payload).digest('hex').slice(0, 16)
+    return [
+      reject(
+        source,
+        rawText(payload, RAW_PREVIEW_BYTES),
+        `message of ${payload.length} bytes exceeds max_message_bytes ${max_message_bytes}; raw keeps its first ${RAW_PREVIEW_BYTES} bytes`,
+        `${origin} (message sha256 ${digest}…)`,
+      ),
+    ]
   }
   const raw = rawText(payload)
   const decoded = decodeValue(payload, raw, format)
@@ -202,7 +243,7 @@ export function decodePayload(payload: Buffer, ctx: PayloadContext): WireItem[] 
   // A key given twice where the record is read from: the element it is in is a reject (the other elements go on), else
   // the whole payload. With a mapping, only a key on the way to a field the mapping reads counts: a vendor's payload
   // with a field of its own given twice, which no record reads, was refused whole, every message alike.
-  let twiceIn: Map<number, DuplicateKey> | undefined
+  let twiceIn: Map<number, TwiceKey> | undefined
   if (decoded.twice !== undefined) {
     const root = mapping?.records_path?.split('.') ?? []
     for (const d of decoded.twice) {
