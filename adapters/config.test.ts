@@ -88,6 +88,25 @@ describe('validateAdapterConfig', () => {
     expect(cfg.mqtt[0]).toMatchObject({ username: 'u', password_file: '/nope', tls: { ca: '/nope/ca.pem', reject_unauthorized: true } })
   })
 
+  it('url: parsed as the client library would connect, a bad port, host or ignored path named at its path', () => {
+    const url = (u: string) => ({ url: u, topics: ['t'], source: 'mqtt:a' })
+    const bad = ['mqtt://127.0.0.1:99999', 'mqtt://127.0.0.1:0', 'mqtt://127.0.0.1:abc', 'mqtt://[::1', 'mqtt://bad host:1883', 'mqtt://:1883', 'mqtts://a!b:8883', 'mqtt://b:1883/plant']
+    expect(bad.map((u) => problems({ mqtt: [url(u)] }))).toEqual([
+      ['$.adapters.mqtt[0].url: port "99999" must be a number from 1 to 65535 (e.g. "mqtt://127.0.0.1:1883")'],
+      ['$.adapters.mqtt[0].url: port "0" must be a number from 1 to 65535 (e.g. "mqtt://127.0.0.1:1883")'],
+      ['$.adapters.mqtt[0].url: port "abc" must be a number from 1 to 65535 (e.g. "mqtt://127.0.0.1:1883")'],
+      ['$.adapters.mqtt[0].url: host "[::1" is not a host name or IP address'],
+      ['$.adapters.mqtt[0].url: must not contain spaces or control characters, got "mqtt://bad host:1883"'],
+      ['$.adapters.mqtt[0].url: has no host (e.g. "mqtt://127.0.0.1:1883")'],
+      ['$.adapters.mqtt[0].url: host "a!b" is not a host name or IP address'],
+      ['$.adapters.mqtt[0].url: path "/plant" would be ignored: only ws:// and wss:// URLs have one (give "mqtt://b:1883")'],
+    ])
+    // A websocket URL's path is the HTTP request's (mosquitto and EMQX listen on /mqtt); no port is the scheme's default.
+    for (const u of ['mqtt://b', 'mqtts://broker:8883/', 'tcp://[::1]:1883', 'ws://b:8080/mqtt', 'wss://b/mqtt']) {
+      expect(validateAdapterConfig({ mqtt: [url(u)] }).mqtt[0]!.url).toBe(u)
+    }
+  })
+
   it('sessions.max_open_sessions: a frozen default, bounds checked at its path', () => {
     const cfg = validateAdapterConfig({ syslog: [{ tcp_port: 0, source: 'syslog:s', sessions: {} }, { tcp_port: 0, source: 'syslog:t', sessions: { max_open_sessions: 5 } }] })
     expect(DEFAULT_SESSIONS.max_open_sessions).toBe(100_000)

@@ -115,7 +115,7 @@ export interface TlsOptions {
 export type DeviceIdLevel = number | 'auto' | 'off'
 
 export interface MqttAdapterOptions {
-  /** `mqtt://host:port` or `mqtts://host:port`. */
+  /** `mqtt://host:port` or `mqtts://host:port` (what is accepted: brokerUrlProblem). */
   readonly url: string
   /** Topic filters; `$share/<group>/...` filters are allowed as written. */
   readonly topics: readonly string[]
@@ -512,7 +512,9 @@ function checkMqtt(c: Checker, v: unknown, path: string, presets: MappingPresets
   const o = c.obj(v, path)
   if (!o) return undefined
   c.keys(o, path, MQTT_KEYS)
-  const url = c.str(o, 'url', path, { required: true, pattern: /^(mqtts?|tcp|ssl|wss?):\/\/[^/\s]+/, hint: 'must be a URL like "mqtt://127.0.0.1:1883" or "mqtts://broker:8883"' })
+  let url = c.str(o, 'url', path, { required: true })
+  const urlProblem = url === undefined ? undefined : brokerUrlProblem(url)
+  if (urlProblem !== undefined) c.add(`${path}.url`, urlProblem), (url = undefined)
   const source = c.str(o, 'source', path, { required: true, pattern: NAME, hint: SOURCE_HINT })
   const topics: string[] = []
   if (!Array.isArray(o.topics) || o.topics.length === 0) {
@@ -598,6 +600,42 @@ function checkMqtt(c: Checker, v: unknown, path: string, presets: MappingPresets
   }
   if (!url || !source) return undefined
   return Object.freeze(result)
+}
+
+const URL_HINT = 'must be a URL like "mqtt://127.0.0.1:1883" or "mqtts://broker:8883"'
+
+/**
+ * Undefined when `url` is a broker URL the client library connects to as written; otherwise what is wrong with it. The
+ * library reads it with the legacy url.parse, which takes what the WHATWG parser refuses: a port above 65535 threw
+ * ERR_SOCKET_BAD_PORT out of start() (an unhandled rejection), port 0 or `abc` connected to 1883 (maybe another
+ * broker), `bad host` connected to `bad`. A path is sent only over ws:// and wss:// (the HTTP request's); over the
+ * others the library drops it, so one there is a mistake of the writer's, not a broker's address.
+ */
+export function brokerUrlProblem(url: string): string | undefined {
+  const scheme = /^(mqtts?|tcp|ssl|wss?):\/\//.exec(url)?.[1]
+  if (scheme === undefined) return URL_HINT
+  // The WHATWG parser drops tabs and newlines anywhere, and url.parse reads up to a space: neither is the text written.
+  if (/[\s\x00-\x1f\x7f]/.test(url)) return `must not contain spaces or control characters, got ${describe(url)}`
+  let u: URL | undefined
+  try {
+    u = new URL(url)
+  } catch {
+    u = undefined
+  }
+  // The authority as written: userinfo@host:port, the host an IPv6 address in brackets or a name.
+  const written = /^[a-z]+:\/\/(?:[^@/?#]*@)?(\[[^\]/?#]*\]?|[^:/?#]*)(?::([^/?#]*))?/.exec(url)!
+  const host = u ? u.hostname : written[1]!
+  const port = u ? u.port : written[2]
+  if (port !== undefined && port !== '' && !(/^\d+$/.test(port) && Number(port) >= 1 && Number(port) <= 65_535)) {
+    return `port ${JSON.stringify(port)} must be a number from 1 to 65535 (e.g. "${scheme}://${host || '127.0.0.1'}:1883")`
+  }
+  if (host === '') return `has no host (e.g. "${scheme}://127.0.0.1:1883")`
+  // A name (letters, digits, - . _), an IPv4 address or an IPv6 one in brackets; the WHATWG parser checks the brackets'.
+  if (!u || !/^([A-Za-z0-9_.-]+|\[[0-9A-Fa-f:.]+\])$/.test(host)) return `host ${JSON.stringify(written[1])} is not a host name or IP address`
+  if (scheme !== 'ws' && scheme !== 'wss' && u.pathname !== '' && u.pathname !== '/') {
+    return `path ${JSON.stringify(u.pathname)} would be ignored: only ws:// and wss:// URLs have one (give "${scheme}://${u.host}")`
+  }
+  return undefined
 }
 
 /** Undefined when `t` is a valid MQTT topic filter; otherwise what is wrong with it. */
