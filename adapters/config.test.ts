@@ -107,6 +107,35 @@ describe('validateAdapterConfig', () => {
     }
   })
 
+  it('an entry with a bad url or source is still checked against the machine and the other entries, so one run names all', () => {
+    const withResources = (doc: unknown) => {
+      try {
+        validateAdapterConfig(doc, { hostname: 'h1', resources: { env: {} } })
+      } catch (err) {
+        return (err as ValidationError).problems.map((p) => `${p.path}: ${p.message}`)
+      }
+      throw new Error('expected a ValidationError')
+    }
+    expect(withResources({ mqtt: [{ topics: ['a/+'], source: 'mqtt:a', password_env: 'NOPE', tls: { ca: '/nonexistent.pem' } }] })).toEqual([
+      '$.adapters.mqtt[0].url: is required',
+      '$.adapters.mqtt[0].password_env: environment variable NOPE is not set (or empty)',
+      '$.adapters.mqtt[0].tls.ca: cannot read /nonexistent.pem: ENOENT',
+    ])
+    expect(problems({
+      mqtt: [
+        { url: 'mqtt://b:1883', topics: ['a/#'], source: 'mqtt:a', client_id: 'x' },
+        { url: 'mqtt://b:1883', topics: ['a/b'], source: 'bad source!', client_id: 'x' },
+        { url: 'mqtt://b:99999', topics: ['c'], source: 'mqtt:c', tls: {} },
+      ],
+    })).toEqual([
+      '$.adapters.mqtt[1].source: must be letters, digits and _ . : @ - (e.g. "mqtt:plant-7")',
+      '$.adapters.mqtt[2].url: port "99999" must be a number from 1 to 65535 (e.g. "mqtt://b:1883")',
+      '$.adapters.mqtt[2].tls: needs an mqtts:// URL; with mqtt:// the connection would be plain TCP and tls ignored',
+      '$.adapters.mqtt[1].client_id: "x" is also used by $.adapters.mqtt[0] on the same broker; the broker would disconnect one of them in a loop',
+      '$.adapters.mqtt[1].topics[0]: "a/b" overlaps "a/#" of $.adapters.mqtt[0] on the same broker: a message on a topic both match would be rated twice, once under each source; subscribe to it in one adapter',
+    ])
+  })
+
   it('sessions.max_open_sessions: a frozen default, bounds checked at its path', () => {
     const cfg = validateAdapterConfig({ syslog: [{ tcp_port: 0, source: 'syslog:s', sessions: {} }, { tcp_port: 0, source: 'syslog:t', sessions: { max_open_sessions: 5 } }] })
     expect(DEFAULT_SESSIONS.max_open_sessions).toBe(100_000)

@@ -508,6 +508,10 @@ function checkMqttResources(c: Checker, m: MqttAdapterOptions, path: string, r: 
   if (cert && Date.parse(cert.validTo) < (r.now ?? Date.now)()) c.add(`${path}.tls.cert`, `${t.cert} expired on ${cert.validTo}`)
 }
 
+/**
+ * The entry at `path`, its problems added to `c`; undefined when it is no object. Returned with problems too, as far as
+ * it could be read (a bad field at its default; a bad url, source or client id ''), for the checks across entries.
+ */
 function checkMqtt(c: Checker, v: unknown, path: string, presets: MappingPresets, hostname: string): MqttAdapterOptions | undefined {
   const o = c.obj(v, path)
   if (!o) return undefined
@@ -553,8 +557,10 @@ function checkMqtt(c: Checker, v: unknown, path: string, presets: MappingPresets
       })
     }
   }
-  if (tls !== undefined && url !== undefined && !/^(mqtts|ssl|wss):/.test(url)) {
-    c.add(`${path}.tls`, `needs an mqtts:// URL; with ${url.slice(0, url.indexOf(':'))}:// the connection would be plain TCP and tls ignored`)
+  // By the scheme as written, so a url bad elsewhere (its port, its host) does not hide this problem until the next run.
+  const plainScheme = typeof o.url === 'string' ? /^(mqtt|tcp|ws):\/\//.exec(o.url)?.[1] : undefined
+  if (tls !== undefined && plainScheme !== undefined) {
+    c.add(`${path}.tls`, `needs an mqtts:// URL; with ${plainScheme}:// the connection would be plain TCP and tls ignored`)
   }
   const username = c.str(o, 'username', path)
   const password = c.str(o, 'password', path)
@@ -574,7 +580,8 @@ function checkMqtt(c: Checker, v: unknown, path: string, presets: MappingPresets
     url: url ?? '',
     topics: Object.freeze(topics),
     source: source ?? '',
-    client_id: clientId ?? defaultClientId(source ?? '', hostname),
+    // '' when unknown (client_id or, without one, source bad): then no other entry is compared with it.
+    client_id: clientId ?? (o.client_id === undefined && source !== undefined ? defaultClientId(source, hostname) : ''),
     ...(sharedGroup !== undefined && { shared_group: sharedGroup }),
     qos: c.oneOf(o, 'qos', path, [0, 1] as const, DEFAULT_MQTT.qos),
     protocol_version: c.oneOf(o, 'protocol_version', path, [4, 5] as const, DEFAULT_MQTT.protocol_version),
@@ -598,7 +605,6 @@ function checkMqtt(c: Checker, v: unknown, path: string, presets: MappingPresets
   if (result.protocol_version === 4 && passwordKeys.length > 0 && username === undefined) {
     c.add(`${path}.username`, 'is required with a password on MQTT 3.1.1 (protocol_version 4)')
   }
-  if (!url || !source) return undefined
   return Object.freeze(result)
 }
 
@@ -659,6 +665,7 @@ export function topicFilterProblem(t: unknown): string | undefined {
 const SYSLOG_KEYS = ['source', 'host', 'udp_port', 'tcp_port', 'max_message_bytes', 'mapping', 'hostname_as_device_id',
   'rfc3164_time_zone', 'sessions', 'batching'] as const
 
+/** Like checkMqtt: undefined only when the entry is no object; with problems, as far as it could be read. */
 function checkSyslog(c: Checker, v: unknown, path: string, presets: MappingPresets): SyslogAdapterOptions | undefined {
   const o = c.obj(v, path)
   if (!o) return undefined
@@ -671,7 +678,8 @@ function checkSyslog(c: Checker, v: unknown, path: string, presets: MappingPrese
   const sessions = o.sessions === undefined ? undefined : checkSessions(c, o.sessions, `${path}.sessions`)
   const result = {
     source: source ?? '',
-    host: c.str(o, 'host', path) ?? DEFAULT_SYSLOG.host,
+    // '' when bad, so no other listener is compared with the default in its place.
+    host: c.str(o, 'host', path) ?? (o.host === undefined ? DEFAULT_SYSLOG.host : ''),
     ...(udp !== undefined && { udp_port: udp }),
     ...(tcp !== undefined && { tcp_port: tcp }),
     max_message_bytes: c.int(o, 'max_message_bytes', path, 64, 16_777_216, DEFAULT_SYSLOG.max_message_bytes),
@@ -681,7 +689,6 @@ function checkSyslog(c: Checker, v: unknown, path: string, presets: MappingPrese
     ...(sessions !== undefined && { sessions }),
     batching: checkBatching(c, o.batching, `${path}.batching`),
   }
-  if (!source) return undefined
   return Object.freeze(result)
 }
 
@@ -699,11 +706,6 @@ export interface ValidateAdapterOptions {
   readonly resources?: ResourceCheck
 }
 
-/**
- * Validates the `adapters` section of rateflow.json. Throws one ValidationError listing every problem with its
- * JSON path; otherwise returns frozen options with defaults filled in. Two instances (MQTT or syslog) sharing a
- * `source` is an error: the dedupe key (source, event_id) would mix their events.
- */
 /**
  * A broker listener's identity for comparing adapters: its scheme (`tcp` as `mqtt`, `ssl` and `tls` as `mqtts`: the
  * client library's aliases), host (localhost, 127.0.0.1 and ::1 as one loopback) and port (the scheme's default when
@@ -747,12 +749,29 @@ export function filtersOverlap(a: string, b: string): boolean {
   }
 }
 
-export function validateAdapterConfig(doc: unknown, opts: ValidateAdapterOptions = {}): AdaptersConfig {
+/** What checkAdapterConfig found. */
+export interface AdapterConfigCheck {
+  /** Every problem, each at its JSON path; none when `config` is valid. */
+  readonly problems: readonly Problem[]
+  /**
+   * Without problems, the validated config. With some, every entry that is an object as far as it could be read (a bad
+   * field at its default; a bad url, source or client id ''): for the caller's checks across sections (ports, sources),
+   * so that one run names every problem; never to start anything.
+   */
+  readonly config: AdaptersConfig
+  /** The JSON path of each entry of config.mqtt and config.syslog, by index (an entry that is no object has none). */
+  readonly paths: { readonly mqtt: readonly string[]; readonly syslog: readonly string[] }
+}
+
+/** validateAdapterConfig's checks, returning the problems with what could be read instead of throwing. */
+export function checkAdapterConfig(doc: unknown, opts: ValidateAdapterOptions = {}): AdapterConfigCheck {
   const path = opts.path ?? '$.adapters'
   const presets = opts.presets ?? {}
   const hostname = opts.hostname ?? 'localhost'
   const c = new Checker()
   const out: { mqtt: MqttAdapterOptions[]; syslog: SyslogAdapterOptions[]; csv: unknown[] } = { mqtt: [], syslog: [], csv: [] }
+  const paths: { mqtt: string[]; syslog: string[] } = { mqtt: [], syslog: [] }
+  const mqttPaths = paths.mqtt
   const o = c.obj(doc, path)
   if (o) {
     c.keys(o, path, ['mqtt', 'syslog', 'csv'])
@@ -765,16 +784,16 @@ export function validateAdapterConfig(doc: unknown, opts: ValidateAdapterOptions
       }
       return v
     }
-    // Paths of valid entries, by position in `out`, so later cross-entry messages name the user's index.
-    const mqttPaths: string[] = []
+    // Every entry that is an object is checked across entries and against the machine, bad fields or not (a missing
+    // url once hid an unset password_env until the next run); what a check needs and is bad (url, client id) is ''.
     list('mqtt').forEach((m, i) => {
       const r = checkMqtt(c, m, `${path}.mqtt[${i}]`, presets, hostname)
-      if (r) out.mqtt.push(r), mqttPaths.push(`${path}.mqtt[${i}]`)
+      if (r) out.mqtt.push(r), paths.mqtt.push(`${path}.mqtt[${i}]`)
       if (r && opts.resources) checkMqttResources(c, r, `${path}.mqtt[${i}]`, opts.resources)
     })
     list('syslog').forEach((s, i) => {
       const r = checkSyslog(c, s, `${path}.syslog[${i}]`, presets)
-      if (r) out.syslog.push(r)
+      if (r) out.syslog.push(r), paths.syslog.push(`${path}.syslog[${i}]`)
     })
     out.csv = list('csv')
     // Sources are compared over every entry, valid or not, so a duplicate is reported in the same run.
@@ -791,6 +810,7 @@ export function validateAdapterConfig(doc: unknown, opts: ValidateAdapterOptions
     }
     const clientIds = new Map<string, string>()
     out.mqtt.forEach((m, i) => {
+      if (m.url === '' || m.client_id === '') return
       const key = `${brokerKey(m.url)}\u0000${m.client_id}`
       const first = clientIds.get(key)
       if (first !== undefined) {
@@ -802,12 +822,13 @@ export function validateAdapterConfig(doc: unknown, opts: ValidateAdapterOptions
     // subscription split between two adapters is no way out: a message redelivered after a crash may go to the other
     // member, and be rated again under its source.
     out.mqtt.forEach((m, i) => {
+      if (m.url === '') return
       m.topics.forEach((t, ti) => {
         const a = sharedFilter(t)
         // The first earlier adapter on the same broker with a filter that overlaps this one: one problem per filter.
         for (let j = 0; j < i; j++) {
           const earlier = out.mqtt[j]!
-          if (brokerKey(earlier.url) !== brokerKey(m.url)) continue
+          if (earlier.url === '' || brokerKey(earlier.url) !== brokerKey(m.url)) continue
           const clash = earlier.topics.find((u) => filtersOverlap(a, sharedFilter(u)))
           if (clash === undefined) continue
           c.add(
@@ -819,6 +840,20 @@ export function validateAdapterConfig(doc: unknown, opts: ValidateAdapterOptions
       })
     })
   }
-  if (c.problems.length > 0) throw new ValidationError('invalid adapters config', c.problems)
-  return Object.freeze({ mqtt: Object.freeze(out.mqtt), syslog: Object.freeze(out.syslog), csv: Object.freeze(out.csv) })
+  return {
+    problems: c.problems,
+    config: Object.freeze({ mqtt: Object.freeze(out.mqtt), syslog: Object.freeze(out.syslog), csv: Object.freeze(out.csv) }),
+    paths,
+  }
+}
+
+/**
+ * Validates the `adapters` section of rateflow.json. Throws one ValidationError listing every problem with its
+ * JSON path; otherwise returns frozen options with defaults filled in. Two instances (MQTT or syslog) sharing a
+ * `source` is an error: the dedupe key (source, event_id) would mix their events.
+ */
+export function validateAdapterConfig(doc: unknown, opts: ValidateAdapterOptions = {}): AdaptersConfig {
+  const r = checkAdapterConfig(doc, opts)
+  if (r.problems.length > 0) throw new ValidationError('invalid adapters config', r.problems)
+  return r.config
 }

@@ -45,6 +45,28 @@ describe('validateRunConfig: listeners that would take one port', () => {
   })
 })
 
+describe('validateRunConfig: every problem in one run', () => {
+  it('checks ports and sources across sections though some adapter entry is bad', () => {
+    expect(
+      problems({
+        adapters: {
+          mqtt: [{ topics: ['a/+'], source: 'mqtt:a' }],
+          syslog: [{ tcp_port: 9001, source: 'syslog:a' }, 'x', { tcp_port: 9001, source: 'bad source!' }, { tcp_port: 9001, host: 5, source: 'syslog:d' }],
+          csv: [{ watch: '/tmp/rateflow-never-made', source: 'syslog:a' }],
+        },
+        http: { port: 0 },
+      }),
+    ).toEqual([
+      '$.adapters.mqtt[0].url: is required',
+      '$.adapters.syslog[1]: must be an object, got "x"',
+      '$.adapters.syslog[2].source: must be letters, digits and _ . : @ - (e.g. "mqtt:plant-7")',
+      '$.adapters.syslog[3].host: must be a non-empty string, got number 5',
+      '$.adapters.csv[0].source: "syslog:a" is already used by another adapter',
+      '$.adapters.syslog[2].tcp_port: tcp port 9001 on 127.0.0.1 is also taken by $.adapters.syslog[0].tcp_port; each listener needs a port of its own',
+    ])
+  })
+})
+
 describe('validateRunConfig: the HTTP API default port', () => {
   it('counts the default HTTP port as taken', () => {
     expect(problems({ adapters: { syslog: [{ tcp_port: 8080, source: 'syslog:a' }] } })).toEqual([

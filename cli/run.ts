@@ -3,7 +3,7 @@ import { resolve, sep } from 'node:path'
 import { createServer, type IncomingMessage, type Server } from 'node:http'
 import os from 'node:os'
 import { isIP, type AddressInfo } from 'node:net'
-import { validateAdapterConfig, type AdaptersConfig, type ResourceCheck } from '../adapters/config.js'
+import { checkAdapterConfig, type AdaptersConfig, type ResourceCheck } from '../adapters/config.js'
 import { CsvInbox, checkCsvInboxEntries, type CsvInboxOptions } from '../adapters/csv-inbox.js'
 import { MqttAdapter } from '../adapters/mqtt/index.js'
 import { BUILTIN_MAPPINGS, SyslogAdapter } from '../adapters/syslog/index.js'
@@ -32,6 +32,7 @@ const DEFAULT_HTTP = { port: 8080, host: '127.0.0.1' }
 export function validateRunConfig(doc: unknown, opts: { resources?: ResourceCheck } = {}): RunConfig {
   const problems: Problem[] = []
   let adapters: AdaptersConfig = { mqtt: [], syslog: [], csv: [] }
+  let syslogPaths: readonly string[] = []
   let csv: CsvInboxOptions[] = []
   const http = { ...DEFAULT_HTTP }
   if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) {
@@ -40,24 +41,25 @@ export function validateRunConfig(doc: unknown, opts: { resources?: ResourceChec
   const o = doc as Record<string, unknown>
   for (const k of Object.keys(o)) if (k !== 'adapters' && k !== 'http') problems.push({ path: jsonMemberPath('$', k), message: 'unknown key' })
   if (o.adapters !== undefined) {
-    try {
-      adapters = validateAdapterConfig(o.adapters, {
-        presets: BUILTIN_MAPPINGS,
-        hostname: os.hostname(),
-        path: '$.adapters',
-        ...(opts.resources && { resources: opts.resources }),
-      })
-    } catch (err) {
-      if (!(err instanceof ValidationError)) throw err
-      problems.push(...err.problems)
-    }
+    // With problems too, the entries as far as they could be read: a bad MQTT url hid the syslog port clashes and the
+    // CSV sources taken by another adapter until the next run.
+    const checked = checkAdapterConfig(o.adapters, {
+      presets: BUILTIN_MAPPINGS,
+      hostname: os.hostname(),
+      path: '$.adapters',
+      ...(opts.resources && { resources: opts.resources }),
+    })
+    problems.push(...checked.problems)
+    adapters = checked.config
+    syslogPaths = checked.paths.syslog
     const rawCsv = (o.adapters as Record<string, unknown> | null)?.csv
     if (Array.isArray(rawCsv)) {
       const r = checkCsvInboxEntries(rawCsv, '$.adapters.csv')
       problems.push(...r.problems)
       csv = r.options
       const seen = new Map<string, string>()
-      const others = new Set([...adapters.mqtt.map((m) => m.source), ...adapters.syslog.map((s) => s.source)])
+      // A bad source is '' in `adapters`; named at its own path already.
+      const others = new Set([...adapters.mqtt.map((m) => m.source), ...adapters.syslog.map((s) => s.source)].filter((s) => s !== ''))
       rawCsv.forEach((e, i) => {
         const s = (e as Record<string, unknown> | null)?.source
         if (typeof s !== 'string') return
@@ -84,7 +86,7 @@ export function validateRunConfig(doc: unknown, opts: { resources?: ResourceChec
       }
     }
   }
-  problems.push(...portClashes(adapters, http, o.http !== undefined && (o.http as Record<string, unknown> | null)?.port !== undefined))
+  problems.push(...portClashes(adapters, syslogPaths, http, o.http !== undefined && (o.http as Record<string, unknown> | null)?.port !== undefined))
   if (problems.length > 0) throw new ValidationError('invalid config', problems)
   return { adapters, csv, http }
 }
@@ -193,20 +195,20 @@ function watchProblems(entries: readonly unknown[], onMachine: boolean): Problem
  * Listeners of one config that would take the same port: the second could never start. A fixed port (not 0) of one
  * protocol on the same host, or where either listens on every address (0.0.0.0, ::).
  */
-function portClashes(adapters: AdaptersConfig, http: { port: number; host: string }, httpPortGiven: boolean): Problem[] {
+function portClashes(adapters: AdaptersConfig, syslogPaths: readonly string[], http: { port: number; host: string }, httpPortGiven: boolean): Problem[] {
   // `localhost` is the loopback address the OS resolves it to; 127.0.0.1 on these machines.
   const address = (h: string) => (h === 'localhost' ? '127.0.0.1' : h)
   const taken: Array<{ proto: 'tcp' | 'udp'; port: number; host: string; path: string }> = []
   taken.push({ proto: 'tcp', port: http.port, host: address(http.host), path: httpPortGiven ? '$.http.port' : `$.http.port (default ${http.port})` })
   adapters.syslog.forEach((a, i) => {
-    if (a.tcp_port !== undefined) taken.push({ proto: 'tcp', port: a.tcp_port, host: address(a.host), path: `$.adapters.syslog[${i}].tcp_port` })
-    if (a.udp_port !== undefined) taken.push({ proto: 'udp', port: a.udp_port, host: address(a.host), path: `$.adapters.syslog[${i}].udp_port` })
+    if (a.tcp_port !== undefined) taken.push({ proto: 'tcp', port: a.tcp_port, host: address(a.host), path: `${syslogPaths[i]!}.tcp_port` })
+    if (a.udp_port !== undefined) taken.push({ proto: 'udp', port: a.udp_port, host: address(a.host), path: `${syslogPaths[i]!}.udp_port` })
   })
   const any = (h: string) => h === '0.0.0.0' || h === '::'
   const problems: Problem[] = []
   taken.forEach((t, i) => {
-    if (t.port === 0) return
-    const first = taken.slice(0, i).find((u) => u.proto === t.proto && u.port === t.port && (u.host === t.host || any(u.host) || any(t.host)))
+    if (t.port === 0 || t.host === '') return
+    const first = taken.slice(0, i).find((u) => u.host !== '' && u.proto === t.proto && u.port === t.port && (u.host === t.host || any(u.host) || any(t.host)))
     if (first) problems.push({ path: t.path, message: `${t.proto} port ${t.port} on ${t.host} is also taken by ${first.path}; each listener needs a port of its own` })
   })
   return problems
