@@ -106,6 +106,11 @@ describe('validateRunConfig: CSV inboxes that would rate each file twice', () =>
         `$.adapters.csv[3].watch: ${join(dir, 'file.csv')} is a file, not a directory to watch`,
         `$.adapters.csv[5].watch: ${join(dir, 'inbox', 'done')} and the directory $.adapters.csv[0] watches lie one inside the other: a file one inbox moves to its done/ or failed/ could be rated again by the other`,
       ])
+      // A folder the inbox would have to create under a file (mkdir failed at start with ENOTDIR, exit 1, no path).
+      expect(onMachine({ adapters: { csv: [{ watch: join(dir, 'file.csv', 'inbox'), source: 'csv:a' }, { watch: join(dir, 'file.csv', 'a', 'b'), source: 'csv:b' }] }, http: { port: 0 } })).toEqual([
+        `$.adapters.csv[0].watch: ${join(dir, 'file.csv', 'inbox')} cannot be created: ${join(dir, 'file.csv')} is a file, not a directory`,
+        `$.adapters.csv[1].watch: ${join(dir, 'file.csv', 'a', 'b')} cannot be created: ${join(dir, 'file.csv')} is a file, not a directory`,
+      ])
       // Without looking at the machine, the same absolute path is still caught.
       expect(problems({ adapters: { csv: entries.slice(0, 2) }, http: { port: 0 } })).toHaveLength(1)
     } finally {

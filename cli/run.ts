@@ -1,5 +1,5 @@
 import { existsSync, realpathSync, statSync } from 'node:fs'
-import { resolve, sep } from 'node:path'
+import { dirname, resolve, sep } from 'node:path'
 import { createServer, type IncomingMessage, type Server } from 'node:http'
 import os from 'node:os'
 import { isIP, type AddressInfo } from 'node:net'
@@ -162,7 +162,8 @@ function readBody(req: IncomingMessage, max: number): Promise<string | undefined
  * entry, under each source (the dedupe key is (source, event_id), so nothing catches it), and the entries race to move
  * it. So would one inside another's (an inbox moves each file it rated to its `done/`, where the inner one finds it).
  * Compared as absolute paths, and with `onMachine` as real paths (a symlink to a watched directory is that directory);
- * with `onMachine`, a path that exists and is no directory is named too (the inbox creates a missing one).
+ * with `onMachine`, a path that exists and is no directory is named too, and a missing one the inbox cannot create
+ * because a file stands where one of its parents would be (`mkdir` failed at start with ENOTDIR, naming no JSON path).
  */
 function watchProblems(entries: readonly unknown[], onMachine: boolean): Problem[] {
   const problems: Problem[] = []
@@ -179,6 +180,12 @@ function watchProblems(entries: readonly unknown[], onMachine: boolean): Problem
         return
       }
       dir = realpathSync(dir)
+    } else if (onMachine) {
+      const file = fileAbove(dir)
+      if (file !== undefined) {
+        problems.push({ path, message: `${w} cannot be created: ${file} is a file, not a directory` })
+        return
+      }
     }
     const first = seen.get(dir)
     const nested = [...seen].find(([d]) => within(dir, d) || within(d, dir))
@@ -189,6 +196,21 @@ function watchProblems(entries: readonly unknown[], onMachine: boolean): Problem
     } else seen.set(dir, `$.adapters.csv[${i}]`)
   })
   return problems
+}
+
+/** The nearest existing parent of the missing `dir` when it is no directory (so `dir` cannot be made); else undefined. */
+function fileAbove(dir: string): string | undefined {
+  for (let p = dirname(dir); ; p = dirname(p)) {
+    let isDir: boolean | undefined
+    try {
+      isDir = statSync(p, { throwIfNoEntry: false })?.isDirectory()
+    } catch {
+      // ENOTDIR: a file stands higher up.
+      isDir = undefined
+    }
+    if (isDir !== undefined) return isDir ? undefined : p
+    if (dirname(p) === p) return undefined
+  }
 }
 
 /**
