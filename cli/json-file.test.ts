@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { ValidationError } from '../common/errors.js'
-import { readJsonFile, validatedJson } from './json-file.js'
+import { jsonSyntaxErrorOffset, readJsonFile, validatedJson } from './json-file.js'
 
 const dir = mkdtempSync(join(tmpdir(), 'rf-json-'))
 let n = 0
@@ -55,6 +55,45 @@ describe('readJsonFile', () => {
     expect(readJsonFile(file('\ufeff{"a": 1}')).doc).toEqual({ a: 1 })
     expect(() => readJsonFile(file('{"a": 1,}'))).toThrow(/not valid JSON/)
     expect(() => readJsonFile(join(dir, 'none.json'))).toThrow(/none\.json: cannot read/)
+  })
+
+  it('names the line and column of a JSON syntax error, where the parser gives an offset or nothing', () => {
+    const refused = (text: string) => {
+      const f = file(text)
+      try {
+        readJsonFile(f)
+      } catch (err) {
+        return (err as Error).message.slice(f.length)
+      }
+      throw new Error('expected an error')
+    }
+    expect(refused('{\n  "adapters": {\n    "mqtt" [\n  ]}}\n')).toBe(": not valid JSON at line 3, column 12: Expected ':' after property name in JSON")
+    // Node 20 says only "Unexpected token" (a trailing comma in an array, a bad word) or "Unexpected end".
+    expect(refused('{"plans": [\n  {"id": "p"},\n]}')).toMatch(/^: not valid JSON at line 3, column 1: Unexpected token ']'/)
+    expect(refused('{"a": 1,\n "b": tru}')).toMatch(/^: not valid JSON at line 2, column 10: Unexpected token '}'/)
+    expect(refused('{"a": [1,\n')).toBe(': not valid JSON at line 2, column 1: Unexpected end of JSON input')
+    // Columns count characters (é is one, 😀 one), after a byte order mark, which no editor shows.
+    expect(refused('\ufeff{"é😀": 1 "b": 2}')).toBe(": not valid JSON at line 1, column 10: Expected ',' or '}' after property value in JSON")
+  })
+})
+
+describe('jsonSyntaxErrorOffset', () => {
+  it("is the offset JSON.parse names, where it names one, and -1 for JSON", () => {
+    const texts = ['{"a": 1,}', '[1 2]', '{"a":"x\n"}', '{"a": 01}', '{"a": -}', '1.', '1e+', '"\\q"', '"\\u12"', '{a: 1}', '"x" y', '{"a"}', '"abc', '[[[]]]]']
+    for (const t of texts) {
+      let said: string | undefined
+      try {
+        JSON.parse(t)
+      } catch (err) {
+        said = /at position (\d+)/.exec((err as Error).message)?.[1]
+      }
+      expect([t, jsonSyntaxErrorOffset(t)]).toEqual([t, Number(said)])
+    }
+    for (const t of ['[,1]', '[1,,2]', 'nulx', '{"a": x}', '', '{"a":']) expect(() => JSON.parse(t)).toThrow()
+    expect(['[,1]', '[1,,2]', 'nulx', '{"a": x}', '', '{"a":'].map(jsonSyntaxErrorOffset)).toEqual([1, 3, 3, 6, 0, 5])
+    expect(jsonSyntaxErrorOffset('{"a": [1, 2.5e-3, -0, true, false, null, "x\\u00e9"], "b": {}}')).toBe(-1)
+    // Nesting deeper than any stack.
+    expect(jsonSyntaxErrorOffset('['.repeat(100_000) + ']'.repeat(100_000) + ',')).toBe(200_000)
   })
 })
 

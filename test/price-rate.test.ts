@@ -232,7 +232,7 @@ const results = {} as Record<keyof typeof commands, CliResult>
 
 beforeAll(async () => {
   writeJson(catalogFile, catalog)
-  writeFileSync(join(tmp.dir, 'not-json.json'), '{"version": ')
+  writeFileSync(join(tmp.dir, 'not-json.json'), '{"version": "v1",\n "plans": [{"id": "published"},]}')
   writeJson(join(tmp.dir, 'uniq.json'), {
     version: 'u1', effective_from: '2026-01-01T00:00:00Z', currency: 'USD',
     meters: [{ id: 'users', metric: 'login', aggregation: 'unique_count', dimension: 'user' }],
@@ -455,7 +455,7 @@ describe('price and rate refuse bad input with exit 2 and say what is wrong', ()
   })
 
   it('a catalog file that is not JSON, or is invalid (every problem with its JSON path)', () => {
-    expect(refused('notJson')).toMatch(/not-json\.json: not valid JSON/)
+    expect(refused('notJson')).toMatch(/not-json\.json: not valid JSON at line 2, column 32: Unexpected token '\]'/)
     const invalid = refused('invalidCatalog')
     expect(invalid).toMatch(/catalog: 5 problems/)
     expect(invalid).toMatch(/\$\.currency: must be three upper-case letters/)

@@ -478,7 +478,7 @@ describe('rateflow run with a secured MQTT broker', () => {
     expect(res.stderr).toMatch(/3 problems/)
   }, 60_000)
 
-  it('exits 2 when the config file gives a key twice or is not UTF-8, naming the path and file', async () => {
+  it('exits 2 when the config file gives a key twice, is not UTF-8 or not JSON, naming the path and file, or the line and column', async () => {
     const dir = join(tmp.dir, 'twice-key')
     mkdirSync(dir)
     const config = join(dir, 'rateflow.json')
@@ -488,6 +488,9 @@ describe('rateflow run with a secured MQTT broker', () => {
     writeFileSync(config, Buffer.from('{"adapters": {"csv": [{"watch": "./inbo\xe9", "source": "csv:a"}]}}', 'latin1'))
     const bad = await rateflow(['run', '--config', config, '--data', join(dir, 'data')])
     expect([bad.code, bad.stderr]).toEqual([2, expect.stringContaining(`${config}: not UTF-8 (at byte 39)`)])
+    writeFileSync(config, '{\n  "adapters": {\n    "mqtt" [\n  ]}}\n')
+    const syntax = await rateflow(['run', '--config', config, '--data', join(dir, 'data')])
+    expect([syntax.code, syntax.stderr]).toEqual([2, `rateflow: ${config}: not valid JSON at line 3, column 12: Expected ':' after property name in JSON\n`])
     expect(existsSync(join(dir, 'data'))).toBe(false)
   }, 60_000)
 
