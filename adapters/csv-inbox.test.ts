@@ -98,6 +98,22 @@ describe('CsvInbox', () => {
     expect(readdirSync(watch).sort()).toEqual(['a.csv', 'done', 'processing'])
   })
 
+  it('skips an entry that is no regular file (a directory named x.csv), warning once, and leaves it in place', async () => {
+    const { watch, a, ids, logged } = inbox()
+    mkdirSync(join(watch, 'h-dir.csv'))
+    writeFileSync(join(watch, 'b.csv'), csv('b1'))
+    await a.start()
+    try {
+      await until('b.csv in done/', () => existsSync(join(watch, 'done', 'b.csv')))
+      await new Promise((r) => setTimeout(r, 100))
+    } finally {
+      await a.stop()
+    }
+    expect(ids()).toEqual(['b1'])
+    expect(logged.map((l) => [l.level, l.msg, l.file])).toEqual([['warn', 'CSV inbox: this entry is not a regular file (a directory?); skipped', 'h-dir.csv']])
+    expect(readdirSync(watch).sort()).toEqual(['done', 'h-dir.csv', 'processing'])
+  })
+
   it('a file that fails in a way of its own again and again goes to failed/ with the error; the files after it are read meanwhile', async () => {
     const { watch, a, ids, logged } = inbox()
     writeFileSync(join(watch, 'boom.csv'), csv('x1'))

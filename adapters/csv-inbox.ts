@@ -87,7 +87,7 @@ export class CsvInbox {
   private readonly counts: CsvInboxStats = { files: 0, failedFiles: 0, rows: 0, batches: 0 }
   /** Failures in a row of a file, by name, for errors that are neither a bad file nor the queue's. */
   private readonly failures = new Map<string, number>()
-  /** Entries skipped because they cannot be stat'ed, warned about once each. */
+  /** Entries skipped because they cannot be stat'ed or are no regular file, warned about once each. */
   private readonly unreadable = new Set<string>()
 
   constructor(
@@ -187,14 +187,17 @@ export class CsvInbox {
   /**
    * Whether an entry is a file to read. One that cannot be stat'ed (a dangling symlink, a file removed since readdir)
    * is skipped, with a warning once per name: a throw here stopped the scan, and so every other file, for as long as
-   * the entry stayed.
+   * the entry stayed. So is one that is no regular file (a directory named `x.csv`), which was skipped without a word.
    */
   private isFile(dir: string, name: string): boolean {
     // `name` is relative to the folder (processing/ files are `processing/<name>`).
     try {
-      const file = statSync(join(dir, name)).isFile()
+      if (!statSync(join(dir, name)).isFile()) {
+        this.skipped(name, undefined, 'CSV inbox: this entry is not a regular file (a directory?); skipped')
+        return false
+      }
       this.unreadable.delete(name)
-      return file
+      return true
     } catch (err) {
       this.skipped(name, err, 'CSV inbox: cannot read this entry (a dangling symlink?); skipped')
       return false
