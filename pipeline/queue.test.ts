@@ -14,7 +14,7 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }))
 
 it('a server that stops answering: publish fails naming NATS, the stream and the batch; close() returns after its drain time', async () => {
   const server = await startNatsServer(dir, { maxPayloadBytes: 1024 * 1024, stopGraceMs: 1_000 })
-  const [pid] = execFileSync('pgrep', ['-f', `nats-server -c ${join(dir, 'nats')}`], { encoding: 'utf8' }).split('\n').filter(Boolean).map(Number)
+  const [pid] = execFileSync('pgrep', ['-f', `^[^ ]*nats-server -c ${join(dir, 'nats')}`], { encoding: 'utf8' }).split('\n').filter(Boolean).map(Number)
   const queue = await openQueue(server.url, { ...DEFAULT_QUEUE, drainMs: 500, publishRetryMs: 3_000 })
   try {
     // Stopped, as a server stuck on a full disk: it neither answers nor closes the connection.

@@ -1,23 +1,28 @@
 #!/usr/bin/env bash
 # Installs what Rateflow needs on a fresh Debian machine with Node.js 20+: the services it starts
 # (nats-server; mosquitto and its clients for the MQTT adapter; util-linux `logger` for syslog tests;
-# openssl for the MQTT TLS tests), the npm packages, and the compiled JavaScript. Safe to run again: it
+# openssl for the MQTT TLS tests; procps' pgrep for the tests), the npm packages, and the compiled JavaScript. Safe to run again: it
 # installs only what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# A program on PATH, or in the system directories Debian installs daemons in (/usr/sbin is on root's PATH only;
+# Rateflow looks there too, pipeline/services/program.ts).
+has() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/local/sbin/$1" ] || [ -x "/usr/sbin/$1" ] || [ -x "/sbin/$1" ]; }
 need=()
-command -v nats-server >/dev/null 2>&1 || need+=(nats-server)
-{ command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ]; } || need+=(mosquitto)
-command -v mosquitto_pub >/dev/null 2>&1 || need+=(mosquitto-clients)
-command -v logger >/dev/null 2>&1 || need+=(bsdutils)
-command -v openssl >/dev/null 2>&1 || need+=(openssl)   # the MQTT TLS tests make their certificates with it
+has nats-server || need+=(nats-server)
+has mosquitto || need+=(mosquitto)
+has mosquitto_pub || need+=(mosquitto-clients)
+has logger || need+=(bsdutils)
+has openssl || need+=(openssl)   # the MQTT TLS tests make their certificates with it
+has pgrep || need+=(procps)      # the tests find the servers they stop by it (slim images lack it)
 if [ ${#need[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" -ne 0 ] && sudo="sudo"
   echo "setup: installing ${need[*]} with apt-get" >&2
   $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null
+  # Through env: sudo resets the environment, and a DEBIAN_FRONTEND set before it would not reach apt-get.
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 
 # npm install, not npm ci: the registry reachable here holds only the linux-x64 builds of chDB's and

@@ -11,6 +11,7 @@ import { ErrorCode, RateflowError } from '../common/errors.js'
 import { freePort } from '../common/net.js'
 import { processIdentity } from '../pipeline/data-dir-lock.js'
 import { LEASE_BUCKET, LEASE_KEY, RaterLease } from '../pipeline/rater-lease.js'
+import { serviceProgram } from '../pipeline/services/program.js'
 import { startNatsServer, type LocalNatsServer } from '../pipeline/services/nats-server.js'
 import { json, killStrayChildren, query, rateflow, tempDir, writeJson } from './helpers/cli.js'
 
@@ -206,7 +207,7 @@ describe('RaterLease', () => {
 
   it('a server that cannot hold the lease is named, not a client stack', async () => {
     const port = await freePort()
-    const plain = spawn('nats-server', ['-a', '127.0.0.1', '-p', String(port)], { stdio: 'ignore' })
+    const plain = spawn(serviceProgram('nats-server')!, ['-a', '127.0.0.1', '-p', String(port)], { stdio: 'ignore' })
     try {
       let c: NatsConnection | undefined
       for (let i = 0; i < 50 && c === undefined; i++) {

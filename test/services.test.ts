@@ -4,6 +4,7 @@ import { join } from 'node:path'
 import { afterAll, afterEach, expect, it } from 'vitest'
 import { freePort } from '../common/net.js'
 import { startNatsServer } from '../pipeline/services/nats-server.js'
+import { serviceProgram } from '../pipeline/services/program.js'
 import { killStrayChildren, rateflow, tempDir } from './helpers/cli.js'
 
 /**
@@ -21,7 +22,7 @@ writeFileSync(csv, 'event_id,event_time,device_id,account_id,subscription_id,met
 
 it('a NATS_URL server without JetStream: exit 1 at once, naming the address and -js (it used to hang for ever)', async () => {
   const port = await freePort()
-  const nats = spawn('nats-server', ['-a', '127.0.0.1', '-p', String(port)], { stdio: 'ignore' })
+  const nats = spawn(serviceProgram('nats-server')!, ['-a', '127.0.0.1', '-p', String(port)], { stdio: 'ignore' })
   try {
     await new Promise((r) => setTimeout(r, 500))
     for (const args of [['ingest', 'csv', csv, '--source', 'csv:x', '--wait'], ['ingest', 'csv', csv, '--source', 'csv:x']]) {

@@ -262,6 +262,7 @@ describe('SyslogAdapter flow control', () => {
   it('stop() delivers every line a TCP sender wrote and closed before it, even while the batcher held the socket paused', async () => {
     // A slow store: each batch of 100 takes 20 ms, so most of the 2,000 lines are still in the socket at stop().
     const stored: UsageBatch[] = []
+    // 3 s to drain: reading the 5,000 lines took more than 300 ms on a loaded 2-core machine, and the cut lost the rest.
     const t = setup({ batching: { max_records: 100, max_delay_ms: 5, max_in_flight: 1 } }, async (b) => {
       await new Promise((r) => setTimeout(r, 20))
       stored.push(b)
@@ -300,7 +301,7 @@ describe('SyslogAdapter flow control', () => {
     const t = setup({ batching: { max_records: 100, max_delay_ms: 5, max_in_flight: 1 } }, async (b) => {
       await new Promise((r) => setTimeout(r, 50))
       stored.push(b)
-    }, 300)
+    }, 3_000)
     await t.adapter.start()
     const c = net.connect({ port: t.adapter.ports.tcp!, host: '127.0.0.1', allowHalfOpen: true })
     // Written (handed to the kernel), and the connection kept open, as rsyslog keeps it: the drain time ends, and

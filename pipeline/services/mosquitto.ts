@@ -6,6 +6,7 @@ import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { ErrorCode, RateflowError } from '../../common/errors.js'
 import { freePort } from '../../common/net.js'
+import { serviceProgram } from './program.js'
 
 const execFileP = promisify(execFile)
 
@@ -78,8 +79,8 @@ export async function startMosquitto(
   // for any reason, kill -9 of a benchmark included, our end of its stdin closes, `read` returns and the guard stops
   // the broker, so none is left behind. The guard exits with the broker's own status.
   // (A background job's stdin is /dev/null unless redirected, hence the copy of stdin on fd 3.)
-  const guard = 'exec 3<&0; mosquitto "$@" & child=$!; (read _ignored <&3; kill -TERM $child 2>/dev/null) & wait $child'
-  const broker = spawn('sh', ['-c', guard, 'sh', '-c', conf], { stdio: ['pipe', 'ignore', 'pipe'] })
+  const guard = 'exec 3<&0; p=$1; shift; "$p" "$@" & child=$!; (read _ignored <&3; kill -TERM $child 2>/dev/null) & wait $child'
+  const broker = spawn('sh', ['-c', guard, 'sh', serviceProgram('mosquitto') ?? 'mosquitto', '-c', conf], { stdio: ['pipe', 'ignore', 'pipe'] })
   let stderr = ''
   broker.stderr!.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-2000)))
   const exited = broker.exitCode === null ? once(broker, 'exit').then(() => undefined, () => undefined) : Promise.resolve()

@@ -1,17 +1,21 @@
 import { execFileSync } from 'node:child_process'
-import { mkdtempSync, rmSync } from 'node:fs'
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, expect, it } from 'vitest'
 import { startNatsServer } from './nats-server.js'
+import { serviceProgram } from './program.js'
 
 const dir = mkdtempSync(join(tmpdir(), 'rateflow-nats-'))
 afterAll(() => rmSync(dir, { recursive: true, force: true }))
 
-/** The pids of processes whose command line holds `text`. */
+/**
+ * The pids of servers whose command line starts with the program and holds `text` after it: not their guard's shell,
+ * whose command line names the program too (`sh -c … sh /usr/sbin/nats-server -c …`).
+ */
 function pidsOf(text: string): number[] {
   try {
-    return execFileSync('pgrep', ['-f', text], { encoding: 'utf8' }).split('\n').filter(Boolean).map(Number)
+    return execFileSync('pgrep', ['-f', `^[^ ]*${text}`], { encoding: 'utf8' }).split('\n').filter(Boolean).map(Number)
   } catch {
     return []
   }
@@ -78,3 +82,33 @@ it('a process that started and stopped a server ends at once: nothing of the gua
     rmSync(own, { recursive: true, force: true })
   }
 }, 40_000)
+
+it("starts with a user's PATH, which lacks the /usr/sbin that apt-get installs nats-server in", async () => {
+  const own = mkdtempSync(join(tmpdir(), 'rateflow-nats-path-'))
+  const path = process.env.PATH
+  // A login shell's PATH for a user who is not root (Debian's /etc/profile): setup.sh ran apt-get through sudo, and
+  // the server was then "not installed" for that user.
+  process.env.PATH = '/usr/local/bin:/usr/bin:/bin:/usr/local/games:/usr/games'
+  try {
+    const server = await startNatsServer(own, { maxPayloadBytes: 1024 * 1024 })
+    await server.stop()
+  } finally {
+    process.env.PATH = path
+    rmSync(own, { recursive: true, force: true })
+  }
+}, 30_000)
+
+it('serviceProgram: the first executable file of the name on PATH, else in the system directories, else undefined', () => {
+  const bin = mkdtempSync(join(tmpdir(), 'rateflow-bin-'))
+  try {
+    writeFileSync(join(bin, 'tool'), '#!/bin/sh\n', { mode: 0o755 })
+    writeFileSync(join(bin, 'plain'), 'not executable\n', { mode: 0o644 })
+    mkdirSync(join(bin, 'dir'))
+    expect(serviceProgram('tool', `/nonexistent:${bin}`)).toBe(join(bin, 'tool'))
+    expect(serviceProgram('plain', bin)).toBeUndefined()
+    expect(serviceProgram('dir', bin)).toBeUndefined()
+    expect(serviceProgram('no-such-program-anywhere', bin)).toBeUndefined()
+  } finally {
+    rmSync(bin, { recursive: true, force: true })
+  }
+})

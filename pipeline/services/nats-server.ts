@@ -4,6 +4,7 @@ import { join } from 'node:path'
 import { connect, type NatsConnection } from '@nats-io/transport-node'
 import { ErrorCode, RateflowError } from '../../common/errors.js'
 import { freePort } from '../../common/net.js'
+import { serviceProgram } from './program.js'
 
 /** A nats-server with JetStream that this process started and owns. */
 export interface LocalNatsServer {
@@ -41,7 +42,8 @@ export async function startNatsServer(dataDir: string, options: NatsServerOption
   if (!Number.isInteger(max) || max < 1024 || max > MAX_PAYLOAD_CEILING) {
     throw new RateflowError(ErrorCode.BadConfig, `nats-server maxPayloadBytes: must be an integer from 1024 to ${MAX_PAYLOAD_CEILING} (inclusive), got ${max}`)
   }
-  if (spawnSync('nats-server', ['--version']).status !== 0) {
+  const program = serviceProgram('nats-server')
+  if (program === undefined || spawnSync(program, ['--version']).status !== 0) {
     throw new RateflowError(
       ErrorCode.ServiceUnavailable,
       'nats-server is not installed: install it (apt-get install nats-server, or scripts/setup.sh) or set NATS_URL',
@@ -62,10 +64,10 @@ export async function startNatsServer(dataDir: string, options: NatsServerOption
     'w=; stop() { [ -n "$w" ] && kill $w 2>/dev/null; kill -TERM $child 2>/dev/null; ' +
     '( sleep 10 & s=$!; trap \'kill $s; exit 0\' TERM; wait $s; kill -KILL $child ) </dev/null >/dev/null 2>&1 & w=$!; ' +
     'wait $child; kill $w 2>/dev/null; }; ' +
-    'nats-server "$@" & child=$!; trap \'stop; exit 0\' TERM INT; read _ignored; stop'
+    'p=$1; shift; "$p" "$@" & child=$!; trap \'stop; exit 0\' TERM INT; read _ignored; stop'
   // A process group of its own (guard and server), so that a kill reaches the server, not only the guard: killing the
   // guard alone left a server that ignored SIGTERM (seen on a full disk) running on the data directory.
-  const child: ChildProcess = spawn('sh', ['-c', guard, 'sh', ...args], { stdio: ['pipe', 'ignore', 'pipe'], detached: true })
+  const child: ChildProcess = spawn('sh', ['-c', guard, 'sh', program, ...args], { stdio: ['pipe', 'ignore', 'pipe'], detached: true })
   const killAll = () => {
     try {
       process.kill(-child.pid!, 'SIGKILL')
