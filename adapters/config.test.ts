@@ -102,7 +102,8 @@ describe('validateAdapterConfig', () => {
       ['$.adapters.mqtt[0].url: path "/plant" would be ignored: only ws:// and wss:// URLs have one (give "mqtt://b:1883")'],
     ])
     // A websocket URL's path is the HTTP request's (mosquitto and EMQX listen on /mqtt); no port is the scheme's default.
-    for (const u of ['mqtt://b', 'mqtts://broker:8883/', 'tcp://[::1]:1883', 'ws://b:8080/mqtt', 'wss://b/mqtt']) {
+    // An international host name: the client library connects to its ASCII form (xn--brker-kua.example).
+    for (const u of ['mqtt://b', 'mqtts://broker:8883/', 'tcp://[::1]:1883', 'ws://b:8080/mqtt', 'wss://b/mqtt', 'mqtt://bröker.example:1883']) {
       expect(validateAdapterConfig({ mqtt: [url(u)] }).mqtt[0]!.url).toBe(u)
     }
   })
@@ -133,6 +134,20 @@ describe('validateAdapterConfig', () => {
       '$.adapters.mqtt[2].tls: needs an mqtts:// URL; with mqtt:// the connection would be plain TCP and tls ignored',
       '$.adapters.mqtt[1].client_id: "x" is also used by $.adapters.mqtt[0] on the same broker; the broker would disconnect one of them in a loop',
       '$.adapters.mqtt[1].topics[0]: "a/b" overlaps "a/#" of $.adapters.mqtt[0] on the same broker: a message on a topic both match would be rated twice, once under each source; subscribe to it in one adapter',
+    ])
+    // A url wrong only by its path still names its broker: the client id and the topics are compared in the same run.
+    expect(problems({
+      mqtt: [
+        { url: 'mqtt://b:1883', topics: ['a/#'], source: 'mqtt:a', client_id: 'x' },
+        { url: 'mqtt://b:1883/plant', topics: ['a/b'], source: 'mqtt:b', client_id: 'x' },
+      ],
+    })).toEqual([
+      '$.adapters.mqtt[1].url: path "/plant" would be ignored: only ws:// and wss:// URLs have one (give "mqtt://b:1883")',
+      '$.adapters.mqtt[1].client_id: "x" is also used by $.adapters.mqtt[0] on the same broker; the broker would disconnect one of them in a loop',
+      '$.adapters.mqtt[1].topics[0]: "a/b" overlaps "a/#" of $.adapters.mqtt[0] on the same broker: a message on a topic both match would be rated twice, once under each source; subscribe to it in one adapter',
+    ])
+    expect(problems({ mqtt: [{ url: 'mqtt://bröker!.example:1883', topics: ['a'], source: 'mqtt:a' }] })).toEqual([
+      '$.adapters.mqtt[0].url: host "bröker!.example" is not a host name or IP address',
     ])
   })
 

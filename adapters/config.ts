@@ -7,6 +7,7 @@
  */
 import { X509Certificate, createPrivateKey } from 'node:crypto'
 import { readFileSync } from 'node:fs'
+import { domainToASCII } from 'node:url'
 import { ValidationError, type Problem } from '../common/errors.js'
 import { jsonMemberPath } from '../common/strings.js'
 
@@ -518,7 +519,11 @@ function checkMqtt(c: Checker, v: unknown, path: string, presets: MappingPresets
   c.keys(o, path, MQTT_KEYS)
   let url = c.str(o, 'url', path, { required: true })
   const urlProblem = url === undefined ? undefined : brokerUrlProblem(url)
-  if (urlProblem !== undefined) c.add(`${path}.url`, urlProblem), (url = undefined)
+  if (urlProblem !== undefined) {
+    c.add(`${path}.url`, urlProblem)
+    // A url wrong only past its broker (a path) still names the broker, which the checks across entries compare.
+    if (brokerUrlProblem(url!.replace(/^([a-z]+:\/\/[^/?#]*).*$/s, '$1')) !== undefined) url = undefined
+  }
   const source = c.str(o, 'source', path, { required: true, pattern: NAME, hint: SOURCE_HINT })
   const topics: string[] = []
   if (!Array.isArray(o.topics) || o.topics.length === 0) {
@@ -637,11 +642,23 @@ export function brokerUrlProblem(url: string): string | undefined {
   }
   if (host === '') return `has no host (e.g. "${scheme}://127.0.0.1:1883")`
   // A name (letters, digits, - . _), an IPv4 address or an IPv6 one in brackets; the WHATWG parser checks the brackets'.
-  if (!u || !/^([A-Za-z0-9_.-]+|\[[0-9A-Fa-f:.]+\])$/.test(host)) return `host ${JSON.stringify(written[1])} is not a host name or IP address`
+  // An international name (bröker.example) comes back percent-encoded for these schemes; the client library connects
+  // to its ASCII form (xn--brker-kua.example), so that is what is checked.
+  if (!u || !/^([A-Za-z0-9_.-]+|\[[0-9A-Fa-f:.]+\])$/.test(asciiHost(host))) return `host ${JSON.stringify(written[1])} is not a host name or IP address`
   if (scheme !== 'ws' && scheme !== 'wss' && u.pathname !== '' && u.pathname !== '/') {
     return `path ${JSON.stringify(u.pathname)} would be ignored: only ws:// and wss:// URLs have one (give "${scheme}://${u.host}")`
   }
   return undefined
+}
+
+/** A host name as the WHATWG parser gives it for a scheme of its own (percent-encoded), in its ASCII form; '' if none. */
+function asciiHost(host: string): string {
+  if (!host.includes('%')) return host
+  try {
+    return domainToASCII(decodeURIComponent(host))
+  } catch {
+    return ''
+  }
 }
 
 /** Undefined when `t` is a valid MQTT topic filter; otherwise what is wrong with it. */

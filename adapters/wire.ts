@@ -103,11 +103,13 @@ export function quantityText(v: unknown): string | undefined {
 }
 
 /**
- * A number a JSON reader could not hold (`1e400` reads as Infinity), described for a reason that ends "got …"; else
- * undefined. "must be a decimal string or number, got number" said nothing of what was wrong.
+ * A number that is no finite value, described for a reason that ends "got …"; else undefined. JSON's `1e400` reads as
+ * Infinity, and msgpack can carry Infinity and NaN: "must be a decimal string or number, got number" said nothing of
+ * what was wrong.
  */
 export function outOfRangeNumber(v: unknown): string | undefined {
-  return typeof v === 'number' && !Number.isFinite(v) ? `a number out of range (a JSON reader reads it as ${v}); send it as a decimal string` : undefined
+  if (typeof v !== 'number' || Number.isFinite(v)) return undefined
+  return Number.isNaN(v) ? 'NaN, a number that is no value' : `${v}, a number out of range (JSON's 1e400 reads so); send a decimal string`
 }
 
 /** Significant digits a binary double holds exactly for every decimal (DBL_DIG). */

@@ -13,8 +13,10 @@ export interface MsgpackTwice {
 export interface MsgpackKeyScan {
   /** In the message's order. */
   readonly twice: MsgpackTwice[]
-  /** The deepest nesting of maps and arrays (0 for a scalar). */
+  /** The deepest nesting of maps and arrays (0 for a scalar), as far as the scan read. */
   readonly depth: number
+  /** The scan stopped at an extension it cannot read past (see scanMsgpackKeys): what follows was not checked. */
+  readonly opaque?: true
 }
 
 interface Frame {
@@ -30,6 +32,17 @@ interface Frame {
 }
 
 const utf8 = new TextDecoder('utf-8')
+
+/** The `n` bytes at `at` as text when they are all ASCII (a key's usual case, without a decoder call), else undefined. */
+function asciiKey(bytes: Uint8Array, at: number, n: number): string | undefined {
+  let key = ''
+  for (let k = at; k < at + n; k++) {
+    const b = bytes[k]!
+    if (b >= 0x80) return undefined
+    key += String.fromCharCode(b)
+  }
+  return key
+}
 
 /**
  * Scans the first msgpack value of `bytes`, which must decode (the decoder accepted it; a value cut short ends the
@@ -53,6 +66,7 @@ export function scanMsgpackKeys(bytes: Uint8Array, maxDepth = Infinity): Msgpack
     let count = 0
     let key: string | undefined
     let strLen = -1
+    let ext: number | undefined
     if (b <= 0x7f) key = String(b)
     else if (b <= 0x8f) [opens, count] = ['map', b & 0x0f]
     else if (b <= 0x9f) [opens, count] = ['array', b & 0x0f]
@@ -66,9 +80,9 @@ export function scanMsgpackKeys(bytes: Uint8Array, maxDepth = Infinity): Msgpack
         case 0xc4: skip = 1 + (bytes[i] ?? 0); break
         case 0xc5: skip = 2 + (i + 2 <= bytes.length ? view.getUint16(i) : 0); break
         case 0xc6: skip = 4 + (i + 4 <= bytes.length ? view.getUint32(i) : 0); break
-        case 0xc7: skip = 2 + (bytes[i] ?? 0); break
-        case 0xc8: skip = 3 + (i + 2 <= bytes.length ? view.getUint16(i) : 0); break
-        case 0xc9: skip = 5 + (i + 4 <= bytes.length ? view.getUint32(i) : 0); break
+        case 0xc7: ext = bytes[i + 1]; skip = 2 + (bytes[i] ?? 0); break
+        case 0xc8: ext = bytes[i + 2]; skip = 3 + (i + 2 <= bytes.length ? view.getUint16(i) : 0); break
+        case 0xc9: ext = bytes[i + 4]; skip = 5 + (i + 4 <= bytes.length ? view.getUint32(i) : 0); break
         case 0xca: key = i + 4 <= bytes.length ? String(view.getFloat32(i)) : undefined; skip = 4; break
         case 0xcb: key = i + 8 <= bytes.length ? String(view.getFloat64(i)) : undefined; skip = 8; break
         case 0xcc: key = String(bytes[i]); skip = 1; break
@@ -79,11 +93,11 @@ export function scanMsgpackKeys(bytes: Uint8Array, maxDepth = Infinity): Msgpack
         case 0xd1: key = i + 2 <= bytes.length ? String(view.getInt16(i)) : undefined; skip = 2; break
         case 0xd2: key = i + 4 <= bytes.length ? String(view.getInt32(i)) : undefined; skip = 4; break
         case 0xd3: key = i + 8 <= bytes.length ? String(view.getBigInt64(i)) : undefined; skip = 8; break
-        case 0xd4: skip = 2; break
-        case 0xd5: skip = 3; break
-        case 0xd6: skip = 5; break
-        case 0xd7: skip = 9; break
-        case 0xd8: skip = 17; break
+        case 0xd4: ext = bytes[i]; skip = 2; break
+        case 0xd5: ext = bytes[i]; skip = 3; break
+        case 0xd6: ext = bytes[i]; skip = 5; break
+        case 0xd7: ext = bytes[i]; skip = 9; break
+        case 0xd8: ext = bytes[i]; skip = 17; break
         case 0xd9: strLen = bytes[i] ?? 0; i += 1; break
         case 0xda: strLen = i + 2 <= bytes.length ? view.getUint16(i) : 0; i += 2; break
         case 0xdb: strLen = i + 4 <= bytes.length ? view.getUint32(i) : 0; i += 4; break
@@ -94,8 +108,12 @@ export function scanMsgpackKeys(bytes: Uint8Array, maxDepth = Infinity): Msgpack
         default: return { twice, depth } // 0xc1 is never used: not msgpack from here on
       }
     }
+    // An extension other than the timestamp (-1) may be one of msgpackr's that read the values after it as their own
+    // (records, sets, errors, structured clones): from here the items cannot be told apart, so the scan ends, with
+    // what it found before (a payload that uses them is not checked further; none is refused for them).
+    if (ext !== undefined && ext !== 0xff) return { twice, depth, opaque: true }
     if (strLen >= 0) {
-      if (asKey) key = utf8.decode(bytes.subarray(i, i + strLen))
+      if (asKey) key = strLen <= 64 ? asciiKey(bytes, i, strLen) ?? utf8.decode(bytes.subarray(i, i + strLen)) : utf8.decode(bytes.subarray(i, i + strLen))
       skip = strLen
     }
     i += skip

@@ -1,4 +1,4 @@
-import { pack } from 'msgpackr'
+import { Packr, pack } from 'msgpackr'
 import { describe, expect, it } from 'vitest'
 import { decodePayload, topicDeviceId, topicMatches, type PayloadContext } from './payload.js'
 import { DEFAULT_MQTT, type MqttAdapterOptions } from '../config.js'
@@ -219,9 +219,22 @@ describe('decodePayload', () => {
     expect(recs(items).map((r) => r.event_id)).toEqual(['p3'])
     expect(rejs(items)).toEqual([expect.objectContaining({ origin: 'mqtt devices/fw-1/usage [1]', reason: 'key "metric" is given twice (at $[1].metric): which value was meant is not known' })])
   })
+  it("msgpackr's extensions that read the values after them (records, sets) are not misread as keys given twice", () => {
+    const mapping = { event_id: 'id', event_time: 'ts', time_format: 'iso', time_zone: 'Z', device_id: 'dev', metrics: [{ metric: 'bytes_out', quantity: 'tx' }], dimensions: {} }
+    const c = ctx({ format: 'msgpack', mapping: mapping as never })
+    // A Set's extension reads the array after it: a scan that skipped the extension alone read a:'tx', b:'tx' as keys.
+    const set = new Packr({ useRecords: false, moreTypes: true }).pack({ id: 'r1', tags: new Set(['eu']), ts: '2026-03-01T00:00:00Z', a: 'tx', b: 'tx', tx: '10', dev: 'fw-1' })
+    expect(rejs(decodePayload(set, c))).toEqual([])
+    expect(recs(decodePayload(set, c)).map((r) => r.quantity)).toEqual(['10'])
+    // Records (msgpackr's default Packr): rated as the object they decode to.
+    const records = new Packr().pack([{ ...base, event_id: 'k1' }, { ...base, event_id: 'k2' }])
+    expect(recs(decodePayload(records, ctx({ format: 'msgpack' }))).map((r) => r.event_id)).toEqual(['k1', 'k2'])
+  })
   it('a quantity past the range of a JSON number says so', () => {
     const r = rejs(decodePayload(Buffer.from('{"event_id":"e1","event_time":"2026-10-01T12:00:00Z","metric":"bytes_out","quantity":1e400}'), ctx()))
-    expect(r[0]!.reason).toBe('quantity must be a decimal string or number, got a number out of range (a JSON reader reads it as Infinity); send it as a decimal string')
+    expect(r[0]!.reason).toBe("quantity must be a decimal string or number, got Infinity, a number out of range (JSON's 1e400 reads so); send a decimal string")
+    const nan = rejs(decodePayload(pack({ ...base, quantity: NaN }), ctx({ format: 'msgpack' })))
+    expect(nan[0]!.reason).toBe('quantity must be a decimal string or number, got NaN, a number that is no value')
   })
   it('a DEL character (0x7f) in a JSON string is text, not binary', () => {
     const r = recs(decodePayload(Buffer.from(JSON.stringify({ ...base, dimensions: { x: 'a\x7fb' } })), ctx()))
