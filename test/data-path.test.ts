@@ -327,16 +327,17 @@ describe('bad files and documents exit 2 and name every problem', () => {
     expect([a.code, a.stderr]).toEqual([2, expect.stringMatching(/accounts: 1 problem\n {2}\$\.customers\[0\]\.accounts\[0\]\.bill_cycle_day: key "bill_cycle_day" is given twice/)])
   })
 
-  it('a catalog back-dated before the stored versions is told so with its other problems, in one run', async () => {
-    // The data directory holds the sample catalog (effective 2026-01-01) already.
+  it("a catalog at a stored version's effective_from is told so with its other problems, in one run", async () => {
+    // The data directory holds the sample catalog (effective 2026-01-01) already: a new version at the same instant
+    // (written in another offset) is neither after the latest nor before the earliest.
     const bad = sampleCatalog() as unknown as Record<string, any>
     bad.version = 'back-dated'
-    bad.effective_from = '2025-06-01T00:00:00Z'
+    bad.effective_from = '2026-01-01T01:00:00+01:00'
     bad.currency = 'usd'
     const r = await rateflow(['catalog', 'apply', writeJson(join(data, 'back-dated.json'), bad), ...d])
     expect(r.code).toBe(2)
     expect(r.stderr).toMatch(/\$\.currency/)
-    expect(r.stderr).toMatch(/\$\.effective_from: must be after .*, the effective_from of stored version/)
+    expect(r.stderr).toMatch(/\$\.effective_from: must be after .*, the effective_from of the latest stored version .*, or before /)
   })
 
   it('a catalog file that is not UTF-8 is refused naming the byte, not stored with U+FFFD; a byte order mark is read past', async () => {
