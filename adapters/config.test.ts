@@ -117,6 +117,11 @@ describe('validateAdapterConfig', () => {
       }
       throw new Error('expected a ValidationError')
     }
+    // What entry 1 (client id "x", topic a/b) gets beside entry 0 (client id "x", topic a/#) on the same broker.
+    const clashesWithFirst = [
+      '$.adapters.mqtt[1].client_id: "x" is also used by $.adapters.mqtt[0] on the same broker; the broker would disconnect one of them in a loop',
+      '$.adapters.mqtt[1].topics[0]: "a/b" overlaps "a/#" of $.adapters.mqtt[0] on the same broker: a message on a topic both match would be rated twice, once under each source; subscribe to it in one adapter',
+    ]
     expect(withResources({ mqtt: [{ topics: ['a/+'], source: 'mqtt:a', password_env: 'NOPE', tls: { ca: '/nonexistent.pem' } }] })).toEqual([
       '$.adapters.mqtt[0].url: is required',
       '$.adapters.mqtt[0].password_env: environment variable NOPE is not set (or empty)',
@@ -132,8 +137,7 @@ describe('validateAdapterConfig', () => {
       '$.adapters.mqtt[1].source: must be letters, digits and _ . : @ - (e.g. "mqtt:plant-7")',
       '$.adapters.mqtt[2].url: port "99999" must be a number from 1 to 65535 (e.g. "mqtt://b:1883")',
       '$.adapters.mqtt[2].tls: needs an mqtts:// URL; with mqtt:// the connection would be plain TCP and tls ignored',
-      '$.adapters.mqtt[1].client_id: "x" is also used by $.adapters.mqtt[0] on the same broker; the broker would disconnect one of them in a loop',
-      '$.adapters.mqtt[1].topics[0]: "a/b" overlaps "a/#" of $.adapters.mqtt[0] on the same broker: a message on a topic both match would be rated twice, once under each source; subscribe to it in one adapter',
+      ...clashesWithFirst,
     ])
     // A url wrong only by its path still names its broker: the client id and the topics are compared in the same run.
     expect(problems({
@@ -143,8 +147,7 @@ describe('validateAdapterConfig', () => {
       ],
     })).toEqual([
       '$.adapters.mqtt[1].url: path "/plant" would be ignored: only ws:// and wss:// URLs have one (give "mqtt://b:1883")',
-      '$.adapters.mqtt[1].client_id: "x" is also used by $.adapters.mqtt[0] on the same broker; the broker would disconnect one of them in a loop',
-      '$.adapters.mqtt[1].topics[0]: "a/b" overlaps "a/#" of $.adapters.mqtt[0] on the same broker: a message on a topic both match would be rated twice, once under each source; subscribe to it in one adapter',
+      ...clashesWithFirst,
     ])
     expect(problems({ mqtt: [{ url: 'mqtt://bröker!.example:1883', topics: ['a'], source: 'mqtt:a' }] })).toEqual([
       '$.adapters.mqtt[0].url: host "bröker!.example" is not a host name or IP address',

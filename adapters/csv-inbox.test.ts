@@ -82,37 +82,27 @@ describe('checkCsvInboxEntries', () => {
 })
 
 describe('CsvInbox', () => {
-  it('skips an entry it cannot stat (a dangling symlink), warning once, and reads the other files', async () => {
-    const { watch, a, ids, logged } = inbox()
-    symlinkSync(join(watch, 'nowhere'), join(watch, 'a.csv'))
-    writeFileSync(join(watch, 'b.csv'), csv('b1'))
-    await a.start()
-    try {
-      await until('b.csv in done/', () => existsSync(join(watch, 'done', 'b.csv')))
-      await new Promise((r) => setTimeout(r, 100))
-    } finally {
-      await a.stop()
-    }
-    expect(ids()).toEqual(['b1'])
-    expect(logged.map((l) => [l.level, l.msg, l.file])).toEqual([['warn', 'CSV inbox: cannot read this entry (a dangling symlink?); skipped', 'a.csv']])
-    expect(readdirSync(watch).sort()).toEqual(['a.csv', 'done', 'processing'])
-  })
-
-  it('skips an entry that is no regular file (a directory named x.csv), warning once, and leaves it in place', async () => {
-    const { watch, a, ids, logged } = inbox()
-    mkdirSync(join(watch, 'h-dir.csv'))
-    writeFileSync(join(watch, 'b.csv'), csv('b1'))
-    await a.start()
-    try {
-      await until('b.csv in done/', () => existsSync(join(watch, 'done', 'b.csv')))
-      await new Promise((r) => setTimeout(r, 100))
-    } finally {
-      await a.stop()
-    }
-    expect(ids()).toEqual(['b1'])
-    expect(logged.map((l) => [l.level, l.msg, l.file])).toEqual([['warn', 'CSV inbox: this entry is not a regular file (a directory?); skipped', 'h-dir.csv']])
-    expect(readdirSync(watch).sort()).toEqual(['done', 'h-dir.csv', 'processing'])
-  })
+  const unreadable: Array<[string, string, (at: string, watch: string) => void, string]> = [
+    ['it cannot stat (a dangling symlink)', 'a.csv', (at, watch) => symlinkSync(join(watch, 'nowhere'), at), 'CSV inbox: cannot read this entry (a dangling symlink?); skipped'],
+    ['that is no regular file (a directory named x.csv)', 'h-dir.csv', (at) => mkdirSync(at), 'CSV inbox: this entry is not a regular file (a directory?); skipped'],
+  ]
+  for (const [what, name, make, warning] of unreadable) {
+    it(`skips an entry ${what}, warning once, leaves it in place and reads the other files`, async () => {
+      const { watch, a, ids, logged } = inbox()
+      make(join(watch, name), watch)
+      writeFileSync(join(watch, 'b.csv'), csv('b1'))
+      await a.start()
+      try {
+        await until('b.csv in done/', () => existsSync(join(watch, 'done', 'b.csv')))
+        await new Promise((r) => setTimeout(r, 100))
+      } finally {
+        await a.stop()
+      }
+      expect(ids()).toEqual(['b1'])
+      expect(logged.map((l) => [l.level, l.msg, l.file])).toEqual([['warn', warning, name]])
+      expect(readdirSync(watch).sort()).toEqual([name, 'done', 'processing'].sort())
+    })
+  }
 
   it('a file that fails in a way of its own again and again goes to failed/ with the error; the files after it are read meanwhile', async () => {
     const { watch, a, ids, logged } = inbox()
