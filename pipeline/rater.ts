@@ -959,8 +959,14 @@ export class Rater extends EventEmitter {
         { checkpoint: checkpoint.flush_id },
       )
       this.checkpointId = checkpoint.flush_id
-      after = 'AND k.batch_id IN {fold:Array(String)}'
-      fixed.fold = await this.batchesRatedAfter(checkpoint.ms)
+      // The batches named by flushes after the checkpoint, as a subquery (a range of `flushes`' sort key): as a list in a
+      // parameter, the many small batches of a syslog source since a checkpoint cost the engine seconds a page (store.ts
+      // MAX_PARAM_BYTES). Those a flush at or before the checkpoint committed too (redelivered) are left out by name.
+      after =
+        "AND k.batch_id IN (SELECT arrayJoin(batches) FROM flushes WHERE committed_at > fromUnixTimestamp64Milli({checkpointMs:Int64}, 'UTC')) " +
+        'AND k.batch_id NOT IN {foldedBefore:Array(String)}'
+      fixed.checkpointMs = checkpoint.ms
+      fixed.foldedBefore = await this.batchesCommittedBefore(checkpoint.ms)
     }
     type Row = StoredRated & { rated_at: string }
     // A page of rated rows, then the events they priced, found by their key in usage_events (its primary key): no
@@ -1012,14 +1018,14 @@ export class Rater extends EventEmitter {
   }
 
   /**
-   * The batches whose rated rows were written after the checkpoint committed at `ms`: those named by a flush
-   * committed after it (strictly: commits are strictly ordered in time, commit(), and the checkpoint's own flush is in
-   * it), less those a flush at or before it committed too. A batch delivered again after its commit (a queue that lost
-   * its acks) is named by a later flush as well, with no rows of its own there: its rated rows are in the checkpoint,
-   * and folding them again counted that usage twice in the totals, so later events were priced on the wrong totals.
-   * Its first commit wrote rows, so `committed_batches` names it, and only the flushes of these few batches are read.
+   * Of the batches named by a flush committed after the checkpoint committed at `ms` (strictly: commits are strictly
+   * ordered in time, commit(), and the checkpoint's own flush is in it), those a flush at or before it committed too:
+   * their rated rows are not after the checkpoint. A batch delivered again after its commit (a queue that lost its
+   * acks) is named by a later flush as well, with no rows of its own there: its rated rows are in the checkpoint, and
+   * folding them again counted that usage twice in the totals, so later events were priced on the wrong totals. Its
+   * first commit wrote rows, so `committed_batches` names it, and only the flushes of these few batches are read.
    */
-  private async batchesRatedAfter(ms: string): Promise<string[]> {
+  private async batchesCommittedBefore(ms: string): Promise<string[]> {
     const { store } = this.deps
     const named = await store.rows<{ b: string }>(
       "SELECT DISTINCT arrayJoin(batches) AS b FROM flushes WHERE committed_at > fromUnixTimestamp64Milli({after:Int64}, 'UTC')",
@@ -1040,7 +1046,7 @@ export class Rater extends EventEmitter {
       )
       for (const r of earlier) done.add(r.b)
     }
-    return ids.filter((b) => !done.has(b))
+    return [...done]
   }
 
   /** Commits a checkpoint of the totals now (with whatever is buffered), unless nothing was folded since the last one. */
