@@ -321,25 +321,64 @@ async function releaseWhenIdle(
   raterOptions: RaterOptions,
   beforeRelease?: (store: Store | undefined) => Promise<void>,
 ): Promise<number | undefined> {
+  // The hook reports what was applied: once, whichever try gets that far.
+  let reported = false
+  const report = async (store: Store | undefined): Promise<void> => {
+    if (reported) return
+    reported = true
+    await beforeRelease?.(store)
+  }
+  const deadline = Date.now() + HOLDER_WAIT_MS
+  for (;;) {
+    try {
+      return await releaseOnce(g, applied, raterOptions, report)
+    } catch (err) {
+      if (!(err instanceof HeldByAnotherError)) throw err
+      // A `rateflow run` releases by itself: it looks at the guiding files before each batch it takes. Another holder (an
+      // `ingest csv --wait` finishing, another apply) may be past its last look at them: an apply that wrote while it
+      // stopped left the usage it owned held, with both commands at exit 0. So it is waited for, and the release done here.
+      if (runningRun(g.data) !== undefined || Date.now() >= deadline) {
+        await report(undefined)
+        return undefined
+      }
+      await new Promise((r) => setTimeout(r, 200))
+    }
+  }
+}
+
+/**
+ * How long an apply waits for a holder of the data directory or the stream that is not a `rateflow run` to let go, so
+ * that it releases what the applied data owns itself. One that holds on longer (a long `ingest csv --wait`) looks at
+ * the guiding files again when it settles, after this apply wrote them.
+ */
+const HOLDER_WAIT_MS = 10_000
+
+/** One try of releaseWhenIdle: HeldByAnotherError when another process holds the data directory or the stream. */
+async function releaseOnce(
+  g: GlobalOptions,
+  applied: string,
+  raterOptions: RaterOptions,
+  beforeRelease: (store: Store | undefined) => Promise<void>,
+): Promise<number> {
   const rt = await runtimeFor(g)
   try {
     let store: Store
     try {
       store = await rt.store()
     } catch (err) {
-      // What was applied is stored whatever the store says: the hook still reports it.
-      await beforeRelease?.(undefined)
+      // What was applied is stored whatever the store says: the hook still reports it (but not while a try may follow).
+      if (!(err instanceof HeldByAnotherError)) await beforeRelease(undefined)
       throw err
     }
-    await beforeRelease?.(store)
+    await beforeRelease(store)
     // A store or queue others share: release only while no rater holds the stream (its lease); a running one
     // releases by itself within a second of the change.
     const queue = rt.embeddedStore && rt.ownsQueue ? undefined : await rt.queue()
     const { Rater } = await import('../pipeline/rater.js')
     return await Rater.releaseOnly({ store, queue, ownsQueue: rt.ownsQueue, repo: rt.repo, dataDir: rt.dataDir, log: rt.log }, raterOptions)
   } catch (err) {
-    // The data directory or the stream is another process's: a running rater releases by itself.
-    if (err instanceof HeldByAnotherError) return undefined
+    // The data directory or the stream is another process's: releaseWhenIdle decides.
+    if (err instanceof HeldByAnotherError) throw err
     // Exit 1 alone read as "nothing was applied", and a second apply then answered "unchanged".
     if (err instanceof RateflowError && !isUserError(err)) {
       throw new RateflowError(
