@@ -3,7 +3,7 @@ import { writeFileSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import { expect, it } from 'vitest'
 import { cliTestDir, oneSubscription } from './helpers/accounts.js'
-import { json, query, rateflow, writeJson } from './helpers/cli.js'
+import { json, lockHolder, query, rateflow, writeJson } from './helpers/cli.js'
 
 /**
  * A stored account's bill_cycle_day and timezone, through `accounts apply` (real CLI, nats-server, embedded chDB): free
@@ -64,14 +64,10 @@ it('changes a cycle while nothing is rated, and refuses to once usage is', async
 })
 
 it('says who releases held usage when another process holds the data directory, where "released": 0 said nothing', async () => {
-  // A process that holds the directory's lock and is no run (as a long `rateflow query` does).
-  const holder = spawn(
-    process.execPath,
-    ['--input-type=module', '-e', `const { acquireLock } = await import(${JSON.stringify(join(ROOT, 'dist/pipeline/data-dir-lock.js'))}); acquireLock(${JSON.stringify(dir)}); console.log('held'); setInterval(() => {}, 1000)`],
-    { stdio: ['ignore', 'pipe', 'inherit'] },
-  )
+  // A process that holds the directory's lock and is no run (as a long `rateflow query` does), for longer than an apply
+  // waits for such a holder to let go.
+  const holder = await lockHolder(dir)
   try {
-    await held(holder)
     const r = await rateflow(['accounts', 'apply', writeJson(join(dir, 'a4.json'), withCycle(15, 'Europe/Berlin')), ...d])
     expect(r.code).toBe(0)
     expect(JSON.parse(r.stdout)).toMatchObject({ released: 0 })

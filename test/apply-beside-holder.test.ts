@@ -1,9 +1,8 @@
-import { spawn } from 'node:child_process'
 import { writeFileSync } from 'node:fs'
-import { join, resolve } from 'node:path'
+import { join } from 'node:path'
 import { expect, it } from 'vitest'
 import { cliTestDir, oneSubscription } from './helpers/accounts.js'
-import { json, query, rateflow, writeJson } from './helpers/cli.js'
+import { json, lockHolder, query, rateflow, writeJson } from './helpers/cli.js'
 
 /**
  * An `accounts apply` while another process that is no `rateflow run` holds the data directory, and lets go soon (an
@@ -11,7 +10,6 @@ import { json, query, rateflow, writeJson } from './helpers/cli.js'
  * they own held, with both commands at exit 0 (a race of ~50 ms at the end of an ingest, found by a crash harness).
  * The apply now waits for such a holder and releases itself.
  */
-const ROOT = resolve(import.meta.dirname, '..')
 const { dir, d } = cliTestDir('rateflow-apply-holder-')
 
 const catalog = {
@@ -30,15 +28,7 @@ it('an apply beside a holder that lets go releases the usage it binds itself, on
   expect(await json(['ingest', 'csv', csv, '--source', 'csv:u', '--wait', ...d])).toMatchObject({ rated: 1, suspended: 1 })
 
   // A holder that is no run, letting go 1.5 s after it took the directory.
-  const holder = spawn(
-    process.execPath,
-    ['--input-type=module', '-e', `const { acquireLock } = await import(${JSON.stringify(join(ROOT, 'dist/pipeline/data-dir-lock.js'))}); const release = acquireLock(${JSON.stringify(dir)}); console.log('held'); setTimeout(() => { release(); process.exit(0) }, 1500)`],
-    { stdio: ['ignore', 'pipe', 'inherit'] },
-  )
-  await new Promise<void>((ok, fail) => {
-    holder.stdout!.once('data', () => ok())
-    holder.once('exit', (code) => fail(new Error(`the holder ended (${code}) before it held the directory`)))
-  })
+  await lockHolder(dir, 1500)
   const bound = oneSubscription('p', [
     { device_id: 'fw-1', from: '2026-10-01T00:00:00Z', to: null },
     { device_id: 'fw-late', from: '2026-10-01T00:00:00Z', to: null },

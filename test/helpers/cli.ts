@@ -118,3 +118,25 @@ export async function withAppliedData<T>(prefix: string, catalog: unknown, accou
     t.cleanup()
   }
 }
+
+/**
+ * A process that holds `dir`'s lock and is no `rateflow run` (as a long `rateflow query` or an `ingest --wait` is),
+ * resolved once it holds it; it lets go and ends after `forMs` when given, else when killed. Fails, not hangs, when
+ * it ends before it holds the directory.
+ */
+export async function lockHolder(dir: string, forMs?: number): Promise<ChildProcess> {
+  const lockModule = JSON.stringify(resolve(import.meta.dirname, '../../dist/pipeline/data-dir-lock.js'))
+  const end = forMs === undefined ? 'setInterval(() => {}, 1000)' : `setTimeout(() => { release(); process.exit(0) }, ${forMs})`
+  const holder = spawn(
+    process.execPath,
+    ['--input-type=module', '-e', `const { acquireLock } = await import(${lockModule}); const release = acquireLock(${JSON.stringify(dir)}); console.log('held'); ${end}`],
+    { stdio: ['ignore', 'pipe', 'inherit'] },
+  )
+  running.add(holder)
+  holder.once('exit', () => running.delete(holder))
+  await new Promise<void>((ok, fail) => {
+    holder.stdout!.once('data', () => ok())
+    holder.once('exit', (code, signal) => fail(new Error(`the holder process ended (${code ?? signal}) before it held the data directory`)))
+  })
+  return holder
+}
