@@ -274,23 +274,33 @@ export class CsvInbox {
     }
   }
 
-  /** Moves `name` to failed/ with `<name>.error.txt` beside it holding `text`. */
+  /**
+   * Moves `name` to failed/ with `<name>.error.txt` beside it holding `text`. The reason is there, whole, before the
+   * file: written aside and renamed in first, so whoever sees the file in failed/ finds why beside it (it was written
+   * after the move, and a reader quick enough found it empty).
+   */
   private fail(name: string, text: string): void {
     this.counts.failedFiles++
-    const target = moveTo(this.options.watch, 'failed', name)
-    writeFileSync(`${target}.error.txt`, text.endsWith('\n') ? text : text + '\n')
+    moveTo(this.options.watch, 'failed', name, (target) => {
+      writeFileSync(`${target}.error.txt.tmp`, text.endsWith('\n') ? text : text + '\n')
+      renameSync(`${target}.error.txt.tmp`, `${target}.error.txt`)
+    })
   }
 }
 
 /** Where a file is read from, once claimed. */
 const PROCESSING = 'processing'
 
-/** Moves processing/`name` to `sub`/ (done, failed), under another name when `sub` has one of that name already. */
-function moveTo(watch: string, sub: string, name: string): string {
+/**
+ * Moves processing/`name` to `sub`/ (done, failed), under another name when `sub` has one of that name already;
+ * `before` is called with the path it will have, before it moves.
+ */
+function moveTo(watch: string, sub: string, name: string, before?: (target: string) => void): string {
   const dir = join(watch, sub)
   mkdirSync(dir, { recursive: true })
   let target = join(dir, name)
   if (existsSync(target)) target = join(dir, `${Date.now()}-${name}`)
+  before?.(target)
   renameSync(join(watch, PROCESSING, name), target)
   return target
 }
