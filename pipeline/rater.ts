@@ -18,7 +18,7 @@ import { HorizonIndex } from '../rating-core/dedupe-horizon.js'
 import { USAGE_STREAM, type Queue } from './queue.js'
 import type { StageTask } from './rating-worker.js'
 import { decodeStaged, type StagedWire } from './staged-wire.js'
-import { committedBatches, committedBatchLines, MAX_PARAM_BYTES, paramChunks, PRUNE_INTENTS, RELEASE_BATCH_PREFIX, type CommittedLookup, type Store } from './store.js'
+import { committedBatches, committedBatchLines, PRUNE_INTENTS, RELEASE_BATCH_PREFIX, type CommittedLookup, type Store } from './store.js'
 import { DEFAULT_LEASE_TTL_MS, RaterLease } from './rater-lease.js'
 import { chString, chTime, chTimeMs, fromTsv, tsv, tsvArray, tsvMap } from './tsv.js'
 
@@ -1026,27 +1026,18 @@ export class Rater extends EventEmitter {
    * first commit wrote rows, so `committed_batches` names it, and only the flushes of these few batches are read.
    */
   private async batchesCommittedBefore(ms: string): Promise<string[]> {
-    const { store } = this.deps
-    const named = await store.rows<{ b: string }>(
-      "SELECT DISTINCT arrayJoin(batches) AS b FROM flushes WHERE committed_at > fromUnixTimestamp64Milli({after:Int64}, 'UTC')",
+    // One query, the batches named after the checkpoint as a subquery: read into a list and sent back, they went in a
+    // parameter, in parts (store.ts MAX_PARAM_BYTES).
+    const rows = await this.deps.store.rows<{ b: string }>(
+      `WITH named AS (SELECT arrayJoin(batches) AS b FROM flushes WHERE committed_at > fromUnixTimestamp64Milli({after:Int64}, 'UTC'))
+       SELECT DISTINCT batch_id AS b FROM committed_batches
+       WHERE batch_id IN (SELECT b FROM named)
+         AND flush_id IN (SELECT flush_id FROM flushes
+                          WHERE committed_at <= fromUnixTimestamp64Milli({after:Int64}, 'UTC')
+                            AND flush_id IN (SELECT flush_id FROM committed_batches WHERE batch_id IN (SELECT b FROM named)))`,
       { after: ms },
     )
-    if (named.length === 0) return []
-    const ids = named.map((r) => r.b)
-    const done = new Set<string>()
-    // In parts: a long list of ids in one parameter costs the engine seconds (store.ts MAX_PARAM_BYTES).
-    for (const part of paramChunks(ids, MAX_PARAM_BYTES / 2)) {
-      const earlier = await store.rows<{ b: string }>(
-        `SELECT DISTINCT batch_id AS b FROM committed_batches
-         WHERE batch_id IN {ids:Array(String)}
-           AND flush_id IN (SELECT flush_id FROM flushes
-                            WHERE committed_at <= fromUnixTimestamp64Milli({after:Int64}, 'UTC')
-                              AND flush_id IN (SELECT flush_id FROM committed_batches WHERE batch_id IN {ids:Array(String)}))`,
-        { ids: part, after: ms },
-      )
-      for (const r of earlier) done.add(r.b)
-    }
-    return [...done]
+    return rows.map((r) => r.b)
   }
 
   /** Commits a checkpoint of the totals now (with whatever is buffered), unless nothing was folded since the last one. */
