@@ -11,7 +11,7 @@ import { logLevelFromEnv } from '../common/logger.js'
 import { namedInteger } from '../common/env.js'
 import { DEFAULT_DATA_DIR, clickhouseUrlFromEnv, natsUrlFromEnv, parse, processIo, refuseNonDirectory, runtimeFor, usage, type GlobalOptions, type Io } from './context.js'
 import { readJsonFile, validatedJson } from './json-file.js'
-import { askRun, askSql, queryFormat, queryRun, readOnlyQuery, runningRun, type RunInfo, type StoreAsk } from './query.js'
+import { askOn, askRun, queryFormat, queryRun, readOnlyQuery, runningRun, type RunInfo, type StoreAsk } from './query.js'
 import type { Store } from '../pipeline/store.js'
 import type { RaterOptions } from '../pipeline/rater.js'
 import { analystLimitsFromEnv, type AnalystLimits } from '../pipeline/analyst-limits.js'
@@ -61,8 +61,7 @@ const commands: Record<string, Handler> = {
           const ask: StoreAsk = { ask: 'rated_after', at: catalog.effective_from }
           let row: { n: string; last: string } | undefined
           try {
-            const { sql, params } = askSql(ask)
-            row = (store !== undefined ? await store.rows<{ n: string; last: string }>(sql, params) : await askRows<{ n: string; last: string }>(g, ask))[0]
+            row = (store !== undefined ? await askOn<{ n: string; last: string }>(store, ask) : await askRows<{ n: string; last: string }>(g, ask))[0]
           } catch (err) {
             io.err(`rateflow: warning: whether usage at or after ${catalog.effective_from} was rated already could not be read (${(err as Error).message}); a catalog version does not re-price rated usage`)
           }
@@ -271,10 +270,7 @@ function askRows<T>(g: GlobalOptions, ask: StoreAsk): Promise<T[]> {
   return fromRunOrStore(
     g,
     (run) => askRun<T>(run, ask, ASK_RUN_MS),
-    (store) => {
-      const { sql, params } = askSql(ask)
-      return store.rows<T>(sql, params)
-    },
+    (store) => askOn<T>(store, ask),
   )
 }
 

@@ -124,13 +124,12 @@ export function runningRun(dataDir: string): RunInfo | undefined {
 /**
  * Asks the running `rateflow run` to answer the query (its HTTP API, `POST /v1/query` with the SQL as the body: any
  * length, where a URL's is bounded), for a data directory that process owns: chDB binds a directory to one process, so
- * another process cannot open it while it runs. `timeoutMs`: how long to wait for the whole answer (by default, as long
- * as the run's own limits let the query run).
+ * another process cannot open it while it runs. Waited for as long as the run's own limits let the query run.
  */
-export async function queryRun(run: RunInfo, sql: string, format: string, timeoutMs?: number): Promise<Buffer> {
+export async function queryRun(run: RunInfo, sql: string, format: string): Promise<Buffer> {
   const url = new URL('/v1/query', run.http)
   url.searchParams.set('format', format)
-  return postToRun(run, url, sql, 'text/plain; charset=utf-8', timeoutMs)
+  return postToRun(run, url, sql, 'text/plain; charset=utf-8')
 }
 
 /**
@@ -148,15 +147,18 @@ export async function askRun<T>(run: RunInfo, ask: StoreAsk, timeoutMs?: number)
  */
 export type StoreAsk = { ask: 'rated_after'; at: string } | { ask: 'accounts_with_rated_usage'; accounts: string[] }
 
-/** The SQL and parameters of a question (rows: rated_after `{n, last}`, last in epoch ms as text; accounts `{account_id}`). */
-export function askSql(a: StoreAsk): { sql: string; params: Record<string, unknown> } {
+/**
+ * The rows of a question, asked of `store` with its own SQL and parameters (rated_after `{n, last}`, last in epoch ms as
+ * text; accounts_with_rated_usage `{account_id}`): by a command with the store open, or by the run answering /v1/ask.
+ */
+export function askOn<T>(store: Store, a: StoreAsk): Promise<T[]> {
   if (a.ask === 'rated_after') {
-    return {
-      sql: "SELECT count() AS n, toString(toUnixTimestamp64Milli(max(event_time))) AS last FROM rated_usage WHERE event_time >= parseDateTime64BestEffort({at:String}, 3, 'UTC')",
-      params: { at: a.at },
-    }
+    return store.rows<T>(
+      "SELECT count() AS n, toString(toUnixTimestamp64Milli(max(event_time))) AS last FROM rated_usage WHERE event_time >= parseDateTime64BestEffort({at:String}, 3, 'UTC')",
+      { at: a.at },
+    )
   }
-  return { sql: 'SELECT DISTINCT account_id FROM rated_usage WHERE account_id IN {accounts:Array(String)}', params: { accounts: a.accounts } }
+  return store.rows<T>('SELECT DISTINCT account_id FROM rated_usage WHERE account_id IN {accounts:Array(String)}', { accounts: a.accounts })
 }
 
 /** A question as a run is sent it (JSON): bad input (400) unless one of StoreAsk's shapes exactly. */

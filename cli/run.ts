@@ -15,7 +15,7 @@ import type { Store } from '../pipeline/store.js'
 import { parse, runtimeFor, usage, type GlobalOptions, type Io } from './context.js'
 import { readJsonFile, validatedJson } from './json-file.js'
 import { jsonMemberPath } from '../common/strings.js'
-import { announceRun, askSql, parseAsk, queryFormat, readOnlyQuery, type StoreAsk } from './query.js'
+import { announceRun, askOn, parseAsk, queryFormat, readOnlyQuery, type StoreAsk } from './query.js'
 
 export interface RunConfig {
   adapters: AdaptersConfig
@@ -361,9 +361,8 @@ export async function runCommand(args: string[], g: GlobalOptions, io: Io): Prom
             } catch (err) {
               return send(400, { error: (err as Error).message })
             }
-            const { sql, params } = askSql(ask)
             try {
-              send(200, await store.rows(sql, params))
+              send(200, await askOn(store, ask))
             } catch (err) {
               send(500, { error: `ask: ${(err as Error).message}` })
             }
