@@ -48,9 +48,7 @@ export function graduatedSum(tiers: ParsedTier[], qb: Dec, lines: PriceLine[] | 
     const from = k === 0 ? ZERO : tiers[k - 1]!.upTo!
     const top = t.upTo === null || cmp(qb, t.upTo) < 0 ? qb : t.upTo
     const share = cmp(top, from) > 0 ? sub(top, from) : ZERO
-    let exact = t.price === null ? ZERO : mul(share, t.price)
-    if (t.fee !== null) exact = add(exact, t.fee)
-    return toNano(add(full[k]!, exact))
+    return toNano(add(full[k]!, tierAmount(t, share)))
   }
   let sum: Dec = ZERO
   let prev: Dec | null = null
@@ -61,14 +59,19 @@ export function graduatedSum(tiers: ParsedTier[], qb: Dec, lines: PriceLine[] | 
     const top = t.upTo === null || cmp(qb, t.upTo) < 0 ? qb : t.upTo
     const from = prev ?? ZERO
     const share = cmp(top, from) > 0 ? sub(top, from) : ZERO
-    let exact = t.price === null ? ZERO : mul(share, t.price)
-    if (t.fee !== null) exact = add(exact, t.fee)
+    const exact = tierAmount(t, share)
     sum = add(sum, exact)
     lines?.push(line(`${label} ${k + 1} ${tierRange(prev, t.upTo)}`, share, toNano(exact), t.price, t.fee))
     if (t.upTo === null) break
     prev = t.upTo
   }
   return toNano(sum)
+}
+
+/** A reached tier's exact amount: its `share` of Q × unit_price, plus its flat_fee. */
+function tierAmount(t: ParsedTier, share: Dec): Dec {
+  const priced = t.price === null ? ZERO : mul(share, t.price)
+  return t.fee === null ? priced : add(priced, t.fee)
 }
 
 const fullSums = new WeakMap<ParsedTier[], Dec[] | null>()
@@ -90,9 +93,7 @@ function fullTiers(tiers: ParsedTier[]): Dec[] | null {
         break
       }
       if (last) break
-      let exact = t.price === null ? ZERO : mul(sub(t.upTo!, prev), t.price)
-      if (t.fee !== null) exact = add(exact, t.fee)
-      full.push(add(full[k]!, exact))
+      full.push(add(full[k]!, tierAmount(t, sub(t.upTo!, prev))))
       prev = t.upTo!
     }
     fullSums.set(tiers, full)
