@@ -788,7 +788,6 @@ export function checkAdapterConfig(doc: unknown, opts: ValidateAdapterOptions = 
   const c = new Checker()
   const out: { mqtt: MqttAdapterOptions[]; syslog: SyslogAdapterOptions[]; csv: unknown[] } = { mqtt: [], syslog: [], csv: [] }
   const paths: { mqtt: string[]; syslog: string[] } = { mqtt: [], syslog: [] }
-  const mqttPaths = paths.mqtt
   const o = c.obj(doc, path)
   if (o) {
     c.keys(o, path, ['mqtt', 'syslog', 'csv'])
@@ -831,8 +830,8 @@ export function checkAdapterConfig(doc: unknown, opts: ValidateAdapterOptions = 
       const key = `${brokerKey(m.url)}\u0000${m.client_id}`
       const first = clientIds.get(key)
       if (first !== undefined) {
-        c.add(`${mqttPaths[i]!}.client_id`, `${JSON.stringify(m.client_id)} is also used by ${first} on the same broker; the broker would disconnect one of them in a loop`)
-      } else clientIds.set(key, mqttPaths[i]!)
+        c.add(`${paths.mqtt[i]!}.client_id`, `${JSON.stringify(m.client_id)} is also used by ${first} on the same broker; the broker would disconnect one of them in a loop`)
+      } else clientIds.set(key, paths.mqtt[i]!)
     })
     // Two adapters subscribed to one broker with filters a topic can match both: each such message would be rated
     // twice, once under each source (the dedupe key is (source, event_id), so nothing catches it). One shared
@@ -849,8 +848,8 @@ export function checkAdapterConfig(doc: unknown, opts: ValidateAdapterOptions = 
           const clash = earlier.topics.find((u) => filtersOverlap(a, sharedFilter(u)))
           if (clash === undefined) continue
           c.add(
-            `${mqttPaths[i]!}.topics[${ti}]`,
-            `${JSON.stringify(t)} overlaps ${JSON.stringify(clash)} of ${mqttPaths[j]!} on the same broker: a message on a topic both match would be rated twice, once under each source; subscribe to it in one adapter`,
+            `${paths.mqtt[i]!}.topics[${ti}]`,
+            `${JSON.stringify(t)} overlaps ${JSON.stringify(clash)} of ${paths.mqtt[j]!} on the same broker: a message on a topic both match would be rated twice, once under each source; subscribe to it in one adapter`,
           )
           break
         }
