@@ -15,8 +15,6 @@ export interface MsgpackKeyScan {
   readonly twice: MsgpackTwice[]
   /** The deepest nesting of maps and arrays (0 for a scalar), as far as the scan read. */
   readonly depth: number
-  /** The scan stopped at an extension it cannot read past (see scanMsgpackKeys): what follows was not checked. */
-  readonly opaque?: true
 }
 
 interface Frame {
@@ -111,7 +109,7 @@ export function scanMsgpackKeys(bytes: Uint8Array, maxDepth = Infinity): Msgpack
     // An extension other than the timestamp (-1) may be one of msgpackr's that read the values after it as their own
     // (records, sets, errors, structured clones): from here the items cannot be told apart, so the scan ends, with
     // what it found before (a payload that uses them is not checked further; none is refused for them).
-    if (ext !== undefined && ext !== 0xff) return { twice, depth, opaque: true }
+    if (ext !== undefined && ext !== 0xff) return { twice, depth }
     if (strLen >= 0) {
       if (asKey) key = strLen <= 64 ? asciiKey(bytes, i, strLen) ?? utf8.decode(bytes.subarray(i, i + strLen)) : utf8.decode(bytes.subarray(i, i + strLen))
       skip = strLen
