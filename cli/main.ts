@@ -375,8 +375,9 @@ async function releaseOnce(
   } catch (err) {
     // The data directory or the stream is another process's: releaseWhenIdle decides.
     if (err instanceof HeldByAnotherError) throw err
-    // Exit 1 alone read as "nothing was applied", and a second apply then answered "unchanged".
-    if (err instanceof RateflowError && !isUserError(err)) {
+    // Exit 1 alone read as "nothing was applied", and a second apply then answered "unchanged". So did exit 2 for a
+    // store that cannot be used as configured (a ClickHouse server too old for it).
+    if (err instanceof RateflowError && (!isUserError(err) || err.code === ErrorCode.BadConfig)) {
       throw new RateflowError(
         err.code,
         `${applied} ${applied.endsWith('s') ? 'are' : 'is'} stored, but held usage was not released (the next rater to start, or the next apply, releases it): ${err.message}`,

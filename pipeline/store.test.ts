@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
-import { committedBatches, committedBatchLines, DDL, fileType, MAX_PARAM_BYTES, openStore, paramChunks, PRUNE_INTENTS, type Store } from './store.js'
+import { committedBatches, committedBatchLines, DDL, fileType, MAX_PARAM_BYTES, MIN_SERVER_VERSION, openStore, paramChunks, PRUNE_INTENTS, serverVersionProblem, type Store } from './store.js'
 import { fromTsv, tsv, tsvArray, tsvMap } from './tsv.js'
 
 /** Runs `f` on an embedded store in a new temp directory, then closes the store and removes the directory. */
@@ -33,6 +33,35 @@ describe('fileType', () => {
     expect(types.length).toBeGreaterThan(0)
     for (const t of types) expect(fileType(t)).not.toContain('LowCardinality')
   })
+})
+
+describe('serverVersionProblem', () => {
+  it("refuses a server older than MIN_SERVER_VERSION, naming its version, the one needed and CLICKHOUSE_URL", () => {
+    // Debian bookworm's clickhouse-server: its first CREATE TABLE fails on DateTime64, which says nothing of versions.
+    const p = serverVersionProblem('18.16.1')
+    expect(p).toContain('version 18.16.1')
+    expect(p).toContain(`needs ${MIN_SERVER_VERSION.join('.')} or later`)
+    expect(p).toContain('CLICKHOUSE_URL')
+    expect(serverVersionProblem('23.2.7.32')).toMatch(/version 23\.2\.7\.32/)
+    expect(serverVersionProblem('22.12.1.1')).toBeDefined()
+    expect(serverVersionProblem('9.99')).toBeDefined()
+  })
+
+  it('accepts 23.3 and every later release, whatever follows the minor number', () => {
+    for (const v of ['23.3', '23.3.1.2823', '23.10.1.1', '24.8.4.13', '25.3.1.2703-lts', '26.7.2.1', ' 24.8.4.13\n', '100.0.0']) {
+      expect(serverVersionProblem(v), v).toBeUndefined()
+    }
+  })
+
+  it('says nothing of a text that is no version number (the failure is then reported as it came)', () => {
+    for (const v of ['', 'unknown', 'v24.8', '24']) expect(serverVersionProblem(v), v).toBeUndefined()
+  })
+
+  it("passes embedded ClickHouse's own version (chDB)", () =>
+    withStore(async (store) => {
+      const [row] = await store.rows<{ v: string }>('SELECT version() AS v')
+      expect(serverVersionProblem(row!.v)).toBeUndefined()
+    }))
 })
 
 describe('insertTsv on embedded ClickHouse', () => {

@@ -264,6 +264,26 @@ export function isConnectionError(err: unknown): boolean {
   return err instanceof Error && err.message.trim() === 'Timeout error.'
 }
 
+/**
+ * The oldest ClickHouse server release Rateflow's DDL and SQL are for: `DELETE FROM` (lightweight delete) without a
+ * setting came in 23.3; older releases also lack, going back, Map, DateTime64 and query parameters. Debian's own
+ * package (bookworm) is 18.16, on which the first CREATE TABLE fails.
+ */
+export const MIN_SERVER_VERSION: readonly [number, number] = [23, 3]
+
+/**
+ * Why a ClickHouse server whose `version()` is `version` cannot hold Rateflow's store (a sentence naming both versions
+ * and CLICKHOUSE_URL), or undefined when it is MIN_SERVER_VERSION or later, or the text is no version number.
+ */
+export function serverVersionProblem(version: string): string | undefined {
+  const m = /^(\d+)\.(\d+)(?:\.|$)/.exec(version.trim())
+  if (!m) return undefined
+  const [major, minor] = [Number(m[1]), Number(m[2])]
+  const [minMajor, minMinor] = MIN_SERVER_VERSION
+  if (major > minMajor || (major === minMajor && minor >= minMinor)) return undefined
+  return `the ClickHouse server of CLICKHOUSE_URL is version ${version.trim()}; Rateflow needs ${minMajor}.${minMinor} or later (its tables and queries use what older releases lack): upgrade the server, or point CLICKHOUSE_URL at another`
+}
+
 /** How long the client waits for a server's answer to one request before it gives up ("Timeout error."). */
 export const SERVER_REQUEST_TIMEOUT_MS = 300_000
 
@@ -305,6 +325,29 @@ export async function openStore(opts: { dataDir: string; url?: string | undefine
     endOnAbort()
     analysts = () => (analystClient ??= open())
   }
+  /**
+   * Server only: why the server is too old for the store (serverVersionProblem), asked once, after a statement failed:
+   * an old server refuses the first CREATE TABLE or setting with a message that names neither version. Undefined when
+   * it is recent enough, or its version could not be read (asked again after the next failure).
+   */
+  let versionAsked: Promise<string | undefined> | undefined
+  const serverTooOld = (): Promise<string | undefined> => {
+    if (mode !== 'server') return Promise.resolve(undefined)
+    versionAsked ??= client
+      .query({ query: 'SELECT version() AS v', format: 'JSONEachRow' })
+      .then(async (rs) => serverVersionProblem(String(((await rs.json()) as Array<{ v?: unknown }>)[0]?.v ?? '')))
+      .catch(() => {
+        versionAsked = undefined
+        return undefined
+      })
+    return versionAsked
+  }
+  /** A server's failure as what it is when the server is too old for the store (bad config, exit 2); else `err`. */
+  const explained = async (err: unknown, what?: string): Promise<unknown> => {
+    if (mode !== 'server' || isConnectionError(err)) return err
+    const problem = await serverTooOld()
+    return problem === undefined ? err : new RateflowError(ErrorCode.BadConfig, what === undefined ? problem : `${what}: ${problem}`, { cause: err })
+  }
   const wrap = async <T>(what: string, f: () => Promise<T>): Promise<T> => {
     try {
       return await f()
@@ -313,6 +356,8 @@ export async function openStore(opts: { dataDir: string; url?: string | undefine
       if (mode === 'server' && isConnectionError(err)) {
         throw new RateflowError(ErrorCode.ServiceUnavailable, `${what}: the ClickHouse server of CLICKHOUSE_URL does not answer: ${(err as Error).message}`, { cause: err })
       }
+      const why = await explained(err, what)
+      if (why !== err) throw why
       throw new RateflowError(ErrorCode.StoreFailure, `${what}: ${(err as Error).message}`, { cause: err })
     }
   }
@@ -352,7 +397,11 @@ export async function openStore(opts: { dataDir: string; url?: string | undefine
       // A refusal is the promise's, as for any other failure of the query (a caller's .then/.catch sees it).
       return Promise.reject(err)
     }
-    if (!analysts) return execBytes(statement, format, analystSettings(limits), client)
+    if (!analysts) {
+      return execBytes(statement, format, analystSettings(limits), client).catch(async (err: unknown) => {
+        throw await explained(err)
+      })
+    }
     const session = analysts
     if (closing) return Promise.reject(stoppingError())
     if (lane.length >= MAX_WAITING_ANALYST_QUERIES) {

@@ -3,6 +3,7 @@ import { join } from 'node:path'
 import { createClient, type ClickHouseClient } from '@clickhouse/client'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { sampleAccounts, sampleCatalog, sampleCsvLines } from '../bench/sample-data.js'
+import { serverVersionProblem } from '../pipeline/store.js'
 import { json, killStrayChildren, rateflow, tempDir, writeJson } from './helpers/cli.js'
 
 /**
@@ -28,6 +29,10 @@ describe.skipIf(!SERVER)('server-mode ClickHouse (CLICKHOUSE_URL)', () => {
 
   beforeAll(async () => {
     admin = createClient({ url: SERVER })
+    // A server too old for the store fails every statement; say so first, as rateflow does (serverVersionProblem).
+    const [{ v }] = (await (await admin.query({ query: 'SELECT version() AS v', format: 'JSONEachRow' })).json()) as [{ v: string }]
+    const tooOld = serverVersionProblem(v)
+    if (tooOld !== undefined) throw new Error(tooOld)
     await admin.command({ query: `CREATE DATABASE ${database}` })
     const url = new URL(SERVER!)
     url.pathname = `/${database}`
