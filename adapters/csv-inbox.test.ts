@@ -13,8 +13,8 @@ vi.mock('./csv.js', async (importOriginal) => {
   const csv = await importOriginal<typeof import('./csv.js')>()
   return {
     ...csv,
-    csvFileProblems: (path: string, columns?: Readonly<Record<string, string>>) =>
-      path.endsWith('boom.csv') ? Promise.reject(new TypeError('target.startsWith is not a function')) : csv.csvFileProblems(path, columns),
+    csvFileProblems: (path: string, options?: csv.CsvCheckOptions) =>
+      path.endsWith('boom.csv') ? Promise.reject(new TypeError('target.startsWith is not a function')) : csv.csvFileProblems(path, options),
   }
 })
 

@@ -227,7 +227,7 @@ export class CsvInbox {
         batchIdPrefix: csvBatchIdPrefix(source, path, newRunId()),
       }
       // A bad file (header, gzip that does not decompress whole) goes to failed/ before any of it is published.
-      const problems = await csvFileProblems(path, columns)
+      const problems = await csvFileProblems(path, { columns })
       if (problems.length) throw new ValidationError(`CSV file ${name}`, problems)
       const r = await publishCsvFile(plan, async (batch) => {
         this.counts.batches++

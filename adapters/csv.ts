@@ -44,7 +44,7 @@ export function fileFingerprint(path: string): string {
  * Throws ValidationError naming every problem (unknown columns, duplicates, missing required ones) at `line`, the
  * header's physical line (blank lines before it are skipped).
  */
-export function mapHeader(header: readonly string[], file: string, columns: Readonly<Record<string, string>> = {}, line = 1): string[] {
+export function mapHeader(header: readonly string[], file: string, columns: Readonly<Record<string, string>> = {}, line = 1, mappable = true): string[] {
   const problems: Problem[] = []
   const fields = header.map((raw, i) => {
     const name = raw.trim().replace(/^\uFEFF/, '')
@@ -52,7 +52,8 @@ export function mapHeader(header: readonly string[], file: string, columns: Read
     const target = Object.hasOwn(columns, name) ? columns[name]! : name
     const reserved = target.startsWith('dim.') ? reservedDimensionName(target.slice(4)) : undefined
     if (!(CSV_COLUMNS as readonly string[]).includes(target) && !/^dim\.[^\s]+$/.test(target)) {
-      problems.push({ path: `${file}:${line} column ${i + 1}`, message: `unknown column "${name}" (expected ${CSV_COLUMNS.join(', ')} or dim.<name>; or map it in the adapter's "columns")` })
+      const fix = mappable ? `or map it in the adapter's "columns"` : `ingest csv maps no column: rename it, or map it in the "columns" of a CSV inbox of rateflow run`
+      problems.push({ path: `${file}:${line} column ${i + 1}`, message: `unknown column "${name}" (expected ${CSV_COLUMNS.join(', ')} or dim.<name>; ${fix})` })
     } else if (reserved !== undefined) {
       problems.push({ path: `${file}:${line} column ${i + 1}`, message: reserved })
     }
@@ -96,6 +97,16 @@ function isZlibError(err: unknown): err is NodeJS.ErrnoException {
   return typeof (err as NodeJS.ErrnoException | undefined)?.code === 'string' && (err as NodeJS.ErrnoException).code!.startsWith('Z_')
 }
 
+/** How csvFileProblems names and reads a file. */
+export interface CsvCheckOptions {
+  /** The adapter's column mapping (a CSV inbox's "columns"). */
+  readonly columns?: Readonly<Record<string, string>> | undefined
+  /** The file's name in the problems: its base name unless given (`ingest csv` gives the path as the user wrote it). */
+  readonly name?: string | undefined
+  /** Whether the caller can map columns, so an unknown column's message may suggest it (`ingest csv` cannot). */
+  readonly mappable?: boolean | undefined
+}
+
 /**
  * The problems of a CSV file, found without publishing anything: none when the file can be ingested. `ingest csv`
  * checks every file first, so a bad second file no longer leaves the first one half-published when the command
@@ -104,8 +115,8 @@ function isZlibError(err: unknown): err is NodeJS.ErrnoException {
  * at the end of the stream, so a corrupt file whose damage is found there has already handed out damaged rows
  * (seen: a changed byte rated as another quantity and another event id). That check reads the whole file once more.
  */
-export async function csvFileProblems(path: string, columns?: Readonly<Record<string, string>>): Promise<Problem[]> {
-  const name = basename(path)
+export async function csvFileProblems(path: string, options: CsvCheckOptions = {}): Promise<Problem[]> {
+  const { columns, name = basename(path), mappable = true } = options
   const { chunks, decoder, close } = openCsvText(path)
   const parser = new CsvRowParser()
   const gz = isGzipName(path)
@@ -125,7 +136,7 @@ export async function csvFileProblems(path: string, columns?: Readonly<Record<st
     close()
   }
   try {
-    headerFields(first, name, columns)
+    headerFields(first, name, columns, mappable)
   } catch (err) {
     if (err instanceof ValidationError) return [...err.problems]
     throw err
@@ -138,7 +149,7 @@ export async function csvFileProblems(path: string, columns?: Readonly<Record<st
  * mapHeader. Throws ValidationError naming the problem: no header (an empty file), a header the parser could not read,
  * a header with bytes that are not UTF-8, or what mapHeader finds.
  */
-function headerFields(first: CsvItem | undefined, name: string, columns: Readonly<Record<string, string>> | undefined): string[] {
+function headerFields(first: CsvItem | undefined, name: string, columns: Readonly<Record<string, string>> | undefined, mappable = true): string[] {
   if (!first) throw new ValidationError(`CSV file ${name}`, [{ path: `${name}:1`, message: 'the file is empty: a header row is required' }])
   if (!first.ok) throw new ValidationError(`CSV header of ${name}`, [{ path: `${name}:${first.line}`, message: first.error }])
   const at = firstInvalidByte(first.raw)
@@ -146,7 +157,7 @@ function headerFields(first: CsvItem | undefined, name: string, columns: Readonl
     const message = `the header is not valid UTF-8 (byte 0x${at.byte.toString(16)} at character ${at.position})`
     throw new ValidationError(`CSV header of ${name}`, [{ path: `${name}:${first.line}`, message }])
   }
-  return mapHeader(first.fields, name, columns, first.line)
+  return mapHeader(first.fields, name, columns, first.line, mappable)
 }
 
 /**

@@ -10,6 +10,7 @@ export {
   mapHeader,
   newRunId,
   publishCsvFile,
+  type CsvCheckOptions,
   type CsvFileOptions,
   type CsvFileResult,
   type CsvPublishPlan,

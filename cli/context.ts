@@ -13,12 +13,17 @@ export const DEFAULT_DATA_DIR = './.rateflow'
 
 /** Output sinks, injectable so commands can be exercised in-process. */
 export interface Io {
-  /** Text, or bytes of UTF-8 text (a query's result, which may be longer than a JS string can be); a newline is added when it has none. */
+  /**
+   * Text, or bytes of UTF-8 text (a query's result, which may be longer than a JS string can be); a newline is added
+   * when it has none. Nothing at all is written for an empty one: a query with no rows prints no line (a blank line was
+   * one JSONEachRow row that no JSON parser reads).
+   */
   out(text: string | Uint8Array): void
   err(text: string): void
 }
 export const processIo: Io = {
   out: (t) => {
+    if (t.length === 0) return
     if (typeof t === 'string') process.stdout.write(t.endsWith('\n') ? t : t + '\n')
     else {
       process.stdout.write(t)

@@ -1,4 +1,4 @@
-import { existsSync, statSync } from 'node:fs'
+import { existsSync, realpathSync, statSync } from 'node:fs'
 import { csvBatchIdPrefix, csvFileProblems, defaultCsvSource, newRunId, publishCsvFile } from '../adapters/index.js'
 import { ValidationError, type Problem } from '../common/errors.js'
 import { SOURCE_NAME, SOURCE_RULE, sourceHint } from '../adapters/config.js'
@@ -37,19 +37,37 @@ export async function checkIngest(opts: IngestOptions): Promise<void> {
     throw usage(`ingest csv: --source ${opts.source === '' ? 'must not be empty' : JSON.stringify(opts.source)}: ${sourceHint('csv:oct-export')}`)
   }
   const problems: Problem[] = []
+  /** Default source → the first file given that has it, and that file's identity (realpath). */
+  const bySource = new Map<string, { file: string; real: string }>()
   for (const file of opts.files) {
     const stat = existsSync(file) ? statSync(file) : undefined
     if (!stat?.isFile()) {
       problems.push({ path: file, message: stat === undefined ? 'no such file' : stat.isDirectory() ? 'is a directory, not a CSV file' : 'is not a regular file' })
       continue
     }
-    if (opts.source === undefined && !SOURCE_NAME.test(defaultCsvSource(file))) {
-      problems.push({
-        path: file,
-        message: `its default source would be ${JSON.stringify(defaultCsvSource(file))}, and a source ${SOURCE_RULE}: give --source`,
-      })
+    if (opts.source === undefined) {
+      const source = defaultCsvSource(file)
+      if (!SOURCE_NAME.test(source)) {
+        problems.push({ path: file, message: `its default source would be ${JSON.stringify(source)}, and a source ${SOURCE_RULE}: give --source` })
+      }
+      // Two different files of one name (jan/usage.csv, feb/usage.csv) would share a default source, and the second's
+      // events whose ids the first has would be counted as duplicates, never billed (exit 0, a warning naming no file).
+      // One file named twice is read twice, as documented: its second reading counts duplicates.
+      const real = realpathSync(file)
+      const first = bySource.get(source)
+      if (first === undefined) bySource.set(source, { file, real })
+      else if (first.real !== real) {
+        problems.push({
+          path: file,
+          message:
+            `its default source ${JSON.stringify(source)} is also that of ${first.file}, another file: an event of this one with an event_id the ` +
+            `other has would be counted as a duplicate and not billed. Give each file its own --source (one command each), or --source ` +
+            `for both when their ids are unique across them`,
+        })
+      }
     }
-    problems.push(...(await csvFileProblems(file)))
+    // Named as given (the CSV inbox names a file by its name alone): two files of one name are told apart.
+    problems.push(...(await csvFileProblems(file, { name: file, mappable: false })))
   }
   if (problems.length) throw new ValidationError('ingest csv', problems)
   if (opts.wait) raterOptionsFromEnv()

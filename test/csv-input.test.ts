@@ -197,6 +197,28 @@ describe('ingest csv checks every file before publishing any', () => {
     expect([dataTwice.code, dataTwice.stderr]).toEqual([2, expect.stringMatching(/--data is given more than once/)])
   })
 
+  it('two different files of one name in one command, on their default source, exit 2 naming both: the second would be billed as duplicates', async () => {
+    const jan = file('jan/usage.csv', `${HEADER}\n${row('m1', 1000)}\n${row('m2', 2000)}\n`)
+    const feb = file('feb/usage.csv', `${HEADER}\n${row('m1', 9000)}\n${row('m2', 8000)}\n`)
+    const r = await rateflow(['ingest', 'csv', jan, feb, '--wait', ...d])
+    expect(r.code).toBe(2)
+    expect(r.stderr).toContain(`${feb}: its default source "csv:usage" is also that of ${jan}, another file`)
+    expect(r.stderr).toMatch(/Give each file its own --source \(one command each\), or --source for both when their ids are unique across them/)
+    expect(await ratedIds('csv:usage')).toEqual([])
+    // One source given for both: the user says their ids are one source's (February's m1 and m2 are January's events).
+    expect(await json<Counts>(['ingest', 'csv', jan, feb, '--source', 'csv:jan-feb', '--wait', ...d])).toEqual({ read: 4, rated: 2, duplicates: 2, rejected: 0, suspended: 0 })
+  })
+
+  it('names each problem by the path as given, so two files of one name are told apart, and offers no column mapping ingest csv lacks', async () => {
+    const a = file('west/site.csv', `${HEADER},colour\n${row('w1')},red\n`)
+    const b = file('east/site.csv', `${HEADER}\n${row('e1')}\n`)
+    const r = await rateflow(['ingest', 'csv', a, b, '--source', 'csv:sites', ...d])
+    expect(r.code).toBe(2)
+    expect(r.stderr).toContain(`${a}:1 column 9: unknown column "colour"`)
+    expect(r.stderr).toMatch(/ingest csv maps no column: rename it, or map it in the "columns" of a CSV inbox of rateflow run\)/)
+    expect(r.stderr).not.toMatch(/or map it in the adapter's "columns"/)
+  })
+
   it('a directory where a file should be is named as one', async () => {
     const r = await rateflow(['ingest', 'csv', data, '--source', 'csv:dir', ...d])
     expect(r.code).toBe(2)

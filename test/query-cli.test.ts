@@ -33,6 +33,15 @@ describe('rateflow query on a data directory without a store', () => {
 })
 
 describe('rateflow query: its arguments', () => {
+  it('a query with no rows prints nothing in JSONEachRow and Pretty (a blank line was one row no JSON parser reads)', async () => {
+    for (const format of ['JSONEachRow', 'Pretty']) {
+      const r = await rateflow(['query', 'SELECT source FROM rated_usage WHERE 0', '--format', format, ...d])
+      expect([r.code, r.stdout], format).toEqual([0, ''])
+    }
+    const one = await rateflow(['query', 'SELECT 1 AS n', ...d])
+    expect([one.code, one.stdout]).toEqual([0, '{"n":1}\n'])
+  })
+
   it('no SQL, or SQL in more than one argument, exits 2 naming the command and what it takes', async () => {
     const usage = 'rateflow query "SELECT …" [--format JSONEachRow|CSV|Pretty]'
     const none = await rateflow(['query', ...d])

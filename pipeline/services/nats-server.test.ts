@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, expect, it } from 'vitest'
 import { startNatsServer } from './nats-server.js'
-import { serviceProgram } from './program.js'
+import { programProblem, serviceProgram } from './program.js'
 
 const dir = mkdtempSync(join(tmpdir(), 'rateflow-nats-'))
 afterAll(() => rmSync(dir, { recursive: true, force: true }))
@@ -108,6 +108,29 @@ it('serviceProgram: the first executable file of the name on PATH, else in the s
     expect(serviceProgram('plain', bin)).toBeUndefined()
     expect(serviceProgram('dir', bin)).toBeUndefined()
     expect(serviceProgram('no-such-program-anywhere', bin)).toBeUndefined()
+  } finally {
+    rmSync(bin, { recursive: true, force: true })
+  }
+})
+
+it('programProblem: none for a program that answers --version; else what went wrong, a hang cut at its time limit', () => {
+  const bin = mkdtempSync(join(tmpdir(), 'rateflow-bin-'))
+  try {
+    const script = (name: string, body: string) => {
+      writeFileSync(join(bin, name), `#!/bin/sh\n${body}\n`, { mode: 0o755 })
+      return join(bin, name)
+    }
+    expect(programProblem(script('fine', 'echo "nats-server: v2.9.10"'))).toBeUndefined()
+    expect(programProblem(script('fails', 'echo "error while loading shared libraries" >&2; exit 127'))).toBe(
+      `\`${join(bin, 'fails')} --version\` exited 127 (it said: error while loading shared libraries)`,
+    )
+    expect(programProblem(script('dies', 'kill -SEGV $$'))).toMatch(/died on SIGSEGV$/)
+    // exec: the program itself hangs, not a shell waiting on it.
+    const started = Date.now()
+    expect(programProblem(script('hangs', 'exec sleep 60'), 500)).toBe(`\`${join(bin, 'hangs')} --version\` gave no answer in 0.5 s`)
+    expect(Date.now() - started).toBeLessThan(30_000)
+    writeFileSync(join(bin, 'garbage'), Buffer.from([0x7f, 0x45, 0x4c, 0x46, 0, 0, 0]), { mode: 0o755 })
+    expect(programProblem(join(bin, 'garbage'))).toMatch(/could not be run: .*ENOEXEC|exited/)
   } finally {
     rmSync(bin, { recursive: true, force: true })
   }

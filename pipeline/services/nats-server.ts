@@ -1,10 +1,10 @@
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
+import { spawn, type ChildProcess } from 'node:child_process'
 import { mkdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { connect, type NatsConnection } from '@nats-io/transport-node'
 import { ErrorCode, RateflowError } from '../../common/errors.js'
 import { freePort } from '../../common/net.js'
-import { serviceProgram } from './program.js'
+import { programProblem, serviceProgram } from './program.js'
 
 /** A nats-server with JetStream that this process started and owns. */
 export interface LocalNatsServer {
@@ -43,10 +43,18 @@ export async function startNatsServer(dataDir: string, options: NatsServerOption
     throw new RateflowError(ErrorCode.BadConfig, `nats-server maxPayloadBytes: must be an integer from 1024 to ${MAX_PAYLOAD_CEILING} (inclusive), got ${max}`)
   }
   const program = serviceProgram('nats-server')
-  if (program === undefined || spawnSync(program, ['--version']).status !== 0) {
+  if (program === undefined) {
     throw new RateflowError(
       ErrorCode.ServiceUnavailable,
       'nats-server is not installed: install it (apt-get install nats-server, or scripts/setup.sh) or set NATS_URL',
+    )
+  }
+  // Installed but broken (it was reported as not installed), or hanging (it hung the command for good).
+  const broken = programProblem(program)
+  if (broken !== undefined) {
+    throw new RateflowError(
+      ErrorCode.ServiceUnavailable,
+      `nats-server at ${program} does not work: ${broken}: reinstall it (apt-get install --reinstall nats-server) or set NATS_URL`,
     )
   }
   const storeDir = join(dataDir, 'nats')
