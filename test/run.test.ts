@@ -442,6 +442,30 @@ describe('rateflow run with a secured MQTT broker', () => {
     }
   }, 180_000)
 
+  it('exits 2 at once when the broker refuses the credentials, and does not stay alive reconnecting', async () => {
+    const dir = join(tmp.dir, 'refused-broker')
+    mkdirSync(dir)
+    const secure = await startMosquitto(dir, [], 10_000, [{ users: { rateflow: 'e2e-secret' } }])
+    try {
+      const config = writeJson(join(dir, 'rateflow.json'), {
+        adapters: {
+          mqtt: [{ url: `mqtt://127.0.0.1:${secure.listenerPorts[0]!}`, topics: ['devices/+/usage'], source: 'mqtt:plant', client_id: 'rateflow-refused', username: 'rateflow', password_env: 'RATEFLOW_E2E_WRONG_PASSWORD' }],
+        },
+        http: { port: 0 },
+      })
+      const run = rateflow(['run', '--config', config, '--data', join(dir, 'data')], { RATEFLOW_E2E_WRONG_PASSWORD: 'not-it' })
+      // It printed the refusal and stopped the rest, then stayed alive reconnecting once a second (mqtt.js set its
+      // reconnect timer up again after end()): a supervisor saw a live process.
+      const stuck = setTimeout(() => run.child.kill('SIGKILL'), 30_000)
+      const res = await run.finally(() => clearTimeout(stuck))
+      expect(res.signal, 'still running 30 s after the refusal').toBeNull()
+      expect(res.code).toBe(2)
+      expect(res.stderr).toMatch(/refused the connection: Not authorized \(reason code 135;/)
+    } finally {
+      await secure.stop()
+    }
+  }, 60_000)
+
   it('exits 1 naming http.port, without a stack trace, when the HTTP port is taken', async () => {
     const dir = join(tmp.dir, 'busy-http')
     mkdirSync(dir)

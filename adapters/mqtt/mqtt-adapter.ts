@@ -362,7 +362,7 @@ export class MqttAdapter {
         throw new RateflowError(ErrorCode.BadConfig, `mqtt ${o.source}: the broker refused ${refused.map((g) => g.topic).join(', ')} (not authorised, or shared subscriptions unsupported)`)
       }
     } catch (err) {
-      await client.endAsync(true).catch(() => undefined)
+      await endForGood(client, true)
       this.client = undefined
       throw err instanceof RateflowError ? err : new RateflowError(ErrorCode.ServiceUnavailable, `mqtt ${o.source}: ${(err as Error).message}`, { cause: err })
     }
@@ -397,7 +397,7 @@ export class MqttAdapter {
     }
     const client = this.client
     this.client = undefined
-    if (client) await client.endAsync(false).catch(() => undefined)
+    if (client) await endForGood(client, false)
     if (this.merger && this.merger.open > 0) {
       this.deps.logger.info({ source: this.options.source, open_sessions: this.merger.open }, 'MQTT adapter stopped with open sessions; the broker redelivers their messages on the next start')
     }
@@ -413,7 +413,7 @@ export class MqttAdapter {
     const client = this.client
     this.client = undefined
     this.generation++
-    if (client) await client.endAsync(true).catch(() => undefined)
+    if (client) await endForGood(client, true)
   }
 
   private dropConnection(): void {
@@ -571,4 +571,15 @@ export class MqttAdapter {
     }
     return undefined
   }
+}
+
+/**
+ * Ends a client for good: it is never connected again. mqtt.js (5.x) with manualConnect clears its `disconnecting`
+ * flag once end() has closed its stores, and a socket whose 'close' came after that set up its reconnect timer
+ * again: a `rateflow run` whose broker refused the credentials printed the error, stopped everything else and then
+ * stayed alive, reconnecting once a second, so a supervisor saw a live process. With no reconnect period, none is set up.
+ */
+async function endForGood(client: MqttClient, force: boolean): Promise<void> {
+  client.options.reconnectPeriod = 0
+  await client.endAsync(force).catch(() => undefined)
 }
