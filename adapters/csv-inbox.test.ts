@@ -81,9 +81,21 @@ describe('checkCsvInboxEntries', () => {
   })
 })
 
+const LINK_WARNING = 'CSV inbox: this entry is a symbolic link, which the inbox does not follow (put the file itself in the folder); skipped'
+
+/** A file beside the watched folder (not in it), for links to point at. */
+function writeOutside(watch: string, content: string): string {
+  const f = join(watch, '..', `outside-${Math.random().toString(36).slice(2)}.csv`)
+  writeFileSync(f, content)
+  return f
+}
+
 describe('CsvInbox', () => {
   const unreadable: Array<[string, string, (at: string, watch: string) => void, string]> = [
-    ['it cannot stat (a dangling symlink)', 'a.csv', (at, watch) => symlinkSync(join(watch, 'nowhere'), at), 'CSV inbox: cannot read this entry (a dangling symlink?); skipped'],
+    ['that is a dangling symbolic link', 'a.csv', (at, watch) => symlinkSync(join(watch, 'nowhere'), at), LINK_WARNING],
+    // Whoever may write the folder linked x.csv to a file only rateflow could read: its lines came back in failed/'s
+    // error file and rejected_usage. A link to a good CSV file is not read either (the warning says to put the file in).
+    ['that is a symbolic link to a file outside the folder', 'l.csv', (at, watch) => symlinkSync(writeOutside(watch, csv('secret1')), at), LINK_WARNING],
     ['that is no regular file (a directory named x.csv)', 'h-dir.csv', (at) => mkdirSync(at), 'CSV inbox: this entry is not a regular file (a directory?); skipped'],
   ]
   for (const [what, name, make, warning] of unreadable) {

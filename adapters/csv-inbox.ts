@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, readdirSync, renameSync, statSync, writeFileSync } from 'node:fs'
+import { existsSync, lstatSync, mkdirSync, readdirSync, renameSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { ValidationError, type Problem } from '../common/errors.js'
 import type { Logger } from '../common/logger.js'
@@ -161,7 +161,8 @@ export class CsvInbox {
     }
     for (const name of csvFiles(entries)) {
       if (this.stopped) return
-      if (this.claim(name)) await this.ingest(name)
+      // Checked again once claimed: the entry checked may have been swapped for a link before the rename moved it.
+      if (this.claim(name) && this.isFile(dir, `${PROCESSING}/${name}`)) await this.ingest(name)
     }
   }
 
@@ -185,14 +186,21 @@ export class CsvInbox {
   }
 
   /**
-   * Whether an entry is a file to read. One that cannot be stat'ed (a dangling symlink, a file removed since readdir)
-   * is skipped, with a warning once per name: a throw here stopped the scan, and so every other file, for as long as
-   * the entry stayed. So is one that is no regular file (a directory named `x.csv`), which was skipped without a word.
+   * Whether an entry is a file to read. One that cannot be stat'ed (a file removed since readdir) is skipped, with a
+   * warning once per name: a throw here stopped the scan, and so every other file, for as long as the entry stayed.
+   * So is one that is no regular file (a directory named `x.csv`), which was skipped without a word, and a symbolic
+   * link, which is not followed: whoever may write the folder (an export user) linked `x.csv` to a file only this
+   * process could read, and its lines came back in failed/'s error file and in rejected_usage, for anyone to read.
    */
   private isFile(dir: string, name: string): boolean {
     // `name` is relative to the folder (processing/ files are `processing/<name>`).
     try {
-      if (!statSync(join(dir, name)).isFile()) {
+      const st = lstatSync(join(dir, name))
+      if (st.isSymbolicLink()) {
+        this.skipped(name, undefined, 'CSV inbox: this entry is a symbolic link, which the inbox does not follow (put the file itself in the folder); skipped')
+        return false
+      }
+      if (!st.isFile()) {
         this.skipped(name, undefined, 'CSV inbox: this entry is not a regular file (a directory?); skipped')
         return false
       }
