@@ -109,8 +109,19 @@ const MAX_QUERY_BYTES = 1024 * 1024
  * that name as its Host, and the page may read the answer, billing data included), or from its own origin (an Origin
  * header of that site). So the Host must be an IP address, `localhost` or the configured http.host (any port), and an
  * Origin, when sent, must be the Host itself. A request without Host (HTTP/1.0) comes from no browser, and passes.
+ * A browser sends no Origin with a page's plain GET (an image, a script, a no-cors fetch): the page cannot read the
+ * answer, but it can time it, and `/v1/query?sql=SELECT if(sum(amount) > 1, sleep(2), 0) FROM rated_usage` told it
+ * the totals bit by bit. Browsers name such a request's site in `Sec-Fetch-Site`: any but `same-origin` and `none`
+ * (typed in the address bar) is refused. Clients that are no browser (curl, the CLI) send none, and pass.
  */
-export function foreignRequest(headers: { host?: string | undefined; origin?: string | undefined }, configuredHost: string): string | undefined {
+export function foreignRequest(
+  headers: { host?: string | undefined; origin?: string | undefined; 'sec-fetch-site'?: string | string[] | undefined },
+  configuredHost: string,
+): string | undefined {
+  const site = headers['sec-fetch-site']
+  if (site !== undefined && site !== 'same-origin' && site !== 'none') {
+    return `Sec-Fetch-Site ${JSON.stringify(site)}: a page of another site may not ask this API`
+  }
   const host = headers.host
   if (host !== undefined) {
     let name: string

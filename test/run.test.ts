@@ -261,6 +261,14 @@ describe('rateflow run and its HTTP API', () => {
     expect(await get(port, sql, { host: `127.0.0.1:${port}`, origin: `http://127.0.0.1:${port}` })).toEqual({ status: 200, body: { n: '0' } })
     expect(await get(port, sql, { host: `localhost:${port}` })).toEqual({ status: 200, body: { n: '0' } })
     expect(await get(port, sql, { host: `localhost.:${port}` })).toEqual({ status: 200, body: { n: '0' } })
+    // A page's plain GET carries no Origin: it cannot read the answer, but timed it (sleep() on a condition of the
+    // totals). Its browser names the site; another site's, and a same-site page's, are refused before the query runs.
+    for (const site of ['cross-site', 'same-site']) {
+      expect(await get(port, sql, { host: `127.0.0.1:${port}`, 'sec-fetch-site': site })).toEqual(forbidden(`Sec-Fetch-Site "${site}"`))
+    }
+    for (const site of ['same-origin', 'none']) {
+      expect(await get(port, sql, { host: `127.0.0.1:${port}`, 'sec-fetch-site': site })).toEqual({ status: 200, body: { n: '0' } })
+    }
     // The run's analysts' limit (its environment) holds for queries it answers: 400 naming the limit, at the limit.
     const asked = Date.now()
     const slow = await rateflow(['query', 'SELECT count() FROM numbers(1e11)', '--data', data])
