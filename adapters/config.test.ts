@@ -108,6 +108,24 @@ describe('validateAdapterConfig', () => {
     }
   })
 
+  it('url with user:password@: its problems never quote the password', () => {
+    const url = (u: string) => ({ url: u, topics: ['t'], source: 'mqtt:a' })
+    const cases: Array<[string, string]> = [
+      ['mqtt://rfmqtt:S3cret Pw@127.0.0.1:1883', 'must not contain spaces or control characters, got "mqtt://rfmqtt:***@127.0.0.1:1883"'],
+      ['mqtt://rfmqtt:S3cretPw@127.0.0.1:99999', 'port "99999" must be a number from 1 to 65535 (e.g. "mqtt://127.0.0.1:1883")'],
+      ['mqtt://rfmqtt:S3c@retPw@127.0.0.1:abc', 'port "abc" must be a number from 1 to 65535 (e.g. "mqtt://127.0.0.1:1883")'],
+      ['mqtt://rfmqtt:S3cretPw@a!b:1883', 'host "a!b" is not a host name or IP address'],
+      ['mqtt://rfmqtt:S3cretPw@b:1883/plant', 'path "/plant" would be ignored: only ws:// and wss:// URLs have one (give "mqtt://b:1883")'],
+      // A "/" (or "?", "#") in the password, not percent-encoded, would end the host at it: its start read as the port or path.
+      ['mqtt://rfmqtt:12/S3cretPw@127.0.0.1:1883', 'has "/", "?" or "#" before its last "@": in a user name or password write them percent-encoded (%2F, %3F, %23), or give username and password_env or password_file; in a path write "@" as %40'],
+      ['mqtt://rfmqtt:S3c#retPw@127.0.0.1:99999', 'has "/", "?" or "#" before its last "@": in a user name or password write them percent-encoded (%2F, %3F, %23), or give username and password_env or password_file; in a path write "@" as %40'],
+    ]
+    expect(cases.map(([u]) => problems({ mqtt: [url(u)] }))).toEqual(cases.map(([, p]) => [`$.adapters.mqtt[0].url: ${p}`]))
+    for (const u of ['mqtt://rfmqtt:S3cretPw@127.0.0.1:1883', 'mqtts://rfmqtt:p%2Fw%40d@broker:8883', 'wss://rfmqtt:pw@b/mqtt']) {
+      expect(validateAdapterConfig({ mqtt: [url(u)] }).mqtt[0]!.url).toBe(u)
+    }
+  })
+
   it('an entry with a bad url or source is still checked against the machine and the other entries, so one run names all', () => {
     const withResources = (doc: unknown) => {
       try {

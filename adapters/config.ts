@@ -9,6 +9,7 @@ import { X509Certificate, createPrivateKey } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import { domainToASCII } from 'node:url'
 import { ValidationError, type Problem } from '../common/errors.js'
+import { redactUrl } from '../common/redact.js'
 import { jsonMemberPath } from '../common/strings.js'
 
 /** How a merged session's interim updates carry their metric values. */
@@ -626,7 +627,13 @@ export function brokerUrlProblem(url: string): string | undefined {
   const scheme = /^(mqtts?|tcp|ssl|wss?):\/\//.exec(url)?.[1]
   if (scheme === undefined) return URL_HINT
   // The WHATWG parser drops tabs and newlines anywhere, and url.parse reads up to a space: neither is the text written.
-  if (/[\s\x00-\x1f\x7f]/.test(url)) return `must not contain spaces or control characters, got ${describe(url)}`
+  if (/[\s\x00-\x1f\x7f]/.test(url)) return `must not contain spaces or control characters, got ${describe(redactUrl(url))}`
+  // Credentials end at the last "@" (as the WHATWG parser reads them). A "/", "?" or "#" before it ends the host early:
+  // the client would connect to the user name as a host, and the password's start would be quoted as the port or path.
+  const at = url.lastIndexOf('@')
+  if (at > scheme.length + 3 && /[/?#]/.test(url.slice(scheme.length + 3, at))) {
+    return 'has "/", "?" or "#" before its last "@": in a user name or password write them percent-encoded (%2F, %3F, %23), or give username and password_env or password_file; in a path write "@" as %40'
+  }
   let u: URL | undefined
   try {
     u = new URL(url)
@@ -634,7 +641,7 @@ export function brokerUrlProblem(url: string): string | undefined {
     u = undefined
   }
   // The authority as written: userinfo@host:port, the host an IPv6 address in brackets or a name.
-  const written = /^[a-z]+:\/\/(?:[^@/?#]*@)?(\[[^\]/?#]*\]?|[^:/?#]*)(?::([^/?#]*))?/.exec(url)!
+  const written = /^[a-z]+:\/\/(?:[^/?#]*@)?(\[[^\]/?#]*\]?|[^:/?#]*)(?::([^/?#]*))?/.exec(url)!
   const host = u ? u.hostname : written[1]!
   const port = u ? u.port : written[2]
   if (port !== undefined && port !== '' && !(/^\d+$/.test(port) && Number(port) >= 1 && Number(port) <= 65_535)) {

@@ -2,6 +2,7 @@ import { existsSync, statSync } from 'node:fs'
 import { parseArgs, type ParseArgsConfig } from 'node:util'
 import { ErrorCode, isSystemCallError, RateflowError } from '../common/errors.js'
 import { createLogger, type Logger } from '../common/logger.js'
+import { redactUrl } from '../common/redact.js'
 import type { Runtime } from '../pipeline/runtime.js'
 
 /** Options every command takes (CONTRACT §1). */
@@ -68,7 +69,7 @@ export function clickhouseUrlFromEnv(env: Readonly<Record<string, string | undef
     parsed = undefined
   }
   if (parsed === undefined || (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') || parsed.hostname === '') {
-    throw usage(`CLICKHOUSE_URL: ${JSON.stringify(url)} is not an http:// or https:// URL of a ClickHouse server (e.g. http://127.0.0.1:8123)`)
+    throw usage(`CLICKHOUSE_URL: ${JSON.stringify(redactUrl(url))} is not an http:// or https:// URL of a ClickHouse server (e.g. http://127.0.0.1:8123)`)
   }
   return url
 }

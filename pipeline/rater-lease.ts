@@ -3,6 +3,7 @@ import { jetstream } from '@nats-io/jetstream'
 import { Kvm, type KV } from '@nats-io/kv'
 import type { NatsConnection } from '@nats-io/transport-node'
 import { ErrorCode, HeldByAnotherError, RateflowError } from '../common/errors.js'
+import { redactUrl } from '../common/redact.js'
 import { processIdentity, processLive } from './data-dir-lock.js'
 
 /** The JetStream key-value bucket of the lease, and its key: one rater per USAGE stream. */
@@ -70,7 +71,8 @@ export class RaterLease {
   static async acquire(nc: NatsConnection, dataDir: string, options: LeaseOptions): Promise<RaterLease> {
     const me: LeaseHolder = { host: hostname(), pid: process.pid, dataDir, since: new Date().toISOString(), ...processIdentity() }
     const value = JSON.stringify(me)
-    const url = nc.getServer()
+    // host:port of the server connected to (the client holds the credentials apart); masked all the same, as every NATS address in a message.
+    const url = redactUrl(nc.getServer())
     try {
       const kv = await new Kvm(jetstream(nc, { timeout: requestTimeoutMs(options.ttlMs) })).create(LEASE_BUCKET, { ttl: options.ttlMs, history: 1 })
       try {

@@ -33,6 +33,7 @@ import { readPasswordFile, type MqttAdapterOptions } from '../config.js'
 import { SessionMerger } from '../sessions.js'
 import { reject, type WireItem } from '../wire.js'
 import { ErrorCode, RateflowError } from '../../common/errors.js'
+import { redactUrl } from '../../common/redact.js'
 import { decodePayload } from './payload.js'
 import type { WireRecord } from '../../rating-core/record.js'
 
@@ -217,17 +218,17 @@ export function describeConnectError(
   const tlsUrl = /^(mqtts|ssl|wss):/.test(o.url)
   if (typeof code === 'number' && FATAL_REFUSALS[code] !== undefined) {
     const reason = err.message.replace(/^Connection refused: /, '')
-    return { fatal: true, message: `mqtt ${o.source}: ${o.url} refused the connection: ${reason} (reason code ${code}; ${refusalHint(FATAL_REFUSALS[code]!, o)})` }
+    return { fatal: true, message: `mqtt ${o.source}: ${redactUrl(o.url)} refused the connection: ${reason} (reason code ${code}; ${refusalHint(FATAL_REFUSALS[code]!, o)})` }
   }
   if (typeof code === 'string' && (TLS_CERT_CODES[code] !== undefined || code.startsWith('ERR_SSL_'))) {
     const hint = TLS_CERT_CODES[code] ??
       (code === 'ERR_SSL_WRONG_VERSION_NUMBER' ? 'is this port a TLS listener? mqtt:// is plain, mqtts:// is TLS'
         : code.includes('ALERT') ? 'the broker refused our TLS handshake: check tls.cert and tls.key if it requires a client certificate'
           : 'check the tls options')
-    return { fatal: true, message: `mqtt ${o.source}: TLS with ${o.url} failed: ${opensslReason(err.message)} (${code}; ${hint})` }
+    return { fatal: true, message: `mqtt ${o.source}: TLS with ${redactUrl(o.url)} failed: ${opensslReason(err.message)} (${code}; ${hint})` }
   }
   if (err.message === 'TLS not authorized') {
-    return { fatal: true, message: `mqtt ${o.source}: TLS with ${o.url} failed: the broker's certificate is not trusted (${TLS_VERIFY_HINT})` }
+    return { fatal: true, message: `mqtt ${o.source}: TLS with ${redactUrl(o.url)} failed: the broker's certificate is not trusted (${TLS_VERIFY_HINT})` }
   }
   // mosquitto resets a plain listener's connection on a TLS ClientHello; a broker restarting does too, so not fatal.
   if (tlsUrl && code === 'ECONNRESET') return { fatal: false, message: `${err.message}; with mqtts:// this often means the port is not a TLS listener` }
@@ -328,7 +329,7 @@ export class MqttAdapter {
         rejectP(
           new RateflowError(
             ErrorCode.ServiceUnavailable,
-            `mqtt ${o.source}: no connection to ${o.url} within ${o.connect_timeout_s}s${last !== undefined ? ` (last error: ${last})` : ''}: is an MQTT broker running at that address?`,
+            `mqtt ${o.source}: no connection to ${redactUrl(o.url)} within ${o.connect_timeout_s}s${last !== undefined ? ` (last error: ${last})` : ''}: is an MQTT broker running at that address?`,
           ),
         )
       }, o.connect_timeout_s * 1000)

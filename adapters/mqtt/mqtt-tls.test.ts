@@ -218,3 +218,16 @@ describe('validateAdapterConfig with resources: secrets and TLS files checked be
       .toEqual([expect.stringMatching(/^\$\.adapters\.mqtt\[0\]\.tls\.cert: .*client\.pem expired on .+ GMT$/)])
   })
 })
+
+describe('a url with user:password@ (the client logs in with them)', () => {
+  it('a refusal, a TLS failure and a broker that never answers name the broker with the password masked', async () => {
+    const refused = setup({ url: `mqtt://rfmqtt:S3cretMqttPw@127.0.0.1:${passwordPort}` })
+    const r = await expectStartFails(refused.adapter, new RegExp(`^mqtt mqtt:secure: mqtt://rfmqtt:\\*\\*\\*@127\\.0\\.0\\.1:${passwordPort} refused the connection: Not authorized`))
+    const tls = setup({ url: `mqtts://rfmqtt:S3cretMqttPw@127.0.0.1:${tlsPort}`, tls: { ca: pki.otherCa, reject_unauthorized: true } })
+    const t = await expectStartFails(tls.adapter, new RegExp(`^mqtt mqtt:secure: TLS with mqtts://rfmqtt:\\*\\*\\*@127\\.0\\.0\\.1:${tlsPort} failed: `))
+    const silent = setup({ url: `mqtts://rfmqtt:S3cretMqttPw@127.0.0.1:${broker.port}`, tls: { ca: pki.ca, reject_unauthorized: true }, connect_timeout_s: 2 })
+    const s = await silent.adapter.start().then(() => undefined, (e: unknown) => e as Error)
+    expect(s?.message).toMatch(new RegExp(`^mqtt mqtt:secure: no connection to mqtts://rfmqtt:\\*\\*\\*@127\\.0\\.0\\.1:${broker.port} within 2s`))
+    for (const err of [r, t, s]) expect(err!.message).not.toContain('S3cretMqttPw')
+  })
+})
