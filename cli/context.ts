@@ -3,6 +3,7 @@ import { parseArgs, type ParseArgsConfig } from 'node:util'
 import { ErrorCode, isSystemCallError, RateflowError } from '../common/errors.js'
 import { createLogger, type Logger } from '../common/logger.js'
 import { redactUrl } from '../common/redact.js'
+import { parseNatsUrl } from '../pipeline/nats-url.js'
 import type { Runtime } from '../pipeline/runtime.js'
 
 /** Options every command takes (CONTRACT §1). */
@@ -76,33 +77,15 @@ export function clickhouseUrlFromEnv(env: Readonly<Record<string, string | undef
 
 /**
  * NATS_URL: undefined when unset or empty (rateflow starts its own nats-server), else one or more NATS server URLs,
- * comma-separated, as the NATS client reads them (`nats://host:port`, `tls://…`, or `host:port`). A value the client
- * cannot read as such is bad usage naming the variable (exit 2), where it came as "cannot reach NATS … Invalid URL"
- * (exit 1) as if a server were down.
+ * comma-separated, as the NATS client reads them (`nats://host:port`, `tls://…`, or `host:port`), each with the same
+ * credentials (`user:password@` or `token@`) or none (parseNatsUrl). A value the client cannot read as such is bad usage
+ * naming the variable (exit 2), where it came as "cannot reach NATS … Invalid URL" (exit 1) as if a server were down.
  */
 export function natsUrlFromEnv(env: Readonly<Record<string, string | undefined>> = process.env): string | undefined {
   const value = env.NATS_URL
   if (value === undefined || value === '') return undefined
-  const bad = value.split(',').filter((server) => !isNatsServerUrl(server.trim()))
-  if (bad.length > 0) {
-    throw usage(
-      `NATS_URL: ${bad.map((b) => JSON.stringify(b.trim())).join(', ')} ${bad.length === 1 ? 'is not a NATS server URL' : 'are not NATS server URLs'} (e.g. nats://127.0.0.1:4222; several are separated by commas)`,
-    )
-  }
+  parseNatsUrl(value)
   return value
-}
-
-/** One server as the NATS client parses it: an optional nats:// or tls:// scheme, a host, an optional port up to 65535. */
-function isNatsServerUrl(server: string): boolean {
-  const scheme = /^([a-z][a-z0-9+.-]*):\/\//i.exec(server)
-  if (scheme !== null && !['nats', 'tls'].includes(scheme[1]!.toLowerCase())) return false
-  const rest = scheme === null ? server : server.slice(scheme[0].length)
-  if (rest === '') return false
-  try {
-    return new URL(`nats://${rest}`).hostname !== ''
-  } catch {
-    return false
-  }
 }
 
 /** Throws bad usage when `data` exists and is not a directory: a file where the data directory should be is named (exit 2), not a failed mkdir with a stack trace. */

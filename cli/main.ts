@@ -30,7 +30,8 @@ Usage: rateflow <command> [options]        (every command takes --data DIR, defa
   demo                                     sample catalog, accounts and 100,000 events, end to end
   bench [NAME]                             benchmarks
 
-Environment: NATS_URL (else a local nats-server), CLICKHOUSE_URL (else embedded chDB).
+Environment: NATS_URL (nats://[user:password@ or token@]host:port, several comma-separated; else a local nats-server),
+CLICKHOUSE_URL (else embedded chDB).
 Exit codes: 0 ok, 1 runtime failure, 2 bad input or usage.`
 
 type Handler = (args: string[], g: GlobalOptions, io: Io) => Promise<number>

@@ -6,5 +6,6 @@ export { BatchTooLargeError, DEFAULT_QUEUE, decodeBatch, encodeBatch, openQueue,
 export { DDL, FLUSHED_TABLES, openStore, type InsertOptions, type QueryFormat, type Store } from './store.js'
 export { readOnlyStatement } from './read-only-sql.js'
 export { analystLimitsFromEnv, ANALYST_LIMIT_VARS, DEFAULT_ANALYST_LIMITS, type AnalystLimits } from './analyst-limits.js'
+export { parseNatsUrl, type NatsAuth, type NatsTarget } from './nats-url.js'
 export { DEFAULT_NATS_SERVER, startNatsServer, type LocalNatsServer, type NatsServerOptions } from './services/nats-server.js'
 export { startMosquitto, type LocalMosquitto } from './services/mosquitto.js'

@@ -10,8 +10,10 @@ import {
   type JsMsg,
 } from '@nats-io/jetstream'
 import { ErrorCode, RateflowError } from '../common/errors.js'
+import { redactUrl } from '../common/redact.js'
 import type { UsageBatch } from '../rating-core/record.js'
 import { encodeBatch, maxBatchBytesFor, NATS_DEFAULT_MAX_PAYLOAD } from './batch-wire.js'
+import { parseNatsUrl } from './nats-url.js'
 
 export { decodeBatch, encodeBatch } from './batch-wire.js'
 
@@ -84,20 +86,24 @@ export interface Queue {
   close(): Promise<void>
 }
 
+/**
+ * Connects to `url` (NATS_URL's form, parseNatsUrl: several servers comma-separated, each with the same `user:password@`
+ * or `token@`, or none) and sets up the stream and the rater's consumer. Messages name the servers with their password
+ * or token masked (redactUrl).
+ */
 export async function openQueue(url: string, options: QueueOptions = DEFAULT_QUEUE): Promise<Queue> {
+  const target = parseNatsUrl(url)
+  const shown = redactUrl(url)
   let nc: NatsConnection
   try {
-    // Several servers, comma-separated: the client reads one string as one server (the last URL of the list).
-    const servers = url
-      .split(',')
-      .map((x) => x.trim())
-      .filter((x) => x !== '')
-    nc = await connect({ servers, name: `rateflow-${process.pid}`, maxReconnectAttempts: -1 })
+    // Several servers as a list: the client reads one string as one server (the last URL of the list). The credentials
+    // as options: the client takes none from a server's URL.
+    nc = await connect({ servers: [...target.servers], ...target.auth, name: `rateflow-${process.pid}`, maxReconnectAttempts: -1 })
   } catch (err) {
-    throw new RateflowError(ErrorCode.ServiceUnavailable, `cannot reach NATS at ${url} (NATS_URL, or the local nats-server): ${(err as Error).message}`, { cause: err })
+    throw new RateflowError(ErrorCode.ServiceUnavailable, `cannot reach NATS at ${shown} (NATS_URL, or the local nats-server): ${(err as Error).message}`, { cause: err })
   }
   try {
-    return await setUp(nc, options, url)
+    return await setUp(nc, options, shown)
   } catch (err) {
     // Closed, or the client would go on reconnecting to it for ever and the process never end.
     await nc.close().catch(() => undefined)
@@ -106,8 +112,8 @@ export async function openQueue(url: string, options: QueueOptions = DEFAULT_QUE
     throw new RateflowError(
       ErrorCode.ServiceUnavailable,
       noJetStream
-        ? `NATS at ${url} has no JetStream: start nats-server with -js (JetStream), or unset NATS_URL to let rateflow start its own`
-        : `setting up the USAGE stream on NATS at ${url} failed: ${(err as Error).message}`,
+        ? `NATS at ${shown} has no JetStream: start nats-server with -js (JetStream), or unset NATS_URL to let rateflow start its own`
+        : `setting up the USAGE stream on NATS at ${shown} failed: ${(err as Error).message}`,
       { cause: err },
     )
   }
@@ -174,8 +180,8 @@ export async function retried<T>(send: () => Promise<T>, budgetMs: number, stopp
   }
 }
 
-/** The stream, the rater's consumer and the Queue on an open connection. */
-async function setUp(nc: NatsConnection, options: QueueOptions, url: string): Promise<Queue> {
+/** The stream, the rater's consumer and the Queue on an open connection; `shown` is the servers as messages name them (redactUrl). */
+async function setUp(nc: NatsConnection, options: QueueOptions, shown: string): Promise<Queue> {
   const jsm = await jetstreamManager(nc)
   const ms = (n: number) => n * 1_000_000
   // Made when missing: at start, and again when found gone while running (deleted by hand, a server that lost its store).
@@ -191,7 +197,7 @@ async function setUp(nc: NatsConnection, options: QueueOptions, url: string): Pr
       if (problems.length > 0) {
         throw new RateflowError(
           ErrorCode.BadConfig,
-          `the JetStream stream ${USAGE_STREAM} on NATS at ${url} was made with other settings than rateflow needs: ${problems.join('; ')}. ` +
+          `the JetStream stream ${USAGE_STREAM} on NATS at ${shown} was made with other settings than rateflow needs: ${problems.join('; ')}. ` +
             `Delete the stream (rateflow makes it again) once nothing in it waits to be rated, or change these settings`,
         )
       }
@@ -248,7 +254,7 @@ async function setUp(nc: NatsConnection, options: QueueOptions, url: string): Pr
           // nats.js says "timeout" and nothing else when the server does not answer (down, or its disk full).
           throw new RateflowError(
             ErrorCode.ServiceUnavailable,
-            `publishing batch ${batch.id} to the JetStream stream ${USAGE_STREAM} on NATS at ${url} failed: ${(err as Error).message}` +
+            `publishing batch ${batch.id} to the JetStream stream ${USAGE_STREAM} on NATS at ${shown} failed: ${(err as Error).message}` +
               ((err as Error).name === 'TimeoutError' ? ' (no answer: the server is down, unreachable or out of disk)' : '') +
               (streamFull(err) ? ' (the stream is full: nothing rates its batches, or it is too small for the backlog)' : ''),
             { cause: err },
