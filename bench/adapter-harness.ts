@@ -51,7 +51,7 @@ export async function openHarness(name: string): Promise<JetStreamHarness> {
   let nats: LocalNatsServer | undefined
   try {
     nats = await startNatsServer(dir)
-    const queue = await openQueue(nats.url)
+    const queue = await openQueue(nats.authUrl)
     const stored: StoredCounts = { batches: 0, records: 0, rejects: 0 }
     const waiters: Array<{ items: number; resolve: (t: number) => void }> = []
     const sink: BatchSink = async (batch) => {

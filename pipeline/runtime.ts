@@ -61,8 +61,9 @@ export function openRuntime(opts: RuntimeOptions): Runtime {
         if (!url) {
           lock ??= acquireLock(dataDir)
           nats = await startNatsServer(dataDir)
-          url = nats.url
-          opts.log.info({ url }, 'started local nats-server')
+          url = nats.authUrl
+          // Its address without the token.
+          opts.log.info({ url: nats.url }, 'started local nats-server')
         }
         return openQueue(url)
       })()

@@ -79,7 +79,7 @@ describe('ingest csv --wait with a shared nats-server whose max_payload is 64 Ki
   let data: string
   beforeAll(async () => {
     server = await startNatsServer(join(tmp.dir, 'small-nats'), { maxPayloadBytes: MAX_PAYLOAD })
-    env = { NATS_URL: server.url }
+    env = { NATS_URL: server.authUrl }
     data = await dataDir('small', env)
   })
   afterAll(async () => {
@@ -110,7 +110,7 @@ describe('ingest csv --wait with a shared nats-server whose max_payload is 64 Ki
   })
 
   it('the queue refuses, naming batch and sizes, a batch larger than the server takes, and publishes nothing', async () => {
-    const queue = await openQueue(server.url)
+    const queue = await openQueue(server.authUrl)
     try {
       expect(queue.maxBatchBytes).toBe(MAX_PAYLOAD - 1024)
       const batch = { id: 'too-big', records: [{ event_id: 'x', source: 's', event_time: 't', metric: 'm', quantity: '1', raw: 'x'.repeat(MAX_PAYLOAD) }], rejects: [] }

@@ -124,14 +124,14 @@ describe('kill -9 in the middle of a large file, then the same command again', (
     const data = join(work.dir, 'shared')
     const nats = await startNatsServer(join(work.dir, 'shared-nats'))
     try {
-      const env = { NATS_URL: nats.url }
+      const env = { NATS_URL: nats.authUrl }
       await prepare(data, env)
       const r = await rateflow(['ingest', 'csv', csv, '--source', 'csv:big', '--wait', '--data', data], { RATEFLOW_CRASH_AT: 'before-commit:2', ...SMALL_FLUSHES, ...env })
       expect(r.signal).toBe('SIGKILL')
       await rerunAndCompare(data, env)
       // Everything the killed run left unacked was rated (or found a duplicate) and acked by the rerun already:
       // the work-queue stream is empty, nothing waits for ack_wait to come round.
-      const queue = await openQueue(nats.url)
+      const queue = await openQueue(nats.authUrl)
       try {
         expect((await (await jetstreamManager(queue.nc)).streams.info(USAGE_STREAM)).state.messages).toBe(0)
       } finally {

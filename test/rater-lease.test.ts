@@ -27,7 +27,7 @@ const never = () => undefined
 
 beforeAll(async () => {
   server = await startNatsServer(join(tmp.dir, 'nats'))
-  nc = await connect({ servers: server.url })
+  nc = await connect({ servers: server.url, token: server.token })
 })
 afterEach(async () => {
   killStrayChildren()
@@ -115,7 +115,7 @@ describe('RaterLease', () => {
       proxy = next
       isUp = true
     }
-    const viaProxy = await connect({ servers: `nats://127.0.0.1:${port}`, reconnectTimeWait: 100, maxReconnectAttempts: -1 })
+    const viaProxy = await connect({ servers: `nats://127.0.0.1:${port}`, token: server.token, reconnectTimeWait: 100, maxReconnectAttempts: -1 })
     let lost: Error | undefined
     const failed: Error[] = []
     // Renewed every 4 s, requests time out after 2 s, lapses after 12 s: it may act for 8 s after a renewal.
@@ -238,7 +238,7 @@ describe('RaterLease', () => {
 describe('the CLI with a shared NATS_URL while another rater holds the stream', () => {
   it('ingest --wait exits 2 naming the holder; ingest without --wait and catalog apply work; once it is gone, --wait rates everything', async () => {
     const data = join(tmp.dir, 'cli')
-    const env = { NATS_URL: server.url }
+    const env = { NATS_URL: server.authUrl }
     const size = { customers: 2, devicesPerAccount: 2 }
     await json(['catalog', 'apply', writeJson(join(tmp.dir, 'catalog.json'), sampleCatalog()), '--data', data], env)
     await json(['accounts', 'apply', writeJson(join(tmp.dir, 'accounts.json'), sampleAccounts(size)), '--data', data], env)

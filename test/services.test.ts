@@ -47,7 +47,7 @@ it('a NATS_URL of several servers: any that answers is used (only the last one w
   try {
     const dead = await freePort()
     const accounts = join(import.meta.dirname, '..', 'examples', 'accounts.json')
-    for (const url of [`${nats.url}, nats://127.0.0.1:${dead}`, `nats://127.0.0.1:${dead},${nats.url}`]) {
+    for (const url of [`${nats.authUrl}, nats://${nats.token}@127.0.0.1:${dead}`, `nats://${nats.token}@127.0.0.1:${dead},${nats.authUrl}`]) {
       const r = await rateflow(['accounts', 'apply', accounts, '--data', join(tmp.dir, 'several')], { NATS_URL: url })
       expect([url, r.code, r.stderr]).toEqual([url, 0, expect.not.stringContaining('cannot reach NATS')])
     }

@@ -25,7 +25,7 @@ beforeAll(async () => {
   await json(['accounts', 'apply', writeJson(join(data, 'accounts.json'), sampleAccounts(size)), ...d])
   // The nats-server the CLI runs for this data directory keeps its store under it: put the bad messages there.
   const server = await startNatsServer(data)
-  const queue = await openQueue(server.url)
+  const queue = await openQueue(server.authUrl)
   for (const [i, bytes] of garbage.entries()) await queue.js.publish(USAGE_SUBJECT, bytes, { msgID: `not-a-batch-${i}` })
   await queue.close()
   await server.stop()

@@ -1,7 +1,8 @@
 import { execFileSync } from 'node:child_process'
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { connect } from '@nats-io/transport-node'
 import { afterAll, expect, it } from 'vitest'
 import { startNatsServer } from './nats-server.js'
 import { programProblem, serviceProgram } from './program.js'
@@ -82,6 +83,45 @@ it('a process that started and stopped a server ends at once: nothing of the gua
     rmSync(own, { recursive: true, force: true })
   }
 }, 40_000)
+
+it('takes only connections with its token, new at each start, kept in a config file only its owner reads and off the command line', async () => {
+  const own = mkdtempSync(join(tmpdir(), 'rateflow-nats-token-'))
+  try {
+    const config = join(own, 'nats', 'nats-server.conf')
+    const server = await startNatsServer(own, { maxPayloadBytes: 1024 * 1024 })
+    const first = server.token
+    try {
+      expect(first).toMatch(/^[0-9a-f]{64}$/)
+      expect(server.url).toMatch(/^nats:\/\/127\.0\.0\.1:\d+$/)
+      expect(server.authUrl).toBe(server.url.replace('nats://', `nats://${first}@`))
+      expect(statSync(config).mode & 0o777).toBe(0o600)
+      expect(statSync(join(own, 'nats')).mode & 0o777).toBe(0o700)
+      expect(readFileSync(config, 'utf8')).toContain(`token: "${first}"`)
+      for (const login of [{}, { token: 'f'.repeat(64) }, { user: 'rateflow', pass: first }]) {
+        const err = await connect({ servers: server.url, reconnect: false, ...login }).then(async (nc) => (await nc.close(), undefined), (e: unknown) => e as Error)
+        expect([login, err?.message]).toEqual([login, expect.stringMatching(/Authorization Violation/i)])
+      }
+      const nc = await connect({ servers: server.url, token: first, reconnect: false })
+      await nc.close()
+      expect(execFileSync('ps', ['-eo', 'args'], { encoding: 'utf8' })).not.toContain(first)
+    } finally {
+      await server.stop()
+    }
+    // A config file left readable (by an earlier release, or by hand) is made anew: 0600, with a new token.
+    chmodSync(config, 0o644)
+    const again = await startNatsServer(own, { maxPayloadBytes: 1024 * 1024 })
+    try {
+      expect(again.token).not.toBe(first)
+      expect(statSync(config).mode & 0o777).toBe(0o600)
+      const err = await connect({ servers: again.url, token: first, reconnect: false }).then(async (nc) => (await nc.close(), undefined), (e: unknown) => e as Error)
+      expect(err?.message).toMatch(/Authorization Violation/i)
+    } finally {
+      await again.stop()
+    }
+  } finally {
+    rmSync(own, { recursive: true, force: true })
+  }
+}, 30_000)
 
 it("starts with a user's PATH, which lacks the /usr/sbin that apt-get installs nats-server in", async () => {
   const own = mkdtempSync(join(tmpdir(), 'rateflow-nats-path-'))

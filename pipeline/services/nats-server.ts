@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process'
-import { mkdirSync, writeFileSync } from 'node:fs'
+import { randomBytes } from 'node:crypto'
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { connect, type NatsConnection } from '@nats-io/transport-node'
 import { ErrorCode, RateflowError } from '../../common/errors.js'
@@ -8,7 +9,12 @@ import { programProblem, serviceProgram } from './program.js'
 
 /** A nats-server with JetStream that this process started and owns. */
 export interface LocalNatsServer {
+  /** `nats://127.0.0.1:<port>`, without the token: what a log line or message may name. */
   readonly url: string
+  /** The token the server takes connections with (a secret: never in a log line or message). */
+  readonly token: string
+  /** `url` with the token, as NATS_URL and openQueue take it (a secret, as the token). */
+  readonly authUrl: string
   stop(): Promise<void>
 }
 
@@ -32,6 +38,10 @@ const MAX_PAYLOAD_CEILING = 64 * 1024 * 1024
 /**
  * Starts `nats-server -js` on 127.0.0.1 with a free port, its store under `dataDir/nats`, and messages of up to
  * `options.maxPayloadBytes` (written to `dataDir/nats/nats-server.conf`: nats-server 2.9 has no flag for it).
+ *
+ * The server takes only connections that give a token, new at each start (32 random bytes, hex), written into that
+ * config file (mode 0600, not the command line, which every local user can read in `ps`). Without it, any local user
+ * who found the port (it is in the log) could publish usage that gets billed, or purge the USAGE stream.
  *
  * The server runs under a small shell guard that reads our stdin: when this process ends for any reason,
  * kill -9 included, the pipe closes, `read` returns and the guard stops the server. So no orphan keeps the
@@ -58,10 +68,14 @@ export async function startNatsServer(dataDir: string, options: NatsServerOption
     )
   }
   const storeDir = join(dataDir, 'nats')
-  mkdirSync(storeDir, { recursive: true })
+  mkdirSync(storeDir, { recursive: true, mode: 0o700 })
   const port = await freePort()
   const config = join(storeDir, 'nats-server.conf')
-  writeFileSync(config, `max_payload: ${max}\n`)
+  const token = randomBytes(32).toString('hex')
+  // Made anew, so that it is created with mode 0600 (a mode given to an existing file is not applied), and the token
+  // is never in a file others may read, not for a moment.
+  rmSync(config, { force: true })
+  writeFileSync(config, `max_payload: ${max}\nauthorization {\n  token: "${token}"\n}\n`, { mode: 0o600, flag: 'wx' })
   const args = ['-c', config, '-js', '-a', '127.0.0.1', '-p', String(port), '-sd', storeDir]
   // stop: SIGTERM, and SIGKILL 10 s later if the server is still there (one that stopped serving, on a full disk,
   // ignored SIGTERM, and the guard waited for it for ever after its parent was gone). The watchdog is killed as soon
@@ -89,13 +103,14 @@ export async function startNatsServer(dataDir: string, options: NatsServerOption
   })
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()))
   const url = `nats://127.0.0.1:${port}`
+  const authUrl = `nats://${token}@127.0.0.1:${port}`
   const deadline = Date.now() + 15_000
   for (;;) {
     if (child.exitCode !== null) {
       throw new RateflowError(ErrorCode.ServiceUnavailable, `nats-server exited at start-up: ${stderr.trim()}`)
     }
     try {
-      const nc: NatsConnection = await connect({ servers: url, reconnect: false, timeout: 500 })
+      const nc: NatsConnection = await connect({ servers: url, token, reconnect: false, timeout: 500 })
       await nc.close()
       break
     } catch (err) {
@@ -110,6 +125,8 @@ export async function startNatsServer(dataDir: string, options: NatsServerOption
   }
   return {
     url,
+    token,
+    authUrl,
     async stop() {
       if (child.exitCode === null) {
         child.stdin?.end()
