@@ -40,7 +40,8 @@ export class CatalogRepository {
   private readonly dir: string
   constructor(private readonly dataDir: string) {
     this.dir = join(dataDir, 'catalog')
-    mkdirSync(join(this.dir, 'versions'), { recursive: true })
+    // 0700 as the data directory when made (pipeline/runtime.ts, makeDataDir): customer data, also in a directory made by hand.
+    mkdirSync(join(this.dir, 'versions'), { recursive: true, mode: 0o700 })
   }
 
   /** Every stored catalog version, oldest effective_from first. */

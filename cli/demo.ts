@@ -11,7 +11,8 @@ import { main } from './main.js'
  */
 export async function runDemo(g: GlobalOptions, io: Io, events = 100_000): Promise<number> {
   const dir = resolve(g.data, 'demo')
-  mkdirSync(dir, { recursive: true })
+  // 0700, as the data directory it makes on the way (pipeline/runtime.ts, makeDataDir).
+  mkdirSync(dir, { recursive: true, mode: 0o700 })
   const catalog = join(dir, 'catalog.json')
   const accounts = join(dir, 'accounts.json')
   const usage = join(dir, 'usage-2026-10.csv')

@@ -32,9 +32,18 @@ export interface RuntimeOptions {
   readonly clickhouseUrl?: string | undefined
 }
 
+/**
+ * Makes the data directory (and its missing parents) with mode 0700 when it does not exist: it holds customer data
+ * (catalog/accounts.json), the store's parts, the queue's files and the local nats-server's token, which under a umask
+ * of 022 every local user could read. A directory that exists is left as it is: its mode is its owner's choice.
+ */
+export function makeDataDir(dataDir: string): void {
+  mkdirSync(dataDir, { recursive: true, mode: 0o700 })
+}
+
 export function openRuntime(opts: RuntimeOptions): Runtime {
   const dataDir = resolve(opts.dataDir)
-  mkdirSync(dataDir, { recursive: true })
+  makeDataDir(dataDir)
   const repo = new CatalogRepository(dataDir)
   let store: Promise<Store> | undefined
   let queue: Promise<Queue> | undefined

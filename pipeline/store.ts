@@ -313,11 +313,12 @@ export async function openStore(opts: { dataDir: string; url?: string | undefine
     mode = 'embedded'
     const path = join(opts.dataDir, 'clickhouse')
     if (!opts.toRead) {
-      mkdirSync(path, { recursive: true })
+      // 0700 as the data directory when made (pipeline/runtime.ts, makeDataDir): billing data, also in a directory made by hand.
+      mkdirSync(path, { recursive: true, mode: 0o700 })
       // Insert files of a process that died mid-insert are garbage: their rows were never committed.
       spool = join(opts.dataDir, 'clickhouse-spool')
       rmSync(spool, { recursive: true, force: true })
-      mkdirSync(spool, { recursive: true })
+      mkdirSync(spool, { recursive: true, mode: 0o700 })
     }
     const { createChdbConnection } = await import('chdb/connection')
     const open = () => createClient({ connection: createChdbConnection({ path }) } as Parameters<typeof createClient>[0])
