@@ -24,6 +24,9 @@ const notRead = (what: string): RegExp =>
   new RegExp(`^refused: ${what} is not allowed for read-only queries: give one SELECT \\(or WITH … SELECT\\), SHOW, DESCRIBE, EXPLAIN or EXISTS statement$`)
 
 /** `expect`: the statement passed on, or what the refusal says. */
+const escapeRe = (t: string) => t.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')
+const FILE_NAME = (name: string, at: number) =>
+  new RegExp(`^${escapeRe(`refused: a quoted name with / or . (${JSON.stringify(name)}, from position ${at}) is not allowed for read-only queries but as an alias`)}`)
 const cases: Array<{ sql: string; expect: string | RegExp }> = [
   // Reads pass, without a trailing ; or the comments after the statement (a FORMAT clause is appended to them).
   { sql: 'SELECT 1', expect: 'SELECT 1' },
@@ -188,6 +191,18 @@ const cases: Array<{ sql: string; expect: string | RegExp }> = [
   { sql: 'SELECT * FROM numbers(3)', expect: 'SELECT * FROM numbers(3)' },
   { sql: "SELECT format('{}', 1), * FROM values('a UInt8', 1)", expect: "SELECT format('{}', 1), * FROM values('a UInt8', 1)" },
   { sql: 'SELECT * FROM system.tables', expect: 'SELECT * FROM system.tables' },
+  // The default database lays the file system under the store's tables: a quoted name with / or . is a file's path.
+  // EXISTS answered whether /etc/shadow exists; a SELECT or DESCRIBE of it failed one way or another as it did.
+  { sql: 'EXISTS TABLE "/etc/shadow"', expect: FILE_NAME('"/etc/shadow"', 14) },
+  { sql: 'EXISTS "/etc/shadow"', expect: FILE_NAME('"/etc/shadow"', 8) },
+  { sql: 'SELECT count() FROM `/etc/passwd`', expect: FILE_NAME('`/etc/passwd`', 21) },
+  { sql: 'SELECT * FROM rated_usage, "rateflow.json"', expect: FILE_NAME('"rateflow.json"', 28) },
+  { sql: 'DESCRIBE TABLE default.`probe.txt`', expect: FILE_NAME('`probe.txt`', 24) },
+  { sql: 'SHOW CREATE TABLE "/etc/shadow"', expect: FILE_NAME('"/etc/shadow"', 19) },
+  // …while an alias may hold them where it is given and where one sorts or groups by it.
+  { sql: 'SELECT sum(amount) AS "eur/kwh" FROM rated_usage GROUP BY account_id ORDER BY "eur/kwh"', expect: 'SELECT sum(amount) AS "eur/kwh" FROM rated_usage GROUP BY account_id ORDER BY "eur/kwh"' },
+  { sql: 'SELECT 1 AS `v1.2`', expect: 'SELECT 1 AS `v1.2`' },
+  { sql: 'SELECT * FROM `default`.`rated_usage`', expect: 'SELECT * FROM `default`.`rated_usage`' },
 ]
 
 describe('readOnlyStatement', () => {

@@ -66,6 +66,20 @@ export function readOnlyStatement(sql: string): string {
       throw refused(`a quoted name with a backslash (${shown(sql, t)}, from position ${t.start + 1}) is not allowed for read-only queries: write the name without escapes`)
     }
   }
+  // The embedded store's default database lays the file system under its tables: a quoted name holding / or . names a
+  // file, absolute or relative to the process's directory. readonly=1 refuses reading it, but `EXISTS TABLE "/etc/shadow"`
+  // answered 1 or 0, and a SELECT or DESCRIBE of it failed one way for a file that exists and another for one that does
+  // not: any analyst could learn which files the service's host has. No table of the store needs such a name; an alias
+  // may have one where it is given (after AS) and where one sorts or groups by it (after BY).
+  for (let i = 0; i < all.length; i++) {
+    const t = all[i]!
+    if (t.kind !== 'quoted' || !/[/.]/.test(identifierName(sql, t))) continue
+    const before = word(all[i - 1])
+    if (before === 'AS' || before === 'BY') continue
+    throw refused(
+      `a quoted name with / or . (${shown(sql, t)}, from position ${t.start + 1}) is not allowed for read-only queries but as an alias (after AS, or BY): the store reads such a name as a file's path`,
+    )
+  }
   // Reads that reach outside the store: a file, the network, a program. readonly=1 stops none of them.
   for (let i = 0; i < all.length; i++) {
     const t = all[i]!
