@@ -77,7 +77,7 @@ export function readOnlyStatement(sql: string): string {
     const before = word(all[i - 1])
     if (before === 'AS' || before === 'BY') continue
     throw refused(
-      `a quoted name with / or . (${shown(sql, t)}, from position ${t.start + 1}) is not allowed for read-only queries but as an alias (after AS, or BY): the store reads such a name as a file's path`,
+      `a quoted name with / or . (${shown(sql, t)}, from position ${t.start + 1}) is allowed in read-only queries only right after AS or BY (an alias given, sorted or grouped by): the store reads such a name as a file's path`,
     )
   }
   // Reads that reach outside the store: a file, the network, a program. readonly=1 stops none of them.
@@ -159,8 +159,13 @@ const SAFE_TABLE_FUNCTIONS: ReadonlySet<string> = new Set(
   ),
 )
 
-/** Functions that read outside the store: a file's contents (file), a model library run by a bridge program. */
-const OUTSIDE_FUNCTIONS: ReadonlySet<string> = new Set(['file', 'catboostevaluate', 'naivebayesclassifier'])
+/**
+ * Functions that read outside the store: a file's contents (file), a model library run by a bridge program, and a
+ * table named by a string (hasColumnInTable, joinGet), which the embedded store's default database resolves as a
+ * file's path when no table has the name: `hasColumnInTable('default', '/etc/passwd', 'x')` failed one way for a file
+ * that exists and another for one that does not.
+ */
+const OUTSIDE_FUNCTIONS: ReadonlySet<string> = new Set(['file', 'catboostevaluate', 'naivebayesclassifier', 'hascolumnintable', 'joinget', 'joingetornull'])
 
 /** System tables whose reading starts a program (models: clickhouse-library-bridge) or signals every thread (stack_trace). */
 const OUTSIDE_SYSTEM_TABLES: ReadonlySet<string> = new Set(['models', 'stack_trace', 'zookeeper', 'zookeeper_connection'])
