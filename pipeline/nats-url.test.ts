@@ -42,5 +42,20 @@ describe('parseNatsUrl', () => {
       expect([value, err.code]).toEqual([value, 'BAD_USAGE'])
       expect(err.message).not.toMatch(/u:sec|ret@|u:12|34@/)
     }
+    // …cut anywhere, with an @ in the password too: no piece of the password is shown, as a host or a user name.
+    const leaks: Array<[string, RegExp]> = [
+      ['nats://rf:a,b,c@127.0.0.1:14222', /rf:a|"b|b,|c@/],
+      ['nats://rf:x,tls://y@127.0.0.1:14222', /rf:x|y@/],
+      ['nats://rf:123,def:ghi@127.0.0.1:14222', /123|def|ghi/],
+      ['nats://rf:se@cret,more@127.0.0.1:14222', /se@|cret|more/],
+      ['nats://rf:p@ss,w:rd/x@[::1]:14222', /p@|ss|w:|rd/],
+    ]
+    for (const [value, secret] of leaks) {
+      const err = failure(value)
+      expect([value, err.code]).toEqual([value, 'BAD_USAGE'])
+      // What it quotes of the value (the rest of the message is fixed text, which says `user:password@`).
+      const quotedParts = [...err.message.matchAll(/"([^"]*)"/g)].map((m) => m[1]).join(' ')
+      expect(quotedParts, value).not.toMatch(secret)
+    }
   })
 })

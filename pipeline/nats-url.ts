@@ -88,13 +88,16 @@ function parseServer(entry: string): { server: string; auth: NatsAuth | undefine
 }
 
 /**
- * Server `i` of the list as a message may quote it: its password or token masked. A server without `@` followed by
- * one with an `@` and no scheme may be the start of a password holding a comma (`nats://u:pass,word@h` is read as the
- * two servers `nats://u:pass` and `word@h`): everything after its scheme is masked.
+ * Server `i` of the list as a message about a NATS_URL it cannot take may quote it. When the value has an `@` anywhere,
+ * everything after the server's scheme is masked: a password holding an unencoded `,` or `@` cuts the list anywhere
+ * (`nats://u:a,b@h` is read as `nats://u:a` and `b@h`, `nats://u:se@cret,more@h` as `nats://u:se@cret` and
+ * `more@h`), and no piece can be told to be a host rather than part of a password. A value of one server is masked up
+ * to its last `@` (redactUrl); without an `@`, no server carries credentials, and the server is quoted whole.
  */
 function quoted(entries: readonly string[], i: number): string {
   const entry = entries[i]!
-  const next = entries[i + 1]
-  if (!entry.includes('@') && next !== undefined && next.includes('@') && !next.includes('//')) return `${/^[a-z][a-z0-9+.-]*:\/\//i.exec(entry)?.[0] ?? ''}***`
-  return redactUrl(entry)
+  // One server: its credentials end at its last `@`, whatever they hold.
+  if (entries.length === 1) return redactUrl(entry)
+  if (entries.some((e) => e.includes('@'))) return `${/^[a-z][a-z0-9+.-]*:\/\//i.exec(entry)?.[0] ?? ''}***`
+  return entry
 }
