@@ -116,6 +116,36 @@ describe('CsvInbox', () => {
     })
   }
 
+  for (const sub of ['processing', 'done', 'failed']) {
+    it(`reads and moves nothing while ${sub} in the folder is a symbolic link, warning once; goes on once it is a folder`, async () => {
+      const { watch, a, ids, logged } = inbox()
+      // A folder only rateflow may read, with a CSV-shaped file: linked as processing/, it was read (its lines shown in
+      // failed/) and its files moved out of it.
+      const secret = join(watch, '..', `secret-${sub}-${Math.random().toString(36).slice(2)}`)
+      mkdirSync(secret)
+      writeFileSync(join(secret, 'shadow.csv'), csv('s1'))
+      symlinkSync(secret, join(watch, sub))
+      writeFileSync(join(watch, 'b.csv'), csv('b1'))
+      await a.start()
+      try {
+        await until('the warning', () => logged.length > 0)
+        await new Promise((r) => setTimeout(r, 100))
+        expect(ids()).toEqual([])
+        expect(readdirSync(secret)).toEqual(['shadow.csv'])
+        expect(readdirSync(watch).sort()).toEqual(['b.csv', sub].sort())
+        expect(logged.map((l) => [l.level, l.msg, l.file])).toEqual([
+          ['warn', `CSV inbox: ${sub} in the folder is a symbolic link: nothing is read or moved until it is a folder of its own`, `${sub}/`],
+        ])
+        rmSync(join(watch, sub))
+        await until('b.csv in done/', () => existsSync(join(watch, 'done', 'b.csv')))
+      } finally {
+        await a.stop()
+      }
+      expect(ids()).toEqual(['b1'])
+      expect(readdirSync(secret)).toEqual(['shadow.csv'])
+    })
+  }
+
   it('a file that fails in a way of its own again and again goes to failed/ with the error; the files after it are read meanwhile', async () => {
     const { watch, a, ids, logged } = inbox()
     writeFileSync(join(watch, 'boom.csv'), csv('x1'))

@@ -142,6 +142,21 @@ export class CsvInbox {
   private async scan(): Promise<void> {
     const dir = this.options.watch
     if (!existsSync(dir)) return
+    // The folders files are moved through: a link in their place (whoever may write the folder can make one) had
+    // every `*.csv` of the link's target read, its lines shown in failed/, and the files moved out of it.
+    for (const sub of [PROCESSING, 'done', 'failed']) {
+      let st
+      try {
+        st = lstatSync(join(dir, sub))
+      } catch {
+        continue
+      }
+      if (st.isSymbolicLink() || !st.isDirectory()) {
+        this.skipped(`${sub}/`, undefined, `CSV inbox: ${sub} in the folder is ${st.isSymbolicLink() ? 'a symbolic link' : 'not a folder'}: nothing is read or moved until it is a folder of its own`)
+        return
+      }
+      this.unreadable.delete(`${sub}/`)
+    }
     const processing = join(dir, PROCESSING)
     const entries = readdirSync(dir)
     const claimed = existsSync(processing) ? readdirSync(processing) : []
