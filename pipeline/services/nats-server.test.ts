@@ -1,4 +1,4 @@
-import { execFileSync } from 'node:child_process'
+import { execFileSync, spawnSync } from 'node:child_process'
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -153,24 +153,29 @@ it('serviceProgram: the first executable file of the name on PATH, else in the s
   }
 })
 
-it('programProblem: none for a program that answers --version; else what went wrong, a hang cut at its time limit', () => {
+it('programProblem: none for a program that answers --version; else what went wrong, a hang cut at its time limit with what it started', async () => {
   const bin = mkdtempSync(join(tmpdir(), 'rateflow-bin-'))
   try {
     const script = (name: string, body: string) => {
       writeFileSync(join(bin, name), `#!/bin/sh\n${body}\n`, { mode: 0o755 })
       return join(bin, name)
     }
-    expect(programProblem(script('fine', 'echo "nats-server: v2.9.10"'))).toBeUndefined()
-    expect(programProblem(script('fails', 'echo "error while loading shared libraries" >&2; exit 127'))).toBe(
+    expect(await programProblem(script('fine', 'echo "nats-server: v2.9.10"'))).toBeUndefined()
+    expect(await programProblem(script('fails', 'echo "error while loading shared libraries" >&2; exit 127'))).toBe(
       `\`${join(bin, 'fails')} --version\` exited 127 (it said: error while loading shared libraries)`,
     )
-    expect(programProblem(script('dies', 'kill -SEGV $$'))).toMatch(/died on SIGSEGV$/)
+    expect(await programProblem(script('dies', 'kill -SEGV $$'))).toMatch(/died on SIGSEGV$/)
     // exec: the program itself hangs, not a shell waiting on it.
     const started = Date.now()
-    expect(programProblem(script('hangs', 'exec sleep 60'), 500)).toBe(`\`${join(bin, 'hangs')} --version\` gave no answer in 0.5 s`)
+    expect(await programProblem(script('hangs', 'exec sleep 60'), 500)).toBe(`\`${join(bin, 'hangs')} --version\` gave no answer in 0.5 s`)
     expect(Date.now() - started).toBeLessThan(30_000)
+    // A wrapper whose child hangs: the child goes too (it outlived a kill of the wrapper alone).
+    const marker = `sleep 59.${String(Date.now() % 100_000).padStart(5, '0')}`
+    expect(await programProblem(script('wrapper', `${marker}\necho done`), 500)).toMatch(/gave no answer in 0\.5 s$/)
+    await new Promise((r) => setTimeout(r, 200))
+    expect(spawnSync('pgrep', ['-f', marker]).stdout.toString().trim()).toBe('')
     writeFileSync(join(bin, 'garbage'), Buffer.from([0x7f, 0x45, 0x4c, 0x46, 0, 0, 0]), { mode: 0o755 })
-    expect(programProblem(join(bin, 'garbage'))).toMatch(/could not be run: .*ENOEXEC|exited/)
+    expect(await programProblem(join(bin, 'garbage'))).toMatch(/could not be run: .*ENOEXEC|exited/)
   } finally {
     rmSync(bin, { recursive: true, force: true })
   }

@@ -60,7 +60,7 @@ export async function startNatsServer(dataDir: string, options: NatsServerOption
     )
   }
   // Installed but broken (it was reported as not installed), or hanging (it hung the command for good).
-  const broken = programProblem(program)
+  const broken = await programProblem(program)
   if (broken !== undefined) {
     throw new RateflowError(
       ErrorCode.ServiceUnavailable,

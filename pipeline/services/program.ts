@@ -1,4 +1,4 @@
-import { spawnSync } from 'node:child_process'
+import { spawn } from 'node:child_process'
 import { accessSync, constants, statSync } from 'node:fs'
 import { delimiter, join } from 'node:path'
 
@@ -32,16 +32,49 @@ export const VERSION_PROBE_MS = 10_000
 /**
  * Why the installed `program` cannot be started as a service, found by running `program --version` (at most
  * `timeoutMs`): it exits with another status than 0, dies on a signal, cannot be run, or does not answer in time
- * (one that hung there hung the whole command). Undefined when it answered.
+ * (one that hung there hung the whole command). Undefined when it answered. It runs in a process group of its own,
+ * killed whole when it does not answer: a wrapper script's child (a shim, a snap) outlived a kill of the wrapper alone.
  */
-export function programProblem(program: string, timeoutMs = VERSION_PROBE_MS): string | undefined {
-  const r = spawnSync(program, ['--version'], { timeout: timeoutMs, stdio: ['ignore', 'ignore', 'pipe'], killSignal: 'SIGKILL' })
-  const said = r.stderr?.toString('utf8').trim().split('\n')[0]?.slice(0, 200)
-  const tail = said ? ` (it said: ${said})` : ''
-  if (r.error !== undefined) {
-    if ((r.error as NodeJS.ErrnoException).code === 'ETIMEDOUT') return `\`${program} --version\` gave no answer in ${timeoutMs / 1000} s`
-    return `\`${program} --version\` could not be run: ${r.error.message}`
+export function programProblem(program: string, timeoutMs = VERSION_PROBE_MS): Promise<string | undefined> {
+  return new Promise((resolve) => {
+    let child: ReturnType<typeof spawn>
+    try {
+      child = spawn(program, ['--version'], { stdio: ['ignore', 'ignore', 'pipe'], detached: true })
+    } catch (err) {
+      resolve(`\`${program} --version\` could not be run: ${(err as Error).message}`)
+      return
+    }
+    let stderr = ''
+    child.stderr!.on('data', (d: Buffer) => {
+      if (stderr.length < 4096) stderr += d.toString('utf8')
+    })
+    let timedOut = false
+    const timer = setTimeout(() => {
+      timedOut = true
+      killGroup(child.pid)
+    }, timeoutMs)
+    child.once('error', (err) => {
+      clearTimeout(timer)
+      resolve(`\`${program} --version\` could not be run: ${err.message}`)
+    })
+    child.once('close', (status, signal) => {
+      clearTimeout(timer)
+      // What it left behind (a wrapper's child holding no pipe of ours) goes with the group.
+      killGroup(child.pid)
+      if (timedOut) return resolve(`\`${program} --version\` gave no answer in ${timeoutMs / 1000} s`)
+      if (status === 0) return resolve(undefined)
+      const said = stderr.trim().split('\n')[0]?.slice(0, 200)
+      resolve(`\`${program} --version\` ${status === null ? `died on ${signal}` : `exited ${status}`}${said ? ` (it said: ${said})` : ''}`)
+    })
+  })
+}
+
+/** SIGKILL to the process group `pid` leads, if it is still there. */
+function killGroup(pid: number | undefined): void {
+  if (pid === undefined) return
+  try {
+    process.kill(-pid, 'SIGKILL')
+  } catch {
+    // Gone already.
   }
-  if (r.status === 0) return undefined
-  return `\`${program} --version\` ${r.status === null ? `died on ${r.signal}` : `exited ${r.status}`}${tail}`
 }
