@@ -1,6 +1,7 @@
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
 import type { Meter, UsageCharge } from '../catalog/types.js'
+import { fmtNano } from './decimal.js'
 import {
   type MeterState,
   type RatingContext,
@@ -382,6 +383,34 @@ describe('properties', () => {
         if (!perEvent) expect(total.amount).toBe(priceAt(charge, state!.q))
       }),
       { numRuns: 400 },
+    )
+  })
+
+  it('percentage sums its fees exact and rounds the total once: as a one-tier graduated_percentage at the same rate', () => {
+    // Three fees of 5e-10 each, rounded one by one, made 0 where the period's model gives 1.5e-9, rounded to 2e-9.
+    const pct: UsageCharge = { id: 'p', kind: 'usage', meter: 'm', model: 'percentage', rate: '0.005' }
+    const sum: Meter = { id: 'm', metric: 'x', aggregation: 'sum' }
+    const three = rateAll(pct, sum, [ev(0, '0.00001'), ev(1, '0.00001'), ev(2, '0.00001')])
+    expect(three.amounts).toEqual(['0', '0.000000001', '0.000000001'])
+    expect(periodTotal(pct, three.state, ctx).amount).toBe('0.000000002')
+    // Rates and values with more decimals than amounts keep, any number of events, a state through JSON midway.
+    fc.assert(
+      fc.property(decArb(99, 6), fc.array(decArb(999, 7), { minLength: 1, maxLength: 25 }), fc.nat(), (rate, values, cut) => {
+        const p: UsageCharge = { id: 'p', kind: 'usage', meter: 'm', model: 'percentage', rate }
+        const g: UsageCharge = { id: 'g', kind: 'usage', meter: 'm', model: 'graduated_percentage', tiers: [{ up_to: null, rate }] }
+        let running: RunningTotal | undefined
+        const amounts: string[] = []
+        values.forEach((v, k) => {
+          if (k === cut % values.length && running !== undefined) running = runningTotalOf(JSON.parse(JSON.stringify(meterStateOf(running))) as MeterState)
+          const r = foldUsageEvent(p, sum, running, ev(k, v), ctx)
+          amounts.push(r.amount)
+          running = r.next
+        })
+        const q = values.reduce((a, v) => a.plus(v), new Big(0)).toFixed()
+        expect(fmtNano(sumNano(amounts))).toBe(priceAt(g, q))
+        expect(periodTotal(p, meterStateOf(running!), ctx).amount).toBe(priceAt(g, q))
+      }),
+      { numRuns: 300 },
     )
   })
 

@@ -135,6 +135,11 @@ export interface RunningTotal {
   readonly total: bigint
   /** percentage / time_rated: Σ per-event fees in nano-units before the charge clamp; else 0. */
   readonly fees: bigint
+  /**
+   * percentage: Σ per-event fees exact (`fees` is it rounded), which the total rounds once; else 0. A percentage fee
+   * is not rounded on its own (percentageEventFee); a time_rated price is, by its charge's own rounding.
+   */
+  readonly exactFees: Dec
   /** percentage: free allowance (of value) consumed so far; time_rated: of seconds; else 0. */
   readonly freeUsed: Dec
   /** Aggregations other than sum (count, max, min, latest, unique_count, time_weighted_avg): the aggregate as foldMeter keeps it. */
@@ -167,6 +172,8 @@ export function runningTotalOf(s: MeterState): RunningTotal {
       q: parseDec(s.q, 'state.q'),
       total: toNano(parseDec(total, 'state.total')),
       fees: fees === undefined ? 0n : toNano(parseDec(fees, 'state.fees')),
+      // A state written before fees were kept exact holds them rounded, as its amounts were.
+      exactFees: model === 'percentage' && fees !== undefined ? parseDec(fees, 'state.fees') : ZERO,
       freeUsed: free_used === undefined ? ZERO : parseDec(free_used, 'state.free_used'),
       // For a sum meter the fold ignores it.
       agg,
@@ -185,7 +192,7 @@ export function meterStateOf(t: RunningTotal): MeterState {
     // Only with a free allowance: a state of a charge without one keeps the shape it always had.
     if (t.freeUsed.i !== 0n) s.free_used = fmt(t.freeUsed)
   } else if (t.model === 'percentage') {
-    s = { v: 1, model: t.model, n: t.n, q: fmt(t.q), total: fmtNano(t.total), fees: fmtNano(t.fees), free_used: fmt(t.freeUsed) }
+    s = { v: 1, model: t.model, n: t.n, q: fmt(t.q), total: fmtNano(t.total), fees: fmt(t.exactFees), free_used: fmt(t.freeUsed) }
   } else if (t.agg === undefined) {
     s = { n: t.n, q: fmt(t.q), v: 1, model: t.model, total: fmtNano(t.total) }
   } else {
@@ -292,16 +299,16 @@ export function foldUsageEvent(
     const q = prior === undefined ? scaled : add(prior.q, scaled)
     const fees = (prior?.fees ?? 0n) + fee
     const total = timedPeriodTotal(charge, fees, null)
-    const next: RunningTotal = { model: charge.model, n, q, total, fees, freeUsed: f.freeUsed, agg: undefined }
+    const next: RunningTotal = { model: charge.model, n, q, total, fees, exactFees: ZERO, freeUsed: f.freeUsed, agg: undefined }
     return { amount: fmtNano(total - (prior?.total ?? 0n)), metered: meteredText(scale, scaled, ev.quantity), next }
   }
 
   if (charge.model === 'percentage') {
     const r = percentageEventFee(charge, scaled, prior?.freeUsed ?? ZERO)
-    const fees = (prior?.fees ?? 0n) + r.fee
-    const total = percentageTotal(charge, fees, null)
+    const exactFees = prior === undefined ? r.fee : add(prior.exactFees, r.fee)
+    const total = percentageTotal(charge, exactFees, null)
     const q = prior === undefined ? scaled : add(prior.q, scaled)
-    const next: RunningTotal = { model: charge.model, n, q, total, fees, freeUsed: r.freeUsed, agg: undefined }
+    const next: RunningTotal = { model: charge.model, n, q, total, fees: toNano(exactFees), exactFees, freeUsed: r.freeUsed, agg: undefined }
     return { amount: fmtNano(total - (prior?.total ?? 0n)), metered: meteredFmt(scaled), next }
   }
 
@@ -309,7 +316,7 @@ export function foldUsageEvent(
     // The common case, folded here: foldMeter's intermediate objects cost more than the addition.
     const q = prior === undefined ? scaled : add(prior.q, scaled)
     const total = modelTotal(charge, q, null)
-    const next: RunningTotal = { model: charge.model, n, q, total, fees: 0n, freeUsed: ZERO, agg: undefined }
+    const next: RunningTotal = { model: charge.model, n, q, total, fees: 0n, exactFees: ZERO, freeUsed: ZERO, agg: undefined }
     return { amount: fmtNano(total - (prior?.total ?? 0n)), metered: meteredText(scale, scaled, ev.quantity), next }
   }
 
@@ -317,7 +324,7 @@ export function foldUsageEvent(
   const endMs = meter.aggregation === 'time_weighted_avg' ? eventMillis(ctx.periodEnd) : 0
   const folded = foldMeter(meter, prior?.agg, prior?.q ?? ZERO, ev, scaled, startMs, endMs, ctx.holdEndMs ?? endMs)
   const total = modelTotal(charge, folded.q, null)
-  const next: RunningTotal = { model: charge.model, n, q: folded.q, total, fees: 0n, freeUsed: ZERO, agg: folded.agg }
+  const next: RunningTotal = { model: charge.model, n, q: folded.q, total, fees: 0n, exactFees: ZERO, freeUsed: ZERO, agg: folded.agg }
   return { amount: fmtNano(total - (prior?.total ?? 0n)), metered: meteredFmt(folded.metered), next }
 }
 
@@ -338,9 +345,9 @@ export function periodTotal(charge: UsageCharge, state: MeterState | undefined, 
     return { quantity: fmt(q), amount: fmtNano(total), lines }
   }
   if (charge.model === 'percentage') {
-    const fees = hot?.fees ?? 0n
+    const fees = hot?.exactFees ?? ZERO
     if (state !== undefined) {
-      lines.push({ description: `${state.n} events at ${charge.rate}%`, quantity: fmt(q), amount: fmtNano(fees) })
+      lines.push({ description: `${state.n} events at ${charge.rate}%`, quantity: fmt(q), amount: fmtNano(toNano(fees)) })
     }
     const total = percentageTotal(charge, fees, lines)
     return { quantity: fmt(q), amount: fmtNano(total), lines }

@@ -28,6 +28,8 @@ const cases: { name: string; charge: PercentageCharge; values: string[]; expect:
   { name: 'no events with a charge minimum', charge: charge({ minimum: '25' }), values: [], expect: '25' },
   { name: 'charge maximum on the sum of fees', charge: charge({ maximum: '10' }), values: ['1000', '1000'], expect: '10' },
   { name: 'a refund (negative value) costs nothing', charge: charge({ fixed_fee_per_event: '0.1' }), values: ['-50', '100'], expect: '1.3' },
+  // Fees are summed exact and the sum rounded once: three fees of 5e-10 are 1.5e-9, 0.000000002 (each rounded, 0).
+  { name: 'fees below a nano-unit add up before rounding', charge: charge({ rate: '0.005' }), values: ['0.00001', '0.00001', '0.00001'], expect: '0.000000002' },
   { name: 'sub-cent values keep 9 decimals', charge: charge(), values: ['0.000001'], expect: '0.000000012' },
 ]
 

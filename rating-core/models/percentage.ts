@@ -20,8 +20,8 @@ import { type Clamp, type PriceLine, type PriceResult, applyClamp, cached, decFi
 interface Parsed {
   fraction: Dec
   fixed: Dec | null
-  min: bigint | null
-  max: bigint | null
+  min: Dec | null
+  max: Dec | null
   free: Dec | null
   clamp: Clamp
 }
@@ -32,51 +32,56 @@ const parse = (c: PercentageCharge): Parsed => {
   return {
     fraction: percentToFraction(requiredDec(c.rate, c.id, 'rate')),
     fixed: decField(c.fixed_fee_per_event, c.id, 'fixed_fee_per_event'),
-    min: lo === null ? null : toNano(lo),
-    max: hi === null ? null : toNano(hi),
+    min: lo,
+    max: hi,
     free: decField(c.free_units, c.id, 'free_units'),
     clamp: parseClamp(c),
   }
 }
 
 /**
- * The fee of one event of value `v`, given the allowance already used by earlier events.
- * Returns the fee in nano-units and the allowance used after this event.
+ * The fee of one event of value `v`, given the allowance already used by earlier events: exact (not rounded), clamped
+ * to the per-event minimum and maximum. Returns it and the allowance used after this event. Fees are summed exact and
+ * the sum rounded once (percentageTotal): rounded one by one, three fees of 5e-10 made 0 where the period's model
+ * gives 1.5e-9, rounded to 0.000000002, as a one-tier graduated_percentage at the same rate does.
  */
-export function percentageEventFee(charge: PercentageCharge, v: Dec, freeUsed: Dec): { fee: bigint; freeUsed: Dec } {
+export function percentageEventFee(charge: PercentageCharge, v: Dec, freeUsed: Dec): { fee: Dec; freeUsed: Dec } {
   const p = cached(cache, charge, parse)
-  if (v.i < 0n) return { fee: 0n, freeUsed }
+  if (v.i < 0n) return { fee: ZERO, freeUsed }
   let billed = v
   if (p.free !== null && cmp(freeUsed, p.free) < 0) {
     const left = sub(p.free, freeUsed)
-    if (cmp(v, left) <= 0) return { fee: 0n, freeUsed: add(freeUsed, v) }
+    if (cmp(v, left) <= 0) return { fee: ZERO, freeUsed: add(freeUsed, v) }
     billed = sub(v, left)
     freeUsed = p.free
   }
-  let exact = mul(billed, p.fraction)
-  if (p.fixed !== null) exact = add(exact, p.fixed)
-  let fee = toNano(exact)
-  if (p.min !== null && fee < p.min) fee = p.min
-  if (p.max !== null && fee > p.max) fee = p.max
+  let fee = mul(billed, p.fraction)
+  if (p.fixed !== null) fee = add(fee, p.fixed)
+  if (p.min !== null && cmp(fee, p.min) < 0) fee = p.min
+  if (p.max !== null && cmp(fee, p.max) > 0) fee = p.max
   return { fee, freeUsed }
 }
 
-/** Applies the charge clamp to the sum of per-event fees. */
-export function percentageTotal(charge: PercentageCharge, sumOfFees: bigint, lines: PriceLine[] | null): bigint {
-  return applyClamp(sumOfFees, cached(cache, charge, parse).clamp, lines)
+/**
+ * The charge's total in nano-units: the exact sum of per-event fees rounded half-even to 9 decimals, once, then
+ * clamped to the charge's minimum and maximum (which hold 9 decimals at most, so rounding first gives what clamping first would).
+ */
+export function percentageTotal(charge: PercentageCharge, sumOfFees: Dec, lines: PriceLine[] | null): bigint {
+  return applyClamp(toNano(sumOfFees), cached(cache, charge, parse).clamp, lines)
 }
 
 /** Prices a period's events, given as values in arrival order; one line per event. */
 export function pricePercentage(charge: PercentageCharge, values: string[]): PriceResult {
   const lines: PriceLine[] = []
   let used = ZERO
-  let sum = 0n
+  let sum = ZERO
   values.forEach((s, k) => {
     const v = parseDec(s, `--events value ${k + 1}`)
     const r = percentageEventFee(charge, v, used)
     used = r.freeUsed
-    sum += r.fee
-    lines.push({ description: `event ${k + 1}: ${charge.rate}% of ${fmt(v)}`, quantity: fmt(v), amount: fmt({ i: r.fee, e: 9 }) })
+    sum = add(sum, r.fee)
+    // Each line's fee rounded on its own, as shown; the amount is their exact sum rounded once.
+    lines.push({ description: `event ${k + 1}: ${charge.rate}% of ${fmt(v)}`, quantity: fmt(v), amount: fmt({ i: toNano(r.fee), e: 9 }) })
   })
   return result(percentageTotal(charge, sum, lines), lines)
 }
