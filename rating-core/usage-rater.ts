@@ -94,7 +94,7 @@ export interface MeterState extends MeterAggregate {
   model: UsageCharge['model']
   /** T(state): Σ of the amounts rated so far, 9 decimals at most. */
   total: string
-  /** percentage / time_rated: Σ per-event fees before the charge clamp. */
+  /** percentage / time_rated: Σ per-event fees before the charge clamp (percentage: exact, so it may hold more than 9 decimals). */
   fees?: string
   /** percentage: free allowance (of value) consumed so far; time_rated: seconds of it, when the charge has one. */
   free_used?: string
