@@ -469,6 +469,8 @@ describe('rateflow run with a secured MQTT broker', () => {
       expect(res.signal, 'still running 30 s after the refusal').toBeNull()
       expect(res.code).toBe(2)
       expect(res.stderr).toMatch(/refused the connection: Not authorized \(reason code 135;/)
+      // Nothing was connected, so nothing was lost, and nothing reconnects.
+      expect(res.stderr).not.toMatch(/connection lost|reconnecting/)
     } finally {
       await secure.stop()
     }

@@ -169,9 +169,12 @@ const FATAL_REFUSALS: Readonly<Record<number, 'protocol' | 'client_id' | 'creden
 })
 
 /** What to check for a refused CONNACK; "not authorized" is also how mosquitto answers a wrong password. */
-function refusalHint(kind: (typeof FATAL_REFUSALS)[number], o: Pick<MqttAdapterOptions, 'username' | 'password' | 'password_env' | 'password_file'>): string {
-  const from = o.password_env !== undefined ? ` in ${o.password_env} (password_env)` : o.password_file !== undefined ? ` in ${o.password_file} (password_file)` : ''
-  const anonymous = o.username === undefined && o.password === undefined && o.password_env === undefined && o.password_file === undefined
+function refusalHint(kind: (typeof FATAL_REFUSALS)[number], o: Pick<MqttAdapterOptions, 'url' | 'username' | 'password' | 'password_env' | 'password_file'>): string {
+  // Credentials in the url (`mqtt://user:password@host`) are sent too: such a client is not anonymous.
+  const inUrl = urlHasCredentials(o.url)
+  const from =
+    o.password_env !== undefined ? ` in ${o.password_env} (password_env)` : o.password_file !== undefined ? ` in ${o.password_file} (password_file)` : inUrl ? ' in the url' : ''
+  const anonymous = !inUrl && o.username === undefined && o.password === undefined && o.password_env === undefined && o.password_file === undefined
   switch (kind) {
     case 'protocol':
       return 'the broker does not speak this protocol_version; try 4'
@@ -185,6 +188,15 @@ function refusalHint(kind: (typeof FATAL_REFUSALS)[number], o: Pick<MqttAdapterO
       return anonymous
         ? 'the broker refuses anonymous clients: set username and password_env or password_file'
         : `check username and the password${from}, and that the broker lets this user connect`
+  }
+}
+
+/** Whether `url` carries a user name (and password) before its host. */
+function urlHasCredentials(url: string): boolean {
+  try {
+    return new URL(url).username !== ''
+  } catch {
+    return false
   }
 }
 
@@ -320,7 +332,11 @@ export class MqttAdapter {
       lastError = { text: err.message, at: now }
       log.error({ err: err.message }, 'MQTT client error (the same error again within a minute is not logged)')
     })
-    client.on('offline', () => log.warn('MQTT connection lost; reconnecting'))
+    // Only a connection that was made can be lost: before the first, start() reports what keeps it from connecting
+    // (a refusal said "connection lost; reconnecting" after its error, and nothing reconnected).
+    client.on('offline', () => {
+      if (this.counts.connects > 0) log.warn('MQTT connection lost; reconnecting')
+    })
 
     const connected = new Promise<void>((resolve, rejectP) => {
       let last: string | undefined

@@ -222,7 +222,8 @@ describe('validateAdapterConfig with resources: secrets and TLS files checked be
 describe('a url with user:password@ (the client logs in with them)', () => {
   it('a refusal, a TLS failure and a broker that never answers name the broker with the password masked', async () => {
     const refused = setup({ url: `mqtt://rfmqtt:S3cretMqttPw@127.0.0.1:${passwordPort}` })
-    const r = await expectStartFails(refused.adapter, new RegExp(`^mqtt mqtt:secure: mqtt://rfmqtt:\\*\\*\\*@127\\.0\\.0\\.1:${passwordPort} refused the connection: Not authorized`))
+    // The hint names the url as where the password came from (it said the broker refuses anonymous clients).
+    const r = await expectStartFails(refused.adapter, new RegExp(`^mqtt mqtt:secure: mqtt://rfmqtt:\\*\\*\\*@127\\.0\\.0\\.1:${passwordPort} refused the connection: Not authorized \\(reason code 135; check username and the password in the url, and that the broker lets this user connect\\)$`))
     const tls = setup({ url: `mqtts://rfmqtt:S3cretMqttPw@127.0.0.1:${tlsPort}`, tls: { ca: pki.otherCa, reject_unauthorized: true } })
     const t = await expectStartFails(tls.adapter, new RegExp(`^mqtt mqtt:secure: TLS with mqtts://rfmqtt:\\*\\*\\*@127\\.0\\.0\\.1:${tlsPort} failed: `))
     const silent = setup({ url: `mqtts://rfmqtt:S3cretMqttPw@127.0.0.1:${broker.port}`, tls: { ca: pki.ca, reject_unauthorized: true }, connect_timeout_s: 2 })
