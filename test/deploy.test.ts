@@ -115,6 +115,9 @@ describe('docker-compose.yml', () => {
     expect(published.length).toBeGreaterThan(0)
     for (const p of published) expect(p, p).toMatch(/^127\.0\.0\.1:/)
     expect(compose).toMatch(/CLICKHOUSE_PASSWORD: \$\{CLICKHOUSE_PASSWORD:\?/)
+    // NATS takes only clients with the token (its port would otherwise let anyone publish usage that is billed).
+    expect(compose).toMatch(/"--auth", "\$\{NATS_TOKEN:\?set NATS_TOKEN\}"/)
+    expect(compose).toMatch(/NATS_URL: nats:\/\/\$\{NATS_TOKEN\}@nats:4222/)
     expect(compose).toMatch(/rateflow:\n(?:\s+#.*\n)?\s+build: \.\n/)
   })
 
