@@ -18,6 +18,12 @@ export interface CsvInboxStats {
   failedFiles: number
   rows: number
   batches: number
+  /**
+   * Entries skipped now, each with one warning in the log: a symbolic link, an entry that is no regular file or cannot
+   * be read, and processing/, done/ or failed/ when one is a link (then the inbox reads nothing). Above 0, usage
+   * dropped in the folder may be waiting: /v1/stats shows it, where the warning may have left the log.
+   */
+  skippedEntries: number
 }
 
 /** Checks the `csv` entries of rateflow.json's adapters section; returns the problems found (path-located). */
@@ -84,7 +90,7 @@ export class CsvInbox {
   private timer: NodeJS.Timeout | undefined
   private running: Promise<void> | undefined
   private stopped = false
-  private readonly counts: CsvInboxStats = { files: 0, failedFiles: 0, rows: 0, batches: 0 }
+  private readonly counts: Omit<CsvInboxStats, 'skippedEntries'> = { files: 0, failedFiles: 0, rows: 0, batches: 0 }
   /** Failures in a row of a file, by name, for errors that are neither a bad file nor the queue's. */
   private readonly failures = new Map<string, number>()
   /** Entries skipped because they cannot be stat'ed or are no regular file, warned about once each. */
@@ -102,7 +108,7 @@ export class CsvInbox {
   ) {}
 
   get stats(): CsvInboxStats {
-    return { ...this.counts }
+    return { ...this.counts, skippedEntries: this.unreadable.size }
   }
 
   async start(): Promise<void> {

@@ -111,6 +111,17 @@ describe('validateRunConfig: CSV inboxes that would rate each file twice', () =>
         `$.adapters.csv[0].watch: ${join(dir, 'file.csv', 'inbox')} cannot be created: ${join(dir, 'file.csv')} is a file, not a directory`,
         `$.adapters.csv[1].watch: ${join(dir, 'file.csv', 'a', 'b')} cannot be created: ${join(dir, 'file.csv')} is a file, not a directory`,
       ])
+      // processing/, done/ or failed/ as a link (the inbox follows none there, and would stall with one warning), or a
+      // file: named at start. A watch folder that is itself a link is fine.
+      mkdirSync(join(dir, 'linked'))
+      mkdirSync(join(dir, 'elsewhere'))
+      symlinkSync(join(dir, 'elsewhere'), join(dir, 'linked', 'done'))
+      writeFileSync(join(dir, 'linked', 'failed'), '')
+      symlinkSync(join(dir, 'linked'), join(dir, 'watch-link'))
+      expect(onMachine({ adapters: { csv: [{ watch: join(dir, 'watch-link'), source: 'csv:l' }] }, http: { port: 0 } })).toEqual([
+        `$.adapters.csv[0].watch: ${join(dir, 'watch-link', 'done')} is a symbolic link: the inbox moves files through done/ and follows no link there; make it a directory of its own`,
+        `$.adapters.csv[0].watch: ${join(dir, 'watch-link', 'failed')} is not a directory: the inbox moves files through failed/ and follows no link there; make it a directory of its own`,
+      ])
       // Without looking at the machine, the same absolute path is still caught.
       expect(problems({ adapters: { csv: entries.slice(0, 2) }, http: { port: 0 } })).toHaveLength(1)
     } finally {
