@@ -48,13 +48,20 @@ describe('SyslogFramer', () => {
     expect(texts(f.push(Buffer.from('zz\n<13>ok\n')))).toEqual(['<13>ok'])
   })
 
-  it('reports a connection closed inside an octet-counted frame; returns a last unterminated line', () => {
+  it('reports a connection closed inside an octet-counted frame, or inside a line (no newline after it), as an error frame', () => {
     const f = new SyslogFramer(100)
     f.push(Buffer.from('20 <13>short'))
     expect(texts(f.end())).toEqual(['ERR connection closed inside an octet-counted frame: got 9 of 20 bytes'])
+    // A sender killed mid-write ends the connection as one that finished: `quantity=123` cut to `quantity=1` was billed.
     const g = new SyslogFramer(100)
-    g.push(Buffer.from('<13>last'))
-    expect(texts(g.end())).toEqual(['<13>last'])
+    expect(texts(g.push(Buffer.from('<13>done quantity=5\n<13>cut quantity=1')))).toEqual(['<13>done quantity=5'])
+    const cut = g.end()
+    expect(texts(cut)).toEqual(['ERR connection closed inside a message: its last 18 bytes end in no newline (a sender cut off mid-write; send the message again, newline-terminated)'])
+    expect(cut[0]).toMatchObject({ ok: false, fatal: false, preview: Buffer.from('<13>cut quantity=1') })
+    // Trailing CR or NUL alone after the last newline is nothing.
+    const h = new SyslogFramer(100)
+    h.push(Buffer.from('<13>x\n\r\0'))
+    expect(h.end()).toEqual([])
   })
 
   it('frames the same messages however the stream is chunked (property)', () => {

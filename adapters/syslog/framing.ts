@@ -114,7 +114,11 @@ export class SyslogFramer {
     return [{ ok: false, error: `${reason}: ${b.length} bytes of a message that had not ended`, preview: Buffer.from(b.subarray(0, RAW_PREVIEW_BYTES)), fatal: false }]
   }
 
-  /** End of stream: a last unterminated line is a message; a partial octet-counted frame is an error. */
+  /**
+   * End of stream: bytes after the last newline, or a partial octet-counted frame, are one error frame (raw kept, not
+   * rated). A sender killed mid-write closes the connection as cleanly as one that finished: a last line taken as a
+   * message billed `quantity=123` cut to `quantity=1`, and `event_id=evt-100` cut to `evt-10` as another event.
+   */
   end(): Frame[] {
     if (this.closed) return []
     this.closed = true
@@ -128,6 +132,14 @@ export class SyslogFramer {
     }
     let end = b.length
     while (end > 0 && (b[end - 1] === CR || b[end - 1] === NUL)) end--
-    return end === 0 ? [] : [{ ok: true, bytes: Buffer.from(b.subarray(0, end)) }]
+    if (end === 0) return []
+    return [
+      {
+        ok: false,
+        error: `connection closed inside a message: its last ${end} bytes end in no newline (a sender cut off mid-write; send the message again, newline-terminated)`,
+        preview: Buffer.from(b.subarray(0, Math.min(end, RAW_PREVIEW_BYTES))),
+        fatal: false,
+      },
+    ]
   }
 }

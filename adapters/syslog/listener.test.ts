@@ -227,6 +227,28 @@ describe('SyslogAdapter bad input', () => {
     await waitFor(() => t.rejects().length === 1, 'a reject')
     expect(t.rejects()[0]!.reason).toContain(`connection closed inside an octet-counted frame: got ${partial.length} of 80 bytes`)
   })
+
+  it('TCP: a last line with no newline, closed by an end (FIN) or a reset (RST), is a reject with its bytes, never rated', async () => {
+    // A sender killed mid-write: `quantity=123` cut to `quantity=1` was billed as 1 (FIN), and after a reset the
+    // bytes vanished with no reject, count or log line (RST).
+    const t = setup()
+    await t.adapter.start()
+    const port = t.adapter.ports.tcp!
+    const line = (id: string, q: string) => `<13>1 2026-10-01T12:00:01Z h a - - - device_id=d metric=m quantity=${q} event_id=${id}`
+    const fin = net.connect(port, '127.0.0.1')
+    fin.end(`${line('f1', '7')}\n${line('f2', '1')}`)
+    const rst = net.connect(port, '127.0.0.1')
+    await new Promise<void>((r) => rst.once('connect', () => r()))
+    rst.on('error', () => undefined)
+    rst.write(`${line('r1', '5')}\n${line('r2', '12')}`)
+    await new Promise((r) => setTimeout(r, 200))
+    rst.resetAndDestroy()
+    await waitFor(() => t.rejects().length === 2 && t.records().length === 2, 'two records and two rejects')
+    expect(t.records().map((r) => r.event_id).sort()).toEqual(['f1', 'r1'])
+    const byRaw = new Map(t.rejects().map((r) => [r.raw, r.reason]))
+    expect(byRaw.get(line('f2', '1'))).toMatch(/^connection closed inside a message: its last \d+ bytes end in no newline/)
+    expect(byRaw.get(line('r2', '12'))).toMatch(/^connection reset by the sender: \d+ bytes of a message that had not ended$/)
+  })
 })
 
 describe('SyslogAdapter flow control', () => {

@@ -331,6 +331,10 @@ export class SyslogAdapter {
     socket.on('error', (err) => this.deps.logger.debug({ err, peer }, 'syslog TCP connection error'))
     socket.on('close', () => {
       this.connections.delete(socket)
+      // Closed without an end (a reset, or an error): bytes of a message it had started are one reject with them. They
+      // vanished: no reject, no count, no log line at the default level. (After an end, a cut or a framing error, the
+      // framer has nothing left to give.)
+      run(framer.cut('connection reset by the sender'))
       closed = true
       settle()
     })
