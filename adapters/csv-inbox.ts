@@ -148,20 +148,14 @@ export class CsvInbox {
   private async scan(): Promise<void> {
     const dir = this.options.watch
     if (!existsSync(dir)) return
-    // The folders files are moved through: a link in their place (whoever may write the folder can make one) had
-    // every `*.csv` of the link's target read, its lines shown in failed/, and the files moved out of it.
-    for (const sub of [PROCESSING, 'done', 'failed']) {
-      let st
-      try {
-        st = lstatSync(join(dir, sub))
-      } catch {
-        continue
-      }
-      if (st.isSymbolicLink() || !st.isDirectory()) {
-        this.skipped(`${sub}/`, undefined, `CSV inbox: ${sub} in the folder is ${st.isSymbolicLink() ? 'a symbolic link' : 'not a folder'}: nothing is read or moved until it is a folder of its own`)
-        return
-      }
+    const [unsafe] = unsafeMoveFolders(dir)
+    for (const sub of MOVE_FOLDERS) {
+      if (sub === unsafe?.sub) break
       this.unreadable.delete(`${sub}/`)
+    }
+    if (unsafe !== undefined) {
+      this.skipped(`${unsafe.sub}/`, undefined, `CSV inbox: ${unsafe.sub} in the folder is ${unsafe.link ? 'a symbolic link' : 'not a folder'}: nothing is read or moved until it is a folder of its own`)
+      return
     }
     const processing = join(dir, PROCESSING)
     const entries = readdirSync(dir)
@@ -319,6 +313,29 @@ export class CsvInbox {
 
 /** Where a file is read from, once claimed. */
 const PROCESSING = 'processing'
+
+/** The folders of the watched folder that files are moved through. */
+const MOVE_FOLDERS = [PROCESSING, 'done', 'failed'] as const
+
+/**
+ * Those of the folders an inbox moves files through (processing/, done/, failed/, in that order) that stand in
+ * `watch` as a symbolic link or as no folder. A link in their place (whoever may write the folder can make one) had
+ * every `*.csv` of the link's target read, its lines shown in failed/, and the files moved out of it; the inbox reads
+ * and moves nothing while there is one, and `rateflow run` refuses to start with one.
+ */
+export function unsafeMoveFolders(watch: string): Array<{ sub: (typeof MOVE_FOLDERS)[number]; link: boolean }> {
+  const out: Array<{ sub: (typeof MOVE_FOLDERS)[number]; link: boolean }> = []
+  for (const sub of MOVE_FOLDERS) {
+    let st
+    try {
+      st = lstatSync(join(watch, sub))
+    } catch {
+      continue
+    }
+    if (st.isSymbolicLink() || !st.isDirectory()) out.push({ sub, link: st.isSymbolicLink() })
+  }
+  return out
+}
 
 /**
  * Moves processing/`name` to `sub`/ (done, failed), under another name when `sub` has one of that name already;

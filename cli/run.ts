@@ -1,10 +1,10 @@
-import { existsSync, lstatSync, realpathSync, statSync } from 'node:fs'
+import { existsSync, realpathSync, statSync } from 'node:fs'
 import { dirname, join, resolve, sep } from 'node:path'
 import { createServer, type IncomingMessage, type Server } from 'node:http'
 import os from 'node:os'
 import { isIP, type AddressInfo } from 'node:net'
 import { checkAdapterConfig, type AdaptersConfig, type ResourceCheck } from '../adapters/config.js'
-import { CsvInbox, checkCsvInboxEntries, type CsvInboxOptions } from '../adapters/csv-inbox.js'
+import { CsvInbox, checkCsvInboxEntries, unsafeMoveFolders, type CsvInboxOptions } from '../adapters/csv-inbox.js'
 import { MqttAdapter } from '../adapters/mqtt/index.js'
 import { BUILTIN_MAPPINGS, SyslogAdapter } from '../adapters/syslog/index.js'
 import { ErrorCode, RateflowError, ValidationError, type Problem } from '../common/errors.js'
@@ -191,16 +191,12 @@ function watchProblems(entries: readonly unknown[], onMachine: boolean): Problem
         return
       }
       dir = realpathSync(dir)
-      // The inbox reads and moves nothing while one of these is a link (a link as processing/ had its target's files
-      // read and moved out of it): said at start, where the inbox would otherwise stall with one warning in the log.
-      for (const sub of ['processing', 'done', 'failed']) {
-        const st = lstatSync(join(dir, sub), { throwIfNoEntry: false })
-        if (st !== undefined && (st.isSymbolicLink() || !st.isDirectory())) {
-          problems.push({
-            path,
-            message: `${join(w, sub)} is ${st.isSymbolicLink() ? 'a symbolic link' : 'not a directory'}: the inbox moves files through ${sub}/ and follows no link there; make it a directory of its own`,
-          })
-        }
+      // Said at start, where the inbox would otherwise stall with one warning in the log.
+      for (const { sub, link } of unsafeMoveFolders(dir)) {
+        problems.push({
+          path,
+          message: `${join(w, sub)} is ${link ? 'a symbolic link' : 'not a directory'}: the inbox moves files through ${sub}/ and follows no link there; make it a directory of its own`,
+        })
       }
     } else if (onMachine) {
       const file = fileAbove(dir)
