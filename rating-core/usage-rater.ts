@@ -133,11 +133,11 @@ export interface RunningTotal {
   readonly q: Dec
   /** T in nano-units (9 decimals). */
   readonly total: bigint
-  /** percentage / time_rated: Σ per-event fees in nano-units before the charge clamp; else 0. */
+  /** time_rated: Σ session prices in nano-units before the charge clamp (each rounded by its charge's own rounding); else 0. */
   readonly fees: bigint
   /**
-   * percentage: Σ per-event fees exact (`fees` is it rounded), which the total rounds once; else 0. A percentage fee
-   * is not rounded on its own (percentageEventFee); a time_rated price is, by its charge's own rounding.
+   * percentage: Σ per-event fees exact, before the charge clamp, which the total rounds once (a fee is not rounded on its
+   * own: percentageEventFee); else 0.
    */
   readonly exactFees: Dec
   /** percentage: free allowance (of value) consumed so far; time_rated: of seconds; else 0. */
@@ -171,7 +171,7 @@ export function runningTotalOf(s: MeterState): RunningTotal {
       n: s.n,
       q: parseDec(s.q, 'state.q'),
       total: toNano(parseDec(total, 'state.total')),
-      fees: fees === undefined ? 0n : toNano(parseDec(fees, 'state.fees')),
+      fees: model === 'time_rated' && fees !== undefined ? toNano(parseDec(fees, 'state.fees')) : 0n,
       // A state written before fees were kept exact holds them rounded, as its amounts were.
       exactFees: model === 'percentage' && fees !== undefined ? parseDec(fees, 'state.fees') : ZERO,
       freeUsed: free_used === undefined ? ZERO : parseDec(free_used, 'state.free_used'),
@@ -308,7 +308,7 @@ export function foldUsageEvent(
     const exactFees = prior === undefined ? r.fee : add(prior.exactFees, r.fee)
     const total = percentageTotal(charge, exactFees, null)
     const q = prior === undefined ? scaled : add(prior.q, scaled)
-    const next: RunningTotal = { model: charge.model, n, q, total, fees: toNano(exactFees), exactFees, freeUsed: r.freeUsed, agg: undefined }
+    const next: RunningTotal = { model: charge.model, n, q, total, fees: 0n, exactFees, freeUsed: r.freeUsed, agg: undefined }
     return { amount: fmtNano(total - (prior?.total ?? 0n)), metered: meteredFmt(scaled), next }
   }
 
