@@ -5,7 +5,7 @@ import { join } from 'node:path'
 import { connect, type NatsConnection } from '@nats-io/transport-node'
 import { ErrorCode, RateflowError } from '../../common/errors.js'
 import { freePort } from '../../common/net.js'
-import { programProblem, serviceProgram } from './program.js'
+import { killGroup, programProblem, serviceProgram } from './program.js'
 
 /** A nats-server with JetStream that this process started and owns. */
 export interface LocalNatsServer {
@@ -91,11 +91,7 @@ export async function startNatsServer(dataDir: string, options: NatsServerOption
   // guard alone left a server that ignored SIGTERM (seen on a full disk) running on the data directory.
   const child: ChildProcess = spawn('sh', ['-c', guard, 'sh', program, ...args], { stdio: ['pipe', 'ignore', 'pipe'], detached: true })
   const killAll = () => {
-    try {
-      process.kill(-child.pid!, 'SIGKILL')
-    } catch {
-      child.kill('SIGKILL')
-    }
+    if (!killGroup(child.pid)) child.kill('SIGKILL')
   }
   let stderr = ''
   child.stderr?.on('data', (d: Buffer) => {

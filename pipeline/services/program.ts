@@ -69,12 +69,16 @@ export function programProblem(program: string, timeoutMs = VERSION_PROBE_MS): P
   })
 }
 
-/** SIGKILL to the process group `pid` leads, if it is still there. */
-function killGroup(pid: number | undefined): void {
-  if (pid === undefined) return
+/**
+ * SIGKILL to the process group `pid` leads (a child spawned `detached`), if it is still there: its children go with
+ * it. False when there is no such group (gone already, or no pid).
+ */
+export function killGroup(pid: number | undefined): boolean {
+  if (pid === undefined) return false
   try {
     process.kill(-pid, 'SIGKILL')
+    return true
   } catch {
-    // Gone already.
+    return false
   }
 }
